@@ -1,0 +1,138 @@
+"""One frozen, typed configuration per stage.
+
+``app.py`` picks a stage (``-c stage=prod`` or ``STAGE=prod make synth``); stacks and constructs
+receive the values and never read context or the environment themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+_PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_ARN_RE = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:.+$")
+#: Retention periods CloudWatch Logs accepts (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+
+
+@dataclass(frozen=True)
+class Features:
+    """Components that a stage switches on or off. Later stacks read these, constructs do not."""
+
+    #: Govern the catalog with Lake Formation (off: IAM-only access, the lake still works).
+    lake_formation: bool = True
+    #: Create a Macie session, custom identifiers and a classification job.
+    macie: bool = True
+    #: Reuse a Macie session already enabled in the account instead of creating one.
+    macie_reuse_session: bool = False
+    #: A CloudTrail trail with S3 data events on the lake buckets.
+    cloudtrail: bool = True
+    #: Redshift Serverless with Spectrum over the curated zone.
+    redshift: bool = False
+    #: A Spark-enabled Athena workgroup for notebook users.
+    athena_spark: bool = False
+    #: QuickSight data source, dataset and dashboard; needs a principal ARN (README: prerequisites).
+    quicksight_principal_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """Object lifecycle of the zone buckets (days)."""
+
+    raw_infrequent_access_after: int = 30
+    raw_glacier_ir_after: int = 90
+    noncurrent_versions_expire_after: int = 30
+    athena_results_expire_after: int = 30
+    access_logs_expire_after: int = 365
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    name: str
+    #: Prefix of every physical name, alias and tag value: short, lower-case.
+    prefix: str
+    #: Deploy to this account/region; None keeps the stacks environment-agnostic.
+    account: str | None = None
+    region: str | None = None
+    #: Sandbox: ``cdk destroy`` removes everything, buckets emptied. Prod: data and keys retained.
+    destroy_on_removal: bool = False
+    termination_protection: bool = True
+    log_retention_days: int = 365
+    #: Alerts go to this address (SNS e-mail subscription); None: topic without subscription.
+    alarm_email: str | None = None
+    #: Extra Lake Formation admins (IAM role or user ARNs), appended to the existing ones.
+    lake_admin_arns: tuple[str, ...] = ()
+    #: Per-query bytes-scanned cutoff of the analysts' Athena workgroup.
+    athena_bytes_scanned_cutoff: int = 10 * 1024**3
+    #: Redshift Serverless base capacity (RPU) and monthly usage limit (RPU-hours).
+    redshift_base_rpu: int = 8
+    redshift_usage_limit_rpu_hours: int = 200
+    #: Version of Powertools for AWS Lambda (Python) whose public layer the functions use.
+    powertools_version: str = "3.37.0"
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    features: Features = field(default_factory=Features)
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        where = f"config/stages.py stage {self.name!r}"
+        if not _PREFIX_RE.match(self.prefix):
+            problems.append(f"prefix={self.prefix!r}: use 2-20 lower-case letters, digits or '-'")
+        if self.account is not None and not re.fullmatch(r"\d{12}", self.account):
+            problems.append(f"account={self.account!r}: use a 12-digit account id or None")
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            problems.append(f"log_retention_days={self.log_retention_days}: use one of {LOG_RETENTION_DAYS}")
+        if self.alarm_email is not None and not _EMAIL_RE.match(self.alarm_email):
+            problems.append(f"alarm_email={self.alarm_email!r}: use an e-mail address or None")
+        for arn in self.lake_admin_arns:
+            if not _ARN_RE.match(arn):
+                problems.append(f"lake_admin_arns: {arn!r} is not an IAM ARN")
+        qs = self.features.quicksight_principal_arn
+        if qs is not None and not _ARN_RE.match(qs):
+            problems.append(f"features.quicksight_principal_arn={qs!r}: use a QuickSight user or group ARN")
+        lc = self.lifecycle
+        if not 30 <= lc.raw_infrequent_access_after < lc.raw_glacier_ir_after:
+            problems.append(
+                "lifecycle: S3 needs raw_infrequent_access_after >= 30 and below raw_glacier_ir_after"
+            )
+        if self.athena_bytes_scanned_cutoff < 10 * 1024**2:
+            problems.append("athena_bytes_scanned_cutoff: Athena's minimum is 10 MB")
+        if self.redshift_base_rpu not in range(8, 1025, 8):
+            problems.append("redshift_base_rpu: use a multiple of 8 from 8 to 1024")
+        if problems:
+            raise ValueError(f"Invalid stage configuration in {where}:\n  - " + "\n  - ".join(problems))
+
+    def with_features(self, **changes: object) -> StageConfig:
+        """A copy with some features changed (tests and benchmarks use it)."""
+        return replace(self, features=replace(self.features, **changes))  # type: ignore[arg-type]
+
+
+SANDBOX = StageConfig(
+    name="sandbox",
+    prefix="lake-sbx",
+    destroy_on_removal=True,
+    termination_protection=False,
+    log_retention_days=30,
+    lifecycle=Lifecycle(access_logs_expire_after=90),
+)
+
+PROD = StageConfig(
+    name="prod",
+    prefix="lake-prd",
+    destroy_on_removal=False,
+    termination_protection=True,
+    log_retention_days=731,
+    features=Features(redshift=True),
+)
+
+STAGES: dict[str, StageConfig] = {s.name: s for s in (SANDBOX, PROD)}
+
+
+def get_stage(name: str) -> StageConfig:
+    try:
+        return STAGES[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown stage {name!r} (from -c stage=... or STAGE=...): use one of {', '.join(STAGES)}, "
+            "or add a StageConfig to config/stages.py"
+        ) from None

@@ -1,0 +1,513 @@
+"""The dataset model: one JSON file per dataset under ``config/datasets/`` is the single source of truth.
+
+Everything that describes a dataset elsewhere is derived from this model: the Glue table columns,
+the Firehose transform's validation spec, the Spark job's schema, the DQDL ruleset and the
+Lake Formation tags. Parsing is strict: an unknown field, an unknown type or an inconsistent file
+raises one :class:`DatasetConfigError` that names the file, the field and the fix for every problem.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Where the dataset files live, relative to the repository root.
+DATASETS_DIR = Path(__file__).resolve().parent.parent / "config" / "datasets"
+
+SCALAR_TYPES = ("string", "int", "bigint", "double", "boolean", "date", "timestamp")
+_DECIMAL_RE = re.compile(r"^decimal\((\d{1,2}),(\d{1,2})\)$")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+CLASSIFICATIONS = ("public", "internal", "pii")
+SOURCES = ("direct_put", "kinesis_stream")
+#: Partition columns every curated table carries, derived from the event time in UTC.
+CURATED_PARTITIONS = ("year", "month", "day")
+#: Partition keys the Firehose transform supplies for the raw zone prefix.
+RAW_PARTITIONS = ("year", "month", "day", "hour")
+#: Columns the pipeline adds to every record (name, Glue type, comment).
+METADATA_COLUMNS = (
+    ("ingested_at", "timestamp", "When the Firehose transform accepted the record (UTC)."),
+    ("source_stream", "string", "Name of the delivery or Kinesis stream the record came through."),
+)
+
+_TOP_FIELDS = {
+    "name",
+    "description",
+    "record_key",
+    "event_time",
+    "governance",
+    "columns",
+    "ingestion",
+    "processing",
+}
+_COLUMN_FIELDS = {
+    "name",
+    "type",
+    "required",
+    "enum",
+    "min",
+    "max",
+    "pattern",
+    "max_length",
+    "comment",
+    "items",
+    "fields",
+}
+_GOVERNANCE_FIELDS = {"classification", "pii_columns", "row_filter_column"}
+_INGESTION_FIELDS = {"source", "buffer_size_mib", "buffer_interval_seconds"}
+_PROCESSING_FIELDS = {"schedule", "target_file_size_mib"}
+_SCHEDULE_RE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
+
+
+class DatasetConfigError(ValueError):
+    """A dataset file is wrong. The message names the file, each bad field and its fix."""
+
+    def __init__(self, path: Path | str, problems: Iterable[tuple[str, str]]):
+        self.path = str(path)
+        self.problems = list(problems)
+        lines = [f"{field_path}: {fix}" for field_path, fix in self.problems]
+        super().__init__(f"Invalid dataset file {self.path}:\n  - " + "\n  - ".join(lines))
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a dataset, possibly nested (``array`` of structs, ``struct``)."""
+
+    name: str
+    type: str
+    required: bool = False
+    enum: tuple[str, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    pattern: str | None = None
+    max_length: int | None = None
+    comment: str = ""
+    #: Fields of the struct (for ``struct``) or of each element (for ``array``).
+    children: tuple[Column, ...] = ()
+
+    @property
+    def is_decimal(self) -> bool:
+        return self.type.startswith("decimal(")
+
+    @property
+    def decimal_precision_scale(self) -> tuple[int, int]:
+        match = _DECIMAL_RE.match(self.type)
+        if match is None:
+            raise ValueError(f"{self.name} is not a decimal column")
+        return int(match.group(1)), int(match.group(2))
+
+    def glue_type(self) -> str:
+        """The Hive/Glue type string, e.g. ``array<struct<sku:string,qty:int>>``."""
+        if self.type == "array":
+            return f"array<struct<{','.join(f'{c.name}:{c.glue_type()}' for c in self.children)}>>"
+        if self.type == "struct":
+            return f"struct<{','.join(f'{c.name}:{c.glue_type()}' for c in self.children)}>"
+        return self.type
+
+    def to_spec(self) -> dict[str, Any]:
+        """The compact form that the Lambda transform and the Glue job receive at runtime."""
+        spec: dict[str, Any] = {"name": self.name, "type": self.type}
+        if self.required:
+            spec["required"] = True
+        for key in ("enum", "min", "max", "pattern", "max_length"):
+            value = getattr(self, key)
+            if value is not None:
+                spec[key] = list(value) if key == "enum" else value
+        if self.children:
+            spec["fields"] = [c.to_spec() for c in self.children]
+        return spec
+
+
+@dataclass(frozen=True)
+class Governance:
+    """Who may see what: the dataset's classification, its PII columns, a row-filter example."""
+
+    classification: str = "internal"
+    pii_columns: tuple[str, ...] = ()
+    #: Column of the worked data-cells-filter example (rows limited by its value).
+    row_filter_column: str | None = None
+
+
+@dataclass(frozen=True)
+class Ingestion:
+    """Firehose settings. Dynamic partitioning needs a buffer of 64 to 128 MiB."""
+
+    source: str = "direct_put"
+    buffer_size_mib: int = 128
+    buffer_interval_seconds: int = 900
+
+
+@dataclass(frozen=True)
+class Processing:
+    """Batch settings for the raw-to-curated job."""
+
+    schedule: str = "rate(1 hour)"
+    target_file_size_mib: int = 128
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    description: str
+    record_key: str
+    event_time: str
+    columns: tuple[Column, ...]
+    governance: Governance = field(default_factory=Governance)
+    ingestion: Ingestion = field(default_factory=Ingestion)
+    processing: Processing = field(default_factory=Processing)
+    source_file: str = ""
+
+    def column(self, name: str) -> Column:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+    @property
+    def pii_columns(self) -> tuple[str, ...]:
+        return self.governance.pii_columns
+
+    @property
+    def non_pii_columns(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.name not in self.governance.pii_columns)
+
+    @property
+    def resource_name(self) -> str:
+        """The dataset name as used in resource names (dashes instead of underscores)."""
+        return self.name.replace("_", "-")
+
+    def to_spec(self) -> dict[str, Any]:
+        """The runtime spec shared by the transform and the job (JSON-serialisable)."""
+        return {
+            "name": self.name,
+            "record_key": self.record_key,
+            "event_time": self.event_time,
+            "columns": [c.to_spec() for c in self.columns],
+        }
+
+    def to_spec_json(self) -> str:
+        return json.dumps(self.to_spec(), separators=(",", ":"), sort_keys=True)
+
+    def glue_columns(self) -> list[tuple[str, str, str]]:
+        """(name, type, comment) of the curated table's data columns, metadata columns last."""
+        cols = [(c.name, c.glue_type(), c.comment) for c in self.columns]
+        return cols + list(METADATA_COLUMNS)
+
+
+def _problem(problems: list[tuple[str, str]], where: str, fix: str) -> None:
+    problems.append((where, fix))
+
+
+def _check_keys(
+    obj: Mapping[str, Any], allowed: set[str], where: str, problems: list[tuple[str, str]]
+) -> None:
+    for key in sorted(set(obj) - allowed):
+        _problem(
+            problems,
+            f"{where}.{key}" if where else key,
+            f"unknown field; remove it or use one of: {', '.join(sorted(allowed))}",
+        )
+
+
+def _parse_column(
+    raw: Any, where: str, problems: list[tuple[str, str]], nested: bool = False
+) -> Column | None:
+    if not isinstance(raw, dict):
+        _problem(problems, where, "each column must be an object with at least 'name' and 'type'")
+        return None
+    _check_keys(raw, _COLUMN_FIELDS, where, problems)
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        _problem(
+            problems,
+            f"{where}.name",
+            f"got {name!r}; use a lower-case identifier (letters, digits, '_', at most 63 characters)",
+        )
+        name = str(name)
+    where = f"columns[{name}]" if not nested else where
+    ctype = raw.get("type")
+    valid_types = f"one of {', '.join(SCALAR_TYPES)}, decimal(p,s), array, struct"
+    type_known = True
+    if not isinstance(ctype, str):
+        type_known = False
+        _problem(problems, f"{where}.type", f"missing; set it to {valid_types}")
+        ctype = "string"
+    elif ctype not in SCALAR_TYPES and ctype not in ("array", "struct"):
+        match = _DECIMAL_RE.match(ctype)
+        if match is None:
+            type_known = False
+            _problem(problems, f"{where}.type", f"unknown type {ctype!r}; use {valid_types}")
+        else:
+            precision, scale = int(match.group(1)), int(match.group(2))
+            if not 1 <= precision <= 38 or scale > precision:
+                _problem(
+                    problems,
+                    f"{where}.type",
+                    f"{ctype}: precision must be 1..38 and scale <= precision",
+                )
+    if "required" in raw and not isinstance(raw["required"], bool):
+        _problem(problems, f"{where}.required", f"must be true or false, got {raw['required']!r}")
+    enum = raw.get("enum")
+    if enum is not None:
+        if ctype != "string" or not isinstance(enum, list) or not enum:
+            _problem(problems, f"{where}.enum", "enum needs a string column and a non-empty list")
+        elif not all(isinstance(v, str) for v in enum) or len(set(enum)) != len(enum):
+            _problem(problems, f"{where}.enum", "enum values must be distinct strings")
+    numeric = ctype in ("int", "bigint", "double") or ctype.startswith("decimal(")
+    for bound in ("min", "max"):
+        value = raw.get(bound)
+        if value is None:
+            continue
+        if type_known and not numeric:
+            _problem(problems, f"{where}.{bound}", f"'{bound}' applies to numeric types only")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            _problem(problems, f"{where}.{bound}", f"must be a number, got {value!r}")
+    if (
+        isinstance(raw.get("min"), (int, float))
+        and isinstance(raw.get("max"), (int, float))
+        and raw["min"] > raw["max"]
+    ):
+        _problem(problems, f"{where}.min", "min is greater than max; swap them")
+    pattern = raw.get("pattern")
+    if pattern is not None:
+        if ctype != "string" or not isinstance(pattern, str):
+            _problem(problems, f"{where}.pattern", "pattern needs a string column and a regex")
+        else:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                _problem(problems, f"{where}.pattern", f"not a valid regular expression: {exc}")
+    max_length = raw.get("max_length")
+    if max_length is not None and (
+        ctype != "string" or not isinstance(max_length, int) or max_length < 1
+    ):
+        _problem(problems, f"{where}.max_length", "max_length needs a string column and an int >= 1")
+    comment = raw.get("comment", "")
+    if not isinstance(comment, str) or len(comment) > 255:
+        _problem(problems, f"{where}.comment", "must be a string of at most 255 characters")
+        comment = ""
+    children: list[Column] = []
+    child_key = "items" if ctype == "array" else "fields" if ctype == "struct" else None
+    for key in ("items", "fields"):
+        if key in raw and key != child_key:
+            _problem(problems, f"{where}.{key}", f"'{key}' only applies to type {'array' if key == 'items' else 'struct'}")
+    if child_key is not None:
+        raw_children = raw.get(child_key)
+        if not isinstance(raw_children, list) or not raw_children:
+            _problem(
+                problems,
+                f"{where}.{child_key}",
+                f"type {ctype} needs '{child_key}': a non-empty list of field objects",
+            )
+        else:
+            seen: set[str] = set()
+            for i, raw_child in enumerate(raw_children):
+                child = _parse_column(raw_child, f"{where}.{child_key}[{i}]", problems, nested=True)
+                if child is None:
+                    continue
+                if child.type in ("array", "struct"):
+                    _problem(
+                        problems,
+                        f"{where}.{child_key}[{i}].type",
+                        "nested fields must be scalar or decimal; flatten deeper nesting",
+                    )
+                if child.name in seen:
+                    _problem(problems, f"{where}.{child_key}[{i}].name", f"duplicate field {child.name!r}")
+                seen.add(child.name)
+                children.append(child)
+    return Column(
+        name=name,
+        type=ctype,
+        required=raw.get("required") is True,
+        enum=tuple(enum) if isinstance(enum, list) else None,
+        min=raw.get("min"),
+        max=raw.get("max"),
+        pattern=pattern if isinstance(pattern, str) else None,
+        max_length=max_length if isinstance(max_length, int) else None,
+        comment=comment,
+        children=tuple(children),
+    )
+
+
+def _parse_section(
+    raw: Any, name: str, allowed: set[str], problems: list[tuple[str, str]]
+) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        _problem(problems, name, "must be an object")
+        return {}
+    _check_keys(raw, allowed, name, problems)
+    return {k: v for k, v in raw.items() if k in allowed}
+
+
+def _parse_governance(
+    raw: Any, by_name: Mapping[str, Column], keys: tuple[Any, Any], problems: list[tuple[str, str]]
+) -> Governance:
+    section = _parse_section(raw, "governance", _GOVERNANCE_FIELDS, problems)
+    classification = section.get("classification", "internal")
+    if classification not in CLASSIFICATIONS:
+        _problem(
+            problems,
+            "governance.classification",
+            f"got {classification!r}; use one of {', '.join(CLASSIFICATIONS)}",
+        )
+        classification = "internal"
+    pii = section.get("pii_columns", [])
+    if not isinstance(pii, list) or not all(isinstance(p, str) for p in pii):
+        _problem(problems, "governance.pii_columns", "must be a list of column names")
+        pii = []
+    for name in pii:
+        if name not in by_name:
+            _problem(
+                problems,
+                "governance.pii_columns",
+                f"PII flag on {name!r}, which is not a column; fix the name or add the column "
+                f"(columns: {', '.join(by_name)})",
+            )
+        elif name in keys:
+            _problem(problems, "governance.pii_columns", f"{name!r} is the record key or event time; it cannot be PII")
+    if len(set(pii)) != len(pii):
+        _problem(problems, "governance.pii_columns", "a column is listed twice; list each once")
+    row_filter = section.get("row_filter_column")
+    if row_filter is not None and (row_filter not in by_name or by_name[row_filter].type != "string"):
+        _problem(
+            problems,
+            "governance.row_filter_column",
+            f"{row_filter!r} is not a string column; name one or remove the field",
+        )
+    return Governance(
+        classification=classification, pii_columns=tuple(dict.fromkeys(pii)), row_filter_column=row_filter
+    )
+
+
+def parse_dataset(raw: Any, path: Path | str) -> Dataset:
+    """Validate the decoded JSON of a dataset file and build the model, or raise one error."""
+    problems: list[tuple[str, str]] = []
+    if not isinstance(raw, dict):
+        raise DatasetConfigError(path, [("(top level)", "the file must hold one JSON object")])
+    _check_keys(raw, _TOP_FIELDS, "", problems)
+    name = raw.get("name")
+    stem = Path(path).stem
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        _problem(problems, "name", f"got {name!r}; use a lower-case identifier such as {stem!r}")
+        name = stem
+    elif name != stem:
+        _problem(problems, "name", f"{name!r} differs from the file name; rename the file to {name}.json")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        _problem(problems, "description", "must be a string")
+        description = ""
+
+    columns: list[Column] = []
+    raw_columns = raw.get("columns")
+    if not isinstance(raw_columns, list) or not raw_columns:
+        _problem(problems, "columns", "missing; list the dataset's columns as objects with 'name' and 'type'")
+        raw_columns = []
+    seen: set[str] = set()
+    reserved = {n for n, _, _ in METADATA_COLUMNS} | set(RAW_PARTITIONS)
+    for i, raw_column in enumerate(raw_columns):
+        column = _parse_column(raw_column, f"columns[{i}]", problems)
+        if column is None:
+            continue
+        if column.name in seen:
+            _problem(problems, f"columns[{column.name}]", "duplicate column; each name may appear once")
+        if column.name in reserved:
+            _problem(
+                problems,
+                f"columns[{column.name}]",
+                f"{column.name!r} is added by the pipeline; rename the column",
+            )
+        seen.add(column.name)
+        columns.append(column)
+    by_name = {c.name: c for c in columns}
+
+    record_key = raw.get("record_key")
+    if record_key not in by_name:
+        _problem(
+            problems,
+            "record_key",
+            f"{record_key!r} is not a column; set it to one of: {', '.join(by_name) or '(no columns)'}",
+        )
+    elif not by_name[record_key].required or by_name[record_key].type != "string":
+        _problem(problems, "record_key", f"column {record_key!r} must be a required string")
+    event_time = raw.get("event_time")
+    if event_time not in by_name:
+        _problem(
+            problems,
+            "event_time",
+            f"partition key {event_time!r} is not in the schema; set it to a required timestamp column",
+        )
+    elif by_name[event_time].type != "timestamp" or not by_name[event_time].required:
+        _problem(problems, "event_time", f"column {event_time!r} must be a required timestamp")
+    governance = _parse_governance(raw.get("governance"), by_name, (record_key, event_time), problems)
+
+    ingestion_raw = _parse_section(raw.get("ingestion"), "ingestion", _INGESTION_FIELDS, problems)
+    ingestion = Ingestion(**ingestion_raw) if ingestion_raw else Ingestion()
+    if ingestion.source not in SOURCES:
+        _problem(problems, "ingestion.source", f"got {ingestion.source!r}; use one of {', '.join(SOURCES)}")
+    if not isinstance(ingestion.buffer_size_mib, int) or not 64 <= ingestion.buffer_size_mib <= 128:
+        _problem(
+            problems,
+            "ingestion.buffer_size_mib",
+            "dynamic partitioning needs a buffer of 64 to 128 MiB; use 128 for large objects",
+        )
+    if not isinstance(ingestion.buffer_interval_seconds, int) or not 60 <= ingestion.buffer_interval_seconds <= 900:
+        _problem(problems, "ingestion.buffer_interval_seconds", "use 60 to 900 seconds (900 makes fewer, larger objects)")
+
+    processing_raw = _parse_section(raw.get("processing"), "processing", _PROCESSING_FIELDS, problems)
+    processing = Processing(**processing_raw) if processing_raw else Processing()
+    if not isinstance(processing.schedule, str) or not _SCHEDULE_RE.match(processing.schedule):
+        _problem(problems, "processing.schedule", "use an EventBridge Scheduler expression: rate(1 hour) or cron(...)")
+    if not isinstance(processing.target_file_size_mib, int) or not 16 <= processing.target_file_size_mib <= 1024:
+        _problem(problems, "processing.target_file_size_mib", "use 16 to 1024 (MiB); 128 suits Athena")
+
+    if problems:
+        raise DatasetConfigError(path, problems)
+    assert isinstance(record_key, str) and isinstance(event_time, str)
+    return Dataset(
+        name=name,
+        description=description,
+        record_key=record_key,
+        event_time=event_time,
+        columns=tuple(columns),
+        governance=governance,
+        ingestion=ingestion,
+        processing=processing,
+        source_file=str(path),
+    )
+
+
+def load_dataset(path: Path | str) -> Dataset:
+    """Read and validate one dataset file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DatasetConfigError(path, [("(file)", f"cannot read it: {exc.strerror}")]) from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DatasetConfigError(
+            path, [(f"line {exc.lineno} column {exc.colno}", f"not valid JSON: {exc.msg}")]
+        ) from None
+    return parse_dataset(raw, path)
+
+
+def load_datasets(directory: Path | str = DATASETS_DIR) -> tuple[Dataset, ...]:
+    """Every ``*.json`` dataset file of a folder, sorted by name."""
+    paths = sorted(Path(directory).glob("*.json"))
+    if not paths:
+        raise DatasetConfigError(directory, [("(folder)", "no dataset files; add one such as orders.json")])
+    return tuple(load_dataset(p) for p in paths)
+
+
+def find_dataset(name: str, directory: Path | str = DATASETS_DIR) -> Dataset:
+    path = Path(directory) / f"{name}.json"
+    if not path.exists():
+        known = ", ".join(p.stem for p in sorted(Path(directory).glob("*.json")))
+        raise DatasetConfigError(path, [("(file)", f"unknown dataset {name!r}; known: {known}")])
+    return load_dataset(path)

@@ -1,0 +1,66 @@
+"""Synthesize the lake once per configuration for the whole test session.
+
+Synthesis is the slow part of CDK tests (jsii, five compliance packs), so every module asks this
+cache instead of building its own app: each distinct stage/feature set is synthesized once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import assertions
+
+from config import get_stage
+from datalake.dataset import load_datasets
+from stacks import Lake, build_lake
+from stacks.compliance import add_compliance_packs
+
+
+CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
+
+
+@dataclass
+class Synth:
+    app: cdk.App
+    lake: Lake
+    assembly: cdk.cx_api.CloudAssembly
+    outdir: Path
+    _templates: dict[str, assertions.Template] = field(default_factory=dict)
+
+    def template(self, stack: cdk.Stack) -> assertions.Template:
+        """An assertions.Template from the synthesized file (no second synth)."""
+        name = stack.stack_name
+        if name not in self._templates:
+            self._templates[name] = assertions.Template.from_json(self.template_json(stack))
+        return self._templates[name]
+
+    def template_json(self, stack: cdk.Stack) -> dict[str, Any]:
+        artifact = self.assembly.get_stack_artifact(stack.artifact_id)
+        return json.loads((self.outdir / artifact.template_file).read_text())
+
+    def all_templates(self) -> dict[str, dict[str, Any]]:
+        return {s.stack_name: self.template_json(s) for s in self.lake.stacks}
+
+
+@functools.cache
+def synthesize(stage_name: str = "sandbox", **features: Any) -> Synth:
+    """Build and synthesize the whole app with every compliance pack; raises on any open finding."""
+    stage = get_stage(stage_name)
+    if features:
+        stage = stage.with_features(**features)
+    outdir = Path(tempfile.mkdtemp(prefix=f"cdk-{stage_name}-"))
+    # The CLI passes cdk.json's context (the feature flags) to the app; a test must do it itself.
+    context = dict(json.loads(CDK_JSON.read_text())["context"])
+    # No asset bundling in tests: the functions' code folders are used as they are.
+    context["aws:cdk:bundling-stacks"] = []
+    app = cdk.App(outdir=str(outdir), context=context)
+    lake = build_lake(app, stage, load_datasets())
+    add_compliance_packs(app)
+    assembly = app.synth()
+    return Synth(app=app, lake=lake, assembly=assembly, outdir=outdir)

@@ -1,0 +1,113 @@
+"""The dataset file is validated strictly; a bad one stops synth with file, field and fix."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from datalake.dataset import DATASETS_DIR, DatasetConfigError, load_dataset, parse_dataset
+
+ORDERS = json.loads((DATASETS_DIR / "orders.json").read_text())
+
+
+def _broken(mutate: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(ORDERS)
+    mutate(raw)
+    return raw
+
+
+def _column(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(c for c in raw["columns"] if c["name"] == name)
+
+
+def test_reference_dataset_loads_with_its_schema() -> None:
+    orders = load_dataset(DATASETS_DIR / "orders.json")
+    assert orders.record_key == "order_id"
+    assert orders.event_time == "order_ts"
+    assert orders.pii_columns == ("customer_email", "customer_phone")
+    assert orders.column("amount").decimal_precision_scale == (12, 2)
+    assert orders.column("status").enum == ("PLACED", "PAID", "SHIPPED", "CANCELLED", "RETURNED")
+    assert dict((n, t) for n, t, _ in orders.glue_columns())["items"] == (
+        "array<struct<sku:string,qty:int,unit_price:decimal(12,2)>>"
+    )
+    assert orders.ingestion.buffer_size_mib == 128
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "fix"),
+    [
+        (lambda r: r.update(owner="team-a"), "owner", "unknown field; remove it"),
+        (lambda r: _column(r, "amount").update(type="money"), "columns[amount].type", "unknown type 'money'"),
+        (
+            lambda r: r["governance"]["pii_columns"].append("customer_name"),
+            "governance.pii_columns",
+            "PII flag on 'customer_name', which is not a column",
+        ),
+        (lambda r: r["columns"].append({"name": "status", "type": "string"}), "columns[status]", "duplicate column"),
+        (lambda r: r.update(event_time="created_at"), "event_time", "partition key 'created_at' is not in the schema"),
+        (lambda r: _column(r, "amount").update(min="zero"), "columns[amount].min", "must be a number"),
+        (lambda r: r["ingestion"].update(buffer_size_mib=5), "ingestion.buffer_size_mib", "64 to 128 MiB"),
+        (lambda r: _column(r, "items")["items"][1].update(colour="red"), "columns[items].items[1].colour", "unknown field"),
+    ],
+    ids=["unknown-field", "unknown-type", "pii-missing-column", "duplicate-column", "partition-key", "bad-min",
+         "buffer", "nested-unknown"],
+)
+def test_bad_dataset_names_file_field_and_fix(mutate: Any, field: str, fix: str) -> None:
+    # GIVEN the reference dataset with one defect
+    raw = _broken(mutate)
+    # WHEN it is parsed
+    with pytest.raises(DatasetConfigError) as err:
+        parse_dataset(raw, "config/datasets/orders.json")
+    # THEN the message names the file, the field and the fix
+    message = str(err.value)
+    assert "config/datasets/orders.json" in message
+    assert f"{field}: " in message
+    assert fix in message
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    raw = _broken(lambda r: (r.update(owner="x"), _column(r, "amount").update(type="money")))
+    with pytest.raises(DatasetConfigError) as err:
+        parse_dataset(raw, "orders.json")
+    assert [f for f, _ in err.value.problems] == ["owner", "columns[amount].type"]
+
+
+def test_invalid_json_names_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "orders.json"
+    path.write_text('{"name": "orders",\n  "columns": [}\n')
+    with pytest.raises(DatasetConfigError, match=r"orders.json:\n  - line 2 column 15: not valid JSON"):
+        load_dataset(path)
+
+
+def test_malformed_dataset_fails_synth_without_a_stack_trace(tmp_path: Path, root: Path) -> None:
+    # GIVEN a datasets folder whose orders file declares a PII column that does not exist
+    bad = _broken(lambda r: r["governance"]["pii_columns"].append("customer_name"))
+    (tmp_path / "orders.json").write_text(json.dumps(bad))
+    # WHEN the CDK app runs as `cdk synth` runs it
+    env = dict(os.environ, CDK_CONTEXT_JSON=json.dumps({"datasets_dir": str(tmp_path)}), CDK_OUTDIR=str(tmp_path / "out"))
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    # THEN it stops with one clear message: file, field, fix; no Python or jsii trace
+    assert result.returncode == 1
+    assert f"error: Invalid dataset file {tmp_path / 'orders.json'}" in result.stderr
+    assert "governance.pii_columns: PII flag on 'customer_name', which is not a column" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_unknown_stage_is_a_clear_error(tmp_path: Path, root: Path) -> None:
+    env = dict(os.environ, CDK_CONTEXT_JSON=json.dumps({"stage": "qa"}), CDK_OUTDIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 1
+    assert "Unknown stage 'qa'" in result.stderr
+    assert "config/stages.py" in result.stderr

@@ -1,0 +1,153 @@
+"""Keys, buckets and the alert topic of the Foundation stack."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk.assertions import Match, Template
+from lake_app import Synth, synthesize
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Synth:
+    return synthesize("sandbox")
+
+
+@pytest.fixture(scope="module")
+def template(sandbox: Synth) -> Template:
+    return sandbox.template(sandbox.lake.foundation)
+
+
+@pytest.fixture(scope="module")
+def prod_template() -> Template:
+    prod = synthesize("prod")
+    return prod.template(prod.lake.foundation)
+
+
+def _logical_id(template: Template, type_: str, path_fragment: str) -> str:
+    resources = template.find_resources(type_)
+    matches = [lid for lid in resources if lid.startswith(path_fragment)]
+    assert len(matches) == 1, (path_fragment, list(resources))
+    return matches[0]
+
+
+def test_one_rotating_key_per_zone_and_one_for_logs(template: Template) -> None:
+    template.resource_count_is("AWS::KMS::Key", 4)
+    template.all_resources_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+    for alias in ("raw", "curated", "analytics", "logs"):
+        template.has_resource_properties("AWS::KMS::Alias", {"AliasName": f"alias/lake-sbx/{alias}"})
+
+
+def test_logical_ids_of_stateful_resources_are_stable(template: Template) -> None:
+    # Changing one of these replaces a key or a bucket full of data.
+    keys = template.find_resources("AWS::KMS::Key")
+    buckets = template.find_resources("AWS::S3::Bucket")
+    assert sorted(k[:-8] for k in keys) == ["KeysAnalyticsKey", "KeysCuratedKey", "KeysLogsKey", "KeysRawKey"]
+    assert sorted(b[:-8] for b in buckets) == [
+        "StorageAccessLogsBucket",
+        "StorageAnalyticsBucket",
+        "StorageAthenaResultsBucket",
+        "StorageCuratedBucket",
+        "StorageRawBucket",
+    ]
+
+
+def test_logs_key_lets_cloudwatch_logs_use_it_for_this_account_only(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::KMS::Key",
+        {
+            "KeyPolicy": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Sid": "AllowCloudWatchLogsForThisAccount",
+                                "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": Match.any_value()}},
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("bucket", "key"),
+    [("Raw", "KeysRawKey"), ("Curated", "KeysCuratedKey"), ("Analytics", "KeysAnalyticsKey"),
+     ("AthenaResults", "KeysAnalyticsKey")],
+)
+def test_zone_buckets_are_kms_encrypted_with_their_key_and_secure(template: Template, bucket: str, key: str) -> None:
+    lid = _logical_id(template, "AWS::S3::Bucket", f"Storage{bucket}Bucket")
+    props = template.find_resources("AWS::S3::Bucket")[lid]["Properties"]
+    rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule["BucketKeyEnabled"] is True
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"]["Fn::GetAtt"][0].startswith(key)
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+    }
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    assert props["LoggingConfiguration"]["DestinationBucketName"]["Ref"].startswith("StorageAccessLogsBucket")
+    abort = props["LifecycleConfiguration"]["Rules"][0]
+    assert abort["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    assert abort["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+
+
+def test_every_bucket_denies_plain_http(template: Template) -> None:
+    policies = template.find_resources("AWS::S3::BucketPolicy")
+    assert len(policies) == 5
+    for policy in policies.values():
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert any(
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in statements
+        )
+
+
+def test_raw_zone_tiers_to_infrequent_access_then_glacier_ir(template: Template) -> None:
+    lid = _logical_id(template, "AWS::S3::Bucket", "StorageRawBucket")
+    rules = template.find_resources("AWS::S3::Bucket")[lid]["Properties"]["LifecycleConfiguration"]["Rules"]
+    tier = next(r for r in rules if r["Id"] == "TierRawData")
+    assert tier["Transitions"] == [
+        {"StorageClass": "STANDARD_IA", "TransitionInDays": 30},
+        {"StorageClass": "GLACIER_IR", "TransitionInDays": 90},
+    ]
+
+
+def test_raw_and_curated_send_events_to_eventbridge_without_a_custom_resource(template: Template) -> None:
+    for bucket in ("Raw", "Curated"):
+        lid = _logical_id(template, "AWS::S3::Bucket", f"Storage{bucket}Bucket")
+        props = template.find_resources("AWS::S3::Bucket")[lid]["Properties"]
+        assert props["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    assert template.find_resources("Custom::S3BucketNotifications") == {}
+
+
+def test_access_log_bucket_uses_sse_s3_because_s3_requires_it(template: Template) -> None:
+    lid = _logical_id(template, "AWS::S3::Bucket", "StorageAccessLogsBucket")
+    props = template.find_resources("AWS::S3::Bucket")[lid]["Properties"]
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "AES256"
+    }
+
+
+def test_alert_topic_is_encrypted_with_logs_key(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::SNS::Topic", {"KmsMasterKeyId": {"Fn::GetAtt": [Match.string_like_regexp("^KeysLogsKey"), "Arn"]}}
+    )
+
+
+def test_sandbox_destroys_everything_and_empties_buckets(template: Template) -> None:
+    for type_ in ("AWS::KMS::Key", "AWS::S3::Bucket"):
+        for resource in template.find_resources(type_).values():
+            assert resource["DeletionPolicy"] == "Delete"
+    assert len(template.find_resources("Custom::S3AutoDeleteObjects")) == 5
+
+
+def test_prod_retains_data_and_keys_and_protects_stacks(prod_template: Template) -> None:
+    for type_ in ("AWS::KMS::Key", "AWS::S3::Bucket"):
+        for resource in prod_template.find_resources(type_).values():
+            assert resource["DeletionPolicy"] == "Retain"
+    assert prod_template.find_resources("Custom::S3AutoDeleteObjects") == {}
+    prod = synthesize("prod")
+    assert all(s.termination_protection for s in prod.lake.stacks)
+    assert not any(s.termination_protection for s in synthesize("sandbox").lake.stacks)
