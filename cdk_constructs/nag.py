@@ -6,7 +6,9 @@ accept. ``tests/test_compliance.py`` counts them per pack, so the number only gr
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Validations
+from typing import Any
+
+from aws_cdk import Acknowledgment, Stack, Validations
 from constructs import IConstruct
 
 #: The three regulatory packs share rule names; one reason covers the same control in each.
@@ -23,3 +25,22 @@ def acknowledge(construct: IConstruct, reason: str, *finding_ids: str) -> None:
 def acknowledge_regulatory(construct: IConstruct, rule: str, reason: str) -> None:
     """Acknowledge ``rule`` (e.g. ``S3BucketReplicationEnabled``) in the NIST, HIPAA and PCI packs."""
     acknowledge(construct, reason, *(f"{pack}-{rule}" for pack in REGULATORY_PACKS))
+
+
+def rendered(scope: IConstruct, value: str) -> str:
+    """``value`` as cdk-nag prints it in finding ids: ``Ref`` as ``<AWS::Region>``, ``GetAtt`` as ``<Id.Attr>``."""
+    resolved = Stack.of(scope).resolve(value)
+
+    def part(token: Any) -> str:
+        if isinstance(token, str):
+            return token
+        if isinstance(token, dict) and "Ref" in token:
+            return f"<{token['Ref']}>"
+        if isinstance(token, dict) and "Fn::GetAtt" in token:
+            return f"<{'.'.join(token['Fn::GetAtt'])}>"
+        if isinstance(token, dict) and "Fn::Join" in token:
+            sep, parts = token["Fn::Join"]
+            return sep.join(part(p) for p in parts)
+        raise ValueError(f"cannot render {token!r} as cdk-nag does")
+
+    return part(resolved)

@@ -8,7 +8,9 @@ from aws_cdk import App, Environment, Stack, Tags
 
 from config import StageConfig
 from datalake.dataset import Dataset
+from stacks.catalog import CatalogStack
 from stacks.foundation import FoundationStack
+from stacks.ingestion import IngestionStack
 
 
 @dataclass
@@ -16,10 +18,12 @@ class Lake:
     """The stacks of one stage, for tests and tools that read the app."""
 
     foundation: FoundationStack
+    catalog: CatalogStack
+    ingestion: IngestionStack
 
     @property
     def stacks(self) -> list[Stack]:
-        return [self.foundation]
+        return [self.foundation, self.catalog, self.ingestion]
 
 
 def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> Lake:
@@ -33,7 +37,30 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
         description=f"Governed data lake ({stage.name}): keys, zone buckets, alert topic",
         **common,  # type: ignore[arg-type]
     )
-    lake = Lake(foundation=foundation)
+    catalog = CatalogStack(
+        app,
+        f"{stage.prefix}-catalog",
+        stage=stage,
+        datasets=datasets,
+        storage=foundation.storage,
+        description=f"Governed data lake ({stage.name}): Glue databases and tables from the dataset files",
+        **common,  # type: ignore[arg-type]
+    )
+    ingestion = IngestionStack(
+        app,
+        f"{stage.prefix}-ingestion",
+        stage=stage,
+        datasets=datasets,
+        keys=foundation.keys,
+        storage=foundation.storage,
+        alerts=foundation.alerts,
+        description=f"Governed data lake ({stage.name}): Firehose per dataset, transform, alarms",
+        **common,  # type: ignore[arg-type]
+    )
+    # Explicit, in case a stack addresses foundation resources by name only (no token reference).
+    catalog.add_stack_dependency(foundation)
+    ingestion.add_stack_dependency(foundation)
+    lake = Lake(foundation=foundation, catalog=catalog, ingestion=ingestion)
     for stack in lake.stacks:
         Tags.of(stack).add("project", "governed-data-lake")
         Tags.of(stack).add("stage", stage.name)

@@ -25,6 +25,7 @@ class FoundationStack(Stack):
         self.storage = LakeStorage(
             self,
             "Storage",
+            prefix=stage.prefix,
             raw_key=self.keys.raw,
             curated_key=self.keys.curated,
             analytics_key=self.keys.analytics,

@@ -1,0 +1,171 @@
+"""Glue Data Catalog tables derived from the dataset files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Aws, Stack
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from datalake.dataset import RAW_PARTITIONS, Dataset
+
+JSON_SERDE = "org.openx.data.jsonserde.JsonSerDe"
+TEXT_INPUT = "org.apache.hadoop.mapred.TextInputFormat"
+TEXT_OUTPUT = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"
+#: Years that partition projection enumerates; the transform rejects event times outside them.
+PROJECTED_YEARS = "2000,2099"
+
+REJECTED_COLUMNS = (
+    ("dataset", "string", "Dataset the record was sent to."),
+    ("record_id", "string", "Firehose record id."),
+    ("reason", "string", "First reason the record was rejected."),
+    ("reasons", "array<string>", "Every reason (at most ten)."),
+    ("ingested_at", "string", "When the transform saw the record (UTC, ISO-8601)."),
+    ("source_stream", "string", "Delivery or Kinesis stream the record came through."),
+    ("raw_text", "string", "The payload as text, or null when it is not UTF-8."),
+    ("raw_base64", "string", "The payload exactly as received, base64-encoded."),
+)
+#: Firehose's own error documents (https://docs.aws.amazon.com/firehose/latest/dev/basic-deliver.html#retry).
+DELIVERY_ERROR_COLUMNS = (
+    ("attemptsmade", "int", "Delivery or processing attempts."),
+    ("arrivaltimestamp", "bigint", "Arrival time (epoch ms)."),
+    ("errorcode", "string", "Firehose error code."),
+    ("errormessage", "string", "Firehose error message."),
+    ("attemptendingtimestamp", "bigint", "When Firehose gave up (epoch ms)."),
+    ("rawdata", "string", "The original record, base64-encoded."),
+    ("lambdaarn", "string", "The transform that failed, for processing failures."),
+)
+
+
+def raw_column_type(glue_type: str) -> str:
+    """Raw JSON keeps timestamps as ISO-8601 text (``...T..Z``, which the JSON SerDe cannot parse)."""
+    return glue_type.replace("timestamp", "string")
+
+
+def _projection(location: str, keys: Sequence[str], extra: dict[str, str] | None = None) -> dict[str, str]:
+    params = {"projection.enabled": "true", "classification": "json", "compressionType": "gzip"}
+    ranges = {"year": (PROJECTED_YEARS, None), "month": ("1,12", "2"), "day": ("1,31", "2"), "hour": ("0,23", "2")}
+    for key in keys:
+        if key in ranges:
+            value_range, digits = ranges[key]
+            params[f"projection.{key}.type"] = "integer"
+            params[f"projection.{key}.range"] = value_range
+            if digits:
+                params[f"projection.{key}.digits"] = digits
+    params["storage.location.template"] = location + "/".join(f"{k}=${{{k}}}" for k in keys) + "/"
+    params.update(extra or {})
+    return params
+
+
+def _json_table(
+    scope: Construct,
+    construct_id: str,
+    *,
+    database: glue.CfnDatabase,
+    name: str,
+    description: str,
+    location: str,
+    columns: Sequence[tuple[str, str, str]],
+    partition_keys: Sequence[tuple[str, str]],
+    projection: dict[str, str],
+) -> glue.CfnTable:
+    table = glue.CfnTable(
+        scope,
+        construct_id,
+        catalog_id=Aws.ACCOUNT_ID,
+        database_name=database.ref,
+        table_input=glue.CfnTable.TableInputProperty(
+            name=name,
+            description=description,
+            table_type="EXTERNAL_TABLE",
+            parameters=projection,
+            partition_keys=[glue.CfnTable.ColumnProperty(name=k, type="string", comment=c) for k, c in partition_keys],
+            storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                location=location,
+                input_format=TEXT_INPUT,
+                output_format=TEXT_OUTPUT,
+                compressed=True,
+                serde_info=glue.CfnTable.SerdeInfoProperty(
+                    serialization_library=JSON_SERDE,
+                    parameters={"ignore.malformed.json": "FALSE", "case.insensitive": "TRUE"},
+                ),
+                columns=[glue.CfnTable.ColumnProperty(name=n, type=t, comment=c) for n, t, c in columns],
+            ),
+        ),
+    )
+    return table
+
+
+class RawTables(Construct):
+    """Tables over one dataset's raw zone, queryable the minute Firehose delivers (partition projection).
+
+    * ``<dataset>``: valid, normalized records under ``<dataset>/year=/month=/day=/hour=/``;
+    * ``<dataset>_rejected``: rejected records with their reasons;
+    * ``<dataset>_delivery_errors``: Firehose's processing and partitioning failures; filter on
+      ``error_type`` (``processing-failed``, ``partitioning-failed``...).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        dataset: Dataset,
+        database: glue.CfnDatabase,
+        raw_bucket: s3.IBucket,
+        data_prefix: str,
+        rejected_prefix: str,
+        error_prefix: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        base = f"s3://{raw_bucket.bucket_name}/"
+        hour_keys = [(k, f"{k.capitalize()} (UTC) of the partition time.") for k in RAW_PARTITIONS]
+        columns = [(n, raw_column_type(t), c) for n, t, c in dataset.glue_columns()]
+        self.table = _json_table(
+            self,
+            "Table",
+            database=database,
+            name=dataset.name,
+            description=f"{dataset.description} Raw, validated by the Firehose transform; partitioned by event time (UTC).",
+            location=base + data_prefix,
+            columns=columns,
+            partition_keys=hour_keys,
+            projection=_projection(base + data_prefix, RAW_PARTITIONS),
+        )
+        self.rejected_table = _json_table(
+            self,
+            "RejectedTable",
+            database=database,
+            name=f"{dataset.name}_rejected",
+            description=f"Records of {dataset.name} rejected by the transform, with reasons; partitioned by ingest time.",
+            location=base + rejected_prefix,
+            columns=REJECTED_COLUMNS,
+            partition_keys=hour_keys,
+            projection=_projection(base + rejected_prefix, RAW_PARTITIONS),
+        )
+        error_keys = ["error_type", *RAW_PARTITIONS]
+        self.errors_table = _json_table(
+            self,
+            "DeliveryErrorsTable",
+            database=database,
+            name=f"{dataset.name}_delivery_errors",
+            description=f"Firehose processing and partitioning failures of {dataset.name} (filter on error_type).",
+            location=base + error_prefix,
+            columns=DELIVERY_ERROR_COLUMNS,
+            partition_keys=[("error_type", "Firehose error output type."), *hour_keys],
+            projection=_projection(base + error_prefix, error_keys, {"projection.error_type.type": "injected"}),
+        )
+        self.table_names = [f"{dataset.name}", f"{dataset.name}_rejected", f"{dataset.name}_delivery_errors"]
+
+
+def database(scope: Construct, construct_id: str, *, name: str, description: str, location: str) -> glue.CfnDatabase:
+    return glue.CfnDatabase(
+        scope,
+        construct_id,
+        catalog_id=Stack.of(scope).account,
+        database_input=glue.CfnDatabase.DatabaseInputProperty(
+            name=name, description=description, location_uri=location
+        ),
+    )

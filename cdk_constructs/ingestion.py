@@ -1,0 +1,314 @@
+"""Firehose delivery of one dataset into the raw zone: Lambda transform, dynamic partitioning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Size
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_kinesisfirehose as firehose
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from cdk_constructs.nag import acknowledge, acknowledge_regulatory, rendered
+from datalake.dataset import Dataset
+
+TRANSFORM_CODE = Path(__file__).resolve().parent.parent / "lambda" / "firehose_transform"
+#: Namespace and service of the transform's EMF metrics (Powertools adds ``service`` as a dimension).
+METRICS_NAMESPACE = "DataLake/Ingestion"
+TRANSFORM_SERVICE = "firehose-transform"
+#: The newest Python for which Powertools publishes a layer, and Lambda runs.
+TRANSFORM_RUNTIME = lambda_.Runtime.PYTHON_3_14
+
+
+def raw_prefix(dataset: Dataset) -> str:
+    """Where the dataset's valid records land: ``<dataset>/year=YYYY/month=MM/day=DD/hour=HH/``."""
+    return f"{dataset.name}/"
+
+
+def rejected_prefix(dataset: Dataset) -> str:
+    """Where records that failed validation land, with their reasons (ingest-time partitions)."""
+    return f"{dataset.name}_rejected/"
+
+
+def error_prefix(dataset: Dataset) -> str:
+    """Firehose's own failures, by error type, so processing and partitioning failures stay apart."""
+    return f"errors/{dataset.name}/"
+
+
+class DatasetDeliveryStream(Construct):
+    """A Firehose stream for one dataset, with its transform function, into the raw zone.
+
+    Records are validated and normalized by ``lambda/firehose_transform`` against the dataset file
+    (passed as ``DATASET_SPEC``), partitioned on ``year/month/day/hour`` of the event time in UTC
+    with keys from the transform, GZIP-compressed and encrypted with the raw-zone key.
+
+    :param dataset: the dataset model (buffering and source come from its ``ingestion`` section).
+    :param name: physical name of the delivery stream.
+    :param raw_bucket: destination bucket; :param raw_key: its key (also encrypts the stream).
+    :param logs_key: encrypts the function's and Firehose's log groups.
+    :param log_retention: retention of both log groups.
+    :param powertools_layer: the public Powertools layer for :data:`TRANSFORM_RUNTIME`.
+    :param removal_policy: for the log groups and the optional Kinesis stream. Default: ``RETAIN``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        dataset: Dataset,
+        name: str,
+        raw_bucket: s3.IBucket,
+        raw_key: kms.IKey,
+        logs_key: kms.IKey,
+        log_retention: logs.RetentionDays,
+        powertools_layer: lambda_.ILayerVersion,
+        removal_policy: RemovalPolicy | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if removal_policy is None:
+            removal_policy = RemovalPolicy.RETAIN
+        self.dataset = dataset
+        self.delivery_stream_name = name
+        function_logs = logs.LogGroup(
+            self, "TransformLogs", encryption_key=logs_key, retention=log_retention, removal_policy=removal_policy
+        )
+        # Roles with customer-managed policies written out in full: the L2 defaults would attach
+        # AWSLambdaBasicExecutionRole and inline policies with wildcard actions.
+        transform_role = iam.Role(
+            self,
+            "TransformRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Firehose transform of {dataset.name}: writes its logs and traces, nothing else",
+        )
+        transform_policy = iam.ManagedPolicy(
+            self,
+            "TransformPolicy",
+            roles=[transform_role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[function_logs.log_group_arn]
+                ),
+                iam.PolicyStatement(actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"], resources=["*"]),
+            ],
+        )
+        acknowledge(
+            transform_policy,
+            "X-Ray's PutTraceSegments and PutTelemetryRecords support no resource-level permissions "
+            "(https://docs.aws.amazon.com/xray/latest/devguide/security_iam_service-with-iam.html).",
+            "AwsSolutions-IAM5[Resource::*]",
+        )
+        self.function = lambda_.Function(
+            self,
+            "Transform",
+            description=f"Validates and partitions {dataset.name} records for Firehose",
+            runtime=TRANSFORM_RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="handler.lambda_handler",
+            code=lambda_.Code.from_asset(str(TRANSFORM_CODE), exclude=["__pycache__", "*.pyc"]),
+            layers=[powertools_layer],
+            role=transform_role.without_policy_updates(),
+            memory_size=512,
+            timeout=Duration.minutes(2),
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=function_logs,
+            logging_format=lambda_.LoggingFormat.JSON,
+            environment={
+                "DATASET_SPEC": dataset.to_spec_json(),
+                "DELIVERY_STREAM_NAME": name,
+                "POWERTOOLS_SERVICE_NAME": TRANSFORM_SERVICE,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            },
+        )
+        reason_sync = (
+            "Firehose invokes the transform synchronously and handles failures itself (retries, then "
+            "the processing-failed error prefix); a DLQ or on-failure destination only applies to "
+            "asynchronous invocations."
+        )
+        acknowledge_regulatory(self.function, "LambdaDLQ", reason_sync)
+        acknowledge(self.function, reason_sync, "Serverless-LambdaDLQ")
+        acknowledge_regulatory(
+            self.function,
+            "LambdaConcurrency",
+            "Firehose bounds the transform's concurrency (one invocation per shard/partition buffer); "
+            "reserving concurrency would fail deployment in new accounts whose limit is 10.",
+        )
+        acknowledge_regulatory(
+            self.function,
+            "LambdaInsideVPC",
+            "The transform calls no network service (pure validation of the event it is given); a VPC "
+            "would add NAT or endpoints and cold-start cost without reducing any exposure.",
+        )
+
+        self.source_stream: kinesis.Stream | None = None
+        source: firehose.ISource | None = None
+        encryption: firehose.StreamEncryption | None = firehose.StreamEncryption.customer_managed_key(raw_key)
+        if dataset.ingestion.source == "kinesis_stream":
+            self.source_stream = kinesis.Stream(
+                self,
+                "SourceStream",
+                stream_name=f"{name}-source",
+                stream_mode=kinesis.StreamMode.ON_DEMAND,
+                encryption=kinesis.StreamEncryption.KMS,
+                encryption_key=raw_key,
+                retention_period=Duration.hours(24),
+                removal_policy=removal_policy,
+            )
+            source = firehose.KinesisStreamSource(self.source_stream)
+            encryption = None  # Firehose rejects SSE on a stream whose source is Kinesis (it is encrypted there)
+
+        delivery_logs = logs.LogGroup(
+            self, "DeliveryLogs", encryption_key=logs_key, retention=log_retention, removal_policy=removal_policy
+        )
+        self.delivery_role = iam.Role(
+            self,
+            "DeliveryRole",
+            assumed_by=iam.ServicePrincipal(
+                "firehose.amazonaws.com", conditions={"StringEquals": {"sts:ExternalId": Aws.ACCOUNT_ID}}
+            ),
+            description=f"Firehose {name}: reads its source, invokes the transform, writes the raw zone",
+        )
+        self.delivery_policy = iam.ManagedPolicy(
+            self,
+            "DeliveryPolicy",
+            roles=[self.delivery_role],
+            statements=self._delivery_statements(
+                dataset, raw_bucket, raw_key, delivery_logs, direct_put_sse=self.source_stream is None
+            ),
+        )
+        acknowledge(
+            self.delivery_policy,
+            "Firehose writes objects with generated keys, so object ARNs need a wildcard; each is "
+            "confined to one of the dataset's own prefixes (records, rejections, delivery errors).",
+            *(
+                f"AwsSolutions-IAM5[Resource::{rendered(self, raw_bucket.arn_for_objects(p))}*]"
+                for p in (raw_prefix(dataset), rejected_prefix(dataset), error_prefix(dataset))
+            ),
+        )
+
+        partition = "/".join(f"{k}=!{{partitionKeyFromLambda:{k}}}" for k in ("year", "month", "day", "hour"))
+        destination = firehose.S3Bucket(
+            raw_bucket,
+            encryption_key=raw_key,
+            compression=firehose.Compression.GZIP,
+            file_extension=".json.gz",
+            buffering_size=Size.mebibytes(dataset.ingestion.buffer_size_mib),
+            buffering_interval=Duration.seconds(dataset.ingestion.buffer_interval_seconds),
+            # `dataset` is "<name>" for valid records and "<name>_rejected" for rejections.
+            data_output_prefix=f"!{{partitionKeyFromLambda:dataset}}/{partition}/",
+            error_output_prefix=(
+                f"{error_prefix(dataset)}!{{firehose:error-output-type}}/"
+                "year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/hour=!{timestamp:HH}/"
+            ),
+            dynamic_partitioning=firehose.DynamicPartitioningProps(enabled=True, retry_duration=Duration.minutes(5)),
+            processors=[
+                firehose.LambdaFunctionProcessor(
+                    self.function,
+                    # 1 MiB in keeps the response (normalized JSON, rejections carrying the
+                    # original bytes) far below Lambda's 6 MB response limit.
+                    buffer_size=Size.mebibytes(1),
+                    buffer_interval=Duration.seconds(60),
+                    retries=3,
+                )
+            ],
+            logging_config=firehose.EnableLogging(delivery_logs),
+            role=self.delivery_role.without_policy_updates(),
+        )
+        self.delivery_stream = firehose.DeliveryStream(
+            self,
+            "DeliveryStream",
+            delivery_stream_name=name,
+            destination=destination,
+            source=source,
+            encryption=encryption,
+            role=self.delivery_role.without_policy_updates(),
+        )
+        self.delivery_stream.node.add_dependency(self.delivery_policy)
+
+    def _delivery_statements(
+        self,
+        dataset: Dataset,
+        bucket: s3.IBucket,
+        key: kms.IKey,
+        delivery_logs: logs.ILogGroup,
+        *,
+        direct_put_sse: bool,
+    ) -> list[iam.PolicyStatement]:
+        """Exactly what Firehose needs (https://docs.aws.amazon.com/firehose/latest/dev/controlling-access.html)."""
+        prefixes = (raw_prefix(dataset), rejected_prefix(dataset), error_prefix(dataset))
+        statements = [
+            iam.PolicyStatement(
+                actions=["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
+                resources=[bucket.bucket_arn],
+            ),
+            iam.PolicyStatement(
+                actions=["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"],
+                resources=[bucket.arn_for_objects(f"{p}*") for p in prefixes],
+            ),
+            iam.PolicyStatement(
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[key.key_arn],
+                conditions={
+                    "StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"},
+                    # With S3 Bucket Keys the encryption context is the bucket ARN.
+                    "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket.bucket_arn, bucket.arn_for_objects("*")]},
+                },
+            ),
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction", "lambda:GetFunctionConfiguration"],
+                resources=[self.function.function_arn],
+            ),
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[delivery_logs.log_group_arn]
+            ),
+        ]
+        if direct_put_sse:
+            # Server-side encryption of the Direct PUT stream with the raw-zone key.
+            statements.append(
+                iam.PolicyStatement(
+                    actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"firehose.{Aws.REGION}.amazonaws.com"}},
+                )
+            )
+        if self.source_stream is not None:
+            statements += [
+                iam.PolicyStatement(
+                    actions=[
+                        "kinesis:DescribeStream",
+                        "kinesis:DescribeStreamSummary",
+                        "kinesis:GetShardIterator",
+                        "kinesis:GetRecords",
+                        "kinesis:ListShards",
+                    ],
+                    resources=[self.source_stream.stream_arn],
+                ),
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt"],
+                    resources=[key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"kinesis.{Aws.REGION}.amazonaws.com"}},
+                ),
+            ]
+        return statements
+
+    def metric_freshness(self) -> cloudwatch.Metric:
+        """Age of the oldest record not yet delivered to S3 (seconds, maximum over 5 minutes)."""
+        return self.delivery_stream.metric(
+            "DeliveryToS3.DataFreshness", statistic="Maximum", period=Duration.minutes(5)
+        )
+
+    def metric_transform(self, name: str) -> cloudwatch.Metric:
+        """A count the transform publishes: RecordsIn, RecordsOk, RecordsRejected, RecordsProcessingFailed."""
+        return cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=name,
+            dimensions_map={"service": TRANSFORM_SERVICE, "dataset": self.dataset.name},
+            statistic="Sum",
+            period=Duration.minutes(5),
+        )

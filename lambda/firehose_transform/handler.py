@@ -1,0 +1,39 @@
+"""Lambda entry point of the Firehose transform. The logic lives in ``transform`` and ``records``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from records import RecordValidator
+from transform import transform_event
+
+logger = Logger()
+metrics = Metrics()
+# The dataset spec comes from config/datasets/<name>.json through the function's environment.
+VALIDATOR = RecordValidator(json.loads(os.environ["DATASET_SPEC"]))
+DELIVERY_STREAM_NAME = os.environ.get("DELIVERY_STREAM_NAME", "")
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = transform_event(event, VALIDATOR, now=datetime.now(UTC), fallback_stream=DELIVERY_STREAM_NAME)
+    metrics.add_dimension(name="dataset", value=VALIDATOR.name)
+    metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=result.records_in)
+    metrics.add_metric(name="RecordsOk", unit=MetricUnit.Count, value=result.ok)
+    metrics.add_metric(name="RecordsRejected", unit=MetricUnit.Count, value=result.rejected)
+    metrics.add_metric(name="RecordsProcessingFailed", unit=MetricUnit.Count, value=result.failed)
+    if result.rejected or result.failed:
+        logger.info(
+            "records rejected or failed",
+            extra={"rejected": result.rejected, "failed": result.failed,
+                   "top_reasons": Counter(result.reasons).most_common(5)},
+        )
+    return result.response

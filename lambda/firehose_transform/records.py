@@ -1,0 +1,303 @@
+"""Validation and normalization of one record against the dataset spec. Pure standard library.
+
+The spec is the compact form of ``config/datasets/<name>.json`` that the CDK app puts in the
+function's environment (``DATASET_SPEC``), so there is exactly one definition of each dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+_INT_RE = re.compile(r"^[+-]?\d+$")
+_DECIMAL_TYPE_RE = re.compile(r"^decimal\((\d+),(\d+)\)$")
+_INT_BOUNDS = {"int": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
+#: Event times outside this window are rejected: it catches epoch seconds sent as milliseconds
+#: and keeps garbage out of the partition tree.
+MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+#: Rejection reasons are kept short; a record with many problems lists the first ones.
+MAX_ERRORS = 10
+
+
+class Invalid(ValueError):
+    """A value that does not fit its column; the message is the reason a person reads."""
+
+
+def format_timestamp(value: datetime) -> str:
+    """UTC ISO-8601 with milliseconds and ``Z``, the form the raw zone stores."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """ISO-8601 with an offset (or ``Z``), or epoch milliseconds; returns an aware UTC datetime."""
+    if isinstance(value, bool):
+        raise Invalid("expected an ISO-8601 timestamp with offset or epoch milliseconds, got a boolean")
+    if isinstance(value, (int, Decimal)) or (isinstance(value, str) and _INT_RE.match(value.strip())):
+        try:
+            millis = Decimal(str(value).strip())
+            parsed = datetime.fromtimestamp(int(millis) / 1000, tz=UTC)
+        except (InvalidOperation, OverflowError, OSError, ValueError):
+            raise Invalid(f"epoch milliseconds {value!r} out of range") from None
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text.replace("z", "Z"))
+        except ValueError:
+            raise Invalid(f"{text[:40]!r} is not an ISO-8601 timestamp") from None
+        if parsed.tzinfo is None:
+            raise Invalid(f"{text[:40]!r} has no UTC offset; send e.g. 2024-05-01T09:00:00+09:00")
+        parsed = parsed.astimezone(UTC)
+    else:
+        raise Invalid(f"expected an ISO-8601 timestamp or epoch milliseconds, got {type(value).__name__}")
+    if not MIN_EVENT_TIME <= parsed < MAX_EVENT_TIME:
+        raise Invalid(f"{format_timestamp(parsed)} is outside 2000-01-01..2100-01-01 (epoch seconds sent as ms?)")
+    return parsed
+
+
+def _to_decimal(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise Invalid("expected a number, got a boolean")
+    if isinstance(value, float):  # only if a caller parsed floats; keep the shortest repr
+        value = repr(value)
+    if isinstance(value, (int, Decimal, str)):
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise Invalid(f"{str(value)[:40]!r} is not a number") from None
+        if not number.is_finite():
+            raise Invalid(f"{value!r} is not a finite number")
+        return number
+    raise Invalid(f"expected a number, got {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str
+    required: bool
+    check: Callable[[Any], Any]
+
+
+class RecordValidator:
+    """Validates and normalizes a decoded JSON object against a dataset spec.
+
+    ``validate`` returns the normalized record (schema fields only, in schema order) and an
+    empty list, or ``None`` and the reasons. It never raises for bad data.
+    """
+
+    def __init__(self, spec: dict[str, Any]):
+        self.name: str = spec["name"]
+        self.record_key: str = spec["record_key"]
+        self.event_time: str = spec["event_time"]
+        self._fields = [self._compile(c) for c in spec["columns"]]
+
+    def _compile(self, col: dict[str, Any]) -> Field:
+        ctype: str = col["type"]
+        checks: list[Callable[[Any], Any]] = []
+        if ctype == "string":
+            checks.append(_check_string(col))
+        elif ctype in _INT_BOUNDS:
+            checks.append(_check_int(ctype, col))
+        elif ctype == "double":
+            checks.append(_check_double(col))
+        elif ctype == "boolean":
+            checks.append(_check_boolean)
+        elif ctype == "timestamp":
+            checks.append(lambda v: format_timestamp(parse_timestamp(v)))
+        elif ctype == "date":
+            checks.append(_check_date)
+        elif _DECIMAL_TYPE_RE.match(ctype):
+            checks.append(_check_decimal(ctype, col))
+        elif ctype in ("array", "struct"):
+            children = [self._compile(c) for c in col["fields"]]
+            checks.append(_check_array(children) if ctype == "array" else _check_struct(children))
+        else:  # the dataset model rejects unknown types at synth; fail loudly if one slips through
+            raise ValueError(f"column {col['name']}: unsupported type {ctype!r}")
+        return Field(col["name"], ctype, bool(col.get("required")), checks[0])
+
+    def validate(self, obj: Any) -> tuple[dict[str, Any] | None, list[str]]:
+        if not isinstance(obj, dict):
+            return None, [f"expected a JSON object, got {_json_type(obj)}"]
+        out, errors = _apply_fields(self._fields, obj, "")
+        return (out, []) if not errors else (None, errors[:MAX_ERRORS])
+
+
+def _apply_fields(fields: list[Field], obj: dict[str, Any], prefix: str) -> tuple[dict[str, Any], list[str]]:
+    out: dict[str, Any] = {}
+    errors: list[str] = []
+    for f in fields:
+        value = obj.get(f.name)
+        if isinstance(value, str) and f.type != "string" and not value.strip():
+            value = None  # an empty string is no value for a number or a time
+        if value is None:
+            if f.required:
+                errors.append(f"{prefix}{f.name}: required field is missing")
+            out[f.name] = None
+            continue
+        try:
+            normalized = f.check(value)
+        except Invalid as exc:
+            errors.append(f"{prefix}{f.name}: {exc}")
+            continue
+        if normalized is None and f.required:
+            errors.append(f"{prefix}{f.name}: required field is empty")
+        out[f.name] = normalized
+    return out, errors
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", list: "an array", str: "a string"}.get(type(value), "a number")
+
+
+def _check_string(col: dict[str, Any]) -> Callable[[Any], Any]:
+    enum = set(col["enum"]) if "enum" in col else None
+    pattern = re.compile(col["pattern"]) if "pattern" in col else None
+    max_length = col.get("max_length")
+
+    def check(value: Any) -> str | None:
+        if not isinstance(value, str):
+            raise Invalid(f"expected a string, got {_json_type(value)}")
+        text = value.strip()
+        if not text:
+            return None
+        if max_length is not None and len(text) > max_length:
+            raise Invalid(f"longer than {max_length} characters")
+        if enum is not None and text not in enum:
+            raise Invalid(f"{text[:40]!r} is not one of {', '.join(sorted(enum))}")
+        if pattern is not None and not pattern.fullmatch(text):
+            raise Invalid(f"{text[:40]!r} does not match {pattern.pattern}")
+        return text
+
+    return check
+
+
+def _check_range(value: Decimal, col: dict[str, Any]) -> None:
+    if "min" in col and value < Decimal(str(col["min"])):
+        raise Invalid(f"{value} is below the minimum {col['min']}")
+    if "max" in col and value > Decimal(str(col["max"])):
+        raise Invalid(f"{value} is above the maximum {col['max']}")
+
+
+def _check_int(ctype: str, col: dict[str, Any]) -> Callable[[Any], Any]:
+    low, high = _INT_BOUNDS[ctype]
+
+    def check(value: Any) -> int:
+        number = _to_decimal(value)
+        if number != number.to_integral_value():
+            raise Invalid(f"{number} is not a whole number")
+        result = int(number)
+        if not low <= result <= high:
+            raise Invalid(f"{result} does not fit {ctype}")
+        _check_range(number, col)
+        return result
+
+    return check
+
+
+def _check_double(col: dict[str, Any]) -> Callable[[Any], Any]:
+    def check(value: Any) -> float:
+        number = _to_decimal(value)
+        _check_range(number, col)
+        result = float(number)
+        if result in (float("inf"), float("-inf")):
+            raise Invalid("does not fit a double")
+        return result
+
+    return check
+
+
+def _check_decimal(ctype: str, col: dict[str, Any]) -> Callable[[Any], Any]:
+    match = _DECIMAL_TYPE_RE.match(ctype)
+    assert match is not None
+    precision, scale = int(match.group(1)), int(match.group(2))
+    quantum = Decimal(1).scaleb(-scale)
+
+    def check(value: Any) -> str:
+        number = _to_decimal(value)
+        try:
+            exact = number.quantize(quantum)
+        except InvalidOperation:
+            raise Invalid(f"{str(number)[:40]} does not fit {ctype}") from None
+        if exact != number:
+            raise Invalid(f"{number} has more than {scale} decimal places")
+        if len(exact.as_tuple().digits) > precision:
+            raise Invalid(f"{number} does not fit {ctype}")
+        _check_range(exact, col)
+        # A string keeps the exact value through JSON; Spark and Athena read it as the decimal.
+        return str(exact)
+
+    return check
+
+
+def _check_boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise Invalid(f"expected true or false, got {_json_type(value)}")
+
+
+def _check_date(value: Any) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"expected a date YYYY-MM-DD, got {_json_type(value)}")
+    try:
+        return date.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        raise Invalid(f"{value[:40]!r} is not a date YYYY-MM-DD") from None
+
+
+def _check_struct(children: list[Field]) -> Callable[[Any], Any]:
+    def check(value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise Invalid(f"expected an object, got {_json_type(value)}")
+        out, errors = _apply_fields(children, value, "")
+        if errors:
+            raise Invalid("; ".join(errors[:3]))
+        return out
+
+    return check
+
+
+def _check_array(children: list[Field]) -> Callable[[Any], Any]:
+    def check(value: Any) -> list[dict[str, Any]]:
+        if not isinstance(value, list):
+            raise Invalid(f"expected an array, got {_json_type(value)}")
+        items = []
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise Invalid(f"[{i}] expected an object, got {_json_type(item)}")
+            out, errors = _apply_fields(children, item, f"[{i}].")
+            if errors:
+                raise Invalid("; ".join(errors[:3]))
+            items.append(out)
+        return items
+
+    return check
+
+
+def loads(data: bytes) -> Any:
+    """Decode a payload: UTF-8, then JSON with exact decimals. Raises ``Invalid`` with the reason."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Invalid(f"payload is not UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        raise Invalid("payload is empty")
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise Invalid(f"payload is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise Invalid("payload nests too deeply") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise Invalid(f"payload is not JSON: {name} is not allowed")

@@ -1,0 +1,123 @@
+"""Ingestion: a Firehose delivery stream per dataset, its transform, and its alarms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from cdk_constructs.alerts import AlertTopic
+from cdk_constructs.ingestion import TRANSFORM_RUNTIME, DatasetDeliveryStream
+from cdk_constructs.keys import LakeKeys
+from cdk_constructs.storage import LakeStorage
+from config import StageConfig
+from datalake.dataset import Dataset
+from stacks.common import log_retention, removal_policy
+
+#: Rejected records above this share of a 5-minute window raise the alarm (percent).
+REJECTED_RATE_THRESHOLD = 5
+
+
+def powertools_layer_parameter(version: str) -> str:
+    """Public SSM parameter that Powertools publishes in every region with its layer ARN.
+
+    Resolving it at deploy time keeps the stacks environment-agnostic and the version pinned:
+    https://docs.powertools.aws.dev/lambda/python/latest/#lambda-layer
+    """
+    return f"/aws/service/powertools/python/arm64/{TRANSFORM_RUNTIME.name}/{version}"
+
+
+class IngestionStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: StageConfig,
+        datasets: tuple[Dataset, ...],
+        keys: LakeKeys,
+        storage: LakeStorage,
+        alerts: AlertTopic,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        layer_arn = ssm.StringParameter.value_for_string_parameter(
+            self, powertools_layer_parameter(stage.powertools_version)
+        )
+        layer = lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer", layer_arn)
+        raw_bucket = storage.raw.reference(self, "RawBucket")
+        self.streams: dict[str, DatasetDeliveryStream] = {}
+        self.alarms: list[cloudwatch.Alarm] = []
+        for ds in datasets:
+            cid = ds.name.title().replace("_", "")
+            stream = DatasetDeliveryStream(
+                self,
+                cid,
+                dataset=ds,
+                name=f"{stage.prefix}-{ds.resource_name}",
+                raw_bucket=raw_bucket,
+                raw_key=keys.raw,
+                logs_key=keys.logs,
+                log_retention=log_retention(stage),
+                powertools_layer=layer,
+                removal_policy=removal_policy(stage),
+            )
+            self.streams[ds.name] = stream
+            self.alarms += self._alarms(cid, ds, stream)
+        alerts.notify_on(*self.alarms)
+        # The Firehose L2 adds a mapping of Firehose CIDR blocks for Redshift/Splunk destinations;
+        # unreferenced here, CloudFormation validation warns about it.
+        self.node.try_remove_child("@aws-cdk--aws-kinesisfirehose.CidrBlocks")
+
+    def _alarms(self, cid: str, ds: Dataset, stream: DatasetDeliveryStream) -> list[cloudwatch.Alarm]:
+        # Data older than two buffer intervals plus the transform's own buffering is not flowing.
+        freshness_limit = 2 * ds.ingestion.buffer_interval_seconds + 300
+        freshness = stream.metric_freshness().create_alarm(
+            self,
+            f"{cid}FreshnessAlarm",
+            alarm_description=f"{ds.name}: records older than {freshness_limit}s wait for delivery to S3",
+            threshold=freshness_limit,
+            evaluation_periods=3,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        errors = stream.function.metric_errors(period=Duration.minutes(5), statistic="Sum").create_alarm(
+            self,
+            f"{cid}TransformErrorsAlarm",
+            alarm_description=f"{ds.name}: the Firehose transform failed (Firehose retries, then writes processing-failed)",
+            threshold=0,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        failed = stream.metric_transform("RecordsProcessingFailed").create_alarm(
+            self,
+            f"{cid}ProcessingFailedAlarm",
+            alarm_description=f"{ds.name}: records went to the processing-failed error prefix",
+            threshold=0,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        rate = cloudwatch.MathExpression(
+            expression="100 * FILL(rejected, 0) / MAX([FILL(records, 0), 1])",
+            using_metrics={
+                "rejected": stream.metric_transform("RecordsRejected"),
+                "records": stream.metric_transform("RecordsIn"),
+            },
+            label="Rejected records (%)",
+            period=Duration.minutes(5),
+        ).create_alarm(
+            self,
+            f"{cid}RejectedRateAlarm",
+            alarm_description=f"{ds.name}: more than {REJECTED_RATE_THRESHOLD}% of records rejected; see table {ds.name}_rejected",
+            threshold=REJECTED_RATE_THRESHOLD,
+            evaluation_periods=2,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        return [freshness, errors, failed, rate]

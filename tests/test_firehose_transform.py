@@ -1,0 +1,273 @@
+"""The Firehose transform: contract for both event shapes, validation, normalization, nothing lost."""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from records import RecordValidator
+from transform import MAX_RESPONSE_BYTES, transform_event
+
+from datalake.dataset import DATASETS_DIR, load_dataset
+
+EVENTS = Path(__file__).parent / "events"
+ORDERS = load_dataset(DATASETS_DIR / "orders.json")
+VALIDATOR = RecordValidator(ORDERS.to_spec())
+NOW = datetime(2024, 5, 1, 1, 0, tzinfo=UTC)
+
+
+def _event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+def _decode(record: dict[str, Any]) -> dict[str, Any]:
+    line = base64.b64decode(record["data"]).decode("utf-8")
+    assert line.endswith("\n") and line.count("\n") == 1  # newline-delimited JSON, one object
+    return json.loads(line)
+
+
+def _run(event: dict[str, Any], **kwargs: Any) -> tuple[Any, dict[str, dict[str, Any]]]:
+    result = transform_event(event, VALIDATOR, now=NOW, fallback_stream="lake-sbx-orders", **kwargs)
+    return result, {r["recordId"]: r for r in result.response["records"]}
+
+
+def _payload(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "order_id": "o-1", "customer_id": "c-1", "order_ts": "2024-05-01T10:00:00Z", "amount": "1.00",
+    }
+    base.update(fields)
+    return base
+
+
+def _event_of(*payloads: Any) -> dict[str, Any]:
+    records = []
+    for i, p in enumerate(payloads):
+        data = p if isinstance(p, bytes) else json.dumps(p).encode()
+        records.append({"recordId": f"r{i}", "data": base64.b64encode(data).decode()})
+    return {"records": records}
+
+
+@pytest.mark.parametrize("fixture", ["firehose_direct_put.json", "firehose_kinesis_source.json"])
+def test_contract_for_both_event_shapes(fixture: str) -> None:
+    # GIVEN a Firehose event with two valid, one invalid, one non-JSON and one non-UTF-8 record
+    event = _event(fixture)
+    # WHEN it is transformed
+    result, out = _run(event)
+    # THEN every recordId comes back exactly once, in order, each Ok with base64 data and keys
+    assert [r["recordId"] for r in result.response["records"]] == [r["recordId"] for r in event["records"]]
+    assert {r["result"] for r in out.values()} == {"Ok"}
+    assert (result.ok, result.rejected, result.failed) == (2, 3, 0)
+    datasets = [r["metadata"]["partitionKeys"]["dataset"] for r in result.response["records"]]
+    assert datasets == ["orders", "orders", "orders_rejected", "orders_rejected", "orders_rejected"]
+
+
+def test_kinesis_source_is_recorded_as_the_source_stream() -> None:
+    _, out = _run(_event("firehose_kinesis_source.json"))
+    first = _decode(next(iter(out.values())))
+    assert first["source_stream"] == "lake-sbx-orders-source"
+    _, out = _run(_event("firehose_direct_put.json"))
+    assert _decode(next(iter(out.values())))["source_stream"] == "lake-sbx-orders"
+
+
+def test_only_records_is_required_at_top_level() -> None:
+    # GIVEN an event with no invocationId, deliveryStreamArn or region
+    result, out = _run(_event("firehose_minimal.json"))
+    # THEN the configured stream name is used and the record is accepted
+    assert result.ok == 1
+    assert _decode(out["r1"])["source_stream"] == "lake-sbx-orders"
+
+
+def test_offset_just_after_midnight_lands_in_previous_utc_day() -> None:
+    # GIVEN 00:30 in Seoul (+09:00) on 1 May, i.e. 15:30 UTC on 30 April
+    _, out = _run(_event_of(_payload(order_ts="2024-05-01T00:30:00+09:00")))
+    record = out["r0"]
+    # THEN the partition keys and the stored timestamp are the UTC ones
+    assert record["metadata"]["partitionKeys"] == {
+        "dataset": "orders", "year": "2024", "month": "04", "day": "30", "hour": "15",
+    }
+    assert _decode(record)["order_ts"] == "2024-04-30T15:30:00.000Z"
+
+
+def test_epoch_milliseconds_are_accepted() -> None:
+    _, out = _run(_event_of(_payload(order_ts=1714521600123)))
+    assert _decode(out["r0"])["order_ts"] == "2024-05-01T00:00:00.123Z"
+
+
+def test_naive_timestamp_and_epoch_seconds_are_rejected_with_reasons() -> None:
+    result, out = _run(_event_of(_payload(order_ts="2024-05-01T10:00:00"), _payload(order_ts=1714521600)))
+    assert result.rejected == 2
+    assert "has no UTC offset" in _decode(out["r0"])["reason"]
+    assert "outside 2000-01-01..2100-01-01" in _decode(out["r1"])["reason"]
+
+
+def test_decimals_are_kept_exact_and_strings_trimmed() -> None:
+    _, out = _run(_event_of(_payload(
+        amount=12.1, customer_id="  c-9  ",
+        items=[{"sku": "A", "qty": 3, "unit_price": "0.10"}, {"sku": "B", "qty": 1, "unit_price": 19.99}],
+    )))
+    doc = _decode(out["r0"])
+    assert doc["amount"] == "12.10"
+    assert doc["customer_id"] == "c-9"
+    assert [i["unit_price"] for i in doc["items"]] == ["0.10", "19.99"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"amount": "12.345"}, "amount: 12.345 has more than 2 decimal places"),
+        ({"amount": -1}, "amount: -1.00 is below the minimum 0"),
+        ({"amount": "1e40"}, "amount: 1E+40 does not fit decimal(12,2)"),
+        ({"status": "LOST"}, "status: 'LOST' is not one of"),
+        ({"country": "Korea"}, "country: 'Korea' does not match"),
+        ({"customer_id": None}, "customer_id: required field is missing"),
+        ({"customer_id": "   "}, "customer_id: required field is empty"),
+        ({"items": [{"sku": "A", "qty": 0, "unit_price": "1"}]}, "items: [0].qty: 0 is below the minimum 1"),
+        ({"items": {"sku": "A"}}, "items: expected an array, got"),
+        ({"order_id": 17}, "order_id: expected a string, got a number"),
+    ],
+)
+def test_invalid_fields_are_rejected_with_a_reason(fields: dict[str, Any], reason: str) -> None:
+    result, out = _run(_event_of(_payload(**fields)))
+    doc = _decode(out["r0"])
+    assert result.rejected == 1
+    assert reason in doc["reason"], doc["reason"]
+    assert out["r0"]["metadata"]["partitionKeys"]["dataset"] == "orders_rejected"
+
+
+def test_rejected_record_keeps_the_original_bytes_and_ingest_partition() -> None:
+    raw = b"\xff\xfe not utf-8"
+    event = {"records": [{"recordId": "x", "approximateArrivalTimestamp": 1714521605000,
+                          "data": base64.b64encode(raw).decode()}]}
+    _, out = _run(event)
+    doc = _decode(out["x"])
+    assert base64.b64decode(doc["raw_base64"]) == raw
+    assert doc["raw_text"] is None
+    assert doc["reason"].startswith("payload is not UTF-8")
+    assert doc["ingested_at"] == "2024-05-01T00:00:05.000Z"
+    assert out["x"]["metadata"]["partitionKeys"]["day"] == "01"
+
+
+def test_extra_fields_are_ignored_without_losing_the_record() -> None:
+    result, out = _run(_event_of(_payload(promo="SPRING", nested={"a": 1})))
+    assert result.ok == 1
+    assert "promo" not in _decode(out["r0"])
+
+
+def test_response_over_the_size_budget_fails_records_instead_of_the_batch() -> None:
+    # GIVEN a batch whose output exceeds a (small) response budget
+    event = _event_of(*[_payload(order_id=f"o-{i}") for i in range(20)])
+    # WHEN it is transformed with room for about five records
+    result, out = _run(event, max_response_bytes=5 * 700)
+    # THEN the rest are ProcessingFailed (Firehose keeps their bytes) and nothing is missing
+    assert len(out) == 20
+    assert result.ok + result.failed == 20
+    assert 0 < result.ok < 20
+    assert all(r["result"] == "ProcessingFailed" for r in list(out.values())[result.ok:])
+
+
+def test_default_budget_is_under_lambdas_6_mb_limit() -> None:
+    assert MAX_RESPONSE_BYTES < 6 * 1024 * 1024
+
+
+# --- property-based: arbitrary payloads never break the contract ------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=20,
+)
+order_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "order_id": st.one_of(st.text(max_size=70), st.integers(), st.none()),
+        "customer_id": st.one_of(st.text(max_size=10), st.none()),
+        "order_ts": st.one_of(
+            st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+            st.integers(min_value=-(10**15), max_value=10**15),
+            st.text(max_size=30),
+        ),
+        "amount": st.one_of(st.decimals(allow_nan=True, places=3).map(str), st.integers(), st.floats(), st.text(max_size=5)),
+        "status": st.sampled_from(["PLACED", "PAID", "paid", "", "LOST"]),
+        "items": st.lists(st.fixed_dictionaries({}, optional={"sku": st.text(max_size=5), "qty": st.integers(),
+                                                                 "unit_price": st.decimals(places=2).map(str)}),
+                          max_size=3),
+        "extra": json_values,
+    },
+)
+payloads = st.one_of(
+    st.binary(max_size=300),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    order_like.map(lambda v: json.dumps(v).encode()),
+    st.text(max_size=100_000, alphabet="x").map(lambda t: json.dumps(_payload(customer_email=t)).encode()),
+)
+
+
+@dataclass
+class Checked:
+    ok: int = 0
+    rejected: int = 0
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(payloads, min_size=1, max_size=12))
+def test_any_payloads_keep_the_contract(batch: list[bytes]) -> None:
+    event = {"records": [{"recordId": f"id-{i}", "data": base64.b64encode(p).decode()} for i, p in enumerate(batch)]}
+    result, out = _run(event)
+    # each input recordId appears exactly once, with a valid result
+    assert [r["recordId"] for r in result.response["records"]] == [f"id-{i}" for i in range(len(batch))]
+    assert result.ok + result.rejected + result.failed == len(batch)
+    assert result.failed == 0
+    for i, payload in enumerate(batch):
+        record = out[f"id-{i}"]
+        assert record["result"] == "Ok"
+        doc = _decode(record)
+        keys = record["metadata"]["partitionKeys"]
+        if keys["dataset"] == "orders":
+            # every Ok record is valid JSON with the required fields and the right partition keys
+            for name in ("order_id", "customer_id", "order_ts", "amount"):
+                assert doc[name] not in (None, "")
+            ts = datetime.fromisoformat(doc["order_ts"].replace("Z", "+00:00"))
+            assert keys == {"dataset": "orders", "year": f"{ts.year:04d}", "month": f"{ts.month:02d}",
+                            "day": f"{ts.day:02d}", "hour": f"{ts.hour:02d}"}
+        else:
+            # every rejected record is accounted for, with a reason and its original bytes
+            assert keys["dataset"] == "orders_rejected"
+            assert doc["reason"]
+            assert base64.b64decode(doc["raw_base64"]) == payload
+
+
+def test_handler_reads_the_spec_from_its_environment_and_emits_metrics(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the environment the CDK construct sets
+    monkeypatch.setenv("DATASET_SPEC", ORDERS.to_spec_json())
+    monkeypatch.setenv("DELIVERY_STREAM_NAME", "lake-sbx-orders")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "DataLake")
+    handler = importlib.reload(importlib.import_module("handler"))
+
+    @dataclass
+    class Context:
+        function_name: str = "transform"
+        memory_limit_in_mb: int = 256
+        invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:transform"
+        aws_request_id: str = "req-1"
+
+    # WHEN it handles the Direct PUT fixture
+    response = handler.lambda_handler(_event("firehose_direct_put.json"), Context())
+    # THEN it answers every record and publishes the counts as EMF metrics
+    assert len(response["records"]) == 5
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert emf, "no EMF metrics printed"
+    metrics = emf[-1]
+    assert metrics["dataset"] == "orders"
+    assert (metrics["RecordsIn"], metrics["RecordsOk"], metrics["RecordsRejected"]) == ([5.0], [2.0], [3.0])
+    assert os.environ["DATASET_SPEC"]
