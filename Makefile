@@ -16,7 +16,7 @@ CDK_FLAGS := -c stage=$(STAGE)
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help install synth test test-fast lint format diff deploy destroy demo bench cost diagram clean
+.PHONY: help install synth test lint format diff deploy destroy bench clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ deploy: install ## Deploy every stack of STAGE (needs AWS credentials and a boot
 
 destroy: install ## Destroy every stack of STAGE (sandbox: data and keys too)
 	$(CDK) destroy --all $(CDK_FLAGS)
+
+bench: install ## Run the benchmarks; prints a table and writes benchmarks/results.json
+	$(VENV)/bin/python benchmarks/run.py
 
 clean: ## Remove generated files (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis spark-warehouse .demo

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """CDK entry point: picks the stage, loads the dataset files, composes the lake, adds compliance packs.
 
-    npx cdk synth -c stage=prod      # or: STAGE=prod make synth
-    npx cdk synth -c datasets_dir=path/to/datasets   # another folder of dataset files
+npx cdk synth -c stage=prod      # or: STAGE=prod make synth
+npx cdk synth -c datasets_dir=path/to/datasets   # another folder of dataset files
 """
 
 from __future__ import annotations

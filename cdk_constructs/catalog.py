@@ -46,7 +46,12 @@ def raw_column_type(glue_type: str) -> str:
 
 def _projection(location: str, keys: Sequence[str], extra: dict[str, str] | None = None) -> dict[str, str]:
     params = {"projection.enabled": "true", "classification": "json", "compressionType": "gzip"}
-    ranges = {"year": (PROJECTED_YEARS, None), "month": ("1,12", "2"), "day": ("1,31", "2"), "hour": ("0,23", "2")}
+    ranges = {
+        "year": (PROJECTED_YEARS, None),
+        "month": ("1,12", "2"),
+        "day": ("1,31", "2"),
+        "hour": ("0,23", "2"),
+    }
     for key in keys:
         if key in ranges:
             value_range, digits = ranges[key]
@@ -81,7 +86,9 @@ def _json_table(
             description=description,
             table_type="EXTERNAL_TABLE",
             parameters=projection,
-            partition_keys=[glue.CfnTable.ColumnProperty(name=k, type="string", comment=c) for k, c in partition_keys],
+            partition_keys=[
+                glue.CfnTable.ColumnProperty(name=k, type="string", comment=c) for k, c in partition_keys
+            ],
             storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
                 location=location,
                 input_format=TEXT_INPUT,
@@ -155,12 +162,16 @@ class RawTables(Construct):
             location=base + error_prefix,
             columns=DELIVERY_ERROR_COLUMNS,
             partition_keys=[("error_type", "Firehose error output type."), *hour_keys],
-            projection=_projection(base + error_prefix, error_keys, {"projection.error_type.type": "injected"}),
+            projection=_projection(
+                base + error_prefix, error_keys, {"projection.error_type.type": "injected"}
+            ),
         )
         self.table_names = [f"{dataset.name}", f"{dataset.name}_rejected", f"{dataset.name}_delivery_errors"]
 
 
-def database(scope: Construct, construct_id: str, *, name: str, description: str, location: str) -> glue.CfnDatabase:
+def database(
+    scope: Construct, construct_id: str, *, name: str, description: str, location: str
+) -> glue.CfnDatabase:
     return glue.CfnDatabase(
         scope,
         construct_id,

@@ -77,7 +77,11 @@ class DatasetDeliveryStream(Construct):
         self.dataset = dataset
         self.delivery_stream_name = name
         function_logs = logs.LogGroup(
-            self, "TransformLogs", encryption_key=logs_key, retention=log_retention, removal_policy=removal_policy
+            self,
+            "TransformLogs",
+            encryption_key=logs_key,
+            retention=log_retention,
+            removal_policy=removal_policy,
         )
         # Roles with customer-managed policies written out in full: the L2 defaults would attach
         # AWSLambdaBasicExecutionRole and inline policies with wildcard actions.
@@ -93,9 +97,12 @@ class DatasetDeliveryStream(Construct):
             roles=[transform_role],
             statements=[
                 iam.PolicyStatement(
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[function_logs.log_group_arn]
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[function_logs.log_group_arn],
                 ),
-                iam.PolicyStatement(actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"], resources=["*"]),
+                iam.PolicyStatement(
+                    actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"], resources=["*"]
+                ),
             ],
         )
         acknowledge(
@@ -161,10 +168,16 @@ class DatasetDeliveryStream(Construct):
                 removal_policy=removal_policy,
             )
             source = firehose.KinesisStreamSource(self.source_stream)
-            encryption = None  # Firehose rejects SSE on a stream whose source is Kinesis (it is encrypted there)
+            encryption = (
+                None  # Firehose rejects SSE on a stream whose source is Kinesis (it is encrypted there)
+            )
 
         delivery_logs = logs.LogGroup(
-            self, "DeliveryLogs", encryption_key=logs_key, retention=log_retention, removal_policy=removal_policy
+            self,
+            "DeliveryLogs",
+            encryption_key=logs_key,
+            retention=log_retention,
+            removal_policy=removal_policy,
         )
         self.delivery_role = iam.Role(
             self,
@@ -206,7 +219,9 @@ class DatasetDeliveryStream(Construct):
                 f"{error_prefix(dataset)}!{{firehose:error-output-type}}/"
                 "year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/hour=!{timestamp:HH}/"
             ),
-            dynamic_partitioning=firehose.DynamicPartitioningProps(enabled=True, retry_duration=Duration.minutes(5)),
+            dynamic_partitioning=firehose.DynamicPartitioningProps(
+                enabled=True, retry_duration=Duration.minutes(5)
+            ),
             processors=[
                 firehose.LambdaFunctionProcessor(
                     self.function,
@@ -257,7 +272,9 @@ class DatasetDeliveryStream(Construct):
                 conditions={
                     "StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"},
                     # With S3 Bucket Keys the encryption context is the bucket ARN.
-                    "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket.bucket_arn, bucket.arn_for_objects("*")]},
+                    "StringLike": {
+                        "kms:EncryptionContext:aws:s3:arn": [bucket.bucket_arn, bucket.arn_for_objects("*")]
+                    },
                 },
             ),
             iam.PolicyStatement(

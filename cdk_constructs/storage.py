@@ -68,7 +68,9 @@ class LakeBucket(Construct):
             self,
             "Bucket",
             bucket_name=bucket_name,
-            encryption=s3.BucketEncryption.KMS if encryption_key is not None else s3.BucketEncryption.S3_MANAGED,
+            encryption=s3.BucketEncryption.KMS
+            if encryption_key is not None
+            else s3.BucketEncryption.S3_MANAGED,
             encryption_key=encryption_key,
             bucket_key_enabled=encryption_key is not None,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
@@ -190,10 +192,14 @@ class LakeStorage(Construct):
             athena_results_expire_after = Duration.days(30)
         if access_logs_expire_after is None:
             access_logs_expire_after = Duration.days(365)
+
         def name(zone: str) -> str:
             return f"{prefix}-{zone}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
 
-        common = {"noncurrent_version_expiration": noncurrent_version_expiration, "removal_policy": removal_policy}
+        common = {
+            "noncurrent_version_expiration": noncurrent_version_expiration,
+            "removal_policy": removal_policy,
+        }
         self.access_logs = LakeBucket(
             self,
             "AccessLogs",
@@ -251,6 +257,8 @@ class LakeStorage(Construct):
             bucket_name=name("athena-results"),
             encryption_key=analytics_key,
             server_access_logs_bucket=logs_bucket,
-            lifecycle_rules=[s3.LifecycleRule(id="ExpireQueryResults", expiration=athena_results_expire_after)],
+            lifecycle_rules=[
+                s3.LifecycleRule(id="ExpireQueryResults", expiration=athena_results_expire_after)
+            ],
             **common,  # type: ignore[arg-type]
         )

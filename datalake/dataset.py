@@ -281,9 +281,7 @@ def _parse_column(
             except re.error as exc:
                 _problem(problems, f"{where}.pattern", f"not a valid regular expression: {exc}")
     max_length = raw.get("max_length")
-    if max_length is not None and (
-        ctype != "string" or not isinstance(max_length, int) or max_length < 1
-    ):
+    if max_length is not None and (ctype != "string" or not isinstance(max_length, int) or max_length < 1):
         _problem(problems, f"{where}.max_length", "max_length needs a string column and an int >= 1")
     comment = raw.get("comment", "")
     if not isinstance(comment, str) or len(comment) > 255:
@@ -293,7 +291,11 @@ def _parse_column(
     child_key = "items" if ctype == "array" else "fields" if ctype == "struct" else None
     for key in ("items", "fields"):
         if key in raw and key != child_key:
-            _problem(problems, f"{where}.{key}", f"'{key}' only applies to type {'array' if key == 'items' else 'struct'}")
+            _problem(
+                problems,
+                f"{where}.{key}",
+                f"'{key}' only applies to type {'array' if key == 'items' else 'struct'}",
+            )
     if child_key is not None:
         raw_children = raw.get(child_key)
         if not isinstance(raw_children, list) or not raw_children:
@@ -332,9 +334,7 @@ def _parse_column(
     )
 
 
-def _parse_section(
-    raw: Any, name: str, allowed: set[str], problems: list[tuple[str, str]]
-) -> dict[str, Any]:
+def _parse_section(raw: Any, name: str, allowed: set[str], problems: list[tuple[str, str]]) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -369,7 +369,11 @@ def _parse_governance(
                 f"(columns: {', '.join(by_name)})",
             )
         elif name in keys:
-            _problem(problems, "governance.pii_columns", f"{name!r} is the record key or event time; it cannot be PII")
+            _problem(
+                problems,
+                "governance.pii_columns",
+                f"{name!r} is the record key or event time; it cannot be PII",
+            )
     if len(set(pii)) != len(pii):
         _problem(problems, "governance.pii_columns", "a column is listed twice; list each once")
     row_filter = section.get("row_filter_column")
@@ -455,14 +459,28 @@ def parse_dataset(raw: Any, path: Path | str) -> Dataset:
             "ingestion.buffer_size_mib",
             "dynamic partitioning needs a buffer of 64 to 128 MiB; use 128 for large objects",
         )
-    if not isinstance(ingestion.buffer_interval_seconds, int) or not 60 <= ingestion.buffer_interval_seconds <= 900:
-        _problem(problems, "ingestion.buffer_interval_seconds", "use 60 to 900 seconds (900 makes fewer, larger objects)")
+    if (
+        not isinstance(ingestion.buffer_interval_seconds, int)
+        or not 60 <= ingestion.buffer_interval_seconds <= 900
+    ):
+        _problem(
+            problems,
+            "ingestion.buffer_interval_seconds",
+            "use 60 to 900 seconds (900 makes fewer, larger objects)",
+        )
 
     processing_raw = _parse_section(raw.get("processing"), "processing", _PROCESSING_FIELDS, problems)
     processing = Processing(**processing_raw) if processing_raw else Processing()
     if not isinstance(processing.schedule, str) or not _SCHEDULE_RE.match(processing.schedule):
-        _problem(problems, "processing.schedule", "use an EventBridge Scheduler expression: rate(1 hour) or cron(...)")
-    if not isinstance(processing.target_file_size_mib, int) or not 16 <= processing.target_file_size_mib <= 1024:
+        _problem(
+            problems,
+            "processing.schedule",
+            "use an EventBridge Scheduler expression: rate(1 hour) or cron(...)",
+        )
+    if (
+        not isinstance(processing.target_file_size_mib, int)
+        or not 16 <= processing.target_file_size_mib <= 1024
+    ):
         _problem(problems, "processing.target_file_size_mib", "use 16 to 1024 (MiB); 128 suits Athena")
 
     if problems:

@@ -18,5 +18,11 @@ PACK_PREFIXES = ("AwsSolutions-", "NIST.800.53.R5-", "HIPAA.Security-", "PCI.DSS
 def add_compliance_packs(app: App) -> None:
     """Synth fails on any finding of these packs that is not acknowledged next to its code."""
     validations = Validations.of(app)
-    for pack in (AwsSolutionsChecks, NIST80053R5Checks, HIPAASecurityChecks, PCIDSS321Checks, ServerlessChecks):
+    for pack in (
+        AwsSolutionsChecks,
+        NIST80053R5Checks,
+        HIPAASecurityChecks,
+        PCIDSS321Checks,
+        ServerlessChecks,
+    ):
         validations.add_plugins(pack(app))

@@ -21,7 +21,6 @@ from datalake.dataset import load_datasets
 from stacks import Lake, build_lake
 from stacks.compliance import add_compliance_packs
 
-
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
 

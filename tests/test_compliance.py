@@ -14,8 +14,20 @@ from stacks.compliance import PACK_PREFIXES, add_compliance_packs
 #: Acknowledgements per pack and stage configuration. Change these numbers on purpose only: every
 #: acknowledgement is a finding a reviewer accepted, with its reason next to the code.
 EXPECTED_ACKNOWLEDGEMENTS = {
-    "sandbox": {"AwsSolutions-": 4, "NIST.800.53.R5-": 9, "HIPAA.Security-": 9, "PCI.DSS.321-": 9, "Serverless-": 1},
-    "prod": {"AwsSolutions-": 4, "NIST.800.53.R5-": 9, "HIPAA.Security-": 9, "PCI.DSS.321-": 9, "Serverless-": 1},
+    "sandbox": {
+        "AwsSolutions-": 4,
+        "NIST.800.53.R5-": 9,
+        "HIPAA.Security-": 9,
+        "PCI.DSS.321-": 9,
+        "Serverless-": 1,
+    },
+    "prod": {
+        "AwsSolutions-": 4,
+        "NIST.800.53.R5-": 9,
+        "HIPAA.Security-": 9,
+        "PCI.DSS.321-": 9,
+        "Serverless-": 1,
+    },
 }
 
 
@@ -56,5 +68,5 @@ def test_an_unacknowledged_finding_fails_synth(tmp_path: object) -> None:
     s3.Bucket(stack, "Plain")
     add_compliance_packs(app)
     # WHEN it synthesizes THEN the compliance packs stop it
-    with pytest.raises(RuntimeError, match="[Vv]alidation"):
+    with pytest.raises(RuntimeError, match=r"[Vv]alidation"):
         app.synth()

@@ -34,7 +34,7 @@ def test_reference_dataset_loads_with_its_schema() -> None:
     assert orders.pii_columns == ("customer_email", "customer_phone")
     assert orders.column("amount").decimal_precision_scale == (12, 2)
     assert orders.column("status").enum == ("PLACED", "PAID", "SHIPPED", "CANCELLED", "RETURNED")
-    assert dict((n, t) for n, t, _ in orders.glue_columns())["items"] == (
+    assert {n: t for n, t, _ in orders.glue_columns()}["items"] == (
         "array<struct<sku:string,qty:int,unit_price:decimal(12,2)>>"
     )
     assert orders.ingestion.buffer_size_mib == 128
@@ -50,14 +50,34 @@ def test_reference_dataset_loads_with_its_schema() -> None:
             "governance.pii_columns",
             "PII flag on 'customer_name', which is not a column",
         ),
-        (lambda r: r["columns"].append({"name": "status", "type": "string"}), "columns[status]", "duplicate column"),
-        (lambda r: r.update(event_time="created_at"), "event_time", "partition key 'created_at' is not in the schema"),
+        (
+            lambda r: r["columns"].append({"name": "status", "type": "string"}),
+            "columns[status]",
+            "duplicate column",
+        ),
+        (
+            lambda r: r.update(event_time="created_at"),
+            "event_time",
+            "partition key 'created_at' is not in the schema",
+        ),
         (lambda r: _column(r, "amount").update(min="zero"), "columns[amount].min", "must be a number"),
         (lambda r: r["ingestion"].update(buffer_size_mib=5), "ingestion.buffer_size_mib", "64 to 128 MiB"),
-        (lambda r: _column(r, "items")["items"][1].update(colour="red"), "columns[items].items[1].colour", "unknown field"),
+        (
+            lambda r: _column(r, "items")["items"][1].update(colour="red"),
+            "columns[items].items[1].colour",
+            "unknown field",
+        ),
     ],
-    ids=["unknown-field", "unknown-type", "pii-missing-column", "duplicate-column", "partition-key", "bad-min",
-         "buffer", "nested-unknown"],
+    ids=[
+        "unknown-field",
+        "unknown-type",
+        "pii-missing-column",
+        "duplicate-column",
+        "partition-key",
+        "bad-min",
+        "buffer",
+        "nested-unknown",
+    ],
 )
 def test_bad_dataset_names_file_field_and_fix(mutate: Any, field: str, fix: str) -> None:
     # GIVEN the reference dataset with one defect
@@ -91,9 +111,19 @@ def test_malformed_dataset_fails_synth_without_a_stack_trace(tmp_path: Path, roo
     bad = _broken(lambda r: r["governance"]["pii_columns"].append("customer_name"))
     (tmp_path / "orders.json").write_text(json.dumps(bad))
     # WHEN the CDK app runs as `cdk synth` runs it
-    env = dict(os.environ, CDK_CONTEXT_JSON=json.dumps({"datasets_dir": str(tmp_path)}), CDK_OUTDIR=str(tmp_path / "out"))
+    env = dict(
+        os.environ,
+        CDK_CONTEXT_JSON=json.dumps({"datasets_dir": str(tmp_path)}),
+        CDK_OUTDIR=str(tmp_path / "out"),
+    )
     result = subprocess.run(
-        [sys.executable, "app.py"], cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "app.py"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     # THEN it stops with one clear message: file, field, fix; no Python or jsii trace
     assert result.returncode == 1
@@ -106,7 +136,13 @@ def test_malformed_dataset_fails_synth_without_a_stack_trace(tmp_path: Path, roo
 def test_unknown_stage_is_a_clear_error(tmp_path: Path, root: Path) -> None:
     env = dict(os.environ, CDK_CONTEXT_JSON=json.dumps({"stage": "qa"}), CDK_OUTDIR=str(tmp_path))
     result = subprocess.run(
-        [sys.executable, "app.py"], cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "app.py"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 1
     assert "Unknown stage 'qa'" in result.stderr

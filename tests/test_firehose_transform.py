@@ -42,7 +42,10 @@ def _run(event: dict[str, Any], **kwargs: Any) -> tuple[Any, dict[str, dict[str,
 
 def _payload(**fields: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "order_id": "o-1", "customer_id": "c-1", "order_ts": "2024-05-01T10:00:00Z", "amount": "1.00",
+        "order_id": "o-1",
+        "customer_id": "c-1",
+        "order_ts": "2024-05-01T10:00:00Z",
+        "amount": "1.00",
     }
     base.update(fields)
     return base
@@ -92,7 +95,11 @@ def test_offset_just_after_midnight_lands_in_previous_utc_day() -> None:
     record = out["r0"]
     # THEN the partition keys and the stored timestamp are the UTC ones
     assert record["metadata"]["partitionKeys"] == {
-        "dataset": "orders", "year": "2024", "month": "04", "day": "30", "hour": "15",
+        "dataset": "orders",
+        "year": "2024",
+        "month": "04",
+        "day": "30",
+        "hour": "15",
     }
     assert _decode(record)["order_ts"] == "2024-04-30T15:30:00.000Z"
 
@@ -110,10 +117,18 @@ def test_naive_timestamp_and_epoch_seconds_are_rejected_with_reasons() -> None:
 
 
 def test_decimals_are_kept_exact_and_strings_trimmed() -> None:
-    _, out = _run(_event_of(_payload(
-        amount=12.1, customer_id="  c-9  ",
-        items=[{"sku": "A", "qty": 3, "unit_price": "0.10"}, {"sku": "B", "qty": 1, "unit_price": 19.99}],
-    )))
+    _, out = _run(
+        _event_of(
+            _payload(
+                amount=12.1,
+                customer_id="  c-9  ",
+                items=[
+                    {"sku": "A", "qty": 3, "unit_price": "0.10"},
+                    {"sku": "B", "qty": 1, "unit_price": 19.99},
+                ],
+            )
+        )
+    )
     doc = _decode(out["r0"])
     assert doc["amount"] == "12.10"
     assert doc["customer_id"] == "c-9"
@@ -145,8 +160,15 @@ def test_invalid_fields_are_rejected_with_a_reason(fields: dict[str, Any], reaso
 
 def test_rejected_record_keeps_the_original_bytes_and_ingest_partition() -> None:
     raw = b"\xff\xfe not utf-8"
-    event = {"records": [{"recordId": "x", "approximateArrivalTimestamp": 1714521605000,
-                          "data": base64.b64encode(raw).decode()}]}
+    event = {
+        "records": [
+            {
+                "recordId": "x",
+                "approximateArrivalTimestamp": 1714521605000,
+                "data": base64.b64encode(raw).decode(),
+            }
+        ]
+    }
     _, out = _run(event)
     doc = _decode(out["x"])
     assert base64.b64decode(doc["raw_base64"]) == raw
@@ -171,7 +193,7 @@ def test_response_over_the_size_budget_fails_records_instead_of_the_batch() -> N
     assert len(out) == 20
     assert result.ok + result.failed == 20
     assert 0 < result.ok < 20
-    assert all(r["result"] == "ProcessingFailed" for r in list(out.values())[result.ok:])
+    assert all(r["result"] == "ProcessingFailed" for r in list(out.values())[result.ok :])
 
 
 def test_default_budget_is_under_lambdas_6_mb_limit() -> None:
@@ -182,7 +204,9 @@ def test_default_budget_is_under_lambdas_6_mb_limit() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
 order_like = st.fixed_dictionaries(
@@ -195,11 +219,21 @@ order_like = st.fixed_dictionaries(
             st.integers(min_value=-(10**15), max_value=10**15),
             st.text(max_size=30),
         ),
-        "amount": st.one_of(st.decimals(allow_nan=True, places=3).map(str), st.integers(), st.floats(), st.text(max_size=5)),
+        "amount": st.one_of(
+            st.decimals(allow_nan=True, places=3).map(str), st.integers(), st.floats(), st.text(max_size=5)
+        ),
         "status": st.sampled_from(["PLACED", "PAID", "paid", "", "LOST"]),
-        "items": st.lists(st.fixed_dictionaries({}, optional={"sku": st.text(max_size=5), "qty": st.integers(),
-                                                                 "unit_price": st.decimals(places=2).map(str)}),
-                          max_size=3),
+        "items": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "sku": st.text(max_size=5),
+                    "qty": st.integers(),
+                    "unit_price": st.decimals(places=2).map(str),
+                },
+            ),
+            max_size=3,
+        ),
         "extra": json_values,
     },
 )
@@ -220,7 +254,11 @@ class Checked:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(payloads, min_size=1, max_size=12))
 def test_any_payloads_keep_the_contract(batch: list[bytes]) -> None:
-    event = {"records": [{"recordId": f"id-{i}", "data": base64.b64encode(p).decode()} for i, p in enumerate(batch)]}
+    event = {
+        "records": [
+            {"recordId": f"id-{i}", "data": base64.b64encode(p).decode()} for i, p in enumerate(batch)
+        ]
+    }
     result, out = _run(event)
     # each input recordId appears exactly once, with a valid result
     assert [r["recordId"] for r in result.response["records"]] == [f"id-{i}" for i in range(len(batch))]
@@ -236,8 +274,13 @@ def test_any_payloads_keep_the_contract(batch: list[bytes]) -> None:
             for name in ("order_id", "customer_id", "order_ts", "amount"):
                 assert doc[name] not in (None, "")
             ts = datetime.fromisoformat(doc["order_ts"].replace("Z", "+00:00"))
-            assert keys == {"dataset": "orders", "year": f"{ts.year:04d}", "month": f"{ts.month:02d}",
-                            "day": f"{ts.day:02d}", "hour": f"{ts.hour:02d}"}
+            assert keys == {
+                "dataset": "orders",
+                "year": f"{ts.year:04d}",
+                "month": f"{ts.month:02d}",
+                "day": f"{ts.day:02d}",
+                "hour": f"{ts.hour:02d}",
+            }
         else:
             # every rejected record is accounted for, with a reason and its original bytes
             assert keys["dataset"] == "orders_rejected"

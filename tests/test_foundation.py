@@ -61,7 +61,9 @@ def test_logs_key_lets_cloudwatch_logs_use_it_for_this_account_only(template: Te
                         Match.object_like(
                             {
                                 "Sid": "AllowCloudWatchLogsForThisAccount",
-                                "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": Match.any_value()}},
+                                "Condition": {
+                                    "ArnLike": {"kms:EncryptionContext:aws:logs:arn": Match.any_value()}
+                                },
                             }
                         )
                     ]
@@ -73,10 +75,16 @@ def test_logs_key_lets_cloudwatch_logs_use_it_for_this_account_only(template: Te
 
 @pytest.mark.parametrize(
     ("bucket", "key"),
-    [("Raw", "KeysRawKey"), ("Curated", "KeysCuratedKey"), ("Analytics", "KeysAnalyticsKey"),
-     ("AthenaResults", "KeysAnalyticsKey")],
+    [
+        ("Raw", "KeysRawKey"),
+        ("Curated", "KeysCuratedKey"),
+        ("Analytics", "KeysAnalyticsKey"),
+        ("AthenaResults", "KeysAnalyticsKey"),
+    ],
 )
-def test_zone_buckets_are_kms_encrypted_with_their_key_and_secure(template: Template, bucket: str, key: str) -> None:
+def test_zone_buckets_are_kms_encrypted_with_their_key_and_secure(
+    template: Template, bucket: str, key: str
+) -> None:
     lid = _logical_id(template, "AWS::S3::Bucket", f"Storage{bucket}Bucket")
     props = template.find_resources("AWS::S3::Bucket")[lid]["Properties"]
     rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
@@ -84,7 +92,10 @@ def test_zone_buckets_are_kms_encrypted_with_their_key_and_secure(template: Temp
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
     assert rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"]["Fn::GetAtt"][0].startswith(key)
     assert props["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
     }
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
@@ -100,7 +111,8 @@ def test_every_bucket_denies_plain_http(template: Template) -> None:
     for policy in policies.values():
         statements = policy["Properties"]["PolicyDocument"]["Statement"]
         assert any(
-            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in statements
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            for s in statements
         )
 
 
@@ -118,21 +130,24 @@ def test_raw_and_curated_send_events_to_eventbridge_without_a_custom_resource(te
     for bucket in ("Raw", "Curated"):
         lid = _logical_id(template, "AWS::S3::Bucket", f"Storage{bucket}Bucket")
         props = template.find_resources("AWS::S3::Bucket")[lid]["Properties"]
-        assert props["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+        assert props["NotificationConfiguration"] == {
+            "EventBridgeConfiguration": {"EventBridgeEnabled": True}
+        }
     assert template.find_resources("Custom::S3BucketNotifications") == {}
 
 
 def test_access_log_bucket_uses_sse_s3_because_s3_requires_it(template: Template) -> None:
     lid = _logical_id(template, "AWS::S3::Bucket", "StorageAccessLogsBucket")
     props = template.find_resources("AWS::S3::Bucket")[lid]["Properties"]
-    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
-        "SSEAlgorithm": "AES256"
-    }
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+        "ServerSideEncryptionByDefault"
+    ] == {"SSEAlgorithm": "AES256"}
 
 
 def test_alert_topic_is_encrypted_with_logs_key(template: Template) -> None:
     template.has_resource_properties(
-        "AWS::SNS::Topic", {"KmsMasterKeyId": {"Fn::GetAtt": [Match.string_like_regexp("^KeysLogsKey"), "Arn"]}}
+        "AWS::SNS::Topic",
+        {"KmsMasterKeyId": {"Fn::GetAtt": [Match.string_like_regexp("^KeysLogsKey"), "Arn"]}},
     )
 
 

@@ -33,7 +33,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if result.rejected or result.failed:
         logger.info(
             "records rejected or failed",
-            extra={"rejected": result.rejected, "failed": result.failed,
-                   "top_reasons": Counter(result.reasons).most_common(5)},
+            extra={
+                "rejected": result.rejected,
+                "failed": result.failed,
+                "top_reasons": Counter(result.reasons).most_common(5),
+            },
         )
     return result.response

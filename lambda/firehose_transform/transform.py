@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_firehose_event import 
     KinesisFirehoseDataTransformationResponse,
     KinesisFirehoseRecord,
 )
-from records import Invalid, RecordValidator, format_timestamp, loads, parse_timestamp
+from records import Invalid, RecordValidator, format_timestamp, loads
 
 #: Lambda's synchronous response limit is 6 MB; keep a margin for the JSON envelope.
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 - 64 * 1024
@@ -53,13 +53,14 @@ def _b64_line(document: dict[str, Any]) -> str:
     return base64.b64encode(line.encode("utf-8")).decode("ascii")
 
 
-def _partition_keys(prefix: str, when: datetime) -> dict[str, str]:
+def _partition_keys(prefix: str, utc_iso: str) -> dict[str, str]:
+    """Keys from a normalized UTC timestamp ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
     return {
         "dataset": prefix,
-        "year": f"{when.year:04d}",
-        "month": f"{when.month:02d}",
-        "day": f"{when.day:02d}",
-        "hour": f"{when.hour:02d}",
+        "year": utc_iso[0:4],
+        "month": utc_iso[5:7],
+        "day": utc_iso[8:10],
+        "hour": utc_iso[11:13],
     }
 
 
@@ -94,8 +95,7 @@ def transform_record(
     if normalized is not None:
         normalized["ingested_at"] = ingested
         normalized["source_stream"] = source_stream
-        event_time = parse_timestamp(normalized[validator.event_time])
-        return True, normalized, _partition_keys(validator.name, event_time), []
+        return True, normalized, _partition_keys(validator.name, normalized[validator.event_time]), []
     try:
         raw_text: str | None = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -110,7 +110,7 @@ def transform_record(
         "raw_text": raw_text,
         "raw_base64": base64.b64encode(data).decode("ascii"),
     }
-    return False, rejection, _partition_keys(validator.name + REJECTED_SUFFIX, ingested_at), reasons
+    return False, rejection, _partition_keys(validator.name + REJECTED_SUFFIX, ingested), reasons
 
 
 def transform_event(
@@ -140,7 +140,9 @@ def transform_event(
         except Exception as exc:  # a bug must not cost the batch: this record goes to processing-failed
             result.failed += 1
             result.reasons.append(f"internal error: {type(exc).__name__}")
-            response.add_record(KinesisFirehoseDataTransformationRecord(record_id=record_id, result="ProcessingFailed"))
+            response.add_record(
+                KinesisFirehoseDataTransformationRecord(record_id=record_id, result="ProcessingFailed")
+            )
             budget -= _RECORD_OVERHEAD
             continue
         size = len(encoded) + len(record_id) + _RECORD_OVERHEAD + 40 * len(keys)
@@ -148,7 +150,9 @@ def transform_event(
             # Out of response space: Firehose delivers the original bytes to processing-failed/.
             result.failed += 1
             result.reasons.append("response size limit")
-            response.add_record(KinesisFirehoseDataTransformationRecord(record_id=record_id, result="ProcessingFailed"))
+            response.add_record(
+                KinesisFirehoseDataTransformationRecord(record_id=record_id, result="ProcessingFailed")
+            )
             budget -= _RECORD_OVERHEAD
             continue
         budget -= size

@@ -1,0 +1,224 @@
+"""Template assertions for the Firehose delivery stream, its transform, raw tables and alarms."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk.assertions import Match, Template
+from lake_app import Synth, synthesize
+
+from cdk_constructs.ingestion import DatasetDeliveryStream
+from datalake.dataset import DATASETS_DIR, Ingestion, load_dataset
+
+ORDERS = load_dataset(DATASETS_DIR / "orders.json")
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Synth:
+    return synthesize("sandbox")
+
+
+@pytest.fixture(scope="module")
+def template(sandbox: Synth) -> Template:
+    return sandbox.template(sandbox.lake.ingestion)
+
+
+@pytest.fixture(scope="module")
+def catalog(sandbox: Synth) -> Template:
+    return sandbox.template(sandbox.lake.catalog)
+
+
+def _stream(template: Template) -> dict[str, Any]:
+    streams = template.find_resources("AWS::KinesisFirehose::DeliveryStream")
+    assert len(streams) == 1
+    return next(iter(streams.values()))["Properties"]
+
+
+def test_direct_put_stream_is_encrypted_with_the_raw_key(template: Template) -> None:
+    props = _stream(template)
+    assert props["DeliveryStreamType"] == "DirectPut"
+    assert props["DeliveryStreamName"] == "lake-sbx-orders"
+    assert props["DeliveryStreamEncryptionConfigurationInput"]["KeyType"] == "CUSTOMER_MANAGED_CMK"
+    dest = props["ExtendedS3DestinationConfiguration"]
+    assert (
+        dest["EncryptionConfiguration"]["KMSEncryptionConfig"]["AWSKMSKeyARN"]
+        == (props["DeliveryStreamEncryptionConfigurationInput"]["KeyARN"])
+    )
+
+
+def test_dynamic_partitioning_on_utc_event_hour_from_the_transform(template: Template) -> None:
+    dest = _stream(template)["ExtendedS3DestinationConfiguration"]
+    assert dest["DynamicPartitioningConfiguration"]["Enabled"] is True
+    assert dest["Prefix"] == (
+        "!{partitionKeyFromLambda:dataset}/year=!{partitionKeyFromLambda:year}/month=!{partitionKeyFromLambda:month}"
+        "/day=!{partitionKeyFromLambda:day}/hour=!{partitionKeyFromLambda:hour}/"
+    )
+    # processing and partitioning failures land apart, by Firehose's error type
+    assert dest["ErrorOutputPrefix"].startswith(
+        "errors/orders/!{firehose:error-output-type}/year=!{timestamp:yyyy}/"
+    )
+
+
+def test_gzip_and_large_buffers_from_the_dataset_file(template: Template) -> None:
+    dest = _stream(template)["ExtendedS3DestinationConfiguration"]
+    assert dest["CompressionFormat"] == "GZIP"
+    assert dest["FileExtension"] == ".json.gz"
+    assert dest["BufferingHints"] == {
+        "SizeInMBs": ORDERS.ingestion.buffer_size_mib,
+        "IntervalInSeconds": ORDERS.ingestion.buffer_interval_seconds,
+    }
+
+
+def test_lambda_processor_configuration(template: Template) -> None:
+    processor = _stream(template)["ExtendedS3DestinationConfiguration"]["ProcessingConfiguration"]
+    assert processor["Enabled"] is True
+    params = {p["ParameterName"]: p["ParameterValue"] for p in processor["Processors"][0]["Parameters"]}
+    assert processor["Processors"][0]["Type"] == "Lambda"
+    assert params["BufferSizeInMBs"] == "1"
+    assert params["NumberOfRetries"] == "3"
+    assert params["LambdaArn"]["Fn::GetAtt"][0].startswith("OrdersTransform")
+
+
+def test_firehose_logs_to_an_encrypted_log_group_with_stage_retention(template: Template) -> None:
+    dest = _stream(template)["ExtendedS3DestinationConfiguration"]
+    assert dest["CloudWatchLoggingOptions"]["Enabled"] is True
+    template.all_resources_properties(
+        "AWS::Logs::LogGroup", {"KmsKeyId": Match.any_value(), "RetentionInDays": 30}
+    )
+
+
+def test_transform_gets_the_spec_from_the_dataset_file(template: Template) -> None:
+    fns = template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": "handler.lambda_handler"}}
+    )
+    props = next(iter(fns.values()))["Properties"]
+    env = props["Environment"]["Variables"]
+    assert json.loads(env["DATASET_SPEC"]) == ORDERS.to_spec()
+    assert env["DELIVERY_STREAM_NAME"] == "lake-sbx-orders"
+    assert props["Runtime"] == "python3.14"
+    assert props["Architectures"] == ["arm64"]
+    assert props["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_powertools_layer_resolves_from_the_pinned_public_parameter(template: Template) -> None:
+    params = template.to_json()["Parameters"]
+    defaults = [p["Default"] for p in params.values() if p["Type"] == "AWS::SSM::Parameter::Value<String>"]
+    assert "/aws/service/powertools/python/arm64/python3.14/3.37.0" in defaults
+
+
+def _policy_statements(template: Template, id_prefix: str) -> list[dict[str, Any]]:
+    policies = {
+        k: v for k, v in template.find_resources("AWS::IAM::ManagedPolicy").items() if k.startswith(id_prefix)
+    }
+    assert len(policies) == 1, list(policies)
+    return next(iter(policies.values()))["Properties"]["PolicyDocument"]["Statement"]
+
+
+def test_delivery_role_is_least_privilege(template: Template) -> None:
+    statements = _policy_statements(template, "OrdersDeliveryPolicy")
+    actions = sorted(
+        a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    )
+    assert all("*" not in a for a in actions)
+    assert not any(a.startswith("s3:Delete") for a in actions)
+    puts = next(s for s in statements if "s3:PutObject" in s["Action"])
+    rendered = json.dumps(puts["Resource"])
+    for prefix in ("/orders/*", "/orders_rejected/*", "/errors/orders/*"):
+        assert prefix in rendered
+    kms_s3 = next(s for s in statements if sorted(s["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"])
+    assert "kms:ViaService" in kms_s3["Condition"]["StringEquals"]
+    assert template.find_resources("AWS::IAM::Policy") == {}  # no inline policies anywhere
+
+
+def test_transform_role_can_only_log_and_trace(template: Template) -> None:
+    statements = _policy_statements(template, "OrdersTransformPolicy")
+    assert [sorted(s["Action"]) for s in statements] == [
+        ["logs:CreateLogStream", "logs:PutLogEvents"],
+        ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
+    ]
+    roles = template.find_resources("AWS::IAM::Role")
+    assert all(
+        "ManagedPolicyArns" not in r["Properties"]
+        or all("aws:policy" not in json.dumps(a) for a in r["Properties"]["ManagedPolicyArns"])
+        for r in roles.values()
+    )
+
+
+def test_alarms_notify_the_alert_topic(template: Template) -> None:
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    assert len(alarms) == 4
+    by_desc = {a["Properties"]["AlarmDescription"]: a["Properties"] for a in alarms.values()}
+    freshness = next(p for d, p in by_desc.items() if "wait for delivery" in d)
+    assert freshness["MetricName"] == "DeliveryToS3.DataFreshness"
+    assert freshness["Threshold"] == 2 * 900 + 300
+    rate = next(p for d, p in by_desc.items() if "records rejected" in d)
+    assert "100 * FILL(rejected, 0)" in json.dumps(rate["Metrics"])
+    for props in by_desc.values():
+        assert props["AlarmActions"] and props["OKActions"]
+
+
+def test_raw_tables_use_partition_projection_on_the_firehose_prefix(catalog: Template) -> None:
+    tables = {
+        t["Properties"]["TableInput"]["Name"]: t["Properties"]["TableInput"]
+        for t in catalog.find_resources("AWS::Glue::Table").values()
+    }
+    assert sorted(tables) == ["orders", "orders_delivery_errors", "orders_rejected"]
+    orders = tables["orders"]
+    params = orders["Parameters"]
+    assert params["projection.enabled"] == "true"
+    assert params["projection.hour.range"] == "0,23"
+    template_location = json.dumps(params["storage.location.template"])
+    assert "/orders/year=${year}/month=${month}/day=${day}/hour=${hour}/" in template_location
+    assert [k["Name"] for k in orders["PartitionKeys"]] == ["year", "month", "day", "hour"]
+    columns = {c["Name"]: c["Type"] for c in orders["StorageDescriptor"]["Columns"]}
+    assert columns["amount"] == "decimal(12,2)"
+    assert columns["order_ts"] == "string"  # ISO-8601 text in raw JSON
+    rejected = tables["orders_rejected"]
+    assert "/orders_rejected/year=${year}" in json.dumps(rejected["Parameters"]["storage.location.template"])
+    assert tables["orders_delivery_errors"]["Parameters"]["projection.error_type.type"] == "injected"
+
+
+def test_kinesis_source_is_on_demand_and_encrypted_with_the_raw_key() -> None:
+    # GIVEN a dataset whose file switches on a Kinesis Data Stream source
+    dataset = dataclasses.replace(ORDERS, ingestion=Ingestion(source="kinesis_stream"))
+    app = cdk.App(context={"aws:cdk:bundling-stacks": []})
+    stack = cdk.Stack(app, "Test")
+    raw_key, logs_key = kms.Key(stack, "Raw"), kms.Key(stack, "Logs")
+    DatasetDeliveryStream(
+        stack,
+        "Orders",
+        dataset=dataset,
+        name="t-orders",
+        raw_bucket=s3.Bucket(stack, "B"),
+        raw_key=raw_key,
+        logs_key=logs_key,
+        log_retention=logs.RetentionDays.ONE_MONTH,
+        powertools_layer=lambda_.LayerVersion.from_layer_version_arn(
+            stack, "L", "arn:aws:lambda:eu-west-1:017000801446:layer:x:1"
+        ),
+    )
+    template = Template.from_stack(stack)
+    # THEN the stream is on-demand and KMS-encrypted, and Firehose reads it
+    template.has_resource_properties(
+        "AWS::Kinesis::Stream",
+        {
+            "StreamModeDetails": {"StreamMode": "ON_DEMAND"},
+            "StreamEncryption": {
+                "EncryptionType": "KMS",
+                "KeyId": {"Fn::GetAtt": [Match.string_like_regexp("^Raw"), "Arn"]},
+            },
+        },
+    )
+    props = _stream(template)
+    assert props["DeliveryStreamType"] == "KinesisStreamAsSource"
+    assert "DeliveryStreamEncryptionConfigurationInput" not in props
+    statements = _policy_statements(template, "OrdersDeliveryPolicy")
+    assert any("kinesis:GetRecords" in s["Action"] for s in statements)
