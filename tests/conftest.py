@@ -24,6 +24,7 @@ _venv_bin = str(Path(sys.executable).parent)
 if not os.environ.get("PATH", "").startswith(_venv_bin):
     os.environ["PATH"] = _venv_bin + os.pathsep + os.environ.get("PATH", "")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DataLakeTests")
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no network: Spark binds to loopback only
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "tests")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,3 +34,25 @@ EVENTS = Path(__file__).resolve().parent / "events"
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def spark():  # type: ignore[no-untyped-def]
+    """One local SparkSession for the whole run (Glue 5.1 parity: Spark 3.5.6, UTC)."""
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("datalake-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.sql.warehouse.dir", str(Path(os.environ.get("TMPDIR", "/tmp")) / "spark-warehouse"))
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

@@ -1,0 +1,252 @@
+"""Pure ``DataFrame -> DataFrame`` steps of the raw-to-curated job. Nothing runs at import time.
+
+The dataset spec (the compact form of ``config/datasets/<name>.json``) drives every step, so the
+same code curates any dataset. Raw rows are read with every leaf as a string: the job validates
+and casts itself (defence in depth behind the Firehose transform) instead of trusting the reader.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+CORRUPT = "_corrupt_record"
+RAW_FILE = "_raw_file"
+REASON = "quarantine_reason"
+PARTITIONS = ("year", "month", "day")
+METADATA = (("ingested_at", "timestamp"), ("source_stream", "string"))
+_DECIMAL_RE = re.compile(r"^decimal\((\d+),(\d+)\)$")
+_INT_BOUNDS = {"int": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
+#: Timestamps in the raw zone are UTC ISO-8601 with milliseconds, as the transform writes them.
+RAW_TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSX"
+_RAW_PATH_DAY = r"/year=(\d{4})/month=(\d{2})/day=(\d{2})/"
+
+
+def _leaf_string_type(col: dict[str, Any]) -> T.DataType:
+    if col["type"] == "array":
+        return T.ArrayType(T.StructType([T.StructField(f["name"], T.StringType()) for f in col["fields"]]))
+    if col["type"] == "struct":
+        return T.StructType([T.StructField(f["name"], T.StringType()) for f in col["fields"]])
+    return T.StringType()
+
+
+def raw_read_schema(spec: dict[str, Any]) -> T.StructType:
+    """Schema for reading raw JSON: every leaf a string, plus the metadata and corrupt-record columns."""
+    fields = [T.StructField(c["name"], _leaf_string_type(c)) for c in spec["columns"]]
+    fields += [T.StructField(name, T.StringType()) for name, _ in METADATA]
+    fields.append(T.StructField(CORRUPT, T.StringType()))
+    return T.StructType(fields)
+
+
+def _spark_type(ctype: str) -> str:
+    return {"int": "int", "bigint": "bigint", "double": "double", "boolean": "boolean", "date": "date"}.get(
+        ctype, ctype
+    )
+
+
+def _value_checks(value: Column, col: dict[str, Any], label: str) -> tuple[Column, list[tuple[Column, str]]]:
+    """(typed value, [(failure condition, reason)]) for one scalar field read as a string."""
+    ctype = col["type"]
+    text = F.trim(value)
+    present = value.isNotNull() & (text != "")
+    checks: list[tuple[Column, str]] = []
+    if col.get("required"):
+        checks.append((~present, f"{label}: required field is missing"))
+    if ctype == "string":
+        typed = F.when(present, text)
+        if "max_length" in col:
+            checks.append((present & (F.length(text) > col["max_length"]), f"{label}: too long"))
+        if "enum" in col:
+            checks.append((present & ~text.isin(col["enum"]), f"{label}: not an allowed value"))
+        if "pattern" in col:
+            checks.append(
+                (present & ~text.rlike(col["pattern"]), f"{label}: does not match {col['pattern']}")
+            )
+        return typed, checks
+    if ctype == "timestamp":
+        typed = F.to_timestamp(text, RAW_TIMESTAMP_FORMAT)
+    elif (match := _DECIMAL_RE.match(ctype)) is not None:
+        wide = text.cast("decimal(38,18)")
+        typed = text.cast(ctype)
+        checks.append((present & (wide.isNull() | typed.isNull()), f"{label}: not a {ctype}"))
+        # a cast rounds extra decimal places away: refuse instead, money stays exact
+        checks.append(
+            (
+                present & typed.isNotNull() & (typed.cast("decimal(38,18)") != wide),
+                f"{label}: too many decimals",
+            )
+        )
+        del match
+    elif ctype in _INT_BOUNDS:
+        wide = text.cast("decimal(38,0)")
+        typed = text.cast(ctype)
+        checks.append(
+            (
+                present & (typed.isNull() | (wide != text.cast("decimal(38,18)"))),
+                f"{label}: not a whole {ctype}",
+            )
+        )
+    else:
+        typed = text.cast(_spark_type(ctype))
+    if ctype not in _INT_BOUNDS and not _DECIMAL_RE.match(ctype):
+        checks.append((present & typed.isNull(), f"{label}: not a valid {ctype}"))
+    if "min" in col:
+        checks.append(
+            (typed.isNotNull() & (typed < F.lit(col["min"])), f"{label}: below the minimum {col['min']}")
+        )
+    if "max" in col:
+        checks.append(
+            (typed.isNotNull() & (typed > F.lit(col["max"])), f"{label}: above the maximum {col['max']}")
+        )
+    return F.when(present, typed), checks
+
+
+def _element_failure(child: dict[str, Any]) -> Any:
+    """``x -> bool``: does one array element fail the child's checks (one-argument, for Spark)."""
+
+    def fails(x: Column) -> Column:
+        _, checks = _value_checks(x[child["name"]], child, child["name"])
+        return F.greatest(*[F.coalesce(c, F.lit(False)) for c, _ in checks], F.lit(False))
+
+    return fails
+
+
+def _element_cast(child: dict[str, Any]) -> Any:
+    def cast(x: Column) -> Column:
+        typed, _ = _value_checks(x[child["name"]], child, child["name"])
+        return typed
+
+    return cast
+
+
+def _struct_of(casts: dict[str, Any]) -> Any:
+    def build(x: Column) -> Column:
+        return F.struct(*[fn(x).alias(n) for n, fn in casts.items()])
+
+    return build
+
+
+def validate_and_cast(raw: DataFrame, spec: dict[str, Any]) -> DataFrame:
+    """Typed columns plus ``quarantine_reason`` (empty when the row is valid).
+
+    Malformed JSON, missing required fields, values that do not cast exactly, enum, pattern and
+    range violations and invalid array elements all become reasons; nothing is dropped here.
+    """
+    typed_cols: list[Column] = []
+    checks: list[tuple[Column, str]] = []
+    for col in spec["columns"]:
+        name = col["name"]
+        if col["type"] in ("array", "struct"):
+            children = col["fields"]
+            if col["type"] == "array":
+                element_checks: list[Column] = []
+                casts = {}
+                for child in children:
+                    element_checks.append(F.exists(F.col(name), _element_failure(child)))
+                    casts[child["name"]] = _element_cast(child)
+                bad = F.greatest(*[F.coalesce(c, F.lit(False)) for c in element_checks], F.lit(False))
+                checks.append((bad, f"{name}: an element is invalid"))
+                if col.get("required"):
+                    checks.append((F.col(name).isNull(), f"{name}: required field is missing"))
+                typed = F.transform(F.col(name), _struct_of(casts))
+            else:
+                parts = []
+                for child in children:
+                    t, cks = _value_checks(F.col(name)[child["name"]], child, f"{name}.{child['name']}")
+                    parts.append(t.alias(child["name"]))
+                    checks += [(F.col(name).isNotNull() & c, r) for c, r in cks]
+                typed = F.when(F.col(name).isNotNull(), F.struct(*parts))
+            typed_cols.append(typed.alias(name))
+            continue
+        typed, cks = _value_checks(F.col(name), col, name)
+        typed_cols.append(typed.alias(name))
+        checks += cks
+    ingested = F.to_timestamp(F.col("ingested_at"), RAW_TIMESTAMP_FORMAT)
+    checks.append((ingested.isNull(), "ingested_at: missing or invalid"))
+    reason = F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed JSON")).otherwise(
+        F.concat_ws("; ", *[F.when(F.coalesce(cond, F.lit(False)), F.lit(msg)) for cond, msg in checks])
+    )
+    raw_columns = [c["name"] for c in spec["columns"]] + [n for n, _ in METADATA]
+    original = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(c) for c in raw_columns])))
+    return raw.select(
+        *typed_cols,
+        ingested.alias("ingested_at"),
+        F.col("source_stream"),
+        original.alias("raw_record"),
+        F.col(RAW_FILE),
+        reason.alias(REASON),
+    )
+
+
+def split_valid(checked: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(valid rows, rows to quarantine)."""
+    return checked.where(F.col(REASON) == ""), checked.where(F.col(REASON) != "")
+
+
+def with_event_partitions(df: DataFrame, event_time: str) -> DataFrame:
+    """Add ``year``/``month``/``day`` strings of the event time (the session time zone must be UTC)."""
+    ts = F.col(event_time)
+    return (
+        df.withColumn("year", F.date_format(ts, "yyyy"))
+        .withColumn("month", F.date_format(ts, "MM"))
+        .withColumn("day", F.date_format(ts, "dd"))
+    )
+
+
+def with_raw_partitions(df: DataFrame) -> DataFrame:
+    """``year``/``month``/``day`` of the raw object a row came from (for quarantine rows)."""
+    return (
+        df.withColumn("year", F.regexp_extract(F.col(RAW_FILE), _RAW_PATH_DAY, 1))
+        .withColumn("month", F.regexp_extract(F.col(RAW_FILE), _RAW_PATH_DAY, 2))
+        .withColumn("day", F.regexp_extract(F.col(RAW_FILE), _RAW_PATH_DAY, 3))
+    )
+
+
+def latest_per_key(df: DataFrame, key: str) -> DataFrame:
+    """One row per ``key``: the latest ``ingested_at``; ties broken by content, so reruns agree."""
+    order = [F.col("ingested_at").desc_nulls_last(), F.sha2(F.to_json(F.struct(*df.columns)), 256).desc()]
+    ranked = df.withColumn("_rank", F.row_number().over(Window.partitionBy(key).orderBy(*order)))
+    return ranked.where(F.col("_rank") == 1).drop("_rank")
+
+
+def curated_columns(spec: dict[str, Any]) -> list[str]:
+    """Columns of the curated table in order: the dataset's, the metadata, then the partitions."""
+    return [c["name"] for c in spec["columns"]] + [n for n, _ in METADATA] + list(PARTITIONS)
+
+
+def to_curated(valid: DataFrame, spec: dict[str, Any]) -> DataFrame:
+    return with_event_partitions(valid, spec["event_time"]).select(*curated_columns(spec))
+
+
+QUARANTINE_COLUMNS = (
+    "record_key",
+    "raw_record",
+    REASON,
+    "ingested_at",
+    "source_stream",
+    "raw_file",
+    *PARTITIONS,
+)
+
+
+def to_quarantine(rejected: DataFrame, spec: dict[str, Any]) -> DataFrame:
+    """Quarantined rows keep the raw record as it was (JSON text), the reason, and where it came from.
+
+    They are partitioned by the day of the raw object they came from, so rebuilding a day rewrites
+    its quarantine too and reruns stay idempotent.
+    """
+    key = F.get_json_object(F.col("raw_record"), f"$.{spec['record_key']}")
+    return with_raw_partitions(
+        rejected.select(
+            key.alias("record_key"),
+            F.col("raw_record"),
+            F.col(REASON),
+            F.col("ingested_at"),
+            F.col("source_stream"),
+            F.col(RAW_FILE),
+        )
+    ).select(*QUARANTINE_COLUMNS[:-4], F.col(RAW_FILE).alias("raw_file"), *PARTITIONS)

@@ -1,0 +1,217 @@
+"""The Glue job on local Spark: conservation, idempotence, late data, UTC days, exact decimals, dedup."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from job import JobConfig, RunResult, run
+
+from datalake.dataset import DATASETS_DIR, load_dataset
+from datalake.local_firehose import deliver
+from datalake.sample import payloads
+
+pytestmark = pytest.mark.spark
+ORDERS = load_dataset(DATASETS_DIR / "orders.json")
+SPEC = ORDERS.to_spec()
+
+
+def _config(tmp: Path) -> JobConfig:
+    return JobConfig(
+        spec=SPEC,
+        raw_path=f"file://{tmp}/raw/orders/",
+        curated_path=f"file://{tmp}/curated/orders/",
+        quarantine_path=f"file://{tmp}/curated/orders_quarantine/",
+        manifest_path=f"file://{tmp}/curated/_manifests/orders/",
+        target_file_size_mib=1,
+    )
+
+
+def _record(
+    order_id: str,
+    ts: str = "2024-05-01T10:00:00.000Z",
+    ingested: str = "2024-05-01T10:00:05.000Z",
+    **fields: Any,
+) -> dict[str, Any]:
+    base = {
+        "order_id": order_id,
+        "customer_id": "c-1",
+        "customer_email": "a@example.com",
+        "customer_phone": None,
+        "order_ts": ts,
+        "status": "PAID",
+        "currency": "EUR",
+        "amount": "10.00",
+        "country": "DE",
+        "channel": "web",
+        "items": [{"sku": "A", "qty": 1, "unit_price": "10.00"}],
+        "ingested_at": ingested,
+        "source_stream": "test",
+    }
+    base.update(fields)
+    return base
+
+
+def _write_raw(tmp: Path, day: str, name: str, lines: list[Any], hour: str = "10") -> None:
+    y, m, d = day.split("-")
+    path = (
+        tmp / "raw" / "orders" / f"year={y}" / f"month={m}" / f"day={d}" / f"hour={hour}" / f"{name}.json.gz"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+    path.write_bytes(gzip.compress(text.encode()))
+
+
+def _curated(spark: Any, cfg: JobConfig) -> list[dict[str, Any]]:
+    return [r.asDict(recursive=True) for r in spark.read.parquet(cfg.curated_path).collect()]
+
+
+def _assert_conserved(result: RunResult) -> None:
+    assert result.rows_read == result.rows_written + result.rows_quarantined + result.duplicates_dropped
+
+
+def test_every_kind_of_defect_is_quarantined_and_rows_are_conserved(spark: Any, tmp_path: Path) -> None:
+    # GIVEN raw objects with valid rows, duplicates and every kind of defect
+    lines = [
+        _record("o-1"),
+        _record("o-2", amount="12.10", items=[{"sku": "A", "qty": 3, "unit_price": "0.10"}]),
+        _record("o-3", extra_field="ignored", nested={"x": 1}),  # unknown fields: kept row
+        _record("o-4", ingested="2024-05-01T10:00:01.000Z", status="PLACED"),
+        _record("o-4", ingested="2024-05-01T10:09:00.000Z", status="PAID"),  # later version wins
+        _record("o-4", ingested="2024-05-01T10:00:01.000Z", status="PLACED"),  # exact re-delivery
+        "{not json",  # malformed
+        _record("o-5", customer_id=None),  # missing required
+        _record("o-6", amount="1.234"),  # would round: refused
+        _record("o-7", status="LOST"),  # enum
+        _record("o-8", order_ts="yesterday"),  # bad timestamp
+        _record("o-9", items=[{"sku": "A", "qty": 0, "unit_price": "1.00"}]),  # element range
+        _record("o-10", amount="-5.00"),  # range
+        _record("o-11", country="Korea"),  # pattern
+    ]
+    _write_raw(tmp_path, "2024-05-01", "a", lines)
+    cfg = _config(tmp_path)
+    # WHEN the job runs
+    result = run(spark, cfg)
+    # THEN nothing is lost: read = written + quarantined + duplicates dropped
+    _assert_conserved(result)
+    assert (result.rows_read, result.rows_written, result.rows_quarantined, result.duplicates_dropped) == (
+        14,
+        4,
+        8,
+        2,
+    )
+    rows = {r["order_id"]: r for r in _curated(spark, cfg)}
+    assert sorted(rows) == ["o-1", "o-2", "o-3", "o-4"]
+    assert rows["o-4"]["status"] == "PAID"
+    assert rows["o-2"]["amount"] == Decimal("12.10")
+    assert rows["o-2"]["items"][0]["unit_price"] * 3 == Decimal("0.30")
+    quarantine = spark.read.parquet(cfg.quarantine_path).collect()
+    reasons = {r.record_key: r.quarantine_reason for r in quarantine}
+    assert reasons[None] == "malformed JSON"
+    assert "customer_id: required field is missing" in reasons["o-5"]
+    assert "amount: too many decimals" in reasons["o-6"]
+    assert "status: not an allowed value" in reasons["o-7"]
+    assert "order_ts: not a valid timestamp" in reasons["o-8"]
+    assert "items: an element is invalid" in reasons["o-9"]
+    assert "amount: below the minimum 0" in reasons["o-10"]
+    assert "country: does not match" in reasons["o-11"]
+    assert all(r.raw_record for r in quarantine)
+    assert {(r.year, r.month, r.day) for r in quarantine} == {("2024", "05", "01")}
+
+
+def test_rerun_gives_the_same_rows(spark: Any, tmp_path: Path) -> None:
+    # GIVEN a raw zone produced by the real transform from sample orders (with duplicates)
+    deliver(payloads(300, seed=3), ORDERS, tmp_path / "raw", arrival=datetime(2024, 5, 4, tzinfo=UTC))
+    cfg = _config(tmp_path)
+    first = run(spark, cfg)
+    rows_first = sorted(json.dumps(r, default=str, sort_keys=True) for r in _curated(spark, cfg))
+    # WHEN it runs again with nothing new, and again after the manifest is lost
+    assert run(spark, cfg).new_objects == 0
+    for path in (tmp_path / "curated" / "_manifests").rglob("*"):
+        if path.is_file():
+            path.unlink()
+    again = run(spark, cfg)
+    # THEN the curated rows are exactly the same: no duplicates, nothing lost
+    assert sorted(json.dumps(r, default=str, sort_keys=True) for r in _curated(spark, cfg)) == rows_first
+    assert (again.rows_written, again.duplicates_dropped) == (first.rows_written, first.duplicates_dropped)
+    _assert_conserved(first)
+    ids = [r["order_id"] for r in _curated(spark, cfg)]
+    assert len(ids) == len(set(ids))
+
+
+def test_late_event_keeps_the_days_earlier_rows(spark: Any, tmp_path: Path) -> None:
+    # GIVEN a day curated by an earlier run
+    _write_raw(tmp_path, "2024-05-01", "first", [_record(f"o-{i}") for i in range(5)])
+    cfg = _config(tmp_path)
+    run(spark, cfg)
+    # WHEN one late event for that day arrives in a new object
+    _write_raw(
+        tmp_path, "2024-05-01", "late", [_record("o-late", ingested="2024-05-03T08:00:00.000Z")], hour="23"
+    )
+    result = run(spark, cfg)
+    # THEN the day holds all its earlier rows plus the new one
+    assert result.new_objects == 1
+    assert sorted(r["order_id"] for r in _curated(spark, cfg)) == sorted(
+        [f"o-{i}" for i in range(5)] + ["o-late"]
+    )
+
+
+def test_a_later_version_on_another_day_replaces_the_earlier_one(spark: Any, tmp_path: Path) -> None:
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), _record("o-2")])
+    cfg = _config(tmp_path)
+    run(spark, cfg)
+    # a corrected event for o-1 moves it to the next day
+    _write_raw(
+        tmp_path,
+        "2024-05-02",
+        "b",
+        [
+            _record(
+                "o-1", ts="2024-05-02T01:00:00.000Z", ingested="2024-05-02T01:00:02.000Z", status="SHIPPED"
+            )
+        ],
+    )
+    result = run(spark, cfg)
+    rows = _curated(spark, cfg)
+    assert sorted((r["order_id"], r["day"], r["status"]) for r in rows) == [
+        ("o-1", "02", "SHIPPED"),
+        ("o-2", "01", "PAID"),
+    ]
+    assert result.days == [("2024", "05", "01"), ("2024", "05", "02")]
+    _assert_conserved(result)
+
+
+def test_partitions_are_utc_days_of_the_event_time(spark: Any, tmp_path: Path) -> None:
+    # 00:30 in Seoul on 1 May is 30 April in UTC: the transform and the job agree
+    payload = json.dumps(
+        {"order_id": "o-kst", "customer_id": "c", "order_ts": "2024-05-01T00:30:00+09:00", "amount": "1.00"}
+    ).encode()
+    deliver([payload], ORDERS, tmp_path / "raw", arrival=datetime(2024, 5, 1, tzinfo=UTC))
+    cfg = _config(tmp_path)
+    run(spark, cfg)
+    (row,) = _curated(spark, cfg)
+    assert (row["year"], row["month"], row["day"]) == ("2024", "04", "30")
+    assert row["order_ts"] == datetime(2024, 4, 30, 15, 30)  # naive UTC, as Spark returns it in a UTC session
+    assert list(tmp_path.glob("curated/orders/year=2024/month=04/day=30/*.parquet"))
+
+
+def test_output_files_are_sized_toward_the_target(spark: Any, tmp_path: Path) -> None:
+    deliver(
+        payloads(6000, seed=5, defects=False),
+        ORDERS,
+        tmp_path / "raw",
+        arrival=datetime(2024, 5, 4, tzinfo=UTC),
+    )
+    cfg = _config(tmp_path)  # target 1 MiB
+    result = run(spark, cfg)
+    per_day = [
+        list(p.glob("*.parquet")) for p in (tmp_path / "curated" / "orders").glob("year=*/month=*/day=*")
+    ]
+    # one writer per day: a handful of files per day, not one per task
+    assert 1 <= max(len(files) for files in per_day) <= 3
+    assert result.files_written == sum(len(f) for f in per_day)
