@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from aws_cdk import Aws
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -28,6 +30,7 @@ class AlertTopic(Construct):
         email: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.master_key = master_key
         self.topic = sns.Topic(
             self,
             "Topic",
@@ -35,8 +38,26 @@ class AlertTopic(Construct):
             master_key=master_key,
             enforce_ssl=True,
         )
+        # EventBridge rules of any stack in this account (job failures, data-quality results,
+        # Macie findings) publish here; granting by account keeps later stacks from editing this
+        # policy and so from creating a reference back to them.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowEventBridgeRulesOfThisAccount",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+            )
+        )
         if email is not None:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
+
+    def reference(self, scope: Construct, construct_id: str) -> sns.ITopic:
+        """The topic for a later stack: publishing needs no change to the topic's policy."""
+        return sns.Topic.from_topic_attributes(
+            scope, construct_id, topic_arn=self.topic.topic_arn, key_arn=self.master_key.key_arn
+        )
 
     def alarm_action(self) -> cloudwatch.IAlarmAction:
         return cw_actions.SnsAction(self.topic)

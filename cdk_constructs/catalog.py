@@ -180,3 +180,101 @@ def database(
             name=name, description=description, location_uri=location
         ),
     )
+
+
+PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+CURATED_PARTITION_KEYS = (
+    ("year", "Year of the event time (UTC)."),
+    ("month", "Month of the event time (UTC), two digits."),
+    ("day", "Day of the event time (UTC), two digits."),
+)
+QUARANTINE_COLUMNS = (
+    ("record_key", "string", "Record key, when the raw record had one."),
+    ("raw_record", "string", "The raw record as JSON text, exactly as the job read it."),
+    ("quarantine_reason", "string", "Every reason the job refused the row."),
+    ("ingested_at", "timestamp", "When the Firehose transform accepted the record (UTC)."),
+    ("source_stream", "string", "Delivery or Kinesis stream the record came through."),
+    ("raw_file", "string", "The raw object the row came from."),
+)
+
+
+def _parquet_table(
+    scope: Construct,
+    construct_id: str,
+    *,
+    database: glue.CfnDatabase,
+    name: str,
+    description: str,
+    location: str,
+    columns: Sequence[tuple[str, str, str]],
+    classification: str,
+) -> glue.CfnTable:
+    return glue.CfnTable(
+        scope,
+        construct_id,
+        catalog_id=Aws.ACCOUNT_ID,
+        database_name=database.ref,
+        table_input=glue.CfnTable.TableInputProperty(
+            name=name,
+            description=description,
+            table_type="EXTERNAL_TABLE",
+            parameters={
+                "classification": "parquet",
+                "parquet.compression": "SNAPPY",
+                "data_classification": classification,
+            },
+            partition_keys=[
+                glue.CfnTable.ColumnProperty(name=k, type="string", comment=c)
+                for k, c in CURATED_PARTITION_KEYS
+            ],
+            storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                location=location,
+                input_format=PARQUET_INPUT,
+                output_format=PARQUET_OUTPUT,
+                serde_info=glue.CfnTable.SerdeInfoProperty(serialization_library=PARQUET_SERDE),
+                columns=[glue.CfnTable.ColumnProperty(name=n, type=t, comment=c) for n, t, c in columns],
+            ),
+        ),
+    )
+
+
+class CuratedTables(Construct):
+    """The curated Parquet table of one dataset (partitioned by event day, UTC) and its quarantine."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        dataset: Dataset,
+        database: glue.CfnDatabase,
+        curated_bucket: s3.IBucket,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        base = f"s3://{curated_bucket.bucket_name}/"
+        self.table_name = dataset.name
+        self.quarantine_table_name = f"{dataset.name}_quarantine"
+        self.location = f"{base}{dataset.name}/"
+        self.quarantine_location = f"{base}{self.quarantine_table_name}/"
+        self.table = _parquet_table(
+            self,
+            "Table",
+            database=database,
+            name=self.table_name,
+            description=f"{dataset.description} Curated: typed, deduplicated on {dataset.record_key}, partitioned by event day (UTC).",
+            location=self.location,
+            columns=dataset.glue_columns(),
+            classification=dataset.governance.classification,
+        )
+        self.quarantine_table = _parquet_table(
+            self,
+            "QuarantineTable",
+            database=database,
+            name=self.quarantine_table_name,
+            description=f"Raw {dataset.name} rows the curation job refused, with reasons; partitioned by raw day.",
+            location=self.quarantine_location,
+            columns=QUARANTINE_COLUMNS,
+            classification="pii" if dataset.pii_columns else dataset.governance.classification,
+        )

@@ -11,6 +11,7 @@ from datalake.dataset import Dataset
 from stacks.catalog import CatalogStack
 from stacks.foundation import FoundationStack
 from stacks.ingestion import IngestionStack
+from stacks.processing import ProcessingStack
 
 
 @dataclass
@@ -20,10 +21,11 @@ class Lake:
     foundation: FoundationStack
     catalog: CatalogStack
     ingestion: IngestionStack
+    processing: ProcessingStack
 
     @property
     def stacks(self) -> list[Stack]:
-        return [self.foundation, self.catalog, self.ingestion]
+        return [self.foundation, self.catalog, self.ingestion, self.processing]
 
 
 def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> Lake:
@@ -57,10 +59,23 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
         description=f"Governed data lake ({stage.name}): Firehose per dataset, transform, alarms",
         **common,  # type: ignore[arg-type]
     )
-    # Explicit, in case a stack addresses foundation resources by name only (no token reference).
+    processing = ProcessingStack(
+        app,
+        f"{stage.prefix}-processing",
+        stage=stage,
+        datasets=datasets,
+        keys=foundation.keys,
+        storage=foundation.storage,
+        alerts=foundation.alerts,
+        catalog=catalog,
+        description=f"Governed data lake ({stage.name}): Glue jobs, crawlers, data quality, state machines",
+        **common,  # type: ignore[arg-type]
+    )
+    # Explicit, as stacks address foundation resources by name too (no token reference).
     catalog.add_stack_dependency(foundation)
     ingestion.add_stack_dependency(foundation)
-    lake = Lake(foundation=foundation, catalog=catalog, ingestion=ingestion)
+    processing.add_stack_dependency(catalog)
+    lake = Lake(foundation=foundation, catalog=catalog, ingestion=ingestion, processing=processing)
     for stack in lake.stacks:
         Tags.of(stack).add("project", "governed-data-lake")
         Tags.of(stack).add("stage", stage.name)

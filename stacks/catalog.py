@@ -7,7 +7,7 @@ from typing import Any
 from aws_cdk import Stack
 from constructs import Construct
 
-from cdk_constructs.catalog import RawTables, database
+from cdk_constructs.catalog import CuratedTables, RawTables, database
 from cdk_constructs.ingestion import error_prefix, raw_prefix, rejected_prefix
 from cdk_constructs.storage import LakeStorage
 from config import StageConfig
@@ -48,4 +48,21 @@ class CatalogStack(Stack):
                 data_prefix=raw_prefix(ds),
                 rejected_prefix=rejected_prefix(ds),
                 error_prefix=error_prefix(ds),
+            )
+        self.curated_database_name = database_name(stage, "curated")
+        self.curated_database = database(
+            self,
+            "CuratedDatabase",
+            name=self.curated_database_name,
+            description="Curated zone: typed, validated, deduplicated Parquet partitioned by event day (UTC).",
+            location=f"s3://{storage.curated.bucket_name}/",
+        )
+        self.curated_tables: dict[str, CuratedTables] = {}
+        for ds in datasets:
+            self.curated_tables[ds.name] = CuratedTables(
+                self,
+                f"Curated{ds.name.title().replace('_', '')}",
+                dataset=ds,
+                database=self.curated_database,
+                curated_bucket=storage.curated.bucket,
             )

@@ -1,0 +1,835 @@
+"""The batch path of one dataset: Glue job, crawler, data-quality ruleset, state machine, schedule."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Arn, ArnFormat, Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_events as events
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from cdk_constructs.nag import acknowledge, rendered
+from datalake.dataset import Dataset
+from datalake.quality import dqdl
+
+GLUE_JOB_DIR = Path(__file__).resolve().parent.parent / "glue_jobs" / "raw_to_curated"
+#: Glue 5.1: Spark 3.5.6, Python 3.11 (tests run the same code on pyspark 3.5.6).
+GLUE_VERSION = "5.1"
+METRICS_NAMESPACE = "DataLake/Processing"
+#: Retries of every state-machine task: exponential backoff with full jitter, capped.
+RETRY_INTERVAL = Duration.seconds(30)
+RETRY_MAX_DELAY = Duration.minutes(5)
+
+
+@dataclass(frozen=True)
+class JobScripts:
+    """The job's code as S3 assets (no bundling: the two files are uploaded as they are)."""
+
+    entry: s3_assets.Asset
+    transforms: s3_assets.Asset
+
+    @classmethod
+    def create(cls, scope: Construct) -> JobScripts:
+        return cls(
+            entry=s3_assets.Asset(scope, "RawToCuratedScript", path=str(GLUE_JOB_DIR / "job.py")),
+            transforms=s3_assets.Asset(
+                scope, "RawToCuratedTransforms", path=str(GLUE_JOB_DIR / "transforms.py")
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class CatalogTarget:
+    """Where the curated rows of a dataset live in S3 and in the catalog."""
+
+    database: str
+    table: str
+    quarantine_table: str
+
+
+def _retry(state: sfn.TaskStateBase, errors: list[str] | None = None, max_attempts: int = 3) -> None:
+    state.add_retry(
+        errors=errors or ["States.ALL"],
+        interval=RETRY_INTERVAL,
+        backoff_rate=2,
+        max_attempts=max_attempts,
+        max_delay=RETRY_MAX_DELAY,
+        jitter_strategy=sfn.JitterType.FULL,
+    )
+
+
+class DatasetPipeline(Construct):
+    """Raw to curated for one dataset, run by a Step Functions state machine on a schedule.
+
+    The state machine runs the Glue job synchronously (the job registers the partitions it wrote,
+    so they are queryable at once), starts the crawler (new folders only; it logs schema drift and
+    never changes the declared tables), evaluates the generated DQDL ruleset and notifies. Every
+    task retries with exponential backoff and full jitter, and every failure publishes the
+    dataset, the step, the error and a link to the execution to the alert topic.
+
+    :param worker_count: Glue G.1X workers. Default: 2 (the job scales out with the data).
+    :param timeout: job timeout. Default: 60 minutes.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        dataset: Dataset,
+        name: str,
+        scripts: JobScripts,
+        raw_bucket: s3.IBucket,
+        raw_key: kms.IKey,
+        curated_bucket: s3.IBucket,
+        curated_key: kms.IKey,
+        logs_key: kms.IKey,
+        catalog: CatalogTarget,
+        security_configuration: str,
+        alert_topic: sns.ITopic,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy | None = None,
+        worker_count: int | None = None,
+        timeout: Duration | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if removal_policy is None:
+            removal_policy = RemovalPolicy.RETAIN
+        if worker_count is None:
+            worker_count = 2
+        if timeout is None:
+            timeout = Duration.minutes(60)
+        self.dataset = dataset
+        self._logs_key = logs_key
+        ds = dataset.name
+        curated_prefixes = (f"{ds}/", f"{ds}_quarantine/", f"_manifests/{ds}/")
+        self.ruleset_name = f"{name}-curated"
+
+        # --- Glue job -------------------------------------------------------------------------
+        self.job_role = iam.Role(
+            self,
+            "JobRole",
+            assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
+            description=f"Glue job and data-quality runs of {ds}: raw prefix in, curated prefixes out",
+        )
+        table_arns = [self._table_arn(catalog.database, t) for t in (catalog.table, catalog.quarantine_table)]
+        job_policy = iam.ManagedPolicy(
+            self,
+            "JobPolicy",
+            roles=[self.job_role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"], resources=[raw_bucket.arn_for_objects(f"{ds}/*")]
+                ),
+                iam.PolicyStatement(
+                    actions=["s3:ListBucket"],
+                    resources=[raw_bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [f"{ds}/*", ds]}},
+                ),
+                iam.PolicyStatement(
+                    actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    resources=[curated_bucket.arn_for_objects(f"{p}*") for p in curated_prefixes],
+                ),
+                iam.PolicyStatement(
+                    actions=["s3:ListBucket"],
+                    resources=[curated_bucket.bucket_arn],
+                    conditions={
+                        "StringLike": {
+                            "s3:prefix": [f"{p}*" for p in curated_prefixes] + [ds, f"{ds}_quarantine"]
+                        }
+                    },
+                ),
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt"],
+                    resources=[raw_key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                ),
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+                    resources=[curated_key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                ),
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"],
+                    resources=[
+                        scripts.entry.bucket.arn_for_objects(scripts.entry.s3_object_key),
+                        scripts.transforms.bucket.arn_for_objects(scripts.transforms.s3_object_key),
+                    ],
+                ),
+                iam.PolicyStatement(
+                    actions=[
+                        "glue:GetTable",
+                        "glue:GetPartitions",
+                        "glue:BatchCreatePartition",
+                        "glue:GetDatabase",
+                    ],
+                    resources=[self._catalog_arn(), self._database_arn(catalog.database), *table_arns],
+                ),
+                iam.PolicyStatement(
+                    actions=["glue:GetDataQualityRuleset", "glue:PublishDataQuality"],
+                    resources=[self._ruleset_arn(self.ruleset_name)],
+                ),
+                iam.PolicyStatement(
+                    actions=["cloudwatch:PutMetricData"],
+                    resources=["*"],
+                    conditions={
+                        "StringEquals": {
+                            "cloudwatch:namespace": [METRICS_NAMESPACE, "Glue", "Glue Data Quality"]
+                        }
+                    },
+                ),
+                iam.PolicyStatement(
+                    actions=[
+                        "logs:CreateLogGroup",
+                        "logs:CreateLogStream",
+                        "logs:PutLogEvents",
+                        "logs:AssociateKmsKey",
+                    ],
+                    resources=[self._glue_logs_arn()],
+                ),
+            ],
+        )
+        acknowledge(
+            job_policy,
+            "Object ARNs under the dataset's own prefixes: the job reads raw objects and rewrites "
+            "curated partitions whose keys it generates. PutMetricData supports no resource, so "
+            "the namespace condition scopes it; Glue creates its log groups under /aws-glue/.",
+            *(
+                f"AwsSolutions-IAM5[Resource::{rendered(self, r)}]"
+                for r in (
+                    raw_bucket.arn_for_objects(f"{ds}/*"),
+                    *(curated_bucket.arn_for_objects(f"{p}*") for p in curated_prefixes),
+                    "*",
+                    self._glue_logs_arn(),
+                )
+            ),
+        )
+        spec_json = dataset.to_spec_json()
+        self.job = glue.CfnJob(
+            self,
+            "Job",
+            name=f"{name}-raw-to-curated",
+            description=f"Raw JSON to curated Parquet for {ds}: incremental, late-data safe, idempotent",
+            role=self.job_role.role_arn,
+            glue_version=GLUE_VERSION,
+            worker_type="G.1X",
+            number_of_workers=worker_count,
+            timeout=int(timeout.to_minutes()),
+            # Step Functions retries the run; Glue itself must not run a failed job twice at once.
+            max_retries=0,
+            execution_property=glue.CfnJob.ExecutionPropertyProperty(max_concurrent_runs=1),
+            security_configuration=security_configuration,
+            command=glue.CfnJob.JobCommandProperty(
+                name="glueetl", python_version="3", script_location=scripts.entry.s3_object_url
+            ),
+            default_arguments={
+                "--job-language": "python",
+                "--extra-py-files": scripts.transforms.s3_object_url,
+                # The job keeps its own manifest of processed objects: bookmarks only track reads
+                # through GlueContext, and the job rebuilds whole days from all their raw data.
+                "--job-bookmark-option": "job-bookmark-disable",
+                "--enable-metrics": "true",
+                "--enable-observability-metrics": "true",
+                "--enable-continuous-cloudwatch-log": "true",
+                "--dataset_spec": spec_json,
+                "--raw_path": f"s3://{raw_bucket.bucket_name}/{ds}/",
+                "--curated_path": f"s3://{curated_bucket.bucket_name}/{ds}/",
+                "--quarantine_path": f"s3://{curated_bucket.bucket_name}/{ds}_quarantine/",
+                "--manifest_path": f"s3://{curated_bucket.bucket_name}/_manifests/{ds}/",
+                "--target_file_size_mib": str(dataset.processing.target_file_size_mib),
+                "--curated_database": catalog.database,
+                "--curated_table": catalog.table,
+                "--quarantine_table": catalog.quarantine_table,
+                "--metrics_namespace": METRICS_NAMESPACE,
+            },
+        )
+        self.job.node.add_dependency(job_policy)
+
+        # --- Crawler ----------------------------------------------------------------------------
+        crawler_role = iam.Role(
+            self,
+            "CrawlerRole",
+            assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
+            description=f"Crawler of the curated {ds} tables: reads them, logs drift, adds partitions",
+        )
+        crawler_policy = iam.ManagedPolicy(
+            self,
+            "CrawlerPolicy",
+            roles=[crawler_role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"],
+                    resources=[curated_bucket.arn_for_objects(f"{p}*") for p in curated_prefixes[:2]],
+                ),
+                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[curated_bucket.bucket_arn]),
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt"],
+                    resources=[curated_key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                ),
+                iam.PolicyStatement(
+                    actions=[
+                        "glue:GetDatabase",
+                        "glue:GetTable",
+                        "glue:GetPartition",
+                        "glue:GetPartitions",
+                        "glue:BatchGetPartition",
+                        "glue:BatchCreatePartition",
+                        "glue:CreatePartition",
+                        "glue:UpdatePartition",
+                        "glue:BatchUpdatePartition",
+                    ],
+                    resources=[self._catalog_arn(), self._database_arn(catalog.database), *table_arns],
+                ),
+                iam.PolicyStatement(
+                    actions=[
+                        "logs:CreateLogGroup",
+                        "logs:CreateLogStream",
+                        "logs:PutLogEvents",
+                        "logs:AssociateKmsKey",
+                    ],
+                    resources=[self._glue_logs_arn()],
+                ),
+            ],
+        )
+        acknowledge(
+            crawler_policy,
+            "The crawler reads objects with generated keys under the dataset's curated prefixes "
+            "only, and writes its logs to the /aws-glue/ log groups Glue creates.",
+            *(
+                f"AwsSolutions-IAM5[Resource::{rendered(self, r)}]"
+                for r in (
+                    *(curated_bucket.arn_for_objects(f"{p}*") for p in curated_prefixes[:2]),
+                    self._glue_logs_arn(),
+                )
+            ),
+        )
+        self.crawler = glue.CfnCrawler(
+            self,
+            "Crawler",
+            name=f"{name}-curated",
+            description=f"Curated {ds}: new folders only; logs schema drift, never rewrites the declared tables",
+            role=crawler_role.role_arn,
+            database_name=catalog.database,
+            crawler_security_configuration=security_configuration,
+            # Crawl only folders that are new since the last crawl: incremental without the SQS
+            # queue and S3 notifications that event mode needs (the job already registers its
+            # partitions; the crawler catches partitions written by anything else, and drift).
+            recrawl_policy=glue.CfnCrawler.RecrawlPolicyProperty(recrawl_behavior="CRAWL_NEW_FOLDERS_ONLY"),
+            schema_change_policy=glue.CfnCrawler.SchemaChangePolicyProperty(
+                update_behavior="LOG", delete_behavior="LOG"
+            ),
+            targets=glue.CfnCrawler.TargetsProperty(
+                s3_targets=[
+                    glue.CfnCrawler.S3TargetProperty(
+                        path=f"s3://{curated_bucket.bucket_name}/{p}", exclusions=["_*/**"]
+                    )
+                    for p in curated_prefixes[:2]
+                ]
+            ),
+            configuration=json.dumps(
+                {"Version": 1.0, "CrawlerOutput": {"Partitions": {"AddOrUpdateBehavior": "InheritFromTable"}}}
+            ),
+        )
+        self.crawler.node.add_dependency(crawler_policy)
+
+        # --- Data quality -----------------------------------------------------------------------
+        self.ruleset = glue.CfnDataQualityRuleset(
+            self,
+            "Ruleset",
+            name=self.ruleset_name,
+            description=f"Generated from {Path(dataset.source_file).name}: completeness, uniqueness, allowed values, ranges",
+            ruleset=dqdl(dataset),
+            target_table=glue.CfnDataQualityRuleset.DataQualityTargetTableProperty(
+                database_name=catalog.database, table_name=catalog.table
+            ),
+        )
+
+        # --- State machine ----------------------------------------------------------------------
+        self.state_machine = self._state_machine(
+            name, catalog, alert_topic, logs_key, log_retention, removal_policy
+        )
+        self.schedule = self._schedule(name)
+        self.alarms = self._alarms()
+        self.failure_rules = self._failure_rules(alert_topic)
+
+    # -- ARNs --------------------------------------------------------------------------------------
+
+    def _catalog_arn(self) -> str:
+        return Arn.format(
+            {"service": "glue", "resource": "catalog", "arn_format": ArnFormat.NO_RESOURCE_NAME},
+            Stack.of(self),
+        )
+
+    def _database_arn(self, database: str) -> str:
+        return Stack.of(self).format_arn(service="glue", resource="database", resource_name=database)
+
+    def _table_arn(self, database: str, table: str) -> str:
+        return Stack.of(self).format_arn(
+            service="glue", resource="table", resource_name=f"{database}/{table}"
+        )
+
+    def _ruleset_arn(self, ruleset: str) -> str:
+        return Stack.of(self).format_arn(service="glue", resource="dataQualityRuleset", resource_name=ruleset)
+
+    def _glue_logs_arn(self) -> str:
+        return Stack.of(self).format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name="/aws-glue/*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+
+    # -- orchestration -----------------------------------------------------------------------------
+
+    def _state_machine(
+        self,
+        name: str,
+        catalog: CatalogTarget,
+        topic: sns.ITopic,
+        logs_key: kms.IKey,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> sfn.StateMachine:
+        ds = self.dataset.name
+        failure_message = sfn.JsonPath.format(
+            f"Data lake pipeline {ds} failed at step {{}}: {{}} - {{}}. Execution: "
+            f"https://console.aws.amazon.com/states/home?region={Aws.REGION}#/v2/executions/details/{{}}",
+            sfn.JsonPath.string_at("$.failedStep"),
+            sfn.JsonPath.string_at("$.error.Error"),
+            sfn.JsonPath.string_at("$.error.Cause"),
+            sfn.JsonPath.execution_id,
+        )
+        notify_failure = tasks.SnsPublish(
+            self,
+            "NotifyFailure",
+            topic=topic,
+            subject=f"Data lake pipeline failed: {ds}",
+            message=sfn.TaskInput.from_text(failure_message),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        _retry(notify_failure)
+        failed = sfn.Fail(self, "PipelineFailed", cause_path="$.error.Cause", error_path="$.error.Error")
+        notify_failure.next(failed)
+
+        def on_failure(state: sfn.TaskStateBase, step: str) -> None:
+            mark = sfn.Pass(
+                self, f"{step}Failed", result=sfn.Result.from_string(step), result_path="$.failedStep"
+            )
+            mark.next(notify_failure)
+            state.add_catch(mark, errors=["States.ALL"], result_path="$.error")
+
+        run_job = tasks.GlueStartJobRun(
+            self,
+            "RunJob",
+            glue_job_name=self.job.ref,
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            task_timeout=sfn.Timeout.duration(Duration.hours(2)),
+            result_selector={"JobRunId.$": "$.Id", "ExecutionTime.$": "$.ExecutionTime"},
+            result_path="$.job",
+        )
+        # The job is idempotent (it rebuilds whole days), so any failure may be retried.
+        _retry(run_job, max_attempts=2)
+        on_failure(run_job, "RunJob")
+
+        start_crawler = tasks.CallAwsService(
+            self,
+            "StartCrawler",
+            service="glue",
+            action="startCrawler",
+            parameters={"Name": self.crawler.ref},
+            iam_resources=[
+                Stack.of(self).format_arn(service="glue", resource="crawler", resource_name=self.crawler.ref)
+            ],
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        already_running = sfn.Pass(self, "CrawlerAlreadyRunning")
+        start_crawler.add_catch(
+            already_running, errors=["Glue.CrawlerRunningException"], result_path=sfn.JsonPath.DISCARD
+        )
+        _retry(start_crawler, errors=["Glue.ThrottlingException", "Glue.OperationTimeoutException"])
+        on_failure(start_crawler, "StartCrawler")
+
+        start_dq = tasks.CallAwsService(
+            self,
+            "StartDataQuality",
+            service="glue",
+            action="startDataQualityRulesetEvaluationRun",
+            parameters={
+                "DataSource": {"GlueTable": {"DatabaseName": catalog.database, "TableName": catalog.table}},
+                "Role": self.job_role.role_arn,
+                "RulesetNames": [self.ruleset_name],
+                "AdditionalRunOptions": {"CloudWatchMetricsEnabled": True},
+            },
+            iam_resources=[self._ruleset_arn(self.ruleset_name)],
+            result_selector={"RunId.$": "$.RunId"},
+            result_path="$.dq",
+        )
+        _retry(start_dq)
+        on_failure(start_dq, "StartDataQuality")
+        wait = sfn.Wait(self, "WaitForDataQuality", time=sfn.WaitTime.duration(Duration.seconds(60)))
+        get_run = tasks.CallAwsService(
+            self,
+            "GetDataQualityRun",
+            service="glue",
+            action="getDataQualityRulesetEvaluationRun",
+            parameters={"RunId.$": "$.dq.RunId"},
+            iam_resources=[self._ruleset_arn(self.ruleset_name)],
+            result_path="$.dqRun",
+        )
+        _retry(get_run)
+        on_failure(get_run, "GetDataQualityRun")
+        get_result = tasks.CallAwsService(
+            self,
+            "GetDataQualityResult",
+            service="glue",
+            action="getDataQualityResult",
+            parameters={"ResultId.$": "States.ArrayGetItem($.dqRun.ResultIds, 0)"},
+            iam_resources=[self._ruleset_arn(self.ruleset_name)],
+            result_selector={"Score.$": "$.Score"},
+            result_path="$.dqResult",
+        )
+        _retry(get_result)
+        on_failure(get_result, "GetDataQualityResult")
+        dq_failed = sfn.Pass(
+            self,
+            "DataQualityFailed",
+            parameters={
+                "Error": "DataQualityFailed",
+                "Cause.$": "States.Format('Ruleset score {} is below 1.0', $.dqResult.Score)",
+            },
+            result_path="$.error",
+        )
+        dq_failed.next(
+            sfn.Pass(
+                self,
+                "DataQualityStep",
+                result=sfn.Result.from_string("DataQuality"),
+                result_path="$.failedStep",
+            )
+        ).next(notify_failure)
+        notify_success = tasks.SnsPublish(
+            self,
+            "NotifySuccess",
+            topic=topic,
+            subject=f"Data lake pipeline succeeded: {ds}",
+            message=sfn.TaskInput.from_text(
+                sfn.JsonPath.format(
+                    f"{ds}: curated and checked (data-quality score {{}}), job run {{}}",
+                    sfn.JsonPath.string_at("States.JsonToString($.dqResult.Score)"),
+                    sfn.JsonPath.string_at("$.job.JobRunId"),
+                )
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        _retry(notify_success)
+        on_failure(notify_success, "NotifySuccess")
+
+        dq_status = (
+            sfn.Choice(self, "DataQualityDone?")
+            .when(sfn.Condition.string_equals("$.dqRun.Status", "SUCCEEDED"), get_result)
+            .when(
+                sfn.Condition.or_(
+                    sfn.Condition.string_equals("$.dqRun.Status", "STARTING"),
+                    sfn.Condition.string_equals("$.dqRun.Status", "RUNNING"),
+                    sfn.Condition.string_equals("$.dqRun.Status", "STOPPING"),
+                ),
+                wait,
+            )
+            .otherwise(
+                sfn.Pass(
+                    self,
+                    "DataQualityRunFailed",
+                    parameters={"Error": "DataQualityRunFailed", "Cause.$": "$.dqRun.Status"},
+                    result_path="$.error",
+                )
+                .next(
+                    sfn.Pass(
+                        self,
+                        "DataQualityRunStep",
+                        result=sfn.Result.from_string("DataQualityRun"),
+                        result_path="$.failedStep",
+                    )
+                )
+                .next(notify_failure)
+            )
+        )
+        score_ok = (
+            sfn.Choice(self, "DataQualityPassed?")
+            .when(sfn.Condition.number_greater_than_equals("$.dqResult.Score", 1), notify_success)
+            .otherwise(dq_failed)
+        )
+        get_result.next(score_ok)
+        notify_success.next(sfn.Succeed(self, "Done"))
+        wait.next(get_run).next(dq_status)
+        already_running.next(start_dq)
+        definition = run_job.next(start_crawler).next(start_dq).next(wait)
+
+        log_group = logs.LogGroup(
+            self,
+            "StateMachineLogs",
+            encryption_key=logs_key,
+            retention=log_retention,
+            removal_policy=removal_policy,
+        )
+        role = iam.Role(
+            self,
+            "StateMachineRole",
+            assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
+            description=f"Pipeline of {ds}: runs its job, crawler and data-quality checks, publishes alerts",
+        )
+        state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=f"{name}-pipeline",
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            role=role.without_policy_updates(),
+            tracing_enabled=True,
+            timeout=Duration.hours(3),
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+        )
+        policy = iam.ManagedPolicy(
+            self,
+            "StateMachinePolicy",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"],
+                    resources=[
+                        Stack.of(self).format_arn(service="glue", resource="job", resource_name=self.job.ref)
+                    ],
+                ),
+                iam.PolicyStatement(
+                    actions=["glue:StartCrawler"],
+                    resources=[
+                        Stack.of(self).format_arn(
+                            service="glue", resource="crawler", resource_name=self.crawler.ref
+                        )
+                    ],
+                ),
+                iam.PolicyStatement(
+                    actions=[
+                        "glue:StartDataQualityRulesetEvaluationRun",
+                        "glue:GetDataQualityRulesetEvaluationRun",
+                        "glue:GetDataQualityResult",
+                        "glue:GetDataQualityRuleset",
+                    ],
+                    resources=[self._ruleset_arn(self.ruleset_name)],
+                ),
+                iam.PolicyStatement(
+                    actions=["glue:GetTable", "glue:GetDatabase"],
+                    resources=[
+                        self._catalog_arn(),
+                        self._database_arn(catalog.database),
+                        self._table_arn(catalog.database, catalog.table),
+                    ],
+                ),
+                iam.PolicyStatement(
+                    actions=["iam:PassRole"],
+                    resources=[self.job_role.role_arn],
+                    conditions={"StringEquals": {"iam:PassedToService": "glue.amazonaws.com"}},
+                ),
+                iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn]),
+                iam.PolicyStatement(
+                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                    resources=[logs_key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"sns.{Aws.REGION}.amazonaws.com"}},
+                ),
+                # Vended log delivery and X-Ray support no resource-level permissions.
+                iam.PolicyStatement(
+                    actions=[
+                        "logs:CreateLogDelivery",
+                        "logs:GetLogDelivery",
+                        "logs:UpdateLogDelivery",
+                        "logs:DeleteLogDelivery",
+                        "logs:ListLogDeliveries",
+                        "logs:PutResourcePolicy",
+                        "logs:DescribeResourcePolicies",
+                        "logs:DescribeLogGroups",
+                        "xray:PutTraceSegments",
+                        "xray:PutTelemetryRecords",
+                        "xray:GetSamplingRules",
+                        "xray:GetSamplingTargets",
+                    ],
+                    resources=["*"],
+                ),
+            ],
+        )
+        acknowledge(
+            policy,
+            "CloudWatch Logs vended delivery (state machine logging) and X-Ray tracing APIs support "
+            "no resource-level permissions (Step Functions logging and tracing documentation).",
+            "AwsSolutions-IAM5[Resource::*]",
+        )
+        state_machine.node.add_dependency(policy)
+        return state_machine
+
+    def _schedule(self, name: str) -> scheduler.CfnSchedule:
+        role = iam.Role(
+            self,
+            "ScheduleRole",
+            assumed_by=iam.ServicePrincipal(
+                "scheduler.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}
+            ),
+            description=f"Starts the {self.dataset.name} pipeline on its schedule",
+        )
+        iam.ManagedPolicy(
+            self,
+            "SchedulePolicy",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn]
+                )
+            ],
+        )
+        return scheduler.CfnSchedule(
+            self,
+            "Schedule",
+            name=f"{name}-pipeline",
+            description=f"Runs the {self.dataset.name} pipeline ({self.dataset.processing.schedule})",
+            schedule_expression=self.dataset.processing.schedule,
+            schedule_expression_timezone="UTC",
+            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
+            target=scheduler.CfnSchedule.TargetProperty(
+                arn=self.state_machine.state_machine_arn,
+                role_arn=role.role_arn,
+                input=json.dumps({"trigger": "schedule"}),
+                retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
+                    maximum_event_age_in_seconds=3600, maximum_retry_attempts=5
+                ),
+            ),
+        )
+
+    def _alarms(self) -> list[cloudwatch.Alarm]:
+        ds = self.dataset.name
+        period = Duration.minutes(5)
+        specs = [
+            (self.state_machine.metric_failed(period=period), "PipelineFailedAlarm", "a pipeline run failed"),
+            (
+                self.state_machine.metric_timed_out(period=period),
+                "PipelineTimedOutAlarm",
+                "a pipeline run timed out",
+            ),
+            (
+                cloudwatch.Metric(
+                    namespace="Glue",
+                    metric_name="glue.driver.aggregate.numFailedTasks",
+                    dimensions_map={"JobName": self.job.ref, "JobRunId": "ALL", "Type": "count"},
+                    statistic="Sum",
+                    period=period,
+                ),
+                "JobFailedTasksAlarm",
+                "the Glue job had failed Spark tasks",
+            ),
+        ]
+        return [
+            metric.create_alarm(
+                self,
+                cid,
+                alarm_description=f"{ds}: {text}",
+                threshold=0,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            for metric, cid, text in specs
+        ]
+
+    def _failure_rules(self, topic: sns.ITopic) -> list[events.CfnRule]:
+        """Job failures and failed data-quality evaluations go to the alert topic as they happen."""
+        ds = self.dataset.name
+        dlq = sqs.Queue(
+            self,
+            "AlertDeliveryDlq",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self._logs_key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            dlq,
+            "This queue is itself the dead-letter queue of the alert rules; a DLQ of a DLQ would "
+            "only move the same undeliverable alerts once more.",
+            "AwsSolutions-SQS3",
+            "Serverless-SQSRedrivePolicy",
+        )
+
+        def rule(
+            cid: str, pattern: dict[str, object], template: str, paths: dict[str, str]
+        ) -> events.CfnRule:
+            return events.CfnRule(
+                self,
+                cid,
+                description=f"{ds}: {cid} to the alert topic",
+                event_pattern=pattern,
+                targets=[
+                    events.CfnRule.TargetProperty(
+                        id="AlertTopic",
+                        arn=topic.topic_arn,
+                        input_transformer=events.CfnRule.InputTransformerProperty(
+                            input_paths_map=paths, input_template=template
+                        ),
+                        dead_letter_config=events.CfnRule.DeadLetterConfigProperty(arn=dlq.queue_arn),
+                        retry_policy=events.CfnRule.RetryPolicyProperty(
+                            maximum_event_age_in_seconds=86400, maximum_retry_attempts=20
+                        ),
+                    )
+                ],
+            )
+
+        rules = [
+            rule(
+                "JobFailedRule",
+                {
+                    "source": ["aws.glue"],
+                    "detail-type": ["Glue Job State Change"],
+                    "detail": {"jobName": [self.job.ref], "state": ["FAILED", "TIMEOUT", "ERROR"]},
+                },
+                f'"Glue job of {ds} <state>: <message> (run <run>)"',
+                {"state": "$.detail.state", "message": "$.detail.message", "run": "$.detail.jobRunId"},
+            ),
+            rule(
+                "DataQualityFailedRule",
+                {
+                    "source": ["aws.glue-dataquality"],
+                    "detail-type": ["Data Quality Evaluation Results Available"],
+                    "detail": {"context": {"rulesetName": [self.ruleset_name]}, "state": ["FAILED"]},
+                },
+                f'"Data quality of {ds} failed: score <score>, <failed> rule(s) failed"',
+                {"score": "$.detail.score", "failed": "$.detail.numRulesFailed"},
+            ),
+        ]
+        dlq.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sqs:SendMessage"],
+                resources=[dlq.queue_arn],
+                conditions={"ArnEquals": {"aws:SourceArn": [r.attr_arn for r in rules]}},
+            )
+        )
+        return rules
+
+    def metric_rows(self, name: str) -> cloudwatch.Metric:
+        """RowsRead, RowsWritten, RowsQuarantined or DuplicatesDropped of the job's runs."""
+        return cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=name,
+            dimensions_map={"dataset": self.dataset.name},
+            statistic="Sum",
+            period=Duration.hours(1),
+        )

@@ -1,0 +1,95 @@
+"""Data-quality rules generated from the dataset file: Glue DQDL for AWS, SQL for local engines.
+
+Each rule carries its DQDL text (what the Glue Data Quality ruleset holds) and an equivalent SQL
+check over the curated table, so ``make demo`` evaluates the very same rules with a local engine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from datalake.dataset import Dataset
+
+
+@dataclass(frozen=True)
+class Rule:
+    dqdl: str
+    #: SQL returning one row with one boolean column ``passed`` over the table named ``{table}``.
+    sql: str
+
+
+def _q(value: str) -> str:
+    return json.dumps(value)
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _allow_null(rule: str, column: str, required: bool) -> str:
+    """DQDL fails NULL rows for ColumnValues and ColumnLength; an optional column may be NULL."""
+    return rule if required else f"({rule}) OR (ColumnValues {_q(column)} = NULL)"
+
+
+def rules(dataset: Dataset) -> list[Rule]:
+    key = dataset.record_key
+    out = [
+        Rule(f"IsComplete {_q(key)}", f"SELECT COUNT(*) = COUNT({key}) AS passed FROM {{table}}"),
+        Rule(f"IsUnique {_q(key)}", f"SELECT COUNT({key}) = COUNT(DISTINCT {key}) AS passed FROM {{table}}"),
+    ]
+    for col in dataset.columns:
+        name = col.name
+        if col.required and name != key:
+            out.append(
+                Rule(f"IsComplete {_q(name)}", f"SELECT COUNT(*) = COUNT({name}) AS passed FROM {{table}}")
+            )
+        if col.enum:
+            values = ", ".join(_q(v) for v in col.enum)
+            sql_values = ", ".join(_sql_str(v) for v in col.enum)
+            out.append(
+                Rule(
+                    f"ColumnValues {_q(name)} in [{values}, NULL]",
+                    f"SELECT COUNT(*) FILTER (WHERE {name} IS NOT NULL AND {name} NOT IN ({sql_values})) = 0"
+                    f" AS passed FROM {{table}}",
+                )
+            )
+        if col.min is not None:
+            out.append(
+                Rule(
+                    _allow_null(f"ColumnValues {_q(name)} >= {_number(col.min)}", name, col.required),
+                    f"SELECT COUNT(*) FILTER (WHERE {name} < {_number(col.min)}) = 0 AS passed FROM {{table}}",
+                )
+            )
+        if col.max is not None:
+            out.append(
+                Rule(
+                    _allow_null(f"ColumnValues {_q(name)} <= {_number(col.max)}", name, col.required),
+                    f"SELECT COUNT(*) FILTER (WHERE {name} > {_number(col.max)}) = 0 AS passed FROM {{table}}",
+                )
+            )
+        if col.pattern is not None:
+            out.append(
+                Rule(
+                    _allow_null(f"ColumnValues {_q(name)} matches {_q(col.pattern)}", name, col.required),
+                    f"SELECT COUNT(*) FILTER (WHERE {name} IS NOT NULL AND NOT regexp_matches({name}, "
+                    f"{_sql_str(col.pattern)})) = 0 AS passed FROM {{table}}",
+                )
+            )
+        if col.max_length is not None:
+            out.append(
+                Rule(
+                    _allow_null(f"ColumnLength {_q(name)} <= {col.max_length}", name, col.required),
+                    f"SELECT COUNT(*) FILTER (WHERE length({name}) > {col.max_length}) = 0 AS passed FROM {{table}}",
+                )
+            )
+    return out
+
+
+def dqdl(dataset: Dataset) -> str:
+    """The Glue Data Quality ruleset (DQDL) of a dataset."""
+    return "Rules = [\n    " + ",\n    ".join(r.dqdl for r in rules(dataset)) + "\n]"
