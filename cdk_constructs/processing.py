@@ -361,7 +361,12 @@ class DatasetPipeline(Construct):
 
         # --- State machine ----------------------------------------------------------------------
         self.state_machine = self._state_machine(
-            name, catalog, alert_topic, logs_key, log_retention, removal_policy
+            name,
+            catalog,
+            topic=alert_topic,
+            logs_key=logs_key,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
         )
         self.schedule = self._schedule(name)
         self.alarms = self._alarms()
@@ -400,6 +405,7 @@ class DatasetPipeline(Construct):
         self,
         name: str,
         catalog: CatalogTarget,
+        *,
         topic: sns.ITopic,
         logs_key: kms.IKey,
         log_retention: logs.RetentionDays,

@@ -11,6 +11,7 @@ from datalake.dataset import Dataset
 from stacks.catalog import CatalogStack
 from stacks.foundation import FoundationStack
 from stacks.ingestion import IngestionStack
+from stacks.observability import ObservabilityStack
 from stacks.processing import ProcessingStack
 
 
@@ -22,10 +23,11 @@ class Lake:
     catalog: CatalogStack
     ingestion: IngestionStack
     processing: ProcessingStack
+    observability: ObservabilityStack
 
     @property
     def stacks(self) -> list[Stack]:
-        return [self.foundation, self.catalog, self.ingestion, self.processing]
+        return [self.foundation, self.catalog, self.ingestion, self.processing, self.observability]
 
 
 def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> Lake:
@@ -75,7 +77,22 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
     catalog.add_stack_dependency(foundation)
     ingestion.add_stack_dependency(foundation)
     processing.add_stack_dependency(catalog)
-    lake = Lake(foundation=foundation, catalog=catalog, ingestion=ingestion, processing=processing)
+    observability = ObservabilityStack(
+        app,
+        f"{stage.prefix}-observability",
+        stage=stage,
+        ingestion=ingestion,
+        processing=processing,
+        description=f"Governed data lake ({stage.name}): pipeline dashboard",
+        **common,  # type: ignore[arg-type]
+    )
+    lake = Lake(
+        foundation=foundation,
+        catalog=catalog,
+        ingestion=ingestion,
+        processing=processing,
+        observability=observability,
+    )
     for stack in lake.stacks:
         Tags.of(stack).add("project", "governed-data-lake")
         Tags.of(stack).add("stage", stage.name)

@@ -1,0 +1,130 @@
+"""Observability: one CloudWatch dashboard for the whole pipeline, across the stacks.
+
+Built from the L2 widgets rather than cdk-monitoring-constructs: the dashboard needs a dozen
+metrics the constructs already expose (``metric_*``), and the library would add a large jsii
+module to every synth for that.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from constructs import Construct
+
+from config import StageConfig
+from stacks.ingestion import IngestionStack
+from stacks.processing import ProcessingStack
+
+
+def athena_workgroup_name(stage: StageConfig) -> str:
+    return f"{stage.prefix}-analysts"
+
+
+class ObservabilityStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: StageConfig,
+        ingestion: IngestionStack,
+        processing: ProcessingStack,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.dashboard = cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=f"{stage.prefix}-pipeline",
+            default_interval=Duration.days(1),
+        )
+        for name, stream in ingestion.streams.items():
+            pipeline = processing.pipelines[name]
+            self.dashboard.add_widgets(
+                cloudwatch.TextWidget(markdown=f"## Dataset `{name}`", width=24, height=1),
+            )
+            self.dashboard.add_widgets(
+                cloudwatch.GraphWidget(
+                    title="Firehose: data freshness (s)", left=[stream.metric_freshness()], width=6
+                ),
+                cloudwatch.GraphWidget(
+                    title="Transform: records",
+                    left=[
+                        stream.metric_transform(m)
+                        for m in ("RecordsOk", "RecordsRejected", "RecordsProcessingFailed")
+                    ],
+                    width=6,
+                ),
+                cloudwatch.GraphWidget(
+                    title="Transform: errors and duration",
+                    left=[stream.function.metric_errors()],
+                    right=[stream.function.metric_duration(statistic="p99")],
+                    width=6,
+                ),
+                cloudwatch.GraphWidget(
+                    title="Pipeline runs",
+                    left=[
+                        pipeline.state_machine.metric_succeeded(),
+                        pipeline.state_machine.metric_failed(),
+                        pipeline.state_machine.metric_timed_out(),
+                    ],
+                    width=6,
+                ),
+            )
+            self.dashboard.add_widgets(
+                cloudwatch.GraphWidget(
+                    title="Job: rows",
+                    left=[
+                        pipeline.metric_rows(m)
+                        for m in ("RowsRead", "RowsWritten", "RowsQuarantined", "DuplicatesDropped")
+                    ],
+                    width=8,
+                ),
+                cloudwatch.GraphWidget(
+                    title="Job: duration (ms)",
+                    left=[
+                        cloudwatch.Metric(
+                            namespace="Glue",
+                            metric_name="glue.driver.aggregate.elapsedTime",
+                            dimensions_map={"JobName": pipeline.job.ref, "JobRunId": "ALL", "Type": "count"},
+                            statistic="Maximum",
+                        )
+                    ],
+                    width=8,
+                ),
+                cloudwatch.GraphWidget(
+                    title="Data quality score",
+                    left=[
+                        cloudwatch.Metric(
+                            namespace="Glue Data Quality",
+                            metric_name="glue.data.quality.rules.passed",
+                            dimensions_map={"Ruleset": pipeline.ruleset_name},
+                            statistic="Maximum",
+                        ),
+                        cloudwatch.Metric(
+                            namespace="Glue Data Quality",
+                            metric_name="glue.data.quality.rules.failed",
+                            dimensions_map={"Ruleset": pipeline.ruleset_name},
+                            statistic="Maximum",
+                        ),
+                    ],
+                    width=8,
+                ),
+            )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Athena: bytes scanned (analysts' workgroup)",
+                left=[
+                    cloudwatch.Metric(
+                        namespace="AWS/Athena",
+                        metric_name="ProcessedBytes",
+                        dimensions_map={"WorkGroup": athena_workgroup_name(stage)},
+                        statistic="Sum",
+                        period=Duration.hours(1),
+                    )
+                ],
+                width=24,
+            )
+        )

@@ -1,0 +1,180 @@
+"""Template assertions for the batch path: job, crawler, data quality, state machine, schedule."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Template
+from lake_app import Synth, synthesize
+
+from cdk_constructs.processing import GLUE_VERSION
+from datalake.dataset import DATASETS_DIR, load_dataset
+from datalake.quality import dqdl
+
+ORDERS = load_dataset(DATASETS_DIR / "orders.json")
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Synth:
+    return synthesize("sandbox")
+
+
+@pytest.fixture(scope="module")
+def template(sandbox: Synth) -> Template:
+    return sandbox.template(sandbox.lake.processing)
+
+
+def _one(template: Template, type_: str) -> dict[str, Any]:
+    resources = template.find_resources(type_)
+    assert len(resources) == 1, list(resources)
+    return next(iter(resources.values()))["Properties"]
+
+
+def _definition(template: Template) -> dict[str, Any]:
+    props = _one(template, "AWS::StepFunctions::StateMachine")
+    parts = props["DefinitionString"]["Fn::Join"][1]
+    # tokens (ARNs, names) always sit inside JSON strings of the definition
+    return json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in parts))
+
+
+def test_job_runs_on_glue_51_with_arguments_from_the_dataset_file(template: Template) -> None:
+    job = _one(template, "AWS::Glue::Job")
+    assert GLUE_VERSION == "5.1"
+    assert job["GlueVersion"] == "5.1"
+    assert job["Command"]["Name"] == "glueetl"
+    assert job["MaxRetries"] == 0
+    assert job["ExecutionProperty"] == {"MaxConcurrentRuns": 1}
+    args = job["DefaultArguments"]
+    assert json.loads(args["--dataset_spec"]) == ORDERS.to_spec()
+    assert args["--target_file_size_mib"] == "128"
+    assert args["--curated_table"] == "orders"
+    assert args["--quarantine_table"] == "orders_quarantine"
+    assert args["--curated_database"] == "lake_sbx_curated"
+    # the job keeps its own manifest; Glue bookmarks only track GlueContext reads
+    assert args["--job-bookmark-option"] == "job-bookmark-disable"
+    extra = args["--extra-py-files"]["Fn::Sub"]  # the transforms.py asset, shipped as is
+    assert extra.startswith("s3://") and extra.endswith(".py")
+
+
+def test_job_and_crawler_use_the_security_configuration(template: Template) -> None:
+    sec = template.find_resources("AWS::Glue::SecurityConfiguration")
+    (sec_id, sec_res) = next(iter(sec.items()))
+    enc = sec_res["Properties"]["EncryptionConfiguration"]
+    assert enc["S3Encryptions"][0]["S3EncryptionMode"] == "SSE-KMS"
+    assert enc["CloudWatchEncryption"]["CloudWatchEncryptionMode"] == "SSE-KMS"
+    assert enc["JobBookmarksEncryption"]["JobBookmarksEncryptionMode"] == "CSE-KMS"
+    assert _one(template, "AWS::Glue::Job")["SecurityConfiguration"] == {"Ref": sec_id}
+    assert _one(template, "AWS::Glue::Crawler")["CrawlerSecurityConfiguration"] == {"Ref": sec_id}
+
+
+def test_crawler_is_incremental_and_never_rewrites_the_declared_schema(template: Template) -> None:
+    crawler = _one(template, "AWS::Glue::Crawler")
+    assert crawler["RecrawlPolicy"] == {"RecrawlBehavior": "CRAWL_NEW_FOLDERS_ONLY"}
+    assert crawler["SchemaChangePolicy"] == {"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"}
+    assert json.loads(crawler["Configuration"])["CrawlerOutput"]["Partitions"] == {
+        "AddOrUpdateBehavior": "InheritFromTable"
+    }
+
+
+def test_data_quality_ruleset_is_generated_from_the_dataset_file(template: Template) -> None:
+    ruleset = _one(template, "AWS::Glue::DataQualityRuleset")
+    assert ruleset["Ruleset"] == dqdl(ORDERS)
+    text = ruleset["Ruleset"]
+    for rule in (
+        'IsComplete "order_id"',
+        'IsUnique "order_id"',
+        'IsComplete "amount"',
+        'ColumnValues "status" in ["PLACED", "PAID", "SHIPPED", "CANCELLED", "RETURNED", NULL]',
+        'ColumnValues "amount" >= 0',
+        '(ColumnValues "country" matches "^[A-Z]{2}$") OR (ColumnValues "country" = NULL)',
+    ):
+        assert rule in text
+    assert ruleset["TargetTable"] == {"DatabaseName": "lake_sbx_curated", "TableName": "orders"}
+
+
+def test_every_task_retries_with_jittered_backoff_and_catches_to_an_alert(template: Template) -> None:
+    states = _definition(template)["States"]
+    task_names = [n for n, s in states.items() if s["Type"] == "Task"]
+    assert {
+        "RunJob",
+        "StartCrawler",
+        "StartDataQuality",
+        "GetDataQualityRun",
+        "GetDataQualityResult",
+        "NotifySuccess",
+        "NotifyFailure",
+    } <= set(task_names)
+    for name in task_names:
+        retry = states[name]["Retry"]
+        assert retry, name
+        for r in retry:
+            assert r["BackoffRate"] == 2 and r["JitterStrategy"] == "FULL" and r["MaxDelaySeconds"] == 300, (
+                name
+            )
+        if name != "NotifyFailure":
+            catches = [c for c in states[name]["Catch"] if c["ErrorEquals"] == ["States.ALL"]]
+            assert catches and states[catches[0]["Next"]]["Next"] == "NotifyFailure", name
+    assert states["RunJob"]["Resource"].endswith(
+        ':glue:startJobRun.sync"'
+    ) or "startJobRun.sync" in json.dumps(states["RunJob"])
+    assert states["NotifyFailure"]["Next"] == "PipelineFailed"
+    message = states["NotifyFailure"]["Parameters"]["Message.$"]
+    for part in ("failed at step", "$.failedStep", "$.error.Error", "$$.Execution.Id"):
+        assert part in message
+
+
+def test_state_machine_logs_encrypted_and_traces(template: Template) -> None:
+    props = _one(template, "AWS::StepFunctions::StateMachine")
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    assert props["LoggingConfiguration"]["Level"] == "ALL"
+    assert props["LoggingConfiguration"]["IncludeExecutionData"] is False
+    groups = template.find_resources("AWS::Logs::LogGroup")
+    assert all("KmsKeyId" in g["Properties"] for g in groups.values())
+
+
+def test_schedule_from_the_dataset_file_starts_the_state_machine(template: Template) -> None:
+    schedule = _one(template, "AWS::Scheduler::Schedule")
+    assert schedule["ScheduleExpression"] == ORDERS.processing.schedule == "rate(1 hour)"
+    assert schedule["Target"]["Arn"]["Ref"].startswith("OrdersStateMachine")
+    assert schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] == 5
+
+
+def test_alarms_and_failure_rules_reach_the_alert_topic(template: Template) -> None:
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    names = sorted(a["Properties"]["MetricName"] for a in alarms.values())
+    assert names == ["ExecutionsFailed", "ExecutionsTimedOut", "glue.driver.aggregate.numFailedTasks"]
+    assert all(a["Properties"]["AlarmActions"] for a in alarms.values())
+    rules = template.find_resources("AWS::Events::Rule")
+    patterns = sorted(r["Properties"]["EventPattern"]["detail-type"][0] for r in rules.values())
+    assert patterns == ["Data Quality Evaluation Results Available", "Glue Job State Change"]
+    for rule in rules.values():
+        target = rule["Properties"]["Targets"][0]
+        assert "DeadLetterConfig" in target and "InputTransformer" in target
+
+
+def test_roles_have_no_inline_or_aws_managed_policies(template: Template) -> None:
+    assert template.find_resources("AWS::IAM::Policy") == {}
+    for role in template.find_resources("AWS::IAM::Role").values():
+        assert "ManagedPolicyArns" not in role["Properties"]
+        assert "Policies" not in role["Properties"]
+
+
+def test_one_dashboard_covers_the_whole_pipeline(sandbox: Synth) -> None:
+    dashboards = sandbox.template(sandbox.lake.observability).find_resources("AWS::CloudWatch::Dashboard")
+    assert len(dashboards) == 1
+    body = json.dumps(next(iter(dashboards.values()))["Properties"]["DashboardBody"])
+    for metric in (
+        "DeliveryToS3.DataFreshness",
+        "RecordsRejected",
+        "Errors",
+        "Duration",
+        "RowsWritten",
+        "RowsQuarantined",
+        "glue.driver.aggregate.elapsedTime",
+        "glue.data.quality.rules.failed",
+        "ProcessedBytes",
+        "ExecutionsFailed",
+    ):
+        assert metric in body, metric
