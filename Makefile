@@ -57,7 +57,7 @@ deploy: install ## Deploy every stack of STAGE (needs AWS credentials and a boot
 destroy: install ## Destroy every stack of STAGE (sandbox: data and keys too)
 	$(CDK) destroy --all $(CDK_FLAGS)
 
-bench: install ## Run the benchmarks; prints a table and writes benchmarks/results.json
+bench: install ## Run the benchmarks (BENCH_ORDERS=1000000): a table, and benchmarks/results.json
 	$(VENV)/bin/python benchmarks/run.py
 
 clean: ## Remove generated files (keeps .venv and node_modules)

@@ -39,14 +39,21 @@ def order(rng: random.Random, i: int, start: datetime, max_items: int = 3) -> di
 
 
 def payloads(
-    n: int, *, seed: int = 7, start: datetime | None = None, defects: bool = True, max_items: int = 3
+    n: int,
+    *,
+    seed: int = 7,
+    start: datetime | None = None,
+    defects: bool = True,
+    max_items: int = 3,
+    first_id: int = 0,
 ) -> list[bytes]:
-    """``n`` payloads. With ``defects``: ~3% malformed, ~3% invalid, ~4% re-sent duplicates."""
+    """``n`` payloads with order ids from ``first_id``. With ``defects``: ~3% malformed, ~3%
+    invalid, ~4% re-sent duplicates."""
     rng = random.Random(seed)
     start = start or datetime(2024, 5, 1, tzinfo=UTC)
     out: list[bytes] = []
     sent: list[bytes] = []
-    for i in range(n):
+    for i in range(first_id, first_id + n):
         roll = rng.random() if defects else 1.0
         if roll < 0.03:
             out.append(rng.choice([b"{not json", b"", b"\xff\xfe\x00", b"[1,2,3]", b'{"order_id": 5}']))

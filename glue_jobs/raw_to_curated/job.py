@@ -30,6 +30,7 @@ from transforms import (
     CORRUPT,
     PARTITIONS,
     RAW_FILE,
+    REASON,
     latest_per_key,
     raw_read_schema,
     split_valid,
@@ -159,8 +160,12 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
         checked.unpersist()
         days |= extra
     curated = to_curated(latest, cfg.spec).cache()
-    result.rows_read = checked.count()
-    result.rows_quarantined = rejected.count()
+    # One pass over the cached rows for both counts.
+    totals = checked.agg(
+        F.count(F.lit(1)).alias("read"), F.count(F.when(F.col(REASON) != "", True)).alias("quarantined")
+    ).first()
+    assert totals is not None
+    result.rows_read, result.rows_quarantined = int(totals["read"]), int(totals["quarantined"])
     result.rows_written = curated.count()
     result.duplicates_dropped = result.rows_read - result.rows_quarantined - result.rows_written
     result.days = sorted(days)

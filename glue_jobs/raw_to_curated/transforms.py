@@ -208,7 +208,7 @@ def with_raw_partitions(df: DataFrame) -> DataFrame:
 
 def latest_per_key(df: DataFrame, key: str) -> DataFrame:
     """One row per ``key``: the latest ``ingested_at``; ties broken by content, so reruns agree."""
-    order = [F.col("ingested_at").desc_nulls_last(), F.sha2(F.to_json(F.struct(*df.columns)), 256).desc()]
+    order = [F.col("ingested_at").desc_nulls_last(), F.xxhash64(*df.columns).desc()]
     ranked = df.withColumn("_rank", F.row_number().over(Window.partitionBy(key).orderBy(*order)))
     return ranked.where(F.col("_rank") == 1).drop("_rank")
 

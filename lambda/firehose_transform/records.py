@@ -125,11 +125,11 @@ class RecordValidator:
     def validate(self, obj: Any) -> tuple[dict[str, Any] | None, list[str]]:
         if not isinstance(obj, dict):
             return None, [f"expected a JSON object, got {_json_type(obj)}"]
-        out, errors = _apply_fields(self._fields, obj, "")
+        out, errors = _apply_fields(self._fields, obj)
         return (out, []) if not errors else (None, errors[:MAX_ERRORS])
 
 
-def _apply_fields(fields: list[Field], obj: dict[str, Any], prefix: str) -> tuple[dict[str, Any], list[str]]:
+def _apply_fields(fields: list[Field], obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     out: dict[str, Any] = {}
     errors: list[str] = []
     get = obj.get
@@ -142,14 +142,14 @@ def _apply_fields(fields: list[Field], obj: dict[str, Any], prefix: str) -> tupl
                 try:
                     normalized = check(value)
                 except Invalid as exc:
-                    errors.append(f"{prefix}{name}: {exc}")
+                    errors.append(f"{name}: {exc}")
                     continue
                 if normalized is None and required:
-                    errors.append(f"{prefix}{name}: required field is empty")
+                    errors.append(f"{name}: required field is empty")
                 out[name] = normalized
                 continue
         if required:
-            errors.append(f"{prefix}{name}: required field is missing")
+            errors.append(f"{name}: required field is missing")
         out[name] = None
     return out, errors
 
@@ -273,7 +273,7 @@ def _check_struct(children: list[Field]) -> Callable[[Any], Any]:
     def check(value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise Invalid(f"expected an object, got {_json_type(value)}")
-        out, errors = _apply_fields(children, value, "")
+        out, errors = _apply_fields(children, value)
         if errors:
             raise Invalid("; ".join(errors[:3]))
         return out
@@ -286,13 +286,14 @@ def _check_array(children: list[Field]) -> Callable[[Any], Any]:
         if not isinstance(value, list):
             raise Invalid(f"expected an array, got {_json_type(value)}")
         items = []
-        for i, item in enumerate(value):
-            if not isinstance(item, dict):
-                raise Invalid(f"[{i}] expected an object, got {_json_type(item)}")
-            out, errors = _apply_fields(children, item, f"[{i}].")
+        append = items.append
+        for item in value:
+            if item.__class__ is not dict:
+                raise Invalid(f"[{len(items)}] expected an object, got {_json_type(item)}")
+            out, errors = _apply_fields(children, item)
             if errors:
-                raise Invalid("; ".join(errors[:3]))
-            items.append(out)
+                raise Invalid("; ".join(f"[{len(items)}].{e}" for e in errors[:3]))
+            append(out)
         return items
 
     return check
