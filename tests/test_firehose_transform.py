@@ -8,6 +8,7 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +287,26 @@ def test_any_payloads_keep_the_contract(batch: list[bytes]) -> None:
             assert keys["dataset"] == "orders_rejected"
             assert doc["reason"]
             assert base64.b64decode(doc["raw_base64"]) == payload
+
+
+@settings(max_examples=300, deadline=None)
+@given(order_like)
+def test_fast_path_agrees_with_the_general_path(obj: dict[str, Any]) -> None:
+    # The generated fast path may only accept what the general path accepts, with the same output.
+    from records import _apply_fields
+
+    fast = VALIDATOR._fast(json.loads(json.dumps(obj), parse_float=Decimal))
+    general, errors = _apply_fields(VALIDATOR._fields, json.loads(json.dumps(obj), parse_float=Decimal))
+    if fast is not None:
+        assert errors == [] and fast == general
+
+
+def test_fast_path_takes_normalized_records_and_hands_over_the_rest() -> None:
+    normalized = {**_payload(), "items": [{"sku": "A", "qty": 2, "unit_price": "1.50"}], "status": "PAID"}
+    assert VALIDATOR._fast(normalized) is not None
+    for change in ({"customer_id": " c-1"}, {"amount": "1.5"}, {"status": "paid"}, {"items": [{"sku": "A"}]}):
+        assert VALIDATOR._fast({**normalized, **change}) is None
+    assert VALIDATOR.validate({**normalized, "amount": "1.5"})[0]["amount"] == "1.50"
 
 
 def test_handler_reads_the_spec_from_its_environment_and_emits_metrics(

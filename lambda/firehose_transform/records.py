@@ -97,6 +97,7 @@ class RecordValidator:
         self.record_key: str = spec["record_key"]
         self.event_time: str = spec["event_time"]
         self._fields = [self._compile(c) for c in spec["columns"]]
+        self._fast = compile_fast_path(spec["columns"], self._fields)
 
     def _compile(self, col: dict[str, Any]) -> Field:
         ctype: str = col["type"]
@@ -125,6 +126,9 @@ class RecordValidator:
     def validate(self, obj: Any) -> tuple[dict[str, Any] | None, list[str]]:
         if not isinstance(obj, dict):
             return None, [f"expected a JSON object, got {_json_type(obj)}"]
+        fast = self._fast(obj)
+        if fast is not None:
+            return fast, []
         out, errors = _apply_fields(self._fields, obj)
         return (out, []) if not errors else (None, errors[:MAX_ERRORS])
 
@@ -285,7 +289,7 @@ def _check_array(children: list[Field]) -> Callable[[Any], Any]:
     def check(value: Any) -> list[dict[str, Any]]:
         if not isinstance(value, list):
             raise Invalid(f"expected an array, got {_json_type(value)}")
-        items = []
+        items: list[dict[str, Any]] = []
         append = items.append
         for item in value:
             if item.__class__ is not dict:
@@ -296,6 +300,7 @@ def _check_array(children: list[Field]) -> Callable[[Any], Any]:
             append(out)
         return items
 
+    check.children = children  # type: ignore[attr-defined]  # read by the fast path
     return check
 
 
@@ -317,3 +322,103 @@ def loads(data: bytes) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise Invalid(f"payload is not JSON: {name} is not allowed")
+
+
+# --- fast path ------------------------------------------------------------------------------------
+# Most records are valid and already normalized. For them a function generated from the spec
+# checks every field inline (no per-field calls) and returns the output; on the first deviation it
+# returns None and the general path above re-checks the record, normalizes it or says why it fails.
+# The general path alone defines the behaviour; the tests run both on every input.
+
+
+def compile_fast_path(
+    columns: list[dict[str, Any]], fields: list[Field]
+) -> Callable[[Any], dict[str, Any] | None]:
+    namespace: dict[str, Any] = {"Invalid": Invalid}
+    body = ["def fast(obj):", *_fast_block(columns, fields, "obj", "v", ind="    ", ns=namespace)]
+    body.append("    return " + _fast_dict(columns, "v"))
+    exec("\n".join(body), namespace)
+    return namespace["fast"]  # type: ignore[no-any-return]
+
+
+def _fast_dict(columns: list[dict[str, Any]], var: str) -> str:
+    return "{" + ", ".join(f"{c['name']!r}: {var}{i}" for i, c in enumerate(columns)) + "}"
+
+
+def _fast_block(
+    columns: list[dict[str, Any]], fields: list[Field], source: str, var: str, *, ind: str, ns: dict[str, Any]
+) -> list[str]:
+    """Lines that read every field of ``source`` into ``<var><i>`` or ``return None``."""
+    lines = [f"{ind}{var}get = {source}.get"]
+    for i, (col, fld) in enumerate(zip(columns, fields, strict=True)):
+        v = f"{var}{i}"
+        key = f"{var}_{i}"  # namespace prefix of this field's constants
+        lines.append(f"{ind}{v} = {var}get({col['name']!r})")
+        conds: list[str] = []
+        after: list[str] = []
+        ctype = col["type"]
+        if ctype == "string":
+            conds = [f"{v}.__class__ is str", v, f"{v} == {v}.strip()"]
+            if "max_length" in col:
+                conds.append(f"len({v}) <= {int(col['max_length'])}")
+            if "enum" in col:
+                ns[f"E{key}"] = frozenset(col["enum"])
+                conds.append(f"{v} in E{key}")
+            if "pattern" in col:
+                ns[f"P{key}"] = re.compile(col["pattern"])
+                conds.append(f"P{key}.fullmatch({v}) is not None")
+        elif ctype in _INT_BOUNDS:
+            low, high = _INT_BOUNDS[ctype]
+            low = max(low, math.ceil(col["min"])) if "min" in col else low
+            high = min(high, math.floor(col["max"])) if "max" in col else high
+            conds = [f"{v}.__class__ is int", f"{low} <= {v} <= {high}"]
+        elif (
+            (match := _DECIMAL_TYPE_RE.match(ctype))
+            and int(match.group(2)) > 0
+            and "max" not in col
+            and float(col.get("min", 0)) <= 0
+        ):
+            precision, scale = int(match.group(1)), int(match.group(2))
+            ns[f"C{key}"] = re.compile(rf"(0|[1-9]\d{{0,{max(precision - scale - 1, 0)}}})\.\d{{{scale}}}")
+            conds = [f"{v}.__class__ is str", f"C{key}.fullmatch({v}) is not None"]
+        elif ctype == "array":
+            # The elements' checks inline in the loop: no call per element.
+            conds = [f"{v}.__class__ is list"]
+            element = f"{v}e"
+            after = [
+                f"{v}l = []",
+                f"for {element} in {v}:",
+                f"    if {element}.__class__ is not dict: return None",
+            ]
+            after += [
+                line[len(ind) :]
+                for line in _fast_block(
+                    col["fields"], _children(fld), element, f"{v}x", ind=ind + "    ", ns=ns
+                )
+            ]
+            after += [f"    {v}l.append({_fast_dict(col['fields'], f'{v}x')})", f"{v} = {v}l"]
+        else:  # timestamps, dates, doubles, booleans, structs: the general check, inline
+            ns[f"K{key}"] = fld.check
+            after = [f"try: {v} = K{key}({v})", "except Invalid: return None"]
+            if fld.required:
+                after.append(f"if {v} is None: return None")
+        # An absent optional field stays None; an absent required one needs the general path.
+        if fld.required:
+            lines.append(f"{ind}if {v} is None: return None")
+            inner = ind
+        else:
+            lines.append(f"{ind}if {v} is not None:")
+            inner = ind + "    "
+        if conds:
+            lines.append(f"{inner}if not ({' and '.join(conds)}): return None")
+        lines.extend(inner + line for line in after)
+        if not conds and not after:
+            lines.append(f"{inner}pass")
+    return lines
+
+
+def _children(fld: Field) -> list[Field]:
+    children = getattr(fld.check, "children", None)
+    if children is None:
+        raise ValueError(f"{fld.name}: no child fields for the fast path")
+    return children  # type: ignore[no-any-return]

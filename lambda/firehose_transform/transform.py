@@ -64,14 +64,19 @@ def _partition_keys(prefix: str, utc_iso: str) -> dict[str, str]:
     }
 
 
-def _arrival(record: KinesisFirehoseRecord, now: datetime) -> datetime:
+def _arrival(record: KinesisFirehoseRecord, now: datetime, cache: dict[Any, str]) -> str:
+    """The record's arrival time, formatted; records of a batch mostly share one."""
     millis = record.get("approximateArrivalTimestamp")
+    if millis in cache:
+        return cache[millis]
+    arrival = now
     if isinstance(millis, (int, float)) and not isinstance(millis, bool):
         try:
-            return datetime.fromtimestamp(millis / 1000, tz=UTC)
+            arrival = datetime.fromtimestamp(millis / 1000, tz=UTC)
         except (OverflowError, OSError, ValueError):
-            return now
-    return now
+            arrival = now
+    cache[millis] = format_timestamp(arrival)
+    return cache[millis]
 
 
 def source_stream_of(event: dict[str, Any], fallback: str) -> str:
@@ -84,14 +89,22 @@ def source_stream_of(event: dict[str, Any], fallback: str) -> str:
 
 
 def transform_record(
-    validator: RecordValidator, data: bytes, *, ingested_at: datetime, source_stream: str, record_id: str
+    validator: RecordValidator,
+    data: bytes,
+    *,
+    ingested_at: datetime | str,
+    source_stream: str,
+    record_id: str,
 ) -> tuple[bool, dict[str, Any], dict[str, str], list[str]]:
-    """(accepted, output document, partition keys, reasons) for one payload."""
+    """(accepted, output document, partition keys, reasons) for one payload.
+
+    ``ingested_at`` is a datetime, or already formatted by :func:`records.format_timestamp`.
+    """
     try:
         normalized, reasons = validator.validate(loads(data))
     except Invalid as exc:
         normalized, reasons = None, [str(exc)]
-    ingested = format_timestamp(ingested_at)
+    ingested = ingested_at if isinstance(ingested_at, str) else format_timestamp(ingested_at)
     if normalized is not None:
         normalized["ingested_at"] = ingested
         normalized["source_stream"] = source_stream
@@ -125,6 +138,7 @@ def transform_event(
     response = KinesisFirehoseDataTransformationResponse()
     result = BatchResult(response={})
     budget = max_response_bytes
+    arrivals: dict[Any, str] = {}
     for record in KinesisFirehoseEvent(event).records:
         record_id = record.record_id
         try:
@@ -134,7 +148,11 @@ def transform_event(
                 # Firehose always sends base64; keep whatever arrived so the rejection shows it.
                 data = str(record.data).encode("utf-8", "replace")
             accepted, document, keys, reasons = transform_record(
-                validator, data, ingested_at=_arrival(record, now), source_stream=stream, record_id=record_id
+                validator,
+                data,
+                ingested_at=_arrival(record, now, arrivals),
+                source_stream=stream,
+                record_id=record_id,
             )
             encoded = _b64_line(document)
         except Exception as exc:  # a bug must not cost the batch: this record goes to processing-failed
