@@ -64,7 +64,7 @@ def _projection(location: str, keys: Sequence[str], extra: dict[str, str] | None
     return params
 
 
-def _json_table(
+def _external_table(
     scope: Construct,
     construct_id: str,
     *,
@@ -74,9 +74,11 @@ def _json_table(
     location: str,
     columns: Sequence[tuple[str, str, str]],
     partition_keys: Sequence[tuple[str, str]],
-    projection: dict[str, str],
+    parameters: dict[str, str],
+    storage: dict[str, object],
 ) -> glue.CfnTable:
-    table = glue.CfnTable(
+    """An external Glue table; ``storage`` holds the format's input/output formats and SerDe."""
+    return glue.CfnTable(
         scope,
         construct_id,
         catalog_id=Aws.ACCOUNT_ID,
@@ -85,24 +87,29 @@ def _json_table(
             name=name,
             description=description,
             table_type="EXTERNAL_TABLE",
-            parameters=projection,
+            parameters=parameters,
             partition_keys=[
                 glue.CfnTable.ColumnProperty(name=k, type="string", comment=c) for k, c in partition_keys
             ],
             storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
                 location=location,
-                input_format=TEXT_INPUT,
-                output_format=TEXT_OUTPUT,
-                compressed=True,
-                serde_info=glue.CfnTable.SerdeInfoProperty(
-                    serialization_library=JSON_SERDE,
-                    parameters={"ignore.malformed.json": "FALSE", "case.insensitive": "TRUE"},
-                ),
                 columns=[glue.CfnTable.ColumnProperty(name=n, type=t, comment=c) for n, t, c in columns],
+                **storage,  # type: ignore[arg-type]
             ),
         ),
     )
-    return table
+
+
+#: gzip JSON lines as Firehose writes them.
+JSON_STORAGE: dict[str, object] = {
+    "input_format": TEXT_INPUT,
+    "output_format": TEXT_OUTPUT,
+    "compressed": True,
+    "serde_info": glue.CfnTable.SerdeInfoProperty(
+        serialization_library=JSON_SERDE,
+        parameters={"ignore.malformed.json": "FALSE", "case.insensitive": "TRUE"},
+    ),
+}
 
 
 class RawTables(Construct):
@@ -130,7 +137,7 @@ class RawTables(Construct):
         base = f"s3://{raw_bucket.bucket_name}/"
         hour_keys = [(k, f"{k.capitalize()} (UTC) of the partition time.") for k in RAW_PARTITIONS]
         columns = [(n, raw_column_type(t), c) for n, t, c in dataset.glue_columns()]
-        self.table = _json_table(
+        self.table = _external_table(
             self,
             "Table",
             database=database,
@@ -139,9 +146,10 @@ class RawTables(Construct):
             location=base + data_prefix,
             columns=columns,
             partition_keys=hour_keys,
-            projection=_projection(base + data_prefix, RAW_PARTITIONS),
+            parameters=_projection(base + data_prefix, RAW_PARTITIONS),
+            storage=JSON_STORAGE,
         )
-        self.rejected_table = _json_table(
+        self.rejected_table = _external_table(
             self,
             "RejectedTable",
             database=database,
@@ -150,10 +158,11 @@ class RawTables(Construct):
             location=base + rejected_prefix,
             columns=REJECTED_COLUMNS,
             partition_keys=hour_keys,
-            projection=_projection(base + rejected_prefix, RAW_PARTITIONS),
+            parameters=_projection(base + rejected_prefix, RAW_PARTITIONS),
+            storage=JSON_STORAGE,
         )
         error_keys = ["error_type", *RAW_PARTITIONS]
-        self.errors_table = _json_table(
+        self.errors_table = _external_table(
             self,
             "DeliveryErrorsTable",
             database=database,
@@ -162,9 +171,10 @@ class RawTables(Construct):
             location=base + error_prefix,
             columns=DELIVERY_ERROR_COLUMNS,
             partition_keys=[("error_type", "Firehose error output type."), *hour_keys],
-            projection=_projection(
+            parameters=_projection(
                 base + error_prefix, error_keys, {"projection.error_type.type": "injected"}
             ),
+            storage=JSON_STORAGE,
         )
         self.table_names = [f"{dataset.name}", f"{dataset.name}_rejected", f"{dataset.name}_delivery_errors"]
 
@@ -200,44 +210,19 @@ QUARANTINE_COLUMNS = (
 )
 
 
-def _parquet_table(
-    scope: Construct,
-    construct_id: str,
-    *,
-    database: glue.CfnDatabase,
-    name: str,
-    description: str,
-    location: str,
-    columns: Sequence[tuple[str, str, str]],
-    classification: str,
-) -> glue.CfnTable:
-    return glue.CfnTable(
-        scope,
-        construct_id,
-        catalog_id=Aws.ACCOUNT_ID,
-        database_name=database.ref,
-        table_input=glue.CfnTable.TableInputProperty(
-            name=name,
-            description=description,
-            table_type="EXTERNAL_TABLE",
-            parameters={
-                "classification": "parquet",
-                "parquet.compression": "SNAPPY",
-                "data_classification": classification,
-            },
-            partition_keys=[
-                glue.CfnTable.ColumnProperty(name=k, type="string", comment=c)
-                for k, c in CURATED_PARTITION_KEYS
-            ],
-            storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                location=location,
-                input_format=PARQUET_INPUT,
-                output_format=PARQUET_OUTPUT,
-                serde_info=glue.CfnTable.SerdeInfoProperty(serialization_library=PARQUET_SERDE),
-                columns=[glue.CfnTable.ColumnProperty(name=n, type=t, comment=c) for n, t, c in columns],
-            ),
-        ),
-    )
+PARQUET_STORAGE: dict[str, object] = {
+    "input_format": PARQUET_INPUT,
+    "output_format": PARQUET_OUTPUT,
+    "serde_info": glue.CfnTable.SerdeInfoProperty(serialization_library=PARQUET_SERDE),
+}
+
+
+def _parquet_parameters(classification: str) -> dict[str, str]:
+    return {
+        "classification": "parquet",
+        "parquet.compression": "SNAPPY",
+        "data_classification": classification,
+    }
 
 
 class CuratedTables(Construct):
@@ -258,7 +243,7 @@ class CuratedTables(Construct):
         self.quarantine_table_name = f"{dataset.name}_quarantine"
         self.location = f"{base}{dataset.name}/"
         self.quarantine_location = f"{base}{self.quarantine_table_name}/"
-        self.table = _parquet_table(
+        self.table = _external_table(
             self,
             "Table",
             database=database,
@@ -266,9 +251,11 @@ class CuratedTables(Construct):
             description=f"{dataset.description} Curated: typed, deduplicated on {dataset.record_key}, partitioned by event day (UTC).",
             location=self.location,
             columns=dataset.glue_columns(),
-            classification=dataset.governance.classification,
+            partition_keys=CURATED_PARTITION_KEYS,
+            parameters=_parquet_parameters(dataset.governance.classification),
+            storage=PARQUET_STORAGE,
         )
-        self.quarantine_table = _parquet_table(
+        self.quarantine_table = _external_table(
             self,
             "QuarantineTable",
             database=database,
@@ -276,5 +263,9 @@ class CuratedTables(Construct):
             description=f"Raw {dataset.name} rows the curation job refused, with reasons; partitioned by raw day.",
             location=self.quarantine_location,
             columns=QUARANTINE_COLUMNS,
-            classification="pii" if dataset.pii_columns else dataset.governance.classification,
+            partition_keys=CURATED_PARTITION_KEYS,
+            parameters=_parquet_parameters(
+                "pii" if dataset.pii_columns else dataset.governance.classification
+            ),
+            storage=PARQUET_STORAGE,
         )
