@@ -192,15 +192,7 @@ class DatasetPipeline(Construct):
                         }
                     },
                 ),
-                iam.PolicyStatement(
-                    actions=[
-                        "logs:CreateLogGroup",
-                        "logs:CreateLogStream",
-                        "logs:PutLogEvents",
-                        "logs:AssociateKmsKey",
-                    ],
-                    resources=[self._glue_logs_arn()],
-                ),
+                self._glue_logs_statement(),
             ],
         )
         acknowledge(
@@ -295,15 +287,7 @@ class DatasetPipeline(Construct):
                     ],
                     resources=[self._catalog_arn(), self._database_arn(catalog.database), *table_arns],
                 ),
-                iam.PolicyStatement(
-                    actions=[
-                        "logs:CreateLogGroup",
-                        "logs:CreateLogStream",
-                        "logs:PutLogEvents",
-                        "logs:AssociateKmsKey",
-                    ],
-                    resources=[self._glue_logs_arn()],
-                ),
+                self._glue_logs_statement(),
             ],
         )
         acknowledge(
@@ -390,6 +374,18 @@ class DatasetPipeline(Construct):
 
     def _ruleset_arn(self, ruleset: str) -> str:
         return Stack.of(self).format_arn(service="glue", resource="dataQualityRuleset", resource_name=ruleset)
+
+    def _glue_logs_statement(self) -> iam.PolicyStatement:
+        """Glue jobs and crawlers create and write their own log groups under /aws-glue/."""
+        return iam.PolicyStatement(
+            actions=[
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+                "logs:AssociateKmsKey",
+            ],
+            resources=[self._glue_logs_arn()],
+        )
 
     def _glue_logs_arn(self) -> str:
         return Stack.of(self).format_arn(
