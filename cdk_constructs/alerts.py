@@ -67,3 +67,25 @@ class AlertTopic(Construct):
         for alarm in alarms:
             alarm.add_alarm_action(self.alarm_action())
             alarm.add_ok_action(self.alarm_action())
+
+
+def alarm_above(
+    scope: Construct,
+    construct_id: str,
+    metric: cloudwatch.IMetric,
+    *,
+    threshold: float,
+    description: str,
+    evaluation_periods: int = 1,
+) -> cloudwatch.Alarm:
+    """An alarm when ``metric`` exceeds ``threshold``; no data (no traffic) is not a breach."""
+    return cloudwatch.Alarm(
+        scope,
+        construct_id,
+        metric=metric,
+        threshold=threshold,
+        evaluation_periods=evaluation_periods,
+        alarm_description=description,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )

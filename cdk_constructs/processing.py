@@ -22,6 +22,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from cdk_constructs.alerts import alarm_above
 from cdk_constructs.nag import acknowledge, rendered
 from datalake.dataset import Dataset
 from datalake.quality import dqdl
@@ -740,15 +741,7 @@ class DatasetPipeline(Construct):
             ),
         ]
         return [
-            metric.create_alarm(
-                self,
-                cid,
-                alarm_description=f"{ds}: {text}",
-                threshold=0,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            )
+            alarm_above(self, cid, metric, threshold=0, description=f"{ds}: {text}")
             for metric, cid, text in specs
         ]
 

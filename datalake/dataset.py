@@ -89,10 +89,6 @@ class Column:
     children: tuple[Column, ...] = ()
 
     @property
-    def is_decimal(self) -> bool:
-        return self.type.startswith("decimal(")
-
-    @property
     def decimal_precision_scale(self) -> tuple[int, int]:
         match = _DECIMAL_RE.match(self.type)
         if match is None:
@@ -521,11 +517,3 @@ def load_datasets(directory: Path | str = DATASETS_DIR) -> tuple[Dataset, ...]:
     if not paths:
         raise DatasetConfigError(directory, [("(folder)", "no dataset files; add one such as orders.json")])
     return tuple(load_dataset(p) for p in paths)
-
-
-def find_dataset(name: str, directory: Path | str = DATASETS_DIR) -> Dataset:
-    path = Path(directory) / f"{name}.json"
-    if not path.exists():
-        known = ", ".join(p.stem for p in sorted(Path(directory).glob("*.json")))
-        raise DatasetConfigError(path, [("(file)", f"unknown dataset {name!r}; known: {known}")])
-    return load_dataset(path)

@@ -10,7 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from cdk_constructs.alerts import AlertTopic
+from cdk_constructs.alerts import AlertTopic, alarm_above
 from cdk_constructs.ingestion import TRANSFORM_RUNTIME, DatasetDeliveryStream
 from cdk_constructs.keys import LakeKeys
 from cdk_constructs.storage import LakeStorage
@@ -76,34 +76,7 @@ class IngestionStack(Stack):
     def _alarms(self, cid: str, ds: Dataset, stream: DatasetDeliveryStream) -> list[cloudwatch.Alarm]:
         # Data older than two buffer intervals plus the transform's own buffering is not flowing.
         freshness_limit = 2 * ds.ingestion.buffer_interval_seconds + 300
-        freshness = stream.metric_freshness().create_alarm(
-            self,
-            f"{cid}FreshnessAlarm",
-            alarm_description=f"{ds.name}: records older than {freshness_limit}s wait for delivery to S3",
-            threshold=freshness_limit,
-            evaluation_periods=3,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        errors = stream.function.metric_errors(period=Duration.minutes(5), statistic="Sum").create_alarm(
-            self,
-            f"{cid}TransformErrorsAlarm",
-            alarm_description=f"{ds.name}: the Firehose transform failed (Firehose retries, then writes processing-failed)",
-            threshold=0,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        failed = stream.metric_transform("RecordsProcessingFailed").create_alarm(
-            self,
-            f"{cid}ProcessingFailedAlarm",
-            alarm_description=f"{ds.name}: records went to the processing-failed error prefix",
-            threshold=0,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        rate = cloudwatch.MathExpression(
+        rejected_rate = cloudwatch.MathExpression(
             expression="100 * FILL(rejected, 0) / MAX([FILL(records, 0), 1])",
             using_metrics={
                 "rejected": stream.metric_transform("RecordsRejected"),
@@ -111,13 +84,36 @@ class IngestionStack(Stack):
             },
             label="Rejected records (%)",
             period=Duration.minutes(5),
-        ).create_alarm(
-            self,
-            f"{cid}RejectedRateAlarm",
-            alarm_description=f"{ds.name}: more than {REJECTED_RATE_THRESHOLD}% of records rejected; see table {ds.name}_rejected",
-            threshold=REJECTED_RATE_THRESHOLD,
-            evaluation_periods=2,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        return [freshness, errors, failed, rate]
+        return [
+            alarm_above(
+                self,
+                f"{cid}FreshnessAlarm",
+                stream.metric_freshness(),
+                threshold=freshness_limit,
+                evaluation_periods=3,
+                description=f"{ds.name}: records older than {freshness_limit}s wait for delivery to S3",
+            ),
+            alarm_above(
+                self,
+                f"{cid}TransformErrorsAlarm",
+                stream.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+                threshold=0,
+                description=f"{ds.name}: the Firehose transform failed (Firehose retries, then writes processing-failed)",
+            ),
+            alarm_above(
+                self,
+                f"{cid}ProcessingFailedAlarm",
+                stream.metric_transform("RecordsProcessingFailed"),
+                threshold=0,
+                description=f"{ds.name}: records went to the processing-failed error prefix",
+            ),
+            alarm_above(
+                self,
+                f"{cid}RejectedRateAlarm",
+                rejected_rate,
+                threshold=REJECTED_RATE_THRESHOLD,
+                evaluation_periods=2,
+                description=f"{ds.name}: more than {REJECTED_RATE_THRESHOLD}% of records rejected; see table {ds.name}_rejected",
+            ),
+        ]

@@ -42,15 +42,10 @@ def raw_read_schema(spec: dict[str, Any]) -> T.StructType:
     return T.StructType(fields)
 
 
-def _spark_type(ctype: str) -> str:
-    return {"int": "int", "bigint": "bigint", "double": "double", "boolean": "boolean", "date": "date"}.get(
-        ctype, ctype
-    )
-
-
 def _value_checks(value: Column, col: dict[str, Any], label: str) -> tuple[Column, list[tuple[Column, str]]]:
     """(typed value, [(failure condition, reason)]) for one scalar field read as a string."""
     ctype = col["type"]
+    is_decimal = _DECIMAL_RE.match(ctype) is not None
     text = F.trim(value)
     present = value.isNotNull() & (text != "")
     checks: list[tuple[Column, str]] = []
@@ -69,7 +64,7 @@ def _value_checks(value: Column, col: dict[str, Any], label: str) -> tuple[Colum
         return typed, checks
     if ctype == "timestamp":
         typed = F.to_timestamp(text, RAW_TIMESTAMP_FORMAT)
-    elif (match := _DECIMAL_RE.match(ctype)) is not None:
+    elif is_decimal:
         wide = text.cast("decimal(38,18)")
         typed = text.cast(ctype)
         checks.append((present & (wide.isNull() | typed.isNull()), f"{label}: not a {ctype}"))
@@ -80,7 +75,6 @@ def _value_checks(value: Column, col: dict[str, Any], label: str) -> tuple[Colum
                 f"{label}: too many decimals",
             )
         )
-        del match
     elif ctype in _INT_BOUNDS:
         wide = text.cast("decimal(38,0)")
         typed = text.cast(ctype)
@@ -91,8 +85,8 @@ def _value_checks(value: Column, col: dict[str, Any], label: str) -> tuple[Colum
             )
         )
     else:
-        typed = text.cast(_spark_type(ctype))
-    if ctype not in _INT_BOUNDS and not _DECIMAL_RE.match(ctype):
+        typed = text.cast(ctype)  # double, boolean, date: Spark's own type names
+    if ctype not in _INT_BOUNDS and not is_decimal:
         checks.append((present & typed.isNull(), f"{label}: not a valid {ctype}"))
     if "min" in col:
         checks.append(
