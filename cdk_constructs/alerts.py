@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+
+from cdk_constructs.nag import acknowledge
 
 
 class AlertTopic(Construct):
@@ -89,3 +93,74 @@ def alarm_above(
         comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
     )
+
+
+class AlertRules(Construct):
+    """EventBridge rules that turn service events into readable messages on the alert topic.
+
+    Undeliverable alerts (a key or topic policy broken by hand) land in an encrypted dead-letter
+    queue after a day of retries instead of vanishing.
+
+    :param key: encrypts the dead-letter queue (the logs key).
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, topic: sns.ITopic, key: kms.IKey) -> None:
+        super().__init__(scope, construct_id)
+        self._topic = topic
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "Dlq",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.dead_letter_queue,
+            "This queue is itself the dead-letter queue of the alert rules; a DLQ of a DLQ would "
+            "only move the same undeliverable alerts once more.",
+            "AwsSolutions-SQS3",
+            "Serverless-SQSRedrivePolicy",
+        )
+        self.rules: list[events.CfnRule] = []
+
+    def add(
+        self,
+        construct_id: str,
+        *,
+        description: str,
+        pattern: dict[str, object],
+        template: str,
+        paths: dict[str, str],
+    ) -> events.CfnRule:
+        """A rule matching ``pattern`` that publishes ``template`` (``<name>`` filled from ``paths``)."""
+        dlq = self.dead_letter_queue
+        rule = events.CfnRule(
+            self,
+            construct_id,
+            description=description,
+            event_pattern=pattern,
+            targets=[
+                events.CfnRule.TargetProperty(
+                    id="AlertTopic",
+                    arn=self._topic.topic_arn,
+                    input_transformer=events.CfnRule.InputTransformerProperty(
+                        input_paths_map=paths, input_template=template
+                    ),
+                    dead_letter_config=events.CfnRule.DeadLetterConfigProperty(arn=dlq.queue_arn),
+                    retry_policy=events.CfnRule.RetryPolicyProperty(
+                        maximum_event_age_in_seconds=86400, maximum_retry_attempts=20
+                    ),
+                )
+            ],
+        )
+        dlq.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sqs:SendMessage"],
+                resources=[dlq.queue_arn],
+                conditions={"ArnEquals": {"aws:SourceArn": rule.attr_arn}},
+            )
+        )
+        self.rules.append(rule)
+        return rule

@@ -64,7 +64,7 @@ def _projection(location: str, keys: Sequence[str], extra: dict[str, str] | None
     return params
 
 
-def _external_table(
+def external_table(
     scope: Construct,
     construct_id: str,
     *,
@@ -137,7 +137,7 @@ class RawTables(Construct):
         base = f"s3://{raw_bucket.bucket_name}/"
         hour_keys = [(k, f"{k.capitalize()} (UTC) of the partition time.") for k in RAW_PARTITIONS]
         columns = [(n, raw_column_type(t), c) for n, t, c in dataset.glue_columns()]
-        self.table = _external_table(
+        self.table = external_table(
             self,
             "Table",
             database=database,
@@ -149,7 +149,7 @@ class RawTables(Construct):
             parameters=_projection(base + data_prefix, RAW_PARTITIONS),
             storage=JSON_STORAGE,
         )
-        self.rejected_table = _external_table(
+        self.rejected_table = external_table(
             self,
             "RejectedTable",
             database=database,
@@ -162,7 +162,7 @@ class RawTables(Construct):
             storage=JSON_STORAGE,
         )
         error_keys = ["error_type", *RAW_PARTITIONS]
-        self.errors_table = _external_table(
+        self.errors_table = external_table(
             self,
             "DeliveryErrorsTable",
             database=database,
@@ -180,14 +180,25 @@ class RawTables(Construct):
 
 
 def database(
-    scope: Construct, construct_id: str, *, name: str, description: str, location: str
+    scope: Construct,
+    construct_id: str,
+    *,
+    name: str,
+    description: str,
+    location: str,
+    lake_formation: bool = False,
 ) -> glue.CfnDatabase:
+    """A Glue database. With ``lake_formation``, its new tables get no ``IAM_ALLOWED_PRINCIPALS``
+    grant: Lake Formation permissions alone decide who reads them."""
     return glue.CfnDatabase(
         scope,
         construct_id,
         catalog_id=Stack.of(scope).account,
         database_input=glue.CfnDatabase.DatabaseInputProperty(
-            name=name, description=description, location_uri=location
+            name=name,
+            description=description,
+            location_uri=location,
+            create_table_default_permissions=[] if lake_formation else None,
         ),
     )
 
@@ -243,7 +254,7 @@ class CuratedTables(Construct):
         self.quarantine_table_name = f"{dataset.name}_quarantine"
         self.location = f"{base}{dataset.name}/"
         self.quarantine_location = f"{base}{self.quarantine_table_name}/"
-        self.table = _external_table(
+        self.table = external_table(
             self,
             "Table",
             database=database,
@@ -255,7 +266,7 @@ class CuratedTables(Construct):
             parameters=_parquet_parameters(dataset.governance.classification),
             storage=PARQUET_STORAGE,
         )
-        self.quarantine_table = _external_table(
+        self.quarantine_table = external_table(
             self,
             "QuarantineTable",
             database=database,

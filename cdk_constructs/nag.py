@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import aws_iam as iam
 from constructs import IConstruct
 
 #: The three regulatory packs share rule names; one reason covers the same control in each.
@@ -29,18 +30,36 @@ def acknowledge_regulatory(construct: IConstruct, rule: str, reason: str) -> Non
 
 def rendered(scope: IConstruct, value: str) -> str:
     """``value`` as cdk-nag prints it in finding ids: ``Ref`` as ``<AWS::Region>``, ``GetAtt`` as ``<Id.Attr>``."""
-    resolved = Stack.of(scope).resolve(value)
+    return render_resolved(Stack.of(scope).resolve(value))
 
-    def part(token: Any) -> str:
-        if isinstance(token, str):
-            return token
-        if isinstance(token, dict) and "Ref" in token:
-            return f"<{token['Ref']}>"
-        if isinstance(token, dict) and "Fn::GetAtt" in token:
-            return f"<{'.'.join(token['Fn::GetAtt'])}>"
-        if isinstance(token, dict) and "Fn::Join" in token:
-            sep, parts = token["Fn::Join"]
-            return sep.join(part(p) for p in parts)
-        raise ValueError(f"cannot render {token!r} as cdk-nag does")
 
-    return part(resolved)
+def render_resolved(token: Any) -> str:
+    """A resolved CloudFormation value as cdk-nag prints it."""
+    if isinstance(token, str):
+        return token
+    if isinstance(token, dict) and "Ref" in token:
+        return f"<{token['Ref']}>"
+    if isinstance(token, dict) and "Fn::GetAtt" in token:
+        return f"<{'.'.join(token['Fn::GetAtt'])}>"
+    if isinstance(token, dict) and "Fn::ImportValue" in token:
+        return f"<{token['Fn::ImportValue']}>"
+    if isinstance(token, dict) and "Fn::Join" in token:
+        sep, parts = token["Fn::Join"]
+        return sep.join(render_resolved(p) for p in parts)
+    raise ValueError(f"cannot render {token!r} as cdk-nag does")
+
+
+def wildcard_findings(policy: iam.ManagedPolicy | iam.Policy) -> list[str]:
+    """The ``AwsSolutions-IAM5`` finding id of every wildcard action and resource in ``policy``.
+
+    For policies whose wildcards are all deliberate; the reason given with them must say why.
+    """
+    found: list[str] = []
+    for statement in Stack.of(policy).resolve(policy.document)["Statement"]:
+        for kind in ("Action", "Resource"):
+            values = statement.get(kind, [])
+            for value in values if isinstance(values, list) else [values]:
+                text = render_resolved(value)
+                if "*" in text:
+                    found.append(f"AwsSolutions-IAM5[{kind}::{text}]")
+    return list(dict.fromkeys(found))

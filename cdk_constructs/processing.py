@@ -17,12 +17,11 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from cdk_constructs.alerts import alarm_above
+from cdk_constructs.alerts import AlertRules, alarm_above
 from cdk_constructs.nag import acknowledge, rendered
 from datalake.dataset import Dataset
 from datalake.quality import dqdl
@@ -82,6 +81,10 @@ class DatasetPipeline(Construct):
     task retries with exponential backoff and full jitter, and every failure publishes the
     dataset, the step, the error and a link to the execution to the alert topic.
 
+    :param job_role: role of the job and data-quality runs (policies are added here).
+    :param crawler_role: role of the crawler (policies are added here).
+    :param lake_formation: the catalog is governed by Lake Formation: the roles get
+        ``lakeformation:GetDataAccess`` and the crawler reads with Lake Formation credentials.
     :param worker_count: Glue G.1X workers. Default: 2 (the job scales out with the data).
     :param timeout: job timeout. Default: 60 minutes.
     """
@@ -104,6 +107,9 @@ class DatasetPipeline(Construct):
         alert_topic: sns.ITopic,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy | None = None,
+        job_role: iam.IRole,
+        crawler_role: iam.IRole,
+        lake_formation: bool = False,
         worker_count: int | None = None,
         timeout: Duration | None = None,
     ) -> None:
@@ -121,12 +127,7 @@ class DatasetPipeline(Construct):
         self.ruleset_name = f"{name}-curated"
 
         # --- Glue job -------------------------------------------------------------------------
-        self.job_role = iam.Role(
-            self,
-            "JobRole",
-            assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
-            description=f"Glue job and data-quality runs of {ds}: raw prefix in, curated prefixes out",
-        )
+        self.job_role = job_role
         table_arns = [self._table_arn(catalog.database, t) for t in (catalog.table, catalog.quarantine_table)]
         job_policy = iam.ManagedPolicy(
             self,
@@ -194,13 +195,15 @@ class DatasetPipeline(Construct):
                     },
                 ),
                 self._glue_logs_statement(),
+                *self._lake_formation_statements(lake_formation),
             ],
         )
         acknowledge(
             job_policy,
             "Object ARNs under the dataset's own prefixes: the job reads raw objects and rewrites "
             "curated partitions whose keys it generates. PutMetricData supports no resource, so "
-            "the namespace condition scopes it; Glue creates its log groups under /aws-glue/.",
+            "the namespace condition scopes it (and lakeformation:GetDataAccess has none either); "
+            "Glue creates its log groups under /aws-glue/.",
             *(
                 f"AwsSolutions-IAM5[Resource::{rendered(self, r)}]"
                 for r in (
@@ -253,12 +256,6 @@ class DatasetPipeline(Construct):
         self.job.node.add_dependency(job_policy)
 
         # --- Crawler ----------------------------------------------------------------------------
-        crawler_role = iam.Role(
-            self,
-            "CrawlerRole",
-            assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
-            description=f"Crawler of the curated {ds} tables: reads them, logs drift, adds partitions",
-        )
         crawler_policy = iam.ManagedPolicy(
             self,
             "CrawlerPolicy",
@@ -289,17 +286,20 @@ class DatasetPipeline(Construct):
                     resources=[self._catalog_arn(), self._database_arn(catalog.database), *table_arns],
                 ),
                 self._glue_logs_statement(),
+                *self._lake_formation_statements(lake_formation),
             ],
         )
         acknowledge(
             crawler_policy,
             "The crawler reads objects with generated keys under the dataset's curated prefixes "
-            "only, and writes its logs to the /aws-glue/ log groups Glue creates.",
+            "only, and writes its logs to the /aws-glue/ log groups Glue creates; with Lake "
+            "Formation on it also calls lakeformation:GetDataAccess, which has no resource type.",
             *(
                 f"AwsSolutions-IAM5[Resource::{rendered(self, r)}]"
                 for r in (
                     *(curated_bucket.arn_for_objects(f"{p}*") for p in curated_prefixes[:2]),
                     self._glue_logs_arn(),
+                    *(["*"] if lake_formation else []),
                 )
             ),
         )
@@ -329,6 +329,12 @@ class DatasetPipeline(Construct):
             configuration=json.dumps(
                 {"Version": 1.0, "CrawlerOutput": {"Partitions": {"AddOrUpdateBehavior": "InheritFromTable"}}}
             ),
+            # Registered locations are read with credentials Lake Formation vends for its grants.
+            lake_formation_configuration=glue.CfnCrawler.LakeFormationConfigurationProperty(
+                use_lake_formation_credentials=True
+            )
+            if lake_formation
+            else None,
         )
         self.crawler.node.add_dependency(crawler_policy)
 
@@ -375,6 +381,13 @@ class DatasetPipeline(Construct):
 
     def _ruleset_arn(self, ruleset: str) -> str:
         return Stack.of(self).format_arn(service="glue", resource="dataQualityRuleset", resource_name=ruleset)
+
+    @staticmethod
+    def _lake_formation_statements(lake_formation: bool) -> list[iam.PolicyStatement]:
+        """Lake Formation vends data credentials through GetDataAccess (no resource-level scope)."""
+        if not lake_formation:
+            return []
+        return [iam.PolicyStatement(actions=["lakeformation:GetDataAccess"], resources=["*"])]
 
     def _glue_logs_statement(self) -> iam.PolicyStatement:
         """Glue jobs and crawlers create and write their own log groups under /aws-glue/."""
@@ -748,76 +761,31 @@ class DatasetPipeline(Construct):
     def _failure_rules(self, topic: sns.ITopic) -> list[events.CfnRule]:
         """Job failures and failed data-quality evaluations go to the alert topic as they happen."""
         ds = self.dataset.name
-        dlq = sqs.Queue(
-            self,
-            "AlertDeliveryDlq",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=self._logs_key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            dlq,
-            "This queue is itself the dead-letter queue of the alert rules; a DLQ of a DLQ would "
-            "only move the same undeliverable alerts once more.",
-            "AwsSolutions-SQS3",
-            "Serverless-SQSRedrivePolicy",
-        )
-
-        def rule(
-            cid: str, pattern: dict[str, object], template: str, paths: dict[str, str]
-        ) -> events.CfnRule:
-            return events.CfnRule(
-                self,
-                cid,
-                description=f"{ds}: {cid} to the alert topic",
-                event_pattern=pattern,
-                targets=[
-                    events.CfnRule.TargetProperty(
-                        id="AlertTopic",
-                        arn=topic.topic_arn,
-                        input_transformer=events.CfnRule.InputTransformerProperty(
-                            input_paths_map=paths, input_template=template
-                        ),
-                        dead_letter_config=events.CfnRule.DeadLetterConfigProperty(arn=dlq.queue_arn),
-                        retry_policy=events.CfnRule.RetryPolicyProperty(
-                            maximum_event_age_in_seconds=86400, maximum_retry_attempts=20
-                        ),
-                    )
-                ],
-            )
-
-        rules = [
-            rule(
+        alerts = AlertRules(self, "AlertRules", topic=topic, key=self._logs_key)
+        return [
+            alerts.add(
                 "JobFailedRule",
-                {
+                description=f"{ds}: Glue job failures to the alert topic",
+                pattern={
                     "source": ["aws.glue"],
                     "detail-type": ["Glue Job State Change"],
                     "detail": {"jobName": [self.job.ref], "state": ["FAILED", "TIMEOUT", "ERROR"]},
                 },
-                f'"Glue job of {ds} <state>: <message> (run <run>)"',
-                {"state": "$.detail.state", "message": "$.detail.message", "run": "$.detail.jobRunId"},
+                template=f'"Glue job of {ds} <state>: <message> (run <run>)"',
+                paths={"state": "$.detail.state", "message": "$.detail.message", "run": "$.detail.jobRunId"},
             ),
-            rule(
+            alerts.add(
                 "DataQualityFailedRule",
-                {
+                description=f"{ds}: failed data-quality evaluations to the alert topic",
+                pattern={
                     "source": ["aws.glue-dataquality"],
                     "detail-type": ["Data Quality Evaluation Results Available"],
                     "detail": {"context": {"rulesetName": [self.ruleset_name]}, "state": ["FAILED"]},
                 },
-                f'"Data quality of {ds} failed: score <score>, <failed> rule(s) failed"',
-                {"score": "$.detail.score", "failed": "$.detail.numRulesFailed"},
+                template=f'"Data quality of {ds} failed: score <score>, <failed> rule(s) failed"',
+                paths={"score": "$.detail.score", "failed": "$.detail.numRulesFailed"},
             ),
         ]
-        dlq.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["sqs:SendMessage"],
-                resources=[dlq.queue_arn],
-                conditions={"ArnEquals": {"aws:SourceArn": [r.attr_arn for r in rules]}},
-            )
-        )
-        return rules
 
     def metric_rows(self, name: str) -> cloudwatch.Metric:
         """RowsRead, RowsWritten, RowsQuarantined or DuplicatesDropped of the job's runs."""

@@ -91,6 +91,11 @@ class StageConfig:
     #: Redshift Serverless base capacity (RPU) and monthly usage limit (RPU-hours).
     redshift_base_rpu: int = 8
     redshift_usage_limit_rpu_hours: int = 200
+    #: Prefix of the Lake Formation tag keys (``zone``, ``classification``), for accounts where
+    #: those keys already exist with other values; e.g. ``"lake_"``.
+    lf_tag_prefix: str = ""
+    #: How often the Macie classification job scans the raw and curated buckets.
+    macie_job_frequency: str = "WEEKLY"
     #: Version of Powertools for AWS Lambda (Python) whose public layer the functions use.
     powertools_version: str = "3.37.0"
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
@@ -122,6 +127,10 @@ class StageConfig:
             problems.append("athena_bytes_scanned_cutoff: Athena's minimum is 10 MB")
         if self.redshift_base_rpu not in range(8, 1025, 8):
             problems.append("redshift_base_rpu: use a multiple of 8 from 8 to 1024")
+        if self.macie_job_frequency not in ("DAILY", "WEEKLY", "MONTHLY"):
+            problems.append(f"macie_job_frequency={self.macie_job_frequency!r}: use DAILY, WEEKLY or MONTHLY")
+        if not re.fullmatch(r"[a-z0-9_.:-]{0,20}", self.lf_tag_prefix):
+            problems.append(f"lf_tag_prefix={self.lf_tag_prefix!r}: use up to 20 of a-z 0-9 _ . : -")
         if problems:
             raise ValueError(f"Invalid stage configuration in {where}:\n  - " + "\n  - ".join(problems))
 

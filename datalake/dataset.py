@@ -22,6 +22,8 @@ SCALAR_TYPES = ("string", "int", "bigint", "double", "boolean", "date", "timesta
 _DECIMAL_RE = re.compile(r"^decimal\((\d{1,2}),(\d{1,2})\)$")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 CLASSIFICATIONS = ("public", "internal", "pii")
+#: Row-filter values end up inside a Lake Formation filter expression: keep them plain.
+_SQL_LITERAL_RE = re.compile(r"^[A-Za-z0-9_ -]{1,64}$")
 SOURCES = ("direct_put", "kinesis_stream")
 #: Partition columns every curated table carries, derived from the event time in UTC.
 CURATED_PARTITIONS = ("year", "month", "day")
@@ -56,7 +58,7 @@ _COLUMN_FIELDS = {
     "items",
     "fields",
 }
-_GOVERNANCE_FIELDS = {"classification", "pii_columns", "row_filter_column"}
+_GOVERNANCE_FIELDS = {"classification", "pii_columns", "row_filter_column", "row_filter_values"}
 _INGESTION_FIELDS = {"source", "buffer_size_mib", "buffer_interval_seconds"}
 _PROCESSING_FIELDS = {"schedule", "target_file_size_mib"}
 _SCHEDULE_RE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
@@ -125,6 +127,8 @@ class Governance:
     pii_columns: tuple[str, ...] = ()
     #: Column of the worked data-cells-filter example (rows limited by its value).
     row_filter_column: str | None = None
+    #: Values of ``row_filter_column`` the filter lets through (e.g. ``["KR"]``).
+    row_filter_values: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -379,8 +383,27 @@ def _parse_governance(
             "governance.row_filter_column",
             f"{row_filter!r} is not a string column; name one or remove the field",
         )
+    values = section.get("row_filter_values", [])
+    if not isinstance(values, list) or not all(
+        isinstance(v, str) and _SQL_LITERAL_RE.match(v) for v in values
+    ):
+        _problem(
+            problems,
+            "governance.row_filter_values",
+            "must be a list of plain values (letters, digits, '-', '_', ' '), e.g. [\"KR\"]",
+        )
+        values = []
+    if (row_filter is None) != (not values):
+        _problem(
+            problems,
+            "governance.row_filter_values",
+            "row_filter_column and row_filter_values go together: give both or neither",
+        )
     return Governance(
-        classification=classification, pii_columns=tuple(dict.fromkeys(pii)), row_filter_column=row_filter
+        classification=classification,
+        pii_columns=tuple(dict.fromkeys(pii)),
+        row_filter_column=row_filter,
+        row_filter_values=tuple(values),
     )
 
 

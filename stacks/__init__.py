@@ -10,6 +10,7 @@ from config import StageConfig
 from datalake.dataset import Dataset
 from stacks.catalog import CatalogStack
 from stacks.foundation import FoundationStack
+from stacks.governance import GovernanceStack
 from stacks.ingestion import IngestionStack
 from stacks.observability import ObservabilityStack
 from stacks.processing import ProcessingStack
@@ -20,6 +21,7 @@ class Lake:
     """The stacks of one stage, for tests and tools that read the app."""
 
     foundation: FoundationStack
+    governance: GovernanceStack
     catalog: CatalogStack
     ingestion: IngestionStack
     processing: ProcessingStack
@@ -27,7 +29,14 @@ class Lake:
 
     @property
     def stacks(self) -> list[Stack]:
-        return [self.foundation, self.catalog, self.ingestion, self.processing, self.observability]
+        return [
+            self.foundation,
+            self.governance,
+            self.catalog,
+            self.ingestion,
+            self.processing,
+            self.observability,
+        ]
 
 
 def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> Lake:
@@ -41,12 +50,22 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
         description=f"Governed data lake ({stage.name}): keys, zone buckets, alert topic",
         **common,  # type: ignore[arg-type]
     )
+    governance = GovernanceStack(
+        app,
+        f"{stage.prefix}-governance",
+        stage=stage,
+        datasets=datasets,
+        foundation=foundation,
+        description=f"Governed data lake ({stage.name}): personas, Lake Formation settings and tags, Macie",
+        **common,  # type: ignore[arg-type]
+    )
     catalog = CatalogStack(
         app,
         f"{stage.prefix}-catalog",
         stage=stage,
         datasets=datasets,
         storage=foundation.storage,
+        governance=governance,
         description=f"Governed data lake ({stage.name}): Glue databases and tables from the dataset files",
         **common,  # type: ignore[arg-type]
     )
@@ -70,11 +89,15 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
         storage=foundation.storage,
         alerts=foundation.alerts,
         catalog=catalog,
+        personas=governance.personas,
         description=f"Governed data lake ({stage.name}): Glue jobs, crawlers, data quality, state machines",
         **common,  # type: ignore[arg-type]
     )
     # Explicit, as stacks address foundation resources by name too (no token reference).
-    catalog.add_stack_dependency(foundation)
+    # Lake Formation's order: settings, registration, tags (governance), then tables, tag
+    # associations and grants (catalog), then the jobs and crawlers that use them (processing).
+    governance.add_stack_dependency(foundation)
+    catalog.add_stack_dependency(governance)
     ingestion.add_stack_dependency(foundation)
     processing.add_stack_dependency(catalog)
     observability = ObservabilityStack(
@@ -88,6 +111,7 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
     )
     lake = Lake(
         foundation=foundation,
+        governance=governance,
         catalog=catalog,
         ingestion=ingestion,
         processing=processing,

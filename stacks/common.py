@@ -42,3 +42,8 @@ _RETENTION = {
 def log_retention(stage: StageConfig) -> logs.RetentionDays:
     """The stage's retention as the CDK enum (``StageConfig`` validates the number of days)."""
     return _RETENTION[stage.log_retention_days]
+
+
+def database_name(stage: StageConfig, zone: str) -> str:
+    """Glue database of a zone: ``<prefix>_<zone>`` with ``-`` as ``_`` (Athena-friendly)."""
+    return f"{stage.prefix.replace('-', '_')}_{zone}"

@@ -5,22 +5,41 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import Duration, Stack
+from aws_cdk import aws_macie as macie
 from constructs import Construct
 
 from cdk_constructs.alerts import AlertTopic
+from cdk_constructs.audit import AuditTrail
 from cdk_constructs.keys import LakeKeys
+from cdk_constructs.macie import allow_macie_to_decrypt
 from cdk_constructs.storage import LakeStorage
 from config import StageConfig
-from stacks.common import removal_policy
+from stacks.common import log_retention, removal_policy
 
 
 class FoundationStack(Stack):
-    """Everything that holds data or keys. Later stacks take these objects as arguments."""
+    """Everything that holds data or keys, and the account-level switches that guard them.
+
+    With Macie on, the Macie session is created here (unless the stage reuses the account's)
+    because the zone keys' policies name Macie's service-linked role, which the session creates.
+    With CloudTrail on, the trail lives here too: it writes into the logs bucket and logs key.
+    """
 
     def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         removal = removal_policy(stage)
         self.keys = LakeKeys(self, "Keys", prefix=stage.prefix, removal_policy=removal)
+        features = stage.features
+        self.macie_session: macie.CfnSession | None = None
+        if features.macie:
+            if not features.macie_reuse_session:
+                self.macie_session = macie.CfnSession(
+                    self, "MacieSession", status="ENABLED", finding_publishing_frequency="FIFTEEN_MINUTES"
+                )
+            for key in (self.keys.raw, self.keys.curated):
+                allow_macie_to_decrypt(key)
+                if self.macie_session is not None:
+                    key.node.add_dependency(self.macie_session)
         lc = stage.lifecycle
         self.storage = LakeStorage(
             self,
@@ -43,3 +62,17 @@ class FoundationStack(Stack):
             display_name=f"{stage.prefix} data lake alerts",
             email=stage.alarm_email,
         )
+        self.trail: AuditTrail | None = None
+        if features.cloudtrail:
+            self.trail = AuditTrail(
+                self,
+                "Audit",
+                name=f"{stage.prefix}-audit",
+                bucket=self.storage.access_logs.bucket,
+                key=self.keys.logs,
+                data_buckets=[
+                    b.bucket for b in (self.storage.raw, self.storage.curated, self.storage.analytics)
+                ],
+                log_retention=log_retention(stage),
+                removal_policy=removal,
+            )

@@ -14,12 +14,9 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
 from config import StageConfig
+from stacks.governance import athena_workgroup_name
 from stacks.ingestion import IngestionStack
 from stacks.processing import ProcessingStack
-
-
-def athena_workgroup_name(stage: StageConfig) -> str:
-    return f"{stage.prefix}-analysts"
 
 
 class ObservabilityStack(Stack):

@@ -10,6 +10,7 @@ from constructs import Construct
 
 from cdk_constructs.alerts import AlertTopic
 from cdk_constructs.keys import LakeKeys
+from cdk_constructs.personas import Personas
 from cdk_constructs.processing import CatalogTarget, DatasetPipeline, JobScripts
 from cdk_constructs.storage import LakeStorage
 from config import StageConfig
@@ -30,6 +31,7 @@ class ProcessingStack(Stack):
         storage: LakeStorage,
         alerts: AlertTopic,
         catalog: CatalogStack,
+        personas: Personas,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -77,6 +79,9 @@ class ProcessingStack(Stack):
                 ),
                 security_configuration=self.security_configuration.ref,
                 alert_topic=topic,
+                job_role=personas.pipelines[ds.name].job,
+                crawler_role=personas.pipelines[ds.name].crawler,
+                lake_formation=stage.features.lake_formation,
                 log_retention=log_retention(stage),
                 removal_policy=removal_policy(stage),
             )

@@ -40,8 +40,7 @@ class Synth:
         return self._templates[name]
 
     def template_json(self, stack: cdk.Stack) -> dict[str, Any]:
-        artifact = self.assembly.get_stack_artifact(stack.artifact_id)
-        return json.loads((self.outdir / artifact.template_file).read_text())
+        return json.loads((self.outdir / stack.template_file).read_text())
 
     def all_templates(self) -> dict[str, dict[str, Any]]:
         return {s.stack_name: self.template_json(s) for s in self.lake.stacks}

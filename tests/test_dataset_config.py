@@ -38,6 +38,7 @@ def test_reference_dataset_loads_with_its_schema() -> None:
         "array<struct<sku:string,qty:int,unit_price:decimal(12,2)>>"
     )
     assert orders.ingestion.buffer_size_mib == 128
+    assert (orders.governance.row_filter_column, orders.governance.row_filter_values) == ("country", ("KR",))
 
 
 @pytest.mark.parametrize(
@@ -49,6 +50,16 @@ def test_reference_dataset_loads_with_its_schema() -> None:
             lambda r: r["governance"]["pii_columns"].append("customer_name"),
             "governance.pii_columns",
             "PII flag on 'customer_name', which is not a column",
+        ),
+        (
+            lambda r: r["governance"].update(row_filter_values=["KR'; DROP"]),
+            "governance.row_filter_values",
+            "must be a list of plain values",
+        ),
+        (
+            lambda r: r["governance"].pop("row_filter_values"),
+            "governance.row_filter_values",
+            "give both or neither",
         ),
         (
             lambda r: r["columns"].append({"name": "status", "type": "string"}),
@@ -72,6 +83,8 @@ def test_reference_dataset_loads_with_its_schema() -> None:
         "unknown-field",
         "unknown-type",
         "pii-missing-column",
+        "row-filter-injection",
+        "row-filter-unpaired",
         "duplicate-column",
         "partition-key",
         "bad-min",

@@ -1,0 +1,218 @@
+"""Audit: a CloudTrail trail over the lake and the Athena table and queries that read it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import ArnFormat, Aws, RemovalPolicy, Stack
+from aws_cdk import aws_athena as athena
+from aws_cdk import aws_cloudtrail as cloudtrail
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from cdk_constructs.catalog import TEXT_OUTPUT, database, external_table
+from cdk_constructs.nag import acknowledge_regulatory
+from datalake import sql
+
+TRAIL_PREFIX = "cloudtrail"
+#: First day partition projection enumerates (a trail has nothing older).
+PROJECTION_START = "2025/01/01"
+
+CLOUDTRAIL_COLUMNS = (
+    ("eventversion", "string", "Version of the event format."),
+    (
+        "useridentity",
+        "struct<type:string,principalid:string,arn:string,accountid:string,invokedby:string,"
+        "accesskeyid:string,username:string,onbehalfof:struct<userid:string,identitystorearn:string>,"
+        "sessioncontext:struct<attributes:struct<mfaauthenticated:string,creationdate:string>,"
+        "sessionissuer:struct<type:string,principalid:string,arn:string,accountid:string,username:string>,"
+        "sourceidentity:string,ec2roledelivery:string>>",
+        "Who made the request.",
+    ),
+    ("eventtime", "string", "When (UTC, ISO-8601)."),
+    ("eventsource", "string", "Service endpoint, e.g. s3.amazonaws.com."),
+    ("eventname", "string", "API action."),
+    ("awsregion", "string", "Region of the request."),
+    ("sourceipaddress", "string", "Caller's IP address or service name."),
+    ("useragent", "string", "Caller's user agent."),
+    ("errorcode", "string", "Error code when the request failed."),
+    ("errormessage", "string", "Error message when the request failed."),
+    ("requestparameters", "string", "Request parameters (JSON)."),
+    ("responseelements", "string", "Response elements (JSON)."),
+    ("additionaleventdata", "string", "Additional data (JSON)."),
+    ("requestid", "string", "Request id."),
+    ("eventid", "string", "Event id."),
+    ("readonly", "string", "Whether the action only reads."),
+    ("resources", "array<struct<arn:string,accountid:string,type:string>>", "Resources acted on."),
+    ("eventtype", "string", "AwsApiCall, AwsServiceEvent..."),
+    ("apiversion", "string", "API version."),
+    ("recipientaccountid", "string", "Account that received the event."),
+    ("serviceeventdetails", "string", "Service event details (JSON)."),
+    ("sharedeventid", "string", "Shared event id."),
+    ("vpcendpointid", "string", "VPC endpoint the request came through."),
+    ("eventcategory", "string", "Management or Data."),
+    (
+        "tlsdetails",
+        "struct<tlsversion:string,ciphersuite:string,clienthostheader:string>",
+        "TLS of the request.",
+    ),
+)
+CLOUDTRAIL_STORAGE: dict[str, object] = {
+    "input_format": "com.amazon.emr.cloudtrail.CloudTrailInputFormat",
+    "output_format": TEXT_OUTPUT,
+    "serde_info": glue.CfnTable.SerdeInfoProperty(
+        serialization_library="org.apache.hive.hcatalog.data.JsonSerDe"
+    ),
+}
+
+
+class AuditTrail(Construct):
+    """A multi-region trail: management events plus S3 data events on the lake's buckets.
+
+    Log files are encrypted with ``key`` (CloudTrail SSE-KMS, scoped to this account's trails by
+    encryption context), validated (digest files), delivered under ``cloudtrail/`` of the logs
+    bucket and to a KMS-encrypted log group for alarms.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        bucket: s3.IBucket,
+        key: kms.Key,
+        data_buckets: Sequence[s3.IBucket],
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        trail_arn = Stack.of(self).format_arn(
+            service="cloudtrail",
+            resource="trail",
+            resource_name=name,
+            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+        )
+        # https://docs.aws.amazon.com/awscloudtrail/latest/userguide/create-kms-key-policy-for-cloudtrail.html
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudTrailToEncryptLogs",
+                principals=[iam.ServicePrincipal("cloudtrail.amazonaws.com")],
+                actions=["kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"aws:SourceArn": trail_arn},
+                    "StringLike": {
+                        "kms:EncryptionContext:aws:cloudtrail:arn": f"arn:{Aws.PARTITION}:cloudtrail:*:{Aws.ACCOUNT_ID}:trail/*"
+                    },
+                },
+            )
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudTrailToDescribeKey",
+                principals=[iam.ServicePrincipal("cloudtrail.amazonaws.com")],
+                actions=["kms:DescribeKey"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceArn": trail_arn}},
+            )
+        )
+        self.log_group = logs.LogGroup(
+            self, "Logs", encryption_key=key, retention=log_retention, removal_policy=removal_policy
+        )
+        self.trail = cloudtrail.Trail(
+            self,
+            "Trail",
+            trail_name=name,
+            bucket=bucket,
+            s3_key_prefix=TRAIL_PREFIX,
+            encryption_key=key,
+            enable_file_validation=True,
+            is_multi_region_trail=True,
+            include_global_service_events=True,
+            management_events=cloudtrail.ReadWriteType.ALL,
+            send_to_cloud_watch_logs=True,
+            cloud_watch_log_group=self.log_group,
+        )
+        self.trail.add_s3_event_selector(
+            [cloudtrail.S3EventSelector(bucket=b) for b in data_buckets],
+            include_management_events=False,
+            read_write_type=cloudtrail.ReadWriteType.ALL,
+        )
+        self.trail.node.add_dependency(key)
+        logs_role = self.trail.node.find_child("LogsRole")
+        acknowledge_regulatory(
+            logs_role.node.find_child("DefaultPolicy"),
+            "IAMNoInlinePolicy",
+            "The CDK Trail construct creates CloudTrail's delivery role with this inline policy, which "
+            "allows only CreateLogStream and PutLogEvents on the trail's own log group.",
+        )
+
+
+class AuditQueries(Construct):
+    """The ``cloudtrail`` table (partition projection, no crawler) and the audit named queries.
+
+    The queries come from ``sql/audit/*.sql``; ``{{pii_key_regex}}`` becomes a regex of the
+    prefixes where PII lives (``pii_prefixes``, ``bucket/key-prefix``).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        database_name: str,
+        logs_bucket_name: str,
+        workgroup: athena.CfnWorkGroup,
+        pii_prefixes: Sequence[str],
+        lake_formation: bool,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.database = database(
+            self,
+            "Database",
+            name=database_name,
+            description="Audit: the CloudTrail trail of the lake (who read and changed what).",
+            location=f"s3://{logs_bucket_name}/{TRAIL_PREFIX}/",
+            lake_formation=lake_formation,
+        )
+        location = f"s3://{logs_bucket_name}/{TRAIL_PREFIX}/AWSLogs/{Aws.ACCOUNT_ID}/CloudTrail/{Aws.REGION}/"
+        self.table = external_table(
+            self,
+            "CloudTrailTable",
+            database=self.database,
+            name="cloudtrail",
+            description="CloudTrail events of this account in this region; partitioned by day (projection).",
+            location=location,
+            columns=CLOUDTRAIL_COLUMNS,
+            partition_keys=[("timestamp", "Day of delivery, yyyy/MM/dd.")],
+            parameters={
+                "classification": "cloudtrail",
+                "projection.enabled": "true",
+                "projection.timestamp.type": "date",
+                "projection.timestamp.format": "yyyy/MM/dd",
+                "projection.timestamp.range": f"{PROJECTION_START},NOW",
+                "projection.timestamp.interval": "1",
+                "projection.timestamp.interval.unit": "DAYS",
+                "storage.location.template": location + "${timestamp}",
+            },
+            storage=CLOUDTRAIL_STORAGE,
+        )
+        self.queries: dict[str, athena.CfnNamedQuery] = {}
+        values = {"pii_key_regex": sql.regex_for_prefixes(list(pii_prefixes))}
+        for query in sql.load("audit"):
+            named = athena.CfnNamedQuery(
+                self,
+                query.name.title().replace("_", ""),
+                name=f"audit: {query.name.replace('_', ' ')}",
+                description=query.description[:1024],
+                database=database_name,
+                work_group=workgroup.ref,
+                query_string=query.render(values),
+            )
+            named.node.add_dependency(self.table)
+            self.queries[query.name] = named

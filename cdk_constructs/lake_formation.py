@@ -1,0 +1,404 @@
+"""Lake Formation, deployed in the order it needs: settings, registration, tags, associations, grants.
+
+Two constructs, one per stack boundary:
+
+* :class:`LakeFormationSetup` (governance stack, before the catalog): data lake settings that
+  *append* admins (the CDK execution role and the stage's admins), each zone bucket registered
+  with its own role, and the LF-Tags. Chained with ``DependsOn``.
+* :class:`CatalogPermissions` (catalog stack, after the tables): tag associations on databases,
+  tables and PII columns, then tag-based and named-resource grants (each ``DependsOn`` every
+  association), and a worked data-cells filter. The processing stack, whose jobs and crawlers
+  use these grants, deploys after the catalog stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aws_cdk import Aws, Fn, Stack
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lakeformation as lf
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from cdk_constructs.nag import acknowledge, wildcard_findings
+from datalake.dataset import CLASSIFICATIONS
+
+#: Values of the ``zone`` tag: the three lake zones and the CloudTrail audit table.
+ZONES = ("raw", "curated", "analytics", "audit")
+#: Table permissions that let a reader query (Athena, Spectrum, QuickSight).
+READ = ["SELECT", "DESCRIBE"]
+
+Permissions = lf.CfnPrincipalPermissions
+
+
+@dataclass(frozen=True)
+class Zone:
+    """A zone bucket to register, with the key its objects are encrypted with."""
+
+    name: str
+    bucket: s3.IBucket
+    key: kms.IKey
+
+
+class LakeFormationSetup(Construct):
+    """Settings, location registration and LF-Tags: everything grants and tags rest on.
+
+    :param admins: extra data lake admins (IAM ARNs), added to the CDK execution role.
+    :param zones: the zone buckets to register, each with a dedicated registration role.
+    :param tag_prefix: prefix of the tag keys (``zone``, ``classification``), for accounts that
+        already use those keys for something else. Default: none.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        admins: Sequence[str],
+        zones: Sequence[Zone],
+        tag_prefix: str = "",
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        exec_role = Fn.sub(stack.synthesizer.cloud_formation_execution_role_arn)  # type: ignore[attr-defined]
+        self.admin_arns = [exec_role, *admins]
+        # APPEND adds these admins to the account's list; REPLACE (the CloudFormation default)
+        # would remove admins someone else configured, the classic failure in shared accounts.
+        self.settings = lf.CfnDataLakeSettings(
+            self,
+            "Settings",
+            mutation_type="APPEND",
+            admins=[
+                lf.CfnDataLakeSettings.DataLakePrincipalProperty(data_lake_principal_identifier=a)
+                for a in self.admin_arns
+            ],
+        )
+
+        self.registrations: dict[str, lf.CfnResource] = {}
+        self.registration_roles: dict[str, iam.Role] = {}
+        for zone in zones:
+            cid = zone.name.capitalize()
+            role = iam.Role(
+                self,
+                f"{cid}RegistrationRole",
+                role_name=f"{prefix}-lf-{zone.name}",
+                assumed_by=iam.ServicePrincipal("lakeformation.amazonaws.com"),
+                description=f"Lake Formation vends credentials for the {zone.name} zone with this role",
+            )
+            policy = iam.ManagedPolicy(
+                self,
+                f"{cid}RegistrationPolicy",
+                roles=[role],
+                statements=[
+                    iam.PolicyStatement(
+                        actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                        resources=[zone.bucket.arn_for_objects("*")],
+                    ),
+                    iam.PolicyStatement(actions=["s3:ListBucket"], resources=[zone.bucket.bucket_arn]),
+                    iam.PolicyStatement(
+                        actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+                        resources=[zone.key.key_arn],
+                        conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                    ),
+                ],
+            )
+            acknowledge(
+                policy,
+                "Lake Formation vends credentials for any object of the registered zone bucket, so "
+                "its registration role reads and writes every (generated) key in that one bucket.",
+                *wildcard_findings(policy),
+            )
+            registration = lf.CfnResource(
+                self,
+                f"{cid}Location",
+                resource_arn=zone.bucket.bucket_arn,
+                role_arn=role.role_arn,
+                use_service_linked_role=False,
+                hybrid_access_enabled=False,
+            )
+            registration.node.add_dependency(self.settings)
+            registration.node.add_dependency(policy)
+            self.registrations[zone.name] = registration
+            self.registration_roles[zone.name] = role
+
+        self.zone_tag = lf.CfnTag(self, "ZoneTag", tag_key=f"{tag_prefix}zone", tag_values=list(ZONES))
+        self.classification_tag = lf.CfnTag(
+            self, "ClassificationTag", tag_key=f"{tag_prefix}classification", tag_values=list(CLASSIFICATIONS)
+        )
+        for tag in (self.zone_tag, self.classification_tag):
+            for registration in self.registrations.values():
+                tag.node.add_dependency(registration)
+
+
+@dataclass(frozen=True)
+class GovernedTable:
+    """A catalog table and how it is classified (PII columns are tagged ``pii``)."""
+
+    resource: glue.CfnTable
+    database: str
+    name: str
+    classification: str
+    pii_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """The worked data-cells filter: rows of ``table`` whose ``column`` is one of ``values``."""
+
+    table: GovernedTable
+    column: str
+    values: tuple[str, ...]
+    reader: iam.IRole
+
+    @property
+    def name(self) -> str:
+        return f"{self.table.name}_{self.column}_" + "_".join(v.lower() for v in self.values)
+
+    @property
+    def expression(self) -> str:
+        return f"{self.column} IN (" + ", ".join(f"'{v}'" for v in self.values) + ")"
+
+
+@dataclass(frozen=True)
+class TableGrant:
+    """Named-resource grants of one service role: exactly the tables its step touches."""
+
+    principal: iam.IRole
+    tables: tuple[GovernedTable, ...]
+    permissions: tuple[str, ...]
+    #: Databases it must describe (and, for crawlers, alter).
+    database_permissions: tuple[str, ...] = ("DESCRIBE",)
+    #: Registered locations it reads through Lake Formation credentials (crawlers).
+    locations: tuple[str, ...] = ()
+
+
+class CatalogPermissions(Construct):
+    """Tag associations, then the grants that rely on them, then the worked data-cells filter.
+
+    :param databases: database name to (database resource, zone).
+    :param tables: every governed table.
+    :param tag_keys: the ``zone`` and ``classification`` tag keys; pass the ``CfnTag.ref`` of the
+        setup's tags so these resources depend on the tags existing.
+    :param engineers: may do everything with every zone's tables.
+    :param readers: SELECT on curated and analytics tables without PII columns (analysts,
+        QuickSight).
+    :param pii_readers: SELECT on curated tables including PII columns (Redshift Spectrum, whose
+        masking policies then decide per Redshift user).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        databases: dict[str, tuple[glue.CfnDatabase, str]],
+        tables: Sequence[GovernedTable],
+        tag_keys: tuple[str, str],
+        engineers: Sequence[str],
+        readers: Sequence[str],
+        pii_readers: Sequence[str],
+        service_grants: Sequence[TableGrant],
+        row_filters: Sequence[RowFilter] = (),
+    ) -> None:
+        super().__init__(scope, construct_id)
+        account = Aws.ACCOUNT_ID
+        zone_key, class_key = tag_keys
+        self.associations: list[lf.CfnTagAssociation] = []
+
+        def associate(
+            cid: str, resource: lf.CfnTagAssociation.ResourceProperty, tags: dict[str, str], after: object
+        ) -> None:
+            association = lf.CfnTagAssociation(
+                self,
+                cid,
+                resource=resource,
+                lf_tags=[
+                    lf.CfnTagAssociation.LFTagPairProperty(catalog_id=account, tag_key=k, tag_values=[v])
+                    for k, v in tags.items()
+                ],
+            )
+            association.node.add_dependency(after)  # type: ignore[arg-type]
+            self.associations.append(association)
+
+        # Databases carry the zone and a default classification every table inherits; tables and
+        # columns override the classification where they hold more sensitive data.
+        for db_name, (database, zone) in databases.items():
+            associate(
+                f"Db{_cid(db_name)}",
+                lf.CfnTagAssociation.ResourceProperty(
+                    database=lf.CfnTagAssociation.DatabaseResourceProperty(catalog_id=account, name=db_name)
+                ),
+                {zone_key: zone, class_key: "internal"},
+                database,
+            )
+        for table in tables:
+            associate(
+                f"Table{_cid(table.database)}{_cid(table.name)}",
+                lf.CfnTagAssociation.ResourceProperty(
+                    table=lf.CfnTagAssociation.TableResourceProperty(
+                        catalog_id=account, database_name=table.database, name=table.name
+                    )
+                ),
+                {class_key: table.classification},
+                table.resource,
+            )
+            if table.pii_columns:
+                associate(
+                    f"Pii{_cid(table.database)}{_cid(table.name)}",
+                    lf.CfnTagAssociation.ResourceProperty(
+                        table_with_columns=lf.CfnTagAssociation.TableWithColumnsResourceProperty(
+                            catalog_id=account,
+                            database_name=table.database,
+                            name=table.name,
+                            column_names=list(table.pii_columns),
+                        )
+                    ),
+                    {class_key: "pii"},
+                    table.resource,
+                )
+
+        self.grants: list[lf.CfnPrincipalPermissions] = []
+
+        def grant(
+            cid: str, principal: str, resource: Permissions.ResourceProperty, permissions: Sequence[str]
+        ) -> lf.CfnPrincipalPermissions:
+            permission = Permissions(
+                self,
+                cid,
+                catalog=account,
+                principal=Permissions.DataLakePrincipalProperty(data_lake_principal_identifier=principal),
+                resource=resource,
+                permissions=list(permissions),
+                permissions_with_grant_option=[],
+            )
+            for association in self.associations:
+                permission.node.add_dependency(association)
+            self.grants.append(permission)
+            return permission
+
+        def tag_policy(resource_type: str, **expression: Sequence[str]) -> Permissions.ResourceProperty:
+            keys = {"zone": zone_key, "classification": class_key}
+            return Permissions.ResourceProperty(
+                lf_tag_policy=Permissions.LFTagPolicyResourceProperty(
+                    catalog_id=account,
+                    resource_type=resource_type,
+                    expression=[
+                        Permissions.LFTagProperty(tag_key=keys[k], tag_values=list(v))
+                        for k, v in expression.items()
+                    ],
+                )
+            )
+
+        every_zone = list(ZONES)
+        non_pii = [c for c in CLASSIFICATIONS if c != "pii"]
+        for i, principal in enumerate(engineers):
+            grant(
+                f"EngineerDatabases{i}",
+                principal,
+                tag_policy("DATABASE", zone=every_zone),
+                ["DESCRIBE", "CREATE_TABLE", "ALTER"],
+            )
+            grant(
+                f"EngineerTables{i}",
+                principal,
+                tag_policy("TABLE", zone=every_zone),
+                ["SELECT", "INSERT", "DELETE", "DESCRIBE", "ALTER", "DROP"],
+            )
+        for i, principal in enumerate(readers):
+            grant(
+                f"ReaderDatabases{i}",
+                principal,
+                tag_policy("DATABASE", zone=["curated", "analytics"]),
+                ["DESCRIBE"],
+            )
+            # Columns tagged pii do not match classification in (public, internal): LF hides them.
+            grant(
+                f"ReaderTables{i}",
+                principal,
+                tag_policy("TABLE", zone=["curated", "analytics"], classification=non_pii),
+                READ,
+            )
+        for i, principal in enumerate(pii_readers):
+            grant(f"PiiReaderDatabases{i}", principal, tag_policy("DATABASE", zone=["curated"]), ["DESCRIBE"])
+            grant(f"PiiReaderTables{i}", principal, tag_policy("TABLE", zone=["curated"]), READ)
+
+        for i, sg in enumerate(service_grants):
+            principal = sg.principal.role_arn
+            for db in dict.fromkeys(t.database for t in sg.tables):
+                grant(
+                    f"Service{i}Db{_cid(db)}",
+                    principal,
+                    Permissions.ResourceProperty(
+                        database=Permissions.DatabaseResourceProperty(catalog_id=account, name=db)
+                    ),
+                    sg.database_permissions,
+                )
+            for table in sg.tables:
+                grant(
+                    f"Service{i}Table{_cid(table.name)}",
+                    principal,
+                    Permissions.ResourceProperty(
+                        table=Permissions.TableResourceProperty(
+                            catalog_id=account, database_name=table.database, name=table.name
+                        )
+                    ),
+                    sg.permissions,
+                )
+            for j, location in enumerate(sg.locations):
+                grant(
+                    f"Service{i}Location{j}",
+                    principal,
+                    Permissions.ResourceProperty(
+                        data_location=Permissions.DataLocationResourceProperty(
+                            catalog_id=account, resource_arn=location
+                        )
+                    ),
+                    ["DATA_LOCATION_ACCESS"],
+                )
+
+        self.filters: list[lf.CfnDataCellsFilter] = []
+        for i, rf in enumerate(row_filters):
+            cells = lf.CfnDataCellsFilter(
+                self,
+                f"RowFilter{i}",
+                table_catalog_id=account,
+                database_name=rf.table.database,
+                table_name=rf.table.name,
+                name=rf.name,
+                row_filter=lf.CfnDataCellsFilter.RowFilterProperty(filter_expression=rf.expression),
+                column_wildcard=lf.CfnDataCellsFilter.ColumnWildcardProperty(
+                    excluded_column_names=list(rf.table.pii_columns)
+                ),
+            )
+            cells.node.add_dependency(rf.table.resource)
+            self.filters.append(cells)
+            grant(
+                f"RowFilterDatabase{i}",
+                rf.reader.role_arn,
+                Permissions.ResourceProperty(
+                    database=Permissions.DatabaseResourceProperty(catalog_id=account, name=rf.table.database)
+                ),
+                ["DESCRIBE"],
+            )
+            grant(
+                f"RowFilterSelect{i}",
+                rf.reader.role_arn,
+                Permissions.ResourceProperty(
+                    data_cells_filter=Permissions.DataCellsFilterResourceProperty(
+                        table_catalog_id=account,
+                        database_name=rf.table.database,
+                        table_name=rf.table.name,
+                        name=rf.name,
+                    )
+                ),
+                ["SELECT"],
+            ).node.add_dependency(cells)
+
+
+def _cid(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace("-", "_").split("_"))

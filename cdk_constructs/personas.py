@@ -1,0 +1,337 @@
+"""Who works with the lake: human personas and the service roles of each pipeline step.
+
+The roles live in one place so Lake Formation can grant to them before the steps that use them
+deploy. IAM policies here give each role the API calls and S3/KMS access of its job; which rows
+and columns it may read is Lake Formation's part (``cdk_constructs.lake_formation``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import ArnFormat, Aws, Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from cdk_constructs.nag import acknowledge, wildcard_findings
+from datalake.dataset import Dataset
+
+GLUE_READ = (
+    "glue:GetDatabase",
+    "glue:GetDatabases",
+    "glue:GetTable",
+    "glue:GetTables",
+    "glue:GetPartition",
+    "glue:GetPartitions",
+    "glue:BatchGetPartition",
+)
+#: Human sessions are short: re-assume rather than hold credentials for a working day.
+HUMAN_SESSION = Duration.hours(1)
+
+
+@dataclass(frozen=True)
+class LakeAccess:
+    """What the personas' policies point at: databases, workgroups, buckets and keys by name."""
+
+    database_prefix: str
+    curated_database: str
+    analyst_workgroup: str
+    workgroup_prefix: str
+    raw_bucket: s3.IBucket
+    curated_bucket: s3.IBucket
+    analytics_bucket: s3.IBucket
+    athena_results_bucket: s3.IBucket
+    logs_bucket: s3.IBucket
+    raw_key: kms.IKey
+    curated_key: kms.IKey
+    analytics_key: kms.IKey
+    logs_key: kms.IKey
+
+
+@dataclass(frozen=True)
+class PipelineRoles:
+    """The service roles of one dataset's batch path (their policies come with the pipeline)."""
+
+    job: iam.Role
+    crawler: iam.Role
+
+
+class Personas(Construct):
+    """IAM roles of the people and services that use the lake.
+
+    * ``engineer``: builds and runs pipelines; reads and writes every zone, runs Athena in any of
+      the lake's workgroups, reads the audit trail.
+    * ``analyst``: queries curated data in the analysts' workgroup; with Lake Formation on it
+      sees no PII column.
+    * ``regional_analyst``: like ``analyst``, limited by the worked data-cells filter to some rows.
+    * per dataset a Glue ``job`` and ``crawler`` role (policies added by ``DatasetPipeline``).
+    * ``spectrum`` (when Redshift is on): Redshift Serverless reading the curated zone.
+
+    Human personas trust the account: who may assume them is decided by the account's IAM
+    (an identity centre permission set or a policy naming them), not by this template.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        datasets: tuple[Dataset, ...],
+        access: LakeAccess,
+        lake_formation: bool,
+        spectrum: bool,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._access = access
+        self._lake_formation = lake_formation
+        self.engineer = self._human(
+            "DataEngineer", f"{prefix}-data-engineer", "Builds and operates the lake's pipelines."
+        )
+        self.analyst = self._human(
+            "DataAnalyst", f"{prefix}-data-analyst", "Queries curated data without PII in Athena."
+        )
+        self.regional_analyst = self._human(
+            "RegionalAnalyst",
+            f"{prefix}-regional-analyst",
+            "Queries the curated rows of some countries only (data-cells filter), without PII.",
+        )
+        self._engineer_policy()
+        for name, role in (("Analyst", self.analyst), ("RegionalAnalyst", self.regional_analyst)):
+            self._analyst_policy(name, role)
+
+        self.pipelines: dict[str, PipelineRoles] = {}
+        for ds in datasets:
+            cid = ds.name.title().replace("_", "")
+            self.pipelines[ds.name] = PipelineRoles(
+                job=iam.Role(
+                    self,
+                    f"{cid}JobRole",
+                    role_name=f"{prefix}-{ds.resource_name}-job",
+                    assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
+                    description=f"Glue job and data-quality runs of {ds.name}: raw prefix in, curated out",
+                ),
+                crawler=iam.Role(
+                    self,
+                    f"{cid}CrawlerRole",
+                    role_name=f"{prefix}-{ds.resource_name}-crawler",
+                    assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
+                    description=f"Crawler of the curated {ds.name} tables: logs drift, adds partitions",
+                ),
+            )
+        self.spectrum: iam.Role | None = None
+        if spectrum:
+            self.spectrum = iam.Role(
+                self,
+                "SpectrumRole",
+                role_name=f"{prefix}-redshift-spectrum",
+                assumed_by=iam.CompositePrincipal(
+                    iam.ServicePrincipal("redshift.amazonaws.com"),
+                    iam.ServicePrincipal("redshift-serverless.amazonaws.com"),
+                ),
+                description="Redshift Serverless: external schema over the curated Glue database",
+            )
+            self._spectrum_policy(self.spectrum)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _human(self, construct_id: str, name: str, description: str) -> iam.Role:
+        return iam.Role(
+            self,
+            construct_id,
+            role_name=name,
+            assumed_by=iam.AccountRootPrincipal(),
+            description=description,
+            max_session_duration=HUMAN_SESSION,
+        )
+
+    def _arn(self, service: str, resource: str, name: str, sep: ArnFormat | None = None) -> str:
+        return Stack.of(self).format_arn(
+            service=service,
+            resource=resource,
+            resource_name=name,
+            arn_format=sep or ArnFormat.SLASH_RESOURCE_NAME,
+        )
+
+    def _glue_read(self, databases: str) -> iam.PolicyStatement:
+        return iam.PolicyStatement(
+            actions=list(GLUE_READ),
+            resources=[
+                self._arn("glue", "catalog", "", ArnFormat.NO_RESOURCE_NAME),
+                self._arn("glue", "database", databases),
+                self._arn("glue", "table", f"{databases}/*"),
+            ],
+        )
+
+    def _lake_formation_access(self) -> list[iam.PolicyStatement]:
+        if not self._lake_formation:
+            return []
+        return [iam.PolicyStatement(actions=["lakeformation:GetDataAccess"], resources=["*"])]
+
+    @staticmethod
+    def _key_use(keys: list[kms.IKey], actions: list[str]) -> iam.PolicyStatement:
+        return iam.PolicyStatement(
+            actions=actions,
+            resources=[k.key_arn for k in keys],
+            conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+        )
+
+    def _athena(self, workgroups: str) -> iam.PolicyStatement:
+        return iam.PolicyStatement(
+            actions=[
+                "athena:StartQueryExecution",
+                "athena:StopQueryExecution",
+                "athena:GetQueryExecution",
+                "athena:GetQueryResults",
+                "athena:GetQueryResultsStream",
+                "athena:BatchGetQueryExecution",
+                "athena:ListQueryExecutions",
+                "athena:GetWorkGroup",
+                "athena:GetNamedQuery",
+                "athena:ListNamedQueries",
+                "athena:BatchGetNamedQuery",
+            ],
+            resources=[self._arn("athena", "workgroup", workgroups)],
+        )
+
+    def _engineer_policy(self) -> None:
+        a = self._access
+        zones = (a.raw_bucket, a.curated_bucket, a.analytics_bucket)
+        policy = iam.ManagedPolicy(
+            self,
+            "EngineerPolicy",
+            roles=[self.engineer],
+            statements=[
+                self._athena(f"{a.workgroup_prefix}-*"),
+                iam.PolicyStatement(
+                    actions=[
+                        *GLUE_READ,
+                        "glue:GetCrawler",
+                        "glue:GetJobRun",
+                        "glue:GetJobRuns",
+                        "glue:GetDataQualityResult",
+                        "glue:CreatePartition",
+                        "glue:BatchCreatePartition",
+                        "glue:UpdatePartition",
+                        "glue:DeletePartition",
+                        "glue:BatchDeletePartition",
+                        "glue:UpdateTable",
+                        "glue:StartCrawler",
+                        "glue:StartJobRun",
+                    ],
+                    resources=[
+                        self._arn("glue", "catalog", "", ArnFormat.NO_RESOURCE_NAME),
+                        self._arn("glue", "database", f"{a.database_prefix}_*"),
+                        self._arn("glue", "table", f"{a.database_prefix}_*/*"),
+                        self._arn("glue", "crawler", f"{a.workgroup_prefix}-*"),
+                        self._arn("glue", "job", f"{a.workgroup_prefix}-*"),
+                    ],
+                ),
+                iam.PolicyStatement(
+                    actions=["states:StartExecution", "states:DescribeExecution", "states:ListExecutions"],
+                    resources=[
+                        self._arn(
+                            "states", "stateMachine", f"{a.workgroup_prefix}-*", ArnFormat.COLON_RESOURCE_NAME
+                        ),
+                        self._arn(
+                            "states", "execution", f"{a.workgroup_prefix}-*", ArnFormat.COLON_RESOURCE_NAME
+                        ),
+                    ],
+                ),
+                iam.PolicyStatement(
+                    actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    resources=[b.arn_for_objects("*") for b in (*zones, a.athena_results_bucket)],
+                ),
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"], resources=[a.logs_bucket.arn_for_objects("cloudtrail/*")]
+                ),
+                iam.PolicyStatement(
+                    actions=["s3:ListBucket", "s3:GetBucketLocation"],
+                    resources=[b.bucket_arn for b in (*zones, a.athena_results_bucket, a.logs_bucket)],
+                ),
+                self._key_use(
+                    [a.raw_key, a.curated_key, a.analytics_key],
+                    ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+                ),
+                # CloudTrail log files are encrypted by CloudTrail, not through S3.
+                iam.PolicyStatement(actions=["kms:Decrypt"], resources=[a.logs_key.key_arn]),
+                *self._lake_formation_access(),
+            ],
+        )
+        acknowledge(
+            policy,
+            "Engineers operate every dataset of this stage: the wildcards are the stage's own name "
+            "prefix (databases, tables, crawlers, jobs, workgroups, state machines), generated object "
+            "keys in the lake's buckets, Glue read actions, and lakeformation:GetDataAccess, which "
+            "supports no resource-level permission.",
+            *wildcard_findings(policy),
+        )
+
+    def _analyst_policy(self, construct_id: str, role: iam.Role) -> None:
+        a = self._access
+        statements = [
+            self._athena(a.analyst_workgroup),
+            self._glue_read(a.curated_database),
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[a.athena_results_bucket.arn_for_objects(f"{a.analyst_workgroup}/*")],
+            ),
+            iam.PolicyStatement(
+                actions=["s3:ListBucket", "s3:GetBucketLocation"],
+                resources=[a.athena_results_bucket.bucket_arn],
+            ),
+            self._key_use([a.analytics_key], ["kms:Decrypt", "kms:GenerateDataKey"]),
+        ]
+        # Lake Formation vends credentials for the columns and rows granted (no S3 grant here).
+        statements += self._lake_formation_access()
+        if not self._lake_formation:
+            # IAM-only mode cannot hide columns: analysts read the curated zone as it is.
+            statements += [
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"], resources=[a.curated_bucket.arn_for_objects("*")]
+                ),
+                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[a.curated_bucket.bucket_arn]),
+                self._key_use([a.curated_key], ["kms:Decrypt"]),
+            ]
+        policy = iam.ManagedPolicy(self, f"{construct_id}Policy", roles=[role], statements=statements)
+        acknowledge(
+            policy,
+            "Analysts read query results under their workgroup's prefix and the curated database's "
+            "tables; object keys are generated, Glue read actions need table wildcards, and "
+            "lakeformation:GetDataAccess supports no resource-level permission.",
+            *wildcard_findings(policy),
+        )
+
+    def _spectrum_policy(self, role: iam.Role) -> None:
+        a = self._access
+        statements = [self._glue_read(a.curated_database), *self._lake_formation_access()]
+        if not self._lake_formation:
+            statements += [
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"], resources=[a.curated_bucket.arn_for_objects("*")]
+                ),
+                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[a.curated_bucket.bucket_arn]),
+                self._key_use([a.curated_key], ["kms:Decrypt"]),
+            ]
+        policy = iam.ManagedPolicy(self, "SpectrumPolicy", roles=[role], statements=statements)
+        acknowledge(
+            policy,
+            "Redshift Spectrum reads the curated database's tables through the Glue catalog; table "
+            "and object wildcards stay inside that database and bucket, and "
+            "lakeformation:GetDataAccess supports no resource-level permission.",
+            *wildcard_findings(policy),
+        )
+
+    @property
+    def readers(self) -> dict[str, iam.IRole]:
+        """Roles by persona name, for documentation and tests."""
+        roles: dict[str, iam.IRole] = {
+            "data-engineer": self.engineer,
+            "data-analyst": self.analyst,
+            "regional-analyst": self.regional_analyst,
+        }
+        if self.spectrum is not None:
+            roles["redshift-spectrum"] = self.spectrum
+        return roles

@@ -1,0 +1,69 @@
+"""The SQL the lake ships (``sql/<engine>/*.sql``): loading, placeholders and local translation.
+
+Files are plain SQL of their engine so editors, linters and sqlglot read them as they are. The
+only templating is ``{{name}}`` for values known at synth time (a prefix regex, a database), and
+every placeholder must be given: a leftover one is an error, never a silently broken query.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
+
+
+@dataclass(frozen=True)
+class SqlFile:
+    """One query: its name (the file stem), description (leading ``--`` lines) and text."""
+
+    name: str
+    description: str
+    text: str
+    path: Path
+
+    def render(self, values: Mapping[str, str] | None = None) -> str:
+        return render(self.text, values or {}, where=str(self.path))
+
+
+def render(text: str, values: Mapping[str, str], *, where: str = "SQL") -> str:
+    missing = sorted({m.group(1) for m in _PLACEHOLDER.finditer(text)} - set(values))
+    if missing:
+        raise ValueError(f"{where}: no value for placeholder(s) {', '.join(missing)}")
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+def load(engine: str, directory: Path | None = None) -> list[SqlFile]:
+    """The ``*.sql`` files of ``sql/<engine>/``, sorted by name."""
+    folder = (directory or SQL_DIR) / engine
+    files = []
+    for path in sorted(folder.glob("*.sql")):
+        text = path.read_text(encoding="utf-8")
+        comments = []
+        for line in text.splitlines():
+            if not line.startswith("--"):
+                break
+            comments.append(line.lstrip("-").strip())
+        if not comments:
+            raise ValueError(f"{path}: start the file with '--' lines saying what the query answers")
+        files.append(
+            SqlFile(name=path.stem, description=" ".join(comments), text=text.strip() + "\n", path=path)
+        )
+    if not files:
+        raise ValueError(f"{folder}: no .sql files")
+    return files
+
+
+def regex_for_prefixes(prefixes: list[str]) -> str:
+    """A regex matching object keys under any of ``prefixes`` (for ``regexp_like``)."""
+    return "^(" + "|".join(re.escape(p) for p in prefixes) + ")"
+
+
+def athena_to_duckdb(text: str) -> str:
+    """Translate an Athena (Trino) statement to DuckDB, for running shipped SQL on local files."""
+    import sqlglot
+
+    return sqlglot.transpile(text, read="trino", write="duckdb")[0]

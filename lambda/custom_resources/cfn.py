@@ -1,0 +1,102 @@
+"""A small CloudFormation custom-resource runtime: dispatch the request, always answer.
+
+CloudFormation waits up to an hour for an answer, so every path ends in :func:`send`: success
+with the physical id and data, or failure with a reason a person can act on (the first line of
+the error, at most 1,000 characters, plus where to find the log).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+LOG = logging.getLogger(__name__)
+LOG.setLevel(logging.INFO)
+
+#: CloudFormation rejects responses over 4 KB; the reason is the part that can grow.
+MAX_REASON = 1000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    physical_id: str
+    data: Mapping[str, str] = field(default_factory=dict)
+
+
+class ResourceError(Exception):
+    """A failure whose message is already what the person deploying should read."""
+
+
+Operation = Callable[[Mapping[str, Any], Mapping[str, Any]], Outcome]
+
+
+def handle(
+    event: Mapping[str, Any],
+    context: Any,
+    *,
+    create: Operation,
+    update: Callable[[str, Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], Outcome],
+    delete: Callable[[str, Mapping[str, Any], Mapping[str, Any]], None],
+    opener: Callable[..., Any] = urllib.request.urlopen,
+) -> dict[str, Any]:
+    """Run the request's operation and send CloudFormation the result. Returns the response sent."""
+    request = event["RequestType"]
+    props = {k: v for k, v in event.get("ResourceProperties", {}).items() if k != "ServiceToken"}
+    # A failed Create still needs a physical id; the request id is unique and never a real one.
+    physical = event.get("PhysicalResourceId") or f"failed-{event['RequestId']}"
+    LOG.info("%s %s %s", request, event.get("LogicalResourceId"), physical)
+    try:
+        if request == "Create":
+            outcome = create(props, event)
+        elif request == "Update":
+            old = {k: v for k, v in event.get("OldResourceProperties", {}).items() if k != "ServiceToken"}
+            outcome = update(physical, props, old, event)
+        elif request == "Delete":
+            delete(physical, props, event)
+            outcome = Outcome(physical)
+        else:
+            raise ResourceError(f"unknown request type {request!r}")
+        response = _response(event, "SUCCESS", outcome.physical_id, data=outcome.data)
+    except Exception as exc:
+        LOG.exception("%s failed", request)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not isinstance(exc, ResourceError):
+            reason = f"{type(exc).__name__}: {reason}"
+        log = getattr(context, "log_stream_name", None)
+        reason = reason[:MAX_REASON] + (f" (log stream {log})" if log else "")
+        response = _response(event, "FAILED", physical, reason=reason)
+    send(event["ResponseURL"], response, opener)
+    return response
+
+
+def _response(
+    event: Mapping[str, Any],
+    status: str,
+    physical_id: str,
+    *,
+    data: Mapping[str, str] | None = None,
+    reason: str = "",
+) -> dict[str, Any]:
+    return {
+        "Status": status,
+        "Reason": reason or status,
+        "PhysicalResourceId": physical_id,
+        "StackId": event["StackId"],
+        "RequestId": event["RequestId"],
+        "LogicalResourceId": event["LogicalResourceId"],
+        "NoEcho": False,
+        "Data": dict(data or {}),
+    }
+
+
+def send(url: str, response: Mapping[str, Any], opener: Callable[..., Any]) -> None:
+    body = json.dumps(response).encode()
+    request = urllib.request.Request(
+        url, data=body, method="PUT", headers={"Content-Type": "", "Content-Length": str(len(body))}
+    )
+    with opener(request, timeout=30) as reply:
+        LOG.info("CloudFormation answered %s", getattr(reply, "status", "?"))

@@ -1,0 +1,555 @@
+"""Governance: Lake Formation order and grants, Macie, CloudTrail and its queries, key policies."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, timedelta
+from typing import Any
+
+import aws_cdk as cdk
+import duckdb
+import pytest
+import sqlglot
+from aws_cdk.assertions import Template
+from lake_app import Synth, synthesize
+
+from cdk_constructs.lake_formation import LakeFormationSetup, Zone
+from cdk_constructs.macie import ALLOW_LIST_REGEX, CUSTOM_IDENTIFIERS
+from datalake import sql
+from datalake.dataset import DATASETS_DIR, load_dataset
+from stacks.catalog import pii_key_prefixes
+
+ORDERS = load_dataset(DATASETS_DIR / "orders.json")
+EXEC_ROLE = "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-cfn-exec-role-${AWS::AccountId}-${AWS::Region}"
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Synth:
+    return synthesize("sandbox")
+
+
+@pytest.fixture(scope="module")
+def governance(sandbox: Synth) -> Template:
+    return sandbox.template(sandbox.lake.governance)
+
+
+@pytest.fixture(scope="module")
+def catalog(sandbox: Synth) -> Template:
+    return sandbox.template(sandbox.lake.catalog)
+
+
+def _of_type(template: Template, type_: str) -> dict[str, dict[str, Any]]:
+    return dict(template.find_resources(type_))
+
+
+def _depends_on(resource: dict[str, Any]) -> set[str]:
+    return set(resource.get("DependsOn", []))
+
+
+def _stack_dependencies(synth: Synth, stack: cdk.Stack) -> set[str]:
+    manifest = json.loads((synth.outdir / "manifest.json").read_text())
+    return set(manifest["artifacts"][stack.artifact_id].get("dependencies", []))
+
+
+def _output_of(value: Any) -> str:
+    """The producing stack's output name a weak cross-stack reference reads."""
+    return value["Fn::GetStackOutput"]["OutputName"]
+
+
+# --- Lake Formation: the order ---------------------------------------------------------------
+
+
+def test_lake_formation_deploys_in_order_settings_registration_tags_associations_grants_jobs(
+    sandbox: Synth, governance: Template, catalog: Template
+) -> None:
+    lake = sandbox.lake
+    settings = _of_type(governance, "AWS::LakeFormation::DataLakeSettings")
+    registrations = _of_type(governance, "AWS::LakeFormation::Resource")
+    tags = _of_type(governance, "AWS::LakeFormation::Tag")
+    assert len(settings) == 1 and len(registrations) == 3 and len(tags) == 2
+    # settings -> registration
+    for reg in registrations.values():
+        assert set(settings) <= _depends_on(reg)
+    # registration -> tags
+    for tag in tags.values():
+        assert set(registrations) <= _depends_on(tag)
+    # tags -> associations: every association names its key through the tag's own output, and
+    # the catalog stack deploys after the governance stack.
+    assert lake.governance.artifact_id in _stack_dependencies(sandbox, lake.catalog)
+    tag_outputs = {o for o in governance.to_json()["Outputs"] if any(t in o for t in tags)}
+    associations = _of_type(catalog, "AWS::LakeFormation::TagAssociation")
+    assert associations
+    for assoc in associations.values():
+        for pair in assoc["Properties"]["LFTags"]:
+            assert _output_of(pair["TagKey"]) in tag_outputs
+    # associations -> grants (named, tag-based and data-cells-filter grants alike)
+    grants = _of_type(catalog, "AWS::LakeFormation::PrincipalPermissions")
+    assert len(grants) >= 10
+    for grant in grants.values():
+        assert set(associations) <= _depends_on(grant)
+    # grants -> jobs and crawlers: the processing stack deploys after the catalog stack.
+    assert lake.catalog.artifact_id in _stack_dependencies(sandbox, lake.processing)
+    processing = sandbox.template(lake.processing)
+    assert _of_type(processing, "AWS::Glue::Job") and _of_type(processing, "AWS::Glue::Crawler")
+    # ... and the governance stack comes after the foundation whose buckets it registers.
+    assert lake.foundation.artifact_id in _stack_dependencies(sandbox, lake.governance)
+
+
+def test_settings_append_the_cdk_execution_role_and_never_replace_admins(governance: Template) -> None:
+    (settings,) = _of_type(governance, "AWS::LakeFormation::DataLakeSettings").values()
+    props = settings["Properties"]
+    assert props["MutationType"] == "APPEND"
+    assert props["Admins"] == [{"DataLakePrincipalIdentifier": {"Fn::Sub": EXEC_ROLE}}]
+    # nothing else of the account's settings is touched
+    assert set(props) == {"Admins", "MutationType"}
+
+
+def test_stage_admins_are_added_after_the_execution_role() -> None:
+    app = cdk.App()
+    stack = cdk.Stack(app, "S")
+    bucket = cdk.aws_s3.Bucket.from_bucket_name(stack, "B", "zone-bucket")
+    key = cdk.aws_kms.Key(stack, "K")
+    admin = "arn:aws:iam::123456789012:role/platform-admin"
+    LakeFormationSetup(stack, "LF", prefix="t", admins=[admin], zones=[Zone("raw", bucket, key)])
+    (settings,) = Template.from_stack(stack).find_resources("AWS::LakeFormation::DataLakeSettings").values()
+    assert [a["DataLakePrincipalIdentifier"] for a in settings["Properties"]["Admins"]] == [
+        {"Fn::Sub": EXEC_ROLE},
+        admin,
+    ]
+
+
+def test_each_zone_is_registered_with_its_own_role_that_can_use_only_its_key(governance: Template) -> None:
+    registrations = _of_type(governance, "AWS::LakeFormation::Resource")
+    roles = _of_type(governance, "AWS::IAM::Role")
+    policies = _of_type(governance, "AWS::IAM::ManagedPolicy")
+    seen_roles = set()
+    for reg in registrations.values():
+        props = reg["Properties"]
+        assert props["UseServiceLinkedRole"] is False
+        assert props["HybridAccessEnabled"] is False
+        role_id = props["RoleArn"]["Fn::GetAtt"][0]
+        seen_roles.add(role_id)
+        trust = roles[role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert [s["Principal"] for s in trust] == [{"Service": "lakeformation.amazonaws.com"}]
+        (policy,) = [p for p in policies.values() if {"Ref": role_id} in p["Properties"]["Roles"]]
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        kms = [s for s in statements if any(a.startswith("kms:") for a in _list(s["Action"]))]
+        assert len(kms) == 1 and not isinstance(kms[0]["Resource"], list)
+        zone = json.dumps(props["ResourceArn"]).split(":s3:::lake-sbx-")[1].split("-")[0]
+        assert f"Keys{zone.capitalize()}Key" in _output_of(kms[0]["Resource"])
+    assert len(seen_roles) == 3
+
+
+def test_tags_come_from_the_dataset_model(governance: Template) -> None:
+    tags = {
+        t["Properties"]["TagKey"]: t["Properties"]["TagValues"]
+        for t in _of_type(governance, "AWS::LakeFormation::Tag").values()
+    }
+    assert tags == {
+        "zone": ["raw", "curated", "analytics", "audit"],
+        "classification": ["public", "internal", "pii"],
+    }
+
+
+def _associations(catalog: Template) -> list[tuple[dict[str, Any], str]]:
+    """(resource, value) of every association, with its single tag value."""
+    found = []
+    for assoc in _of_type(catalog, "AWS::LakeFormation::TagAssociation").values():
+        props = assoc["Properties"]
+        for pair in props["LFTags"]:
+            found.append((props["Resource"], pair["TagValues"][0]))
+    return found
+
+
+def test_pii_columns_databases_and_tables_are_tagged(catalog: Template) -> None:
+    found = _associations(catalog)
+    pii_columns = [r["TableWithColumns"] for r, v in found if "TableWithColumns" in r and v == "pii"]
+    assert {(c["DatabaseName"], c["Name"], tuple(c["ColumnNames"])) for c in pii_columns} == {
+        ("lake_sbx_raw", "orders", ORDERS.pii_columns),
+        ("lake_sbx_curated", "orders", ORDERS.pii_columns),
+    }
+    zones = {
+        r["Database"]["Name"]: v for r, v in found if "Database" in r and v in ("raw", "curated", "audit")
+    }
+    assert zones == {"lake_sbx_raw": "raw", "lake_sbx_curated": "curated", "lake_sbx_audit": "audit"}
+    tables = {(r["Table"]["DatabaseName"], r["Table"]["Name"]): v for r, v in found if "Table" in r}
+    assert tables[("lake_sbx_curated", "orders")] == "internal"
+    # whole raw records (rejects, delivery errors, quarantine) are PII when any column is
+    assert tables[("lake_sbx_curated", "orders_quarantine")] == "pii"
+    assert tables[("lake_sbx_raw", "orders_rejected")] == "pii"
+    assert tables[("lake_sbx_raw", "orders_delivery_errors")] == "pii"
+
+
+def test_databases_leave_table_access_to_lake_formation(catalog: Template) -> None:
+    for db in _of_type(catalog, "AWS::Glue::Database").values():
+        assert db["Properties"]["DatabaseInput"]["CreateTableDefaultPermissions"] == []
+
+
+def _grants(catalog: Template) -> list[dict[str, Any]]:
+    return [g["Properties"] for g in _of_type(catalog, "AWS::LakeFormation::PrincipalPermissions").values()]
+
+
+def _tag_expression(grant: dict[str, Any]) -> dict[str, list[str]]:
+    """A tag-policy grant's expression with tag keys by name (they are the governance stack's tags)."""
+    names = {"ZoneTag": "zone", "ClassificationTag": "classification"}
+    out = {}
+    for e in grant["Resource"]["LFTagPolicy"]["Expression"]:
+        output = _output_of(e["TagKey"])
+        (name,) = [n for part, n in names.items() if part in output]
+        out[name] = e["TagValues"]
+    return out
+
+
+def _principal(grant: dict[str, Any]) -> str:
+    return _output_of(grant["Principal"]["DataLakePrincipalIdentifier"])
+
+
+def _persona_output(governance: Template, logical_prefix: str) -> str:
+    outputs = [o for o in governance.to_json()["Outputs"] if logical_prefix in o and "Arn" in o]
+    assert len(outputs) == 1, outputs
+    return outputs[0]
+
+
+def test_analysts_read_curated_tables_without_pii_columns(governance: Template, catalog: Template) -> None:
+    analyst = _persona_output(governance, "PersonasDataAnalyst")
+    grants = [g for g in _grants(catalog) if _principal(g) == analyst]
+    tables = [g for g in grants if g["Resource"].get("LFTagPolicy", {}).get("ResourceType") == "TABLE"]
+    assert len(tables) == 1
+    assert tables[0]["Permissions"] == ["SELECT", "DESCRIBE"]
+    assert tables[0]["PermissionsWithGrantOption"] == []
+    expression = _tag_expression(tables[0])
+    assert expression == {"zone": ["curated", "analytics"], "classification": ["public", "internal"]}
+    assert all("pii" not in values for values in expression.values())
+
+
+def test_engineers_have_every_zone(governance: Template, catalog: Template) -> None:
+    engineer = _persona_output(governance, "PersonasDataEngineer")
+    grants = [g for g in _grants(catalog) if _principal(g) == engineer]
+    by_type = {g["Resource"]["LFTagPolicy"]["ResourceType"]: g for g in grants}
+    table = by_type["TABLE"]
+    assert _tag_expression(table) == {"zone": ["raw", "curated", "analytics", "audit"]}
+    assert set(table["Permissions"]) == {"SELECT", "INSERT", "DELETE", "DESCRIBE", "ALTER", "DROP"}
+
+
+def test_service_roles_get_exactly_their_tables(governance: Template, catalog: Template) -> None:
+    job = _persona_output(governance, "PersonasOrdersJobRole")
+    crawler = _persona_output(governance, "PersonasOrdersCrawlerRole")
+    grants = _grants(catalog)
+
+    def of(principal: str) -> dict[str, list[str]]:
+        out = {}
+        for g in grants:
+            if _principal(g) != principal:
+                continue
+            r = g["Resource"]
+            if "Table" in r:
+                out[f"table:{r['Table']['Name']}"] = g["Permissions"]
+            elif "Database" in r:
+                out[f"db:{r['Database']['Name']}"] = g["Permissions"]
+            elif "DataLocation" in r:
+                out["location"] = g["Permissions"]
+            else:
+                raise AssertionError(f"service roles get named grants only: {r}")
+        return out
+
+    assert of(job) == {
+        "db:lake_sbx_curated": ["DESCRIBE"],
+        "table:orders": ["SELECT", "INSERT", "ALTER", "DESCRIBE"],
+        "table:orders_quarantine": ["SELECT", "INSERT", "ALTER", "DESCRIBE"],
+    }
+    assert of(crawler) == {
+        "db:lake_sbx_curated": ["DESCRIBE", "ALTER"],  # no CREATE_TABLE: drift is logged, never a new table
+        "table:orders": ["SELECT", "ALTER", "DESCRIBE"],
+        "table:orders_quarantine": ["SELECT", "ALTER", "DESCRIBE"],
+        "location": ["DATA_LOCATION_ACCESS"],
+    }
+
+
+def test_crawler_uses_lake_formation_credentials(sandbox: Synth) -> None:
+    (crawler,) = _of_type(sandbox.template(sandbox.lake.processing), "AWS::Glue::Crawler").values()
+    assert crawler["Properties"]["LakeFormationConfiguration"] == {"UseLakeFormationCredentials": True}
+
+
+def test_data_cells_filter_limits_rows_by_country_and_hides_pii(
+    governance: Template, catalog: Template
+) -> None:
+    (cells,) = _of_type(catalog, "AWS::LakeFormation::DataCellsFilter").values()
+    props = cells["Properties"]
+    assert props["TableName"] == "orders" and props["DatabaseName"] == "lake_sbx_curated"
+    assert props["RowFilter"] == {"FilterExpression": "country IN ('KR')"}
+    assert props["ColumnWildcard"] == {"ExcludedColumnNames": list(ORDERS.pii_columns)}
+    regional = _persona_output(governance, "PersonasRegionalAnalyst")
+    selects = [
+        g for g in _grants(catalog) if _principal(g) == regional and "DataCellsFilter" in g["Resource"]
+    ]
+    assert [g["Resource"]["DataCellsFilter"]["Name"] for g in selects] == [props["Name"]]
+
+
+def test_lake_formation_off_leaves_an_iam_only_lake() -> None:
+    synth = synthesize("sandbox", lake_formation=False)
+    lake = synth.lake
+    for stack in lake.stacks:
+        assert not [
+            r
+            for r in synth.template_json(stack)["Resources"].values()
+            if r["Type"].startswith("AWS::LakeFormation::")
+        ]
+    for db in _of_type(synth.template(lake.catalog), "AWS::Glue::Database").values():
+        assert "CreateTableDefaultPermissions" not in db["Properties"]["DatabaseInput"]
+    (crawler,) = _of_type(synth.template(lake.processing), "AWS::Glue::Crawler").values()
+    assert "LakeFormationConfiguration" not in crawler["Properties"]
+    # analysts then read the curated bucket through IAM
+    policies = json.dumps(synth.template_json(lake.governance))
+    assert "lakeformation:GetDataAccess" not in policies
+
+
+# --- Macie ---------------------------------------------------------------------------------
+
+
+def test_macie_session_identifiers_allow_list_filter_and_job(sandbox: Synth, governance: Template) -> None:
+    foundation = sandbox.template(sandbox.lake.foundation)
+    assert len(_of_type(foundation, "AWS::Macie::Session")) == 1
+    identifiers = {
+        i["Properties"]["Name"]: i["Properties"]
+        for i in _of_type(governance, "AWS::Macie::CustomDataIdentifier").values()
+    }
+    assert set(identifiers) == {"lake-sbx-KoreanMobileNumber", "lake-sbx-KoreanResidentRegistrationNumber"}
+    (allow,) = _of_type(governance, "AWS::Macie::AllowList").values()
+    assert allow["Properties"]["Criteria"] == {"Regex": ALLOW_LIST_REGEX}
+    (flt,) = _of_type(governance, "AWS::Macie::FindingsFilter").values()
+    assert flt["Properties"]["Action"] == "ARCHIVE"
+    (job,) = _of_type(governance, "Custom::MacieClassificationJob").values()
+    props = job["Properties"]
+    assert props["Frequency"] == "WEEKLY"
+    assert [b["Fn::Join"][1][0] for b in props["Buckets"]] == ["lake-sbx-raw-", "lake-sbx-curated-"]
+    assert len(props["CustomDataIdentifierIds"]) == 2 and len(props["AllowListIds"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("identifier", "matches", "misses"),
+    [
+        (
+            "KoreanMobileNumber",
+            ["010-1234-5678", "01012345678", "011 234 5678", "019-9999-0000"],
+            ["02-123-4567", "012-1234-5678"],
+        ),
+        (
+            "KoreanResidentRegistrationNumber",
+            ["900101-1234567", "0512312345678", "991231-2000001"],
+            ["901301-1234567", "900132-1234567", "900101-9234567"],
+        ),
+    ],
+)
+def test_custom_identifiers_find_korean_numbers(
+    identifier: str, matches: list[str], misses: list[str]
+) -> None:
+    pattern = re.compile(rf"(?<![0-9]){CUSTOM_IDENTIFIERS[identifier]['regex']}(?![0-9])")
+    for text in matches:
+        assert pattern.search(f"연락처: {text}"), text
+    for text in misses:
+        assert not pattern.search(f"연락처: {text}"), text
+
+
+def test_allow_list_covers_the_sample_data_addresses() -> None:
+    from datalake.sample import payloads
+
+    emails = [json.loads(p)["customer_email"] for p in payloads(20, seed=1, defects=False)]
+    assert all(re.fullmatch(ALLOW_LIST_REGEX, e) for e in emails)
+    assert not re.fullmatch(ALLOW_LIST_REGEX, "kim@company.co.kr")
+
+
+def test_macie_findings_reach_the_alert_topic_with_severity(governance: Template) -> None:
+    rules = [r["Properties"] for r in _of_type(governance, "AWS::Events::Rule").values()]
+    (rule,) = [r for r in rules if r["EventPattern"].get("source") == ["aws.macie"]]
+    assert rule["EventPattern"]["detail-type"] == ["Macie Finding"]
+    (target,) = rule["Targets"]
+    transformer = target["InputTransformer"]
+    assert transformer["InputPathsMap"]["severity"] == "$.detail.severity.description"
+    assert "severity <severity>" in transformer["InputTemplate"]
+    assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 20
+
+
+def test_macie_can_decrypt_the_scanned_zones_only_through_s3(sandbox: Synth) -> None:
+    foundation = sandbox.template_json(sandbox.lake.foundation)
+    for key_id in ("Raw", "Curated"):
+        (key,) = [
+            r
+            for k, r in foundation["Resources"].items()
+            if r["Type"] == "AWS::KMS::Key" and k.startswith(f"Keys{key_id}Key")
+        ]
+        (macie,) = [
+            s
+            for s in key["Properties"]["KeyPolicy"]["Statement"]
+            if s.get("Sid") == "AllowMacieToDecryptObjectsThroughS3"
+        ]
+        assert macie["Action"] == "kms:Decrypt"
+        assert "AWSServiceRoleForAmazonMacie" in json.dumps(macie["Principal"])
+        assert "kms:ViaService" in macie["Condition"]["StringEquals"]
+        # the key is created after the session that creates Macie's service-linked role
+        assert "MacieSession" in key["DependsOn"]
+
+
+def test_reusing_the_accounts_macie_session() -> None:
+    synth = synthesize("sandbox", macie_reuse_session=True)
+    assert not _of_type(synth.template(synth.lake.foundation), "AWS::Macie::Session")
+    assert _of_type(synth.template(synth.lake.governance), "Custom::MacieClassificationJob")
+
+
+# --- CloudTrail ----------------------------------------------------------------------------
+
+
+def test_trail_is_encrypted_validated_and_logs_lake_data_events(sandbox: Synth) -> None:
+    (trail,) = _of_type(sandbox.template(sandbox.lake.foundation), "AWS::CloudTrail::Trail").values()
+    props = trail["Properties"]
+    assert props["EnableLogFileValidation"] is True
+    assert props["IsMultiRegionTrail"] is True
+    assert props["KMSKeyId"]["Fn::GetAtt"][0].startswith("KeysLogsKey")
+    assert props["S3BucketName"]["Ref"].startswith("StorageAccessLogsBucket")
+    assert props["S3KeyPrefix"] == "cloudtrail"
+    assert props["CloudWatchLogsLogGroupArn"]
+    management, data = props["EventSelectors"]
+    assert management == {"IncludeManagementEvents": True, "ReadWriteType": "All"}
+    (resources,) = data["DataResources"]
+    assert resources["Type"] == "AWS::S3::Object"
+    assert sorted(v["Fn::Join"][1][0]["Fn::GetAtt"][0][:14] for v in resources["Values"]) == sorted(
+        ["StorageAnalyti", "StorageCurated", "StorageRawBuck"]
+    )
+
+
+def test_cloudtrail_table_uses_partition_projection(catalog: Template) -> None:
+    tables = [t["Properties"]["TableInput"] for t in _of_type(catalog, "AWS::Glue::Table").values()]
+    (trail,) = [t for t in tables if t["Name"] == "cloudtrail"]
+    params = trail["Parameters"]
+    assert params["projection.enabled"] == "true"
+    assert params["projection.timestamp.type"] == "date"
+    assert params["projection.timestamp.format"] == "yyyy/MM/dd"
+    assert params["projection.timestamp.range"].endswith(",NOW")
+    assert json.dumps(params["storage.location.template"]).count("${timestamp}") == 1
+    assert trail["StorageDescriptor"]["InputFormat"] == "com.amazon.emr.cloudtrail.CloudTrailInputFormat"
+    assert [k["Name"] for k in trail["PartitionKeys"]] == ["timestamp"]
+
+
+def test_audit_named_queries_run_in_the_audit_workgroup(catalog: Template) -> None:
+    queries = {
+        q["Properties"]["Name"]: q["Properties"]
+        for q in _of_type(catalog, "AWS::Athena::NamedQuery").values()
+    }
+    assert set(queries) == {"audit: who read pii", "audit: lake formation changes"}
+    (wg_id,) = _of_type(catalog, "AWS::Athena::WorkGroup")
+    for q in queries.values():
+        assert q["WorkGroup"] == {"Ref": wg_id}
+        assert q["Database"] == "lake_sbx_audit"
+        assert "{{" not in q["QueryString"]
+    assert (
+        sql.regex_for_prefixes(pii_key_prefixes((ORDERS,))) in queries["audit: who read pii"]["QueryString"]
+    )
+
+
+def _cloudtrail_rows(today: date) -> list[tuple[Any, ...]]:
+    day = lambda n: (today - timedelta(days=n)).strftime("%Y/%m/%d")  # noqa: E731
+    iso = lambda n: (today - timedelta(days=n)).isoformat() + "T10:00:00Z"  # noqa: E731
+
+    def s3(who: str, key: str, n: int, error: str | None = None, event: str = "GetObject") -> tuple[Any, ...]:
+        params = json.dumps({"bucketName": "lake-sbx-curated-123456789012-eu-west-1", "key": key})
+        return (who, "AssumedRole", iso(n), "s3.amazonaws.com", event, error, params, "10.0.0.1", day(n))
+
+    def lf(who: str, event: str, n: int) -> tuple[Any, ...]:
+        return (
+            who,
+            "AssumedRole",
+            iso(n),
+            "lakeformation.amazonaws.com",
+            event,
+            None,
+            "{}",
+            "10.0.0.2",
+            day(n),
+        )
+
+    return [
+        s3("arn:aws:sts::1:assumed-role/analyst/kim", "orders/year=2026/month=11/day=20/part-0.parquet", 1),
+        s3(
+            "arn:aws:sts::1:assumed-role/engineer/lee",
+            "orders_quarantine/year=2026/month=11/day=20/q.parquet",
+            3,
+        ),
+        s3(
+            "arn:aws:sts::1:assumed-role/analyst/park", "orders/year=2026/month=10/day=01/part-0.parquet", 40
+        ),  # too old
+        s3("arn:aws:sts::1:assumed-role/analyst/choi", "orders/x.parquet", 1, error="AccessDenied"),  # failed
+        s3("arn:aws:sts::1:assumed-role/analyst/kim", "reports/daily.parquet", 1),  # not a PII prefix
+        s3("arn:aws:sts::1:assumed-role/writer/job", "orders/new.parquet", 1, event="PutObject"),  # a write
+        lf("arn:aws:sts::1:assumed-role/admin/jung", "GrantPermissions", 2),
+        lf("arn:aws:sts::1:assumed-role/admin/jung", "GetDataAccess", 2),  # a read, not a change
+        lf("arn:aws:sts::1:assumed-role/admin/han", "DeleteLFTag", 50),  # too old
+    ]
+
+
+@pytest.mark.parametrize("query", sql.load("audit"), ids=lambda q: q.name)
+def test_audit_queries_parse_as_trino_and_answer_on_sample_events(query: sql.SqlFile) -> None:
+    text = query.render({"pii_key_regex": sql.regex_for_prefixes(pii_key_prefixes((ORDERS,)))})
+    sqlglot.parse_one(text, read="trino")  # raises on a syntax error
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE cloudtrail (useridentity STRUCT(arn VARCHAR, type VARCHAR), eventtime VARCHAR, "
+        "eventsource VARCHAR, eventname VARCHAR, errorcode VARCHAR, requestparameters VARCHAR, "
+        'sourceipaddress VARCHAR, "timestamp" VARCHAR)'
+    )
+    rows = [({"arn": who, "type": kind}, *rest) for who, kind, *rest in _cloudtrail_rows(date.today())]
+    con.executemany("INSERT INTO cloudtrail VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    result = con.execute(sql.athena_to_duckdb(text), [30]).fetchall()
+    if query.name == "who_read_pii":
+        assert [(r[0].split("/")[-1], r[3].split("/")[0]) for r in result] == [
+            ("kim", "orders"),
+            ("lee", "orders_quarantine"),
+        ]
+    else:
+        assert [(r[1].split("/")[-1], r[2]) for r in result] == [("jung", "GrantPermissions")]
+
+
+# --- Key policies --------------------------------------------------------------------------
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.mark.parametrize("stage", ["sandbox", "prod"])
+def test_no_principal_but_the_account_root_gets_kms_star(stage: str) -> None:
+    synth = synthesize(stage)
+    keys = 0
+    for name, template in synth.all_templates().items():
+        for logical, resource in template["Resources"].items():
+            if resource["Type"] != "AWS::KMS::Key":
+                continue
+            keys += 1
+            for statement in resource["Properties"]["KeyPolicy"]["Statement"]:
+                actions = _list(statement["Action"])
+                principal = statement["Principal"]
+                if "kms:*" in actions:
+                    root = {
+                        "AWS": {
+                            "Fn::Join": [
+                                "",
+                                [
+                                    "arn:",
+                                    {"Ref": "AWS::Partition"},
+                                    ":iam::",
+                                    {"Ref": "AWS::AccountId"},
+                                    ":root",
+                                ],
+                            ]
+                        }
+                    }
+                    assert principal == root, f"{name}/{logical}: kms:* for {principal}"
+                else:
+                    assert not any(a.endswith(":*") or a == "*" for a in actions), (
+                        f"{name}/{logical}: {actions}"
+                    )
+                    # every service principal's use is scoped by a condition
+                    if "Service" in principal or "AWSServiceRoleForAmazonMacie" in json.dumps(principal):
+                        assert statement.get("Condition"), (
+                            f"{name}/{logical}: {statement.get('Sid')} has no condition"
+                        )
+    assert keys == 4
