@@ -27,9 +27,9 @@ ORDERS = load_dataset(DATASETS_DIR / "orders.json")
 ARRIVAL = datetime(2024, 5, 3, 12, 0, tzinfo=UTC)
 
 
-def _order(
-    order_id: str, customer: str, ts: str, status: str, currency: str, amount: str, country: str
-) -> bytes:
+def _order(*fields: str) -> bytes:
+    """order_id, customer, event time, status, currency, amount, country."""
+    order_id, customer, ts, status, currency, amount, country = fields
     return json.dumps(
         {
             "order_id": order_id,
