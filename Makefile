@@ -16,7 +16,7 @@ CDK_FLAGS := -c stage=$(STAGE)
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help install synth test lint format diff deploy destroy bench clean distclean
+.PHONY: help install synth test lint format diff deploy destroy demo bench clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,10 @@ deploy: install ## Deploy every stack of STAGE (needs AWS credentials and a boot
 
 destroy: install ## Destroy every stack of STAGE (sandbox: data and keys too)
 	$(CDK) destroy --all $(CDK_FLAGS)
+
+DEMO_ORDERS ?= 3000
+demo: install ## Run the real transform, Glue job, data quality and Athena SQL locally on sample orders
+	$(VENV)/bin/python -m datalake.local_run --demo $(DEMO_ORDERS) --dataset orders --workdir .demo
 
 bench: install ## Run the benchmarks (BENCH_ORDERS=1000000): a table, and benchmarks/results.json
 	$(VENV)/bin/python benchmarks/run.py

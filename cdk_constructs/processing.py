@@ -61,7 +61,76 @@ class CatalogTarget:
     quarantine_table: str
 
 
-def _retry(state: sfn.TaskStateBase, errors: list[str] | None = None, max_attempts: int = 3) -> None:
+def schedule_state_machine(
+    scope: Construct,
+    construct_id: str,
+    *,
+    name: str,
+    state_machine: sfn.IStateMachine,
+    expression: str,
+    what: str,
+) -> scheduler.CfnSchedule:
+    """An EventBridge Scheduler schedule (UTC) that starts ``state_machine``, with its own role."""
+    role = iam.Role(
+        scope,
+        f"{construct_id}Role",
+        assumed_by=iam.ServicePrincipal(
+            "scheduler.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}
+        ),
+        description=f"Starts {what} on its schedule",
+    )
+    iam.ManagedPolicy(
+        scope,
+        f"{construct_id}Policy",
+        roles=[role],
+        statements=[
+            iam.PolicyStatement(
+                actions=["states:StartExecution"], resources=[state_machine.state_machine_arn]
+            )
+        ],
+    )
+    return scheduler.CfnSchedule(
+        scope,
+        construct_id,
+        name=name,
+        description=f"Runs {what} ({expression})",
+        schedule_expression=expression,
+        schedule_expression_timezone="UTC",
+        flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
+        target=scheduler.CfnSchedule.TargetProperty(
+            arn=state_machine.state_machine_arn,
+            role_arn=role.role_arn,
+            input=json.dumps({"trigger": "schedule"}),
+            retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
+                maximum_event_age_in_seconds=3600, maximum_retry_attempts=5
+            ),
+        ),
+    )
+
+
+def state_machine_observability() -> iam.PolicyStatement:
+    """What a state machine needs for logging to CloudWatch Logs (vended delivery) and X-Ray;
+    these APIs support no resource-level permissions."""
+    return iam.PolicyStatement(
+        actions=[
+            "logs:CreateLogDelivery",
+            "logs:GetLogDelivery",
+            "logs:UpdateLogDelivery",
+            "logs:DeleteLogDelivery",
+            "logs:ListLogDeliveries",
+            "logs:PutResourcePolicy",
+            "logs:DescribeResourcePolicies",
+            "logs:DescribeLogGroups",
+            "xray:PutTraceSegments",
+            "xray:PutTelemetryRecords",
+            "xray:GetSamplingRules",
+            "xray:GetSamplingTargets",
+        ],
+        resources=["*"],
+    )
+
+
+def retry(state: sfn.TaskStateBase, errors: list[str] | None = None, max_attempts: int = 3) -> None:
     state.add_retry(
         errors=errors or ["States.ALL"],
         interval=RETRY_INTERVAL,
@@ -359,7 +428,14 @@ class DatasetPipeline(Construct):
             log_retention=log_retention,
             removal_policy=removal_policy,
         )
-        self.schedule = self._schedule(name)
+        self.schedule = schedule_state_machine(
+            self,
+            "Schedule",
+            name=f"{name}-pipeline",
+            state_machine=self.state_machine,
+            expression=dataset.processing.schedule,
+            what=f"the {ds} pipeline",
+        )
         self.alarms = self._alarms()
         self.failure_rules = self._failure_rules(alert_topic)
 
@@ -438,7 +514,7 @@ class DatasetPipeline(Construct):
             message=sfn.TaskInput.from_text(failure_message),
             result_path=sfn.JsonPath.DISCARD,
         )
-        _retry(notify_failure)
+        retry(notify_failure)
         failed = sfn.Fail(self, "PipelineFailed", cause_path="$.error.Cause", error_path="$.error.Error")
         notify_failure.next(failed)
 
@@ -459,7 +535,7 @@ class DatasetPipeline(Construct):
             result_path="$.job",
         )
         # The job is idempotent (it rebuilds whole days), so any failure may be retried.
-        _retry(run_job, max_attempts=2)
+        retry(run_job, max_attempts=2)
         on_failure(run_job, "RunJob")
 
         start_crawler = tasks.CallAwsService(
@@ -477,7 +553,7 @@ class DatasetPipeline(Construct):
         start_crawler.add_catch(
             already_running, errors=["Glue.CrawlerRunningException"], result_path=sfn.JsonPath.DISCARD
         )
-        _retry(start_crawler, errors=["Glue.ThrottlingException", "Glue.OperationTimeoutException"])
+        retry(start_crawler, errors=["Glue.ThrottlingException", "Glue.OperationTimeoutException"])
         on_failure(start_crawler, "StartCrawler")
 
         start_dq = tasks.CallAwsService(
@@ -495,7 +571,7 @@ class DatasetPipeline(Construct):
             result_selector={"RunId.$": "$.RunId"},
             result_path="$.dq",
         )
-        _retry(start_dq)
+        retry(start_dq)
         on_failure(start_dq, "StartDataQuality")
         wait = sfn.Wait(self, "WaitForDataQuality", time=sfn.WaitTime.duration(Duration.seconds(60)))
         get_run = tasks.CallAwsService(
@@ -507,7 +583,7 @@ class DatasetPipeline(Construct):
             iam_resources=[self._ruleset_arn(self.ruleset_name)],
             result_path="$.dqRun",
         )
-        _retry(get_run)
+        retry(get_run)
         on_failure(get_run, "GetDataQualityRun")
         get_result = tasks.CallAwsService(
             self,
@@ -519,7 +595,7 @@ class DatasetPipeline(Construct):
             result_selector={"Score.$": "$.Score"},
             result_path="$.dqResult",
         )
-        _retry(get_result)
+        retry(get_result)
         on_failure(get_result, "GetDataQualityResult")
         dq_failed = sfn.Pass(
             self,
@@ -552,7 +628,7 @@ class DatasetPipeline(Construct):
             ),
             result_path=sfn.JsonPath.DISCARD,
         )
-        _retry(notify_success)
+        retry(notify_success)
         on_failure(notify_success, "NotifySuccess")
 
         dq_status = (
@@ -665,24 +741,7 @@ class DatasetPipeline(Construct):
                     resources=[logs_key.key_arn],
                     conditions={"StringEquals": {"kms:ViaService": f"sns.{Aws.REGION}.amazonaws.com"}},
                 ),
-                # Vended log delivery and X-Ray support no resource-level permissions.
-                iam.PolicyStatement(
-                    actions=[
-                        "logs:CreateLogDelivery",
-                        "logs:GetLogDelivery",
-                        "logs:UpdateLogDelivery",
-                        "logs:DeleteLogDelivery",
-                        "logs:ListLogDeliveries",
-                        "logs:PutResourcePolicy",
-                        "logs:DescribeResourcePolicies",
-                        "logs:DescribeLogGroups",
-                        "xray:PutTraceSegments",
-                        "xray:PutTelemetryRecords",
-                        "xray:GetSamplingRules",
-                        "xray:GetSamplingTargets",
-                    ],
-                    resources=["*"],
-                ),
+                state_machine_observability(),
             ],
         )
         acknowledge(
@@ -693,43 +752,6 @@ class DatasetPipeline(Construct):
         )
         state_machine.node.add_dependency(policy)
         return state_machine
-
-    def _schedule(self, name: str) -> scheduler.CfnSchedule:
-        role = iam.Role(
-            self,
-            "ScheduleRole",
-            assumed_by=iam.ServicePrincipal(
-                "scheduler.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}
-            ),
-            description=f"Starts the {self.dataset.name} pipeline on its schedule",
-        )
-        iam.ManagedPolicy(
-            self,
-            "SchedulePolicy",
-            roles=[role],
-            statements=[
-                iam.PolicyStatement(
-                    actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn]
-                )
-            ],
-        )
-        return scheduler.CfnSchedule(
-            self,
-            "Schedule",
-            name=f"{name}-pipeline",
-            description=f"Runs the {self.dataset.name} pipeline ({self.dataset.processing.schedule})",
-            schedule_expression=self.dataset.processing.schedule,
-            schedule_expression_timezone="UTC",
-            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
-            target=scheduler.CfnSchedule.TargetProperty(
-                arn=self.state_machine.state_machine_arn,
-                role_arn=role.role_arn,
-                input=json.dumps({"trigger": "schedule"}),
-                retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
-                    maximum_event_age_in_seconds=3600, maximum_retry_attempts=5
-                ),
-            ),
-        )
 
     def _alarms(self) -> list[cloudwatch.Alarm]:
         ds = self.dataset.name

@@ -91,6 +91,8 @@ class StageConfig:
     #: Redshift Serverless base capacity (RPU) and monthly usage limit (RPU-hours).
     redshift_base_rpu: int = 8
     redshift_usage_limit_rpu_hours: int = 200
+    #: What happens when the monthly RPU-hours are used up: log, emit-metric or deactivate.
+    redshift_usage_limit_action: str = "emit-metric"
     #: Prefix of the Lake Formation tag keys (``zone``, ``classification``), for accounts where
     #: those keys already exist with other values; e.g. ``"lake_"``.
     lf_tag_prefix: str = ""
@@ -127,6 +129,8 @@ class StageConfig:
             problems.append("athena_bytes_scanned_cutoff: Athena's minimum is 10 MB")
         if self.redshift_base_rpu not in range(8, 1025, 8):
             problems.append("redshift_base_rpu: use a multiple of 8 from 8 to 1024")
+        if self.redshift_usage_limit_action not in ("log", "emit-metric", "deactivate"):
+            problems.append("redshift_usage_limit_action: use log, emit-metric or deactivate")
         if self.macie_job_frequency not in ("DAILY", "WEEKLY", "MONTHLY"):
             problems.append(f"macie_job_frequency={self.macie_job_frequency!r}: use DAILY, WEEKLY or MONTHLY")
         if not re.fullmatch(r"[a-z0-9_.:-]{0,20}", self.lf_tag_prefix):
@@ -145,6 +149,8 @@ SANDBOX = StageConfig(
     destroy_on_removal=True,
     termination_protection=False,
     log_retention_days=30,
+    # a sandbox stops spending when its budget of RPU-hours is used up
+    redshift_usage_limit_action="deactivate",
     lifecycle=Lifecycle(access_logs_expire_after=90),
 )
 

@@ -28,11 +28,14 @@ from datalake import sql
 from datalake.dataset import DATASETS_DIR, Dataset, DatasetConfigError, load_datasets
 from datalake.local_firehose import deliver
 from datalake.quality import rules
+from datalake.sample import payloads as sample_payloads
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB_DIR = ROOT / "glue_jobs" / "raw_to_curated"
 
 Progress = Callable[[str], None]
+DEMO_START = datetime(2026, 11, 18, tzinfo=UTC)
+DEMO_ARRIVAL = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -135,6 +138,7 @@ def run_pipeline(
     progress: Progress = lambda _msg: None,
 ) -> tuple[Summary, dict[str, QueryResult]]:
     """Firehose transform, Glue job, data quality and queries over ``payloads``; returns the summary."""
+    workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     raw, curated = workdir / "raw", workdir / "curated"
     summary = Summary(dataset=dataset.name)
@@ -223,7 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m datalake.local_run", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--events", required=True, type=Path, help="one raw payload per line")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--events", type=Path, help="one raw payload per line")
+    source.add_argument(
+        "--demo",
+        type=int,
+        metavar="N",
+        help="generate N sample orders (malformed, duplicated and late ones too)",
+    )
     parser.add_argument("--dataset", required=True, help="dataset name (config/datasets/<name>.json)")
     parser.add_argument(
         "--workdir", required=True, type=Path, help="where raw/, curated/ and summary.json go"
@@ -240,17 +251,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"error: unknown dataset {args.dataset!r}; known: {', '.join(sorted(datasets))}", file=sys.stderr
         )
         return 2
-    try:
-        with args.events.open("rb") as handle:
-            payloads = [line.rstrip(b"\r\n") for line in handle]
-    except OSError as exc:
-        print(f"error: cannot read --events {args.events}: {exc.strerror}", file=sys.stderr)
-        return 2
+    arrival = None
+    if args.demo is not None:
+        # Deterministic: three days of orders, delivered on the third, so some arrive late.
+        payloads = sample_payloads(args.demo, seed=2026, start=DEMO_START)
+        arrival = DEMO_ARRIVAL
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        (args.workdir / "events.jsonl").write_bytes(
+            b"\n".join(p.replace(b"\n", b" ") for p in payloads) + b"\n"
+        )
+    else:
+        try:
+            with args.events.open("rb") as handle:
+                payloads = [line.rstrip(b"\r\n") for line in handle]
+        except OSError as exc:
+            print(f"error: cannot read --events {args.events}: {exc.strerror}", file=sys.stderr)
+            return 2
     started = time.perf_counter()
     summary, results = run_pipeline(
         payloads,
         datasets[args.dataset],
         args.workdir,
+        arrival=arrival,
         progress=lambda m: print(f"[{time.perf_counter() - started:6.1f}s] {m}", flush=True),
     )
     print(report(summary, results))

@@ -57,6 +57,28 @@ def load(engine: str, directory: Path | None = None) -> list[SqlFile]:
     return files
 
 
+#: A statement preceded by this line succeeds when its object already exists (CREATE ROLE and
+#: CREATE/ATTACH MASKING POLICY have no IF NOT EXISTS form in Redshift).
+OK_IF_EXISTS = "-- ok-if-exists"
+
+
+def statements(text: str) -> list[str]:
+    """The statements of a script: each ends with ``;`` at the end of a line. Leading comment
+    lines stay with the statement they precede (``OK_IF_EXISTS`` is read from them)."""
+    out: list[str] = []
+    current: list[str] = []
+    for line in text.splitlines():
+        if not line.strip() and not current:
+            continue
+        current.append(line)
+        if line.rstrip().endswith(";") and not line.lstrip().startswith("--"):
+            out.append("\n".join(current).strip())
+            current = []
+    if any(line.strip() and not line.lstrip().startswith("--") for line in current):
+        raise ValueError("the last statement does not end with ';' at the end of a line")
+    return out
+
+
 def regex_for_prefixes(prefixes: list[str]) -> str:
     """A regex matching object keys under any of ``prefixes`` (for ``regexp_like``)."""
     return "^(" + "|".join(re.escape(p) for p in prefixes) + ")"

@@ -9,6 +9,7 @@ from aws_cdk import App, Environment, Stack, Tags
 from config import StageConfig
 from datalake.dataset import Dataset
 from stacks.catalog import CatalogStack
+from stacks.consumption import ConsumptionStack
 from stacks.foundation import FoundationStack
 from stacks.governance import GovernanceStack
 from stacks.ingestion import IngestionStack
@@ -25,6 +26,7 @@ class Lake:
     catalog: CatalogStack
     ingestion: IngestionStack
     processing: ProcessingStack
+    consumption: ConsumptionStack
     observability: ObservabilityStack
 
     @property
@@ -100,6 +102,18 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
     catalog.add_stack_dependency(governance)
     ingestion.add_stack_dependency(foundation)
     processing.add_stack_dependency(catalog)
+    consumption = ConsumptionStack(
+        app,
+        f"{stage.prefix}-consumption",
+        stage=stage,
+        datasets=datasets,
+        foundation=foundation,
+        governance=governance,
+        catalog=catalog,
+        description=f"Governed data lake ({stage.name}): Athena workgroups, queries and reports, Redshift Serverless",
+        **common,  # type: ignore[arg-type]
+    )
+    consumption.add_stack_dependency(catalog)
     observability = ObservabilityStack(
         app,
         f"{stage.prefix}-observability",
@@ -115,6 +129,7 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
         catalog=catalog,
         ingestion=ingestion,
         processing=processing,
+        consumption=consumption,
         observability=observability,
     )
     for stack in lake.stacks:

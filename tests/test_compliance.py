@@ -15,18 +15,19 @@ from stacks.compliance import PACK_PREFIXES, add_compliance_packs
 #: acknowledgement is a finding a reviewer accepted, with its reason next to the code.
 EXPECTED_ACKNOWLEDGEMENTS = {
     "sandbox": {
-        "AwsSolutions-": 42,
+        "AwsSolutions-": 45,
         "NIST.800.53.R5-": 13,
         "HIPAA.Security-": 13,
         "PCI.DSS.321-": 13,
         "Serverless-": 5,
     },
+    # prod adds Redshift: the Spectrum role, two custom-resource functions, the VPC endpoints' group
     "prod": {
-        "AwsSolutions-": 44,
-        "NIST.800.53.R5-": 13,
-        "HIPAA.Security-": 13,
-        "PCI.DSS.321-": 13,
-        "Serverless-": 5,
+        "AwsSolutions-": 51,
+        "NIST.800.53.R5-": 22,
+        "HIPAA.Security-": 22,
+        "PCI.DSS.321-": 22,
+        "Serverless-": 9,
     },
 }
 
@@ -40,7 +41,9 @@ def acknowledgements(synth: Synth) -> dict[str, list[tuple[str, str, str]]]:
                 continue
             for key, reason in entry.data.items():
                 finding = key.split("::", 1)[-1]
-                prefix = next(p for p in PACK_PREFIXES if finding.startswith(p))
+                prefix = next((p for p in PACK_PREFIXES if finding.startswith(p)), None)
+                if prefix is None:
+                    continue  # CDK's own (e.g. CloudFormation-Validate on its flow-log construct)
                 found[prefix].append((construct.node.path, finding, reason))
     return found
 

@@ -11,6 +11,8 @@ import boto3
 import cfn
 import macie_job
 import pytest
+import redshift_sql
+import redshift_usage_limit
 from botocore.stub import Stubber
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
@@ -200,3 +202,189 @@ def test_a_bug_still_answers_cloudformation() -> None:
     assert reply["Status"] == "FAILED"
     assert reply["Reason"] == "KeyError: 'Name'"
     assert len(json.dumps(reply)) < 4096
+
+
+# --- Redshift bootstrap SQL ----------------------------------------------------------------
+
+
+SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:redshift!lake-prd-warehouse-lake_admin-AbCdEf"
+SQL_PROPS = {
+    "WorkgroupName": "lake-prd-warehouse",
+    "NamespaceName": "lake-prd-warehouse",
+    "Database": "lake",
+    "Statements": [
+        "CREATE EXTERNAL SCHEMA IF NOT EXISTS curated FROM DATA CATALOG DATABASE 'db' IAM_ROLE 'arn';",
+        "-- ok-if-exists\nCREATE ROLE analyst;",
+    ],
+}
+
+
+@pytest.fixture
+def redshift() -> Iterator[tuple[Stubber, Stubber]]:
+    data = boto3.client("redshift-data", region_name="eu-west-1")
+    serverless = boto3.client("redshift-serverless", region_name="eu-west-1")
+    with (
+        Stubber(data) as data_stub,
+        Stubber(serverless) as serverless_stub,
+        mock.patch.object(redshift_sql, "_client", return_value=data),
+        mock.patch.object(redshift_sql, "_namespaces", return_value=serverless),
+        mock.patch.object(redshift_usage_limit, "_client", return_value=serverless),
+        mock.patch("time.sleep"),
+    ):
+        yield data_stub, serverless_stub
+        data_stub.assert_no_pending_responses()
+        serverless_stub.assert_no_pending_responses()
+
+
+def _namespace(stub: Stubber) -> None:
+    stub.add_response(
+        "get_namespace",
+        {"namespace": {"namespaceName": "lake-prd-warehouse", "adminPasswordSecretArn": SECRET}},
+        {"namespaceName": "lake-prd-warehouse"},
+    )
+
+
+def _statement(stub: Stubber, sql: str, statement_id: str, *statuses: tuple[str, str | None]) -> None:
+    stub.add_response(
+        "execute_statement",
+        {"Id": statement_id},
+        {
+            "WorkgroupName": "lake-prd-warehouse",
+            "Database": "lake",
+            "SecretArn": SECRET,
+            "Sql": sql,
+            "StatementName": "lake-bootstrap",
+        },
+    )
+    for status, error in statuses:
+        reply: dict[str, Any] = {"Id": statement_id, "Status": status}
+        if error:
+            reply["Error"] = error
+        stub.add_response("describe_statement", reply, {"Id": statement_id})
+
+
+def run_sql(e: dict[str, Any]) -> dict[str, Any]:
+    replies = Replies()
+    return cfn.handle(
+        e,
+        None,
+        create=redshift_sql.create,
+        update=redshift_sql.update,
+        delete=redshift_sql.delete,
+        opener=replies,
+    )
+
+
+def test_bootstrap_runs_each_statement_and_waits(redshift: tuple[Stubber, Stubber]) -> None:
+    data, serverless = redshift
+    _namespace(serverless)
+    first, second = SQL_PROPS["Statements"]
+    _statement(data, first, "s-1", ("SUBMITTED", None), ("STARTED", None), ("FINISHED", None))
+    _statement(data, second, "s-2", ("FINISHED", None))
+    reply = run_sql(event("Create", props=SQL_PROPS))
+    assert reply["Status"] == "SUCCESS"
+    assert reply["PhysicalResourceId"] == "lake-prd-warehouse/lake/bootstrap"
+
+
+def test_ok_if_exists_statement_tolerates_an_existing_object(redshift: tuple[Stubber, Stubber]) -> None:
+    data, serverless = redshift
+    _namespace(serverless)
+    first, second = SQL_PROPS["Statements"]
+    _statement(data, first, "s-1", ("FINISHED", None))
+    _statement(data, second, "s-2", ("FAILED", 'ERROR: role "analyst" already exists'))
+    # an update re-runs everything: the files are written to be re-runnable
+    assert (
+        run_sql(event("Update", "lake-prd-warehouse/lake/bootstrap", SQL_PROPS, old=SQL_PROPS))["Status"]
+        == "SUCCESS"
+    )
+
+
+def test_failing_statement_surfaces_redshifts_error(redshift: tuple[Stubber, Stubber]) -> None:
+    data, serverless = redshift
+    _namespace(serverless)
+    first = SQL_PROPS["Statements"][0]
+    _statement(data, first, "s-1", ("FAILED", "ERROR: permission denied for database lake"))
+    reply = run_sql(event("Create", props=SQL_PROPS))
+    assert reply["Status"] == "FAILED"
+    assert reply["Reason"].startswith(
+        "Redshift failed `CREATE EXTERNAL SCHEMA IF NOT EXISTS curated FROM DATA CATALOG DATABASE 'db' IAM_ROLE 'arn';`: "
+        "ERROR: permission denied for database lake"
+    )
+
+
+def test_existing_object_without_the_marker_still_fails(redshift: tuple[Stubber, Stubber]) -> None:
+    data, serverless = redshift
+    _namespace(serverless)
+    props = {**SQL_PROPS, "Statements": ["CREATE ROLE analyst;"]}
+    _statement(data, "CREATE ROLE analyst;", "s-1", ("FAILED", 'role "analyst" already exists'))
+    assert run_sql(event("Create", props=props))["Status"] == "FAILED"
+
+
+def test_delete_runs_no_sql(redshift: tuple[Stubber, Stubber]) -> None:
+    assert run_sql(event("Delete", "lake-prd-warehouse/lake/bootstrap", SQL_PROPS))["Status"] == "SUCCESS"
+
+
+def test_namespace_without_a_managed_secret_is_explained(redshift: tuple[Stubber, Stubber]) -> None:
+    _, serverless = redshift
+    serverless.add_response("get_namespace", {"namespace": {"namespaceName": "lake-prd-warehouse"}})
+    reply = run_sql(event("Create", props=SQL_PROPS))
+    assert reply["Status"] == "FAILED"
+    assert "no Redshift-managed admin secret" in reply["Reason"]
+
+
+# --- Redshift usage limit ------------------------------------------------------------------
+
+LIMIT_PROPS = {
+    "WorkgroupArn": "arn:aws:redshift-serverless:eu-west-1:123456789012:workgroup/wg-1",
+    "AmountRpuHours": "200",
+    "Period": "monthly",
+    "BreachAction": "emit-metric",
+}
+
+
+def run_limit(e: dict[str, Any]) -> dict[str, Any]:
+    m = redshift_usage_limit
+    return cfn.handle(e, None, create=m.create, update=m.update, delete=m.delete, opener=Replies())
+
+
+def test_usage_limit_create_update_delete(redshift: tuple[Stubber, Stubber]) -> None:
+    _, serverless = redshift
+    serverless.add_response(
+        "create_usage_limit",
+        {
+            "usageLimit": {
+                "usageLimitId": "ul-1",
+                "usageLimitArn": "arn:aws:redshift-serverless:eu-west-1:1:usagelimit/ul-1",
+            }
+        },
+        {
+            "resourceArn": LIMIT_PROPS["WorkgroupArn"],
+            "usageType": "serverless-compute",
+            "amount": 200,
+            "period": "monthly",
+            "breachAction": "emit-metric",
+        },
+    )
+    assert run_limit(event("Create", props=LIMIT_PROPS))["PhysicalResourceId"] == "ul-1"
+    serverless.add_response(
+        "update_usage_limit",
+        {"usageLimit": {}},
+        {"usageLimitId": "ul-1", "amount": 300, "breachAction": "deactivate"},
+    )
+    changed = {**LIMIT_PROPS, "AmountRpuHours": "300", "BreachAction": "deactivate"}
+    assert run_limit(event("Update", "ul-1", changed, old=LIMIT_PROPS))["PhysicalResourceId"] == "ul-1"
+    serverless.add_response("delete_usage_limit", {"usageLimit": {}}, {"usageLimitId": "ul-1"})
+    assert run_limit(event("Delete", "ul-1", LIMIT_PROPS))["Status"] == "SUCCESS"
+
+
+def test_usage_limit_period_change_replaces_it(redshift: tuple[Stubber, Stubber]) -> None:
+    _, serverless = redshift
+    serverless.add_response("create_usage_limit", {"usageLimit": {"usageLimitId": "ul-2"}})
+    reply = run_limit(event("Update", "ul-1", {**LIMIT_PROPS, "Period": "weekly"}, old=LIMIT_PROPS))
+    assert reply["PhysicalResourceId"] == "ul-2"
+
+
+def test_usage_limit_rejects_bad_values(redshift: tuple[Stubber, Stubber]) -> None:
+    reply = run_limit(event("Create", props={**LIMIT_PROPS, "BreachAction": "shutdown"}))
+    assert reply["Status"] == "FAILED"
+    assert reply["Reason"] == "BreachAction='shutdown': use one of log, emit-metric, deactivate"

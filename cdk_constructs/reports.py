@@ -1,0 +1,190 @@
+"""A scheduled Athena report: UNLOAD a shipped query's result to the analytics zone as Parquet."""
+
+from __future__ import annotations
+
+import re
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from cdk_constructs.nag import acknowledge, wildcard_findings
+from cdk_constructs.processing import retry, schedule_state_machine, state_machine_observability
+from datalake.sql import SqlFile
+
+REPORTS_PREFIX = "reports"
+
+
+def unload_statement(query: SqlFile, location: str) -> str:
+    """``UNLOAD (<query>) TO '<location>{}/'`` in Parquet; ``{}`` takes the execution name.
+
+    UNLOAD refuses a non-empty target, so every run writes under its own ``run=<execution>/``.
+    """
+    body = "\n".join(line for line in query.text.splitlines() if not line.lstrip().startswith("--")).strip()
+    if "{" in body or "}" in body:
+        raise ValueError(f"{query.path}: braces would be read as Step Functions format placeholders")
+    body = re.sub(r"\s+", " ", body)
+    return f"UNLOAD ({body}) TO '{location}run={{}}/' WITH (format = 'PARQUET', compression = 'SNAPPY')"
+
+
+class ScheduledReport(Construct):
+    """Runs ``query`` in ``workgroup`` on a schedule and unloads the result to ``bucket``.
+
+    Step Functions' Athena integration waits for the query (``.sync``); the task retries with
+    backoff and jitter, and a failure publishes the report, the error and the execution to the
+    alert topic, as the pipelines do.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        query: SqlFile,
+        database: str,
+        workgroup: str,
+        bucket: s3.IBucket,
+        bucket_key: kms.IKey,
+        results_bucket: s3.IBucket,
+        tables: list[str],
+        alert_topic: sns.ITopic,
+        logs_key: kms.IKey,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+        schedule: str = "cron(0 6 * * ? *)",
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        prefix = f"{REPORTS_PREFIX}/{query.name}/"
+        self.location = f"s3://{bucket.bucket_name}/{prefix}"
+        self.statement = unload_statement(query, self.location)
+        unload = tasks.AthenaStartQueryExecution(
+            self,
+            "Unload",
+            query_string=sfn.JsonPath.format(self.statement, sfn.JsonPath.execution_name),
+            query_execution_context=tasks.QueryExecutionContext(database_name=database),
+            work_group=workgroup,
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            task_timeout=sfn.Timeout.duration(Duration.minutes(30)),
+            result_selector={"QueryExecutionId.$": "$.QueryExecution.QueryExecutionId"},
+            result_path="$.query",
+        )
+        retry(
+            unload,
+            errors=["Athena.TooManyRequestsException", "Athena.InternalServerException", "States.Timeout"],
+        )
+        failure = sfn.JsonPath.format(
+            f"Report {query.name} failed: {{}} - {{}}. Execution: "
+            f"https://console.aws.amazon.com/states/home?region={Aws.REGION}#/v2/executions/details/{{}}",
+            sfn.JsonPath.string_at("$.error.Error"),
+            sfn.JsonPath.string_at("$.error.Cause"),
+            sfn.JsonPath.execution_id,
+        )
+        notify = tasks.SnsPublish(
+            self,
+            "NotifyFailure",
+            topic=alert_topic,
+            subject=f"Data lake report failed: {query.name}",
+            message=sfn.TaskInput.from_text(failure),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        retry(notify)
+        notify.next(sfn.Fail(self, "ReportFailed", cause_path="$.error.Cause", error_path="$.error.Error"))
+        unload.add_catch(notify, errors=["States.ALL"], result_path="$.error")
+        definition = unload.next(sfn.Succeed(self, "Done"))
+
+        log_group = logs.LogGroup(
+            self, "Logs", encryption_key=logs_key, retention=log_retention, removal_policy=removal_policy
+        )
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
+            description=f"Report {query.name}: runs its UNLOAD in {workgroup}, publishes failures",
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=f"{name}-report",
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            role=role.without_policy_updates(),
+            tracing_enabled=True,
+            timeout=Duration.hours(1),
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+        )
+        glue_arns = [
+            stack.format_arn(service="glue", resource="catalog"),
+            stack.format_arn(service="glue", resource="database", resource_name=database),
+            *(
+                stack.format_arn(service="glue", resource="table", resource_name=f"{database}/{t}")
+                for t in tables
+            ),
+        ]
+        policy = iam.ManagedPolicy(
+            self,
+            "Policy",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=[
+                        "athena:StartQueryExecution",
+                        "athena:GetQueryExecution",
+                        "athena:StopQueryExecution",
+                    ],
+                    resources=[
+                        stack.format_arn(service="athena", resource="workgroup", resource_name=workgroup)
+                    ],
+                ),
+                iam.PolicyStatement(
+                    actions=["glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"], resources=glue_arns
+                ),
+                iam.PolicyStatement(actions=["lakeformation:GetDataAccess"], resources=["*"]),
+                iam.PolicyStatement(
+                    actions=["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"],
+                    resources=[
+                        bucket.arn_for_objects(f"{prefix}*"),
+                        results_bucket.arn_for_objects(f"{workgroup}/*"),
+                    ],
+                ),
+                iam.PolicyStatement(
+                    actions=["s3:ListBucket", "s3:GetBucketLocation"],
+                    resources=[bucket.bucket_arn, results_bucket.bucket_arn],
+                ),
+                iam.PolicyStatement(
+                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                    resources=[bucket_key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                ),
+                iam.PolicyStatement(actions=["sns:Publish"], resources=[alert_topic.topic_arn]),
+                iam.PolicyStatement(
+                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                    resources=[logs_key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"sns.{Aws.REGION}.amazonaws.com"}},
+                ),
+                state_machine_observability(),
+            ],
+        )
+        acknowledge(
+            policy,
+            "The report writes generated object keys under its own reports/ and workgroup prefixes; "
+            "vended log delivery, X-Ray and lakeformation:GetDataAccess support no resource-level "
+            "permissions.",
+            *wildcard_findings(policy),
+        )
+        self.state_machine.node.add_dependency(policy)
+        self.schedule: scheduler.CfnSchedule = schedule_state_machine(
+            self,
+            "Schedule",
+            name=f"{name}-report",
+            state_machine=self.state_machine,
+            expression=schedule,
+            what=f"the {query.name} report",
+        )

@@ -1,0 +1,244 @@
+"""Redshift Serverless over the lake: private network, encrypted namespace, Spectrum, bootstrap SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_redshiftserverless as redshift
+from constructs import Construct
+
+from cdk_constructs.custom_resource import CustomResourceFunction
+from cdk_constructs.nag import acknowledge, acknowledge_regulatory
+
+#: Interface endpoints the workgroup reaches AWS through (S3 is a gateway endpoint).
+INTERFACE_ENDPOINTS = {
+    "Glue": ec2.InterfaceVpcEndpointAwsService.GLUE,
+    "LakeFormation": ec2.InterfaceVpcEndpointAwsService.LAKE_FORMATION,
+    "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
+    "Kms": ec2.InterfaceVpcEndpointAwsService.KMS,
+    "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+}
+PORT = 5439
+ADMIN_USER = "lake_admin"
+DATABASE = "lake"
+
+
+class RedshiftWarehouse(Construct):
+    """A Redshift Serverless namespace and workgroup in their own isolated VPC.
+
+    * VPC: private isolated subnets in three AZs, no NAT gateway, no internet gateway; an S3
+      gateway endpoint and interface endpoints for Glue, Lake Formation, STS, KMS and Secrets
+      Manager; flow logs to a KMS-encrypted log group.
+    * Namespace: encrypted with ``key``; the admin password is created and rotated by Redshift in
+      Secrets Manager (encrypted with ``key``); user, connection and activity logs exported.
+    * Workgroup: not publicly accessible, enhanced VPC routing, ``require_ssl`` on, base capacity
+      and a usage limit (custom resource) from the stage.
+    * Bootstrap SQL from ``sql/redshift/`` run through the Data API (custom resource).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        key: kms.IKey,
+        spectrum_role: iam.IRole,
+        base_rpu: int,
+        usage_limit_rpu_hours: int,
+        usage_limit_action: str,
+        statements: Sequence[str],
+        logs_key: kms.IKey,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        flow_logs = logs.LogGroup(
+            self, "FlowLogs", encryption_key=logs_key, retention=log_retention, removal_policy=removal_policy
+        )
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr("10.42.0.0/20"),
+            max_azs=3,
+            nat_gateways=0,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(
+                    name="warehouse", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24
+                )
+            ],
+            flow_logs={
+                "All": ec2.FlowLogOptions(destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
+            },
+        )
+        acknowledge_regulatory(
+            self.vpc.node.find_child("All").node.find_child("IAMRole").node.find_child("DefaultPolicy"),
+            "IAMNoInlinePolicy",
+            "The CDK flow-log construct creates the delivery role with this inline policy, which only "
+            "writes to the flow-log group and passes its own role.",
+        )
+        self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "WorkgroupSecurityGroup",
+            vpc=self.vpc,
+            description="Redshift Serverless workgroup: no inbound rule; HTTPS out to the VPC endpoints",
+            allow_all_outbound=False,
+        )
+        endpoint_group = ec2.SecurityGroup(
+            self,
+            "EndpointSecurityGroup",
+            vpc=self.vpc,
+            description="Interface endpoints: HTTPS from the workgroup only",
+            allow_all_outbound=False,
+        )
+        endpoint_group.add_ingress_rule(self.security_group, ec2.Port.tcp(443), "HTTPS from the workgroup")
+        reason = (
+            "The only ingress rule is HTTPS from the workgroup's security group (a group id, which "
+            "the rule cannot evaluate); no CIDR, SSH or common port is open."
+        )
+        acknowledge(endpoint_group, reason, "AwsSolutions-EC23")
+        for rule in ("EC2RestrictedCommonPorts", "EC2RestrictedSSH"):
+            acknowledge_regulatory(endpoint_group, rule, reason)
+        self.security_group.add_egress_rule(
+            endpoint_group, ec2.Port.tcp(443), "HTTPS to the interface endpoints"
+        )
+        # S3 through the gateway endpoint: the route table sends S3 traffic there, nowhere else.
+        self.security_group.add_egress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to S3 (gateway endpoint)"
+        )
+        for name, service in INTERFACE_ENDPOINTS.items():
+            self.vpc.add_interface_endpoint(
+                name, service=service, private_dns_enabled=True, security_groups=[endpoint_group], open=False
+            )
+
+        self.namespace = redshift.CfnNamespace(
+            self,
+            "Namespace",
+            namespace_name=f"{prefix}-warehouse",
+            db_name=DATABASE,
+            admin_username=ADMIN_USER,
+            manage_admin_password=True,
+            admin_password_secret_kms_key_id=key.key_arn,
+            kms_key_id=key.key_arn,
+            iam_roles=[spectrum_role.role_arn],
+            default_iam_role_arn=spectrum_role.role_arn,
+            log_exports=["userlog", "connectionlog", "useractivitylog"],
+        )
+        self.namespace.apply_removal_policy(removal_policy)
+        self.workgroup = redshift.CfnWorkgroup(
+            self,
+            "Workgroup",
+            workgroup_name=f"{prefix}-warehouse",
+            namespace_name=self.namespace.namespace_name,
+            base_capacity=base_rpu,
+            enhanced_vpc_routing=True,
+            publicly_accessible=False,
+            port=PORT,
+            subnet_ids=[s.subnet_id for s in self.vpc.isolated_subnets],
+            security_group_ids=[self.security_group.security_group_id],
+            config_parameters=[
+                redshift.CfnWorkgroup.ConfigParameterProperty(
+                    parameter_key="require_ssl", parameter_value="true"
+                ),
+                redshift.CfnWorkgroup.ConfigParameterProperty(
+                    parameter_key="enable_user_activity_logging", parameter_value="true"
+                ),
+            ],
+        )
+        self.workgroup.node.add_dependency(self.namespace)
+        self.workgroup.apply_removal_policy(removal_policy)
+
+        stack = Stack.of(self)
+        workgroup_arn = self.workgroup.attr_workgroup_workgroup_arn
+        namespace_name = self.namespace.namespace_name
+        # Redshift names the secret it manages redshift!<namespace>-<admin user>-<suffix>.
+        secret_arn = stack.format_arn(
+            service="secretsmanager",
+            resource="secret",
+            resource_name=f"redshift!{namespace_name}-{ADMIN_USER}-*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self.usage_limit_function = CustomResourceFunction(
+            self,
+            "UsageLimitFunction",
+            handler="redshift_usage_limit.handler",
+            description="Creates, updates and deletes the warehouse's Redshift Serverless usage limit",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["redshift-serverless:CreateUsageLimit"],
+                    resources=[workgroup_arn],
+                ),
+                iam.PolicyStatement(
+                    actions=["redshift-serverless:UpdateUsageLimit", "redshift-serverless:DeleteUsageLimit"],
+                    resources=[
+                        stack.format_arn(
+                            service="redshift-serverless", resource="usagelimit", resource_name="*"
+                        )
+                    ],
+                ),
+            ],
+            wildcard_reason="Usage limits are named by ids Redshift generates; the wildcard stays within "
+            "this account and region's Redshift Serverless usage limits.",
+            logs_key=logs_key,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+        )
+        self.usage_limit = self.usage_limit_function.resource(
+            self,
+            "UsageLimit",
+            resource_type="Custom::RedshiftServerlessUsageLimit",
+            properties={
+                "WorkgroupArn": workgroup_arn,
+                "AmountRpuHours": str(usage_limit_rpu_hours),
+                "Period": "monthly",
+                "BreachAction": usage_limit_action,
+            },
+        )
+        self.sql_function = CustomResourceFunction(
+            self,
+            "BootstrapSqlFunction",
+            handler="redshift_sql.handler",
+            description="Runs sql/redshift/*.sql in the warehouse through the Data API at deploy time",
+            statements=[
+                iam.PolicyStatement(actions=["redshift-data:ExecuteStatement"], resources=[workgroup_arn]),
+                # DescribeStatement is authorised by the caller's own statement ids, not a resource.
+                iam.PolicyStatement(actions=["redshift-data:DescribeStatement"], resources=["*"]),
+                iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret_arn]),
+                iam.PolicyStatement(
+                    actions=["redshift-serverless:GetNamespace"],
+                    resources=[self.namespace.attr_namespace_namespace_arn],
+                ),
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt"],
+                    resources=[key.key_arn],
+                    conditions={
+                        "StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}
+                    },
+                ),
+            ],
+            wildcard_reason="redshift-data:DescribeStatement supports no resource-level permission (it "
+            "only returns statements this role ran); Redshift appends a random suffix to the name of "
+            "the admin secret it manages.",
+            logs_key=logs_key,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+            timeout=Duration.minutes(15),
+        )
+        self.bootstrap = self.sql_function.resource(
+            self,
+            "BootstrapSql",
+            resource_type="Custom::RedshiftBootstrapSql",
+            properties={
+                "WorkgroupName": self.workgroup.workgroup_name,
+                "Database": DATABASE,
+                "NamespaceName": namespace_name,
+                "Statements": list(statements),
+            },
+        )
+        self.bootstrap.node.add_dependency(self.workgroup)

@@ -1,0 +1,214 @@
+"""Consumption: the analysts' Athena workgroup and named queries, a scheduled UNLOAD report, an
+optional Spark workgroup, and (per stage) Redshift Serverless with Spectrum and data masking."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Fn, Stack
+from aws_cdk import aws_athena as athena
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from cdk_constructs.athena import sql_workgroup
+from cdk_constructs.nag import acknowledge, wildcard_findings
+from cdk_constructs.reports import REPORTS_PREFIX, ScheduledReport
+from cdk_constructs.warehouse import RedshiftWarehouse
+from config import StageConfig
+from datalake import sql
+from datalake.dataset import Dataset
+from stacks.catalog import CatalogStack
+from stacks.common import database_name, log_retention, removal_policy
+from stacks.foundation import FoundationStack
+from stacks.governance import GovernanceStack, athena_workgroup_name
+
+#: The shipped query the scheduled report unloads.
+REPORT_QUERY = "daily_revenue_by_country"
+
+
+class ConsumptionStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: StageConfig,
+        datasets: tuple[Dataset, ...],
+        foundation: FoundationStack,
+        governance: GovernanceStack,
+        catalog: CatalogStack,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        keys, storage = foundation.keys, foundation.storage
+        removal = removal_policy(stage)
+        results = storage.athena_results.reference(self, "AthenaResults")
+        curated_db = database_name(stage, "curated")
+        self.workgroup = sql_workgroup(
+            self,
+            "AnalystsWorkgroup",
+            name=athena_workgroup_name(stage),
+            description="Analysts: curated data without PII (Lake Formation), per-query scan cutoff",
+            results_bucket=results,
+            key=keys.analytics,
+            bytes_scanned_cutoff=stage.athena_bytes_scanned_cutoff,
+            removal_policy=removal,
+        )
+        self.named_queries: dict[str, athena.CfnNamedQuery] = {}
+        queries = {q.name: q for q in sql.load("athena")}
+        for query in queries.values():
+            self.named_queries[query.name] = athena.CfnNamedQuery(
+                self,
+                query.name.title().replace("_", ""),
+                name=query.name.replace("_", " "),
+                description=query.description[:1024],
+                database=curated_db,
+                work_group=self.workgroup.ref,
+                query_string=query.text,
+            )
+        self.report = ScheduledReport(
+            self,
+            "DailyRevenueReport",
+            name=f"{stage.prefix}-{REPORT_QUERY.replace('_', '-')}",
+            query=queries[REPORT_QUERY],
+            database=curated_db,
+            workgroup=self.workgroup.ref,
+            bucket=storage.analytics.reference(self, "Analytics"),
+            bucket_key=keys.analytics,
+            results_bucket=results,
+            tables=[ds.name for ds in datasets],
+            alert_topic=foundation.alerts.reference(self, "AlertTopic"),
+            logs_key=keys.logs,
+            log_retention=log_retention(stage),
+            removal_policy=removal,
+        )
+        self.report.state_machine.node.add_dependency(self.workgroup)
+
+        self.spark_workgroup: athena.CfnWorkGroup | None = None
+        if stage.features.athena_spark:
+            self.spark_workgroup = self._spark_workgroup(stage, foundation)
+
+        self.warehouse: RedshiftWarehouse | None = None
+        if stage.features.redshift:
+            assert governance.personas.spectrum is not None
+            spectrum = governance.personas.spectrum
+            values = {"curated_database": curated_db, "spectrum_role_arn": spectrum.role_arn}
+            statements = [s for f in sql.load("redshift") for s in sql.statements(f.render(values))]
+            self.warehouse = RedshiftWarehouse(
+                self,
+                "Warehouse",
+                prefix=stage.prefix,
+                key=keys.analytics,
+                spectrum_role=spectrum,
+                base_rpu=stage.redshift_base_rpu,
+                usage_limit_rpu_hours=stage.redshift_usage_limit_rpu_hours,
+                usage_limit_action=stage.redshift_usage_limit_action,
+                statements=statements,
+                logs_key=keys.logs,
+                log_retention=log_retention(stage),
+                removal_policy=removal,
+            )
+
+    @property
+    def availability_zones(self) -> list[str]:
+        """Three AZs even when the stack is environment-agnostic (CDK would otherwise assume two)."""
+        return [Fn.select(i, Fn.get_azs()) for i in range(3)]
+
+    def _spark_workgroup(self, stage: StageConfig, foundation: FoundationStack) -> athena.CfnWorkGroup:
+        """Athena for Apache Spark: notebooks run as a role that reads curated and writes results."""
+        keys, storage = foundation.keys, foundation.storage
+        name = athena_workgroup_name(stage, "notebooks")
+        results = storage.athena_results.reference(self, "NotebookResults")
+        curated = storage.curated.reference(self, "NotebookCurated")
+        role = iam.Role(
+            self,
+            "NotebookRole",
+            assumed_by=iam.ServicePrincipal(
+                "athena.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": self.account}}
+            ),
+            description="Athena Spark notebooks: read curated data, write calculation results",
+        )
+        policy = iam.ManagedPolicy(
+            self,
+            "NotebookPolicy",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=[
+                        "athena:GetWorkGroup",
+                        "athena:CreatePresignedNotebookUrl",
+                        "athena:GetSession",
+                        "athena:GetSessionStatus",
+                        "athena:TerminateSession",
+                        "athena:GetCalculationExecution",
+                        "athena:GetCalculationExecutionCode",
+                        "athena:StartCalculationExecution",
+                        "athena:StopCalculationExecution",
+                    ],
+                    resources=[self.format_arn(service="athena", resource="workgroup", resource_name=name)],
+                ),
+                iam.PolicyStatement(actions=["s3:GetObject"], resources=[curated.arn_for_objects("*")]),
+                iam.PolicyStatement(
+                    actions=["s3:GetObject", "s3:PutObject"], resources=[results.arn_for_objects(f"{name}/*")]
+                ),
+                iam.PolicyStatement(
+                    actions=["s3:ListBucket"], resources=[curated.bucket_arn, results.bucket_arn]
+                ),
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[keys.curated.key_arn, keys.analytics.key_arn],
+                ),
+                iam.PolicyStatement(
+                    actions=[
+                        "glue:GetDatabase",
+                        "glue:GetDatabases",
+                        "glue:GetTable",
+                        "glue:GetTables",
+                        "glue:GetPartitions",
+                    ],
+                    resources=[
+                        self.format_arn(service="glue", resource="catalog"),
+                        self.format_arn(
+                            service="glue", resource="database", resource_name=database_name(stage, "curated")
+                        ),
+                        self.format_arn(
+                            service="glue",
+                            resource="table",
+                            resource_name=f"{database_name(stage, 'curated')}/*",
+                        ),
+                    ],
+                ),
+            ],
+        )
+        acknowledge(
+            policy,
+            "Notebook sessions read any curated object (generated keys) and the curated database's "
+            "tables, and write results under their own workgroup prefix only.",
+            *wildcard_findings(policy),
+        )
+        workgroup = athena.CfnWorkGroup(
+            self,
+            "NotebookWorkgroup",
+            name=name,
+            description="Athena for Apache Spark notebooks over the curated zone",
+            recursive_delete_option=stage.destroy_on_removal,
+            work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
+                engine_version=athena.CfnWorkGroup.EngineVersionProperty(
+                    selected_engine_version="PySpark engine version 3"
+                ),
+                execution_role=role.role_arn,
+                enforce_work_group_configuration=True,
+                publish_cloud_watch_metrics_enabled=True,
+                result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
+                    output_location=f"s3://{results.bucket_name}/{name}/",
+                    encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
+                        encryption_option="SSE_KMS", kms_key=keys.analytics.key_arn
+                    ),
+                ),
+            ),
+        )
+        workgroup.node.add_dependency(policy)
+        return workgroup
+
+
+__all__ = ["REPORTS_PREFIX", "ConsumptionStack"]

@@ -1,0 +1,216 @@
+"""Consumption: Athena workgroups, named queries and the UNLOAD report; Redshift Serverless."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+import sqlglot
+from lake_app import Synth, synthesize
+
+from config import get_stage
+from datalake import sql
+
+SANDBOX = get_stage("sandbox")
+PROD = get_stage("prod")
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Synth:
+    return synthesize("sandbox")
+
+
+@pytest.fixture(scope="module")
+def prod() -> Synth:
+    return synthesize("prod")
+
+
+def _of_type(synth: Synth, type_: str) -> dict[str, dict[str, Any]]:
+    return dict(synth.template(synth.lake.consumption).find_resources(type_))
+
+
+def _props(synth: Synth, type_: str) -> list[dict[str, Any]]:
+    return [r["Properties"] for r in _of_type(synth, type_).values()]
+
+
+def test_analysts_workgroup_enforces_engine_v3_encryption_and_cutoff(sandbox: Synth) -> None:
+    (wg,) = [w for w in _props(sandbox, "AWS::Athena::WorkGroup") if w["Name"] == "lake-sbx-analysts"]
+    conf = wg["WorkGroupConfiguration"]
+    assert conf["EnforceWorkGroupConfiguration"] is True
+    assert conf["PublishCloudWatchMetricsEnabled"] is True
+    assert conf["EngineVersion"] == {"SelectedEngineVersion": "Athena engine version 3"}
+    assert conf["BytesScannedCutoffPerQuery"] == SANDBOX.athena_bytes_scanned_cutoff
+    result = conf["ResultConfiguration"]
+    assert result["EncryptionConfiguration"]["EncryptionOption"] == "SSE_KMS"
+    assert "AnalyticsKey" in json.dumps(result["EncryptionConfiguration"]["KmsKey"])
+    assert "lake-sbx-athena-results-" in json.dumps(result["OutputLocation"])
+
+
+def test_every_shipped_query_is_a_named_query(sandbox: Synth) -> None:
+    queries = {q["Name"]: q for q in _props(sandbox, "AWS::Athena::NamedQuery")}
+    shipped = sql.load("athena")
+    assert set(queries) == {q.name.replace("_", " ") for q in shipped}
+    for q in shipped:
+        named = queries[q.name.replace("_", " ")]
+        assert named["QueryString"] == q.text
+        assert named["Database"] == "lake_sbx_curated"
+        assert named["Description"] == q.description
+
+
+def _definition(synth: Synth) -> dict[str, Any]:
+    (machine,) = [
+        m
+        for m in _props(synth, "AWS::StepFunctions::StateMachine")
+        if m["StateMachineName"].endswith("-report")
+    ]
+    parts = machine["DefinitionString"]["Fn::Join"][1]
+    return json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in parts))
+
+
+def _unformat(intrinsic: str) -> str:
+    """The template string of ``States.Format('...', ...)`` with ASL escapes undone."""
+    body = re.match(r"States\.Format\('(.*)', \$\$\.Execution\.Name\)$", intrinsic, re.S)
+    assert body, intrinsic
+    return re.sub(r"\\(.)", r"\1", body.group(1))
+
+
+def test_report_unloads_the_daily_revenue_query_as_parquet_per_run(sandbox: Synth) -> None:
+    states = _definition(sandbox)["States"]
+    unload = states["Unload"]
+    assert unload["Resource"].endswith(":states:::athena:startQueryExecution.sync")
+    statement = _unformat(unload["Parameters"]["QueryString.$"])
+    match = re.match(
+        r"UNLOAD \((.*)\) TO '(.*)run=\{\}/' WITH \(format = 'PARQUET', compression = 'SNAPPY'\)$", statement
+    )
+    assert match, statement
+    inner, location = match.groups()
+    assert location.startswith("s3://lake-sbx-analytics-TOKEN")  # bucket name holds account/region tokens
+    assert location.endswith("/reports/daily_revenue_by_country/")
+    # the unloaded query is the shipped one, and parses as Trino
+    shipped = next(q for q in sql.load("athena") if q.name == "daily_revenue_by_country")
+    assert sqlglot.parse_one(inner, read="trino") == sqlglot.parse_one(shipped.text, read="trino")
+    assert unload["Parameters"]["WorkGroup"] == "TOKEN"
+    (retry,) = unload["Retry"]
+    assert retry["JitterStrategy"] == "FULL" and retry["BackoffRate"] == 2 and "MaxDelaySeconds" in retry
+    (catch,) = unload["Catch"]
+    assert catch["Next"] == "NotifyFailure"
+    assert states["NotifyFailure"]["Resource"].endswith(":states:::sns:publish")
+
+
+def test_report_runs_on_a_schedule(sandbox: Synth) -> None:
+    (schedule,) = [s for s in _props(sandbox, "AWS::Scheduler::Schedule") if s["Name"].endswith("-report")]
+    assert schedule["ScheduleExpression"] == "cron(0 6 * * ? *)"
+    assert schedule["ScheduleExpressionTimezone"] == "UTC"
+
+
+def test_spark_workgroup_is_switchable() -> None:
+    assert not [
+        w for w in _props(synthesize("sandbox"), "AWS::Athena::WorkGroup") if "notebooks" in w["Name"]
+    ]
+    synth = synthesize("sandbox", athena_spark=True)
+    (wg,) = [w for w in _props(synth, "AWS::Athena::WorkGroup") if w["Name"] == "lake-sbx-notebooks"]
+    conf = wg["WorkGroupConfiguration"]
+    assert conf["EngineVersion"] == {"SelectedEngineVersion": "PySpark engine version 3"}
+    assert conf["ExecutionRole"]["Fn::GetAtt"][0].startswith("NotebookRole")
+    assert conf["ResultConfiguration"]["EncryptionConfiguration"]["EncryptionOption"] == "SSE_KMS"
+
+
+# --- Redshift Serverless -----------------------------------------------------------------
+
+
+def test_sandbox_has_no_warehouse(sandbox: Synth) -> None:
+    template = sandbox.template_json(sandbox.lake.consumption)
+    assert not [
+        r
+        for r in template["Resources"].values()
+        if "Redshift" in r["Type"] or r["Type"].startswith("AWS::EC2::")
+    ]
+
+
+def test_warehouse_network_is_private_with_endpoints_and_no_nat(prod: Synth) -> None:
+    template = prod.template_json(prod.lake.consumption)
+    types = [r["Type"] for r in template["Resources"].values()]
+    assert "AWS::EC2::NatGateway" not in types and "AWS::EC2::InternetGateway" not in types
+    subnets = _props(prod, "AWS::EC2::Subnet")
+    assert len(subnets) == 3 and all(s["MapPublicIpOnLaunch"] is False for s in subnets)
+    endpoints = _props(prod, "AWS::EC2::VPCEndpoint")
+    gateway = [e for e in endpoints if e.get("VpcEndpointType") == "Gateway"]
+    interface = [e for e in endpoints if e.get("VpcEndpointType") == "Interface"]
+    assert len(gateway) == 1 and "s3" in json.dumps(gateway[0]["ServiceName"])
+    services = {json.dumps(e["ServiceName"]).split(".")[-1].rstrip('"]}') for e in interface}
+    assert services == {"glue", "lakeformation", "sts", "kms", "secretsmanager"}
+    assert all(e["PrivateDnsEnabled"] is True for e in interface)
+    assert _props(prod, "AWS::EC2::FlowLog")
+    groups = _of_type(prod, "AWS::EC2::SecurityGroup")
+    for group in groups.values():
+        for rule in group["Properties"].get("SecurityGroupIngress", []):
+            assert "CidrIp" not in rule and "CidrIpv6" not in rule, rule
+    for rule in _props(prod, "AWS::EC2::SecurityGroupIngress"):
+        assert "SourceSecurityGroupId" in rule and rule["FromPort"] == rule["ToPort"] == 443
+
+
+def test_namespace_is_encrypted_with_a_managed_secret_and_audit_logs(prod: Synth) -> None:
+    (ns,) = _props(prod, "AWS::RedshiftServerless::Namespace")
+    assert ns["ManageAdminPassword"] is True
+    assert "AdminUserPassword" not in ns
+    assert "AnalyticsKey" in json.dumps(ns["KmsKeyId"]) and "AnalyticsKey" in json.dumps(
+        ns["AdminPasswordSecretKmsKeyId"]
+    )
+    assert sorted(ns["LogExports"]) == ["connectionlog", "useractivitylog", "userlog"]
+    assert "redshift-spectrum" in json.dumps(ns["DefaultIamRoleArn"]) or ns["DefaultIamRoleArn"]
+
+
+def test_workgroup_is_private_ssl_only_with_capacity_and_usage_limit(prod: Synth) -> None:
+    (wg,) = _props(prod, "AWS::RedshiftServerless::Workgroup")
+    assert wg["PubliclyAccessible"] is False
+    assert wg["EnhancedVpcRouting"] is True
+    assert wg["BaseCapacity"] == PROD.redshift_base_rpu
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in wg["ConfigParameters"]}
+    assert params["require_ssl"] == "true"
+    (limit,) = _props(prod, "Custom::RedshiftServerlessUsageLimit")
+    assert limit["AmountRpuHours"] == str(PROD.redshift_usage_limit_rpu_hours)
+    assert (limit["Period"], limit["BreachAction"]) == ("monthly", PROD.redshift_usage_limit_action)
+
+
+def test_bootstrap_sql_is_every_redshift_file_in_order(prod: Synth) -> None:
+    (boot,) = _props(prod, "Custom::RedshiftBootstrapSql")
+    statements = boot["Statements"]
+    texts = [s if isinstance(s, str) else json.dumps(s) for s in statements]
+    assert all("{{" not in t for t in texts)
+    assert "CREATE EXTERNAL SCHEMA IF NOT EXISTS curated" in texts[0]
+    assert ("lake_prd_curated" in texts[0] and "redshift-spectrum" in texts[0]) or "SpectrumRole" in texts[0]
+    assert any("CREATE MATERIALIZED VIEW public.daily_revenue" in t for t in texts)
+    assert any("ATTACH MASKING POLICY clear_email" in t and "TO ROLE pii_reader" in t for t in texts)
+    assert boot["Database"] == "lake"
+
+
+#: Statements sqlglot's Redshift dialect does not model; it keeps them as commands.
+REDSHIFT_ONLY = (
+    "CREATE EXTERNAL SCHEMA",
+    "CREATE ROLE",
+    "CREATE MASKING POLICY",
+    "ATTACH MASKING POLICY",
+    "GRANT",
+    "REFRESH",
+)
+
+
+@pytest.mark.parametrize("file", sql.load("redshift"), ids=lambda f: f.name)
+def test_redshift_sql_parses_in_the_redshift_dialect(file: sql.SqlFile) -> None:
+    text = file.render(
+        {"curated_database": "lake_prd_curated", "spectrum_role_arn": "arn:aws:iam::123456789012:role/x"}
+    )
+    statements = sql.statements(text)
+    assert statements
+    for statement in statements:
+        code = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
+        if code.lstrip().upper().startswith(REDSHIFT_ONLY):
+            # sqlglot keeps these as commands or cannot parse them: check they tokenize cleanly
+            assert sqlglot.tokenize(code, read="redshift")
+            continue
+        parsed = sqlglot.parse_one(code, read="redshift")
+        assert not isinstance(parsed, sqlglot.exp.Command), code
+        # what sqlglot models must come back out as Redshift
+        assert parsed.sql(dialect="redshift")
