@@ -25,6 +25,7 @@ from transforms import CORRUPT, raw_read_schema  # noqa: E402
 
 from datalake.dataset import DATASETS_DIR, load_dataset  # noqa: E402
 from datalake.local_firehose import deliver  # noqa: E402
+from datalake.local_run import spark_session as local_spark  # noqa: E402
 from datalake.sample import payloads  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / ".data"
@@ -47,21 +48,7 @@ def raw_zone(n: int) -> Path:
 
 
 def spark_session() -> Any:
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("bench")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "8")
-        .config("spark.driver.memory", "6g")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    return session
+    return local_spark("bench", shuffle_partitions=8, **{"spark.driver.memory": "6g"})
 
 
 def plain_copy(spark: Any, raw: Path, out: Path) -> tuple[float, int]:

@@ -62,22 +62,26 @@ class Summary:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def spark_session() -> Any:
-    """A local SparkSession with Glue 5.1's relevant settings (UTC, dynamic partition overwrite)."""
+def spark_session(app: str = "datalake-local-run", *, shuffle_partitions: int = 4, **config: str) -> Any:
+    """A local SparkSession with Glue 5.1's relevant settings (UTC), bound to loopback only.
+
+    The local runner, the tests and the benchmarks all use it; ``config`` adds Spark settings."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
-    session = (
+    builder = (
         SparkSession.builder.master("local[2]")
-        .appName("datalake-local-run")
+        .appName(app)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")
-        .getOrCreate()
     )
+    for key, value in config.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
 

@@ -39,20 +39,11 @@ def root() -> Path:
 @pytest.fixture(scope="session")
 def spark():  # type: ignore[no-untyped-def]
     """One local SparkSession for the whole run (Glue 5.1 parity: Spark 3.5.6, UTC)."""
-    from pyspark.sql import SparkSession
+    from datalake.local_run import spark_session
 
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("datalake-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.sql.warehouse.dir", str(Path(os.environ.get("TMPDIR", "/tmp")) / "spark-warehouse"))
-        .getOrCreate()
+    session = spark_session(
+        "datalake-tests",
+        **{"spark.sql.warehouse.dir": str(Path(os.environ.get("TMPDIR", "/tmp")) / "spark-warehouse")},
     )
-    session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
