@@ -143,7 +143,6 @@ class AuditTrail(Construct):
             include_management_events=False,
             read_write_type=cloudtrail.ReadWriteType.ALL,
         )
-        self.trail.node.add_dependency(key)
         logs_role = self.trail.node.find_child("LogsRole")
         acknowledge_regulatory(
             logs_role.node.find_child("DefaultPolicy"),

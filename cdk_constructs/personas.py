@@ -323,15 +323,3 @@ class Personas(Construct):
             "lakeformation:GetDataAccess supports no resource-level permission.",
             *wildcard_findings(policy),
         )
-
-    @property
-    def readers(self) -> dict[str, iam.IRole]:
-        """Roles by persona name, for documentation and tests."""
-        roles: dict[str, iam.IRole] = {
-            "data-engineer": self.engineer,
-            "data-analyst": self.analyst,
-            "regional-analyst": self.regional_analyst,
-        }
-        if self.spectrum is not None:
-            roles["redshift-spectrum"] = self.spectrum
-        return roles

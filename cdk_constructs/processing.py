@@ -130,6 +130,53 @@ def state_machine_observability() -> iam.PolicyStatement:
     )
 
 
+def alert_publish_statements(topic: sns.ITopic, key: kms.IKey) -> list[iam.PolicyStatement]:
+    """Publishing to the KMS-encrypted alert topic: the topic, and its key only through SNS."""
+    return [
+        iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn]),
+        iam.PolicyStatement(
+            actions=["kms:GenerateDataKey", "kms:Decrypt"],
+            resources=[key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"sns.{Aws.REGION}.amazonaws.com"}},
+        ),
+    ]
+
+
+def failure_notice(
+    scope: Construct,
+    *,
+    topic: sns.ITopic,
+    subject: str,
+    summary: str,
+    fail_id: str,
+    step_path: str | None = None,
+) -> tasks.SnsPublish:
+    """A ``NotifyFailure`` state: publishes "<summary> failed [at step <step>]: <error> - <cause>.
+    Execution: <console link>" (retried), then fails the execution with the caught error.
+
+    Catches route here with ``result_path="$.error"``; ``step_path`` names the failed step."""
+    values = [sfn.JsonPath.string_at(step_path)] if step_path else []
+    message = sfn.JsonPath.format(
+        f"{summary} failed{' at step {}' if step_path else ''}: {{}} - {{}}. Execution: "
+        f"https://console.aws.amazon.com/states/home?region={Aws.REGION}#/v2/executions/details/{{}}",
+        *values,
+        sfn.JsonPath.string_at("$.error.Error"),
+        sfn.JsonPath.string_at("$.error.Cause"),
+        sfn.JsonPath.execution_id,
+    )
+    notify = tasks.SnsPublish(
+        scope,
+        "NotifyFailure",
+        topic=topic,
+        subject=subject,
+        message=sfn.TaskInput.from_text(message),
+        result_path=sfn.JsonPath.DISCARD,
+    )
+    retry(notify)
+    notify.next(sfn.Fail(scope, fail_id, cause_path="$.error.Cause", error_path="$.error.Error"))
+    return notify
+
+
 def retry(state: sfn.TaskStateBase, errors: list[str] | None = None, max_attempts: int = 3) -> None:
     state.add_retry(
         errors=errors or ["States.ALL"],
@@ -498,25 +545,14 @@ class DatasetPipeline(Construct):
         removal_policy: RemovalPolicy,
     ) -> sfn.StateMachine:
         ds = self.dataset.name
-        failure_message = sfn.JsonPath.format(
-            f"Data lake pipeline {ds} failed at step {{}}: {{}} - {{}}. Execution: "
-            f"https://console.aws.amazon.com/states/home?region={Aws.REGION}#/v2/executions/details/{{}}",
-            sfn.JsonPath.string_at("$.failedStep"),
-            sfn.JsonPath.string_at("$.error.Error"),
-            sfn.JsonPath.string_at("$.error.Cause"),
-            sfn.JsonPath.execution_id,
-        )
-        notify_failure = tasks.SnsPublish(
+        notify_failure = failure_notice(
             self,
-            "NotifyFailure",
             topic=topic,
             subject=f"Data lake pipeline failed: {ds}",
-            message=sfn.TaskInput.from_text(failure_message),
-            result_path=sfn.JsonPath.DISCARD,
+            summary=f"Data lake pipeline {ds}",
+            fail_id="PipelineFailed",
+            step_path="$.failedStep",
         )
-        retry(notify_failure)
-        failed = sfn.Fail(self, "PipelineFailed", cause_path="$.error.Cause", error_path="$.error.Error")
-        notify_failure.next(failed)
 
         def on_failure(state: sfn.TaskStateBase, step: str) -> None:
             mark = sfn.Pass(
@@ -735,12 +771,7 @@ class DatasetPipeline(Construct):
                     resources=[self.job_role.role_arn],
                     conditions={"StringEquals": {"iam:PassedToService": "glue.amazonaws.com"}},
                 ),
-                iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn]),
-                iam.PolicyStatement(
-                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                    resources=[logs_key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"sns.{Aws.REGION}.amazonaws.com"}},
-                ),
+                *alert_publish_statements(topic, logs_key),
                 state_machine_observability(),
             ],
         )

@@ -16,7 +16,13 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from cdk_constructs.nag import acknowledge, wildcard_findings
-from cdk_constructs.processing import retry, schedule_state_machine, state_machine_observability
+from cdk_constructs.processing import (
+    alert_publish_statements,
+    failure_notice,
+    retry,
+    schedule_state_machine,
+    state_machine_observability,
+)
 from datalake.sql import SqlFile
 
 REPORTS_PREFIX = "reports"
@@ -81,23 +87,13 @@ class ScheduledReport(Construct):
             unload,
             errors=["Athena.TooManyRequestsException", "Athena.InternalServerException", "States.Timeout"],
         )
-        failure = sfn.JsonPath.format(
-            f"Report {query.name} failed: {{}} - {{}}. Execution: "
-            f"https://console.aws.amazon.com/states/home?region={Aws.REGION}#/v2/executions/details/{{}}",
-            sfn.JsonPath.string_at("$.error.Error"),
-            sfn.JsonPath.string_at("$.error.Cause"),
-            sfn.JsonPath.execution_id,
-        )
-        notify = tasks.SnsPublish(
+        notify = failure_notice(
             self,
-            "NotifyFailure",
             topic=alert_topic,
             subject=f"Data lake report failed: {query.name}",
-            message=sfn.TaskInput.from_text(failure),
-            result_path=sfn.JsonPath.DISCARD,
+            summary=f"Report {query.name}",
+            fail_id="ReportFailed",
         )
-        retry(notify)
-        notify.next(sfn.Fail(self, "ReportFailed", cause_path="$.error.Cause", error_path="$.error.Error"))
         unload.add_catch(notify, errors=["States.ALL"], result_path="$.error")
         definition = unload.next(sfn.Succeed(self, "Done"))
 
@@ -163,12 +159,7 @@ class ScheduledReport(Construct):
                     resources=[bucket_key.key_arn],
                     conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
                 ),
-                iam.PolicyStatement(actions=["sns:Publish"], resources=[alert_topic.topic_arn]),
-                iam.PolicyStatement(
-                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                    resources=[logs_key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"sns.{Aws.REGION}.amazonaws.com"}},
-                ),
+                *alert_publish_statements(alert_topic, logs_key),
                 state_machine_observability(),
             ],
         )

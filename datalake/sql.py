@@ -57,14 +57,10 @@ def load(engine: str, directory: Path | None = None) -> list[SqlFile]:
     return files
 
 
-#: A statement preceded by this line succeeds when its object already exists (CREATE ROLE and
-#: CREATE/ATTACH MASKING POLICY have no IF NOT EXISTS form in Redshift).
-OK_IF_EXISTS = "-- ok-if-exists"
-
-
 def statements(text: str) -> list[str]:
     """The statements of a script: each ends with ``;`` at the end of a line. Leading comment
-    lines stay with the statement they precede (``OK_IF_EXISTS`` is read from them)."""
+    lines stay with the statement they precede: the Redshift bootstrap function reads
+    ``-- ok-if-exists`` from them (``lambda/custom_resources/redshift_sql.py``)."""
     out: list[str] = []
     current: list[str] = []
     for line in text.splitlines():

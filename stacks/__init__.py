@@ -37,6 +37,7 @@ class Lake:
             self.catalog,
             self.ingestion,
             self.processing,
+            self.consumption,
             self.observability,
         ]
 
@@ -109,7 +110,6 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
         datasets=datasets,
         foundation=foundation,
         governance=governance,
-        catalog=catalog,
         description=f"Governed data lake ({stage.name}): Athena workgroups, queries and reports, Redshift Serverless",
         **common,  # type: ignore[arg-type]
     )

@@ -12,12 +12,11 @@ from constructs import Construct
 
 from cdk_constructs.athena import sql_workgroup
 from cdk_constructs.nag import acknowledge, wildcard_findings
-from cdk_constructs.reports import REPORTS_PREFIX, ScheduledReport
+from cdk_constructs.reports import ScheduledReport
 from cdk_constructs.warehouse import RedshiftWarehouse
 from config import StageConfig
 from datalake import sql
 from datalake.dataset import Dataset
-from stacks.catalog import CatalogStack
 from stacks.common import database_name, log_retention, removal_policy
 from stacks.foundation import FoundationStack
 from stacks.governance import GovernanceStack, athena_workgroup_name
@@ -36,7 +35,6 @@ class ConsumptionStack(Stack):
         datasets: tuple[Dataset, ...],
         foundation: FoundationStack,
         governance: GovernanceStack,
-        catalog: CatalogStack,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -209,6 +207,3 @@ class ConsumptionStack(Stack):
         )
         workgroup.node.add_dependency(policy)
         return workgroup
-
-
-__all__ = ["REPORTS_PREFIX", "ConsumptionStack"]

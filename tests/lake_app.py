@@ -46,6 +46,16 @@ class Synth:
         return {s.stack_name: self.template_json(s) for s in self.lake.stacks}
 
 
+#: Every switch of the sandbox flipped from its default, in one synth (tests of each switch share it).
+SWITCHED: dict[str, Any] = {"lake_formation": False, "macie_reuse_session": True, "athena_spark": True}
+#: Macie and CloudTrail off, QuickSight on (with Lake Formation on, so its grants are synthesized).
+WITHOUT_AUDIT: dict[str, Any] = {
+    "macie": False,
+    "cloudtrail": False,
+    "quicksight_principal_arn": "arn:aws:quicksight:eu-west-1:123456789012:user/default/analyst",
+}
+
+
 @functools.cache
 def synthesize(stage_name: str = "sandbox", **features: Any) -> Synth:
     """Build and synthesize the whole app with every compliance pack; raises on any open finding."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import sqlglot
-from lake_app import Synth, synthesize
+from lake_app import SWITCHED, Synth, synthesize
 
 from config import get_stage
 from datalake import sql
@@ -109,7 +109,7 @@ def test_spark_workgroup_is_switchable() -> None:
     assert not [
         w for w in _props(synthesize("sandbox"), "AWS::Athena::WorkGroup") if "notebooks" in w["Name"]
     ]
-    synth = synthesize("sandbox", athena_spark=True)
+    synth = synthesize("sandbox", **SWITCHED)
     (wg,) = [w for w in _props(synth, "AWS::Athena::WorkGroup") if w["Name"] == "lake-sbx-notebooks"]
     conf = wg["WorkGroupConfiguration"]
     assert conf["EngineVersion"] == {"SelectedEngineVersion": "PySpark engine version 3"}
@@ -159,7 +159,9 @@ def test_namespace_is_encrypted_with_a_managed_secret_and_audit_logs(prod: Synth
         ns["AdminPasswordSecretKmsKeyId"]
     )
     assert sorted(ns["LogExports"]) == ["connectionlog", "useractivitylog", "userlog"]
-    assert "redshift-spectrum" in json.dumps(ns["DefaultIamRoleArn"]) or ns["DefaultIamRoleArn"]
+    spectrum = ns["DefaultIamRoleArn"]["Fn::GetStackOutput"]["OutputName"]
+    assert "PersonasSpectrumRole" in spectrum
+    assert ns["IamRoles"] == [ns["DefaultIamRoleArn"]]
 
 
 def test_workgroup_is_private_ssl_only_with_capacity_and_usage_limit(prod: Synth) -> None:
@@ -180,7 +182,8 @@ def test_bootstrap_sql_is_every_redshift_file_in_order(prod: Synth) -> None:
     texts = [s if isinstance(s, str) else json.dumps(s) for s in statements]
     assert all("{{" not in t for t in texts)
     assert "CREATE EXTERNAL SCHEMA IF NOT EXISTS curated" in texts[0]
-    assert ("lake_prd_curated" in texts[0] and "redshift-spectrum" in texts[0]) or "SpectrumRole" in texts[0]
+    assert "DATABASE 'lake_prd_curated'" in texts[0]
+    assert "PersonasSpectrumRole" in texts[0]  # IAM_ROLE is the governance stack's Spectrum role
     assert any("CREATE MATERIALIZED VIEW public.daily_revenue" in t for t in texts)
     assert any("ATTACH MASKING POLICY clear_email" in t and "TO ROLE pii_reader" in t for t in texts)
     assert boot["Database"] == "lake"

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 import sqlglot
 from aws_cdk.assertions import Template
-from lake_app import Synth, synthesize
+from lake_app import SWITCHED, WITHOUT_AUDIT, Synth, synthesize
 
 from cdk_constructs.lake_formation import LakeFormationSetup, Zone
 from cdk_constructs.macie import ALLOW_LIST_REGEX, CUSTOM_IDENTIFIERS
@@ -287,7 +287,7 @@ def test_data_cells_filter_limits_rows_by_country_and_hides_pii(
 
 
 def test_lake_formation_off_leaves_an_iam_only_lake() -> None:
-    synth = synthesize("sandbox", lake_formation=False)
+    synth = synthesize("sandbox", **SWITCHED)
     lake = synth.lake
     for stack in lake.stacks:
         assert not [
@@ -391,9 +391,25 @@ def test_macie_can_decrypt_the_scanned_zones_only_through_s3(sandbox: Synth) -> 
 
 
 def test_reusing_the_accounts_macie_session() -> None:
-    synth = synthesize("sandbox", macie_reuse_session=True)
+    synth = synthesize("sandbox", **SWITCHED)
     assert not _of_type(synth.template(synth.lake.foundation), "AWS::Macie::Session")
     assert _of_type(synth.template(synth.lake.governance), "Custom::MacieClassificationJob")
+
+
+def test_macie_and_cloudtrail_switch_off_and_quicksight_is_granted_like_analysts() -> None:
+    synth = synthesize("sandbox", **WITHOUT_AUDIT)
+    types = {r["Type"] for t in synth.all_templates().values() for r in t["Resources"].values()}
+    assert not {t for t in types if t.startswith("AWS::Macie::") or t.startswith("Custom::Macie")}
+    assert (
+        "AWS::CloudTrail::Trail" not in types and "AWS::Athena::NamedQuery" in types
+    )  # analysts' queries stay
+    catalog = synth.template(synth.lake.catalog)
+    assert "AuditDatabase" not in json.dumps(catalog.to_json()["Resources"])
+    quicksight = WITHOUT_AUDIT["quicksight_principal_arn"]
+    grants = [g for g in _grants(catalog) if g["Principal"]["DataLakePrincipalIdentifier"] == quicksight]
+    (tables,) = [g for g in grants if g["Resource"]["LFTagPolicy"]["ResourceType"] == "TABLE"]
+    assert tables["Permissions"] == ["SELECT", "DESCRIBE"]
+    assert _tag_expression(tables)["classification"] == ["public", "internal"]
 
 
 # --- CloudTrail ----------------------------------------------------------------------------
