@@ -68,6 +68,9 @@ class Personas(Construct):
     * ``regional_analyst``: like ``analyst``, limited by the worked data-cells filter to some rows.
     * per dataset a Glue ``job`` and ``crawler`` role (policies added by ``DatasetPipeline``).
     * ``spectrum`` (when Redshift is on): Redshift Serverless reading the curated zone.
+    * ``quicksight`` (when a QuickSight principal is configured): the role QuickSight's Athena data
+      source runs queries as; it reads what analysts read, so the account-wide QuickSight service
+      role needs no access to the lake's buckets or keys.
 
     Human personas trust the account: who may assume them is decided by the account's IAM
     (an identity centre permission set or a policy naming them), not by this template.
@@ -83,6 +86,7 @@ class Personas(Construct):
         access: LakeAccess,
         lake_formation: bool,
         spectrum: bool,
+        quicksight: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self._access = access
@@ -134,6 +138,30 @@ class Personas(Construct):
                 description="Redshift Serverless: external schema over the curated Glue database",
             )
             self._spectrum_policy(self.spectrum)
+        self.quicksight: iam.Role | None = None
+        if quicksight:
+            self.quicksight = iam.Role(
+                self,
+                "QuickSightRole",
+                role_name=f"{prefix}-quicksight-athena",
+                assumed_by=iam.ServicePrincipal(
+                    "quicksight.amazonaws.com",
+                    conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+                ),
+                description="QuickSight's Athena data source: analysts' workgroup, curated data without PII",
+            )
+            # QuickSight lists the catalog's databases and tables before it runs a query.
+            catalog = iam.PolicyStatement(
+                actions=[
+                    "athena:GetDataCatalog",
+                    "athena:ListDatabases",
+                    "athena:GetDatabase",
+                    "athena:ListTableMetadata",
+                    "athena:GetTableMetadata",
+                ],
+                resources=[self._arn("athena", "datacatalog", "AwsDataCatalog")],
+            )
+            self._analyst_policy("QuickSight", self.quicksight, catalog)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -269,9 +297,10 @@ class Personas(Construct):
             *wildcard_findings(policy),
         )
 
-    def _analyst_policy(self, construct_id: str, role: iam.Role) -> None:
+    def _analyst_policy(self, construct_id: str, role: iam.Role, *extra: iam.PolicyStatement) -> None:
         a = self._access
         statements = [
+            *extra,
             self._athena(a.analyst_workgroup),
             self._glue_read(a.curated_database),
             iam.PolicyStatement(

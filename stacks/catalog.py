@@ -173,8 +173,10 @@ class CatalogStack(Stack):
                 ),
             ]
         readers = [personas.analyst.role_arn]
-        if stage.features.quicksight_principal_arn:
-            readers.append(stage.features.quicksight_principal_arn)
+        if personas.quicksight is not None and stage.features.quicksight_principal_arn:
+            # Athena checks the data source's role; QuickSight's Lake Formation integration also
+            # evaluates grants to the QuickSight user or group. Both read as analysts do.
+            readers += [personas.quicksight.role_arn, stage.features.quicksight_principal_arn]
         row_filters = [
             RowFilter(
                 curated[ds.name][0],

@@ -12,6 +12,7 @@ from constructs import Construct
 
 from cdk_constructs.athena import sql_workgroup
 from cdk_constructs.nag import acknowledge, wildcard_findings
+from cdk_constructs.quicksight import QuickSightDashboard
 from cdk_constructs.reports import ScheduledReport
 from cdk_constructs.warehouse import RedshiftWarehouse
 from config import StageConfig
@@ -85,6 +86,21 @@ class ConsumptionStack(Stack):
         self.spark_workgroup: athena.CfnWorkGroup | None = None
         if stage.features.athena_spark:
             self.spark_workgroup = self._spark_workgroup(stage, foundation)
+
+        self.quicksight: QuickSightDashboard | None = None
+        principal = stage.features.quicksight_principal_arn
+        if principal is not None:
+            assert governance.personas.quicksight is not None
+            self.quicksight = QuickSightDashboard(
+                self,
+                "QuickSight",
+                prefix=stage.prefix,
+                principal_arn=principal,
+                role=governance.personas.quicksight,
+                workgroup=self.workgroup.ref,
+                database=curated_db,
+                datasets=datasets,
+            )
 
         self.warehouse: RedshiftWarehouse | None = None
         if stage.features.redshift:

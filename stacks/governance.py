@@ -65,6 +65,7 @@ class GovernanceStack(Stack):
             ),
             lake_formation=features.lake_formation,
             spectrum=features.redshift,
+            quicksight=features.quicksight_principal_arn is not None,
         )
         self.lake_formation: LakeFormationSetup | None = None
         if features.lake_formation:

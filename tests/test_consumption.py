@@ -8,13 +8,15 @@ from typing import Any
 
 import pytest
 import sqlglot
-from lake_app import SWITCHED, Synth, synthesize
+from lake_app import SWITCHED, WITHOUT_AUDIT, Synth, synthesize
 
 from config import get_stage
 from datalake import sql
+from datalake.dataset import DATASETS_DIR, load_dataset
 
 SANDBOX = get_stage("sandbox")
 PROD = get_stage("prod")
+QUICKSIGHT_PRINCIPAL = WITHOUT_AUDIT["quicksight_principal_arn"]
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +219,94 @@ def test_redshift_sql_parses_in_the_redshift_dialect(file: sql.SqlFile) -> None:
         assert not isinstance(parsed, sqlglot.exp.Command), code
         # what sqlglot models must come back out as Redshift
         assert parsed.sql(dialect="redshift")
+
+
+# --- QuickSight ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_quicksight() -> Synth:
+    return synthesize("sandbox", **WITHOUT_AUDIT)
+
+
+def test_quicksight_is_off_without_a_principal(sandbox: Synth) -> None:
+    types = {r["Type"] for t in sandbox.all_templates().values() for r in t["Resources"].values()}
+    assert not [t for t in types if t.startswith("AWS::QuickSight::")]
+    assert sandbox.lake.governance.personas.quicksight is None
+
+
+def test_quicksight_source_uses_the_analysts_workgroup_as_its_own_role(with_quicksight: Synth) -> None:
+    (source,) = _props(with_quicksight, "AWS::QuickSight::DataSource")
+    assert source["Type"] == "ATHENA"
+    athena = source["DataSourceParameters"]["AthenaParameters"]
+    assert athena["WorkGroup"]["Ref"].startswith("AnalystsWorkgroup")
+    assert "PersonasQuickSightRole" in json.dumps(athena["RoleArn"])
+    assert source["SslProperties"] == {"DisableSsl": False}
+    (permission,) = source["Permissions"]
+    assert permission["Principal"] == QUICKSIGHT_PRINCIPAL
+    assert "quicksight:PassDataSource" in permission["Actions"]
+
+
+def test_quicksight_dataset_has_no_pii_and_queries_athena_directly(with_quicksight: Synth) -> None:
+    orders = load_dataset(DATASETS_DIR / "orders.json")
+    (data_set,) = _props(with_quicksight, "AWS::QuickSight::DataSet")
+    assert data_set["ImportMode"] == "DIRECT_QUERY"
+    table = data_set["PhysicalTableMap"]["orders"]["RelationalTable"]
+    assert table["Schema"] == "lake_sbx_curated" and table["Name"] == "orders"
+    assert table["DataSourceArn"]["Fn::GetAtt"][0].startswith("QuickSightAthenaSource")
+    columns = {c["Name"]: c for c in table["InputColumns"]}
+    assert not set(columns) & set(orders.pii_columns)
+    # Every non-PII column but the array of order lines, which QuickSight cannot type.
+    assert set(columns) == set(orders.non_pii_columns) - {"items"}
+    assert columns["amount"] == {"Name": "amount", "Type": "DECIMAL", "SubType": "FIXED"}
+    assert columns["order_ts"]["Type"] == "DATETIME"
+    assert data_set["Permissions"][0]["Principal"] == QUICKSIGHT_PRINCIPAL
+
+
+def test_quicksight_analysis_and_dashboard_show_revenue_and_the_status_funnel(with_quicksight: Synth) -> None:
+    for type_ in ("AWS::QuickSight::Analysis", "AWS::QuickSight::Dashboard"):
+        (resource,) = _props(with_quicksight, type_)
+        definition = resource["Definition"]
+        (declaration,) = definition["DataSetIdentifierDeclarations"]
+        assert declaration["DataSetArn"]["Fn::GetAtt"][0].startswith("QuickSightOrdersDataSet")
+        (sheet,) = definition["Sheets"]
+        visuals = {next(iter(v)): next(iter(v.values())) for v in sheet["Visuals"]}
+        assert set(visuals) == {"LineChartVisual", "BarChartVisual", "FunnelChartVisual"}
+        line = visuals["LineChartVisual"]["ChartConfiguration"]["FieldWells"]["LineChartAggregatedFieldWells"]
+        assert line["Category"][0]["DateDimensionField"]["DateGranularity"] == "DAY"
+        assert line["Values"][0]["NumericalMeasureField"]["Column"]["ColumnName"] == "amount"
+        bar = visuals["BarChartVisual"]["ChartConfiguration"]["FieldWells"]["BarChartAggregatedFieldWells"]
+        assert bar["Category"][0]["CategoricalDimensionField"]["Column"]["ColumnName"] == "country"
+        funnel = visuals["FunnelChartVisual"]["ChartConfiguration"]["FieldWells"]
+        assert funnel["FunnelChartAggregatedFieldWells"]["Category"][0]["CategoricalDimensionField"]["Column"][
+            "ColumnName"
+        ] == "status"
+        # Revenue counts paid and shipped orders, as the shipped SQL does; the funnel counts all.
+        (group,) = definition["FilterGroups"]
+        (scope,) = group["ScopeConfiguration"]["SelectedSheets"]["SheetVisualScopingConfigurations"]
+        assert scope["VisualIds"] == ["daily-revenue", "revenue-by-country"]
+        values = group["Filters"][0]["CategoryFilter"]["Configuration"]["FilterListConfiguration"]
+        assert values["CategoryValues"] == ["PAID", "SHIPPED"]
+        revenue_sql = {q.name: q.text for q in sql.load("athena")}["daily_revenue_by_country"]
+        assert "WHERE status IN ('PAID', 'SHIPPED')" in revenue_sql
+        (permission,) = resource["Permissions"]
+        assert permission["Principal"] == QUICKSIGHT_PRINCIPAL
+    (dashboard,) = _props(with_quicksight, "AWS::QuickSight::Dashboard")
+    assert dashboard["DashboardPublishOptions"]["ExportToCSVOption"] == {"AvailabilityStatus": "DISABLED"}
+
+
+def test_quicksight_role_reads_like_an_analyst_and_nothing_more(with_quicksight: Synth) -> None:
+    governance = with_quicksight.template_json(with_quicksight.lake.governance)["Resources"]
+    (role,) = [r for k, r in governance.items() if k.startswith("PersonasQuickSightRole")]
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "quicksight.amazonaws.com"}
+    assert "aws:SourceAccount" in trust["Condition"]["StringEquals"]
+    (policy,) = [
+        r["Properties"]["PolicyDocument"]["Statement"]
+        for k, r in governance.items()
+        if k.startswith("PersonasQuickSightPolicy")
+    ]
+    text = json.dumps(policy)
+    assert "workgroup/lake-sbx-analysts" in text and "lakeformation:GetDataAccess" in text
+    # Lake Formation vends the curated data: no S3 or KMS access of its own to the curated zone.
+    assert "CuratedBucket" not in text and "CuratedKey" not in text and "RawKey" not in text

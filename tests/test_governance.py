@@ -405,11 +405,17 @@ def test_macie_and_cloudtrail_switch_off_and_quicksight_is_granted_like_analysts
     )  # analysts' queries stay
     catalog = synth.template(synth.lake.catalog)
     assert "AuditDatabase" not in json.dumps(catalog.to_json()["Resources"])
-    quicksight = WITHOUT_AUDIT["quicksight_principal_arn"]
-    grants = [g for g in _grants(catalog) if g["Principal"]["DataLakePrincipalIdentifier"] == quicksight]
-    (tables,) = [g for g in grants if g["Resource"]["LFTagPolicy"]["ResourceType"] == "TABLE"]
-    assert tables["Permissions"] == ["SELECT", "DESCRIBE"]
-    assert _tag_expression(tables)["classification"] == ["public", "internal"]
+    principal = WITHOUT_AUDIT["quicksight_principal_arn"]
+    role = next(
+        k
+        for k, r in _of_type(synth.template(synth.lake.governance), "AWS::IAM::Role").items()
+        if k.startswith("PersonasQuickSightRole")
+    )
+    for identity in (principal, role):
+        grants = [g for g in _grants(catalog) if identity in json.dumps(g["Principal"])]
+        (tables,) = [g for g in grants if g["Resource"]["LFTagPolicy"]["ResourceType"] == "TABLE"]
+        assert tables["Permissions"] == ["SELECT", "DESCRIBE"]
+        assert _tag_expression(tables)["classification"] == ["public", "internal"]
 
 
 # --- CloudTrail ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from cfnlint.api import ManualArgs, lint_file
-from lake_app import Synth, synthesize
+from lake_app import SWITCHED, WITHOUT_AUDIT, Synth, synthesize
 
 # Quotas: https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html
 MAX_RESOURCES = 500
@@ -24,9 +24,19 @@ CFN_LINT_IGNORE: list[str] = [
 REGIONS = ["eu-west-1", "us-east-1", "ap-northeast-2"]
 
 
-@pytest.fixture(scope="module", params=["sandbox", "prod"])
+#: Both stages, and every switch flipped (the variants other modules synthesize anyway).
+VARIANTS = {
+    "sandbox": ("sandbox", {}),
+    "prod": ("prod", {}),
+    "switched": ("sandbox", SWITCHED),
+    "without-audit-with-quicksight": ("sandbox", WITHOUT_AUDIT),
+}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
 def synth(request: pytest.FixtureRequest) -> Synth:
-    return synthesize(request.param)
+    stage, features = VARIANTS[request.param]
+    return synthesize(stage, **features)
 
 
 def test_cfn_lint_reports_nothing(synth: Synth) -> None:
