@@ -11,7 +11,9 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 CDK := npx --no-install cdk
-CDK_FLAGS := -c stage=$(STAGE)
+# CDK_CONTEXT adds context, e.g. CDK_CONTEXT='-c features=all -c quicksight_principal_arn=arn:...'
+CDK_CONTEXT ?=
+CDK_FLAGS := -c stage=$(STAGE) $(CDK_CONTEXT)
 
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed

@@ -3,6 +3,7 @@
 
 npx cdk synth -c stage=prod      # or: STAGE=prod make synth
 npx cdk synth -c datasets_dir=path/to/datasets   # another folder of dataset files
+npx cdk synth -c features=all -c quicksight_principal_arn=arn:aws:quicksight:...   # every component on
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 
 import aws_cdk as cdk
 
-from config import get_stage
+from config import features_from_context, get_stage
 from datalake.dataset import DATASETS_DIR, DatasetConfigError, load_datasets
 from stacks import build_lake
 from stacks.compliance import add_compliance_packs
@@ -20,7 +21,11 @@ from stacks.compliance import add_compliance_packs
 def main() -> int:
     app = cdk.App()
     try:
-        stage = get_stage(str(app.node.try_get_context("stage") or "sandbox"))
+        stage = features_from_context(
+            get_stage(str(app.node.try_get_context("stage") or "sandbox")),
+            app.node.try_get_context("features"),
+            app.node.try_get_context("quicksight_principal_arn"),
+        )
         datasets = load_datasets(str(app.node.try_get_context("datasets_dir") or DATASETS_DIR))
     except (DatasetConfigError, ValueError) as exc:
         # One clear message, no Python or jsii stack trace: the file, the field and the fix.

@@ -149,12 +149,19 @@ def orders_definition(data_set_arn: str, dataset: Dataset) -> dict[str, Any]:
             "FieldWells": {
                 "BarChartAggregatedFieldWells": {
                     "Category": [
-                        {"CategoricalDimensionField": {"FieldId": "country", "Column": _column(ds, "country")}}
+                        {
+                            "CategoricalDimensionField": {
+                                "FieldId": "country",
+                                "Column": _column(ds, "country"),
+                            }
+                        }
                     ],
                     "Values": [revenue],
                 }
             },
-            "SortConfiguration": {"CategorySort": [{"FieldSort": {"FieldId": "revenue", "Direction": "DESC"}}]},
+            "SortConfiguration": {
+                "CategorySort": [{"FieldSort": {"FieldId": "revenue", "Direction": "DESC"}}]
+            },
         },
     }
     funnel = {
@@ -177,7 +184,9 @@ def orders_definition(data_set_arn: str, dataset: Dataset) -> dict[str, Any]:
                     ],
                 }
             },
-            "SortConfiguration": {"CategorySort": [{"FieldSort": {"FieldId": "orders", "Direction": "DESC"}}]},
+            "SortConfiguration": {
+                "CategorySort": [{"FieldSort": {"FieldId": "orders", "Direction": "DESC"}}]
+            },
         },
     }
     paid_only = {
@@ -216,7 +225,11 @@ def orders_definition(data_set_arn: str, dataset: Dataset) -> dict[str, Any]:
             {
                 "SheetId": "overview",
                 "Name": "Orders",
-                "Visuals": [{"LineChartVisual": line}, {"BarChartVisual": bar}, {"FunnelChartVisual": funnel}],
+                "Visuals": [
+                    {"LineChartVisual": line},
+                    {"BarChartVisual": bar},
+                    {"FunnelChartVisual": funnel},
+                ],
             }
         ],
         "FilterGroups": [paid_only],

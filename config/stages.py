@@ -7,7 +7,7 @@ receive the values and never read context or the environment themselves.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -174,3 +174,29 @@ def get_stage(name: str) -> StageConfig:
             f"Unknown stage {name!r} (from -c stage=... or STAGE=...): use one of {', '.join(STAGES)}, "
             "or add a StageConfig to config/stages.py"
         ) from None
+
+
+def features_from_context(stage: StageConfig, switches: str | None, quicksight: str | None) -> StageConfig:
+    """The stage with features switched from the command line (``-c features=redshift,macie=off``).
+
+    ``switches`` is a comma-separated list of ``name`` (on), ``name=on`` or ``name=off``, or ``all``
+    for every boolean feature on; ``quicksight`` sets ``quicksight_principal_arn``. Used to
+    synthesize a variant without editing ``config/stages.py`` (the benchmarks, a one-off check).
+    """
+    booleans = [f.name for f in fields(Features) if f.type in (bool, "bool")]
+    changes: dict[str, object] = {}
+    for item in filter(None, (s.strip() for s in (switches or "").split(","))):
+        name, _, value = item.partition("=")
+        if name == "all" and not value:
+            changes.update(dict.fromkeys(booleans, True))
+            changes["macie_reuse_session"] = False
+            continue
+        if name not in booleans or value not in ("", "on", "off"):
+            raise ValueError(
+                f"-c features={switches!r}: {item!r} is not a switch; use a comma-separated list of "
+                f"{', '.join(booleans)} (optionally =on/=off), or all"
+            )
+        changes[name] = value != "off"
+    if quicksight:
+        changes["quicksight_principal_arn"] = quicksight
+    return stage.with_features(**changes) if changes else stage

@@ -278,9 +278,12 @@ def test_quicksight_analysis_and_dashboard_show_revenue_and_the_status_funnel(wi
         bar = visuals["BarChartVisual"]["ChartConfiguration"]["FieldWells"]["BarChartAggregatedFieldWells"]
         assert bar["Category"][0]["CategoricalDimensionField"]["Column"]["ColumnName"] == "country"
         funnel = visuals["FunnelChartVisual"]["ChartConfiguration"]["FieldWells"]
-        assert funnel["FunnelChartAggregatedFieldWells"]["Category"][0]["CategoricalDimensionField"]["Column"][
-            "ColumnName"
-        ] == "status"
+        assert (
+            funnel["FunnelChartAggregatedFieldWells"]["Category"][0]["CategoricalDimensionField"]["Column"][
+                "ColumnName"
+            ]
+            == "status"
+        )
         # Revenue counts paid and shipped orders, as the shipped SQL does; the funnel counts all.
         (group,) = definition["FilterGroups"]
         (scope,) = group["ScopeConfiguration"]["SelectedSheets"]["SheetVisualScopingConfigurations"]

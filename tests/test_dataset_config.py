@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from config import features_from_context, get_stage
 from datalake.dataset import DATASETS_DIR, DatasetConfigError, load_dataset, parse_dataset
 
 ORDERS = json.loads((DATASETS_DIR / "orders.json").read_text())
@@ -160,3 +161,30 @@ def test_unknown_stage_is_a_clear_error(tmp_path: Path, root: Path) -> None:
     assert result.returncode == 1
     assert "Unknown stage 'qa'" in result.stderr
     assert "config/stages.py" in result.stderr
+
+
+def test_features_switch_from_the_command_line() -> None:
+    sandbox = get_stage("sandbox")
+    arn = "arn:aws:quicksight:eu-west-1:123456789012:group/default/bi"
+    every = features_from_context(sandbox, "all", arn).features
+    assert every.redshift and every.athena_spark and every.macie and not every.macie_reuse_session
+    assert every.quicksight_principal_arn == arn
+    some = features_from_context(sandbox, "redshift, macie=off", None).features
+    assert some.redshift and not some.macie and some.cloudtrail
+    assert features_from_context(sandbox, None, None) is sandbox
+
+
+def test_unknown_feature_switch_names_the_choices(tmp_path: Path, root: Path) -> None:
+    env = dict(os.environ, CDK_CONTEXT_JSON=json.dumps({"features": "redshfit"}), CDK_OUTDIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "'redshfit' is not a switch" in result.stderr and "athena_spark" in result.stderr
+    assert "Traceback" not in result.stderr

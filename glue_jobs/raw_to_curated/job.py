@@ -21,6 +21,8 @@ import json
 import math
 import re
 import sys
+import uuid
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,19 +79,22 @@ def _fs(spark: SparkSession, path: str) -> tuple[Any, Any]:
 
 
 def list_objects(spark: SparkSession, path: str) -> dict[str, int]:
-    """Every file below ``path`` (recursively) with its size; works on s3:// and file:// alike."""
+    """Every file below ``path`` (recursively) with its size; works on s3:// and file:// alike.
+
+    Spark's own file index lists in the JVM (in parallel for many folders) and skips ``_`` and
+    ``.`` files; the ``binaryFile`` source reads no content when only path and length are
+    selected. One call instead of several Py4J round trips per object.
+    """
     fs, jvm = _fs(spark, path)
-    root = jvm.org.apache.hadoop.fs.Path(path)
-    if not fs.exists(root):
+    if not fs.exists(jvm.org.apache.hadoop.fs.Path(path)):
         return {}
-    files: dict[str, int] = {}
-    iterator = fs.listFiles(root, True)
-    while iterator.hasNext():
-        status = iterator.next()
-        name = status.getPath().toString()
-        if not status.getPath().getName().startswith(("_", ".")):
-            files[name] = status.getLen()
-    return files
+    listing = (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .load(path)
+        .select("path", "length")
+    )
+    return {row.path: row.length for row in listing.collect()}
 
 
 def delete_path(spark: SparkSession, path: str) -> None:
@@ -102,18 +107,36 @@ def day_of(path: str) -> Day | None:
     return (match.group(1), match.group(2), match.group(3)) if match else None
 
 
+def write_manifest(spark: SparkSession, path: str, objects: dict[str, int]) -> None:
+    """One JSON-lines file per run under ``path``, written whole by the driver (no Spark job)."""
+    fs, jvm = _fs(spark, path)
+    name = f"run-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.json"
+    lines = "".join(json.dumps({"path": p, "size": objects[p]}) + "\n" for p in sorted(objects))
+    stream = fs.create(jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/{name}"), False)
+    try:
+        stream.write(bytearray(lines.encode()))
+    finally:
+        stream.close()
+
+
 def read_manifest(spark: SparkSession, path: str) -> set[str]:
     if not list_objects(spark, path):
         return set()
     return {row.path for row in spark.read.json(path).select("path").collect()}
 
 
-def _read_raw(spark: SparkSession, files: list[str], spec: dict[str, Any]) -> DataFrame:
+def _read_raw(spark: SparkSession, base: str, days: set[Day], spec: dict[str, Any]) -> DataFrame:
+    """Every raw object of ``days``: one folder per day (hours below it), not one path per object.
+
+    An object that lands between the listing and this read is curated now and again next run
+    (it is not in this run's manifest): the day is rebuilt whole each time, so that is harmless.
+    """
     return (
         spark.read.schema(raw_read_schema(spec))
         .option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", CORRUPT)
-        .json(files)
+        .option("recursiveFileLookup", "true")
+        .json([_partition_path(base, day) for day in sorted(days)])
         .withColumn(RAW_FILE, F.input_file_name())
     )
 
@@ -134,11 +157,22 @@ def _partition_path(base: str, day: Day) -> str:
     return f"{base.rstrip('/')}/year={day[0]}/month={day[1]}/day={day[2]}"
 
 
+def _rows_in(spark: SparkSession, path: str) -> int:
+    """Rows of the Parquet files under ``path`` (0 when there are none)."""
+    fs, jvm = _fs(spark, path)
+    if not fs.exists(jvm.org.apache.hadoop.fs.Path(path)):
+        return 0
+    return spark.read.parquet(path).count()
+
+
 def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
     spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     # Partition values stay strings ("05", not 5), as the catalog declares them.
     spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+    # The validated rows are cached once and read three times; compressing that cache cost more
+    # time than it saved memory (make bench). It spills to disk when memory runs short.
+    spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
     result = RunResult()
     objects = list_objects(spark, cfg.raw_path)
     processed = read_manifest(spark, cfg.manifest_path)
@@ -150,7 +184,7 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
     key = cfg.spec["record_key"]
     while True:
         window = sorted(p for p in objects if day_of(p) in days)
-        checked = validate_and_cast(_read_raw(spark, window, cfg.spec), cfg.spec).cache()
+        checked = validate_and_cast(_read_raw(spark, cfg.raw_path, days, cfg.spec), cfg.spec).cache()
         valid, rejected = split_valid(checked)
         latest = latest_per_key(valid, key)
         # Widen to days holding an older (or newer) curated version of a key seen here.
@@ -159,15 +193,13 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
             break
         checked.unpersist()
         days |= extra
-    curated = to_curated(latest, cfg.spec).cache()
+    curated = to_curated(latest, cfg.spec)
     # One pass over the cached rows for both counts.
     totals = checked.agg(
         F.count(F.lit(1)).alias("read"), F.count(F.when(F.col(REASON) != "", True)).alias("quarantined")
     ).first()
     assert totals is not None
     result.rows_read, result.rows_quarantined = int(totals["read"]), int(totals["quarantined"])
-    result.rows_written = curated.count()
-    result.duplicates_dropped = result.rows_read - result.rows_quarantined - result.rows_written
     result.days = sorted(days)
 
     # Toward the target file size: one writer per day, a file every `rows_per_file` rows.
@@ -181,9 +213,12 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
         .partitionBy(*PARTITIONS)
         .parquet(cfg.curated_path)
     )
-    written_days = {(r.year, r.month, r.day) for r in curated.select(*PARTITIONS).distinct().collect()}
-    for day in days - written_days:  # every key of that day now lives on another day
+    # Counted from what was written: Parquet footers only, and no cache of the curated rows.
+    written = {day: rows for day in days if (rows := _rows_in(spark, _partition_path(cfg.curated_path, day)))}
+    for day in days - set(written):  # every key of that day now lives on another day
         delete_path(spark, _partition_path(cfg.curated_path, day))
+    result.rows_written = sum(written.values())
+    result.duplicates_dropped = result.rows_read - result.rows_quarantined - result.rows_written
     quarantine = to_quarantine(rejected, cfg.spec)
     (
         quarantine.repartition(*PARTITIONS)
@@ -198,11 +233,8 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
         1 for p in list_objects(spark, cfg.curated_path) if day_of(p) in days and p.endswith(".parquet")
     )
     # Last: a run that failed before this point is re-run on the same objects.
-    spark.createDataFrame([(p, objects[p]) for p in sorted(new)], "path string, size long").coalesce(
-        1
-    ).write.mode("append").json(cfg.manifest_path)
+    write_manifest(spark, cfg.manifest_path, {p: objects[p] for p in new})
     checked.unpersist()
-    curated.unpersist()
     return result
 
 
