@@ -18,7 +18,7 @@ CDK_FLAGS := -c stage=$(STAGE) $(CDK_CONTEXT)
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help install synth test lint format diff deploy destroy demo bench clean distclean
+.PHONY: help install synth test lint format diff deploy destroy demo bench diagram cost clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -65,6 +65,10 @@ demo: install ## Run the real transform, Glue job, data quality and Athena SQL l
 
 bench: install ## Run the benchmarks (BENCH_ORDERS=1000000): a table, and benchmarks/results.json
 	$(VENV)/bin/python benchmarks/run.py
+
+diagram: ## Redraw the README's architecture diagram from the synthesized sandbox stage
+	$(MAKE) --no-print-directory synth STAGE=sandbox CDK_CONTEXT=
+	$(VENV)/bin/python -m datalake.diagram cdk.out --write-readme
 
 clean: ## Remove generated files (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis spark-warehouse .demo

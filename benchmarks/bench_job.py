@@ -1,5 +1,6 @@
 """The raw-to-curated job on local Spark against a plain Spark copy (read JSON, write Parquet) of the
-same raw zone, measured in the same run; and the curated files it writes (count and size per day).
+same raw zone, measured in the same run; the curated files it writes (count and size per day); how
+much of them the shipped Athena queries read; and how the job's time grows with its input.
 
 The raw zone is produced by the real transform (``datalake.local_firehose``) from generated
 orders and cached under ``benchmarks/.data/`` so a second run skips that step.
@@ -7,15 +8,21 @@ orders and cached under ``benchmarks/.data/`` so a second run skips that step.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
 import statistics
+import struct
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pyarrow.parquet as pq
+import sqlglot
+from sqlglot import exp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "glue_jobs" / "raw_to_curated")]
@@ -23,7 +30,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "glue_jobs" / "raw_to_curated")]
 from job import JobConfig, run  # noqa: E402
 from transforms import CORRUPT, raw_read_schema  # noqa: E402
 
-from datalake.dataset import DATASETS_DIR, load_dataset  # noqa: E402
+from datalake import sql  # noqa: E402
+from datalake.dataset import CURATED_PARTITIONS, DATASETS_DIR, load_dataset  # noqa: E402
 from datalake.local_firehose import deliver  # noqa: E402
 from datalake.local_run import spark_session as local_spark  # noqa: E402
 from datalake.sample import payloads  # noqa: E402
@@ -86,15 +94,87 @@ def file_stats(curated: Path) -> dict[str, Any]:
     return per_day
 
 
-def run_bench(n: int) -> dict[str, Any]:
+def _gzip_uncompressed_bytes(path: Path) -> int:
+    """The size a gzip file inflates to (its trailer; the raw zone's files are single-member)."""
+    with path.open("rb") as f:
+        f.seek(-4, os.SEEK_END)
+        size: int = struct.unpack("<I", f.read(4))[0]
+    if path.stat().st_size >= 2**32:  # the trailer keeps the size modulo 4 GiB: inflate instead
+        with gzip.open(path) as g:
+            size = sum(len(chunk) for chunk in iter(lambda: g.read(2**20), b""))
+    return size
+
+
+def query_columns(text: str, table_columns: set[str]) -> tuple[set[str], bool]:
+    """(table columns a query reads, whether it filters on a partition column), from its AST."""
+    tree = sqlglot.parse_one(text, read="trino")
+    used = {c.name for c in tree.find_all(exp.Column)} & table_columns
+    filtered = any(
+        c.name in CURATED_PARTITIONS for where in tree.find_all(exp.Where) for c in where.find_all(exp.Column)
+    )
+    return used, filtered
+
+
+def query_bytes(curated: Path, raw: Path) -> dict[str, Any]:
+    """Bytes of the column chunks each shipped Athena query must read, against the raw zone's bytes.
+
+    None of the shipped queries filters on a partition, so each reads its columns in every
+    partition (a partition filter would only lower the figure). Athena also reads each file's
+    footer; that is a few KiB per file and counted too.
+    """
+    chunks: dict[str, int] = {}
+    footers = 0
+    for path in curated.rglob("*.parquet"):
+        meta = pq.ParquetFile(path).metadata
+        footers += meta.serialized_size
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            for c in range(group.num_columns):
+                column = group.column(c)
+                name = column.path_in_schema.split(".")[0]
+                chunks[name] = chunks.get(name, 0) + column.total_compressed_size
+    raw_files = list((raw / "orders").rglob("*.json.gz"))
+    raw_gzip = sum(p.stat().st_size for p in raw_files)
+    raw_json = sum(_gzip_uncompressed_bytes(p) for p in raw_files)
+    figures: dict[str, Any] = {}
+    for query in sql.load("athena"):
+        used, filtered = query_columns(query.text, set(chunks))
+        assert not filtered, f"{query.name} filters on partitions: count only the partitions it reads"
+        read = sum(chunks[c] for c in used) + footers
+        figures[query.name] = {
+            "columns": sorted(used),
+            "mib_read": round(read / 2**20, 2),
+            "pct_of_raw_gzip": round(100 * read / raw_gzip, 2),
+            "pct_of_raw_json": round(100 * read / raw_json, 2),
+        }
+    return {
+        "raw_gzip_mib": round(raw_gzip / 2**20, 1),
+        "raw_json_mib": round(raw_json / 2**20, 1),
+        "curated_mib": round(sum(chunks.values()) / 2**20, 1),
+        "per_query": figures,
+    }
+
+
+def run_bench(n: int, scaling: tuple[int, ...] = (10_000, 100_000)) -> dict[str, Any]:
+    """Job against plain copy on ``n`` orders, then the job alone at the ``scaling`` sizes too."""
     raw = raw_zone(n)
     spark = spark_session()
     work = DATA / "out"
     shutil.rmtree(work, ignore_errors=True)
-    copy_s, copy_rows = plain_copy(spark, raw, work / "copy")
-    job_s, result = job_run(spark, raw, work / "job")
+    # Warm the JVM (JIT, class loading) on a small input first, so neither side pays for it.
+    small = raw_zone(min(scaling))
+    plain_copy(spark, small, work / "warm-copy")
+    job_run(spark, small, work / "warm-job")
+    # Alternated, best of two each: a busy machine slows both sides alike.
+    copy_runs, job_runs = [], []
+    for i in range(2):
+        copy_runs.append(plain_copy(spark, raw, work / f"copy-{i}"))
+        shutil.rmtree(work / "job", ignore_errors=True)
+        job_runs.append(job_run(spark, raw, work / "job"))
+    copy_s, copy_rows = min(copy_runs)
+    job_s, result = min(job_runs, key=lambda r: r[0])
     raw_bytes = sum(p.stat().st_size for p in (raw / "orders").rglob("*.json.gz"))
-    return {
+    figures: dict[str, Any] = {
         "job_input_rows": result.rows_read,
         "job_raw_gzip_mib": round(raw_bytes / 2**20, 1),
         "plain_copy_s": round(copy_s, 1),
@@ -106,7 +186,20 @@ def run_bench(n: int) -> dict[str, Any]:
         "job_rows_quarantined": result.rows_quarantined,
         "job_duplicates_dropped": result.duplicates_dropped,
         "job_files_per_day": file_stats(work / "job" / "orders"),
+        "query_bytes": query_bytes(work / "job" / "orders", raw),
     }
+    scale: dict[str, Any] = {}
+    for size in (*scaling, n):
+        if size == n:
+            seconds, rows = job_s, result.rows_read
+        else:
+            shutil.rmtree(work / "scale", ignore_errors=True)
+            seconds, scaled = job_run(spark, raw_zone(size), work / "scale")
+            rows = scaled.rows_read
+        scale[str(size)] = {"rows": rows, "s": round(seconds, 1), "rows_per_s": round(rows / seconds)}
+    figures["job_scaling"] = scale
+    spark.stop()
+    return figures
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""`make bench`: run every benchmark once, print a table, write benchmarks/results.json."""
+"""`make bench`: every benchmark once, a table with the targets, and benchmarks/results.json.
+
+BENCH_ORDERS (default 1,000,000) sizes the Spark job's input; the scaling run adds two inputs 10x
+and 100x smaller. BENCH_ONLY=job,transform (any of synth, tests, transform, job) runs a subset.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +10,90 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_job, bench_transform
+from benchmarks import bench_job, bench_synth, bench_tests, bench_transform
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
+#: (figure, comparison, target, where the target comes from)
+TARGETS: list[tuple[str, str, float, str]] = [
+    ("synth_default_s", "<=", 20, "issue 8: full synth within 20 s"),
+    ("synth_all_components_s", "<=", 20, "issue 8: full synth within 20 s"),
+    ("make_test_s", "<=", 120, "issue 8: make test within 120 s"),
+    ("transform_vs_floor", ">=", 0.5, "issue 3: at least 0.5 of the floor"),
+    ("job_vs_plain_copy", ">=", 0.7, "issue 4: at least 0.7 of a plain Spark copy"),
+]
 
-def main() -> int:
-    results: dict[str, object] = {
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
-    }
-    results.update(bench_transform.run())
-    results.update(bench_job.run_bench(int(os.environ.get("BENCH_ORDERS", "1000000"))))
-    width = max(len(k) for k in results)
-    print(f"{'figure':<{width}}  value")
+
+def _orders() -> int:
+    return int(os.environ.get("BENCH_ORDERS", "1000000"))
+
+
+BENCHES: dict[str, Callable[[], dict[str, Any]]] = {
+    "synth": bench_synth.run,
+    "tests": bench_tests.run,
+    "transform": bench_transform.run,
+    "job": lambda: bench_job.run_bench(_orders(), scaling=(_orders() // 100, _orders() // 10)),
+}
+
+
+def _query_target(results: dict[str, Any]) -> list[tuple[str, str, float, str]]:
+    queries = results.get("query_bytes", {}).get("per_query", {})
+    return [
+        (f"query_bytes {name} pct_of_raw_gzip", "<=", 5, "issue 4: at most 5 % of the raw JSON")
+        for name in queries
+    ]
+
+
+def _value(results: dict[str, Any], figure: str) -> Any:
+    if figure.startswith("query_bytes "):
+        _, name, key = figure.split()
+        return results["query_bytes"]["per_query"][name][key]
+    return results.get(figure)
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = []
+    width = 44
     for key, value in results.items():
         if isinstance(value, dict):
             for sub, figures in value.items():
-                print(f"{key + ' ' + sub:<{width}}  {figures}")
+                lines.append(f"{key + ' ' + sub:<{width}}  {json.dumps(figures)}")
         else:
-            print(f"{key:<{width}}  {value}")
+            lines.append(f"{key:<{width}}  {value}")
+    lines += ["", f"{'target':<{width}}  {'value':>9}  {'goal':>8}  met"]
+    for figure, op, goal, source in TARGETS + _query_target(results):
+        value = _value(results, figure)
+        if value is None:
+            continue
+        met = value <= goal if op == "<=" else value >= goal
+        lines.append(f"{figure:<{width}}  {value:>9}  {op}{goal:>6}  {'yes' if met else 'NO'}   ({source})")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    only = [b for b in os.environ.get("BENCH_ONLY", ",".join(BENCHES)).split(",") if b]
+    unknown = set(only) - set(BENCHES)
+    if unknown:
+        print(f"BENCH_ONLY: unknown {sorted(unknown)}; use any of {', '.join(BENCHES)}", file=sys.stderr)
+        return 2
+    results: dict[str, Any] = {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{platform.python_implementation()} {platform.python_version()}",
+    }
+    for name in only:
+        print(f"bench: {name} ...", flush=True)
+        results.update(BENCHES[name]())
+    print(table(results))
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(
-        f"\nwritten to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}"
-    )
+    print(f"\nwritten to {os.path.relpath(RESULTS)}")
     return 0
 
 
