@@ -172,7 +172,7 @@ def build(assembly: Assembly) -> Diagram:
 
     # Ingestion: producers, Firehose and its transform, into the raw zone.
     functions = {}
-    for stack, logical, props in assembly.resources("AWS::KinesisFirehose::DeliveryStream"):
+    for stack, _, props in assembly.resources("AWS::KinesisFirehose::DeliveryStream"):
         stream = d.node(stack, f"Firehose {props['DeliveryStreamName']}")
         d.edge(d.node("producers", "producers (PutRecordBatch)", "round"), stream)
         dest = props.get("ExtendedS3DestinationConfiguration", {})
@@ -210,7 +210,7 @@ def build(assembly: Assembly) -> Diagram:
         listed = ", ".join(sorted(tables.get(name, [])))
         databases[name] = d.node(stack, f"Glue database {name}" + (f": {listed}" if listed else ""), "db")
     curated_db = next((db for db in databases if db.endswith("_curated")), None)
-    for job_name, job in jobs.items():
+    for job in set(jobs.values()):
         if curated_db:
             d.edge(job, databases[curated_db], "BatchCreatePartition")
     crawlers: dict[str, str] = {}
@@ -287,12 +287,12 @@ def build(assembly: Assembly) -> Diagram:
     )
     if roles:
         d.node(governance, "personas and roles: " + ", ".join(r.removeprefix(f"{prefix}-") for r in roles))
-    for stack, _, props in assembly.resources("Custom::MacieClassificationJob"):
+    for stack, _, _props in assembly.resources("Custom::MacieClassificationJob"):
         macie = d.node(stack, "Macie classification job")
         for zone in ("raw", "curated"):
             if zone in buckets:
                 d.edge(macie, buckets[zone], "scans for PII", "-.->")
-    for stack, _, props in assembly.resources("AWS::CloudTrail::Trail"):
+    for stack, _, _props in assembly.resources("AWS::CloudTrail::Trail"):
         trail = d.node(stack, "CloudTrail (S3 data events)")
         if "access-logs" in buckets:
             d.edge(trail, buckets["access-logs"], "logs", "-.->")
