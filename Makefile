@@ -70,6 +70,11 @@ diagram: ## Redraw the README's architecture diagram from the synthesized sandbo
 	$(MAKE) --no-print-directory synth STAGE=sandbox CDK_CONTEXT=
 	$(VENV)/bin/python -m datalake.diagram cdk.out --write-readme
 
+PRICES ?= config/prices.json
+cost: ## Idle monthly cost and per-unit costs of STAGE, from its templates and config/prices.json
+	$(MAKE) --no-print-directory synth
+	$(VENV)/bin/python -m datalake.cost cdk.out --prices $(PRICES)
+
 clean: ## Remove generated files (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis spark-warehouse .demo
 	find . -name __pycache__ -not -path './.venv/*' -not -path './node_modules/*' -prune -exec rm -rf {} +

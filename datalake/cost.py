@@ -1,0 +1,309 @@
+"""What the synthesized lake costs with no traffic, and per unit of traffic.
+
+Reads the cloud assembly's templates (what would be deployed) and ``config/prices.json`` (list
+prices with their date); prints the idle monthly cost by component, largest first, and the cost
+per GB ingested and per TB scanned. ``benchmarks/results.json`` (``make bench``) supplies the
+measured record size, transform speed and compression ratios when it exists.
+
+    make cost                    # synth the sandbox stage, then this
+    python -m datalake.cost cdk.out [--prices config/prices.json]
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datalake.diagram import Assembly, _referenced, text
+
+ROOT = Path(__file__).resolve().parent.parent
+PRICES = ROOT / "config" / "prices.json"
+BENCH = ROOT / "benchmarks" / "results.json"
+#: Resource types with no charge of their own while idle (usage-billed or free); anything not
+#: here and not priced below fails ``tests/test_cost.py`` until someone classifies it.
+NO_IDLE_CHARGE = {
+    "AWS::Athena::NamedQuery": "free",
+    "AWS::Athena::WorkGroup": "per TB scanned",
+    "AWS::CDK::Metadata": "free",
+    "AWS::CloudTrail::Trail": "first copy of management events free; data events per 100k",
+    "AWS::EC2::FlowLog": "per GB of logs (an idle VPC logs almost nothing)",
+    "AWS::EC2::RouteTable": "free",
+    "AWS::EC2::SecurityGroup": "free",
+    "AWS::EC2::SecurityGroupEgress": "free",
+    "AWS::EC2::SecurityGroupIngress": "free",
+    "AWS::EC2::Subnet": "free",
+    "AWS::EC2::SubnetRouteTableAssociation": "free",
+    "AWS::EC2::VPC": "free",
+    "AWS::Events::Rule": "free for AWS service events",
+    "AWS::Glue::Crawler": "per DPU-hour when run (see the schedules)",
+    "AWS::Glue::DataQualityRuleset": "per DPU-hour when evaluated (see the schedules)",
+    "AWS::Glue::Database": "free (first million catalog objects)",
+    "AWS::Glue::Job": "per DPU-hour when run (see the schedules)",
+    "AWS::Glue::SecurityConfiguration": "free",
+    "AWS::Glue::Table": "free (first million catalog objects)",
+    "AWS::IAM::ManagedPolicy": "free",
+    "AWS::IAM::Policy": "free",
+    "AWS::IAM::Role": "free",
+    "AWS::KMS::Alias": "free",
+    "AWS::KinesisFirehose::DeliveryStream": "per GB ingested",
+    "AWS::LakeFormation::DataCellsFilter": "free",
+    "AWS::LakeFormation::DataLakeSettings": "free",
+    "AWS::LakeFormation::PrincipalPermissions": "free",
+    "AWS::LakeFormation::Resource": "free",
+    "AWS::LakeFormation::Tag": "free",
+    "AWS::LakeFormation::TagAssociation": "free",
+    "AWS::Lambda::Function": "per request and GB-second",
+    "AWS::Logs::LogGroup": "per GB ingested and stored",
+    "AWS::Logs::LogStream": "free",
+    "AWS::Macie::AllowList": "free",
+    "AWS::Macie::CustomDataIdentifier": "free",
+    "AWS::Macie::FindingsFilter": "free",
+    "AWS::QuickSight::Analysis": "included in author licences",
+    "AWS::QuickSight::Dashboard": "included in licences",
+    "AWS::QuickSight::DataSet": "direct query: Athena per TB scanned",
+    "AWS::QuickSight::DataSource": "free",
+    "AWS::RedshiftServerless::Workgroup": "per RPU-hour while queries run; nothing when idle",
+    "AWS::S3::Bucket": "per GB stored and per request",
+    "AWS::S3::BucketPolicy": "free",
+    "AWS::SNS::Topic": "per message",
+    "AWS::SNS::TopicPolicy": "free",
+    "AWS::SQS::Queue": "per request",
+    "AWS::SQS::QueuePolicy": "free",
+    "AWS::StepFunctions::StateMachine": "per state transition (see the schedules)",
+    "Custom::MacieClassificationJob": "per GB inspected",
+    "Custom::RedshiftBootstrapSql": "once, at deploy",
+    "Custom::RedshiftServerlessUsageLimit": "free",
+    "Custom::S3AutoDeleteObjects": "once, at destroy",
+    "Custom::S3BucketNotifications": "once, at deploy",
+    "Custom::VpcRestrictDefaultSG": "once, at deploy",
+}
+PRICED = {
+    "AWS::KMS::Key",
+    "AWS::EC2::VPCEndpoint",
+    "AWS::CloudWatch::Alarm",
+    "AWS::CloudWatch::Dashboard",
+    "AWS::Macie::Session",
+    "AWS::RedshiftServerless::Namespace",
+    "AWS::Scheduler::Schedule",
+}
+#: State transitions of one pipeline run with nothing new (job, crawler, one data-quality poll).
+PIPELINE_TRANSITIONS = 12
+REPORT_TRANSITIONS = 8
+
+
+@dataclass(frozen=True)
+class Line:
+    component: str
+    detail: str
+    monthly: float
+
+
+def runs_per_month(expression: str, hours: float) -> float:
+    """How often a schedule expression fires in a month (rate() exactly, cron() approximately)."""
+    rate = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression)
+    if rate:
+        every = int(rate.group(1)) * {"minute": 1 / 60, "hour": 1, "day": 24}[rate.group(2).rstrip("s")]
+        return hours / every
+    cron = re.fullmatch(r"cron\((\S+) (\S+) (\S+) (\S+) (\S+) (\S+)\)", expression)
+    if cron:
+        minutes, hours_field = cron.group(1), cron.group(2)
+        per_day = _count(minutes, 60) * _count(hours_field, 24)
+        return per_day * hours / 24
+    raise ValueError(f"cannot read the schedule expression {expression!r}")
+
+
+def _count(field: str, span: int) -> int:
+    if field in ("*", "?"):
+        return span
+    if field.startswith("*/") or "/" in field:
+        return span // int(field.split("/")[1])
+    return len(field.split(","))
+
+
+def idle(assembly: Assembly, prices: dict[str, Any]) -> list[Line]:
+    p = {k: v["price"] for k, v in prices["idle"].items()}
+    hours = prices["hours_per_month"]
+    lines: list[Line] = []
+
+    def count(type_: str) -> int:
+        return sum(1 for _ in assembly.resources(type_))
+
+    if keys := count("AWS::KMS::Key"):
+        lines.append(Line("KMS keys", f"{keys} customer-managed keys", keys * p["kms_key_month"]))
+    endpoints = [
+        props
+        for _, _, props in assembly.resources("AWS::EC2::VPCEndpoint")
+        if props.get("VpcEndpointType") == "Interface"
+    ]
+    if endpoints:
+        azs = sum(len(e.get("SubnetIds", [])) for e in endpoints)
+        lines.append(
+            Line(
+                "VPC interface endpoints",
+                f"{len(endpoints)} endpoints x their subnets = {azs} endpoint-AZs, always on",
+                azs * hours * p["interface_endpoint_az_hour"],
+            )
+        )
+    if namespaces := count("AWS::RedshiftServerless::Namespace"):
+        lines.append(
+            Line("Secrets Manager", f"{namespaces} Redshift admin secret(s)", namespaces * p["secret_month"])
+        )
+    if alarms := count("AWS::CloudWatch::Alarm"):
+        lines.append(Line("CloudWatch alarms", f"{alarms} standard alarms", alarms * p["alarm_month"]))
+    if dashboards := count("AWS::CloudWatch::Dashboard"):
+        lines.append(
+            Line("CloudWatch dashboards", f"{dashboards} dashboard(s)", dashboards * p["dashboard_month"])
+        )
+    if count("AWS::Macie::Session") or count("Custom::MacieClassificationJob"):
+        buckets = count("AWS::S3::Bucket")
+        lines.append(
+            Line("Macie", f"monitoring of the lake's {buckets} buckets", buckets * p["macie_bucket_month"])
+        )
+    glue_jobs = [
+        (props["Name"], f"<{logical}>", props) for _, logical, props in assembly.resources("AWS::Glue::Job")
+    ]
+    definitions = {
+        logical: text(props.get("DefinitionString", ""))
+        for _, logical, props in assembly.resources("AWS::StepFunctions::StateMachine")
+    }
+    for _, _, props in assembly.resources("AWS::Scheduler::Schedule"):
+        runs = runs_per_month(props["ScheduleExpression"], hours)
+        name = props["Name"]
+        started = " ".join(definitions.get(t, "") for t in _referenced(props.get("Target", {}).get("Arn")))
+        job = next((j for n, ref, j in glue_jobs if n in started or ref in started), None)
+        if job is not None:
+            dpu_hours = runs * (
+                job.get("NumberOfWorkers", 2) * p["glue_job_minimum_minutes"] / 60
+                + p["glue_crawler_minimum_minutes"] / 60
+                + p["glue_data_quality_dpus"] * p["glue_job_minimum_minutes"] / 60
+            )
+            lines.append(
+                Line(
+                    f"Glue pipeline {name}",
+                    f"{runs:.0f} runs: job {job.get('NumberOfWorkers', 2)} DPU x 1 min, crawler 10 min, "
+                    f"data quality {p['glue_data_quality_dpus']:.0f} DPU x 1 min (billing minimums) "
+                    f"+ Step Functions",
+                    dpu_hours * p["glue_dpu_hour"]
+                    + runs * PIPELINE_TRANSITIONS * p["step_functions_transition"],
+                )
+            )
+        else:
+            lines.append(
+                Line(
+                    f"scheduled report {name}",
+                    f"{runs:.0f} runs: Athena 10 MB minimum + Step Functions",
+                    runs
+                    * (
+                        p["athena_minimum_query_tb"] * 5.0
+                        + REPORT_TRANSITIONS * p["step_functions_transition"]
+                    ),
+                )
+            )
+    return sorted(lines, key=lambda line: -line.monthly)
+
+
+def per_unit(assembly: Assembly, prices: dict[str, Any], measured: dict[str, Any]) -> list[Line]:
+    u = {k: v["price"] for k, v in prices["usage"].items()}
+    record_bytes = float(measured.get("transform_record_bytes_mean", 700))
+    records_per_s = float(measured.get("transform_records_per_s", 25000))
+    query = measured.get("query_bytes", {})
+    gzip_ratio = query.get("raw_gzip_mib", 11) / query.get("raw_json_mib", 100)
+    curated_ratio = query.get("curated_mib", 9) / query.get("raw_json_mib", 100)
+    memory_gb = max(
+        (props.get("MemorySize", 128) / 1024 for _, _, props in assembly.resources("AWS::Lambda::Function")),
+        default=0.25,
+    )
+    records = 1e9 / record_bytes
+    # Firehose bills each record rounded up to the next 5 KB.
+    billed_gb = records * max(5120, record_bytes) / 1e9
+    stored_gb = gzip_ratio + curated_ratio
+    lines = [
+        Line(
+            "per GB ingested",
+            f"Firehose ({billed_gb:.1f} GB billed: {record_bytes:.0f}-byte records round up to 5 KB)",
+            billed_gb * u["firehose_ingest_gb"],
+        ),
+        Line("per GB ingested", "Firehose dynamic partitioning", u["firehose_dynamic_partitioning_gb"]),
+        Line(
+            "per GB ingested",
+            f"Lambda transform ({records / records_per_s:.0f} s at {memory_gb:.2f} GB, measured speed)",
+            records / records_per_s * memory_gb * u["lambda_gb_second_arm"],
+        ),
+        Line(
+            "per GB ingested",
+            f"S3 storage, first month ({stored_gb:.2f} GB: raw gzip + curated Parquet, measured ratios)",
+            stored_gb * u["s3_standard_gb_month"],
+        ),
+        Line(
+            "per GB ingested",
+            "Macie inspects the new raw and curated objects once",
+            stored_gb * u["macie_gb_inspected"],
+        ),
+        Line("per TB scanned", "Athena (analysts, report, QuickSight direct query)", u["athena_tb_scanned"]),
+    ]
+    if any(True for _ in assembly.resources("AWS::RedshiftServerless::Workgroup")):
+        (workgroup,) = [props for _, _, props in assembly.resources("AWS::RedshiftServerless::Workgroup")]
+        rpu = workgroup.get("BaseCapacity", 8)
+        lines.append(
+            Line(
+                "per hour of Redshift queries",
+                f"{rpu} RPU base capacity",
+                rpu * u["redshift_serverless_rpu_hour"],
+            )
+        )
+    return lines
+
+
+def unclassified(assembly: Assembly) -> set[str]:
+    types = {r["Type"] for t in assembly.templates.values() for r in t.get("Resources", {}).values()}
+    return types - set(NO_IDLE_CHARGE) - PRICED
+
+
+def report(assembly: Assembly, prices: dict[str, Any], measured: dict[str, Any]) -> str:
+    lines = idle(assembly, prices)
+    total = sum(line.monthly for line in lines)
+    width = max(len(line.component) for line in lines)
+    out = [
+        f"Idle monthly cost of {', '.join(sorted(assembly.templates))}",
+        f"(list prices {prices['region']}, {prices['currency']}, as of {prices['as_of']}; config/prices.json)",
+        "",
+    ]
+    out += [f"  {line.component:<{width}}  {line.monthly:>9.2f}  {line.detail}" for line in lines]
+    out += [f"  {'total':<{width}}  {total:>9.2f}", ""]
+    top = [line for line in lines if line.monthly >= 0.1 * total]
+    out.append(
+        "Dominated by: " + "; ".join(f"{line.component} ({100 * line.monthly / total:.0f} %)" for line in top)
+    )
+    out += ["", "Per unit of traffic:"]
+    out += [
+        f"  {line.component:<28}  {line.monthly:>9.4f}  {line.detail}"
+        for line in per_unit(assembly, prices, measured)
+    ]
+    if missing := unclassified(assembly):
+        out += ["", f"Not priced (classify them in datalake/cost.py): {', '.join(sorted(missing))}"]
+    return "\n".join(out)
+
+
+def main(argv: Iterable[str]) -> int:
+    args = list(argv)
+    prices_path = Path(args[args.index("--prices") + 1]) if "--prices" in args else PRICES
+    positional = [
+        a for i, a in enumerate(args) if not a.startswith("--") and (i == 0 or args[i - 1] != "--prices")
+    ]
+    outdir = Path(positional[0] if positional else "cdk.out")
+    if not (outdir / "manifest.json").exists():
+        print(f"error: no cloud assembly in {outdir}: run `make synth` first", file=sys.stderr)
+        return 2
+    prices = json.loads(prices_path.read_text())
+    measured = json.loads(BENCH.read_text()) if BENCH.exists() else {}
+    print(report(Assembly.from_dir(outdir), prices, measured))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

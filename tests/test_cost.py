@@ -1,0 +1,64 @@
+"""The idle cost model prices what the templates deploy, from one dated price file."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+from lake_app import SWITCHED, WITHOUT_AUDIT, synthesize
+
+from datalake.cost import PRICES, idle, per_unit, report, runs_per_month, unclassified
+from datalake.diagram import Assembly
+
+PRICE_FILE = json.loads(PRICES.read_text())
+
+
+def _assembly(stage: str = "sandbox", **features: object) -> Assembly:
+    return Assembly.from_dir(synthesize(stage, **features).outdir)
+
+
+def test_price_file_is_dated_and_sourced() -> None:
+    assert date.fromisoformat(PRICE_FILE["as_of"])
+    for section in ("idle", "usage"):
+        for name, entry in PRICE_FILE[section].items():
+            assert entry["price"] > 0 and entry["source"].startswith("https://"), name
+
+
+@pytest.mark.parametrize(
+    "variant", [("sandbox", {}), ("prod", {}), ("sandbox", SWITCHED), ("sandbox", WITHOUT_AUDIT)]
+)
+def test_every_resource_type_is_priced_or_classified(variant: tuple[str, dict[str, object]]) -> None:
+    stage, features = variant
+    assert unclassified(_assembly(stage, **features)) == set()
+
+
+def test_schedules_are_counted_per_month() -> None:
+    assert runs_per_month("rate(1 hour)", 730) == 730
+    assert runs_per_month("rate(15 minutes)", 730) == 2920
+    assert runs_per_month("cron(0 6 * * ? *)", 730) == pytest.approx(30.4, abs=0.1)
+    with pytest.raises(ValueError, match="cannot read"):
+        runs_per_month("every hour", 730)
+
+
+def test_sandbox_idle_cost_counts_keys_alarms_and_the_hourly_pipeline() -> None:
+    lines = {line.component: line for line in idle(_assembly(), PRICE_FILE)}
+    assert lines["KMS keys"].monthly == 4 * PRICE_FILE["idle"]["kms_key_month"]["price"]
+    assert "VPC interface endpoints" not in lines
+    (pipeline,) = [line for name, line in lines.items() if name.startswith("Glue pipeline")]
+    assert pipeline.detail.startswith("730 runs")
+    # The hourly pipeline's billing minimums dominate an idle sandbox.
+    assert pipeline.monthly == max(line.monthly for line in lines.values())
+
+
+def test_prod_pays_for_interface_endpoints_in_three_azs() -> None:
+    assembly = _assembly("prod")
+    lines = {line.component: line for line in idle(assembly, PRICE_FILE)}
+    endpoints = lines["VPC interface endpoints"]
+    assert endpoints.monthly == pytest.approx(
+        5 * 3 * 730 * PRICE_FILE["idle"]["interface_endpoint_az_hour"]["price"]
+    )
+    assert "Secrets Manager" in lines
+    units = {line.detail: line.monthly for line in per_unit(assembly, PRICE_FILE, {})}
+    assert units["8 RPU base capacity"] == 8 * PRICE_FILE["usage"]["redshift_serverless_rpu_hour"]["price"]
+    assert "Dominated by: VPC interface endpoints" in report(assembly, PRICE_FILE, {})
