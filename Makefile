@@ -53,8 +53,10 @@ format: install ## Format the code with ruff
 diff: install ## cdk diff against the deployed STAGE (needs AWS credentials)
 	$(CDK) diff --all $(CDK_FLAGS)
 
+# CI sets REQUIRE_APPROVAL=never: its environment's reviewers approve instead.
+REQUIRE_APPROVAL ?= broadening
 deploy: install ## Deploy every stack of STAGE (needs AWS credentials and a bootstrapped account)
-	$(CDK) deploy --all $(CDK_FLAGS) --require-approval broadening
+	$(CDK) deploy --all $(CDK_FLAGS) --require-approval $(REQUIRE_APPROVAL)
 
 destroy: install ## Destroy every stack of STAGE (sandbox: data and keys too)
 	$(CDK) destroy --all $(CDK_FLAGS)

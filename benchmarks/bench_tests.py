@@ -26,6 +26,7 @@ PARTS = {
         "test_dataset_config",
         "test_diagram",
         "test_cost",
+        "test_ci",
     ),
     "nag": ("test_compliance",),
     "lambda": ("test_firehose_transform", "test_custom_resources"),

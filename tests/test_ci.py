@@ -1,0 +1,53 @@
+"""The CI template for forks runs what the README promises, and deploys only by hand through OIDC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW: dict[Any, Any] = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+
+
+def _runs(job: dict[str, Any]) -> str:
+    return "\n".join(step.get("run", "") for step in job["steps"])
+
+
+def test_ci_runs_lint_tests_and_synth_and_keeps_cdk_out() -> None:
+    test = WORKFLOW["jobs"]["test"]
+    commands = _runs(test)
+    for command in ("make lint", "make test", "make synth STAGE=prod", "make synth STAGE=sandbox"):
+        assert command in commands
+    (upload,) = [s for s in test["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact")]
+    assert upload["with"]["path"] == "cdk.out"
+    assert "id-token" not in test.get("permissions", {})
+    assert WORKFLOW["permissions"] == {"contents": "read"}
+
+
+def test_deploy_is_manual_and_assumes_a_role_through_oidc() -> None:
+    deploy = WORKFLOW["jobs"]["deploy"]
+    assert deploy["if"] == "github.event_name == 'workflow_dispatch'"
+    assert deploy["needs"] == "test"
+    assert deploy["permissions"]["id-token"] == "write"
+    (credentials,) = [s for s in deploy["steps"] if "configure-aws-credentials" in str(s.get("uses", ""))]
+    assert credentials["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
+    assert "aws-access-key-id" not in credentials["with"]
+    assert "make deploy" in _runs(deploy)
+
+
+def test_local_ci_entry_point_is_the_readme_test_command() -> None:
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    assert "make test" in (ROOT / "README.md").read_text().split("\n\n")[1]
+
+
+def test_pre_commit_pins_the_same_ruff_as_the_dev_requirements() -> None:
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    (ruff,) = [r for r in config["repos"] if r["repo"].endswith("ruff-pre-commit")]
+    pinned = next(
+        line.split("==")[1]
+        for line in (ROOT / "requirements-dev.txt").read_text().splitlines()
+        if line.startswith("ruff==")
+    )
+    assert ruff["rev"] == f"v{pinned}"
