@@ -3,6 +3,7 @@ the peak memory of its largest process (the CDK CLI, the Python app, or jsii's N
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +42,8 @@ def run() -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for name, context in (("default", ""), ("all_components", ALL_ON)):
         seconds, peak = measure(context)
-        stacks = len(list((ROOT / "cdk.out").glob("*.template.json")))
+        manifest = json.loads((ROOT / "cdk.out" / "manifest.json").read_text())
+        stacks = sum(1 for a in manifest["artifacts"].values() if a["type"] == "aws:cloudformation:stack")
         figures[f"synth_{name}_s"] = round(seconds, 1)
         figures[f"synth_{name}_peak_mib"] = round(peak)
         figures[f"synth_{name}_stacks"] = stacks

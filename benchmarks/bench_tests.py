@@ -36,9 +36,10 @@ PARTS = {
 
 
 def part_of(classname: str) -> str:
-    module = classname.split(".")[-2] if "." in classname else classname
+    """The part of a JUnit classname such as ``tests.test_compliance`` or ``tests.test_x.TestY``."""
+    segments = set(classname.split("."))
     for part, modules in PARTS.items():
-        if module in modules or classname.split(".", maxsplit=1)[0] in modules:
+        if segments & set(modules):
             return part
     raise KeyError(f"{classname}: add its module to benchmarks/bench_tests.PARTS")
 

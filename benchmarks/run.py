@@ -46,8 +46,9 @@ BENCHES: dict[str, Callable[[], dict[str, Any]]] = {
 def _query_target(results: dict[str, Any]) -> list[tuple[str, str, float, str]]:
     queries = results.get("query_bytes", {}).get("per_query", {})
     return [
-        (f"query_bytes {name} pct_of_raw_gzip", "<=", 5, "issue 4: at most 5 % of the raw JSON")
+        (f"query_bytes {name} {measure}", "<=", 5, f"issue 4: at most 5 % of the raw JSON ({what})")
         for name in queries
+        for measure, what in (("pct_of_raw_json", "as JSON"), ("pct_of_raw_gzip", "as stored, gzip"))
     ]
 
 
@@ -60,7 +61,7 @@ def _value(results: dict[str, Any], figure: str) -> Any:
 
 def table(results: dict[str, Any]) -> str:
     lines = []
-    width = 44
+    width = 58
     for key, value in results.items():
         if isinstance(value, dict):
             for sub, figures in value.items():
