@@ -198,6 +198,18 @@ class Personas(Construct):
             return []
         return [iam.PolicyStatement(actions=["lakeformation:GetDataAccess"], resources=["*"])]
 
+    def _curated_read(self) -> list[iam.PolicyStatement]:
+        """Reading curated data: Lake Formation vends credentials for the columns and rows granted
+        (no S3 grant); IAM-only mode cannot hide columns, so the reader gets the zone as it is."""
+        a = self._access
+        if self._lake_formation:
+            return self._lake_formation_access()
+        return [
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[a.curated_bucket.arn_for_objects("*")]),
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[a.curated_bucket.bucket_arn]),
+            self._key_use([a.curated_key], ["kms:Decrypt"]),
+        ]
+
     @staticmethod
     def _key_use(keys: list[kms.IKey], actions: list[str]) -> iam.PolicyStatement:
         return iam.PolicyStatement(
@@ -313,17 +325,7 @@ class Personas(Construct):
             ),
             self._key_use([a.analytics_key], ["kms:Decrypt", "kms:GenerateDataKey"]),
         ]
-        # Lake Formation vends credentials for the columns and rows granted (no S3 grant here).
-        statements += self._lake_formation_access()
-        if not self._lake_formation:
-            # IAM-only mode cannot hide columns: analysts read the curated zone as it is.
-            statements += [
-                iam.PolicyStatement(
-                    actions=["s3:GetObject"], resources=[a.curated_bucket.arn_for_objects("*")]
-                ),
-                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[a.curated_bucket.bucket_arn]),
-                self._key_use([a.curated_key], ["kms:Decrypt"]),
-            ]
+        statements += self._curated_read()
         policy = iam.ManagedPolicy(self, f"{construct_id}Policy", roles=[role], statements=statements)
         acknowledge(
             policy,
@@ -335,15 +337,7 @@ class Personas(Construct):
 
     def _spectrum_policy(self, role: iam.Role) -> None:
         a = self._access
-        statements = [self._glue_read(a.curated_database), *self._lake_formation_access()]
-        if not self._lake_formation:
-            statements += [
-                iam.PolicyStatement(
-                    actions=["s3:GetObject"], resources=[a.curated_bucket.arn_for_objects("*")]
-                ),
-                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[a.curated_bucket.bucket_arn]),
-                self._key_use([a.curated_key], ["kms:Decrypt"]),
-            ]
+        statements = [self._glue_read(a.curated_database), *self._curated_read()]
         policy = iam.ManagedPolicy(self, "SpectrumPolicy", roles=[role], statements=statements)
         acknowledge(
             policy,

@@ -28,6 +28,20 @@ def _column(raw: dict[str, Any], name: str) -> dict[str, Any]:
     return next(c for c in raw["columns"] if c["name"] == name)
 
 
+def _run_app(root: Path, context: dict[str, str], outdir: Path) -> subprocess.CompletedProcess[str]:
+    """The CDK app as `cdk synth` runs it: context and output folder from the environment."""
+    env = dict(os.environ, CDK_CONTEXT_JSON=json.dumps(context), CDK_OUTDIR=str(outdir))
+    return subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_reference_dataset_loads_with_its_schema() -> None:
     orders = load_dataset(DATASETS_DIR / "orders.json")
     assert orders.record_key == "order_id"
@@ -125,20 +139,7 @@ def test_malformed_dataset_fails_synth_without_a_stack_trace(tmp_path: Path, roo
     bad = _broken(lambda r: r["governance"]["pii_columns"].append("customer_name"))
     (tmp_path / "orders.json").write_text(json.dumps(bad))
     # WHEN the CDK app runs as `cdk synth` runs it
-    env = dict(
-        os.environ,
-        CDK_CONTEXT_JSON=json.dumps({"datasets_dir": str(tmp_path)}),
-        CDK_OUTDIR=str(tmp_path / "out"),
-    )
-    result = subprocess.run(
-        [sys.executable, "app.py"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run_app(root, {"datasets_dir": str(tmp_path)}, tmp_path / "out")
     # THEN it stops with one clear message: file, field, fix; no Python or jsii trace
     assert result.returncode == 1
     assert f"error: Invalid dataset file {tmp_path / 'orders.json'}" in result.stderr
@@ -148,16 +149,7 @@ def test_malformed_dataset_fails_synth_without_a_stack_trace(tmp_path: Path, roo
 
 
 def test_unknown_stage_is_a_clear_error(tmp_path: Path, root: Path) -> None:
-    env = dict(os.environ, CDK_CONTEXT_JSON=json.dumps({"stage": "qa"}), CDK_OUTDIR=str(tmp_path))
-    result = subprocess.run(
-        [sys.executable, "app.py"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run_app(root, {"stage": "qa"}, tmp_path)
     assert result.returncode == 1
     assert "Unknown stage 'qa'" in result.stderr
     assert "config/stages.py" in result.stderr
@@ -175,16 +167,7 @@ def test_features_switch_from_the_command_line() -> None:
 
 
 def test_unknown_feature_switch_names_the_choices(tmp_path: Path, root: Path) -> None:
-    env = dict(os.environ, CDK_CONTEXT_JSON=json.dumps({"features": "redshfit"}), CDK_OUTDIR=str(tmp_path))
-    result = subprocess.run(
-        [sys.executable, "app.py"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run_app(root, {"features": "redshfit"}, tmp_path)
     assert result.returncode == 1
     assert "'redshfit' is not a switch" in result.stderr and "athena_spark" in result.stderr
     assert "Traceback" not in result.stderr
