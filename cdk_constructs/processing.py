@@ -142,6 +142,63 @@ def alert_publish_statements(topic: sns.ITopic, key: kms.IKey) -> list[iam.Polic
     ]
 
 
+@dataclass(frozen=True)
+class LoggedStateMachine:
+    state_machine: sfn.StateMachine
+    role: iam.Role
+    policy: iam.ManagedPolicy
+
+
+def logged_state_machine(
+    scope: Construct,
+    *,
+    ids: str,
+    name: str,
+    description: str,
+    definition: sfn.IChainable,
+    timeout: Duration,
+    statements: list[iam.PolicyStatement],
+    alert_topic: sns.ITopic,
+    logs_key: kms.IKey,
+    log_retention: logs.RetentionDays,
+    removal_policy: RemovalPolicy,
+) -> LoggedStateMachine:
+    """A traced state machine logging to a KMS-encrypted group, with a role of its own whose one
+    managed policy holds ``statements`` plus alert publishing, logging and tracing.
+
+    ``ids`` prefixes the construct ids of the log group, role and policy (``f"{ids}Logs"``...),
+    so the logical ids of existing stacks stay as they are.
+    """
+    log_group = logs.LogGroup(
+        scope, f"{ids}Logs", encryption_key=logs_key, retention=log_retention, removal_policy=removal_policy
+    )
+    role = iam.Role(
+        scope, f"{ids}Role", assumed_by=iam.ServicePrincipal("states.amazonaws.com"), description=description
+    )
+    state_machine = sfn.StateMachine(
+        scope,
+        "StateMachine",
+        state_machine_name=name,
+        definition_body=sfn.DefinitionBody.from_chainable(definition),
+        role=role.without_policy_updates(),
+        tracing_enabled=True,
+        timeout=timeout,
+        logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+    )
+    policy = iam.ManagedPolicy(
+        scope,
+        f"{ids}Policy",
+        roles=[role],
+        statements=[
+            *statements,
+            *alert_publish_statements(alert_topic, logs_key),
+            state_machine_observability(),
+        ],
+    )
+    state_machine.node.add_dependency(policy)
+    return LoggedStateMachine(state_machine, role, policy)
+
+
 def failure_notice(
     scope: Construct,
     *,
@@ -707,33 +764,13 @@ class DatasetPipeline(Construct):
         already_running.next(start_dq)
         definition = run_job.next(start_crawler).next(start_dq).next(wait)
 
-        log_group = logs.LogGroup(
+        machine = logged_state_machine(
             self,
-            "StateMachineLogs",
-            encryption_key=logs_key,
-            retention=log_retention,
-            removal_policy=removal_policy,
-        )
-        role = iam.Role(
-            self,
-            "StateMachineRole",
-            assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
+            ids="StateMachine",
+            name=f"{name}-pipeline",
             description=f"Pipeline of {ds}: runs its job, crawler and data-quality checks, publishes alerts",
-        )
-        state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            state_machine_name=f"{name}-pipeline",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            role=role.without_policy_updates(),
-            tracing_enabled=True,
+            definition=definition,
             timeout=Duration.hours(3),
-            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
-        )
-        policy = iam.ManagedPolicy(
-            self,
-            "StateMachinePolicy",
-            roles=[role],
             statements=[
                 iam.PolicyStatement(
                     actions=["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"],
@@ -771,18 +808,20 @@ class DatasetPipeline(Construct):
                     resources=[self.job_role.role_arn],
                     conditions={"StringEquals": {"iam:PassedToService": "glue.amazonaws.com"}},
                 ),
-                *alert_publish_statements(topic, logs_key),
-                state_machine_observability(),
             ],
+            alert_topic=topic,
+            logs_key=logs_key,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
         )
+        policy = machine.policy
         acknowledge(
             policy,
             "CloudWatch Logs vended delivery (state machine logging) and X-Ray tracing APIs support "
             "no resource-level permissions (Step Functions logging and tracing documentation).",
             "AwsSolutions-IAM5[Resource::*]",
         )
-        state_machine.node.add_dependency(policy)
-        return state_machine
+        return machine.state_machine
 
     def _alarms(self) -> list[cloudwatch.Alarm]:
         ds = self.dataset.name

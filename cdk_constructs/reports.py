@@ -16,13 +16,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from cdk_constructs.nag import acknowledge, wildcard_findings
-from cdk_constructs.processing import (
-    alert_publish_statements,
-    failure_notice,
-    retry,
-    schedule_state_machine,
-    state_machine_observability,
-)
+from cdk_constructs.processing import failure_notice, logged_state_machine, retry, schedule_state_machine
 from datalake.sql import SqlFile
 
 REPORTS_PREFIX = "reports"
@@ -97,25 +91,6 @@ class ScheduledReport(Construct):
         unload.add_catch(notify, errors=["States.ALL"], result_path="$.error")
         definition = unload.next(sfn.Succeed(self, "Done"))
 
-        log_group = logs.LogGroup(
-            self, "Logs", encryption_key=logs_key, retention=log_retention, removal_policy=removal_policy
-        )
-        role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
-            description=f"Report {query.name}: runs its UNLOAD in {workgroup}, publishes failures",
-        )
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            state_machine_name=f"{name}-report",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            role=role.without_policy_updates(),
-            tracing_enabled=True,
-            timeout=Duration.hours(1),
-            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
-        )
         glue_arns = [
             stack.format_arn(service="glue", resource="catalog"),
             stack.format_arn(service="glue", resource="database", resource_name=database),
@@ -124,10 +99,13 @@ class ScheduledReport(Construct):
                 for t in tables
             ),
         ]
-        policy = iam.ManagedPolicy(
+        machine = logged_state_machine(
             self,
-            "Policy",
-            roles=[role],
+            ids="",
+            name=f"{name}-report",
+            description=f"Report {query.name}: runs its UNLOAD in {workgroup}, publishes failures",
+            definition=definition,
+            timeout=Duration.hours(1),
             statements=[
                 iam.PolicyStatement(
                     actions=[
@@ -159,10 +137,14 @@ class ScheduledReport(Construct):
                     resources=[bucket_key.key_arn],
                     conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
                 ),
-                *alert_publish_statements(alert_topic, logs_key),
-                state_machine_observability(),
             ],
+            alert_topic=alert_topic,
+            logs_key=logs_key,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
         )
+        self.state_machine = machine.state_machine
+        policy = machine.policy
         acknowledge(
             policy,
             "The report writes generated object keys under its own reports/ and workgroup prefixes; "
@@ -170,7 +152,6 @@ class ScheduledReport(Construct):
             "permissions.",
             *wildcard_findings(policy),
         )
-        self.state_machine.node.add_dependency(policy)
         self.schedule: scheduler.CfnSchedule = schedule_state_machine(
             self,
             "Schedule",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datalake.diagram import Assembly, _referenced, text
+from datalake.diagram import Assembly, referenced, text
 
 ROOT = Path(__file__).resolve().parent.parent
 PRICES = ROOT / "config" / "prices.json"
@@ -174,7 +174,7 @@ def idle(assembly: Assembly, prices: dict[str, Any]) -> list[Line]:
     for _, _, props in assembly.resources("AWS::Scheduler::Schedule"):
         runs = runs_per_month(props["ScheduleExpression"], hours)
         name = props["Name"]
-        started = " ".join(definitions.get(t, "") for t in _referenced(props.get("Target", {}).get("Arn")))
+        started = " ".join(definitions.get(t, "") for t in referenced(props.get("Target", {}).get("Arn")))
         job = next((j for n, ref, j in glue_jobs if n in started or ref in started), None)
         if job is not None:
             dpu_hours = runs * (

@@ -48,7 +48,7 @@ def text(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def _referenced(value: Any) -> set[str]:
+def referenced(value: Any) -> set[str]:
     """Logical ids a value points at (Ref / Fn::GetAtt), at any depth."""
     found: set[str] = set()
     if isinstance(value, dict):
@@ -58,10 +58,10 @@ def _referenced(value: Any) -> set[str]:
             elif fn == "Fn::GetAtt":
                 found.add(arg[0] if isinstance(arg, list) else arg.split(".")[0])
             else:
-                found |= _referenced(arg)
+                found |= referenced(arg)
     elif isinstance(value, list):
         for v in value:
-            found |= _referenced(v)
+            found |= referenced(v)
     return found
 
 
@@ -153,7 +153,7 @@ def build(assembly: Assembly) -> Diagram:
     buckets: dict[str, str] = {}
     keys: dict[str, str] = {}
     aliases = {
-        next(iter(_referenced(p["TargetKeyId"]))): p["AliasName"]
+        next(iter(referenced(p["TargetKeyId"]))): p["AliasName"]
         for _, _, p in assembly.resources("AWS::KMS::Alias")
     }
     for stack, logical, _ in assembly.resources("AWS::KMS::Key"):
@@ -166,7 +166,7 @@ def build(assembly: Assembly) -> Diagram:
         buckets[zone] = d.node(stack, f"S3 {zone}: {name}", "store")
         rules = props.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])
         for rule in rules:
-            for key in _referenced(rule.get("ServerSideEncryptionByDefault", {})):
+            for key in referenced(rule.get("ServerSideEncryptionByDefault", {})):
                 if key in keys:
                     d.edge(keys[key], buckets[zone], "encrypts", "-.->")
 
@@ -177,7 +177,7 @@ def build(assembly: Assembly) -> Diagram:
         d.edge(d.node("producers", "producers (PutRecordBatch)", "round"), stream)
         dest = props.get("ExtendedS3DestinationConfiguration", {})
         for processor in dest.get("ProcessingConfiguration", {}).get("Processors", []):
-            for logical_fn in _referenced(processor):
+            for logical_fn in referenced(processor):
                 functions[logical_fn] = d.node(stack, "Lambda transform (validate, partition keys)")
                 d.edge(stream, functions[logical_fn], "records")
         if "raw" in buckets:
@@ -240,7 +240,7 @@ def build(assembly: Assembly) -> Diagram:
             d.edge(machine, buckets["analytics"], "UNLOAD Parquet")
     for stack, _, props in assembly.resources("AWS::Scheduler::Schedule"):
         schedule = d.node(stack, f"schedule {props['ScheduleExpression']}", "round")
-        for target in _referenced(props.get("Target", {}).get("Arn")):
+        for target in referenced(props.get("Target", {}).get("Arn")):
             if target in machines:
                 d.edge(schedule, machines[target], "starts")
 
