@@ -1,6 +1,7 @@
 """The raw-to-curated job on local Spark against a plain Spark copy (read JSON, write Parquet) of the
 same raw zone, measured in the same run; the curated files it writes (count and size per day); how
-much of them the shipped Athena queries read; and how the job's time grows with its input.
+much of them the shipped Athena queries read; and how the job's time grows with its input; and a
+validating copy (the plain copy plus the job's validation only) that bounds what the job can reach.
 
 The raw zone is produced by the real transform (``datalake.local_firehose``) from generated
 orders and cached under ``benchmarks/.data/`` so a second run skips that step.
@@ -28,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "glue_jobs" / "raw_to_curated")]
 
 from job import JobConfig, run  # noqa: E402
-from transforms import CORRUPT, raw_read_schema  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+from transforms import CORRUPT, RAW_FILE, raw_read_schema, validate_and_cast  # noqa: E402
 
 from datalake import sql  # noqa: E402
 from datalake.dataset import CURATED_PARTITIONS, DATASETS_DIR, load_dataset  # noqa: E402
@@ -63,6 +65,23 @@ def plain_copy(spark: Any, raw: Path, out: Path) -> tuple[float, int]:
     start = time.perf_counter()
     df = spark.read.schema(raw_read_schema(ORDERS.to_spec())).json(str(raw / "orders")).drop(CORRUPT)
     df.write.mode("overwrite").parquet(str(out))
+    elapsed = time.perf_counter() - start
+    return elapsed, spark.read.parquet(str(out)).count()
+
+
+def validating_copy(spark: Any, raw: Path, out: Path) -> tuple[float, int]:
+    """The plain copy plus the job's validation, and nothing else: read, validate and cast, write
+    every row with its reason. No deduplication, partitioning or counts: no job that validates
+    this way can be faster, so ``validating_copy_vs_plain_copy`` bounds ``job_vs_plain_copy``."""
+    spec = ORDERS.to_spec()
+    start = time.perf_counter()
+    df = (
+        spark.read.schema(raw_read_schema(spec))
+        .option("columnNameOfCorruptRecord", CORRUPT)
+        .json(str(raw / "orders"))
+        .withColumn(RAW_FILE, F.input_file_name())
+    )
+    validate_and_cast(df, spec).write.mode("overwrite").parquet(str(out))
     elapsed = time.perf_counter() - start
     return elapsed, spark.read.parquet(str(out)).count()
 
@@ -166,12 +185,14 @@ def run_bench(n: int, scaling: tuple[int, ...] = (10_000, 100_000)) -> dict[str,
     plain_copy(spark, small, work / "warm-copy")
     job_run(spark, small, work / "warm-job")
     # Alternated, best of two each: a busy machine slows both sides alike.
-    copy_runs, job_runs = [], []
+    copy_runs, validating_runs, job_runs = [], [], []
     for i in range(2):
         copy_runs.append(plain_copy(spark, raw, work / f"copy-{i}"))
+        validating_runs.append(validating_copy(spark, raw, work / f"validating-copy-{i}"))
         shutil.rmtree(work / "job", ignore_errors=True)
         job_runs.append(job_run(spark, raw, work / "job"))
     copy_s, copy_rows = min(copy_runs)
+    validating_s, _ = min(validating_runs)
     job_s, result = min(job_runs, key=lambda r: r[0])
     raw_bytes = sum(p.stat().st_size for p in (raw / "orders").rglob("*.json.gz"))
     figures: dict[str, Any] = {
@@ -179,9 +200,12 @@ def run_bench(n: int, scaling: tuple[int, ...] = (10_000, 100_000)) -> dict[str,
         "job_raw_gzip_mib": round(raw_bytes / 2**20, 1),
         "plain_copy_s": round(copy_s, 1),
         "plain_copy_rows_per_s": round(copy_rows / copy_s),
+        "validating_copy_s": round(validating_s, 1),
+        "validating_copy_vs_plain_copy": round(copy_s / validating_s, 3),
         "job_s": round(job_s, 1),
         "job_rows_per_s": round(result.rows_read / job_s),
         "job_vs_plain_copy": round(copy_s / job_s, 3),
+        "job_vs_validating_copy": round(validating_s / job_s, 3),
         "job_rows_written": result.rows_written,
         "job_rows_quarantined": result.rows_quarantined,
         "job_duplicates_dropped": result.duplicates_dropped,

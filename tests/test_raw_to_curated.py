@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
+from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -207,11 +210,56 @@ def test_output_files_are_sized_toward_the_target(spark: Any, tmp_path: Path) ->
         tmp_path / "raw",
         arrival=datetime(2024, 5, 4, tzinfo=UTC),
     )
-    cfg = _config(tmp_path)  # target 1 MiB
+    target_mib = 0.05
+    cfg = replace(_config(tmp_path), target_file_size_mib=target_mib)
     result = run(spark, cfg)
-    per_day = [
-        list(p.glob("*.parquet")) for p in (tmp_path / "curated" / "orders").glob("year=*/month=*/day=*")
+    curated = tmp_path / "curated" / "orders"
+    for day in (tmp_path / "raw" / "orders").glob("year=*/month=*/day=*"):
+        raw_bytes = sum(p.stat().st_size for p in day.rglob("*.json.gz"))
+        files = list((curated / day.relative_to(tmp_path / "raw" / "orders")).glob("*.parquet"))
+        # as many files as the day's raw bytes call for, not one per task nor one per day
+        assert len(files) == math.ceil(raw_bytes / (target_mib * 2**20)) > 1
+    parts = [p.name.split("-")[1] for p in curated.rglob("*.parquet")]
+    # each file written by a task of its own: days and a day's files never share a writer
+    assert len(parts) == len(set(parts)) == result.files_written
+
+
+def test_each_file_bucket_is_a_partition_of_its_own(spark: Any) -> None:
+    from pyspark.sql import functions as F
+    from transforms import FILE_BUCKET, _murmur3_int, place_in_files
+
+    values = [0, 1, 7, 42, 2**31 - 1, -1, -(2**31)]
+    spark_hashes = spark.sql(
+        "SELECT hash(CAST(v AS INT)) FROM VALUES " + ", ".join(f"({v})" for v in values) + " AS t(v)"
+    ).collect()
+    assert [r[0] for r in spark_hashes] == [_murmur3_int(v) for v in values]
+    rows = [(f"o-{i % 200}", "2024", "05", f"{1 + i % 3:02d}") for i in range(600)]
+    df = spark.createDataFrame(rows, "order_id string, year string, month string, day string")
+    files = {("2024", "05", "01"): 1, ("2024", "05", "02"): 2, ("2024", "05", "03"): 4}
+    placed = place_in_files(df, "order_id", files).select("*", F.spark_partition_id().alias("task"))
+    tasks: dict[int, set[tuple[str, int]]] = {}
+    keys: dict[tuple[str, str], set[int]] = {}
+    for r in placed.collect():
+        tasks.setdefault(r.task, set()).add((r.day, r[FILE_BUCKET]))
+        keys.setdefault((r.day, r.order_id), set()).add(r.task)
+    assert all(len(buckets) == 1 for buckets in tasks.values())
+    assert Counter(day for buckets in tasks.values() for day, _ in buckets) == {"01": 1, "02": 2, "03": 4}
+    assert all(len(t) == 1 for t in keys.values())  # every version of a key meets in one task
+
+
+def test_a_key_on_two_days_of_one_run_keeps_only_its_latest_version(spark: Any, tmp_path: Path) -> None:
+    # GIVEN one run's raw data holding two versions of o-1 on different event days
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), _record("o-2")])
+    later = _record(
+        "o-1", ts="2024-05-02T01:00:00.000Z", ingested="2024-05-02T01:00:02.000Z", status="SHIPPED"
+    )
+    _write_raw(tmp_path, "2024-05-02", "b", [later])
+    cfg = _config(tmp_path)
+    result = run(spark, cfg)
+    # THEN only the latest version is curated, on its own day
+    assert sorted((r["order_id"], r["day"], r["status"]) for r in _curated(spark, cfg)) == [
+        ("o-1", "02", "SHIPPED"),
+        ("o-2", "01", "PAID"),
     ]
-    # one writer per day: a handful of files per day, not one per task
-    assert 1 <= max(len(files) for files in per_day) <= 3
-    assert result.files_written == sum(len(f) for f in per_day)
+    assert (result.rows_read, result.rows_written, result.duplicates_dropped) == (3, 2, 1)
+    _assert_conserved(result)

@@ -30,11 +30,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from transforms import (
     CORRUPT,
+    FILE_BUCKET,
     PARTITIONS,
     RAW_FILE,
     REASON,
     latest_per_key,
+    place_in_files,
     raw_read_schema,
+    spans_days,
     split_valid,
     to_curated,
     to_quarantine,
@@ -54,7 +57,7 @@ class JobConfig:
     curated_path: str
     quarantine_path: str
     manifest_path: str
-    target_file_size_mib: int = 128
+    target_file_size_mib: float = 128
 
 
 @dataclass
@@ -186,14 +189,12 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
         window = sorted(p for p in objects if day_of(p) in days)
         checked = validate_and_cast(_read_raw(spark, cfg.raw_path, days, cfg.spec), cfg.spec).cache()
         valid, rejected = split_valid(checked)
-        latest = latest_per_key(valid, key)
         # Widen to days holding an older (or newer) curated version of a key seen here.
-        extra = _curated_days_sharing_keys(spark, cfg, latest.select(key).distinct(), days)
+        extra = _curated_days_sharing_keys(spark, cfg, valid.select(key), days)
         if not extra:
             break
         checked.unpersist()
         days |= extra
-    curated = to_curated(latest, cfg.spec)
     # One pass over the cached rows for both counts.
     totals = checked.agg(
         F.count(F.lit(1)).alias("read"), F.count(F.when(F.col(REASON) != "", True)).alias("quarantined")
@@ -202,12 +203,21 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
     result.rows_read, result.rows_quarantined = int(totals["read"]), int(totals["quarantined"])
     result.days = sorted(days)
 
-    # Toward the target file size: one writer per day, a file every `rows_per_file` rows.
-    window_bytes = sum(objects[p] for p in window)
-    bytes_per_row = max(window_bytes / max(result.rows_read, 1), 1.0)
-    rows_per_file = max(1000, math.floor(cfg.target_file_size_mib * 1024 * 1024 / bytes_per_row))
+    curated = to_curated(valid, cfg.spec)
+    if len(days) > 1 and spans_days(valid, key, cfg.spec["event_time"]):
+        # A version of a key moved to another day: the latest one wins across days (its own shuffle).
+        curated = latest_per_key(curated, key)
+    # Toward the target file size: each day gets as many files as its raw bytes call for, each
+    # written by a task of its own, and deduplication runs inside that same shuffle.
+    target_bytes = cfg.target_file_size_mib * 1024 * 1024
+    day_bytes = {day: sum(objects[p] for p in window if day_of(p) == day) for day in days}
+    files_per_day = {day: max(1, math.ceil(size / target_bytes)) for day, size in day_bytes.items()}
+    bytes_per_row = max(sum(day_bytes.values()) / max(result.rows_read, 1), 1.0)
+    rows_per_file = max(1000, math.floor(target_bytes / bytes_per_row))
+    placed = place_in_files(curated, key, files_per_day)
     (
-        curated.repartition(*PARTITIONS)
+        latest_per_key(placed, key, within=(*PARTITIONS, FILE_BUCKET))
+        .drop(FILE_BUCKET)
         .write.mode("overwrite")
         .option("maxRecordsPerFile", rows_per_file)
         .partitionBy(*PARTITIONS)
@@ -313,7 +323,7 @@ def main(argv: list[str]) -> None:  # pragma: no cover - needs the Glue runtime
         curated_path=args["curated_path"],
         quarantine_path=args["quarantine_path"],
         manifest_path=args["manifest_path"],
-        target_file_size_mib=int(args["target_file_size_mib"]),
+        target_file_size_mib=float(args["target_file_size_mib"]),
     )
     result = run(glue_context.spark_session, cfg)
     print(json.dumps({"dataset": spec["name"], **result.as_dict()}))

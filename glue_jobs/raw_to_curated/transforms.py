@@ -18,6 +18,8 @@ CORRUPT = "_corrupt_record"
 RAW_FILE = "_raw_file"
 REASON = "quarantine_reason"
 PARTITIONS = ("year", "month", "day")
+#: The output file a row belongs to (:func:`place_in_files`); never written.
+FILE_BUCKET = "_file_bucket"
 METADATA = (("ingested_at", "timestamp"), ("source_stream", "string"))
 _DECIMAL_RE = re.compile(r"^decimal\((\d+),(\d+)\)$")
 _INT_BOUNDS = {"int": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
@@ -207,15 +209,88 @@ def with_raw_partitions(df: DataFrame) -> DataFrame:
     )
 
 
-def latest_per_key(df: DataFrame, key: str) -> DataFrame:
-    """One row per ``key``: the latest ``ingested_at``; ties broken by content, so reruns agree.
+def latest_per_key(df: DataFrame, key: str, within: tuple[str, ...] = ()) -> DataFrame:
+    """One row per ``key`` (per ``within`` and ``key``): the latest ``ingested_at``; ties broken
+    by content, so reruns agree.
 
     A ``row_number`` window: measured faster end to end than a ``max_by`` aggregation, whose
-    struct buffers make the following write slower (``make bench``).
+    struct buffers make the following write slower (``make bench``). With ``within`` set to the
+    columns the rows are already hash-partitioned on (:func:`place_in_files`), the window needs no
+    shuffle of its own.
     """
-    order = [F.col("ingested_at").desc_nulls_last(), F.xxhash64(*df.columns).desc()]
-    ranked = df.withColumn("_rank", F.row_number().over(Window.partitionBy(key).orderBy(*order)))
+    content = [c for c in df.columns if c != FILE_BUCKET]
+    order = [F.col("ingested_at").desc_nulls_last(), F.xxhash64(*content).desc()]
+    window = Window.partitionBy(*within, key).orderBy(*order)
+    ranked = df.withColumn("_rank", F.row_number().over(window))
     return ranked.where(F.col("_rank") == 1).drop("_rank")
+
+
+def spans_days(df: DataFrame, key: str, event_time: str) -> bool:
+    """Does any ``key`` have rows on more than one UTC day of ``event_time``?
+
+    Narrow on purpose (a 64-bit hash of the key and a date): it decides whether deduplicating
+    within each day is enough. A hash collision only sends the run down the slower, still
+    correct path.
+    """
+    days = df.select(F.xxhash64(key).alias("k"), F.to_date(event_time).alias("d"))
+    spans = days.groupBy("k").agg(F.min("d").alias("first"), F.max("d").alias("last"))
+    return bool(spans.where(F.col("first") != F.col("last")).take(1))
+
+
+def _murmur3_int(value: int, seed: int = 42) -> int:
+    """Spark's ``hash()`` of an ``int`` (Murmur3 x86 32-bit, seed 42), as a signed 32-bit int."""
+
+    def rotl(x: int, r: int) -> int:
+        return ((x << r) | (x >> (32 - r))) & 0xFFFFFFFF
+
+    k1 = rotl((value * 0xCC9E2D51) & 0xFFFFFFFF, 15) * 0x1B873593 & 0xFFFFFFFF
+    h1 = (rotl(seed ^ k1, 13) * 5 + 0xE6546B64) & 0xFFFFFFFF
+    h1 ^= 4
+    h1 = ((h1 ^ (h1 >> 16)) * 0x85EBCA6B) & 0xFFFFFFFF
+    h1 = ((h1 ^ (h1 >> 13)) * 0xC2B2AE35) & 0xFFFFFFFF
+    h1 ^= h1 >> 16
+    return h1 - (1 << 32) if h1 >= 1 << 31 else h1
+
+
+def partition_slots(n: int) -> list[int]:
+    """For each partition ``b < n``, an ``int`` that ``repartition(n, column)`` sends to ``b``.
+
+    Spark's hash partitioning puts a row in ``pmod(hash(column), n)``; the smallest value that
+    lands in each partition is found here, on the driver.
+    """
+    slots: dict[int, int] = {}
+    value = 0
+    while len(slots) < n:
+        slots.setdefault(_murmur3_int(value) % n, value)
+        value += 1
+    return [slots[b] for b in range(n)]
+
+
+def place_in_files(df: DataFrame, key: str, files_per_day: dict[tuple[str, str, str], int]) -> DataFrame:
+    """Hash-partition rows so that each output file of a day is written by a task of its own.
+
+    Day ``d`` gets ``files_per_day[d]`` consecutive buckets and a row goes to one of them by the
+    hash of its key, so all versions of a key meet in one task. Each bucket is a partition of its
+    own (:func:`partition_slots`): a plain ``repartition`` by day can hash several days into one
+    task, or adaptive execution can coalesce them, and then one task writes them one after the
+    other while the other cores wait. A day missing from ``files_per_day`` (never expected: the
+    raw zone is partitioned by the same event day) goes to one shared bucket, still deduplicated right.
+    """
+    firsts: dict[str, int] = {}
+    total = 0
+    for day, n in sorted(files_per_day.items()):
+        firsts["-".join(day)] = total
+        total += n
+    counts = {"-".join(day): n for day, n in files_per_day.items()}
+    row_day = F.concat_ws("-", *[F.col(p) for p in PARTITIONS])
+
+    def lookup(values: dict[str, int]) -> Column:
+        return F.element_at(F.create_map(*[F.lit(x) for kv in sorted(values.items()) for x in kv]), row_day)
+
+    bucket = lookup(firsts) + F.pmod(F.xxhash64(key), lookup(counts).cast("long")).cast("int")
+    slots = F.array(*[F.lit(v).cast("int") for v in partition_slots(total)])
+    placed = df.withColumn(FILE_BUCKET, F.coalesce(F.element_at(slots, bucket + 1), F.lit(-1)))
+    return placed.repartition(total, FILE_BUCKET)
 
 
 def curated_columns(spec: dict[str, Any]) -> list[str]:
