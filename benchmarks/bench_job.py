@@ -28,7 +28,7 @@ from sqlglot import exp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "glue_jobs" / "raw_to_curated")]
 
-from job import JobConfig, run  # noqa: E402
+from job import JobConfig, raw_reader, run  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 from transforms import CORRUPT, RAW_FILE, raw_read_schema, validate_and_cast  # noqa: E402
 
@@ -75,12 +75,7 @@ def validating_copy(spark: Any, raw: Path, out: Path) -> tuple[float, int]:
     this way can be faster, so ``validating_copy_vs_plain_copy`` bounds ``job_vs_plain_copy``."""
     spec = ORDERS.to_spec()
     start = time.perf_counter()
-    df = (
-        spark.read.schema(raw_read_schema(spec))
-        .option("columnNameOfCorruptRecord", CORRUPT)
-        .json(str(raw / "orders"))
-        .withColumn(RAW_FILE, F.input_file_name())
-    )
+    df = raw_reader(spark, spec).json(str(raw / "orders")).withColumn(RAW_FILE, F.input_file_name())
     validate_and_cast(df, spec).write.mode("overwrite").parquet(str(out))
     elapsed = time.perf_counter() - start
     return elapsed, spark.read.parquet(str(out)).count()

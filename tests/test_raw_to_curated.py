@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from job import JobConfig, RunResult, run
+from pyspark.sql import functions as F
+from transforms import FILE_BUCKET, _murmur3_int, place_in_files
 
 from datalake.dataset import DATASETS_DIR, load_dataset
 from datalake.local_firehose import deliver
@@ -225,9 +227,6 @@ def test_output_files_are_sized_toward_the_target(spark: Any, tmp_path: Path) ->
 
 
 def test_each_file_bucket_is_a_partition_of_its_own(spark: Any) -> None:
-    from pyspark.sql import functions as F
-    from transforms import FILE_BUCKET, _murmur3_int, place_in_files
-
     values = [0, 1, 7, 42, 2**31 - 1, -1, -(2**31)]
     spark_hashes = spark.sql(
         "SELECT hash(CAST(v AS INT)) FROM VALUES " + ", ".join(f"({v})" for v in values) + " AS t(v)"

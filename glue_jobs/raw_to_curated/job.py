@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameReader, SparkSession
 from pyspark.sql import functions as F
 from transforms import (
     CORRUPT,
@@ -128,6 +128,15 @@ def read_manifest(spark: SparkSession, path: str) -> set[str]:
     return {row.path for row in spark.read.json(path).select("path").collect()}
 
 
+def raw_reader(spark: SparkSession, spec: dict[str, Any]) -> DataFrameReader:
+    """Raw JSON as the job reads it: every leaf a string, a malformed line kept whole in ``CORRUPT``."""
+    return (
+        spark.read.schema(raw_read_schema(spec))
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", CORRUPT)
+    )
+
+
 def _read_raw(spark: SparkSession, base: str, days: set[Day], spec: dict[str, Any]) -> DataFrame:
     """Every raw object of ``days``: one folder per day (hours below it), not one path per object.
 
@@ -135,9 +144,7 @@ def _read_raw(spark: SparkSession, base: str, days: set[Day], spec: dict[str, An
     (it is not in this run's manifest): the day is rebuilt whole each time, so that is harmless.
     """
     return (
-        spark.read.schema(raw_read_schema(spec))
-        .option("mode", "PERMISSIVE")
-        .option("columnNameOfCorruptRecord", CORRUPT)
+        raw_reader(spark, spec)
         .option("recursiveFileLookup", "true")
         .json([_partition_path(base, day) for day in sorted(days)])
         .withColumn(RAW_FILE, F.input_file_name())
@@ -184,9 +191,12 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
     if not new:
         return result
     days: set[Day] = {d for p in new if (d := day_of(p)) is not None}
+    raw_bytes: dict[Day, int] = {}  # per day, for file sizing
+    for path, size in objects.items():
+        if (day := day_of(path)) is not None:
+            raw_bytes[day] = raw_bytes.get(day, 0) + size
     key = cfg.spec["record_key"]
     while True:
-        window = sorted(p for p in objects if day_of(p) in days)
         checked = validate_and_cast(_read_raw(spark, cfg.raw_path, days, cfg.spec), cfg.spec).cache()
         valid, rejected = split_valid(checked)
         # Widen to days holding an older (or newer) curated version of a key seen here.
@@ -210,7 +220,7 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
     # Toward the target file size: each day gets as many files as its raw bytes call for, each
     # written by a task of its own, and deduplication runs inside that same shuffle.
     target_bytes = cfg.target_file_size_mib * 1024 * 1024
-    day_bytes = {day: sum(objects[p] for p in window if day_of(p) == day) for day in days}
+    day_bytes = {day: raw_bytes.get(day, 0) for day in days}
     files_per_day = {day: max(1, math.ceil(size / target_bytes)) for day, size in day_bytes.items()}
     bytes_per_row = max(sum(day_bytes.values()) / max(result.rows_read, 1), 1.0)
     rows_per_file = max(1000, math.floor(target_bytes / bytes_per_row))
