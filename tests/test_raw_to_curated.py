@@ -13,9 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from job import JobConfig, RunResult, run
+from job import JobConfig, RunResult, raw_reader, run
 from pyspark.sql import functions as F
-from transforms import FILE_BUCKET, _murmur3_int, place_in_files
+from transforms import (
+    FILE_BUCKET,
+    REASON,
+    _murmur3_int,
+    fast_array_pattern,
+    place_in_files,
+    validate_and_cast,
+)
 
 from datalake.dataset import DATASETS_DIR, load_dataset
 from datalake.local_firehose import deliver
@@ -262,3 +269,57 @@ def test_a_key_on_two_days_of_one_run_keeps_only_its_latest_version(spark: Any, 
     ]
     assert (result.rows_read, result.rows_written, result.duplicates_dropped) == (3, 2, 1)
     _assert_conserved(result)
+
+
+# Array elements as producers might send them: the canonical form the transform writes, and every
+# deviation from it the job must judge exactly as its general path does.
+_ELEMENT = {"sku": "A", "qty": 1, "unit_price": "10.00"}
+_ITEMS: list[Any] = [
+    [_ELEMENT],
+    [_ELEMENT, {"sku": "SKU-0387", "qty": 999999999, "unit_price": "9999999999.99"}],
+    [],
+    None,
+    *[
+        [{**_ELEMENT, "qty": q}]
+        for q in (0, -1, "1", " 3", 1.0, 1.5, "1.5", 2147483648, 1e2, "abc", "", None)
+    ],
+    *[
+        [{**_ELEMENT, "unit_price": v}]
+        for v in ("10", "10.0", "10.000", "10.001", 10.5, "-1.00", "0.00", "00.10", "12345678901.00", " 1.00")
+    ],
+    *[[{**_ELEMENT, "unit_price": v}] for v in ("1,000.00", "1e2", "", None, True)],
+    *[[{**_ELEMENT, "sku": v}] for v in ("", " ", " A", "A ", "A" * 64, "A" * 65, 'a"b', "a\\b", "a\tb")],
+    *[[{**_ELEMENT, "sku": v}] for v in ("ünï", "😀" * 64, "😀" * 65, None, 5)],
+    [None],
+    [1],
+    ["x"],
+    [{"qty": 1, "sku": "A", "unit_price": "1.00", "extra": 1}],
+    [{"sku": "A", "unit_price": "1.00"}],
+    {"sku": "A", "qty": 1, "unit_price": "1.00"},
+]
+
+
+def test_the_fast_path_for_arrays_judges_every_element_as_the_general_path(
+    spark: Any, tmp_path: Path
+) -> None:
+    # GIVEN rows whose items are canonical or deviate in every way a producer might
+    _write_raw(tmp_path, "2024-05-01", "a", [_record(f"o-{i}", items=v) for i, v in enumerate(_ITEMS)])
+    raw = raw_reader(spark, SPEC).json(str(tmp_path / "raw" / "orders")).withColumn("_raw_file", F.lit("f"))
+    # WHEN the rows are validated with and without the fast path
+    fast, general = (
+        {r.order_id: (r.items, r[REASON]) for r in validate_and_cast(raw, SPEC, fast_path=on).collect()}
+        for on in (True, False)
+    )
+    # THEN every row gets the same typed items and the same reasons
+    assert fast == general
+    assert len(fast) == len(_ITEMS)
+    # AND canonical arrays did take the fast path, and the rest were judged at all
+    items = next(c for c in SPEC["columns"] if c["name"] == "items")
+    pattern = fast_array_pattern(items["fields"])
+    assert pattern is not None
+    matched = raw.select("order_id", F.to_json("items").rlike(pattern).alias("m")).collect()
+    # canonical: "1" and 5 read as the text of a number, 64 characters (emoji count as one), extra
+    # fields dropped by the reader; everything else is left to the general path
+    canonical = {0, 1, 2, 6, 22, 35, 40, 41, 44, 48}
+    assert {int(r.order_id[2:]) for r in matched if r.m} == canonical
+    assert sum("items: an element is invalid" in reason for _, reason in general.values()) > 20
