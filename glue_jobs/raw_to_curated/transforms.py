@@ -241,13 +241,17 @@ def validate_and_cast(raw: DataFrame, spec: dict[str, Any], *, fast_path: bool =
         *[F.col(c).alias(f"_raw_{c}") for c in raw_columns],
         F.col(CORRUPT),
     )
-    # The raw record as JSON text, only for rows that will be quarantined: serializing every
-    # valid row would cost more than validating it.
+    # The raw record as JSON text and the object it came from, only for rows that will be
+    # quarantined: serializing every valid row would cost more than validating it, and carrying
+    # its object's path would make every valid row longer.
     original = F.coalesce(
         F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"_raw_{c}").alias(c) for c in raw_columns]))
     )
-    return checked.withColumn("raw_record", F.when(F.col(REASON) != "", original)).drop(
-        *[f"_raw_{c}" for c in raw_columns], CORRUPT
+    rejected = F.col(REASON) != ""
+    return checked.select(
+        *[c for c in checked.columns if c not in (RAW_FILE, CORRUPT) and not c.startswith("_raw_")],
+        F.when(rejected, F.col(RAW_FILE)).alias(RAW_FILE),
+        F.when(rejected, original).alias("raw_record"),
     )
 
 
