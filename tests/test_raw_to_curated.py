@@ -17,6 +17,7 @@ from job import JobConfig, RunResult, raw_reader, run
 from pyspark.sql import functions as F
 from transforms import (
     FILE_BUCKET,
+    RAW_FILE,
     REASON,
     _murmur3_int,
     fast_array_pattern,
@@ -304,7 +305,7 @@ def test_the_fast_path_for_arrays_judges_every_element_as_the_general_path(
 ) -> None:
     # GIVEN rows whose items are canonical or deviate in every way a producer might
     _write_raw(tmp_path, "2024-05-01", "a", [_record(f"o-{i}", items=v) for i, v in enumerate(_ITEMS)])
-    raw = raw_reader(spark, SPEC).json(str(tmp_path / "raw" / "orders")).withColumn("_raw_file", F.lit("f"))
+    raw = raw_reader(spark, SPEC).json(str(tmp_path / "raw" / "orders")).withColumn(RAW_FILE, F.lit("f"))
     # WHEN the rows are validated with and without the fast path
     fast, general = (
         {r.order_id: (r.items, r[REASON]) for r in validate_and_cast(raw, SPEC, fast_path=on).collect()}
@@ -330,6 +331,7 @@ def test_the_fast_path_for_arrays_judges_every_element_as_the_general_path(
     [
         {"name": "at", "type": "timestamp"},
         {"name": "code", "type": "string", "pattern": "^[A-Z]+$"},
+        {"name": "flag", "type": "string", "max_length": 1},
         {"name": "qty", "type": "int", "min": 1, "max": 10},
         {"name": "qty", "type": "int", "min": 5},
         {"name": "price", "type": "decimal(12,2)", "min": 0.5},

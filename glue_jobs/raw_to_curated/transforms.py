@@ -134,7 +134,7 @@ def _struct_of(casts: dict[str, Any]) -> Any:
 # most of the validation time. An array whose elements are all canonical and valid (what the
 # Firehose transform writes) is recognized instead by one compiled regex over its JSON text and
 # typed by one cast. Any other array takes the general path, which alone defines the behaviour;
-# the tests run both paths on every input and compare.
+# a test runs both paths on every kind of element and compares.
 
 #: JSON string content with no escapes (no quote, backslash or control character) and no
 #: leading or trailing space, so ``trim`` leaves it as it is; ``{inner}`` bounds its length.
@@ -151,13 +151,12 @@ def _canonical_value(col: dict[str, Any]) -> str | None:
     low = col.get("min")
     if ctype == "string":
         limit = col.get("max_length")
-        plain = _PLAIN_TEXT.format(inner="*" if limit is None else f"{{0,{max(limit - 2, 0)}}}")
-        if "pattern" in col or limit == 1:
+        if "pattern" in col or (limit is not None and limit < 2):
             return None
-        if "enum" in col:
-            allowed = [v for v in col["enum"] if re.fullmatch(_PLAIN_TEXT.format(inner="*"), v)]
-            allowed = [v for v in allowed if limit is None or len(v) <= limit]
-            return "(?:" + "|".join(re.escape(v) for v in allowed) + ")" if allowed else None
+        plain = _PLAIN_TEXT.format(inner="*" if limit is None else f"{{0,{limit - 2}}}")
+        if "enum" in col:  # the allowed values that are plain text within the length
+            allowed = [re.escape(v) for v in col["enum"] if re.fullmatch(plain, v)]
+            return "(?:" + "|".join(allowed) + ")" if allowed else None
         return plain
     if "max" in col or (low is not None and low > 1):
         return None
