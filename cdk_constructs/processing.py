@@ -23,6 +23,7 @@ from constructs import Construct
 
 from cdk_constructs.alerts import AlertRules, alarm_above
 from cdk_constructs.nag import acknowledge, rendered
+from cdk_constructs.storage import RUN_SUMMARIES
 from datalake.dataset import Dataset
 from datalake.quality import dqdl
 
@@ -296,7 +297,8 @@ class DatasetPipeline(Construct):
         self.dataset = dataset
         self._logs_key = logs_key
         ds = dataset.name
-        curated_prefixes = (f"{ds}/", f"{ds}_quarantine/", f"_manifests/{ds}/")
+        # curated rows, quarantined rows (both crawled), then the job's manifests and run summaries
+        curated_prefixes = (f"{ds}/", f"{ds}_quarantine/", f"_manifests/{ds}/", f"_runs/{ds}/")
         self.ruleset_name = f"{name}-curated"
 
         # --- Glue job -------------------------------------------------------------------------
@@ -424,6 +426,7 @@ class DatasetPipeline(Construct):
                 "--curated_table": catalog.table,
                 "--quarantine_table": catalog.quarantine_table,
                 "--metrics_namespace": METRICS_NAMESPACE,
+                "--run_summary_path": f"s3://{curated_bucket.bucket_name}/{RUN_SUMMARIES}/{ds}/",
             },
         )
         self.job.node.add_dependency(job_policy)
@@ -527,6 +530,8 @@ class DatasetPipeline(Construct):
         self.state_machine = self._state_machine(
             name,
             catalog,
+            curated_bucket=curated_bucket,
+            curated_key=curated_key,
             topic=alert_topic,
             logs_key=logs_key,
             log_retention=log_retention,
@@ -596,6 +601,8 @@ class DatasetPipeline(Construct):
         name: str,
         catalog: CatalogTarget,
         *,
+        curated_bucket: s3.IBucket,
+        curated_key: kms.IKey,
         topic: sns.ITopic,
         logs_key: kms.IKey,
         log_retention: logs.RetentionDays,
@@ -630,6 +637,26 @@ class DatasetPipeline(Construct):
         # The job is idempotent (it rebuilds whole days), so any failure may be retried.
         retry(run_job, max_attempts=2)
         on_failure(run_job, "RunJob")
+
+        # The job's last act is a summary under its run id: how many days it rebuilt.
+        summary_prefix = f"{RUN_SUMMARIES}/{ds}"
+        read_summary = tasks.CallAwsService(
+            self,
+            "ReadRunSummary",
+            service="s3",
+            action="getObject",
+            parameters={
+                "Bucket": curated_bucket.bucket_name,
+                "Key": sfn.JsonPath.format(
+                    f"{summary_prefix}/{{}}.json", sfn.JsonPath.string_at("$.job.JobRunId")
+                ),
+            },
+            iam_resources=[curated_bucket.arn_for_objects(f"{summary_prefix}/*")],
+            result_selector={"summary.$": "States.StringToJson($.Body)"},
+            result_path="$.run",
+        )
+        retry(read_summary)
+        on_failure(read_summary, "ReadRunSummary")
 
         start_crawler = tasks.CallAwsService(
             self,
@@ -707,6 +734,10 @@ class DatasetPipeline(Construct):
                 result_path="$.failedStep",
             )
         ).next(notify_failure)
+        counts = {
+            n: sfn.JsonPath.string_at(f"States.JsonToString($.run.summary.{n})")
+            for n in ("partitions_rebuilt", "rows_written", "rows_quarantined", "duplicates_dropped")
+        }
         notify_success = tasks.SnsPublish(
             self,
             "NotifySuccess",
@@ -714,7 +745,9 @@ class DatasetPipeline(Construct):
             subject=f"Data lake pipeline succeeded: {ds}",
             message=sfn.TaskInput.from_text(
                 sfn.JsonPath.format(
-                    f"{ds}: curated and checked (data-quality score {{}}), job run {{}}",
+                    f"{ds}: {{}} day(s) rebuilt with {{}} rows ({{}} quarantined, {{}} duplicates dropped), "
+                    "data-quality score {}, job run {}",
+                    *counts.values(),
                     sfn.JsonPath.string_at("States.JsonToString($.dqResult.Score)"),
                     sfn.JsonPath.string_at("$.job.JobRunId"),
                 )
@@ -762,7 +795,17 @@ class DatasetPipeline(Construct):
         notify_success.next(sfn.Succeed(self, "Done"))
         wait.next(get_run).next(dq_status)
         already_running.next(start_dq)
-        definition = run_job.next(start_crawler).next(start_dq).next(wait)
+        # Nothing new (no day rebuilt): the catalog and the data-quality score still hold, so the
+        # crawler (10-minute billing minimum) and the evaluation (5 DPU) are not started.
+        new_data = (
+            sfn.Choice(self, "AnyDayRebuilt?")
+            .when(sfn.Condition.number_greater_than("$.run.summary.partitions_rebuilt", 0), start_crawler)
+            .otherwise(
+                sfn.Succeed(self, "NothingNew", comment="No new raw objects: nothing to crawl or check")
+            )
+        )
+        start_crawler.next(start_dq).next(wait)
+        definition = run_job.next(read_summary).next(new_data)
 
         machine = logged_state_machine(
             self,
@@ -808,6 +851,15 @@ class DatasetPipeline(Construct):
                     resources=[self.job_role.role_arn],
                     conditions={"StringEquals": {"iam:PassedToService": "glue.amazonaws.com"}},
                 ),
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"],
+                    resources=[curated_bucket.arn_for_objects(f"{summary_prefix}/*")],
+                ),
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt"],
+                    resources=[curated_key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                ),
             ],
             alert_topic=topic,
             logs_key=logs_key,
@@ -818,8 +870,10 @@ class DatasetPipeline(Construct):
         acknowledge(
             policy,
             "CloudWatch Logs vended delivery (state machine logging) and X-Ray tracing APIs support "
-            "no resource-level permissions (Step Functions logging and tracing documentation).",
+            "no resource-level permissions (Step Functions logging and tracing documentation). The "
+            "run summaries are objects named by job run id under the dataset's own prefix.",
             "AwsSolutions-IAM5[Resource::*]",
+            f"AwsSolutions-IAM5[Resource::{rendered(self, curated_bucket.arn_for_objects(f'{summary_prefix}/*'))}]",
         )
         return machine.state_machine
 

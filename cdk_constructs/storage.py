@@ -150,6 +150,10 @@ class LakeBucket(Construct):
         return self.bucket.grant_read_write(grantee, objects_key_pattern)
 
 
+#: Curated-bucket prefix of the Glue jobs' run summaries (``<prefix>/<dataset>/<job run id>.json``).
+RUN_SUMMARIES = "_runs"
+
+
 class LakeStorage(Construct):
     """The lake's buckets: raw, curated and analytics zones, Athena query results, access logs.
 
@@ -163,6 +167,8 @@ class LakeStorage(Construct):
     :param raw_glacier_ir_after: raw objects move to Glacier Instant Retrieval. Default: 90 days.
     :param noncurrent_version_expiration: noncurrent versions expire. Default: 30 days.
     :param athena_results_expire_after: query results expire. Default: 30 days.
+    :param run_summaries_expire_after: the jobs' run summaries expire (the pipeline reads each
+        one seconds after its run). Default: 30 days.
     :param access_logs_expire_after: access logs expire. Default: 365 days.
     :param removal_policy: ``RETAIN`` (default) or ``DESTROY`` (buckets emptied).
     """
@@ -180,6 +186,7 @@ class LakeStorage(Construct):
         raw_glacier_ir_after: Duration | None = None,
         noncurrent_version_expiration: Duration | None = None,
         athena_results_expire_after: Duration | None = None,
+        run_summaries_expire_after: Duration | None = None,
         access_logs_expire_after: Duration | None = None,
         removal_policy: RemovalPolicy | None = None,
     ) -> None:
@@ -190,6 +197,8 @@ class LakeStorage(Construct):
             raw_glacier_ir_after = Duration.days(90)
         if athena_results_expire_after is None:
             athena_results_expire_after = Duration.days(30)
+        if run_summaries_expire_after is None:
+            run_summaries_expire_after = Duration.days(30)
         if access_logs_expire_after is None:
             access_logs_expire_after = Duration.days(365)
 
@@ -241,6 +250,11 @@ class LakeStorage(Construct):
             encryption_key=curated_key,
             server_access_logs_bucket=logs_bucket,
             event_bridge_enabled=True,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="ExpireRunSummaries", prefix=f"{RUN_SUMMARIES}/", expiration=run_summaries_expire_after
+                )
+            ],
             **common,  # type: ignore[arg-type]
         )
         self.analytics = LakeBucket(

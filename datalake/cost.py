@@ -91,8 +91,12 @@ PRICED = {
     "AWS::RedshiftServerless::Namespace",
     "AWS::Scheduler::Schedule",
 }
-#: State transitions of one pipeline run with nothing new (job, crawler, one data-quality poll).
+#: State transitions of one pipeline run with nothing new: job, crawler, one data-quality poll...
 PIPELINE_TRANSITIONS = 12
+#: ...or job, run summary, choice, succeed when the state machine skips the rest on an idle run.
+PIPELINE_TRANSITIONS_SKIPPING = 4
+#: What a pipeline definition tests to skip the crawler and data quality when the job rebuilt nothing.
+SKIP_WHEN_IDLE = "summary.partitions_rebuilt"
 REPORT_TRANSITIONS = 8
 
 
@@ -177,19 +181,27 @@ def idle(assembly: Assembly, prices: dict[str, Any]) -> list[Line]:
         started = " ".join(definitions.get(t, "") for t in referenced(props.get("Target", {}).get("Arn")))
         job = next((j for n, ref, j in glue_jobs if n in started or ref in started), None)
         if job is not None:
-            dpu_hours = runs * (
-                job.get("NumberOfWorkers", 2) * p["glue_job_minimum_minutes"] / 60
-                + p["glue_crawler_minimum_minutes"] / 60
-                + p["glue_data_quality_dpus"] * p["glue_job_minimum_minutes"] / 60
-            )
+            workers = job.get("NumberOfWorkers", 2)
+            dpu_hours = runs * workers * p["glue_job_minimum_minutes"] / 60
+            detail = f"{runs:.0f} runs: job {workers} DPU x 1 min"
+            transitions = PIPELINE_TRANSITIONS_SKIPPING
+            if SKIP_WHEN_IDLE in started:
+                detail += " (billing minimum); crawler and data quality skipped as nothing is new"
+            else:
+                dpu_hours += runs * (
+                    p["glue_crawler_minimum_minutes"] / 60
+                    + p["glue_data_quality_dpus"] * p["glue_job_minimum_minutes"] / 60
+                )
+                detail += (
+                    f", crawler 10 min, data quality {p['glue_data_quality_dpus']:.0f} DPU x 1 min "
+                    "(billing minimums)"
+                )
+                transitions = PIPELINE_TRANSITIONS
             lines.append(
                 Line(
                     f"Glue pipeline {name}",
-                    f"{runs:.0f} runs: job {job.get('NumberOfWorkers', 2)} DPU x 1 min, crawler 10 min, "
-                    f"data quality {p['glue_data_quality_dpus']:.0f} DPU x 1 min (billing minimums) "
-                    f"+ Step Functions",
-                    dpu_hours * p["glue_dpu_hour"]
-                    + runs * PIPELINE_TRANSITIONS * p["step_functions_transition"],
+                    f"{detail} + Step Functions",
+                    dpu_hours * p["glue_dpu_hour"] + runs * transitions * p["step_functions_transition"],
                 )
             )
         else:

@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 from lake_app import SWITCHED, WITHOUT_AUDIT, synthesize
 
-from datalake.cost import PRICES, idle, per_unit, report, runs_per_month, unclassified
+from datalake.cost import PRICES, SKIP_WHEN_IDLE, idle, per_unit, report, runs_per_month, unclassified
 from datalake.diagram import Assembly
 
 PRICE_FILE = json.loads(PRICES.read_text())
@@ -47,8 +47,32 @@ def test_sandbox_idle_cost_counts_keys_alarms_and_the_hourly_pipeline() -> None:
     assert "VPC interface endpoints" not in lines
     (pipeline,) = [line for name, line in lines.items() if name.startswith("Glue pipeline")]
     assert pipeline.detail.startswith("730 runs")
-    # The hourly pipeline's billing minimums dominate an idle sandbox.
+    # The hourly pipeline's billing minimums dominate an idle sandbox, even though an idle run
+    # starts the job only (2 DPU x 1 minute) and skips the crawler and data quality.
     assert pipeline.monthly == max(line.monthly for line in lines.values())
+    idle_run = PRICE_FILE["idle"]
+    assert pipeline.monthly == pytest.approx(
+        730
+        * (2 / 60 * idle_run["glue_dpu_hour"]["price"] + 4 * idle_run["step_functions_transition"]["price"])
+    )
+
+
+def test_a_pipeline_that_always_crawls_and_checks_pays_their_minimums_every_run() -> None:
+    assembly = _assembly()
+    for template in assembly.templates.values():
+        for resource in template.get("Resources", {}).values():
+            if resource["Type"] == "AWS::StepFunctions::StateMachine":
+                text = json.dumps(resource["Properties"]["DefinitionString"])
+                resource["Properties"]["DefinitionString"] = json.loads(
+                    text.replace(SKIP_WHEN_IDLE, "rows_read")
+                )
+    (pipeline,) = [line for line in idle(assembly, PRICE_FILE) if line.component.startswith("Glue pipeline")]
+    p = {k: v["price"] for k, v in PRICE_FILE["idle"].items()}
+    dpu_minutes = 2 * 1 + 10 + p["glue_data_quality_dpus"] * 1
+    assert pipeline.monthly == pytest.approx(
+        730 * (dpu_minutes / 60 * p["glue_dpu_hour"] + 12 * p["step_functions_transition"])
+    )
+    assert "crawler 10 min" in pipeline.detail
 
 
 def test_prod_pays_for_interface_endpoints_in_three_azs() -> None:

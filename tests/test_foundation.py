@@ -6,6 +6,8 @@ import pytest
 from aws_cdk.assertions import Match, Template
 from lake_app import Synth, synthesize
 
+from cdk_constructs.storage import RUN_SUMMARIES
+
 
 @pytest.fixture(scope="module")
 def sandbox() -> Synth:
@@ -123,6 +125,20 @@ def test_raw_zone_tiers_to_infrequent_access_then_glacier_ir(template: Template)
     assert tier["Transitions"] == [
         {"StorageClass": "STANDARD_IA", "TransitionInDays": 30},
         {"StorageClass": "GLACIER_IR", "TransitionInDays": 90},
+    ]
+
+
+def test_curated_run_summaries_expire_and_nothing_else_does(template: Template) -> None:
+    lid = _logical_id(template, "AWS::S3::Bucket", "StorageCuratedBucket")
+    rules = template.find_resources("AWS::S3::Bucket")[lid]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = [r for r in rules if "ExpirationInDays" in r]
+    assert expiring == [
+        {
+            "Id": "ExpireRunSummaries",
+            "Prefix": f"{RUN_SUMMARIES}/",
+            "ExpirationInDays": 30,
+            "Status": "Enabled",
+        }
     ]
 
 

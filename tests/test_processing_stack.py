@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from typing import Any
 
@@ -9,7 +10,8 @@ import pytest
 from aws_cdk.assertions import Template
 from lake_app import Synth, synthesize
 
-from cdk_constructs.processing import GLUE_VERSION
+from cdk_constructs.processing import GLUE_JOB_DIR, GLUE_VERSION
+from cdk_constructs.storage import RUN_SUMMARIES
 from datalake.dataset import DATASETS_DIR, load_dataset
 from datalake.quality import dqdl
 
@@ -56,6 +58,20 @@ def test_job_runs_on_glue_51_with_arguments_from_the_dataset_file(template: Temp
     assert args["--job-bookmark-option"] == "job-bookmark-disable"
     extra = args["--extra-py-files"]["Fn::Sub"]  # the transforms.py asset, shipped as is
     assert extra.startswith("s3://") and extra.endswith(".py")
+
+
+def test_every_argument_the_entry_point_resolves_is_passed_to_the_job(template: Template) -> None:
+    # getResolvedOptions fails the run at start for a missing argument; Glue supplies these two
+    tree = ast.parse((GLUE_JOB_DIR / "job.py").read_text())
+    (call,) = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "getResolvedOptions"
+    ]
+    assert isinstance(call.args[1], ast.List)
+    resolved = {ast.literal_eval(e) for e in call.args[1].elts}
+    passed = {k.removeprefix("--") for k in _one(template, "AWS::Glue::Job")["DefaultArguments"]}
+    assert resolved - passed == {"JOB_NAME", "JOB_RUN_ID"}
 
 
 def test_job_and_crawler_use_the_security_configuration(template: Template) -> None:
@@ -123,6 +139,39 @@ def test_every_task_retries_with_jittered_backoff_and_catches_to_an_alert(templa
     message = states["NotifyFailure"]["Parameters"]["Message.$"]
     for part in ("failed at step", "$.failedStep", "$.error.Error", "$$.Execution.Id"):
         assert part in message
+
+
+def test_a_run_that_rebuilt_no_day_skips_the_crawler_and_data_quality(template: Template) -> None:
+    states = _definition(template)["States"]
+    # the job writes <run_summary_path><run id>.json last; the state machine reads that key
+    summary_path = _one(template, "AWS::Glue::Job")["DefaultArguments"]["--run_summary_path"]["Fn::Join"][1]
+    assert summary_path[-1].endswith(f"/{RUN_SUMMARIES}/orders/")
+    read = states[states["RunJob"]["Next"]]
+    assert read["Resource"].endswith(":states:::aws-sdk:s3:getObject")
+    assert read["Parameters"]["Key.$"] == f"States.Format('{RUN_SUMMARIES}/orders/{{}}.json', $.job.JobRunId)"
+    assert read["ResultSelector"] == {"summary.$": "States.StringToJson($.Body)"}
+    choice = states[read["Next"]]
+    assert choice["Type"] == "Choice"
+    (rebuilt,) = choice["Choices"]
+    assert rebuilt == {
+        "Variable": f"{read['ResultPath']}.summary.partitions_rebuilt",
+        "NumericGreaterThan": 0,
+        "Next": "StartCrawler",
+    }
+    assert states[choice["Default"]]["Type"] == "Succeed"
+    assert states["StartCrawler"]["Next"] == "StartDataQuality"
+    # the success notice reports what the run did
+    assert "$.run.summary.rows_written" in states["NotifySuccess"]["Parameters"]["Message.$"]
+    # the state machine may read the summaries (and decrypt them through S3) and nothing else
+    policy = next(
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for lid, p in template.find_resources("AWS::IAM::ManagedPolicy").items()
+        if lid.startswith("OrdersStateMachinePolicy")
+    )
+    reads = [st for st in policy if st["Action"] == "s3:GetObject"]
+    assert len(reads) == 1 and json.dumps(reads[0]["Resource"]).endswith(f'/{RUN_SUMMARIES}/orders/*"]]}}')
+    decrypt = [st for st in policy if st["Action"] == "kms:Decrypt"]
+    assert len(decrypt) == 1 and "kms:ViaService" in decrypt[0]["Condition"]["StringEquals"]
 
 
 def test_state_machine_logs_encrypted_and_traces(template: Template) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from job import JobConfig, RunResult, raw_reader, run
+from job import JobConfig, RunResult, raw_reader, run, write_run_summary
 from pyspark.sql import functions as F
 from transforms import (
     FILE_BUCKET,
@@ -155,6 +155,34 @@ def test_rerun_gives_the_same_rows(spark: Any, tmp_path: Path) -> None:
     _assert_conserved(first)
     ids = [r["order_id"] for r in _curated(spark, cfg)]
     assert len(ids) == len(set(ids))
+
+
+def test_run_summary_tells_the_pipeline_whether_any_day_was_rebuilt(spark: Any, tmp_path: Path) -> None:
+    # GIVEN three raw objects on two days
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), _record("o-1"), "{not json"])
+    _write_raw(tmp_path, "2024-05-01", "c", [_record("o-3")], hour="11")
+    _write_raw(tmp_path, "2024-05-02", "b", [_record("o-2", ts="2024-05-02T09:00:00.000Z")])
+    cfg = _config(tmp_path)
+    summaries = f"file://{tmp_path}/curated/_runs/orders/"
+    # WHEN the job runs, and runs again with nothing new, each writing its summary
+    first = write_run_summary(spark, summaries, "jr_1", "orders", run(spark, cfg))
+    idle = write_run_summary(spark, summaries, "jr_2", "orders", run(spark, cfg))
+    # THEN the state machine finds each under its run id: days rebuilt and the counts of the run
+    assert first == f"{summaries}jr_1.json"
+    assert json.loads((tmp_path / "curated/_runs/orders/jr_1.json").read_text()) == {
+        "dataset": "orders",
+        "run_id": "jr_1",
+        "partitions_rebuilt": 2,
+        "rows_read": 5,
+        "rows_written": 3,
+        "rows_quarantined": 1,
+        "duplicates_dropped": 1,
+        "new_objects": 3,
+        "days": ["2024-05-01", "2024-05-02"],
+        "files_written": 2,
+    }
+    idle_summary = json.loads(Path(idle.removeprefix("file://")).read_text())
+    assert idle_summary["partitions_rebuilt"] == idle_summary["new_objects"] == idle_summary["rows_read"] == 0
 
 
 def test_late_event_keeps_the_days_earlier_rows(spark: Any, tmp_path: Path) -> None:

@@ -110,16 +110,40 @@ def day_of(path: str) -> Day | None:
     return (match.group(1), match.group(2), match.group(3)) if match else None
 
 
-def write_manifest(spark: SparkSession, path: str, objects: dict[str, int]) -> None:
-    """One JSON-lines file per run under ``path``, written whole by the driver (no Spark job)."""
+def _write_text(spark: SparkSession, path: str, text: str, *, overwrite: bool = False) -> None:
+    """One small object written whole by the driver (no Spark job); s3:// and file:// alike."""
     fs, jvm = _fs(spark, path)
-    name = f"run-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.json"
-    lines = "".join(json.dumps({"path": p, "size": objects[p]}) + "\n" for p in sorted(objects))
-    stream = fs.create(jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/{name}"), False)
+    stream = fs.create(jvm.org.apache.hadoop.fs.Path(path), overwrite)
     try:
-        stream.write(bytearray(lines.encode()))
+        stream.write(bytearray(text.encode()))
     finally:
         stream.close()
+
+
+def write_manifest(spark: SparkSession, path: str, objects: dict[str, int]) -> None:
+    """One JSON-lines file per run under ``path``."""
+    name = f"run-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.json"
+    lines = "".join(json.dumps({"path": p, "size": objects[p]}) + "\n" for p in sorted(objects))
+    _write_text(spark, f"{path.rstrip('/')}/{name}", lines)
+
+
+def write_run_summary(spark: SparkSession, path: str, run_id: str, dataset: str, result: RunResult) -> str:
+    """``<path>/<run_id>.json``: what the run did, for the state machine that started it.
+
+    The pipeline reads it after the job (one ``s3:GetObject``) and skips the crawler and the
+    data-quality evaluation when ``partitions_rebuilt`` is 0: an hourly schedule with nothing new
+    then pays for the job's one-minute minimum only. Written last, so it exists only for a run
+    that finished; a retried run has a run id of its own.
+    """
+    key = f"{path.rstrip('/')}/{run_id}.json"
+    summary = {
+        "dataset": dataset,
+        "run_id": run_id,
+        "partitions_rebuilt": len(result.days),
+        **result.as_dict(),
+    }
+    _write_text(spark, key, json.dumps(summary), overwrite=True)
+    return key
 
 
 def read_manifest(spark: SparkSession, path: str) -> set[str]:
@@ -311,6 +335,7 @@ def main(argv: list[str]) -> None:  # pragma: no cover - needs the Glue runtime
         argv,
         [
             "JOB_NAME",
+            "JOB_RUN_ID",  # passed to every Glue Spark run; the state machine has it from startJobRun
             "dataset_spec",
             "raw_path",
             "curated_path",
@@ -321,6 +346,7 @@ def main(argv: list[str]) -> None:  # pragma: no cover - needs the Glue runtime
             "curated_table",
             "quarantine_table",
             "metrics_namespace",
+            "run_summary_path",
         ],
     )
     glue_context = GlueContext(SparkContext.getOrCreate())
@@ -343,6 +369,9 @@ def main(argv: list[str]) -> None:  # pragma: no cover - needs the Glue runtime
         glue, args["curated_database"], args["quarantine_table"], cfg.quarantine_path, result.days
     )
     _publish_metrics(boto3.client("cloudwatch"), args["metrics_namespace"], spec["name"], result)
+    write_run_summary(
+        glue_context.spark_session, args["run_summary_path"], args["JOB_RUN_ID"], spec["name"], result
+    )
     job.commit()
 
 
