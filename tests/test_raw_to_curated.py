@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from job import JobConfig, RunResult, raw_reader, run, write_run_summary
+from job import JobConfig, RunResult, raw_reader, read_manifest, run, write_run_summary
 from pyspark.sql import functions as F
 from transforms import (
     FILE_BUCKET,
@@ -155,6 +155,26 @@ def test_rerun_gives_the_same_rows(spark: Any, tmp_path: Path) -> None:
     _assert_conserved(first)
     ids = [r["order_id"] for r in _curated(spark, cfg)]
     assert len(ids) == len(set(ids))
+
+
+def test_the_manifest_is_compacted_and_still_lists_every_processed_object(spark: Any, tmp_path: Path) -> None:
+    # GIVEN a job whose manifest is compacted once it would reach 3 files
+    cfg = replace(_config(tmp_path), manifest_compact_at=3)
+    files_after_each_run = []
+    # WHEN five runs each bring one new object
+    for i in range(5):
+        _write_raw(tmp_path, "2024-05-01", f"run-{i}", [_record(f"o-{i}")], hour=f"{10 + i}")
+        assert run(spark, cfg).new_objects == 1
+        files_after_each_run.append(len(read_manifest(spark, cfg.manifest_path).files))
+    # THEN the manifest never holds 3 files, yet lists all five objects with their sizes
+    assert files_after_each_run == [1, 2, 1, 2, 1]
+    manifest = read_manifest(spark, cfg.manifest_path)
+    raw_files = sorted((tmp_path / "raw").rglob("*.json.gz"))
+    assert sorted(manifest.objects.values()) == sorted(f.stat().st_size for f in raw_files)
+    assert sorted(Path(p.removeprefix("file:")).name for p in manifest.objects) == [f.name for f in raw_files]
+    # and a further run finds nothing new, while the day holds every order
+    assert run(spark, cfg).new_objects == 0
+    assert sorted(r["order_id"] for r in _curated(spark, cfg)) == [f"o-{i}" for i in range(5)]
 
 
 def test_run_summary_tells_the_pipeline_whether_any_day_was_rebuilt(spark: Any, tmp_path: Path) -> None:

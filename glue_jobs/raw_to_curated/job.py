@@ -10,7 +10,9 @@ Each run:
    fails, keep the latest ingested version per key, and overwrites exactly those partitions
    (dynamic partition overwrite), so a re-run gives the same rows and late data never drops rows
    curated earlier;
-4. appends the new objects to the manifest, last, so a failed run is simply run again.
+4. appends the new objects to the manifest, last, so a failed run is simply run again. Once the
+   manifest holds ``manifest_compact_at`` files, that run writes one file with every entry and
+   removes the files it read, so an hourly schedule does not read thousands of small objects.
 
 The same :func:`run` runs on local Spark in the tests, the demo and the benchmarks.
 """
@@ -58,6 +60,7 @@ class JobConfig:
     quarantine_path: str
     manifest_path: str
     target_file_size_mib: float = 128
+    manifest_compact_at: int = 48
 
 
 @dataclass
@@ -146,10 +149,36 @@ def write_run_summary(spark: SparkSession, path: str, run_id: str, dataset: str,
     return key
 
 
-def read_manifest(spark: SparkSession, path: str) -> set[str]:
-    if not list_objects(spark, path):
-        return set()
-    return {row.path for row in spark.read.json(path).select("path").collect()}
+@dataclass(frozen=True)
+class Manifest:
+    """The objects processed so far (path and size) and the manifest files they were read from."""
+
+    objects: dict[str, int]
+    files: tuple[str, ...]
+
+
+def read_manifest(spark: SparkSession, path: str) -> Manifest:
+    files = tuple(sorted(list_objects(spark, path)))
+    if not files:
+        return Manifest({}, ())
+    rows = spark.read.json(list(files)).select("path", "size").collect()
+    return Manifest({row.path: row.size for row in rows}, files)
+
+
+def append_manifest(
+    spark: SparkSession, path: str, manifest: Manifest, new: dict[str, int], compact_at: int
+) -> None:
+    """Record ``new`` in a file of its own; or, when the manifest would reach ``compact_at`` files,
+    in one file holding every entry, then remove the files ``manifest`` was read from.
+
+    Crash-safe either way: until the removal finishes, entries are only recorded twice.
+    """
+    if len(manifest.files) + 1 < compact_at:
+        write_manifest(spark, path, new)
+        return
+    write_manifest(spark, path, {**manifest.objects, **new})
+    for file in manifest.files:
+        delete_path(spark, file)
 
 
 def raw_reader(spark: SparkSession, spec: dict[str, Any]) -> DataFrameReader:
@@ -209,8 +238,8 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
     spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
     result = RunResult()
     objects = list_objects(spark, cfg.raw_path)
-    processed = read_manifest(spark, cfg.manifest_path)
-    new = {p for p in objects if p not in processed}
+    manifest = read_manifest(spark, cfg.manifest_path)
+    new = {p for p in objects if p not in manifest.objects}
     result.new_objects = len(new)
     if not new:
         return result
@@ -277,7 +306,7 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
         1 for p in list_objects(spark, cfg.curated_path) if day_of(p) in days and p.endswith(".parquet")
     )
     # Last: a run that failed before this point is re-run on the same objects.
-    write_manifest(spark, cfg.manifest_path, {p: objects[p] for p in new})
+    append_manifest(spark, cfg.manifest_path, manifest, {p: objects[p] for p in new}, cfg.manifest_compact_at)
     checked.unpersist()
     return result
 
