@@ -298,7 +298,7 @@ class DatasetPipeline(Construct):
         self._logs_key = logs_key
         ds = dataset.name
         # curated rows, quarantined rows (both crawled), then the job's manifests and run summaries
-        curated_prefixes = (f"{ds}/", f"{ds}_quarantine/", f"_manifests/{ds}/", f"_runs/{ds}/")
+        curated_prefixes = (f"{ds}/", f"{ds}_quarantine/", f"_manifests/{ds}/", f"{RUN_SUMMARIES}/{ds}/")
         self.ruleset_name = f"{name}-curated"
 
         # --- Glue job -------------------------------------------------------------------------
@@ -426,7 +426,7 @@ class DatasetPipeline(Construct):
                 "--curated_table": catalog.table,
                 "--quarantine_table": catalog.quarantine_table,
                 "--metrics_namespace": METRICS_NAMESPACE,
-                "--run_summary_path": f"s3://{curated_bucket.bucket_name}/{RUN_SUMMARIES}/{ds}/",
+                "--run_summary_path": f"s3://{curated_bucket.bucket_name}/{curated_prefixes[3]}",
             },
         )
         self.job.node.add_dependency(job_policy)
@@ -640,6 +640,7 @@ class DatasetPipeline(Construct):
 
         # The job's last act is a summary under its run id: how many days it rebuilt.
         summary_prefix = f"{RUN_SUMMARIES}/{ds}"
+        summaries_arn = curated_bucket.arn_for_objects(f"{summary_prefix}/*")
         read_summary = tasks.CallAwsService(
             self,
             "ReadRunSummary",
@@ -651,7 +652,7 @@ class DatasetPipeline(Construct):
                     f"{summary_prefix}/{{}}.json", sfn.JsonPath.string_at("$.job.JobRunId")
                 ),
             },
-            iam_resources=[curated_bucket.arn_for_objects(f"{summary_prefix}/*")],
+            iam_resources=[summaries_arn],
             result_selector={"summary.$": "States.StringToJson($.Body)"},
             result_path="$.run",
         )
@@ -801,7 +802,7 @@ class DatasetPipeline(Construct):
             sfn.Choice(self, "AnyDayRebuilt?")
             .when(sfn.Condition.number_greater_than("$.run.summary.partitions_rebuilt", 0), start_crawler)
             .otherwise(
-                sfn.Succeed(self, "NothingNew", comment="No new raw objects: nothing to crawl or check")
+                sfn.Succeed(self, "NothingNew", comment="The job rebuilt no day: nothing to crawl or check")
             )
         )
         start_crawler.next(start_dq).next(wait)
@@ -853,7 +854,7 @@ class DatasetPipeline(Construct):
                 ),
                 iam.PolicyStatement(
                     actions=["s3:GetObject"],
-                    resources=[curated_bucket.arn_for_objects(f"{summary_prefix}/*")],
+                    resources=[summaries_arn],
                 ),
                 iam.PolicyStatement(
                     actions=["kms:Decrypt"],
@@ -873,7 +874,7 @@ class DatasetPipeline(Construct):
             "no resource-level permissions (Step Functions logging and tracing documentation). The "
             "run summaries are objects named by job run id under the dataset's own prefix.",
             "AwsSolutions-IAM5[Resource::*]",
-            f"AwsSolutions-IAM5[Resource::{rendered(self, curated_bucket.arn_for_objects(f'{summary_prefix}/*'))}]",
+            f"AwsSolutions-IAM5[Resource::{rendered(self, summaries_arn)}]",
         )
         return machine.state_machine
 
