@@ -27,6 +27,7 @@ PARTS = {
         "test_diagram",
         "test_cost",
         "test_ci",
+        "test_benchmarks",
     ),
     "nag": ("test_compliance",),
     "lambda": ("test_firehose_transform", "test_custom_resources"),

@@ -1,7 +1,9 @@
 """`make bench`: every benchmark once, a table with the targets, and benchmarks/results.json.
 
 BENCH_ORDERS (default 1,000,000) sizes the Spark job's input; the scaling run adds two inputs 10x
-and 100x smaller. BENCH_ONLY=job,transform (any of synth, tests, transform, job) runs a subset.
+and 100x smaller. BENCH_ONLY=job,transform (any of synth, tests, transform, job) runs a subset;
+the figures of the other benchmarks stay in results.json as they were, and ``measured_at_by_bench``
+says when each was taken.
 """
 
 from __future__ import annotations
@@ -78,17 +80,30 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    if argv:
+        print(
+            f"benchmarks take no arguments (got {argv}); choose with BENCH_ONLY={','.join(BENCHES)}",
+            file=sys.stderr,
+        )
+        return 2
     only = [b for b in os.environ.get("BENCH_ONLY", ",".join(BENCHES)).split(",") if b]
     unknown = set(only) - set(BENCHES)
     if unknown:
         print(f"BENCH_ONLY: unknown {sorted(unknown)}; use any of {', '.join(BENCHES)}", file=sys.stderr)
         return 2
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    # A subset run replaces its own figures only.
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() and set(only) != set(BENCHES) else {}
     results: dict[str, Any] = {
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **previous,
+        "measured_at": now,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
         f"{platform.python_implementation()} {platform.python_version()}",
     }
+    by_bench = dict.fromkeys(BENCHES, previous.get("measured_at")) if previous else {}
+    by_bench.update(previous.get("measured_at_by_bench", {}))
+    results["measured_at_by_bench"] = {**by_bench, **dict.fromkeys(only, now)}
     for name in only:
         print(f"bench: {name} ...", flush=True)
         results.update(BENCHES[name]())
@@ -99,4 +114,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

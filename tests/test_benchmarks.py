@@ -1,0 +1,49 @@
+"""`make bench` bookkeeping: a subset run keeps the other figures; stray arguments are refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import run as bench_run
+
+
+@pytest.fixture
+def fake_benches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    results = tmp_path / "results.json"
+    monkeypatch.setattr(bench_run, "RESULTS", results)
+    monkeypatch.setattr(
+        bench_run, "BENCHES", {"synth": lambda: {"synth_default_s": 5.0}, "job": lambda: {"job_s": 15.0}}
+    )
+    return results
+
+
+def test_a_subset_run_replaces_only_its_own_figures(
+    fake_benches: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the results of a full run
+    assert bench_run.main([]) == 0
+    full = json.loads(fake_benches.read_text())
+    assert set(full["measured_at_by_bench"]) == {"synth", "job"}
+    # WHEN only the job is run again, and it measures something else
+    monkeypatch.setitem(bench_run.BENCHES, "job", lambda: {"job_s": 14.0})
+    monkeypatch.setenv("BENCH_ONLY", "job")
+    assert bench_run.main([]) == 0
+    # THEN the synth figure and its time are kept, the job's are new
+    subset = json.loads(fake_benches.read_text())
+    assert (subset["synth_default_s"], subset["job_s"]) == (5.0, 14.0)
+    assert subset["measured_at_by_bench"]["synth"] == full["measured_at_by_bench"]["synth"]
+    assert subset["measured_at_by_bench"]["job"] == subset["measured_at"]
+
+
+def test_arguments_and_unknown_benches_are_refused(
+    fake_benches: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench_run.main(["--only", "job"]) == 2
+    assert "BENCH_ONLY=synth,job" in capsys.readouterr().err
+    monkeypatch.setenv("BENCH_ONLY", "jobs")
+    assert bench_run.main([]) == 2
+    assert "unknown ['jobs']" in capsys.readouterr().err
+    assert not fake_benches.exists()
