@@ -15,6 +15,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, acknowledge_regulatory, rendered
 from datalake.dataset import Dataset
 
@@ -288,11 +289,7 @@ class DatasetDeliveryStream(Construct):
         if direct_put_sse:
             # Server-side encryption of the Direct PUT stream with the raw-zone key.
             statements.append(
-                iam.PolicyStatement(
-                    actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"],
-                    resources=[key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"firehose.{Aws.REGION}.amazonaws.com"}},
-                )
+                key_use_via("firehose", [key], ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"])
             )
         if self.source_stream is not None:
             statements += [
@@ -306,11 +303,7 @@ class DatasetDeliveryStream(Construct):
                     ],
                     resources=[self.source_stream.stream_arn],
                 ),
-                iam.PolicyStatement(
-                    actions=["kms:Decrypt"],
-                    resources=[key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"kinesis.{Aws.REGION}.amazonaws.com"}},
-                ),
+                key_use_via("kinesis", [key], ["kms:Decrypt"]),
             ]
         return statements
 

@@ -10,6 +10,15 @@ from constructs import Construct
 ZONES = ("raw", "curated", "analytics")
 
 
+def key_use_via(service: str, keys: list[kms.IKey], actions: list[str]) -> iam.PolicyStatement:
+    """``actions`` on ``keys``, only through ``service`` (``s3``, ``sns``...) in this region."""
+    return iam.PolicyStatement(
+        actions=actions,
+        resources=[k.key_arn for k in keys],
+        conditions={"StringEquals": {"kms:ViaService": f"{service}.{Aws.REGION}.amazonaws.com"}},
+    )
+
+
 class LakeKeys(Construct):
     """One symmetric CMK per zone (``raw``, ``curated``, ``analytics``) and one for ``logs``.
 

@@ -24,6 +24,7 @@ from aws_cdk import aws_lakeformation as lf
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, wildcard_findings
 from datalake.dataset import CLASSIFICATIONS
 
@@ -100,11 +101,7 @@ class LakeFormationSetup(Construct):
                         resources=[zone.bucket.arn_for_objects("*")],
                     ),
                     iam.PolicyStatement(actions=["s3:ListBucket"], resources=[zone.bucket.bucket_arn]),
-                    iam.PolicyStatement(
-                        actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
-                        resources=[zone.key.key_arn],
-                        conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
-                    ),
+                    key_use_via("s3", [zone.key], ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]),
                 ],
             )
             acknowledge(

@@ -15,6 +15,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, wildcard_findings
 from datalake.dataset import Dataset
 
@@ -207,16 +208,8 @@ class Personas(Construct):
         return [
             iam.PolicyStatement(actions=["s3:GetObject"], resources=[a.curated_bucket.arn_for_objects("*")]),
             iam.PolicyStatement(actions=["s3:ListBucket"], resources=[a.curated_bucket.bucket_arn]),
-            self._key_use([a.curated_key], ["kms:Decrypt"]),
+            key_use_via("s3", [a.curated_key], ["kms:Decrypt"]),
         ]
-
-    @staticmethod
-    def _key_use(keys: list[kms.IKey], actions: list[str]) -> iam.PolicyStatement:
-        return iam.PolicyStatement(
-            actions=actions,
-            resources=[k.key_arn for k in keys],
-            conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
-        )
 
     def _athena(self, workgroups: str) -> iam.PolicyStatement:
         return iam.PolicyStatement(
@@ -291,7 +284,8 @@ class Personas(Construct):
                     actions=["s3:ListBucket", "s3:GetBucketLocation"],
                     resources=[b.bucket_arn for b in (*zones, a.athena_results_bucket, a.logs_bucket)],
                 ),
-                self._key_use(
+                key_use_via(
+                    "s3",
                     [a.raw_key, a.curated_key, a.analytics_key],
                     ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
                 ),
@@ -323,7 +317,7 @@ class Personas(Construct):
                 actions=["s3:ListBucket", "s3:GetBucketLocation"],
                 resources=[a.athena_results_bucket.bucket_arn],
             ),
-            self._key_use([a.analytics_key], ["kms:Decrypt", "kms:GenerateDataKey"]),
+            key_use_via("s3", [a.analytics_key], ["kms:Decrypt", "kms:GenerateDataKey"]),
         ]
         statements += self._curated_read()
         policy = iam.ManagedPolicy(self, f"{construct_id}Policy", roles=[role], statements=statements)

@@ -22,6 +22,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from cdk_constructs.alerts import AlertRules, alarm_above
+from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, rendered
 from cdk_constructs.storage import RUN_SUMMARIES
 from datalake.dataset import Dataset
@@ -135,11 +136,7 @@ def alert_publish_statements(topic: sns.ITopic, key: kms.IKey) -> list[iam.Polic
     """Publishing to the KMS-encrypted alert topic: the topic, and its key only through SNS."""
     return [
         iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn]),
-        iam.PolicyStatement(
-            actions=["kms:GenerateDataKey", "kms:Decrypt"],
-            resources=[key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"sns.{Aws.REGION}.amazonaws.com"}},
-        ),
+        key_use_via("sns", [key], ["kms:GenerateDataKey", "kms:Decrypt"]),
     ]
 
 
@@ -330,16 +327,8 @@ class DatasetPipeline(Construct):
                         }
                     },
                 ),
-                iam.PolicyStatement(
-                    actions=["kms:Decrypt"],
-                    resources=[raw_key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
-                ),
-                iam.PolicyStatement(
-                    actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
-                    resources=[curated_key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
-                ),
+                key_use_via("s3", [raw_key], ["kms:Decrypt"]),
+                key_use_via("s3", [curated_key], ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]),
                 iam.PolicyStatement(
                     actions=["s3:GetObject"],
                     resources=[
@@ -442,11 +431,7 @@ class DatasetPipeline(Construct):
                     resources=[curated_bucket.arn_for_objects(f"{p}*") for p in curated_prefixes[:2]],
                 ),
                 iam.PolicyStatement(actions=["s3:ListBucket"], resources=[curated_bucket.bucket_arn]),
-                iam.PolicyStatement(
-                    actions=["kms:Decrypt"],
-                    resources=[curated_key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
-                ),
+                key_use_via("s3", [curated_key], ["kms:Decrypt"]),
                 iam.PolicyStatement(
                     actions=[
                         "glue:GetDatabase",
@@ -856,11 +841,7 @@ class DatasetPipeline(Construct):
                     actions=["s3:GetObject"],
                     resources=[summaries_arn],
                 ),
-                iam.PolicyStatement(
-                    actions=["kms:Decrypt"],
-                    resources=[curated_key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
-                ),
+                key_use_via("s3", [curated_key], ["kms:Decrypt"]),
             ],
             alert_topic=topic,
             logs_key=logs_key,

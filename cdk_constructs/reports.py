@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -15,6 +15,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, wildcard_findings
 from cdk_constructs.processing import failure_notice, logged_state_machine, retry, schedule_state_machine
 from datalake.sql import SqlFile
@@ -132,11 +133,7 @@ class ScheduledReport(Construct):
                     actions=["s3:ListBucket", "s3:GetBucketLocation"],
                     resources=[bucket.bucket_arn, results_bucket.bucket_arn],
                 ),
-                iam.PolicyStatement(
-                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                    resources=[bucket_key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
-                ),
+                key_use_via("s3", [bucket_key], ["kms:GenerateDataKey", "kms:Decrypt"]),
             ],
             alert_topic=alert_topic,
             logs_key=logs_key,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -13,6 +13,7 @@ from aws_cdk import aws_redshiftserverless as redshift
 from constructs import Construct
 
 from cdk_constructs.custom_resource import CustomResourceFunction
+from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, acknowledge_regulatory
 
 #: Interface endpoints the workgroup reaches AWS through (S3 is a gateway endpoint).
@@ -214,13 +215,7 @@ class RedshiftWarehouse(Construct):
                     actions=["redshift-serverless:GetNamespace"],
                     resources=[self.namespace.attr_namespace_namespace_arn],
                 ),
-                iam.PolicyStatement(
-                    actions=["kms:Decrypt"],
-                    resources=[key.key_arn],
-                    conditions={
-                        "StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}
-                    },
-                ),
+                key_use_via("secretsmanager", [key], ["kms:Decrypt"]),
             ],
             wildcard_reason="redshift-data:DescribeStatement supports no resource-level permission (it "
             "only returns statements this role ran); Redshift appends a random suffix to the name of "

@@ -184,9 +184,9 @@ def idle(assembly: Assembly, prices: dict[str, Any]) -> list[Line]:
             workers = job.get("NumberOfWorkers", 2)
             dpu_hours = runs * workers * p["glue_job_minimum_minutes"] / 60
             detail = f"{runs:.0f} runs: job {workers} DPU x 1 min"
-            transitions = PIPELINE_TRANSITIONS_SKIPPING
             if SKIP_WHEN_IDLE in started:
                 detail += " (billing minimum); crawler and data quality skipped as nothing is new"
+                transitions = PIPELINE_TRANSITIONS_SKIPPING
             else:
                 dpu_hours += runs * (
                     p["glue_crawler_minimum_minutes"] / 60
