@@ -32,7 +32,7 @@ PARTS = {
     "nag": ("test_compliance",),
     "lambda": ("test_firehose_transform", "test_custom_resources"),
     "spark": ("test_raw_to_curated",),
-    "integration": ("test_local_run",),
+    "integration": ("test_local_run", "test_pipeline_execution"),
 }
 
 

@@ -207,9 +207,14 @@ def failure_notice(
     step_path: str | None = None,
 ) -> tasks.SnsPublish:
     """A ``NotifyFailure`` state: publishes "<summary> failed [at step <step>]: <error> - <cause>.
-    Execution: <console link>" (retried), then fails the execution with the caught error.
+    Execution: <console link>" (retried), then fails the execution as ``fail_id`` with the caught
+    error and its cause as the cause.
 
-    Catches route here with ``result_path="$.error"``; ``step_path`` names the failed step."""
+    Catches route here with ``result_path="$.error"``; ``step_path`` names the failed step. The
+    caught error is not re-raised by name: it is often a reserved ``States.*`` name (a failed Glue
+    run is ``States.TaskFailed``), which a Fail state must not raise; the Step Functions
+    interpreter the tests run (moto's port of LocalStack's) fails the execution with
+    ``States.Runtime`` instead."""
     values = [sfn.JsonPath.string_at(step_path)] if step_path else []
     message = sfn.JsonPath.format(
         f"{summary} failed{' at step {}' if step_path else ''}: {{}} - {{}}. Execution: "
@@ -228,7 +233,10 @@ def failure_notice(
         result_path=sfn.JsonPath.DISCARD,
     )
     retry(notify)
-    notify.next(sfn.Fail(scope, fail_id, cause_path="$.error.Cause", error_path="$.error.Error"))
+    cause = sfn.JsonPath.format(
+        "{}: {}", sfn.JsonPath.string_at("$.error.Error"), sfn.JsonPath.string_at("$.error.Cause")
+    )
+    notify.next(sfn.Fail(scope, fail_id, error=fail_id, cause_path=cause))
     return notify
 
 

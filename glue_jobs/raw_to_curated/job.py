@@ -130,22 +130,26 @@ def write_manifest(spark: SparkSession, path: str, objects: dict[str, int]) -> N
     _write_text(spark, f"{path.rstrip('/')}/{name}", lines)
 
 
+def summary_key(path: str, run_id: str) -> str:
+    """Where a run's summary is: one object per run, named by the Glue job run id."""
+    return f"{path.rstrip('/')}/{run_id}.json"
+
+
+def run_summary(run_id: str, dataset: str, result: RunResult) -> dict[str, Any]:
+    """What a run did, for the state machine that started it (:func:`write_run_summary`)."""
+    return {"dataset": dataset, "run_id": run_id, "partitions_rebuilt": len(result.days), **result.as_dict()}
+
+
 def write_run_summary(spark: SparkSession, path: str, run_id: str, dataset: str, result: RunResult) -> str:
-    """``<path>/<run_id>.json``: what the run did, for the state machine that started it.
+    """``<path>/<run_id>.json``: :func:`run_summary` of the run, written last.
 
     The pipeline reads it after the job (one ``s3:GetObject``) and skips the crawler and the
     data-quality evaluation when ``partitions_rebuilt`` is 0: an hourly schedule with nothing new
     then pays for the job's one-minute minimum only. Written last, so it exists only for a run
     that finished; a retried run has a run id of its own.
     """
-    key = f"{path.rstrip('/')}/{run_id}.json"
-    summary = {
-        "dataset": dataset,
-        "run_id": run_id,
-        "partitions_rebuilt": len(result.days),
-        **result.as_dict(),
-    }
-    _write_text(spark, key, json.dumps(summary), overwrite=True)
+    key = summary_key(path, run_id)
+    _write_text(spark, key, json.dumps(run_summary(run_id, dataset, result)), overwrite=True)
     return key
 
 

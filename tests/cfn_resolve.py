@@ -1,0 +1,113 @@
+"""Resolve the intrinsic functions of synthesized templates to the values a deployment would give.
+
+Enough of CloudFormation for the offline pipeline tests: the pseudo parameters, ``Ref`` and
+``Fn::GetAtt`` of the resource types those tests deploy into moto, ``Fn::Join``, ``Fn::Sub`` and
+the cross-stack ``Fn::GetStackOutput``. Anything else fails with the function and the stack named,
+so a template that grows a new kind of reference is noticed rather than half resolved.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+PSEUDO = {
+    "AWS::AccountId": ACCOUNT,
+    "AWS::Region": REGION,
+    "AWS::Partition": "aws",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+#: The property that names a resource of each type (what ``Ref`` returns, or builds the ARN from).
+NAME_PROPERTY = {
+    "AWS::Glue::Job": "Name",
+    "AWS::Glue::Crawler": "Name",
+    "AWS::Glue::SecurityConfiguration": "Name",
+    "AWS::Glue::Database": "DatabaseInput.Name",
+    "AWS::S3::Bucket": "BucketName",
+    "AWS::SNS::Topic": "TopicName",
+    "AWS::IAM::Role": "RoleName",
+    "AWS::StepFunctions::StateMachine": "StateMachineName",
+}
+_SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
+
+
+class Resolver:
+    """Values of template expressions, given every stack's template by stack name."""
+
+    def __init__(self, templates: dict[str, dict[str, Any]]) -> None:
+        self.templates = templates
+
+    def resolve(self, stack: str, node: Any) -> Any:
+        if isinstance(node, list):
+            return [self.resolve(stack, n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            ((fn, arg),) = node.items()
+            if fn == "Ref":
+                return self._ref(stack, arg)
+            if fn == "Fn::GetAtt":
+                return self._get_att(stack, *arg)
+            if fn == "Fn::Join":
+                separator, parts = arg
+                return separator.join(str(self.resolve(stack, p)) for p in self.resolve(stack, parts))
+            if fn == "Fn::Sub":
+                return self._sub(stack, arg)
+            if fn == "Fn::GetStackOutput":
+                other = arg["StackName"]
+                return self.resolve(other, self._template(other)["Outputs"][arg["OutputName"]]["Value"])
+            if fn.startswith("Fn::") or fn == "Condition":
+                raise NotImplementedError(f"{stack}: {fn} is not resolved offline (tests/cfn_resolve.py)")
+        return {k: self.resolve(stack, v) for k, v in node.items()}
+
+    def _template(self, stack: str) -> dict[str, Any]:
+        if stack not in self.templates:
+            raise KeyError(f"no synthesized template for stack {stack}")
+        return self.templates[stack]
+
+    def physical_name(self, stack: str, logical_id: str) -> str:
+        resource = self._template(stack)["Resources"][logical_id]
+        path = NAME_PROPERTY.get(resource["Type"])
+        if path is None:
+            raise NotImplementedError(
+                f"{stack}: Ref of {resource['Type']} ({logical_id}) is not resolved offline"
+            )
+        value: Any = resource.get("Properties", {})
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        # CloudFormation generates a name when the template gives none; the logical id stands in.
+        return logical_id if value is None else str(self.resolve(stack, value))
+
+    def _ref(self, stack: str, name: str) -> str:
+        if name in PSEUDO:
+            return PSEUDO[name]
+        resource_type = self._template(stack)["Resources"][name]["Type"]
+        physical = self.physical_name(stack, name)
+        if resource_type == "AWS::SNS::Topic":
+            return f"arn:aws:sns:{REGION}:{ACCOUNT}:{physical}"
+        if resource_type == "AWS::StepFunctions::StateMachine":
+            return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{physical}"
+        return physical
+
+    def _get_att(self, stack: str, logical_id: str, attribute: str) -> str:
+        resource_type = self._template(stack)["Resources"][logical_id]["Type"]
+        if (resource_type, attribute) == ("AWS::IAM::Role", "Arn"):
+            return f"arn:aws:iam::{ACCOUNT}:role/{self.physical_name(stack, logical_id)}"
+        if (resource_type, attribute) == ("AWS::S3::Bucket", "Arn"):
+            return f"arn:aws:s3:::{self.physical_name(stack, logical_id)}"
+        raise NotImplementedError(f"{stack}: Fn::GetAtt {resource_type}.{attribute} is not resolved offline")
+
+    def _sub(self, stack: str, arg: Any) -> str:
+        text, variables = (arg, {}) if isinstance(arg, str) else arg
+
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in variables:
+                return str(self.resolve(stack, variables[name]))
+            if "." in name:
+                return str(self._get_att(stack, *name.split(".", 1)))
+            return str(self._ref(stack, name))
+
+        return _SUB_VARIABLE.sub(value, text)

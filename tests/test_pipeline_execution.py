@@ -1,0 +1,381 @@
+"""The orders pipeline executed offline: the state machine synthesized for the sandbox runs in
+moto's Step Functions interpreter (a port of LocalStack's) against moto's Glue, S3, SNS and SQS.
+
+The other processing tests check what the definition declares; these run it. The Glue job is
+moto's, except that a run which succeeds writes the run summary the real job would write
+(:func:`job.run_summary`, at the job's own ``--run_summary_path``). Glue Data Quality is not in
+moto: three small handlers answer its calls with the score a test chooses. Retry delays and
+``Wait`` states are recorded instead of slept.
+
+Three gaps of moto 5.2.5's interpreter, all taken over from LocalStack's, are bridged in the
+``lake`` fixture, each where AWS's behaviour is documented:
+
+- a ``.sync`` task whose service has no callback pattern crashes once it has finished
+  (``interrupt_all`` on ``None``; fixed upstream in localstack/localstack#13705), so the Glue
+  integration is given one;
+- ``aws-sdk`` results keep S3's ``Body`` as a stream, where Step Functions returns it as text;
+- ``aws-sdk`` errors of Glue and S3 are named ``glue.*``/``s3.*``, where Step Functions names them
+  ``ServiceName.ErrorName`` in PascalCase (``S3.NoSuchKeyException``, ``Glue.CrawlerRunningException``:
+  "AWS SDK service integrations" in the Step Functions developer guide).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+import moto
+import pytest
+from cfn_resolve import REGION, Resolver
+from job import RunResult, run_summary, summary_key
+from lake_app import synthesize
+from moto.core.responses import ActionResult
+from moto.glue import models as glue_models
+from moto.glue.responses import GlueResponse
+from moto.moto_api import state_manager
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk as aws_sdk,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_glue as glue_service,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (
+    ResourceCondition,
+)
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
+    WaitFunction,
+)
+
+REBUILT = RunResult(
+    rows_read=1204, rows_written=1150, rows_quarantined=4, duplicates_dropped=50, new_objects=3,
+    days=[("2024", "05", "01"), ("2024", "05", "02")], files_written=2,
+)  # fmt: skip
+IDLE = RunResult()
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """The processing stack's pieces as a deployment would name them."""
+
+    definition: str
+    machine_name: str
+    machine_role: str
+    job: dict[str, Any]
+    crawler: dict[str, Any]
+    topic_arn: str
+    ruleset: str
+
+
+@pytest.fixture(scope="module")
+def deployed() -> Deployed:
+    sandbox = synthesize("sandbox")
+    stack = sandbox.lake.processing.stack_name
+    templates = sandbox.all_templates()
+    resolver = Resolver(templates)
+
+    def one(type_: str) -> dict[str, Any]:
+        (resource,) = [r for r in templates[stack]["Resources"].values() if r["Type"] == type_]
+        return resource
+
+    machine = one("AWS::StepFunctions::StateMachine")["Properties"]
+    definition = resolver.resolve(stack, machine["DefinitionString"])
+    parsed = json.loads(definition)
+    notify = parsed["States"]["NotifyFailure"]["Parameters"]
+    return Deployed(
+        definition=definition,
+        machine_name=machine["StateMachineName"],
+        machine_role=resolver.resolve(stack, machine["RoleArn"]),
+        job=resolver.resolve(stack, one("AWS::Glue::Job")["Properties"]),
+        crawler=resolver.resolve(stack, one("AWS::Glue::Crawler")["Properties"]),
+        topic_arn=notify["TopicArn"],
+        ruleset=one("AWS::Glue::DataQualityRuleset")["Properties"]["Name"],
+    )
+
+
+@dataclass
+class Execution:
+    status: str
+    states: list[str]
+    notices: list[dict[str, str]]
+    output: dict[str, Any]
+    error: str | None
+    cause: str | None
+
+
+@dataclass
+class Lake:
+    """moto's account with the pipeline deployed, and what the fakes were asked."""
+
+    deployed: Deployed
+    job_outcome: str = "SUCCEEDED"  # or "FAILED"
+    summary: RunResult | None = field(default_factory=lambda: REBUILT)  # None: succeeds, writes none
+    dq_statuses: list[str] = field(default_factory=lambda: ["SUCCEEDED"])
+    dq_score: float = 1.0
+    job_runs: list[str] = field(default_factory=list)
+    dq_requests: list[dict[str, Any]] = field(default_factory=list)
+    retry_delays: list[float] = field(default_factory=list)
+    waits: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.glue = boto3.client("glue", region_name=REGION)
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        sns = boto3.client("sns", region_name=REGION)
+        d = self.deployed
+        self.summaries = urlparse(d.job["DefaultArguments"]["--run_summary_path"])
+        self.s3.create_bucket(
+            Bucket=self.summaries.netloc, CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
+        self.glue.create_job(**d.job)
+        self.glue.create_crawler(**d.crawler)
+        topic = sns.create_topic(Name=d.topic_arn.rsplit(":", 1)[1])["TopicArn"]
+        assert topic == d.topic_arn
+        self.inbox = self.sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
+        inbox_arn = self.sqs.get_queue_attributes(QueueUrl=self.inbox, AttributeNames=["QueueArn"])
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn["Attributes"]["QueueArn"])
+        self.machine = self.sfn.create_state_machine(
+            name=d.machine_name,
+            definition=d.definition,
+            roleArn=d.machine_role,
+        )["stateMachineArn"]
+
+    # --- the fakes, called by moto while the state machine runs --------------------------------
+    def job_started(self, run: Any) -> None:
+        self.job_runs.append(run.job_run_id)
+        if self.job_outcome != "SUCCEEDED":
+            run._transitions = [("STARTING", "RUNNING"), ("RUNNING", self.job_outcome)]
+        elif self.summary is not None:  # the job's last act, at the path it is given
+            key = summary_key(self.summaries.path.lstrip("/"), run.job_run_id)
+            body = json.dumps(run_summary(run.job_run_id, "orders", self.summary))
+            self.s3.put_object(Bucket=self.summaries.netloc, Key=key, Body=body.encode())
+
+    def dq(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.dq_requests.append({"action": action, **params})
+        if action == "start":
+            return {"RunId": "dqrun-1"}
+        if action == "run":
+            status = self.dq_statuses.pop(0) if len(self.dq_statuses) > 1 else self.dq_statuses[0]
+            return {"RunId": params["RunId"], "Status": status, "ResultIds": ["dqresult-1"]}
+        return {"ResultId": params["ResultId"], "Score": self.dq_score}
+
+    # --- running it ----------------------------------------------------------------------------
+    def run(self, timeout_s: float = 30) -> Execution:
+        arn = self.sfn.start_execution(stateMachineArn=self.machine, input="{}")["executionArn"]
+        deadline = time.monotonic() + timeout_s
+        while (described := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+            assert time.monotonic() < deadline, "execution did not finish"
+            time.sleep(0.05)
+        events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        states = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+        notices = []
+        for message in self.sqs.receive_message(QueueUrl=self.inbox, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
+            envelope = json.loads(message["Body"])
+            notices.append({"subject": envelope["Subject"], "message": envelope["Message"], "arn": arn})
+        return Execution(
+            status=described["status"],
+            states=states,
+            notices=notices,
+            output=json.loads(described.get("output") or "{}"),
+            error=described.get("error"),
+            cause=described.get("cause"),
+        )
+
+
+def _streams_as_text(self: Any, response: Any, *args: Any, **kwargs: Any) -> None:
+    """As Step Functions does for ``aws-sdk`` tasks: a streamed member (S3's ``Body``) becomes text."""
+    if isinstance(response, dict):
+        for key, value in list(response.items()):
+            if hasattr(value, "read"):
+                response[key] = value.read().decode()
+
+
+@pytest.fixture
+def lake(deployed: Deployed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lake]:
+    with moto.mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        state_manager.set_transition(model_name="glue::job_run", transition={"progression": "immediate"})
+        lake = Lake(deployed)
+        # interpreter gaps (module docstring)
+        patterns = {*glue_service._SUPPORTED_INTEGRATION_PATTERNS, ResourceCondition.WaitForTaskToken}
+        monkeypatch.setattr(glue_service, "_SUPPORTED_INTEGRATION_PATTERNS", patterns)
+        monkeypatch.setattr(aws_sdk.StateTaskServiceAwsSdk, "_normalise_response", _streams_as_text)
+        monkeypatch.setitem(aws_sdk._SERVICE_ERROR_NAMES, "glue", "Glue")
+        monkeypatch.setitem(aws_sdk._SERVICE_ERROR_NAMES, "s3", "S3")
+        # time: recorded, not slept
+        monkeypatch.setattr(retrier_decl, "time", SimpleNamespace(sleep=lake.retry_delays.append))
+        monkeypatch.setattr(
+            WaitFunction, "_wait_interval", lambda _self, env, wait_seconds: lake.waits.append(wait_seconds)
+        )
+        # the job's summary, and Glue Data Quality
+        start_job_run = glue_models.FakeJob.start_job_run
+
+        def started(job: Any, *args: Any, **kwargs: Any) -> str:
+            run_id: str = start_job_run(job, *args, **kwargs)
+            lake.job_started(job.job_runs[-1])
+            return run_id
+
+        monkeypatch.setattr(glue_models.FakeJob, "start_job_run", started)
+        for action, method in {
+            "start": "start_data_quality_ruleset_evaluation_run",
+            "run": "get_data_quality_ruleset_evaluation_run",
+            "result": "get_data_quality_result",
+        }.items():
+
+            def handler(response: Any, action: str = action) -> Any:
+                return ActionResult(lake.dq(action, dict(response.parameters)))
+
+            monkeypatch.setattr(GlueResponse, method, handler, raising=False)
+        yield lake
+    state_manager.unset_transition("glue::job_run")
+
+
+def _retry(definition: str, state: str) -> dict[str, Any]:
+    (retrier,) = [
+        r for r in json.loads(definition)["States"][state]["Retry"] if "States.ALL" in r["ErrorEquals"]
+    ]
+    return retrier
+
+
+def _assert_backoff(delays: list[float], retrier: dict[str, Any]) -> None:
+    """Full jitter: the n-th delay is anywhere from 0 to the capped exponential interval."""
+    assert len(delays) == retrier["MaxAttempts"]
+    for n, delay in enumerate(delays):
+        ceiling = min(retrier["IntervalSeconds"] * retrier["BackoffRate"] ** n, retrier["MaxDelaySeconds"])
+        assert 0 <= delay <= ceiling, (n, delay, ceiling)
+
+
+def test_a_run_that_rebuilt_days_crawls_checks_quality_and_reports_its_counts(lake: Lake) -> None:
+    lake.dq_statuses = ["RUNNING", "SUCCEEDED"]  # one more poll of the evaluation
+
+    run = lake.run()
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert run.states == [
+        "RunJob", "ReadRunSummary", "AnyDayRebuilt?", "StartCrawler", "StartDataQuality",
+        "WaitForDataQuality", "GetDataQualityRun", "DataQualityDone?",
+        "WaitForDataQuality", "GetDataQualityRun", "DataQualityDone?",
+        "GetDataQualityResult", "DataQualityPassed?", "NotifySuccess", "Done",
+    ]  # fmt: skip
+    assert lake.waits == [60, 60]
+    (job_run,) = lake.job_runs
+    assert run.output["job"]["JobRunId"] == job_run
+    assert run.output["run"]["summary"] == run_summary(job_run, "orders", REBUILT)
+    crawler = lake.glue.get_crawler(Name=lake.deployed.crawler["Name"])["Crawler"]
+    assert crawler["State"] == "RUNNING"
+    start = lake.dq_requests[0]
+    assert start["action"] == "start"
+    assert start["RulesetNames"] == [lake.deployed.ruleset]
+    assert start["DataSource"] == {"GlueTable": {"DatabaseName": "lake_sbx_curated", "TableName": "orders"}}
+    (notice,) = run.notices
+    assert notice["subject"] == "Data lake pipeline succeeded: orders"
+    assert notice["message"] == (
+        "orders: 2 day(s) rebuilt with 1150 rows (4 quarantined, 50 duplicates dropped), "
+        f"data-quality score 1.0, job run {job_run}"
+    )
+
+
+def test_a_run_with_nothing_new_stops_after_the_job_silently(lake: Lake) -> None:
+    lake.summary = IDLE
+
+    run = lake.run()
+
+    assert run.status == "SUCCEEDED"
+    assert run.states == ["RunJob", "ReadRunSummary", "AnyDayRebuilt?", "NothingNew"]
+    assert run.output["run"]["summary"]["partitions_rebuilt"] == 0
+    assert lake.glue.get_crawler(Name=lake.deployed.crawler["Name"])["Crawler"]["State"] == "READY"
+    assert lake.dq_requests == []
+    assert run.notices == []
+
+
+def test_a_failing_job_is_retried_with_backoff_then_alerts_with_step_and_execution(lake: Lake) -> None:
+    lake.job_outcome = "FAILED"
+
+    run = lake.run()
+
+    assert run.status == "FAILED"
+    assert run.states == ["RunJob", "RunJobFailed", "NotifyFailure", "PipelineFailed"]
+    retrier = _retry(lake.deployed.definition, "RunJob")
+    assert len(lake.job_runs) == 1 + retrier["MaxAttempts"]
+    _assert_backoff(lake.retry_delays, retrier)
+    assert run.error == "PipelineFailed"
+    assert run.cause is not None and run.cause.startswith("States.TaskFailed: ")
+    (notice,) = run.notices
+    assert notice["subject"] == "Data lake pipeline failed: orders"
+    assert notice["message"].startswith(
+        "Data lake pipeline orders failed at step RunJob: States.TaskFailed - "
+    )
+    assert notice["message"].endswith(f"#/v2/executions/details/{notice['arn']}")
+    assert f"region={REGION}#" in notice["message"]
+    assert lake.dq_requests == []
+
+
+def test_a_job_that_left_no_summary_alerts_at_the_read_instead_of_guessing(lake: Lake) -> None:
+    lake.summary = None
+
+    run = lake.run()
+
+    assert run.status == "FAILED"
+    assert run.states == [
+        "RunJob",
+        "ReadRunSummary",
+        "ReadRunSummaryFailed",
+        "NotifyFailure",
+        "PipelineFailed",
+    ]
+    _assert_backoff(lake.retry_delays, _retry(lake.deployed.definition, "ReadRunSummary"))
+    assert run.error == "PipelineFailed"
+    assert run.cause is not None and run.cause.startswith(
+        "S3.NoSuchKeyException: The specified key does not exist."
+    )
+    (notice,) = run.notices
+    assert "failed at step ReadRunSummary: S3.NoSuchKeyException" in notice["message"]
+
+
+def test_a_score_below_one_alerts_and_fails_the_execution(lake: Lake) -> None:
+    lake.dq_score = 0.8
+
+    run = lake.run()
+
+    assert run.status == "FAILED"
+    assert run.states[-5:] == [
+        "DataQualityPassed?", "DataQualityFailed", "DataQualityStep", "NotifyFailure", "PipelineFailed",
+    ]  # fmt: skip
+    assert (run.error, run.cause) == ("PipelineFailed", "DataQualityFailed: Ruleset score 0.8 is below 1.0")
+    (notice,) = run.notices
+    assert (
+        "failed at step DataQuality: DataQualityFailed - Ruleset score 0.8 is below 1.0" in notice["message"]
+    )
+
+
+def test_a_failed_evaluation_run_alerts_with_its_status(lake: Lake) -> None:
+    lake.dq_statuses = ["FAILED"]
+
+    run = lake.run()
+
+    assert run.status == "FAILED"
+    assert run.states[-5:] == [
+        "DataQualityDone?", "DataQualityRunFailed", "DataQualityRunStep", "NotifyFailure", "PipelineFailed",
+    ]  # fmt: skip
+    assert (run.error, run.cause) == ("PipelineFailed", "DataQualityRunFailed: FAILED")
+    (notice,) = run.notices
+    assert "failed at step DataQualityRun: DataQualityRunFailed - FAILED" in notice["message"]
+
+
+def test_a_crawler_still_running_from_before_does_not_stop_the_pipeline(lake: Lake) -> None:
+    lake.glue.start_crawler(Name=lake.deployed.crawler["Name"])
+
+    run = lake.run()
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert run.states[3:6] == ["StartCrawler", "CrawlerAlreadyRunning", "StartDataQuality"]
+    (notice,) = run.notices
+    assert notice["subject"] == "Data lake pipeline succeeded: orders"
