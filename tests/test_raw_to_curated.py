@@ -247,6 +247,43 @@ def test_a_later_version_on_another_day_replaces_the_earlier_one(spark: Any, tmp
     _assert_conserved(result)
 
 
+def test_a_day_whose_every_key_moved_away_is_emptied(spark: Any, tmp_path: Path) -> None:
+    # dynamic overwrite replaces only the days written: a rebuilt day with no rows keeps its files
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1")])
+    cfg = _config(tmp_path)
+    run(spark, cfg)
+    moved = _record(
+        "o-1", ts="2024-05-02T01:00:00.000Z", ingested="2024-05-02T01:00:02.000Z", status="SHIPPED"
+    )
+    _write_raw(tmp_path, "2024-05-02", "b", [moved])
+    result = run(spark, cfg)
+    assert [(r["order_id"], r["day"], r["status"]) for r in _curated(spark, cfg)] == [
+        ("o-1", "02", "SHIPPED")
+    ]
+    assert not (tmp_path / "curated" / "orders" / "year=2024" / "month=05" / "day=01").exists()
+    assert (result.rows_written, result.duplicates_dropped, result.files_written) == (1, 1, 1)
+    _assert_conserved(result)
+
+
+def test_a_day_whose_rows_fail_the_tightened_rules_leaves_the_curated_zone(
+    spark: Any, tmp_path: Path
+) -> None:
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1")])
+    cfg = _config(tmp_path)
+    run(spark, cfg)
+    # the dataset file no longer allows PAID; a new object makes the day rebuild
+    strict = json.loads(json.dumps(SPEC))
+    (status,) = [c for c in strict["columns"] if c["name"] == "status"]
+    status["enum"] = [v for v in status["enum"] if v != "PAID"]
+    _write_raw(tmp_path, "2024-05-01", "b", [_record("o-2")], hour="11")
+    result = run(spark, replace(cfg, spec=strict))
+    assert not (tmp_path / "curated" / "orders" / "year=2024" / "month=05" / "day=01").exists()
+    quarantined = spark.read.parquet(cfg.quarantine_path).collect()
+    assert sorted(r["record_key"] for r in quarantined) == ["o-1", "o-2"]
+    assert (result.rows_written, result.rows_quarantined, result.files_written) == (0, 2, 0)
+    _assert_conserved(result)
+
+
 def test_partitions_are_utc_days_of_the_event_time(spark: Any, tmp_path: Path) -> None:
     # 00:30 in Seoul on 1 May is 30 April in UTC: the transform and the job agree
     payload = json.dumps(

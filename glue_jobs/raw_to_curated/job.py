@@ -9,7 +9,8 @@ Each run:
 3. rebuilds each of those days from *all* of its raw objects: validate and cast, quarantine what
    fails, keep the latest ingested version per key, and overwrites exactly those partitions
    (dynamic partition overwrite), so a re-run gives the same rows and late data never drops rows
-   curated earlier;
+   curated earlier. A rebuilt day left with no rows (its keys moved to another day, or its rows
+   fail rules tightened since) is removed, since dynamic overwrite would keep its old files;
 4. appends the new objects to the manifest, last, so a failed run is simply run again. Once the
    manifest holds ``manifest_compact_at`` files, that run writes one file with every entry and
    removes the files it read, so an hourly schedule does not read thousands of small objects.
@@ -224,12 +225,14 @@ def _partition_path(base: str, day: Day) -> str:
     return f"{base.rstrip('/')}/year={day[0]}/month={day[1]}/day={day[2]}"
 
 
-def _rows_in(spark: SparkSession, path: str) -> int:
-    """Rows of the Parquet files under ``path`` (0 when there are none)."""
-    fs, jvm = _fs(spark, path)
-    if not fs.exists(jvm.org.apache.hadoop.fs.Path(path)):
-        return 0
-    return spark.read.parquet(path).count()
+def _written(spark: SparkSession, base: str, days: set[Day]) -> tuple[dict[Day, int], int]:
+    """(rows per day, files) of the Parquet partitions of ``days`` under ``base``: one Spark job
+    that reads footers only, and the files from the same file index."""
+    if not days:
+        return {}, 0
+    table = spark.read.option("basePath", base).parquet(*[_partition_path(base, d) for d in sorted(days)])
+    rows = {(r.year, r.month, r.day): int(r["count"]) for r in table.groupBy(*PARTITIONS).count().collect()}
+    return rows, len(table.inputFiles())
 
 
 def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
@@ -262,18 +265,24 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
             break
         checked.unpersist()
         days |= extra
-    # One pass over the cached rows for both counts.
+    # One pass over the cached rows for both counts and the days that have valid rows.
+    valid_day = F.when(F.col(REASON) == "", F.date_format(F.col(cfg.spec["event_time"]), "yyyy-MM-dd"))
     totals = checked.agg(
-        F.count(F.lit(1)).alias("read"), F.count(F.when(F.col(REASON) != "", True)).alias("quarantined")
+        F.count(F.lit(1)).alias("read"),
+        F.count(F.when(F.col(REASON) != "", True)).alias("quarantined"),
+        F.collect_set(valid_day).alias("days"),
     ).first()
     assert totals is not None
     result.rows_read, result.rows_quarantined = int(totals["read"]), int(totals["quarantined"])
     result.days = sorted(days)
+    output_days: set[Day] = {(d[:4], d[5:7], d[8:]) for d in totals["days"]}
 
     curated = to_curated(valid, cfg.spec)
     if len(days) > 1 and spans_days(valid, key, cfg.spec["event_time"]):
-        # A version of a key moved to another day: the latest one wins across days (its own shuffle).
+        # A version of a key moved to another day: the latest one wins across days (its own shuffle),
+        # and a day whose every key moved away gets no rows (rare: one more pass to find such days).
         curated = latest_per_key(curated, key)
+        output_days = {(r.year, r.month, r.day) for r in curated.select(*PARTITIONS).distinct().collect()}
     # Toward the target file size: each day gets as many files as its raw bytes call for, each
     # written by a task of its own, and deduplication runs inside that same shuffle.
     target_bytes = cfg.target_file_size_mib * 1024 * 1024
@@ -290,25 +299,28 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
         .partitionBy(*PARTITIONS)
         .parquet(cfg.curated_path)
     )
-    # Counted from what was written: Parquet footers only, and no cache of the curated rows.
-    written = {day: rows for day in days if (rows := _rows_in(spark, _partition_path(cfg.curated_path, day)))}
-    for day in days - set(written):  # every key of that day now lives on another day
+    # Dynamic overwrite replaces only the days written: a rebuilt day with no rows now (its keys
+    # moved to another day, or its rows fail validation now) still holds its earlier files.
+    for day in days - output_days:
         delete_path(spark, _partition_path(cfg.curated_path, day))
+    # Counted from what was written: Parquet footers only, and no cache of the curated rows.
+    written, result.files_written = _written(spark, cfg.curated_path, output_days)
     result.rows_written = sum(written.values())
     result.duplicates_dropped = result.rows_read - result.rows_quarantined - result.rows_written
-    quarantine = to_quarantine(rejected, cfg.spec)
-    (
-        quarantine.repartition(*PARTITIONS)
-        .write.mode("overwrite")
-        .partitionBy(*PARTITIONS)
-        .parquet(cfg.quarantine_path)
-    )
-    quarantined_days = {(r.year, r.month, r.day) for r in quarantine.select(*PARTITIONS).distinct().collect()}
+    quarantined_days: set[Day] = set()
+    if result.rows_quarantined:
+        quarantine = to_quarantine(rejected, cfg.spec)
+        (
+            quarantine.repartition(*PARTITIONS)
+            .write.mode("overwrite")
+            .partitionBy(*PARTITIONS)
+            .parquet(cfg.quarantine_path)
+        )
+        quarantined_days = {
+            (r.year, r.month, r.day) for r in quarantine.select(*PARTITIONS).distinct().collect()
+        }
     for day in days - quarantined_days:
         delete_path(spark, _partition_path(cfg.quarantine_path, day))
-    result.files_written = sum(
-        1 for p in list_objects(spark, cfg.curated_path) if day_of(p) in days and p.endswith(".parquet")
-    )
     # Last: a run that failed before this point is re-run on the same objects.
     append_manifest(spark, cfg.manifest_path, manifest, {p: objects[p] for p in new}, cfg.manifest_compact_at)
     checked.unpersist()
