@@ -13,6 +13,7 @@ from benchmarks import run as bench_run
 @pytest.fixture
 def fake_benches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     results = tmp_path / "results.json"
+    monkeypatch.delenv("BENCH_ONLY", raising=False)  # set when make bench runs these tests
     monkeypatch.setattr(bench_run, "RESULTS", results)
     monkeypatch.setattr(
         bench_run, "BENCHES", {"synth": lambda: {"synth_default_s": 5.0}, "job": lambda: {"job_s": 15.0}}
