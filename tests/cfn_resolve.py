@@ -1,8 +1,8 @@
 """Resolve the intrinsic functions of synthesized templates to the values a deployment would give.
 
 Enough of CloudFormation for the offline pipeline tests: the pseudo parameters, ``Ref`` and
-``Fn::GetAtt`` of the resource types those tests deploy into moto, ``Fn::Join``, ``Fn::Sub`` and
-the cross-stack ``Fn::GetStackOutput``. Anything else fails with the function and the stack named,
+``Fn::GetAtt`` of the resource types the processing stack refers to, ``Fn::Join``, ``Fn::Sub``
+and the cross-stack ``Fn::GetStackOutput``. Anything else fails with the function and the stack named,
 so a template that grows a new kind of reference is noticed rather than half resolved.
 """
 
@@ -17,18 +17,14 @@ PSEUDO = {
     "AWS::AccountId": ACCOUNT,
     "AWS::Region": REGION,
     "AWS::Partition": "aws",
-    "AWS::URLSuffix": "amazonaws.com",
 }
 #: The property that names a resource of each type (what ``Ref`` returns, or builds the ARN from).
 NAME_PROPERTY = {
     "AWS::Glue::Job": "Name",
     "AWS::Glue::Crawler": "Name",
     "AWS::Glue::SecurityConfiguration": "Name",
-    "AWS::Glue::Database": "DatabaseInput.Name",
-    "AWS::S3::Bucket": "BucketName",
     "AWS::SNS::Topic": "TopicName",
     "AWS::IAM::Role": "RoleName",
-    "AWS::StepFunctions::StateMachine": "StateMachineName",
 }
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 
@@ -74,9 +70,7 @@ class Resolver:
             raise NotImplementedError(
                 f"{stack}: Ref of {resource['Type']} ({logical_id}) is not resolved offline"
             )
-        value: Any = resource.get("Properties", {})
-        for part in path.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+        value = resource.get("Properties", {}).get(path)
         # CloudFormation generates a name when the template gives none; the logical id stands in.
         return logical_id if value is None else str(self.resolve(stack, value))
 
@@ -87,16 +81,12 @@ class Resolver:
         physical = self.physical_name(stack, name)
         if resource_type == "AWS::SNS::Topic":
             return f"arn:aws:sns:{REGION}:{ACCOUNT}:{physical}"
-        if resource_type == "AWS::StepFunctions::StateMachine":
-            return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{physical}"
         return physical
 
     def _get_att(self, stack: str, logical_id: str, attribute: str) -> str:
         resource_type = self._template(stack)["Resources"][logical_id]["Type"]
         if (resource_type, attribute) == ("AWS::IAM::Role", "Arn"):
             return f"arn:aws:iam::{ACCOUNT}:role/{self.physical_name(stack, logical_id)}"
-        if (resource_type, attribute) == ("AWS::S3::Bucket", "Arn"):
-            return f"arn:aws:s3:::{self.physical_name(stack, logical_id)}"
         raise NotImplementedError(f"{stack}: Fn::GetAtt {resource_type}.{attribute} is not resolved offline")
 
     def _sub(self, stack: str, arg: Any) -> str:

@@ -101,6 +101,7 @@ def deployed() -> Deployed:
 
 @dataclass
 class Execution:
+    arn: str
     status: str
     states: list[str]
     notices: list[dict[str, str]]
@@ -180,8 +181,9 @@ class Lake:
             "Messages", []
         ):
             envelope = json.loads(message["Body"])
-            notices.append({"subject": envelope["Subject"], "message": envelope["Message"], "arn": arn})
+            notices.append({"subject": envelope["Subject"], "message": envelope["Message"]})
         return Execution(
+            arn=arn,
             status=described["status"],
             states=states,
             notices=notices,
@@ -313,7 +315,7 @@ def test_a_failing_job_is_retried_with_backoff_then_alerts_with_step_and_executi
     assert notice["message"].startswith(
         "Data lake pipeline orders failed at step RunJob: States.TaskFailed - "
     )
-    assert notice["message"].endswith(f"#/v2/executions/details/{notice['arn']}")
+    assert notice["message"].endswith(f"#/v2/executions/details/{run.arn}")
     assert f"region={REGION}#" in notice["message"]
     assert lake.dq_requests == []
 
