@@ -349,6 +349,7 @@ class DatasetPipeline(Construct):
                         "glue:GetTable",
                         "glue:GetPartitions",
                         "glue:BatchCreatePartition",
+                        "glue:BatchDeletePartition",
                         "glue:GetDatabase",
                     ],
                     resources=[self._catalog_arn(), self._database_arn(catalog.database), *table_arns],

@@ -159,9 +159,10 @@ class CatalogStack(Stack):
         for ds in datasets:
             roles = personas.pipelines[ds.name]
             service_grants += [
-                # The job writes files itself and registers partitions (BatchCreatePartition);
-                # data-quality runs read the table through Lake Formation.
-                TableGrant(roles.job, curated[ds.name], ("SELECT", "INSERT", "ALTER", "DESCRIBE")),
+                # The job writes files itself, registers partitions (BatchCreatePartition) and
+                # removes the ones of days it emptied (BatchDeletePartition); data-quality runs
+                # read the table through Lake Formation.
+                TableGrant(roles.job, curated[ds.name], ("SELECT", "INSERT", "DELETE", "ALTER", "DESCRIBE")),
                 # The crawler reads the curated location with Lake Formation credentials and may
                 # only update partitions; no CREATE_TABLE, so drift cannot become a new table.
                 TableGrant(

@@ -255,8 +255,8 @@ def test_service_roles_get_exactly_their_tables(governance: Template, catalog: T
 
     assert of(job) == {
         "db:lake_sbx_curated": ["DESCRIBE"],
-        "table:orders": ["SELECT", "INSERT", "ALTER", "DESCRIBE"],
-        "table:orders_quarantine": ["SELECT", "INSERT", "ALTER", "DESCRIBE"],
+        "table:orders": ["SELECT", "INSERT", "DELETE", "ALTER", "DESCRIBE"],
+        "table:orders_quarantine": ["SELECT", "INSERT", "DELETE", "ALTER", "DESCRIBE"],
     }
     assert of(crawler) == {
         "db:lake_sbx_curated": ["DESCRIBE", "ALTER"],  # no CREATE_TABLE: drift is logged, never a new table

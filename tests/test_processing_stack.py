@@ -6,6 +6,7 @@ import ast
 import json
 from typing import Any
 
+import boto3
 import pytest
 from aws_cdk.assertions import Template
 from lake_app import Synth, synthesize
@@ -72,6 +73,34 @@ def test_every_argument_the_entry_point_resolves_is_passed_to_the_job(template: 
     resolved = {ast.literal_eval(e) for e in call.args[1].elts}
     passed = {k.removeprefix("--") for k in _one(template, "AWS::Glue::Job")["DefaultArguments"]}
     assert resolved - passed == {"JOB_NAME", "JOB_RUN_ID"}
+
+
+def test_the_job_policy_allows_every_aws_call_of_the_entry_point(template: Template) -> None:
+    # moto does not enforce IAM, so the entry point's own test cannot catch a missing action
+    tree = ast.parse((GLUE_JOB_DIR / "job.py").read_text())
+    clients = {"glue", "cloudwatch"}  # what main() names its boto3 clients (S3 goes through Hadoop)
+    calls = {
+        (n.func.value.id, n.func.attr)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and isinstance(n.func.value, ast.Name)
+        and n.func.value.id in clients
+    }
+    needed = {f"{svc}:{boto3.client(svc).meta.method_to_api_mapping[method]}" for svc, method in calls}
+    assert {"glue:BatchCreatePartition", "glue:BatchDeletePartition", "cloudwatch:PutMetricData"} <= needed
+    statements = next(
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for lid, p in template.find_resources("AWS::IAM::ManagedPolicy").items()
+        if lid.startswith("OrdersJobPolicy")
+    )
+    allowed = {
+        a
+        for st in statements
+        if st["Effect"] == "Allow"
+        for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])
+    }
+    assert needed <= allowed, needed - allowed
 
 
 def test_job_and_crawler_use_the_security_configuration(template: Template) -> None:

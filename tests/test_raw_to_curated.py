@@ -199,6 +199,8 @@ def test_run_summary_tells_the_pipeline_whether_any_day_was_rebuilt(spark: Any, 
         "duplicates_dropped": 1,
         "new_objects": 3,
         "days": ["2024-05-01", "2024-05-02"],
+        "curated_days": ["2024-05-01", "2024-05-02"],
+        "quarantine_days": ["2024-05-01"],
         "files_written": 2,
     }
     idle_summary = json.loads(Path(idle.removeprefix("file://")).read_text())
@@ -426,3 +428,137 @@ def test_the_fast_path_for_arrays_judges_every_element_as_the_general_path(
 def test_children_without_a_canonical_form_keep_arrays_on_the_general_path(child: dict[str, Any]) -> None:
     # a bound or format the regex cannot express: every element is checked one by one instead
     assert fast_array_pattern([{"name": "sku", "type": "string"}, child]) is None
+
+
+@pytest.fixture
+def glue_runtime(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Stand-ins for the three ``awsglue`` modules the entry point imports, over the local session.
+
+    ``getResolvedOptions`` fails on a missing argument as Glue's does; the returned list records
+    ``Job.init`` and ``Job.commit`` in order.
+    """
+    import argparse
+    import sys
+    import types
+
+    from pyspark.sql import SparkSession
+
+    calls: list[str] = []
+
+    def get_resolved_options(argv: list[str], names: list[str]) -> dict[str, str]:
+        parser = argparse.ArgumentParser()
+        for name in names:
+            parser.add_argument(f"--{name}", required=True)
+        return vars(parser.parse_known_args(argv[1:])[0])
+
+    class GlueContext:
+        def __init__(self, sc: Any) -> None:
+            self.spark_session = SparkSession(sc)
+
+    class Job:
+        def __init__(self, context: GlueContext) -> None:
+            pass
+
+        def init(self, name: str, args: dict[str, str]) -> None:
+            calls.append(f"init {name}")
+
+        def commit(self) -> None:
+            calls.append("commit")
+
+    members = {
+        "awsglue": {},
+        "awsglue.context": {"GlueContext": GlueContext},
+        "awsglue.job": {"Job": Job},
+        "awsglue.utils": {"getResolvedOptions": get_resolved_options},
+    }
+    for name, attrs in members.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(attrs)
+        monkeypatch.setitem(sys.modules, name, module)
+    return calls
+
+
+def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
+    spark: Any, tmp_path: Path, glue_runtime: list[str]
+) -> None:
+    import boto3
+    from job import main
+    from moto import mock_aws
+
+    cfg = _config(tmp_path)
+    args = {
+        "JOB_NAME": "orders-raw-to-curated",
+        "dataset_spec": json.dumps(SPEC),
+        "raw_path": cfg.raw_path,
+        "curated_path": cfg.curated_path,
+        "quarantine_path": cfg.quarantine_path,
+        "manifest_path": cfg.manifest_path,
+        "target_file_size_mib": "1",
+        "curated_database": "lake_curated",
+        "curated_table": "orders",
+        "quarantine_table": "orders_quarantine",
+        "metrics_namespace": "DataLake/Processing",
+        "run_summary_path": f"file://{tmp_path}/curated/_runs/orders/",
+    }
+
+    def glue_run(run_id: str) -> None:
+        main(["job.py", *[x for k, v in {**args, "JOB_RUN_ID": run_id}.items() for x in (f"--{k}", v)]])
+
+    with mock_aws():
+        glue = boto3.client("glue")
+        cloudwatch = boto3.client("cloudwatch")
+        glue.create_database(DatabaseInput={"Name": "lake_curated"})
+        for table, location in (("orders", cfg.curated_path), ("orders_quarantine", cfg.quarantine_path)):
+            glue.create_table(
+                DatabaseName="lake_curated",
+                TableInput={
+                    "Name": table,
+                    "PartitionKeys": [{"Name": p, "Type": "string"} for p in ("year", "month", "day")],
+                    "StorageDescriptor": {
+                        "Columns": [{"Name": "order_id", "Type": "string"}],
+                        "Location": location,
+                        "SerdeInfo": {
+                            "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+                        },
+                    },
+                },
+            )
+
+        def partitions(table: str) -> dict[str, str]:
+            listed = glue.get_partitions(DatabaseName="lake_curated", TableName=table)["Partitions"]
+            return {"-".join(p["Values"]): p["StorageDescriptor"]["Location"] for p in listed}
+
+        # GIVEN a day with one order and one malformed line
+        _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), "{not json"])
+        # WHEN Glue runs the job
+        glue_run("jr_1")
+        # THEN both tables list that day, where its files are; the counts are published; the
+        # summary is written; the job commits last
+        day1 = "year=2024/month=05/day=01/"
+        assert partitions("orders") == {"2024-05-01": cfg.curated_path + day1}
+        assert partitions("orders_quarantine") == {"2024-05-01": cfg.quarantine_path + day1}
+        now = datetime.now(UTC)
+        published = {
+            name: cloudwatch.get_metric_statistics(
+                Namespace="DataLake/Processing",
+                MetricName=name,
+                Dimensions=[{"Name": "dataset", "Value": "orders"}],
+                StartTime=now.replace(year=now.year - 1),
+                EndTime=now.replace(year=now.year + 1),
+                Period=60,
+                Statistics=["Sum"],
+            )["Datapoints"][0]["Sum"]
+            for name in ("RowsRead", "RowsWritten", "RowsQuarantined", "DuplicatesDropped")
+        }
+        assert published == {"RowsRead": 2, "RowsWritten": 1, "RowsQuarantined": 1, "DuplicatesDropped": 0}
+        assert (tmp_path / "curated" / "_runs" / "orders" / "jr_1.json").exists()
+        assert glue_runtime == ["init orders-raw-to-curated", "commit"]
+
+        # WHEN the order's next version lands on the next day and the job runs twice
+        moved = _record("o-1", ts="2024-05-02T01:00:00.000Z", ingested="2024-05-02T01:00:02.000Z")
+        _write_raw(tmp_path, "2024-05-02", "b", [moved])
+        glue_run("jr_2")
+        glue_run("jr_3")
+        # THEN the emptied day leaves the curated table's catalog; its quarantined line stays
+        assert partitions("orders") == {"2024-05-02": cfg.curated_path + "year=2024/month=05/day=02/"}
+        assert partitions("orders_quarantine") == {"2024-05-01": cfg.quarantine_path + day1}

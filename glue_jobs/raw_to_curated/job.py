@@ -71,11 +71,15 @@ class RunResult:
     rows_quarantined: int = 0
     duplicates_dropped: int = 0
     new_objects: int = 0
+    #: The days rebuilt; of those, the ones holding curated rows and quarantined rows after the run.
     days: list[Day] = field(default_factory=list)
+    curated_days: list[Day] = field(default_factory=list)
+    quarantine_days: list[Day] = field(default_factory=list)
     files_written: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "days": ["-".join(d) for d in self.days]}
+        lists = ("days", "curated_days", "quarantine_days")
+        return {**self.__dict__, **{n: ["-".join(d) for d in getattr(self, n)] for n in lists}}
 
 
 def _fs(spark: SparkSession, path: str) -> tuple[Any, Any]:
@@ -305,6 +309,7 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
         delete_path(spark, _partition_path(cfg.curated_path, day))
     # Counted from what was written: Parquet footers only, and no cache of the curated rows.
     written, result.files_written = _written(spark, cfg.curated_path, output_days)
+    result.curated_days = sorted(output_days)
     result.rows_written = sum(written.values())
     result.duplicates_dropped = result.rows_read - result.rows_quarantined - result.rows_written
     quarantined_days: set[Day] = set()
@@ -321,31 +326,52 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
         }
     for day in days - quarantined_days:
         delete_path(spark, _partition_path(cfg.quarantine_path, day))
+    result.quarantine_days = sorted(quarantined_days)
     # Last: a run that failed before this point is re-run on the same objects.
     append_manifest(spark, cfg.manifest_path, manifest, {p: objects[p] for p in new}, cfg.manifest_compact_at)
     checked.unpersist()
     return result
 
 
-# --- Glue 5.1 entry point: only runs inside Glue --------------------------------------------
+# --- Glue 5.1 entry point: imports the Glue runtime only when called -----------------------
 
 
-def _register_partitions(glue: Any, database: str, table: str, location: str, days: list[Day]) -> None:
-    """Idempotent BatchCreatePartition: new partitions are queryable in Athena and Spectrum at once."""
-    descriptor = glue.get_table(DatabaseName=database, Name=table)["Table"]["StorageDescriptor"]
-    for start in range(0, len(days), 100):
-        inputs = []
-        for day in days[start : start + 100]:
-            sd = {**descriptor, "Location": _partition_path(location, day) + "/"}
-            inputs.append({"Values": list(day), "StorageDescriptor": sd})
+def _batch_errors(response: dict[str, Any], expected: str) -> list[dict[str, Any]]:
+    return [e for e in response.get("Errors", []) if e["ErrorDetail"]["ErrorCode"] != expected]
+
+
+def _sync_partitions(
+    glue: Any, database: str, table: str, location: str, *, present: list[Day], emptied: list[Day]
+) -> None:
+    """The catalog lists the rebuilt days that hold files, and not the ones left empty.
+
+    BatchCreatePartition for ``present`` (an existing partition is left as it is), so new days are
+    queryable in Athena and Spectrum at once; BatchDeletePartition for ``emptied`` (a missing one
+    is fine), so a day the run removed is not left as an empty partition. Both are idempotent: a
+    retried run repeats them harmlessly.
+    """
+    if present:
+        descriptor = glue.get_table(DatabaseName=database, Name=table)["Table"]["StorageDescriptor"]
+    for start in range(0, len(present), 100):  # the API's limit per call
+        inputs = [
+            {
+                "Values": list(day),
+                "StorageDescriptor": {**descriptor, "Location": _partition_path(location, day) + "/"},
+            }
+            for day in present[start : start + 100]
+        ]
         response = glue.batch_create_partition(
             DatabaseName=database, TableName=table, PartitionInputList=inputs
         )
-        errors = [
-            e for e in response.get("Errors", []) if e["ErrorDetail"]["ErrorCode"] != "AlreadyExistsException"
-        ]
-        if errors:
+        if errors := _batch_errors(response, "AlreadyExistsException"):
             raise RuntimeError(f"BatchCreatePartition failed for {table}: {errors}")
+    for start in range(0, len(emptied), 25):  # the API's limit per call
+        values = [{"Values": list(day)} for day in emptied[start : start + 25]]
+        response = glue.batch_delete_partition(
+            DatabaseName=database, TableName=table, PartitionsToDelete=values
+        )
+        if errors := _batch_errors(response, "EntityNotFoundException"):
+            raise RuntimeError(f"BatchDeletePartition failed for {table}: {errors}")
 
 
 def _publish_metrics(cloudwatch: Any, namespace: str, dataset: str, result: RunResult) -> None:
@@ -369,7 +395,8 @@ def _publish_metrics(cloudwatch: Any, namespace: str, dataset: str, result: RunR
     )
 
 
-def main(argv: list[str]) -> None:  # pragma: no cover - needs the Glue runtime
+def main(argv: list[str]) -> None:
+    """The Glue entry point: :func:`run`, then the catalog, metrics and the run summary."""
     import boto3
     from awsglue.context import GlueContext  # type: ignore[import-not-found]
     from awsglue.job import Job  # type: ignore[import-not-found]
@@ -409,10 +436,12 @@ def main(argv: list[str]) -> None:  # pragma: no cover - needs the Glue runtime
     result = run(glue_context.spark_session, cfg)
     print(json.dumps({"dataset": spec["name"], **result.as_dict()}))
     glue = boto3.client("glue")
-    _register_partitions(glue, args["curated_database"], args["curated_table"], cfg.curated_path, result.days)
-    _register_partitions(
-        glue, args["curated_database"], args["quarantine_table"], cfg.quarantine_path, result.days
-    )
+    for table, location, present in (
+        (args["curated_table"], cfg.curated_path, result.curated_days),
+        (args["quarantine_table"], cfg.quarantine_path, result.quarantine_days),
+    ):
+        emptied = sorted(set(result.days) - set(present))
+        _sync_partitions(glue, args["curated_database"], table, location, present=present, emptied=emptied)
     _publish_metrics(boto3.client("cloudwatch"), args["metrics_namespace"], spec["name"], result)
     write_run_summary(
         glue_context.spark_session, args["run_summary_path"], args["JOB_RUN_ID"], spec["name"], result
