@@ -420,6 +420,7 @@ class DatasetPipeline(Construct):
                 "--quarantine_path": f"s3://{curated_bucket.bucket_name}/{ds}_quarantine/",
                 "--manifest_path": f"s3://{curated_bucket.bucket_name}/_manifests/{ds}/",
                 "--target_file_size_mib": str(dataset.processing.target_file_size_mib),
+                "--key_lookback_days": str(dataset.processing.key_lookback_days or "all"),
                 "--curated_database": catalog.database,
                 "--curated_table": catalog.table,
                 "--quarantine_table": catalog.quarantine_table,

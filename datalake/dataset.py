@@ -60,7 +60,7 @@ _COLUMN_FIELDS = {
 }
 _GOVERNANCE_FIELDS = {"classification", "pii_columns", "row_filter_column", "row_filter_values"}
 _INGESTION_FIELDS = {"source", "buffer_size_mib", "buffer_interval_seconds"}
-_PROCESSING_FIELDS = {"schedule", "target_file_size_mib"}
+_PROCESSING_FIELDS = {"schedule", "target_file_size_mib", "key_lookback_days"}
 _SCHEDULE_RE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
 
 
@@ -146,6 +146,12 @@ class Processing:
 
     schedule: str = "rate(1 hour)"
     target_file_size_mib: int = 128
+    #: How far (in event days) from the days a run rebuilds the job looks for other versions of
+    #: their keys in the curated table. ``None``: the whole table, always correct, and each run
+    #: reads every curated key. A number bounds that read for a dataset whose keys change only
+    #: within that many days (an order settles in weeks); a version older than that is not found,
+    #: and the key then stands on two days.
+    key_lookback_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -501,6 +507,13 @@ def parse_dataset(raw: Any, path: Path | str) -> Dataset:
         or not 16 <= processing.target_file_size_mib <= 1024
     ):
         _problem(problems, "processing.target_file_size_mib", "use 16 to 1024 (MiB); 128 suits Athena")
+    lookback = processing.key_lookback_days
+    if lookback is not None and (isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 1):
+        _problem(
+            problems,
+            "processing.key_lookback_days",
+            "use a whole number of days (1 or more), or leave it out to search the whole curated table",
+        )
 
     if problems:
         raise DatasetConfigError(path, problems)

@@ -181,6 +181,7 @@ def run_pipeline(
             quarantine_path=(curated / f"{dataset.name}_quarantine").as_uri() + "/",
             manifest_path=(curated / "_manifests" / dataset.name).as_uri() + "/",
             target_file_size_mib=dataset.processing.target_file_size_mib,
+            key_lookback_days=dataset.processing.key_lookback_days,
         ),
     )
     summary.curated_rows = result.rows_written

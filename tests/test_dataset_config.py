@@ -89,6 +89,11 @@ def test_reference_dataset_loads_with_its_schema() -> None:
         (lambda r: _column(r, "amount").update(min="zero"), "columns[amount].min", "must be a number"),
         (lambda r: r["ingestion"].update(buffer_size_mib=5), "ingestion.buffer_size_mib", "64 to 128 MiB"),
         (
+            lambda r: r["processing"].update(key_lookback_days="90d"),
+            "processing.key_lookback_days",
+            "a whole number of days",
+        ),
+        (
             lambda r: _column(r, "items")["items"][1].update(colour="red"),
             "columns[items].items[1].colour",
             "unknown field",
@@ -104,6 +109,7 @@ def test_reference_dataset_loads_with_its_schema() -> None:
         "partition-key",
         "bad-min",
         "buffer",
+        "lookback",
         "nested-unknown",
     ],
 )

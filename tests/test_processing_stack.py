@@ -52,6 +52,7 @@ def test_job_runs_on_glue_51_with_arguments_from_the_dataset_file(template: Temp
     args = job["DefaultArguments"]
     assert json.loads(args["--dataset_spec"]) == ORDERS.to_spec()
     assert args["--target_file_size_mib"] == "128"
+    assert args["--key_lookback_days"] == "all"  # the dataset file leaves it out: the whole table
     assert args["--curated_table"] == "orders"
     assert args["--quarantine_table"] == "orders_quarantine"
     assert args["--curated_database"] == "lake_sbx_curated"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from job import JobConfig, RunResult, raw_reader, read_manifest, run, write_run_summary
+from job import JobConfig, RunResult, _near, raw_reader, read_manifest, run, write_run_summary
 from pyspark.sql import functions as F
 from transforms import (
     FILE_BUCKET,
@@ -247,6 +247,44 @@ def test_a_later_version_on_another_day_replaces_the_earlier_one(spark: Any, tmp
     ]
     assert result.days == [("2024", "05", "01"), ("2024", "05", "02")]
     _assert_conserved(result)
+
+
+@pytest.mark.parametrize(("lookback", "found"), [(None, True), (4, True), (3, False)])
+def test_other_versions_of_a_key_are_searched_within_the_lookback(
+    spark: Any, tmp_path: Path, lookback: int | None, found: bool
+) -> None:
+    # GIVEN an order curated on 1 May, and unrelated days curated around it
+    cfg = replace(_config(tmp_path), key_lookback_days=lookback)
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1")])
+    for day in ("2024-04-20", "2024-05-09"):
+        _write_raw(tmp_path, day, "x", [_record(f"o-{day}", ts=f"{day}T10:00:00.000Z")])
+    run(spark, cfg)
+    # WHEN its next version arrives for 5 May
+    later = _record("o-1", ts="2024-05-05T10:00:00.000Z", ingested="2024-05-05T10:00:01.000Z")
+    _write_raw(tmp_path, "2024-05-05", "b", [later])
+    result = run(spark, cfg)
+    # THEN within the lookback (or with none) the earlier version is found and replaced; beyond
+    # it, the key stands on both days, the trade-off a bounded lookback makes
+    days = {("2024", "05", "01"), ("2024", "05", "05")} if found else {("2024", "05", "05")}
+    assert set(result.days) == days
+    versions = sorted(r["day"] for r in _curated(spark, cfg) if r["order_id"] == "o-1")
+    assert versions == (["05"] if found else ["01", "05"])
+
+
+def test_the_lookback_reads_only_the_partitions_near_the_days_rebuilt(spark: Any, tmp_path: Path) -> None:
+    # GIVEN a curated table of three days, the middle one's file not even Parquet
+    for day in ("2024-04-20", "2024-05-01", "2024-05-09"):
+        y, m, d = day.split("-")
+        spark.createDataFrame([(day,)], "k string").write.parquet(
+            str(tmp_path / f"year={y}/month={m}/day={d}")
+        )
+    for file in (tmp_path / "year=2024/month=05/day=01").glob("*.parquet"):
+        file.write_bytes(b"not parquet")
+    # WHEN it is read within 3 days of 21 April and of 8 May
+    window = _near({("2024", "04", "21"), ("2024", "05", "08")}, 3)
+    table = spark.read.schema("k string, year string, month string, day string").parquet(f"file://{tmp_path}")
+    # THEN the two nearby days are read, and 1 May, between their windows, is never opened
+    assert sorted(r.k for r in table.where(window).collect()) == ["2024-04-20", "2024-05-09"]
 
 
 def test_a_day_whose_every_key_moved_away_is_emptied(spark: Any, tmp_path: Path) -> None:
@@ -499,6 +537,7 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
         "quarantine_table": "orders_quarantine",
         "metrics_namespace": "DataLake/Processing",
         "run_summary_path": f"file://{tmp_path}/curated/_runs/orders/",
+        "key_lookback_days": "all",
     }
 
     def glue_run(run_id: str) -> None:

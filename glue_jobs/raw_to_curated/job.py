@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
 import sys
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from functools import reduce
 from typing import Any
 
-from pyspark.sql import DataFrame, DataFrameReader, SparkSession
+from pyspark.sql import Column, DataFrame, DataFrameReader, SparkSession
 from pyspark.sql import functions as F
 from transforms import (
     CORRUPT,
@@ -62,6 +64,9 @@ class JobConfig:
     manifest_path: str
     target_file_size_mib: float = 128
     manifest_compact_at: int = 48
+    #: Search other versions of a run's keys only in curated days this close to the days it
+    #: rebuilds; ``None``: in the whole curated table (``processing.key_lookback_days``).
+    key_lookback_days: int | None = None
 
 
 @dataclass
@@ -216,13 +221,32 @@ def _read_raw(spark: SparkSession, base: str, days: set[Day], spec: dict[str, An
 def _curated_days_sharing_keys(
     spark: SparkSession, cfg: JobConfig, keys: DataFrame, outside: set[Day]
 ) -> set[Day]:
-    """Days outside ``outside`` whose curated rows have one of ``keys``."""
+    """Days outside ``outside`` whose curated rows have one of ``keys``; only days within
+    ``cfg.key_lookback_days`` of ``outside`` when that is set, and Spark then reads no file of
+    the others. Without it, every run reads the key column of the whole curated table."""
     if not list_objects(spark, cfg.curated_path):
         return set()
     key = cfg.spec["record_key"]
     curated = spark.read.parquet(cfg.curated_path).select(key, *PARTITIONS)
+    if cfg.key_lookback_days is not None:
+        curated = curated.where(_near(outside, cfg.key_lookback_days))
     rows = curated.join(keys, key, "left_semi").select(*PARTITIONS).distinct().collect()
     return {(r.year, r.month, r.day) for r in rows} - outside
+
+
+def _near(days: set[Day], lookback: int) -> Column:
+    """Partitions within ``lookback`` days of one of ``days``: one range per run of nearby days,
+    on partition columns only, so Spark prunes the other partitions instead of reading them."""
+    spans: list[tuple[date, date]] = []
+    for day in sorted(days):
+        center = date(int(day[0]), int(day[1]), int(day[2]))
+        low, high = center - timedelta(days=lookback), center + timedelta(days=lookback)
+        if spans and low <= spans[-1][1] + timedelta(days=1):
+            spans[-1] = (spans[-1][0], high)
+        else:
+            spans.append((low, high))
+    when = F.concat_ws("-", *PARTITIONS)
+    return reduce(operator.or_, [when.between(low.isoformat(), high.isoformat()) for low, high in spans])
 
 
 def _partition_path(base: str, day: Day) -> str:
@@ -419,6 +443,7 @@ def main(argv: list[str]) -> None:
             "quarantine_table",
             "metrics_namespace",
             "run_summary_path",
+            "key_lookback_days",
         ],
     )
     glue_context = GlueContext(SparkContext.getOrCreate())
@@ -432,6 +457,7 @@ def main(argv: list[str]) -> None:
         quarantine_path=args["quarantine_path"],
         manifest_path=args["manifest_path"],
         target_file_size_mib=float(args["target_file_size_mib"]),
+        key_lookback_days=None if args["key_lookback_days"] == "all" else int(args["key_lookback_days"]),
     )
     result = run(glue_context.spark_session, cfg)
     print(json.dumps({"dataset": spec["name"], **result.as_dict()}))
