@@ -1,10 +1,14 @@
-"""The Glue job on local Spark: conservation, idempotence, late data, UTC days, exact decimals, dedup."""
+"""The Glue job on local Spark: conservation, idempotence, late data, UTC days, exact decimals, dedup;
+and its Glue entry point (catalog partitions, metrics, run summary) over moto."""
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import math
+import sys
+import types
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -12,8 +16,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
-from job import JobConfig, RunResult, _near, raw_reader, read_manifest, run, write_run_summary
+from job import JobConfig, RunResult, _near, main, raw_reader, read_manifest, run
+from moto import mock_aws
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from transforms import (
     FILE_BUCKET,
@@ -161,50 +168,20 @@ def test_the_manifest_is_compacted_and_still_lists_every_processed_object(spark:
     # GIVEN a job whose manifest is compacted once it would reach 3 files
     cfg = replace(_config(tmp_path), manifest_compact_at=3)
     files_after_each_run = []
-    # WHEN five runs each bring one new object
-    for i in range(5):
+    # WHEN four runs each bring one new object
+    for i in range(4):
         _write_raw(tmp_path, "2024-05-01", f"run-{i}", [_record(f"o-{i}")], hour=f"{10 + i}")
         assert run(spark, cfg).new_objects == 1
         files_after_each_run.append(len(read_manifest(spark, cfg.manifest_path).files))
-    # THEN the manifest never holds 3 files, yet lists all five objects with their sizes
-    assert files_after_each_run == [1, 2, 1, 2, 1]
+    # THEN the manifest never holds 3 files, yet lists all four objects with their sizes
+    assert files_after_each_run == [1, 2, 1, 2]
     manifest = read_manifest(spark, cfg.manifest_path)
     raw_files = sorted((tmp_path / "raw").rglob("*.json.gz"))
     assert sorted(manifest.objects.values()) == sorted(f.stat().st_size for f in raw_files)
     assert sorted(Path(p.removeprefix("file:")).name for p in manifest.objects) == [f.name for f in raw_files]
     # and a further run finds nothing new, while the day holds every order
     assert run(spark, cfg).new_objects == 0
-    assert sorted(r["order_id"] for r in _curated(spark, cfg)) == [f"o-{i}" for i in range(5)]
-
-
-def test_run_summary_tells_the_pipeline_whether_any_day_was_rebuilt(spark: Any, tmp_path: Path) -> None:
-    # GIVEN three raw objects on two days
-    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), _record("o-1"), "{not json"])
-    _write_raw(tmp_path, "2024-05-01", "c", [_record("o-3")], hour="11")
-    _write_raw(tmp_path, "2024-05-02", "b", [_record("o-2", ts="2024-05-02T09:00:00.000Z")])
-    cfg = _config(tmp_path)
-    summaries = f"file://{tmp_path}/curated/_runs/orders/"
-    # WHEN the job runs, and runs again with nothing new, each writing its summary
-    first = write_run_summary(spark, summaries, "jr_1", "orders", run(spark, cfg))
-    idle = write_run_summary(spark, summaries, "jr_2", "orders", run(spark, cfg))
-    # THEN the state machine finds each under its run id: days rebuilt and the counts of the run
-    assert first == f"{summaries}jr_1.json"
-    assert json.loads((tmp_path / "curated/_runs/orders/jr_1.json").read_text()) == {
-        "dataset": "orders",
-        "run_id": "jr_1",
-        "partitions_rebuilt": 2,
-        "rows_read": 5,
-        "rows_written": 3,
-        "rows_quarantined": 1,
-        "duplicates_dropped": 1,
-        "new_objects": 3,
-        "days": ["2024-05-01", "2024-05-02"],
-        "curated_days": ["2024-05-01", "2024-05-02"],
-        "quarantine_days": ["2024-05-01"],
-        "files_written": 2,
-    }
-    idle_summary = json.loads(Path(idle.removeprefix("file://")).read_text())
-    assert idle_summary["partitions_rebuilt"] == idle_summary["new_objects"] == idle_summary["rows_read"] == 0
+    assert sorted(r["order_id"] for r in _curated(spark, cfg)) == [f"o-{i}" for i in range(4)]
 
 
 def test_late_event_keeps_the_days_earlier_rows(spark: Any, tmp_path: Path) -> None:
@@ -471,12 +448,6 @@ def glue_runtime(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     ``getResolvedOptions`` fails on a missing argument as Glue's does; the returned list records
     ``Job.init`` and ``Job.commit`` in order.
     """
-    import argparse
-    import sys
-    import types
-
-    from pyspark.sql import SparkSession
-
     calls: list[str] = []
 
     def get_resolved_options(argv: list[str], names: list[str]) -> dict[str, str]:
@@ -515,10 +486,6 @@ def glue_runtime(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
     spark: Any, tmp_path: Path, glue_runtime: list[str]
 ) -> None:
-    import boto3
-    from job import main
-    from moto import mock_aws
-
     cfg = _config(tmp_path)
     args = {
         "JOB_NAME": "orders-raw-to-curated",
@@ -559,18 +526,25 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
                 },
             )
 
+        def summary(run_id: str) -> dict[str, Any]:
+            return json.loads((tmp_path / "curated" / "_runs" / "orders" / f"{run_id}.json").read_text())
+
         def partitions(table: str) -> dict[str, str]:
             listed = glue.get_partitions(DatabaseName="lake_curated", TableName=table)["Partitions"]
             return {"-".join(p["Values"]): p["StorageDescriptor"]["Location"] for p in listed}
 
-        # GIVEN a day with one order and one malformed line
-        _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), "{not json"])
+        # GIVEN two days of raw objects: an order, its re-delivery and a malformed line; an order
+        _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), _record("o-1"), "{not json"])
+        _write_raw(tmp_path, "2024-05-02", "b", [_record("o-2", ts="2024-05-02T09:00:00.000Z")])
         # WHEN Glue runs the job
         glue_run("jr_1")
-        # THEN both tables list that day, where its files are; the counts are published; the
-        # summary is written; the job commits last
-        day1 = "year=2024/month=05/day=01/"
-        assert partitions("orders") == {"2024-05-01": cfg.curated_path + day1}
+        # THEN both tables list the days that hold their rows, where their files are; the counts
+        # are published; the summary the state machine reads is under the run id; the job commits
+        day1, day2, day3 = (f"year=2024/month=05/day=0{d}/" for d in (1, 2, 3))
+        assert partitions("orders") == {
+            "2024-05-01": cfg.curated_path + day1,
+            "2024-05-02": cfg.curated_path + day2,
+        }
         assert partitions("orders_quarantine") == {"2024-05-01": cfg.quarantine_path + day1}
         now = datetime.now(UTC)
         published = {
@@ -585,15 +559,39 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
             )["Datapoints"][0]["Sum"]
             for name in ("RowsRead", "RowsWritten", "RowsQuarantined", "DuplicatesDropped")
         }
-        assert published == {"RowsRead": 2, "RowsWritten": 1, "RowsQuarantined": 1, "DuplicatesDropped": 0}
-        assert (tmp_path / "curated" / "_runs" / "orders" / "jr_1.json").exists()
+        assert published == {"RowsRead": 4, "RowsWritten": 2, "RowsQuarantined": 1, "DuplicatesDropped": 1}
+        assert summary("jr_1") == {
+            "dataset": "orders",
+            "run_id": "jr_1",
+            "partitions_rebuilt": 2,
+            "rows_read": 4,
+            "rows_written": 2,
+            "rows_quarantined": 1,
+            "duplicates_dropped": 1,
+            "new_objects": 2,
+            "days": ["2024-05-01", "2024-05-02"],
+            "curated_days": ["2024-05-01", "2024-05-02"],
+            "quarantine_days": ["2024-05-01"],
+            "files_written": 2,
+        }
         assert glue_runtime == ["init orders-raw-to-curated", "commit"]
 
-        # WHEN the order's next version lands on the next day and the job runs again
-        moved = _record("o-1", ts="2024-05-02T01:00:00.000Z", ingested="2024-05-02T01:00:02.000Z")
-        _write_raw(tmp_path, "2024-05-02", "b", [moved])
+        # WHEN the first order's next version lands on 3 May and the job runs again
+        moved = _record("o-1", ts="2024-05-03T01:00:00.000Z", ingested="2024-05-03T01:00:02.000Z")
+        _write_raw(tmp_path, "2024-05-03", "c", [moved])
         glue_run("jr_2")
         # THEN the emptied day leaves the curated table's catalog; its quarantined line stays (the
         # partition already registered is not an error)
-        assert partitions("orders") == {"2024-05-02": cfg.curated_path + "year=2024/month=05/day=02/"}
+        assert partitions("orders") == {
+            "2024-05-02": cfg.curated_path + day2,
+            "2024-05-03": cfg.curated_path + day3,
+        }
         assert partitions("orders_quarantine") == {"2024-05-01": cfg.quarantine_path + day1}
+        assert summary("jr_2")["curated_days"] == ["2024-05-03"]
+
+        # WHEN it runs with nothing new
+        glue_run("jr_3")
+        # THEN its summary tells the state machine to skip the crawler and data quality
+        idle = summary("jr_3")
+        assert idle["partitions_rebuilt"] == idle["new_objects"] == idle["rows_read"] == 0
+        assert len(partitions("orders")) == 2
