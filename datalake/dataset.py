@@ -508,11 +508,13 @@ def parse_dataset(raw: Any, path: Path | str) -> Dataset:
     ):
         _problem(problems, "processing.target_file_size_mib", "use 16 to 1024 (MiB); 128 suits Athena")
     lookback = processing.key_lookback_days
-    if lookback is not None and (isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 1):
+    if lookback is not None and (
+        isinstance(lookback, bool) or not isinstance(lookback, int) or not 1 <= lookback <= 3660
+    ):
         _problem(
             problems,
             "processing.key_lookback_days",
-            "use a whole number of days (1 or more), or leave it out to search the whole curated table",
+            "use a whole number of days from 1 to 3660, or leave it out to search the whole curated table",
         )
 
     if problems:
