@@ -34,6 +34,7 @@ from transforms import (
 
 from datalake.dataset import DATASETS_DIR, load_dataset
 from datalake.local_firehose import deliver
+from datalake.local_run import duckdb_over, evaluate_quality
 from datalake.sample import payloads
 
 pytestmark = pytest.mark.spark
@@ -242,6 +243,9 @@ def test_other_versions_of_a_key_are_searched_within_the_lookback(spark: Any, tm
     assert result.days == [("2024", "05", "01"), ("2024", "05", "05")]
     days = sorted((r["order_id"], r["day"]) for r in _curated(spark, cfg))
     assert days == [("o-far", "05"), ("o-far", "25"), ("o-near", "05")]
+    # and the data-quality evaluation after the run, over the whole table, flags that key
+    quality = evaluate_quality(duckdb_over(tmp_path / "curated", ORDERS), ORDERS)
+    assert [rule for rule, passed in quality.items() if not passed] == ['IsUnique "order_id"']
 
 
 def test_the_lookback_reads_only_the_partitions_near_the_days_rebuilt(spark: Any, tmp_path: Path) -> None:
