@@ -159,6 +159,32 @@ def test_invalid_fields_are_rejected_with_a_reason(fields: dict[str, Any], reaso
     assert out["r0"]["metadata"]["partitionKeys"]["dataset"] == "orders_rejected"
 
 
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (
+            b"{not json",
+            "payload is not JSON: Expecting property name enclosed in double quotes at line 1 column 2",
+        ),
+        (b'{"amount": NaN}', "payload is not JSON: NaN is not allowed"),
+        (b'\xef\xbb\xbf{"order_id": "o-1"}', "payload is not JSON: Unexpected UTF-8 BOM"),
+        (b'{"order_id": "o-1"} {"order_id": "o-2"}', "payload is not JSON: Extra data at line 1 column 21"),
+        (b"  \n", "payload is empty"),
+        (b"[" * 100_000, "payload nests too deeply"),
+        (b'["o-1"]', "expected a JSON object, got an array"),
+    ],
+    ids=["malformed", "nan", "bom", "two-objects", "empty", "deep", "array"],
+)
+def test_payloads_that_are_not_one_json_object_are_rejected_with_a_reason(
+    payload: bytes, reason: str
+) -> None:
+    result, out = _run(_event_of(payload))
+    doc = _decode(out["r0"])
+    assert result.rejected == 1
+    assert doc["reason"].startswith(reason), doc["reason"]
+    assert base64.b64decode(doc["raw_base64"]) == payload
+
+
 def test_rejected_record_keeps_the_original_bytes_and_ingest_partition() -> None:
     raw = b"\xff\xfe not utf-8"
     event = {

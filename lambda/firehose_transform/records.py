@@ -313,7 +313,9 @@ def loads(data: bytes) -> Any:
     if not text.strip():
         raise Invalid("payload is empty")
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        if text.startswith("\ufeff"):  # as json.loads refuses it; the decoder alone would not say why
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise Invalid(f"payload is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
@@ -322,6 +324,10 @@ def loads(data: bytes) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise Invalid(f"payload is not JSON: {name} is not allowed")
+
+
+#: One decoder for every payload: ``json.loads`` with options builds a new one per call.
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
 
 
 # --- fast path ------------------------------------------------------------------------------------

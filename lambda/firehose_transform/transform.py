@@ -48,8 +48,12 @@ class BatchResult:
         return self.ok + self.rejected + self.failed
 
 
+#: One encoder for every record: ``json.dumps`` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _b64_line(document: dict[str, Any]) -> str:
-    line = json.dumps(document, separators=(",", ":"), ensure_ascii=False) + "\n"
+    line = _ENCODER.encode(document) + "\n"
     return base64.b64encode(line.encode("utf-8")).decode("ascii")
 
 
