@@ -890,6 +890,11 @@ class DatasetPipeline(Construct):
                 "JobFailedTasksAlarm",
                 "the Glue job had failed Spark tasks",
             ),
+            (
+                self.metric_rows("UnplacedObjects"),
+                "UnplacedObjectsAlarm",
+                "raw objects outside a year=/month=/day= folder are not curated (see the run summary)",
+            ),
         ]
         return [
             alarm_above(self, cid, metric, threshold=0, description=f"{ds}: {text}")
@@ -926,7 +931,8 @@ class DatasetPipeline(Construct):
         ]
 
     def metric_rows(self, name: str) -> cloudwatch.Metric:
-        """RowsRead, RowsWritten, RowsQuarantined or DuplicatesDropped of the job's runs."""
+        """A count the job publishes per run: RowsRead, RowsWritten, RowsQuarantined,
+        DuplicatesDropped or UnplacedObjects."""
         return cloudwatch.Metric(
             namespace=METRICS_NAMESPACE,
             metric_name=name,

@@ -223,7 +223,12 @@ def test_schedule_from_the_dataset_file_starts_the_state_machine(template: Templ
 def test_alarms_and_failure_rules_reach_the_alert_topic(template: Template) -> None:
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
     names = sorted(a["Properties"]["MetricName"] for a in alarms.values())
-    assert names == ["ExecutionsFailed", "ExecutionsTimedOut", "glue.driver.aggregate.numFailedTasks"]
+    assert names == [
+        "ExecutionsFailed",
+        "ExecutionsTimedOut",
+        "UnplacedObjects",
+        "glue.driver.aggregate.numFailedTasks",
+    ]
     assert all(a["Properties"]["AlarmActions"] for a in alarms.values())
     rules = template.find_resources("AWS::Events::Rule")
     patterns = sorted(r["Properties"]["EventPattern"]["detail-type"][0] for r in rules.values())

@@ -145,6 +145,31 @@ def test_every_kind_of_defect_is_quarantined_and_rows_are_conserved(spark: Any, 
     assert {(r.year, r.month, r.day) for r in quarantine} == {("2024", "05", "01")}
 
 
+def test_an_object_outside_a_day_folder_is_reported_until_it_is_moved_into_one(
+    spark: Any, tmp_path: Path
+) -> None:
+    # GIVEN a day's object, and one written straight under the dataset's prefix
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1")])
+    stray = tmp_path / "raw" / "orders" / "stray.json.gz"
+    stray.write_bytes(gzip.compress((json.dumps(_record("o-2")) + "\n").encode()))
+    cfg = _config(tmp_path)
+    # WHEN the job runs
+    result = run(spark, cfg)
+    # THEN the stray object is reported, not curated, and not recorded as processed
+    assert [Path(p.removeprefix("file:")) for p in result.unplaced_objects] == [stray]
+    assert result.new_objects == 1
+    assert [r["order_id"] for r in _curated(spark, cfg)] == ["o-1"]
+    assert result.unplaced_objects[0] not in read_manifest(spark, cfg.manifest_path).objects
+    # WHEN it is moved into its day's folder
+    moved = tmp_path / "raw" / "orders" / "year=2024" / "month=05" / "day=01" / "hour=12" / "stray.json.gz"
+    moved.parent.mkdir(parents=True)
+    stray.rename(moved)
+    result = run(spark, cfg)
+    # THEN the next run curates it
+    assert (result.unplaced_objects, result.new_objects) == ([], 1)
+    assert sorted(r["order_id"] for r in _curated(spark, cfg)) == ["o-1", "o-2"]
+
+
 def test_rerun_gives_the_same_rows(spark: Any, tmp_path: Path) -> None:
     # GIVEN a raw zone produced by the real transform from sample orders (with duplicates)
     deliver(payloads(300, seed=3), ORDERS, tmp_path / "raw", arrival=datetime(2024, 5, 4, tzinfo=UTC))
@@ -561,9 +586,15 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
                 Period=60,
                 Statistics=["Sum"],
             )["Datapoints"][0]["Sum"]
-            for name in ("RowsRead", "RowsWritten", "RowsQuarantined", "DuplicatesDropped")
+            for name in ("RowsRead", "RowsWritten", "RowsQuarantined", "DuplicatesDropped", "UnplacedObjects")
         }
-        assert published == {"RowsRead": 4, "RowsWritten": 2, "RowsQuarantined": 1, "DuplicatesDropped": 1}
+        assert published == {
+            "RowsRead": 4,
+            "RowsWritten": 2,
+            "RowsQuarantined": 1,
+            "DuplicatesDropped": 1,
+            "UnplacedObjects": 0,
+        }
         assert summary("jr_1") == {
             "dataset": "orders",
             "run_id": "jr_1",
@@ -577,6 +608,7 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
             "curated_days": ["2024-05-01", "2024-05-02"],
             "quarantine_days": ["2024-05-01"],
             "files_written": 2,
+            "unplaced_objects": [],
         }
         assert glue_runtime == ["init orders-raw-to-curated", "commit"]
 

@@ -2,7 +2,8 @@
 
 Each run:
 
-1. lists the raw objects of the dataset and subtracts the manifest of objects already processed;
+1. lists the raw objects of the dataset and subtracts the manifest of objects already processed
+   (an object outside any ``year=/month=/day=`` folder is reported, not processed);
 2. takes the event-time days (``year/month/day``) that received new objects, and widens that set
    to every day whose curated rows share a record key with it (a later version of an order can
    arrive on another day);
@@ -81,6 +82,8 @@ class RunResult:
     curated_days: list[Day] = field(default_factory=list)
     quarantine_days: list[Day] = field(default_factory=list)
     files_written: int = 0
+    #: New raw objects outside any year=/month=/day= folder: not curated, not in the manifest.
+    unplaced_objects: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         lists = ("days", "curated_days", "quarantine_days")
@@ -275,6 +278,11 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
     objects = list_objects(spark, cfg.raw_path)
     manifest = read_manifest(spark, cfg.manifest_path)
     new = {p for p in objects if p not in manifest.objects}
+    # An object outside a year=/month=/day= folder has no day to rebuild. It is reported (and
+    # alarmed on) and kept out of the manifest, so each run reports it until it is moved into
+    # its day's folder, and the run after that curates it.
+    result.unplaced_objects = sorted(p for p in new if day_of(p) is None)
+    new -= set(result.unplaced_objects)
     result.new_objects = len(new)
     if not new:
         return result
@@ -404,6 +412,7 @@ def _publish_metrics(cloudwatch: Any, namespace: str, dataset: str, result: RunR
         "RowsWritten": result.rows_written,
         "RowsQuarantined": result.rows_quarantined,
         "DuplicatesDropped": result.duplicates_dropped,
+        "UnplacedObjects": len(result.unplaced_objects),
     }
     cloudwatch.put_metric_data(
         Namespace=namespace,
