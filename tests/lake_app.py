@@ -72,3 +72,15 @@ def synthesize(stage_name: str = "sandbox", **features: Any) -> Synth:
     add_compliance_packs(app)
     assembly = app.synth()
     return Synth(app=app, lake=lake, assembly=assembly, outdir=outdir)
+
+
+def policy_statements(template: assertions.Template, id_prefix: str) -> list[dict[str, Any]]:
+    """The statements of the one managed policy whose logical id starts with ``id_prefix``."""
+    policies = {
+        k: v for k, v in template.find_resources("AWS::IAM::ManagedPolicy").items() if k.startswith(id_prefix)
+    }
+    assert len(policies) == 1, list(policies)
+    statements: list[dict[str, Any]] = next(iter(policies.values()))["Properties"]["PolicyDocument"][
+        "Statement"
+    ]
+    return statements

@@ -13,7 +13,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
-from lake_app import Synth, synthesize
+from lake_app import Synth, policy_statements, synthesize
 
 from cdk_constructs.ingestion import DatasetDeliveryStream
 from datalake.dataset import DATASETS_DIR, Ingestion, load_dataset
@@ -114,16 +114,8 @@ def test_powertools_layer_resolves_from_the_pinned_public_parameter(template: Te
     assert "/aws/service/powertools/python/arm64/python3.14/3.37.0" in defaults
 
 
-def _policy_statements(template: Template, id_prefix: str) -> list[dict[str, Any]]:
-    policies = {
-        k: v for k, v in template.find_resources("AWS::IAM::ManagedPolicy").items() if k.startswith(id_prefix)
-    }
-    assert len(policies) == 1, list(policies)
-    return next(iter(policies.values()))["Properties"]["PolicyDocument"]["Statement"]
-
-
 def test_delivery_role_is_least_privilege(template: Template) -> None:
-    statements = _policy_statements(template, "OrdersDeliveryPolicy")
+    statements = policy_statements(template, "OrdersDeliveryPolicy")
     actions = sorted(
         a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
     )
@@ -139,7 +131,7 @@ def test_delivery_role_is_least_privilege(template: Template) -> None:
 
 
 def test_transform_role_can_only_log_and_trace(template: Template) -> None:
-    statements = _policy_statements(template, "OrdersTransformPolicy")
+    statements = policy_statements(template, "OrdersTransformPolicy")
     assert [sorted(s["Action"]) for s in statements] == [
         ["logs:CreateLogStream", "logs:PutLogEvents"],
         ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
@@ -221,5 +213,5 @@ def test_kinesis_source_is_on_demand_and_encrypted_with_the_raw_key() -> None:
     props = _stream(template)
     assert props["DeliveryStreamType"] == "KinesisStreamAsSource"
     assert "DeliveryStreamEncryptionConfigurationInput" not in props
-    statements = _policy_statements(template, "OrdersDeliveryPolicy")
+    statements = policy_statements(template, "OrdersDeliveryPolicy")
     assert any("kinesis:GetRecords" in s["Action"] for s in statements)

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 from aws_cdk.assertions import Template
-from lake_app import Synth, synthesize
+from lake_app import Synth, policy_statements, synthesize
 
 from cdk_constructs.processing import GLUE_JOB_DIR, GLUE_VERSION
 from cdk_constructs.storage import RUN_SUMMARIES
@@ -90,11 +90,7 @@ def test_the_job_policy_allows_every_aws_call_of_the_entry_point(template: Templ
     }
     needed = {f"{svc}:{boto3.client(svc).meta.method_to_api_mapping[method]}" for svc, method in calls}
     assert {"glue:BatchCreatePartition", "glue:BatchDeletePartition", "cloudwatch:PutMetricData"} <= needed
-    statements = next(
-        p["Properties"]["PolicyDocument"]["Statement"]
-        for lid, p in template.find_resources("AWS::IAM::ManagedPolicy").items()
-        if lid.startswith("OrdersJobPolicy")
-    )
+    statements = policy_statements(template, "OrdersJobPolicy")
     allowed = {
         a
         for st in statements
@@ -193,11 +189,7 @@ def test_a_run_that_rebuilt_no_day_skips_the_crawler_and_data_quality(template: 
     # the success notice reports what the run did
     assert "$.run.summary.rows_written" in states["NotifySuccess"]["Parameters"]["Message.$"]
     # the state machine may read the summaries (and decrypt them through S3) and nothing else
-    policy = next(
-        p["Properties"]["PolicyDocument"]["Statement"]
-        for lid, p in template.find_resources("AWS::IAM::ManagedPolicy").items()
-        if lid.startswith("OrdersStateMachinePolicy")
-    )
+    policy = policy_statements(template, "OrdersStateMachinePolicy")
     reads = [st for st in policy if st["Action"] == "s3:GetObject"]
     assert len(reads) == 1 and json.dumps(reads[0]["Resource"]).endswith(f'/{RUN_SUMMARIES}/orders/*"]]}}')
     decrypt = [st for st in policy if st["Action"] == "kms:Decrypt"]
