@@ -3,7 +3,8 @@
 Each run:
 
 1. lists the raw objects of the dataset and subtracts the manifest of objects already processed
-   (an object outside any ``year=/month=/day=`` folder is reported, not processed);
+   (an object outside any ``year=/month=/day=`` folder of a calendar date is reported, not
+   processed);
 2. takes the event-time days (``year/month/day``) that received new objects, and widens that set
    to every day whose curated rows share a record key with it (a later version of an order can
    arrive on another day);
@@ -82,7 +83,8 @@ class RunResult:
     curated_days: list[Day] = field(default_factory=list)
     quarantine_days: list[Day] = field(default_factory=list)
     files_written: int = 0
-    #: New raw objects outside any year=/month=/day= folder: not curated, not in the manifest.
+    #: New raw objects outside any year=/month=/day= folder of a calendar date: not curated, not in
+    #: the manifest.
     unplaced_objects: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -122,8 +124,17 @@ def delete_path(spark: SparkSession, path: str) -> None:
 
 
 def day_of(path: str) -> Day | None:
+    """The ``year=/month=/day=`` folder ``path`` is in; ``None`` outside one, or when the folder
+    names no calendar date (``day=30`` in February): the run reports such an object instead of
+    curating it, rather than failing on it every run."""
     match = _DAY_RE.search(path)
-    return (match.group(1), match.group(2), match.group(3)) if match else None
+    if match is None:
+        return None
+    try:
+        date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+    except ValueError:
+        return None
+    return (match.group(1), match.group(2), match.group(3))
 
 
 def _write_text(spark: SparkSession, path: str, text: str, *, overwrite: bool = False) -> None:
