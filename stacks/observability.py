@@ -75,7 +75,13 @@ class ObservabilityStack(Stack):
                     title="Job: rows",
                     left=[
                         pipeline.metric_rows(m)
-                        for m in ("RowsRead", "RowsWritten", "RowsQuarantined", "DuplicatesDropped")
+                        for m in (
+                            "RowsRead",
+                            "RowsWritten",
+                            "RowsQuarantined",
+                            "DuplicatesDropped",
+                            "UnplacedObjects",
+                        )
                     ],
                     width=8,
                 ),

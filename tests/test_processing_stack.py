@@ -246,8 +246,11 @@ def test_one_dashboard_covers_the_whole_pipeline(sandbox: Synth) -> None:
         "RecordsRejected",
         "Errors",
         "Duration",
+        "RowsRead",
         "RowsWritten",
         "RowsQuarantined",
+        "DuplicatesDropped",
+        "UnplacedObjects",  # every count the job publishes (test_raw_to_curated)
         "glue.driver.aggregate.elapsedTime",
         "glue.data.quality.rules.failed",
         "ProcessedBytes",
