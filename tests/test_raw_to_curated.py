@@ -331,6 +331,11 @@ def test_a_day_whose_rows_fail_the_tightened_rules_leaves_the_curated_zone(
     assert sorted(r["record_key"] for r in quarantined) == ["o-1", "o-2"]
     assert (result.rows_written, result.rows_quarantined, result.files_written) == (0, 2, 0)
     _assert_conserved(result)
+    # and a later run searches the curated zone, now without a file, and curates into it
+    assert not list((tmp_path / "curated" / "orders").rglob("*.parquet"))
+    _write_raw(tmp_path, "2024-05-02", "c", [_record("o-3", ts="2024-05-02T10:00:00.000Z", status="SHIPPED")])
+    assert run(spark, replace(cfg, spec=strict)).rows_written == 1
+    assert [r["order_id"] for r in _curated(spark, cfg)] == ["o-3"]
 
 
 def test_partitions_are_utc_days_of_the_event_time(spark: Any, tmp_path: Path) -> None:

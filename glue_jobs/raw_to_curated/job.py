@@ -106,8 +106,7 @@ def list_objects(spark: SparkSession, path: str) -> dict[str, int]:
     ``.`` files; the ``binaryFile`` source reads no content when only path and length are
     selected. One call instead of several Py4J round trips per object.
     """
-    fs, jvm = _fs(spark, path)
-    if not fs.exists(jvm.org.apache.hadoop.fs.Path(path)):
+    if not _exists(spark, path):
         return {}
     listing = (
         spark.read.format("binaryFile")
@@ -116,6 +115,11 @@ def list_objects(spark: SparkSession, path: str) -> dict[str, int]:
         .select("path", "length")
     )
     return {row.path: row.length for row in listing.collect()}
+
+
+def _exists(spark: SparkSession, path: str) -> bool:
+    fs, jvm = _fs(spark, path)
+    return bool(fs.exists(jvm.org.apache.hadoop.fs.Path(path)))
 
 
 def delete_path(spark: SparkSession, path: str) -> None:
@@ -237,11 +241,16 @@ def _curated_days_sharing_keys(
 ) -> set[Day]:
     """Days outside ``outside`` whose curated rows have one of ``keys``; only days within
     ``cfg.key_lookback_days`` of ``outside`` when that is set, and Spark then reads no file of
-    the others. Without it, every run reads the key column of the whole curated table."""
-    if not list_objects(spark, cfg.curated_path):
+    the others. Without it, every run reads the key column of the whole curated table.
+
+    Read with the key's and the partitions' schema, so a curated zone with no files yet needs no
+    listing of its own first: Spark's file index is the only listing of the table."""
+    if not _exists(spark, cfg.curated_path):
         return set()
     key = cfg.spec["record_key"]
-    curated = spark.read.parquet(cfg.curated_path).select(key, *PARTITIONS)
+    key_type = next(c["type"] for c in cfg.spec["columns"] if c["name"] == key)
+    schema = ", ".join([f"`{key}` {key_type}", *[f"`{p}` string" for p in PARTITIONS]])
+    curated = spark.read.schema(schema).parquet(cfg.curated_path)
     if cfg.key_lookback_days is not None:
         curated = curated.where(_near(outside, cfg.key_lookback_days))
     rows = curated.join(keys, key, "left_semi").select(*PARTITIONS).distinct().collect()
