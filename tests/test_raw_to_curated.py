@@ -280,20 +280,36 @@ def test_other_versions_of_a_key_are_searched_within_the_lookback(spark: Any, tm
     assert [rule for rule, passed in quality.items() if not passed] == ['IsUnique "order_id"']
 
 
-def test_the_lookback_reads_only_the_partitions_near_the_days_rebuilt(spark: Any, tmp_path: Path) -> None:
-    # GIVEN a curated table of three days, the middle one's file not even Parquet
-    for day in ("2024-04-20", "2024-05-01", "2024-05-09"):
+def test_the_lookback_lists_and_reads_only_the_day_folders_near_the_days_rebuilt(
+    spark: Any, tmp_path: Path
+) -> None:
+    # GIVEN a curated table of four days; on 15 January a file that is not Parquet and a folder
+    # that breaks partition discovery, so listing or reading that day fails
+    for day in ("2023-12-30", "2024-01-02", "2024-01-15", "2024-01-28"):
         y, m, d = day.split("-")
         spark.createDataFrame([(day,)], "k string").write.parquet(
             str(tmp_path / f"year={y}/month={m}/day={d}")
         )
-    for file in (tmp_path / "year=2024/month=05/day=01").glob("*.parquet"):
+    trap = tmp_path / "year=2024/month=01/day=15"
+    (trap / "extra=1").mkdir()
+    for file in trap.glob("*.parquet"):
+        (trap / "extra=1" / file.name).write_bytes(file.read_bytes())
         file.write_bytes(b"not parquet")
-    # WHEN it is read within 3 days of 21 April and of 8 May
-    window = _near({("2024", "04", "21"), ("2024", "05", "08")}, 3)
-    table = spark.read.schema("k string, year string, month string, day string").parquet(f"file://{tmp_path}")
-    # THEN the two nearby days are read, and 1 May, between their windows, is never opened
-    assert sorted(r.k for r in table.where(window).collect()) == ["2024-04-20", "2024-05-09"]
+    schema = "k string, year string, month string, day string"
+    with pytest.raises(Exception, match="Conflicting partition column names"):
+        spark.read.schema(schema).parquet(f"file://{tmp_path}").collect()
+    # WHEN the folders within 3 days of 1 January and of 27 January are found and read
+    paths = _near(spark, f"file://{tmp_path}/", {("2024", "01", "01"), ("2024", "01", "27")}, 3)
+    table = spark.read.schema(schema).option("basePath", f"file://{tmp_path}/").parquet(*paths)
+    # THEN the three days in those windows are, across the year's end; 15 January never is
+    assert [p.split("/year=")[1] for p in paths] == [
+        "2023/month=12/day=30",
+        "2024/month=01/day=02",
+        "2024/month=01/day=28",
+    ]
+    assert sorted(r.k for r in table.collect()) == ["2023-12-30", "2024-01-02", "2024-01-28"]
+    # and windows at the ends of the calendar stop there
+    assert _near(spark, f"file://{tmp_path}/", {("0001", "01", "02"), ("9999", "12", "30")}, 40) == []
 
 
 def test_a_day_whose_every_key_moved_away_is_emptied(spark: Any, tmp_path: Path) -> None:

@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import json
 import math
-import operator
 import re
 import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import reduce
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, DataFrameReader, SparkSession
+from pyspark.sql import DataFrame, DataFrameReader, SparkSession
 from pyspark.sql import functions as F
 from transforms import (
     CORRUPT,
@@ -239,37 +237,56 @@ def _read_raw(spark: SparkSession, base: str, days: set[Day], spec: dict[str, An
 def _curated_days_sharing_keys(
     spark: SparkSession, cfg: JobConfig, keys: DataFrame, outside: set[Day]
 ) -> set[Day]:
-    """Days outside ``outside`` whose curated rows have one of ``keys``; only days within
-    ``cfg.key_lookback_days`` of ``outside`` when that is set, and Spark then reads no file of
-    the others. Without it, every run reads the key column of the whole curated table.
+    """Days outside ``outside`` whose curated rows have one of ``keys``.
 
-    Read with the key's and the partitions' schema, so a curated zone with no files yet needs no
-    listing of its own first: Spark's file index is the only listing of the table."""
-    if not _exists(spark, cfg.curated_path):
+    Without ``cfg.key_lookback_days``, every run lists the whole curated table and reads its key
+    column. With it, only the day folders within that many days of ``outside`` are listed and
+    read (:func:`_near`). Read with the key's and the partitions' schema, so a curated zone with
+    no file yet is simply empty."""
+    if cfg.key_lookback_days is not None:
+        paths = _near(spark, cfg.curated_path, outside, cfg.key_lookback_days)
+    else:
+        paths = [cfg.curated_path] if _exists(spark, cfg.curated_path) else []
+    if not paths:
         return set()
     key = cfg.spec["record_key"]
     key_type = next(c["type"] for c in cfg.spec["columns"] if c["name"] == key)
     schema = ", ".join([f"`{key}` {key_type}", *[f"`{p}` string" for p in PARTITIONS]])
-    curated = spark.read.schema(schema).parquet(cfg.curated_path)
-    if cfg.key_lookback_days is not None:
-        curated = curated.where(_near(outside, cfg.key_lookback_days))
+    curated = spark.read.schema(schema).option("basePath", cfg.curated_path).parquet(*paths)
     rows = curated.join(keys, key, "left_semi").select(*PARTITIONS).distinct().collect()
     return {(r.year, r.month, r.day) for r in rows} - outside
 
 
-def _near(days: set[Day], lookback: int) -> Column:
-    """Partitions within ``lookback`` days of one of ``days``: one range per run of nearby days,
-    on partition columns only, so Spark prunes the other partitions instead of reading them."""
-    spans: list[tuple[date, date]] = []
+def _near(spark: SparkSession, base: str, days: set[Day], lookback: int) -> list[str]:
+    """The day folders under ``base`` within ``lookback`` days of one of ``days``.
+
+    One glob per month of those windows (``year=Y/month=M/day={..}``: one listing of that month's
+    folder), so neither this nor the read that follows lists the rest of the table.
+    """
+    windows: list[tuple[date, date]] = []  # one per run of nearby days
     for day in sorted(days):
         center = date(int(day[0]), int(day[1]), int(day[2]))
-        low, high = center - timedelta(days=lookback), center + timedelta(days=lookback)
-        if spans and low <= spans[-1][1] + timedelta(days=1):
-            spans[-1] = (spans[-1][0], high)
+        # within the calendar: a folder of year 0001 or 9999 must not overflow the date arithmetic
+        low = center - timedelta(days=min(lookback, (center - date.min).days))
+        high = center + timedelta(days=min(lookback, (date.max - center).days))
+        if windows and low <= windows[-1][1] + timedelta(days=1):
+            windows[-1] = (windows[-1][0], high)
         else:
-            spans.append((low, high))
-    when = F.concat_ws("-", *PARTITIONS)
-    return reduce(operator.or_, [when.between(low.isoformat(), high.isoformat()) for low, high in spans])
+            windows.append((low, high))
+    months: dict[tuple[int, int], list[int]] = {}
+    for low, high in windows:
+        for offset in range((high - low).days + 1):
+            when = low + timedelta(days=offset)
+            months.setdefault((when.year, when.month), []).append(when.day)
+    fs, jvm = _fs(spark, base)
+    found = []
+    for (year, month), month_days in sorted(months.items()):
+        pattern = "{" + ",".join(f"{d:02d}" for d in month_days) + "}"
+        glob = f"{base.rstrip('/')}/year={year:04d}/month={month:02d}/day={pattern}"
+        found += [
+            status.getPath().toString() for status in fs.globStatus(jvm.org.apache.hadoop.fs.Path(glob)) or []
+        ]
+    return sorted(found)
 
 
 def _partition_path(base: str, day: Day) -> str:
