@@ -32,6 +32,9 @@ GLUE_JOB_DIR = Path(__file__).resolve().parent.parent / "glue_jobs" / "raw_to_cu
 #: Glue 5.1: Spark 3.5.6, Python 3.11 (tests run the same code on pyspark 3.5.6).
 GLUE_VERSION = "5.1"
 METRICS_NAMESPACE = "DataLake/Processing"
+#: The counts the job publishes per run (``_publish_metrics`` in glue_jobs/raw_to_curated/job.py,
+#: which is deployed alone and cannot import this; a test keeps the two in step).
+JOB_COUNTS = ("RowsRead", "RowsWritten", "RowsQuarantined", "DuplicatesDropped", "UnplacedObjects")
 #: Retries of every state-machine task: exponential backoff with full jitter, capped.
 RETRY_INTERVAL = Duration.seconds(30)
 RETRY_MAX_DELAY = Duration.minutes(5)
@@ -931,8 +934,7 @@ class DatasetPipeline(Construct):
         ]
 
     def metric_rows(self, name: str) -> cloudwatch.Metric:
-        """A count the job publishes per run: RowsRead, RowsWritten, RowsQuarantined,
-        DuplicatesDropped or UnplacedObjects."""
+        """A count the job publishes per run, one of :data:`JOB_COUNTS`."""
         return cloudwatch.Metric(
             namespace=METRICS_NAMESPACE,
             metric_name=name,

@@ -13,6 +13,7 @@ from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
+from cdk_constructs.processing import JOB_COUNTS
 from config import StageConfig
 from stacks.governance import athena_workgroup_name
 from stacks.ingestion import IngestionStack
@@ -73,16 +74,7 @@ class ObservabilityStack(Stack):
             self.dashboard.add_widgets(
                 cloudwatch.GraphWidget(
                     title="Job: rows",
-                    left=[
-                        pipeline.metric_rows(m)
-                        for m in (
-                            "RowsRead",
-                            "RowsWritten",
-                            "RowsQuarantined",
-                            "DuplicatesDropped",
-                            "UnplacedObjects",
-                        )
-                    ],
+                    left=[pipeline.metric_rows(m) for m in JOB_COUNTS],
                     width=8,
                 ),
                 cloudwatch.GraphWidget(

@@ -32,6 +32,7 @@ from transforms import (
     validate_and_cast,
 )
 
+from cdk_constructs.processing import JOB_COUNTS
 from datalake.dataset import DATASETS_DIR, load_dataset
 from datalake.local_firehose import deliver
 from datalake.local_run import duckdb_over, evaluate_quality
@@ -614,8 +615,11 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
                 Period=60,
                 Statistics=["Sum"],
             )["Datapoints"][0]["Sum"]
-            for name in ("RowsRead", "RowsWritten", "RowsQuarantined", "DuplicatesDropped", "UnplacedObjects")
+            for name in JOB_COUNTS
         }
+        # exactly the counts the dashboard shows (JOB_COUNTS): none published and left off it
+        listed = cloudwatch.list_metrics(Namespace="DataLake/Processing")["Metrics"]
+        assert sorted({m["MetricName"] for m in listed}) == sorted(JOB_COUNTS)
         assert published == {
             "RowsRead": 4,
             "RowsWritten": 2,
