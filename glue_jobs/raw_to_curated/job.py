@@ -313,20 +313,21 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
     spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
     result = RunResult()
     objects = list_objects(spark, cfg.raw_path)
+    day_by_path = {p: day_of(p) for p in objects}
     manifest = read_manifest(spark, cfg.manifest_path)
-    new = {p for p in objects if p not in manifest.objects}
     # An object outside a year=/month=/day= folder has no day to rebuild. It is reported (and
     # alarmed on) and kept out of the manifest, so each run reports it until it is moved into
     # its day's folder, and the run after that curates it.
-    result.unplaced_objects = sorted(p for p in new if day_of(p) is None)
-    new -= set(result.unplaced_objects)
+    unseen = [p for p in objects if p not in manifest.objects]
+    result.unplaced_objects = sorted(p for p in unseen if day_by_path[p] is None)
+    new = {p: d for p in unseen if (d := day_by_path[p]) is not None}  # object -> its day
     result.new_objects = len(new)
     if not new:
         return result
-    days: set[Day] = {d for p in new if (d := day_of(p)) is not None}
+    days: set[Day] = set(new.values())
     raw_bytes: dict[Day, int] = {}  # per day, for file sizing
     for path, size in objects.items():
-        if (day := day_of(path)) is not None:
+        if (day := day_by_path[path]) is not None:
             raw_bytes[day] = raw_bytes.get(day, 0) + size
     key = cfg.spec["record_key"]
     while True:
