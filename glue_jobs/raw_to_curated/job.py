@@ -38,6 +38,7 @@ from transforms import (
     FILE_BUCKET,
     PARTITIONS,
     RAW_FILE,
+    RAW_PATH_DAY,
     REASON,
     latest_per_key,
     place_in_files,
@@ -49,7 +50,7 @@ from transforms import (
     validate_and_cast,
 )
 
-_DAY_RE = re.compile(r"/year=(\d{4})/month=(\d{2})/day=(\d{2})/")
+_DAY_RE = re.compile(RAW_PATH_DAY)
 Day = tuple[str, str, str]
 
 

@@ -26,7 +26,9 @@ _DECIMAL_RE = re.compile(r"^decimal\((\d+),(\d+)\)$")
 _INT_BOUNDS = {"int": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
 #: Timestamps in the raw zone are UTC ISO-8601 with milliseconds, as the transform writes them.
 RAW_TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSX"
-_RAW_PATH_DAY = r"/year=(\d{4})/month=(\d{2})/day=(\d{2})/"
+#: The ``year=/month=/day=`` folder of an object path (Java and Python regex alike): the job finds
+#: the days to rebuild with it and quarantined rows are partitioned by it, so the two agree.
+RAW_PATH_DAY = r"/year=(\d{4})/month=(\d{2})/day=(\d{2})/"
 
 
 def _leaf_string_type(col: dict[str, Any]) -> T.DataType:
@@ -272,9 +274,9 @@ def with_event_partitions(df: DataFrame, event_time: str) -> DataFrame:
 def with_raw_partitions(df: DataFrame) -> DataFrame:
     """``year``/``month``/``day`` of the raw object a row came from (for quarantine rows)."""
     return (
-        df.withColumn("year", F.regexp_extract(F.col(RAW_FILE), _RAW_PATH_DAY, 1))
-        .withColumn("month", F.regexp_extract(F.col(RAW_FILE), _RAW_PATH_DAY, 2))
-        .withColumn("day", F.regexp_extract(F.col(RAW_FILE), _RAW_PATH_DAY, 3))
+        df.withColumn("year", F.regexp_extract(F.col(RAW_FILE), RAW_PATH_DAY, 1))
+        .withColumn("month", F.regexp_extract(F.col(RAW_FILE), RAW_PATH_DAY, 2))
+        .withColumn("day", F.regexp_extract(F.col(RAW_FILE), RAW_PATH_DAY, 3))
     )
 
 
