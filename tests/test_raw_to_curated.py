@@ -114,6 +114,7 @@ def test_every_kind_of_defect_is_quarantined_and_rows_are_conserved(spark: Any, 
         _record("o-9", items=[{"sku": "A", "qty": 0, "unit_price": "1.00"}]),  # element range
         _record("o-10", amount="-5.00"),  # range
         _record("o-11", country="Korea"),  # pattern
+        _record("o-12", ts="2024-05-02T10:00:00.000Z"),  # its UTC day is not its object's folder
     ]
     _write_raw(tmp_path, "2024-05-01", "a", lines)
     cfg = _config(tmp_path)
@@ -122,9 +123,9 @@ def test_every_kind_of_defect_is_quarantined_and_rows_are_conserved(spark: Any, 
     # THEN nothing is lost: read = written + quarantined + duplicates dropped
     _assert_conserved(result)
     assert (result.rows_read, result.rows_written, result.rows_quarantined, result.duplicates_dropped) == (
-        14,
+        15,
         4,
-        8,
+        9,
         2,
     )
     rows = {r["order_id"]: r for r in _curated(spark, cfg)}
@@ -142,6 +143,7 @@ def test_every_kind_of_defect_is_quarantined_and_rows_are_conserved(spark: Any, 
     assert "items: an element is invalid" in reasons["o-9"]
     assert "amount: below the minimum 0" in reasons["o-10"]
     assert "country: does not match" in reasons["o-11"]
+    assert reasons["o-12"] == "order_ts: not on the day of its raw object's folder"
     assert all(r.raw_record for r in quarantine)
     assert {(r.year, r.month, r.day) for r in quarantine} == {("2024", "05", "01")}
 
@@ -233,6 +235,35 @@ def test_late_event_keeps_the_days_earlier_rows(spark: Any, tmp_path: Path) -> N
     assert sorted(r["order_id"] for r in _curated(spark, cfg)) == sorted(
         [f"o-{i}" for i in range(5)] + ["o-late"]
     )
+
+
+def test_a_row_outside_its_folders_day_is_quarantined_and_never_overwrites_that_day(
+    spark: Any, tmp_path: Path
+) -> None:
+    # GIVEN a day curated by an earlier run
+    _write_raw(tmp_path, "2024-05-01", "first", [_record(f"o-{i}") for i in range(5)])
+    cfg = _config(tmp_path)
+    run(spark, cfg)
+    # WHEN an object in the next day's folder holds an event of the first day too (a file moved
+    # by hand into one of its days, say)
+    _write_raw(
+        tmp_path,
+        "2024-05-02",
+        "moved",
+        [_record("o-stray"), _record("o-next", ts="2024-05-02T10:00:00.000Z")],
+    )
+    result = run(spark, cfg)
+    # THEN the first day keeps all its rows (it was not rebuilt: none of its objects is new), the
+    # stray event is quarantined with its reason, and the next day is curated
+    assert result.days == [("2024", "05", "02")]
+    assert sorted((r["order_id"], r["day"]) for r in _curated(spark, cfg)) == [
+        *[(f"o-{i}", "01") for i in range(5)],
+        ("o-next", "02"),
+    ]
+    (stray,) = spark.read.parquet(cfg.quarantine_path).collect()
+    assert (stray.record_key, stray.day) == ("o-stray", "02")
+    assert stray.quarantine_reason == "order_ts: not on the day of its raw object's folder"
+    _assert_conserved(result)
 
 
 def test_a_later_version_on_another_day_replaces_the_earlier_one(spark: Any, tmp_path: Path) -> None:

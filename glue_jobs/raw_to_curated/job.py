@@ -9,9 +9,10 @@ Each run:
    to every day whose curated rows share a record key with it (a later version of an order can
    arrive on another day);
 3. rebuilds each of those days from *all* of its raw objects: validate and cast, quarantine what
-   fails, keep the latest ingested version per key, and overwrites exactly those partitions
-   (dynamic partition overwrite), so a re-run gives the same rows and late data never drops rows
-   curated earlier. A rebuilt day left with no rows (its keys moved to another day, or its rows
+   fails (including an event whose UTC day is not its object's folder: curating it would overwrite
+   a day this run did not read whole), keep the latest ingested version per key, and overwrites
+   exactly those partitions (dynamic partition overwrite), so a re-run gives the same rows and
+   late data never drops rows curated earlier. A rebuilt day left with no rows (its keys moved to another day, or its rows
    fail rules tightened since) is removed, since dynamic overwrite would keep its old files;
 4. appends the new objects to the manifest, last, so a failed run is simply run again. Once the
    manifest holds ``manifest_compact_at`` files, that run writes one file with every entry and
@@ -341,7 +342,7 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
         checked.unpersist()
         days |= extra
     # One pass over the cached rows for both counts and the days that have valid rows.
-    valid_day = F.when(F.col(REASON) == "", F.date_format(F.col(cfg.spec["event_time"]), "yyyy-MM-dd"))
+    valid_day = F.when(F.col(REASON) == "", F.concat_ws("-", *PARTITIONS))
     totals = checked.agg(
         F.count(F.lit(1)).alias("read"),
         F.count(F.when(F.col(REASON) != "", True)).alias("quarantined"),

@@ -27,8 +27,11 @@ _INT_BOUNDS = {"int": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
 #: Timestamps in the raw zone are UTC ISO-8601 with milliseconds, as the transform writes them.
 RAW_TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSX"
 #: The ``year=/month=/day=`` folder of an object path (Java and Python regex alike): the job finds
-#: the days to rebuild with it and quarantined rows are partitioned by it, so the two agree.
+#: the days to rebuild with it, quarantined rows are partitioned by it, and a valid row's event
+#: time must fall on it, so the three agree.
 RAW_PATH_DAY = r"/year=(\d{4})/month=(\d{2})/day=(\d{2})/"
+#: A timestamp's UTC day in the text ``RAW_PATH_DAY`` matches (Spark datetime pattern).
+_DAY_FOLDER_FORMAT = "'/year='yyyy'/month='MM'/day='dd'/'"
 
 
 def _leaf_string_type(col: dict[str, Any]) -> T.DataType:
@@ -194,8 +197,17 @@ def validate_and_cast(raw: DataFrame, spec: dict[str, Any], *, fast_path: bool =
 
     Malformed JSON, missing required fields, values that do not cast exactly, enum, pattern and
     range violations and invalid array elements all become reasons; nothing is dropped here.
+
+    So does an event time whose UTC day is not the ``year=/month=/day=`` folder of the row's raw
+    object (``RAW_FILE``): the job rebuilds a curated day from that day's raw folder alone, so a
+    row curated from another folder would overwrite its day with only the rows of that run.
+
+    ``year``/``month``/``day`` are the day a row belongs to: its event time's UTC day when valid
+    (its curated partition), its raw object's folder when rejected (its quarantine partition,
+    rebuilt with that folder). Worked out here once, while the row is validated.
     """
     typed_cols: list[Column] = []
+    typed_by_name: dict[str, Column] = {}
     checks: list[tuple[Column, str]] = []
     for col in spec["columns"]:
         name = col["name"]
@@ -226,7 +238,9 @@ def validate_and_cast(raw: DataFrame, spec: dict[str, Any], *, fast_path: bool =
             continue
         typed, cks = _value_checks(F.col(name), col, name)
         typed_cols.append(typed.alias(name))
+        typed_by_name[name] = typed
         checks += cks
+    event_time = spec["event_time"]
     ingested = F.to_timestamp(F.col("ingested_at"), RAW_TIMESTAMP_FORMAT)
     checks.append((ingested.isNull(), "ingested_at: missing or invalid"))
     reason = F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed JSON")).otherwise(
@@ -239,8 +253,24 @@ def validate_and_cast(raw: DataFrame, spec: dict[str, Any], *, fast_path: bool =
         F.col("source_stream"),
         F.col(RAW_FILE),
         reason.alias(REASON),
+        # the row's folder and its event day, once per row: compared next, then its partition
+        F.regexp_extract(F.col(RAW_FILE), RAW_PATH_DAY, 0).alias("_folder"),  # "" outside a day folder
+        F.date_format(typed_by_name[event_time], _DAY_FOLDER_FORMAT).alias("_event_folder"),
         *[F.col(c).alias(f"_raw_{c}") for c in raw_columns],
         F.col(CORRUPT),
+    )
+    elsewhere = (  # an event filed under another day's folder
+        F.col(CORRUPT).isNull()
+        & (F.col("_folder") != "")
+        & (F.col("_folder") != F.coalesce(F.col("_event_folder"), F.col("_folder")))
+    )
+    checked = checked.withColumn(
+        REASON,
+        F.concat_ws(
+            "; ",
+            F.when(F.col(REASON) != "", F.col(REASON)),
+            F.when(elsewhere, F.lit(f"{event_time}: not on the day of its raw object's folder")),
+        ),
     )
     # The raw record as JSON text and the object it came from, only for rows that will be
     # quarantined: serializing every valid row would cost more than validating it, and carrying
@@ -249,35 +279,22 @@ def validate_and_cast(raw: DataFrame, spec: dict[str, Any], *, fast_path: bool =
         F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"_raw_{c}").alias(c) for c in raw_columns]))
     )
     rejected = F.col(REASON) != ""
+    day_folder = F.when(rejected, F.col("_folder")).otherwise(F.col("_event_folder"))
+    internal = (RAW_FILE, CORRUPT, "_folder", "_event_folder")
     return checked.select(
-        *[c for c in checked.columns if c not in (RAW_FILE, CORRUPT) and not c.startswith("_raw_")],
+        *[c for c in checked.columns if c not in internal and not c.startswith("_raw_")],
         F.when(rejected, F.col(RAW_FILE)).alias(RAW_FILE),
         F.when(rejected, original).alias("raw_record"),
+        # "/year=2024/month=05/day=01/": 4 digits at 7, 2 at 18 and 2 at 25
+        F.substring(day_folder, 7, 4).alias("year"),
+        F.substring(day_folder, 18, 2).alias("month"),
+        F.substring(day_folder, 25, 2).alias("day"),
     )
 
 
 def split_valid(checked: DataFrame) -> tuple[DataFrame, DataFrame]:
     """(valid rows, rows to quarantine)."""
     return checked.where(F.col(REASON) == ""), checked.where(F.col(REASON) != "")
-
-
-def with_event_partitions(df: DataFrame, event_time: str) -> DataFrame:
-    """Add ``year``/``month``/``day`` strings of the event time (the session time zone must be UTC)."""
-    ts = F.col(event_time)
-    return (
-        df.withColumn("year", F.date_format(ts, "yyyy"))
-        .withColumn("month", F.date_format(ts, "MM"))
-        .withColumn("day", F.date_format(ts, "dd"))
-    )
-
-
-def with_raw_partitions(df: DataFrame) -> DataFrame:
-    """``year``/``month``/``day`` of the raw object a row came from (for quarantine rows)."""
-    return (
-        df.withColumn("year", F.regexp_extract(F.col(RAW_FILE), RAW_PATH_DAY, 1))
-        .withColumn("month", F.regexp_extract(F.col(RAW_FILE), RAW_PATH_DAY, 2))
-        .withColumn("day", F.regexp_extract(F.col(RAW_FILE), RAW_PATH_DAY, 3))
-    )
 
 
 def latest_per_key(df: DataFrame, key: str, within: tuple[str, ...] = ()) -> DataFrame:
@@ -370,7 +387,9 @@ def curated_columns(spec: dict[str, Any]) -> list[str]:
 
 
 def to_curated(valid: DataFrame, spec: dict[str, Any]) -> DataFrame:
-    return with_event_partitions(valid, spec["event_time"]).select(*curated_columns(spec))
+    """The valid rows of :func:`validate_and_cast` in the curated table's columns; their
+    ``year``/``month``/``day`` are their event time's UTC day."""
+    return valid.select(*curated_columns(spec))
 
 
 QUARANTINE_COLUMNS = (
@@ -387,17 +406,16 @@ QUARANTINE_COLUMNS = (
 def to_quarantine(rejected: DataFrame, spec: dict[str, Any]) -> DataFrame:
     """Quarantined rows keep the raw record as it was (JSON text), the reason, and where it came from.
 
-    They are partitioned by the day of the raw object they came from, so rebuilding a day rewrites
-    its quarantine too and reruns stay idempotent.
+    They are partitioned by the day of the raw object they came from (:func:`validate_and_cast`),
+    so rebuilding a day rewrites its quarantine too and reruns stay idempotent.
     """
     key = F.get_json_object(F.col("raw_record"), f"$.{spec['record_key']}")
-    return with_raw_partitions(
-        rejected.select(
-            key.alias("record_key"),
-            F.col("raw_record"),
-            F.col(REASON),
-            F.col("ingested_at"),
-            F.col("source_stream"),
-            F.col(RAW_FILE),
-        )
-    ).select(*QUARANTINE_COLUMNS[:-4], F.col(RAW_FILE).alias("raw_file"), *PARTITIONS)
+    return rejected.select(
+        key.alias("record_key"),
+        F.col("raw_record"),
+        F.col(REASON),
+        F.col("ingested_at"),
+        F.col("source_stream"),
+        F.col(RAW_FILE).alias("raw_file"),
+        *PARTITIONS,
+    )
