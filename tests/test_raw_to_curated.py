@@ -200,6 +200,22 @@ def test_rerun_gives_the_same_rows(spark: Any, tmp_path: Path) -> None:
     assert len(ids) == len(set(ids))
 
 
+def test_a_raw_object_put_back_with_other_content_is_curated_again(spark: Any, tmp_path: Path) -> None:
+    # GIVEN an object whose malformed line was quarantined
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), "{broken"])
+    cfg = _config(tmp_path)
+    assert run(spark, cfg).rows_quarantined == 1
+    # WHEN the fixed object is put back under the same name (its size changes)
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), _record("o-2")])
+    fixed = run(spark, cfg)
+    # THEN its day is rebuilt from the new content, and its quarantine partition goes away
+    assert (fixed.new_objects, fixed.rows_quarantined, fixed.quarantine_days) == (1, 0, [])
+    assert sorted(r["order_id"] for r in _curated(spark, cfg)) == ["o-1", "o-2"]
+    assert not list((tmp_path / "curated" / "orders_quarantine").rglob("*.parquet"))
+    # and the manifest holds the size recorded last, so the next run finds nothing new
+    assert run(spark, cfg).new_objects == 0
+
+
 def test_the_manifest_is_compacted_and_still_lists_every_processed_object(spark: Any, tmp_path: Path) -> None:
     # GIVEN a job whose manifest is compacted once it would reach 3 files
     cfg = replace(_config(tmp_path), manifest_compact_at=3)

@@ -3,8 +3,8 @@
 Each run:
 
 1. lists the raw objects of the dataset and subtracts the manifest of objects already processed
-   (an object outside any ``year=/month=/day=`` folder of a calendar date is reported, not
-   processed);
+   with their sizes (an object put back under its name with another size counts as new; one
+   outside any ``year=/month=/day=`` folder of a calendar date is reported, not processed);
 2. takes the event-time days (``year/month/day``) that received new objects, and widens that set
    to every day whose curated rows share a record key with it (a later version of an order can
    arrive on another day);
@@ -190,11 +190,13 @@ class Manifest:
 
 
 def read_manifest(spark: SparkSession, path: str) -> Manifest:
+    """Every processed object with its size as last recorded: the run files are named by their
+    UTC time, so a later file's entry for an object replaces an earlier one."""
     files = tuple(sorted(list_objects(spark, path)))
     if not files:
         return Manifest({}, ())
-    rows = spark.read.json(list(files)).select("path", "size").collect()
-    return Manifest({row.path: row.size for row in rows}, files)
+    rows = spark.read.json(list(files)).select("path", "size", F.input_file_name().alias("file")).collect()
+    return Manifest({row.path: row.size for row in sorted(rows, key=lambda r: r.file)}, files)
 
 
 def append_manifest(
@@ -320,7 +322,7 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
     # An object outside a year=/month=/day= folder has no day to rebuild. It is reported (and
     # alarmed on) and kept out of the manifest, so each run reports it until it is moved into
     # its day's folder, and the run after that curates it.
-    unseen = [p for p in objects if p not in manifest.objects]
+    unseen = [p for p, size in objects.items() if manifest.objects.get(p) != size]
     result.unplaced_objects = sorted(p for p in unseen if day_by_path[p] is None)
     new = {p: d for p in unseen if (d := day_by_path[p]) is not None}  # object -> its day
     result.new_objects = len(new)
