@@ -896,7 +896,8 @@ class DatasetPipeline(Construct):
             (
                 self.metric_rows("UnplacedObjects"),
                 "UnplacedObjectsAlarm",
-                "raw objects outside a year=/month=/day= folder are not curated (see the run summary)",
+                "raw objects outside the year=/month=/day= folders of the dataset prefix are not curated "
+                "(see the run summary)",
             ),
         ]
         return [

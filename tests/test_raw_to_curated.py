@@ -155,29 +155,35 @@ def test_an_object_outside_a_day_folder_is_reported_until_it_is_moved_into_one(
     _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1")])
     cfg = replace(_config(tmp_path), key_lookback_days=3)
     run(spark, cfg)
-    # and then a new object of that day, one written straight under the dataset's prefix, and
-    # one in a folder that names no calendar date (30 February)
+    # and then a new object of that day, one written straight under the dataset's prefix, one in
+    # a folder that names no calendar date (30 February), and one in a day folder that is not
+    # directly under the dataset's prefix (the runs read only those)
     _write_raw(tmp_path, "2024-05-01", "b", [_record("o-2")], hour="11")
     stray = tmp_path / "raw" / "orders" / "stray.json.gz"
     stray.write_bytes(gzip.compress((json.dumps(_record("o-3")) + "\n").encode()))
     _write_raw(tmp_path, "2024-02-30", "c", [_record("o-4")])
     impossible = next((tmp_path / "raw" / "orders" / "year=2024" / "month=02").rglob("c.json.gz"))
+    nested = tmp_path / "raw" / "orders" / "backfill" / "year=2024" / "month=05" / "day=01" / "d.json.gz"
+    nested.parent.mkdir(parents=True)
+    nested.write_bytes(gzip.compress((json.dumps(_record("o-5")) + "\n").encode()))
     # WHEN the job runs
     result = run(spark, cfg)
-    # THEN both are reported, not curated, and not recorded as processed; the day's object is curated
-    assert [Path(p.removeprefix("file:")) for p in result.unplaced_objects] == sorted([stray, impossible])
+    # THEN they are reported, not curated, and not recorded as processed; the day's object is curated
+    assert [Path(p.removeprefix("file:")) for p in result.unplaced_objects] == sorted(
+        [stray, impossible, nested]
+    )
     assert (result.new_objects, result.days) == (1, [("2024", "05", "01")])
     assert sorted(r["order_id"] for r in _curated(spark, cfg)) == ["o-1", "o-2"]
     assert not set(result.unplaced_objects) & set(read_manifest(spark, cfg.manifest_path).objects)
     # WHEN they are moved into their day's folder
     folder = tmp_path / "raw" / "orders" / "year=2024" / "month=05" / "day=01" / "hour=12"
     folder.mkdir(parents=True)
-    for name, path in (("stray", stray), ("c", impossible)):
+    for name, path in (("stray", stray), ("c", impossible), ("d", nested)):
         path.rename(folder / f"{name}.json.gz")
     result = run(spark, cfg)
     # THEN the next run curates them
-    assert (result.unplaced_objects, result.new_objects) == ([], 2)
-    assert sorted(r["order_id"] for r in _curated(spark, cfg)) == ["o-1", "o-2", "o-3", "o-4"]
+    assert (result.unplaced_objects, result.new_objects) == ([], 3)
+    assert sorted(r["order_id"] for r in _curated(spark, cfg)) == ["o-1", "o-2", "o-3", "o-4", "o-5"]
 
 
 def test_rerun_gives_the_same_rows(spark: Any, tmp_path: Path) -> None:

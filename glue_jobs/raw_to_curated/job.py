@@ -4,7 +4,8 @@ Each run:
 
 1. lists the raw objects of the dataset and subtracts the manifest of objects already processed
    with their sizes (an object put back under its name with another size counts as new; one
-   outside any ``year=/month=/day=`` folder of a calendar date is reported, not processed);
+   outside a ``year=/month=/day=`` folder of a calendar date directly under the dataset's prefix
+   is reported, not processed);
 2. takes the event-time days (``year/month/day``) that received new objects, and widens that set
    to every day whose curated rows share a record key with it (a later version of an order can
    arrive on another day);
@@ -83,8 +84,8 @@ class RunResult:
     curated_days: list[Day] = field(default_factory=list)
     quarantine_days: list[Day] = field(default_factory=list)
     files_written: int = 0
-    #: New raw objects outside any year=/month=/day= folder of a calendar date: not curated, not in
-    #: the manifest.
+    #: New raw objects outside a year=/month=/day= folder of a calendar date directly under the
+    #: dataset's prefix: not curated, not in the manifest.
     unplaced_objects: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -127,12 +128,20 @@ def delete_path(spark: SparkSession, path: str) -> None:
     fs.delete(jvm.org.apache.hadoop.fs.Path(path), True)
 
 
-def day_of(path: str) -> Day | None:
-    """The ``year=/month=/day=`` folder ``path`` is in; ``None`` outside one, or when the folder
-    names no calendar date (``day=30`` in February): the run reports such an object instead of
-    curating it, rather than failing on it every run."""
-    match = _DAY_RE.search(path)
-    if match is None:
+def qualified(spark: SparkSession, path: str) -> str:
+    """``path`` as Spark's file listings spell it (``file:/tmp/raw``, ``s3://bucket/raw``), with no
+    trailing slash."""
+    fs, jvm = _fs(spark, path)
+    return str(fs.makeQualified(jvm.org.apache.hadoop.fs.Path(path)).toString())
+
+
+def day_of(path: str, root: str) -> Day | None:
+    """The ``year=/month=/day=`` folder directly under ``root`` (:func:`qualified`) that ``path`` is
+    in; ``None`` outside one (a run reads only those folders), or when the folder names no calendar
+    date (``day=30`` in February): the run reports such an object instead of curating it, rather
+    than failing on it every run."""
+    match = _DAY_RE.match(path, len(root))
+    if not path.startswith(root) or match is None:
         return None
     try:
         date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
@@ -317,9 +326,10 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
     spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
     result = RunResult()
     objects = list_objects(spark, cfg.raw_path)
-    day_by_path = {p: day_of(p) for p in objects}
+    root = qualified(spark, cfg.raw_path)
+    day_by_path = {p: day_of(p, root) for p in objects}
     manifest = read_manifest(spark, cfg.manifest_path)
-    # An object outside a year=/month=/day= folder has no day to rebuild. It is reported (and
+    # An object outside a day folder of the prefix has no day to rebuild. It is reported (and
     # alarmed on) and kept out of the manifest, so each run reports it until it is moved into
     # its day's folder, and the run after that curates it.
     unseen = [p for p, size in objects.items() if manifest.objects.get(p) != size]
