@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
-from job import JobConfig, RunResult, _near, main, raw_reader, read_manifest, run
+from job import JobConfig, RunResult, _near, day_of, main, raw_reader, read_manifest, run
 from moto import mock_aws
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -184,6 +184,24 @@ def test_an_object_outside_a_day_folder_is_reported_until_it_is_moved_into_one(
     # THEN the next run curates them
     assert (result.unplaced_objects, result.new_objects) == ([], 3)
     assert sorted(r["order_id"] for r in _curated(spark, cfg)) == ["o-1", "o-2", "o-3", "o-4", "o-5"]
+
+
+@pytest.mark.parametrize(
+    ("path", "day"),
+    [
+        ("s3://raw/orders/year=2024/month=05/day=01/hour=10/a.json.gz", ("2024", "05", "01")),
+        ("s3://raw/orders/year=2024/month=05/day=01/a.json.gz", ("2024", "05", "01")),
+        ("s3://raw/orders/a.json.gz", None),  # straight under the prefix
+        ("s3://raw/orders/backfill/year=2024/month=05/day=01/a.json.gz", None),  # nested deeper
+        ("s3://raw/orders_rejected/year=2024/month=05/day=01/a.json.gz", None),  # another prefix
+        ("s3://raw/orders/year=2024/month=02/day=30/a.json.gz", None),  # no such date
+        ("s3://raw/orders/year=2024/month=5/day=1/a.json.gz", None),  # not the folder form
+    ],
+)
+def test_an_object_has_a_day_only_in_a_day_folder_directly_under_the_prefix(
+    path: str, day: tuple[str, str, str] | None
+) -> None:
+    assert day_of(path, "s3://raw/orders") == day
 
 
 def test_rerun_gives_the_same_rows(spark: Any, tmp_path: Path) -> None:
