@@ -13,8 +13,9 @@ Each run:
    fails (including an event whose UTC day is not its object's folder: curating it would overwrite
    a day this run did not read whole), keep the latest ingested version per key, and overwrites
    exactly those partitions (dynamic partition overwrite), so a re-run gives the same rows and
-   late data never drops rows curated earlier. A rebuilt day left with no rows (its keys moved to another day, or its rows
-   fail rules tightened since) is removed, since dynamic overwrite would keep its old files;
+   late data never drops rows curated earlier. A rebuilt day left with no rows (its keys moved to
+   another day, or its rows fail rules tightened since) is removed, since dynamic overwrite would
+   keep its old files;
 4. appends the new objects to the manifest, last, so a failed run is simply run again. Once the
    manifest holds ``manifest_compact_at`` files, that run writes one file with every entry and
    removes the files it read, so an hourly schedule does not read thousands of small objects.
@@ -140,8 +141,8 @@ def day_of(path: str, root: str) -> Day | None:
     in; ``None`` outside one (a run reads only those folders), or when the folder names no calendar
     date (``day=30`` in February): the run reports such an object instead of curating it, rather
     than failing on it every run."""
-    match = _DAY_RE.match(path, len(root))
-    if not path.startswith(root) or match is None:
+    match = _DAY_RE.match(path, len(root)) if path.startswith(root) else None
+    if match is None:
         return None
     try:
         date(int(match.group(1)), int(match.group(2)), int(match.group(3)))

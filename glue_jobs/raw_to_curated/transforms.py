@@ -204,7 +204,8 @@ def validate_and_cast(raw: DataFrame, spec: dict[str, Any], *, fast_path: bool =
 
     ``year``/``month``/``day`` are the day a row belongs to: its event time's UTC day when valid
     (its curated partition), its raw object's folder when rejected (its quarantine partition,
-    rebuilt with that folder). Worked out here once, while the row is validated.
+    rebuilt with that folder). Worked out here once, while the row is validated; the session time
+    zone must be UTC, as :func:`job.run` sets it.
     """
     typed_cols: list[Column] = []
     typed_by_name: dict[str, Column] = {}
