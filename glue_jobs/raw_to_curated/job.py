@@ -296,7 +296,7 @@ def _near(spark: SparkSession, base: str, days: set[Day], lookback: int) -> list
     found = []
     for (year, month), month_days in sorted(months.items()):
         pattern = "{" + ",".join(f"{d:02d}" for d in month_days) + "}"
-        glob = f"{base.rstrip('/')}/year={year:04d}/month={month:02d}/day={pattern}"
+        glob = _partition_path(base, (f"{year:04d}", f"{month:02d}", pattern))
         found += [
             status.getPath().toString() for status in fs.globStatus(jvm.org.apache.hadoop.fs.Path(glob)) or []
         ]

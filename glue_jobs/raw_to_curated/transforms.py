@@ -207,8 +207,8 @@ def validate_and_cast(raw: DataFrame, spec: dict[str, Any], *, fast_path: bool =
     rebuilt with that folder). Worked out here once, while the row is validated; the session time
     zone must be UTC, as :func:`job.run` sets it.
     """
+    event_time = spec["event_time"]
     typed_cols: list[Column] = []
-    typed_by_name: dict[str, Column] = {}
     checks: list[tuple[Column, str]] = []
     for col in spec["columns"]:
         name = col["name"]
@@ -239,9 +239,9 @@ def validate_and_cast(raw: DataFrame, spec: dict[str, Any], *, fast_path: bool =
             continue
         typed, cks = _value_checks(F.col(name), col, name)
         typed_cols.append(typed.alias(name))
-        typed_by_name[name] = typed
         checks += cks
-    event_time = spec["event_time"]
+        if name == event_time:
+            event_ts = typed
     ingested = F.to_timestamp(F.col("ingested_at"), RAW_TIMESTAMP_FORMAT)
     checks.append((ingested.isNull(), "ingested_at: missing or invalid"))
     reason = F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed JSON")).otherwise(
@@ -256,14 +256,13 @@ def validate_and_cast(raw: DataFrame, spec: dict[str, Any], *, fast_path: bool =
         reason.alias(REASON),
         # the row's folder and its event day, once per row: compared next, then its partition
         F.regexp_extract(F.col(RAW_FILE), RAW_PATH_DAY, 0).alias("_folder"),  # "" outside a day folder
-        F.date_format(typed_by_name[event_time], _DAY_FOLDER_FORMAT).alias("_event_folder"),
+        F.date_format(event_ts, _DAY_FOLDER_FORMAT).alias("_event_folder"),
         *[F.col(c).alias(f"_raw_{c}") for c in raw_columns],
         F.col(CORRUPT),
     )
-    elsewhere = (  # an event filed under another day's folder
-        F.col(CORRUPT).isNull()
-        & (F.col("_folder") != "")
-        & (F.col("_folder") != F.coalesce(F.col("_event_folder"), F.col("_folder")))
+    # an event filed under another day's folder (null, so no reason, without an event time)
+    elsewhere = (
+        F.col(CORRUPT).isNull() & (F.col("_folder") != "") & (F.col("_folder") != F.col("_event_folder"))
     )
     checked = checked.withColumn(
         REASON,
