@@ -7,6 +7,7 @@ import argparse
 import gzip
 import json
 import math
+import os
 import sys
 import types
 from collections import Counter
@@ -240,6 +241,52 @@ def test_a_raw_object_put_back_with_other_content_is_curated_again(spark: Any, t
     assert run(spark, cfg).new_objects == 0
 
 
+def test_a_raw_object_edited_in_place_to_the_same_size_is_curated_again(spark: Any, tmp_path: Path) -> None:
+    # GIVEN a curated object (uncompressed, so an edit can keep its size to the byte)
+    raw = tmp_path / "raw" / "orders" / "year=2024" / "month=05" / "day=01" / "hour=10" / "a.json"
+    raw.parent.mkdir(parents=True)
+
+    def put(amount: str, modified: int) -> None:
+        items = [{"sku": "A", "qty": 1, "unit_price": amount}]
+        raw.write_text(json.dumps(_record("o-1", amount=amount, items=items)) + "\n")
+        os.utime(raw, ns=(modified, modified))
+
+    put("12.00", 1_700_000_000 * 10**9)
+    cfg = _config(tmp_path)
+    assert run(spark, cfg).new_objects == 1
+    size = raw.stat().st_size
+    # WHEN it is rewritten in place with another amount of the same length, a minute later
+    put("13.00", 1_700_000_060 * 10**9)
+    assert raw.stat().st_size == size
+    edited = run(spark, cfg)
+    # THEN the new modification time makes it new, and its day holds the edited amount
+    assert (edited.new_objects, edited.rows_written) == (1, 1)
+    assert [r["amount"] for r in _curated(spark, cfg)] == [Decimal("13.00")]
+    # and the next run finds nothing new
+    assert run(spark, cfg).new_objects == 0
+
+
+def test_a_manifest_entry_without_a_modification_time_is_processed_once_more(
+    spark: Any, tmp_path: Path
+) -> None:
+    # GIVEN a curated object whose manifest entry records its size only (as entries once did)
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1")])
+    cfg = _config(tmp_path)
+    run(spark, cfg)
+    manifests = tmp_path / "curated" / "_manifests" / "orders"
+    (entry_file,) = manifests.glob("*.json")
+    entry = json.loads(entry_file.read_text())
+    entry_file.write_text(json.dumps({"path": entry["path"], "size": entry["size"]}) + "\n")
+    for checksum in manifests.glob(".*.crc"):  # the local file system's, stale now
+        checksum.unlink()
+    # WHEN the job runs again
+    again = run(spark, cfg)
+    # THEN the object is processed once more (its day rebuilt to the same rows), then no more
+    assert (again.new_objects, again.rows_written, again.duplicates_dropped) == (1, 1, 0)
+    assert [r["order_id"] for r in _curated(spark, cfg)] == ["o-1"]
+    assert run(spark, cfg).new_objects == 0
+
+
 def test_the_manifest_is_compacted_and_still_lists_every_processed_object(spark: Any, tmp_path: Path) -> None:
     # GIVEN a job whose manifest is compacted once it would reach 3 files
     cfg = replace(_config(tmp_path), manifest_compact_at=3)
@@ -253,7 +300,9 @@ def test_the_manifest_is_compacted_and_still_lists_every_processed_object(spark:
     assert files_after_each_run == [1, 2, 1, 2]
     manifest = read_manifest(spark, cfg.manifest_path)
     raw_files = sorted((tmp_path / "raw").rglob("*.json.gz"))
-    assert sorted(manifest.objects.values()) == sorted(f.stat().st_size for f in raw_files)
+    assert sorted(manifest.objects.values()) == sorted(
+        (f.stat().st_size, f.stat().st_mtime_ns // 1_000_000) for f in raw_files
+    )
     assert sorted(Path(p.removeprefix("file:")).name for p in manifest.objects) == [f.name for f in raw_files]
     # and a further run finds nothing new, while the day holds every order
     assert run(spark, cfg).new_objects == 0

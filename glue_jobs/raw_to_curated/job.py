@@ -3,8 +3,8 @@
 Each run:
 
 1. lists the raw objects of the dataset and subtracts the manifest of objects already processed
-   with their sizes (an object put back under its name with another size counts as new; one
-   outside a ``year=/month=/day=`` folder of a calendar date directly under the dataset's prefix
+   with their sizes and modification times (an object put back under its name, or edited in
+   place, counts as new; one outside a ``year=/month=/day=`` folder of a calendar date directly under the dataset's prefix
    is reported, not processed);
 2. takes the event-time days (``year/month/day``) that received new objects, and widens that set
    to every day whose curated rows share a record key with it (a later version of an order can
@@ -32,7 +32,7 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyspark.sql import DataFrame, DataFrameReader, SparkSession
 from pyspark.sql import functions as F
@@ -55,6 +55,15 @@ from transforms import (
 
 _DAY_RE = re.compile(RAW_PATH_DAY)
 Day = tuple[str, str, str]
+
+
+class Stored(NamedTuple):
+    """An object as a listing sees it. S3 gives an object a new modification time whenever it is
+    written, so the pair changes when an object is put back under its name, even at the same size."""
+
+    size: int
+    #: Milliseconds since the epoch; ``None`` in a manifest entry written before it was recorded.
+    modified: int | None
 
 
 @dataclass(frozen=True)
@@ -101,11 +110,12 @@ def _fs(spark: SparkSession, path: str) -> tuple[Any, Any]:
     return jpath.getFileSystem(conf), jvm
 
 
-def list_objects(spark: SparkSession, path: str) -> dict[str, int]:
-    """Every file below ``path`` (recursively) with its size; works on s3:// and file:// alike.
+def list_objects(spark: SparkSession, path: str) -> dict[str, Stored]:
+    """Every file below ``path`` (recursively) with its size and modification time; works on
+    s3:// and file:// alike.
 
     Spark's own file index lists in the JVM (in parallel for many folders) and skips ``_`` and
-    ``.`` files; the ``binaryFile`` source reads no content when only path and length are
+    ``.`` files; the ``binaryFile`` source reads no content when only the listing's columns are
     selected. One call instead of several Py4J round trips per object.
     """
     if not _exists(spark, path):
@@ -114,9 +124,9 @@ def list_objects(spark: SparkSession, path: str) -> dict[str, int]:
         spark.read.format("binaryFile")
         .option("recursiveFileLookup", "true")
         .load(path)
-        .select("path", "length")
+        .select("path", "length", F.unix_millis("modificationTime").alias("modified"))
     )
-    return {row.path: row.length for row in listing.collect()}
+    return {row.path: Stored(row.length, row.modified) for row in listing.collect()}
 
 
 def _exists(spark: SparkSession, path: str) -> bool:
@@ -161,10 +171,10 @@ def _write_text(spark: SparkSession, path: str, text: str, *, overwrite: bool = 
         stream.close()
 
 
-def write_manifest(spark: SparkSession, path: str, objects: dict[str, int]) -> None:
+def write_manifest(spark: SparkSession, path: str, objects: dict[str, Stored]) -> None:
     """One JSON-lines file per run under ``path``."""
     name = f"run-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.json"
-    lines = "".join(json.dumps({"path": p, "size": objects[p]}) + "\n" for p in sorted(objects))
+    lines = "".join(json.dumps({"path": p, **objects[p]._asdict()}) + "\n" for p in sorted(objects))
     _write_text(spark, f"{path.rstrip('/')}/{name}", lines)
 
 
@@ -193,24 +203,31 @@ def write_run_summary(spark: SparkSession, path: str, run_id: str, dataset: str,
 
 @dataclass(frozen=True)
 class Manifest:
-    """The objects processed so far (path and size) and the manifest files they were read from."""
+    """The objects processed so far and the manifest files they were read from."""
 
-    objects: dict[str, int]
+    objects: dict[str, Stored]
     files: tuple[str, ...]
 
 
 def read_manifest(spark: SparkSession, path: str) -> Manifest:
-    """Every processed object with its size as last recorded: the run files are named by their
-    UTC time, so a later file's entry for an object replaces an earlier one."""
+    """Every processed object as last recorded: the run files are named by their UTC time, so a
+    later file's entry for an object replaces an earlier one. An entry without a modification
+    time (written before it was recorded) matches no listing, so its object is processed once
+    more, which rebuilding whole days makes harmless."""
     files = tuple(sorted(list_objects(spark, path)))
     if not files:
         return Manifest({}, ())
-    rows = spark.read.json(list(files)).select("path", "size", F.input_file_name().alias("file")).collect()
-    return Manifest({row.path: row.size for row in sorted(rows, key=lambda r: r.file)}, files)
+    rows = (
+        spark.read.schema("path string, size long, modified long")
+        .json(list(files))
+        .select("path", "size", "modified", F.input_file_name().alias("file"))
+        .collect()
+    )
+    return Manifest({r.path: Stored(r.size, r.modified) for r in sorted(rows, key=lambda r: r.file)}, files)
 
 
 def append_manifest(
-    spark: SparkSession, path: str, manifest: Manifest, new: dict[str, int], compact_at: int
+    spark: SparkSession, path: str, manifest: Manifest, new: dict[str, Stored], compact_at: int
 ) -> None:
     """Record ``new`` in a file of its own; or, when the manifest would reach ``compact_at`` files,
     in one file holding every entry, then remove the files ``manifest`` was read from.
@@ -333,7 +350,7 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
     # An object outside a day folder of the prefix has no day to rebuild. It is reported (and
     # alarmed on) and kept out of the manifest, so each run reports it until it is moved into
     # its day's folder, and the run after that curates it.
-    unseen = [p for p, size in objects.items() if manifest.objects.get(p) != size]
+    unseen = [p for p, stored in objects.items() if manifest.objects.get(p) != stored]
     result.unplaced_objects = sorted(p for p in unseen if day_by_path[p] is None)
     new = {p: d for p in unseen if (d := day_by_path[p]) is not None}  # object -> its day
     result.new_objects = len(new)
@@ -341,9 +358,9 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
         return result
     days: set[Day] = set(new.values())
     raw_bytes: dict[Day, int] = {}  # per day, for file sizing
-    for path, size in objects.items():
+    for path, stored in objects.items():
         if (day := day_by_path[path]) is not None:
-            raw_bytes[day] = raw_bytes.get(day, 0) + size
+            raw_bytes[day] = raw_bytes.get(day, 0) + stored.size
     key = cfg.spec["record_key"]
     while True:
         checked = validate_and_cast(_read_raw(spark, cfg.raw_path, days, cfg.spec), cfg.spec).cache()
