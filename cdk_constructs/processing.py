@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Arn, ArnFormat, Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -241,6 +242,17 @@ def failure_notice(
     )
     notify.next(sfn.Fail(scope, fail_id, error=fail_id, cause_path=cause))
     return notify
+
+
+def quality_source(database: str, table: str, scope: str) -> dict[str, Any]:
+    """The ``GlueTable`` a data-quality evaluation reads after a run: with ``days_written``, the
+    days the run wrote (the run summary's ``quality_predicate`` as Glue's ``pushDownPredicate``);
+    with ``table``, all of it (``Processing.quality_scope``)."""
+    source: dict[str, Any] = {"DatabaseName": database, "TableName": table}
+    if scope == "days_written":
+        predicate = sfn.JsonPath.string_at("$.run.summary.quality_predicate")
+        source["AdditionalOptions"] = {"pushDownPredicate": predicate}
+    return source
 
 
 def retry(state: sfn.TaskStateBase, errors: list[str] | None = None, max_attempts: int = 3) -> None:
@@ -681,7 +693,11 @@ class DatasetPipeline(Construct):
             service="glue",
             action="startDataQualityRulesetEvaluationRun",
             parameters={
-                "DataSource": {"GlueTable": {"DatabaseName": catalog.database, "TableName": catalog.table}},
+                "DataSource": {
+                    "GlueTable": quality_source(
+                        catalog.database, catalog.table, self.dataset.processing.quality_scope
+                    )
+                },
                 "Role": self.job_role.role_arn,
                 "RulesetNames": [self.ruleset_name],
                 "AdditionalRunOptions": {"CloudWatchMetricsEnabled": True},
@@ -733,28 +749,42 @@ class DatasetPipeline(Construct):
                 result_path="$.failedStep",
             )
         ).next(notify_failure)
-        counts = {
-            n: sfn.JsonPath.string_at(f"States.JsonToString($.run.summary.{n})")
+        counts = [
+            sfn.JsonPath.string_at(f"States.JsonToString($.run.summary.{n})")
             for n in ("partitions_rebuilt", "rows_written", "rows_quarantined", "duplicates_dropped")
-        }
-        notify_success = tasks.SnsPublish(
-            self,
+        ]
+        done = sfn.Succeed(self, "Done")
+
+        def notify_success(state_id: str, quality: str, *quality_args: str) -> tasks.SnsPublish:
+            notice = tasks.SnsPublish(
+                self,
+                state_id,
+                topic=topic,
+                subject=f"Data lake pipeline succeeded: {ds}",
+                message=sfn.TaskInput.from_text(
+                    sfn.JsonPath.format(
+                        f"{ds}: {{}} day(s) rebuilt with {{}} rows ({{}} quarantined, {{}} duplicates "
+                        f"dropped), {quality}, job run {{}}",
+                        *counts,
+                        *quality_args,
+                        sfn.JsonPath.string_at("$.job.JobRunId"),
+                    )
+                ),
+                result_path=sfn.JsonPath.DISCARD,
+            )
+            retry(notice)
+            on_failure(notice, state_id)
+            notice.next(done)
+            return notice
+
+        checked = notify_success(
             "NotifySuccess",
-            topic=topic,
-            subject=f"Data lake pipeline succeeded: {ds}",
-            message=sfn.TaskInput.from_text(
-                sfn.JsonPath.format(
-                    f"{ds}: {{}} day(s) rebuilt with {{}} rows ({{}} quarantined, {{}} duplicates dropped), "
-                    "data-quality score {}, job run {}",
-                    *counts.values(),
-                    sfn.JsonPath.string_at("States.JsonToString($.dqResult.Score)"),
-                    sfn.JsonPath.string_at("$.job.JobRunId"),
-                )
-            ),
-            result_path=sfn.JsonPath.DISCARD,
+            "data-quality score {} on the days written",
+            sfn.JsonPath.string_at("States.JsonToString($.dqResult.Score)"),
         )
-        retry(notify_success)
-        on_failure(notify_success, "NotifySuccess")
+        # Every rebuilt day was left empty (its rows quarantined, or its keys moved to days
+        # outside the run): there is nothing to evaluate, and an evaluation of no rows has no score.
+        unchecked = notify_success("NotifyNoRowsToCheck", "no curated rows to check")
 
         dq_status = (
             sfn.Choice(self, "DataQualityDone?")
@@ -787,13 +817,17 @@ class DatasetPipeline(Construct):
         )
         score_ok = (
             sfn.Choice(self, "DataQualityPassed?")
-            .when(sfn.Condition.number_greater_than_equals("$.dqResult.Score", 1), notify_success)
+            .when(sfn.Condition.number_greater_than_equals("$.dqResult.Score", 1), checked)
             .otherwise(dq_failed)
         )
         get_result.next(score_ok)
-        notify_success.next(sfn.Succeed(self, "Done"))
         wait.next(get_run).next(dq_status)
-        already_running.next(start_dq)
+        any_rows = (
+            sfn.Choice(self, "AnyRowsWritten?")
+            .when(sfn.Condition.string_equals("$.run.summary.quality_predicate", ""), unchecked)
+            .otherwise(start_dq)
+        )
+        already_running.next(any_rows)
         # Nothing new (no day rebuilt): the catalog and the data-quality score still hold, so the
         # crawler (10-minute billing minimum) and the evaluation (5 DPU) are not started.
         new_data = (
@@ -803,7 +837,8 @@ class DatasetPipeline(Construct):
                 sfn.Succeed(self, "NothingNew", comment="The job rebuilt no day: nothing to crawl or check")
             )
         )
-        start_crawler.next(start_dq).next(wait)
+        start_crawler.next(any_rows)
+        start_dq.next(wait)
         definition = run_job.next(read_summary).next(new_data)
 
         machine = logged_state_machine(

@@ -60,7 +60,9 @@ _COLUMN_FIELDS = {
 }
 _GOVERNANCE_FIELDS = {"classification", "pii_columns", "row_filter_column", "row_filter_values"}
 _INGESTION_FIELDS = {"source", "buffer_size_mib", "buffer_interval_seconds"}
-_PROCESSING_FIELDS = {"schedule", "target_file_size_mib", "key_lookback_days"}
+_PROCESSING_FIELDS = {"schedule", "target_file_size_mib", "key_lookback_days", "quality_scope"}
+#: What the data-quality evaluation after a run reads (``Processing.quality_scope``).
+QUALITY_SCOPES = ("days_written", "table")
 _SCHEDULE_RE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
 
 
@@ -152,6 +154,11 @@ class Processing:
     #: within that many days (an order settles in weeks); a version older than that is not found,
     #: and the key then stands on two days.
     key_lookback_days: int | None = None
+    #: ``days_written``: the data-quality evaluation after a run reads the days that run wrote,
+    #: so its cost follows the run, not the table's age. ``table``: the whole curated table after
+    #: every run, which also catches a key whose versions stand on two days further apart than
+    #: ``key_lookback_days`` (without a lookback, the job never leaves a key on two days).
+    quality_scope: str = "days_written"
 
 
 @dataclass(frozen=True)
@@ -515,6 +522,13 @@ def parse_dataset(raw: Any, path: Path | str) -> Dataset:
             problems,
             "processing.key_lookback_days",
             "use a whole number of days from 1 to 3660, or leave it out to search the whole curated table",
+        )
+    if processing.quality_scope not in QUALITY_SCOPES:
+        _problem(
+            problems,
+            "processing.quality_scope",
+            f"got {processing.quality_scope!r}; use days_written (the days each run wrote) or table "
+            "(the whole curated table after every run)",
         )
 
     if problems:

@@ -94,6 +94,11 @@ def test_reference_dataset_loads_with_its_schema() -> None:
             "a whole number of days",
         ),
         (
+            lambda r: r["processing"].update(quality_scope="partitions"),
+            "processing.quality_scope",
+            "use days_written (the days each run wrote) or table",
+        ),
+        (
             lambda r: _column(r, "items")["items"][1].update(colour="red"),
             "columns[items].items[1].colour",
             "unknown field",
@@ -110,6 +115,7 @@ def test_reference_dataset_loads_with_its_schema() -> None:
         "bad-min",
         "buffer",
         "lookback",
+        "quality-scope",
         "nested-unknown",
     ],
 )

@@ -55,7 +55,13 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_funct
 
 REBUILT = RunResult(
     rows_read=1204, rows_written=1150, rows_quarantined=4, duplicates_dropped=50, new_objects=3,
-    days=[("2024", "05", "01"), ("2024", "05", "02")], files_written=2,
+    days=[("2024", "05", "01"), ("2024", "05", "02")], curated_days=[("2024", "05", "01"), ("2024", "05", "02")],
+    quarantine_days=[("2024", "05", "02")], files_written=2,
+)  # fmt: skip
+#: Every row of the rebuilt day quarantined: nothing curated to check.
+EMPTIED = RunResult(
+    rows_read=3, rows_quarantined=3, new_objects=1, days=[("2024", "05", "03")],
+    quarantine_days=[("2024", "05", "03")],
 )  # fmt: skip
 IDLE = RunResult()
 
@@ -262,7 +268,7 @@ def test_a_run_that_rebuilt_days_crawls_checks_quality_and_reports_its_counts(la
 
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     assert run.states == [
-        "RunJob", "ReadRunSummary", "AnyDayRebuilt?", "StartCrawler", "StartDataQuality",
+        "RunJob", "ReadRunSummary", "AnyDayRebuilt?", "StartCrawler", "AnyRowsWritten?", "StartDataQuality",
         "WaitForDataQuality", "GetDataQualityRun", "DataQualityDone?",
         "WaitForDataQuality", "GetDataQualityRun", "DataQualityDone?",
         "GetDataQualityResult", "DataQualityPassed?", "NotifySuccess", "Done",
@@ -276,12 +282,40 @@ def test_a_run_that_rebuilt_days_crawls_checks_quality_and_reports_its_counts(la
     start = lake.dq_requests[0]
     assert start["action"] == "start"
     assert start["RulesetNames"] == [lake.deployed.ruleset]
-    assert start["DataSource"] == {"GlueTable": {"DatabaseName": "lake_sbx_curated", "TableName": "orders"}}
+    # the evaluation reads the days the run wrote, not the whole table
+    assert start["DataSource"] == {
+        "GlueTable": {
+            "DatabaseName": "lake_sbx_curated",
+            "TableName": "orders",
+            "AdditionalOptions": {
+                "pushDownPredicate": "concat(year, month, day) IN ('20240501', '20240502')"
+            },
+        }
+    }
     (notice,) = run.notices
     assert notice["subject"] == "Data lake pipeline succeeded: orders"
     assert notice["message"] == (
         "orders: 2 day(s) rebuilt with 1150 rows (4 quarantined, 50 duplicates dropped), "
-        f"data-quality score 1.0, job run {job_run}"
+        f"data-quality score 1.0 on the days written, job run {job_run}"
+    )
+
+
+def test_a_run_that_left_no_curated_row_crawls_but_evaluates_nothing(lake: Lake) -> None:
+    lake.summary = EMPTIED
+
+    run = lake.run()
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert run.states == [
+        "RunJob", "ReadRunSummary", "AnyDayRebuilt?", "StartCrawler", "AnyRowsWritten?",
+        "NotifyNoRowsToCheck", "Done",
+    ]  # fmt: skip
+    assert lake.dq_requests == []
+    (job_run,) = lake.job_runs
+    (notice,) = run.notices
+    assert notice["message"] == (
+        "orders: 1 day(s) rebuilt with 0 rows (3 quarantined, 0 duplicates dropped), "
+        f"no curated rows to check, job run {job_run}"
     )
 
 
@@ -378,6 +412,6 @@ def test_a_crawler_still_running_from_before_does_not_stop_the_pipeline(lake: La
     run = lake.run()
 
     assert run.status == "SUCCEEDED", (run.error, run.cause)
-    assert run.states[3:6] == ["StartCrawler", "CrawlerAlreadyRunning", "StartDataQuality"]
+    assert run.states[3:7] == ["StartCrawler", "CrawlerAlreadyRunning", "AnyRowsWritten?", "StartDataQuality"]
     (notice,) = run.notices
     assert notice["subject"] == "Data lake pipeline succeeded: orders"

@@ -11,7 +11,7 @@ import pytest
 from aws_cdk.assertions import Template
 from lake_app import Synth, policy_statements, synthesize
 
-from cdk_constructs.processing import GLUE_JOB_DIR, GLUE_VERSION
+from cdk_constructs.processing import GLUE_JOB_DIR, GLUE_VERSION, quality_source
 from cdk_constructs.storage import RUN_SUMMARIES
 from datalake.dataset import DATASETS_DIR, load_dataset
 from datalake.quality import dqdl
@@ -146,6 +146,7 @@ def test_every_task_retries_with_jittered_backoff_and_catches_to_an_alert(templa
         "GetDataQualityRun",
         "GetDataQualityResult",
         "NotifySuccess",
+        "NotifyNoRowsToCheck",
         "NotifyFailure",
     } <= set(task_names)
     for name in task_names:
@@ -185,7 +186,15 @@ def test_a_run_that_rebuilt_no_day_skips_the_crawler_and_data_quality(template: 
         "Next": "StartCrawler",
     }
     assert states[choice["Default"]]["Type"] == "Succeed"
-    assert states["StartCrawler"]["Next"] == "StartDataQuality"
+    assert states["StartCrawler"]["Next"] == "AnyRowsWritten?"
+    # data quality is evaluated on the days the run wrote, and skipped when it wrote none
+    written = states["AnyRowsWritten?"]
+    assert written["Choices"] == [
+        {"Variable": "$.run.summary.quality_predicate", "StringEquals": "", "Next": "NotifyNoRowsToCheck"}
+    ]
+    assert written["Default"] == "StartDataQuality"
+    table = states["StartDataQuality"]["Parameters"]["DataSource"]["GlueTable"]
+    assert table["AdditionalOptions"] == {"pushDownPredicate.$": "$.run.summary.quality_predicate"}
     # the success notice reports what the run did
     assert "$.run.summary.rows_written" in states["NotifySuccess"]["Parameters"]["Message.$"]
     # the state machine may read the summaries (and decrypt them through S3) and nothing else
@@ -194,6 +203,14 @@ def test_a_run_that_rebuilt_no_day_skips_the_crawler_and_data_quality(template: 
     assert len(reads) == 1 and json.dumps(reads[0]["Resource"]).endswith(f'/{RUN_SUMMARIES}/orders/*"]]}}')
     decrypt = [st for st in policy if st["Action"] == "kms:Decrypt"]
     assert len(decrypt) == 1 and "kms:ViaService" in decrypt[0]["Condition"]["StringEquals"]
+
+
+def test_quality_scope_table_evaluates_the_whole_table_after_every_run() -> None:
+    # the synthesized dataset keeps the default (days_written), asserted on its definition above
+    assert quality_source("lake_curated", "orders", "table") == {
+        "DatabaseName": "lake_curated",
+        "TableName": "orders",
+    }
 
 
 def test_state_machine_logs_encrypted_and_traces(template: Template) -> None:

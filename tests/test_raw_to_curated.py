@@ -19,7 +19,18 @@ from typing import Any
 
 import boto3
 import pytest
-from job import JobConfig, RunResult, _near, day_of, main, raw_reader, read_manifest, run
+from job import (
+    PREDICATE_LIMIT,
+    JobConfig,
+    RunResult,
+    _near,
+    day_of,
+    main,
+    quality_predicate,
+    raw_reader,
+    read_manifest,
+    run,
+)
 from moto import mock_aws
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -324,6 +335,30 @@ def test_late_event_keeps_the_days_earlier_rows(spark: Any, tmp_path: Path) -> N
     assert sorted(r["order_id"] for r in _curated(spark, cfg)) == sorted(
         [f"o-{i}" for i in range(5)] + ["o-late"]
     )
+
+
+def test_the_quality_predicate_selects_exactly_the_days_a_run_wrote(spark: Any, tmp_path: Path) -> None:
+    # GIVEN a table curated for three days
+    for day in ("2024-05-01", "2024-05-02", "2024-05-03"):
+        _write_raw(tmp_path, day, "a", [_record(f"o-{day}", ts=f"{day}T10:00:00.000Z")])
+    cfg = _config(tmp_path)
+    run(spark, cfg)
+    # WHEN a run brings a late event for 05-02 and the first event of 05-04
+    _write_raw(tmp_path, "2024-05-02", "late", [_record("o-late", ts="2024-05-02T23:59:59.999Z")])
+    _write_raw(tmp_path, "2024-05-04", "a", [_record("o-new", ts="2024-05-04T00:00:00.000Z")])
+    result = run(spark, cfg)
+    # THEN its predicate, as Glue Data Quality applies it (Spark SQL), selects those two days' rows
+    chosen = spark.read.parquet(cfg.curated_path).where(quality_predicate(result.curated_days))
+    assert sorted(r.order_id for r in chosen.collect()) == ["o-2024-05-02", "o-late", "o-new"]
+    # and a list too long for Glue becomes the range from the first day to the last
+    many = [(str(year), f"{month:02d}", "15") for year in range(2000, 2020) for month in range(1, 13)]
+    wide = quality_predicate(many)
+    listed = quality_predicate(many[:150])
+    assert " IN (" in listed and len(listed) <= PREDICATE_LIMIT
+    assert " BETWEEN " in wide and len(wide) <= PREDICATE_LIMIT
+    around = [("1999", "12", "31"), ("2000", "01", "14"), ("2019", "12", "16"), ("2020", "01", "01")]
+    partitions = spark.createDataFrame(many + around, "year string, month string, day string")
+    assert sorted(tuple(r) for r in partitions.where(wide).collect()) == sorted(many)
 
 
 def test_a_row_outside_its_folders_day_is_quarantined_and_never_overwrites_that_day(
@@ -751,6 +786,7 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
             "dataset": "orders",
             "run_id": "jr_1",
             "partitions_rebuilt": 2,
+            "quality_predicate": "concat(year, month, day) IN ('20240501', '20240502')",
             "rows_read": 4,
             "rows_written": 2,
             "rows_quarantined": 1,
@@ -776,6 +812,8 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
         }
         assert partitions("orders_quarantine") == {"2024-05-01": cfg.quarantine_path + day1}
         assert summary("jr_2")["curated_days"] == ["2024-05-03"]
+        # and data quality is evaluated on the day written, not on the day emptied
+        assert summary("jr_2")["quality_predicate"] == "concat(year, month, day) IN ('20240503')"
 
         # WHEN it runs with nothing new
         glue_run("jr_3")

@@ -183,9 +183,34 @@ def summary_key(path: str, run_id: str) -> str:
     return f"{path.rstrip('/')}/{run_id}.json"
 
 
+#: Glue's limit on the length of a data-quality run's ``AdditionalOptions`` value.
+PREDICATE_LIMIT = 2048
+
+
+def quality_predicate(days: list[Day]) -> str:
+    """A Spark SQL predicate on the partition columns that holds for ``days``: the
+    ``pushDownPredicate`` of the data-quality evaluation after a run, so it reads the days the
+    run wrote, not the whole table. Past Glue's limit, the range from the first day to the last
+    (it holds them all, and some days the run did not write). Empty for no day."""
+    if not days:
+        return ""
+    stamps = sorted("".join(day) for day in days)
+    quoted = ", ".join(f"'{stamp}'" for stamp in stamps)
+    listed = f"concat(year, month, day) IN ({quoted})"
+    if len(listed) <= PREDICATE_LIMIT:
+        return listed
+    return f"concat(year, month, day) BETWEEN '{stamps[0]}' AND '{stamps[-1]}'"
+
+
 def run_summary(run_id: str, dataset: str, result: RunResult) -> dict[str, Any]:
     """What a run did, for the state machine that started it (:func:`write_run_summary`)."""
-    return {"dataset": dataset, "run_id": run_id, "partitions_rebuilt": len(result.days), **result.as_dict()}
+    return {
+        "dataset": dataset,
+        "run_id": run_id,
+        "partitions_rebuilt": len(result.days),
+        "quality_predicate": quality_predicate(result.curated_days),
+        **result.as_dict(),
+    }
 
 
 def write_run_summary(spark: SparkSession, path: str, run_id: str, dataset: str, result: RunResult) -> str:
@@ -193,7 +218,8 @@ def write_run_summary(spark: SparkSession, path: str, run_id: str, dataset: str,
 
     The pipeline reads it after the job (one ``s3:GetObject``) and skips the crawler and the
     data-quality evaluation when ``partitions_rebuilt`` is 0: an hourly schedule with nothing new
-    then pays for the job's one-minute minimum only. Written last, so it exists only for a run
+    then pays for the job's one-minute minimum only. It evaluates data quality on the days in
+    ``quality_predicate``, and not at all when the run left no curated row. Written last, so it exists only for a run
     that finished; a retried run has a run id of its own.
     """
     key = summary_key(path, run_id)
