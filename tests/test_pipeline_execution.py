@@ -288,7 +288,7 @@ def test_a_run_that_rebuilt_days_crawls_checks_quality_and_reports_its_counts(la
             "DatabaseName": "lake_sbx_curated",
             "TableName": "orders",
             "AdditionalOptions": {
-                "pushDownPredicate": "concat(year, month, day) IN ('20240501', '20240502')"
+                "pushDownPredicate": "(year='2024' AND month='05' AND day IN ('01', '02'))"
             },
         }
     }

@@ -12,7 +12,7 @@ import sys
 import types
 from collections import Counter
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -350,15 +350,28 @@ def test_the_quality_predicate_selects_exactly_the_days_a_run_wrote(spark: Any, 
     # THEN its predicate, as Glue Data Quality applies it (Spark SQL), selects those two days' rows
     chosen = spark.read.parquet(cfg.curated_path).where(quality_predicate(result.curated_days))
     assert sorted(r.order_id for r in chosen.collect()) == ["o-2024-05-02", "o-late", "o-new"]
-    # and a list too long for Glue becomes the range from the first day to the last
-    many = [(str(year), f"{month:02d}", "15") for year in range(2000, 2020) for month in range(1, 13)]
-    wide = quality_predicate(many)
-    listed = quality_predicate(many[:150])
-    assert " IN (" in listed and len(listed) <= PREDICATE_LIMIT
-    assert " BETWEEN " in wide and len(wide) <= PREDICATE_LIMIT
-    around = [("1999", "12", "31"), ("2000", "01", "14"), ("2019", "12", "16"), ("2020", "01", "01")]
-    partitions = spark.createDataFrame(many + around, "year string, month string, day string")
-    assert sorted(tuple(r) for r in partitions.where(wide).collect()) == sorted(many)
+    assert quality_predicate(result.curated_days) == "(year='2024' AND month='05' AND day IN ('02', '04'))"
+    # and past Glue's limit it names whole months, then whole years: never a day less
+    most_of_2023 = _dates("2023-01-01", 330)  # 1 January to 26 November
+    mid_months = [(str(year), f"{month:02d}", "15") for year in range(2000, 2020) for month in range(1, 13)]
+    every_day = _dates("1999-12-01", 365 * 25)
+    calendar = spark.createDataFrame(every_day, "year string, month string, day string").cache()
+    for days, width in ((most_of_2023, 2), (mid_months, 1)):  # (year, month), then (year,)
+        predicate = quality_predicate(days)
+        assert len(predicate) <= PREDICATE_LIMIT
+        spans = {day[:width] for day in days}
+        assert {tuple(r) for r in calendar.where(predicate).collect()} == {
+            day for day in every_day if day[:width] in spans
+        }
+    calendar.unpersist()
+
+
+def _dates(first: str, count: int) -> list[tuple[str, str, str]]:
+    start = datetime.fromisoformat(first)
+    return [
+        ((day := start + timedelta(days=n)).strftime("%Y"), day.strftime("%m"), day.strftime("%d"))
+        for n in range(count)
+    ]
 
 
 def test_a_row_outside_its_folders_day_is_quarantined_and_never_overwrites_that_day(
@@ -786,7 +799,7 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
             "dataset": "orders",
             "run_id": "jr_1",
             "partitions_rebuilt": 2,
-            "quality_predicate": "concat(year, month, day) IN ('20240501', '20240502')",
+            "quality_predicate": "(year='2024' AND month='05' AND day IN ('01', '02'))",
             "rows_read": 4,
             "rows_written": 2,
             "rows_quarantined": 1,
@@ -813,7 +826,7 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
         assert partitions("orders_quarantine") == {"2024-05-01": cfg.quarantine_path + day1}
         assert summary("jr_2")["curated_days"] == ["2024-05-03"]
         # and data quality is evaluated on the day written, not on the day emptied
-        assert summary("jr_2")["quality_predicate"] == "concat(year, month, day) IN ('20240503')"
+        assert summary("jr_2")["quality_predicate"] == "(year='2024' AND month='05' AND day IN ('03'))"
 
         # WHEN it runs with nothing new
         glue_run("jr_3")

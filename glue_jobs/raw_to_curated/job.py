@@ -188,18 +188,25 @@ PREDICATE_LIMIT = 2048
 
 
 def quality_predicate(days: list[Day]) -> str:
-    """A Spark SQL predicate on the partition columns that holds for ``days``: the
-    ``pushDownPredicate`` of the data-quality evaluation after a run, so it reads the days the
-    run wrote, not the whole table. Past Glue's limit, the range from the first day to the last
-    (it holds them all, and some days the run did not write). Empty for no day."""
-    if not days:
-        return ""
-    stamps = sorted("".join(day) for day in days)
-    quoted = ", ".join(f"'{stamp}'" for stamp in stamps)
-    listed = f"concat(year, month, day) IN ({quoted})"
-    if len(listed) <= PREDICATE_LIMIT:
-        return listed
-    return f"concat(year, month, day) BETWEEN '{stamps[0]}' AND '{stamps[-1]}'"
+    """A predicate on the partition columns that holds for ``days``, in the form Glue documents for
+    a ``pushDownPredicate`` (``year='2024' AND month='05'``): the data-quality evaluation after a
+    run then reads the days the run wrote, not the whole table. Past Glue's limit on its length,
+    whole months, then whole years (a coarser predicate holds for every day the exact one does).
+    Empty for no day."""
+    predicate = ""
+    for depth in (2, 1, 0):  # the day listed per month, the month per year, the year alone
+        groups: dict[tuple[str, ...], set[str]] = {}
+        for day in days:
+            groups.setdefault(day[:depth], set()).add(day[depth])
+        clauses = []
+        for fixed, values in sorted(groups.items()):
+            listed = ", ".join(f"'{v}'" for v in sorted(values))
+            terms = [f"{col}='{v}'" for col, v in zip(PARTITIONS, fixed, strict=False)]
+            clauses.append("(" + " AND ".join([*terms, f"{PARTITIONS[depth]} IN ({listed})"]) + ")")
+        predicate = " OR ".join(clauses)
+        if len(predicate) <= PREDICATE_LIMIT:
+            break
+    return predicate
 
 
 def run_summary(run_id: str, dataset: str, result: RunResult) -> dict[str, Any]:
