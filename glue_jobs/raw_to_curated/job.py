@@ -4,8 +4,8 @@ Each run:
 
 1. lists the raw objects of the dataset and subtracts the manifest of objects already processed
    with their sizes and modification times (an object put back under its name, or edited in
-   place, counts as new; one outside a ``year=/month=/day=`` folder of a calendar date directly under the dataset's prefix
-   is reported, not processed);
+   place, counts as new; one outside a ``year=/month=/day=`` folder of a calendar date directly
+   under the dataset's prefix is reported, not processed);
 2. takes the event-time days (``year/month/day``) that received new objects, and widens that set
    to every day whose curated rows share a record key with it (a later version of an order can
    arrive on another day);
@@ -226,8 +226,8 @@ def write_run_summary(spark: SparkSession, path: str, run_id: str, dataset: str,
     The pipeline reads it after the job (one ``s3:GetObject``) and skips the crawler and the
     data-quality evaluation when ``partitions_rebuilt`` is 0: an hourly schedule with nothing new
     then pays for the job's one-minute minimum only. It evaluates data quality on the days in
-    ``quality_predicate``, and not at all when the run left no curated row. Written last, so it exists only for a run
-    that finished; a retried run has a run id of its own.
+    ``quality_predicate``, and not at all when the run left no curated row. Written last, so it
+    exists only for a run that finished; a retried run has a run id of its own.
     """
     key = summary_key(path, run_id)
     _write_text(spark, key, json.dumps(run_summary(run_id, dataset, result)), overwrite=True)
