@@ -213,7 +213,7 @@ CURATED_PARTITION_KEYS = (
 )
 QUARANTINE_COLUMNS = (
     ("record_key", "string", "Record key, when the raw record had one."),
-    ("raw_record", "string", "The raw record as JSON text, exactly as the job read it."),
+    ("raw_record", "string", "The raw record exactly as delivered: its line of the raw object."),
     ("quarantine_reason", "string", "Every reason the job refused the row."),
     ("ingested_at", "timestamp", "When the Firehose transform accepted the record (UTC)."),
     ("source_stream", "string", "Delivery or Kinesis stream the record came through."),

@@ -27,7 +27,6 @@ from job import (
     day_of,
     main,
     quality_predicate,
-    raw_reader,
     read_manifest,
     run,
 )
@@ -40,6 +39,7 @@ from transforms import (
     REASON,
     _murmur3_int,
     fast_array_pattern,
+    parse_lines,
     place_in_files,
     validate_and_cast,
 )
@@ -158,6 +158,33 @@ def test_every_kind_of_defect_is_quarantined_and_rows_are_conserved(spark: Any, 
     assert reasons["o-12"] == "order_ts: not on the day of its raw object's folder"
     assert all(r.raw_record for r in quarantine)
     assert {(r.year, r.month, r.day) for r in quarantine} == {("2024", "05", "01")}
+
+
+def test_a_quarantined_record_keeps_its_line_exactly_and_blank_lines_are_no_records(
+    spark: Any, tmp_path: Path
+) -> None:
+    # GIVEN a refused record with unknown fields, a number where text is expected and its own
+    # spacing and key order; a JSON array and a JSON null on lines of their own; blank lines
+    fields = {k: v for k, v in reversed(_record("o-1").items()) if k != "amount"}
+    refused = (
+        json.dumps(fields)[:-1] + ',  "amount": 1.234, "extra": {"k": [1, 2.50]}, "note": "\\u00fcn\u00ef"}'
+    )
+    array = "[" + json.dumps(_record("o-2")) + ", " + json.dumps(_record("o-3")) + "]"
+    lines = ["", refused, "  \t ", array, "null", json.dumps(_record("o-4")), "\r"]
+    _write_raw(tmp_path, "2024-05-01", "a", lines)
+    cfg = _config(tmp_path)
+    # WHEN the job runs
+    result = run(spark, cfg)
+    # THEN each quarantined row holds its line as delivered, and the blank lines were not rows
+    quarantine = {
+        r.raw_record: r.quarantine_reason for r in spark.read.parquet(cfg.quarantine_path).collect()
+    }
+    assert set(quarantine) == {refused, array, "null"}
+    assert quarantine[array] == quarantine["null"] == "malformed JSON"
+    assert "amount: too many decimals" in quarantine[refused]
+    assert [r["order_id"] for r in _curated(spark, cfg)] == ["o-4"]
+    assert (result.rows_read, result.rows_quarantined, result.rows_written) == (4, 3, 1)
+    _assert_conserved(result)
 
 
 def test_an_object_outside_a_day_folder_is_reported_until_it_is_moved_into_one(
@@ -629,7 +656,9 @@ def test_the_fast_path_for_arrays_judges_every_element_as_the_general_path(
 ) -> None:
     # GIVEN rows whose items are canonical or deviate in every way a producer might
     _write_raw(tmp_path, "2024-05-01", "a", [_record(f"o-{i}", items=v) for i, v in enumerate(_ITEMS)])
-    raw = raw_reader(spark, SPEC).json(str(tmp_path / "raw" / "orders")).withColumn(RAW_FILE, F.lit("f"))
+    raw = parse_lines(
+        spark.read.text(str(tmp_path / "raw" / "orders")).withColumn(RAW_FILE, F.lit("f")), SPEC
+    )
     # WHEN the rows are validated with and without the fast path
     fast, general = (
         {r.order_id: (r.items, r[REASON]) for r in validate_and_cast(raw, SPEC, fast_path=on).collect()}

@@ -17,6 +17,8 @@ from pyspark.sql import types as T
 
 CORRUPT = "_corrupt_record"
 RAW_FILE = "_raw_file"
+#: The line of the raw object a row was parsed from (:func:`parse_lines`); kept for the quarantine.
+RAW_LINE = "_raw_line"
 REASON = "quarantine_reason"
 PARTITIONS = ("year", "month", "day")
 #: The output file a row belongs to (:func:`place_in_files`); never written.
@@ -48,6 +50,28 @@ def raw_read_schema(spec: dict[str, Any]) -> T.StructType:
     fields += [T.StructField(name, T.StringType()) for name, _ in METADATA]
     fields.append(T.StructField(CORRUPT, T.StringType()))
     return T.StructType(fields)
+
+
+def parse_lines(lines: DataFrame, spec: dict[str, Any]) -> DataFrame:
+    """Raw JSON lines (``value``, as ``spark.read.text`` gives them) as rows of
+    :func:`raw_read_schema`, each with its line in ``RAW_LINE``, so a quarantined row keeps its
+    record exactly as delivered: unknown fields, numbers and key order included.
+
+    A line of spaces, tabs or a carriage return only is no record (Spark's JSON reader skips it
+    too); any other line that is not a JSON object, a JSON array included, is malformed: its text
+    goes to ``CORRUPT``, so no line is dropped unseen.
+    """
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
+    schema = raw_read_schema(spec)
+    parsed = lines.where(~F.col("value").rlike(r"^[ \t\r]*$")).select(
+        F.from_json(F.col("value"), schema, options).alias("_record"),
+        F.col("value").alias(RAW_LINE),
+        *[c for c in lines.columns if c != "value"],
+    )
+    fields = [F.col("_record")[f.name].alias(f.name) for f in schema.fields if f.name != CORRUPT]
+    # from_json gives no row at all (null) for a line it cannot read as an object: malformed too
+    corrupt = F.coalesce(F.col("_record")[CORRUPT], F.when(F.col("_record").isNull(), F.col(RAW_LINE)))
+    return parsed.select(*fields, corrupt.alias(CORRUPT), *[c for c in parsed.columns if c != "_record"])
 
 
 def _value_checks(value: Column, col: dict[str, Any], label: str) -> tuple[Column, list[tuple[Column, str]]]:
@@ -193,7 +217,8 @@ def fast_array_pattern(children: list[dict[str, Any]]) -> str | None:
 
 
 def validate_and_cast(raw: DataFrame, spec: dict[str, Any], *, fast_path: bool = True) -> DataFrame:
-    """Typed columns plus ``quarantine_reason`` (empty when the row is valid).
+    """Typed columns plus ``quarantine_reason`` (empty when the row is valid), from the rows of
+    :func:`parse_lines` with their object's path in ``RAW_FILE``.
 
     Malformed JSON, missing required fields, values that do not cast exactly, enum, pattern and
     range violations and invalid array elements all become reasons; nothing is dropped here.
@@ -247,7 +272,6 @@ def validate_and_cast(raw: DataFrame, spec: dict[str, Any], *, fast_path: bool =
     reason = F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed JSON")).otherwise(
         F.concat_ws("; ", *[F.when(F.coalesce(cond, F.lit(False)), F.lit(msg)) for cond, msg in checks])
     )
-    raw_columns = [c["name"] for c in spec["columns"]] + [n for n, _ in METADATA]
     checked = raw.select(
         *typed_cols,
         ingested.alias("ingested_at"),
@@ -257,8 +281,8 @@ def validate_and_cast(raw: DataFrame, spec: dict[str, Any], *, fast_path: bool =
         # the row's folder and its event day, once per row: compared next, then its partition
         F.regexp_extract(F.col(RAW_FILE), RAW_PATH_DAY, 0).alias("_folder"),  # "" outside a day folder
         F.date_format(event_ts, _DAY_FOLDER_FORMAT).alias("_event_folder"),
-        *[F.col(c).alias(f"_raw_{c}") for c in raw_columns],
         F.col(CORRUPT),
+        F.col(RAW_LINE),
     )
     # an event filed under another day's folder (null, so no reason, without an event time)
     elsewhere = (
@@ -272,19 +296,15 @@ def validate_and_cast(raw: DataFrame, spec: dict[str, Any], *, fast_path: bool =
             F.when(elsewhere, F.lit(f"{event_time}: not on the day of its raw object's folder")),
         ),
     )
-    # The raw record as JSON text and the object it came from, only for rows that will be
-    # quarantined: serializing every valid row would cost more than validating it, and carrying
-    # its object's path would make every valid row longer.
-    original = F.coalesce(
-        F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"_raw_{c}").alias(c) for c in raw_columns]))
-    )
+    # The raw line and the object it came from, only for rows that will be quarantined: carrying
+    # them would make every valid row longer (and the cache of the validated rows larger).
     rejected = F.col(REASON) != ""
     day_folder = F.when(rejected, F.col("_folder")).otherwise(F.col("_event_folder"))
-    internal = (RAW_FILE, CORRUPT, "_folder", "_event_folder")
+    internal = (RAW_FILE, RAW_LINE, CORRUPT, "_folder", "_event_folder")
     return checked.select(
-        *[c for c in checked.columns if c not in internal and not c.startswith("_raw_")],
+        *[c for c in checked.columns if c not in internal],
         F.when(rejected, F.col(RAW_FILE)).alias(RAW_FILE),
-        F.when(rejected, original).alias("raw_record"),
+        F.when(rejected, F.col(RAW_LINE)).alias("raw_record"),
         # "/year=2024/month=05/day=01/": 4 digits at 7, 2 at 18 and 2 at 25
         F.substring(day_folder, 7, 4).alias("year"),
         F.substring(day_folder, 18, 2).alias("month"),
@@ -404,7 +424,7 @@ QUARANTINE_COLUMNS = (
 
 
 def to_quarantine(rejected: DataFrame, spec: dict[str, Any]) -> DataFrame:
-    """Quarantined rows keep the raw record as it was (JSON text), the reason, and where it came from.
+    """Quarantined rows keep the raw record as it was (its line), the reason, and where it came from.
 
     They are partitioned by the day of the raw object they came from (:func:`validate_and_cast`),
     so rebuilding a day rewrites its quarantine too and reruns stay idempotent.
