@@ -304,6 +304,36 @@ def test_a_raw_object_edited_in_place_to_the_same_size_is_curated_again(spark: A
     assert run(spark, cfg).new_objects == 0
 
 
+def test_quarantined_records_are_replayed_as_the_runbook_says(spark: Any, tmp_path: Path) -> None:
+    # GIVEN a day with a valid order, one whose status a rule refuses, and one with a bad amount
+    bad_amount = json.dumps(_record("o-3", amount="1.234"))
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), _record("o-2", status="LOST"), bad_amount])
+    cfg = _config(tmp_path)
+    run(spark, cfg)
+    quarantined = {r.record_key: r.raw_record for r in spark.read.parquet(cfg.quarantine_path).collect()}
+    assert sorted(quarantined) == ["o-2", "o-3"]
+    # WHEN the bad record, fixed from its raw_record, is written to a new object of its day
+    fixed = quarantined["o-3"].replace('"1.234"', '"1.23"')
+    _write_raw(tmp_path, "2024-05-01", "fixed", [fixed], hour="11")
+    run(spark, cfg)
+    # THEN it is curated, while the line still in the raw zone stays quarantined
+    assert sorted(r["order_id"] for r in _curated(spark, cfg)) == ["o-1", "o-3"]
+    # WHEN the rule is loosened in the dataset file: no run rebuilds the day on its own
+    loosened = json.loads(json.dumps(SPEC))
+    next(c for c in loosened["columns"] if c["name"] == "status")["enum"].append("LOST")
+    cfg = replace(cfg, spec=loosened)
+    assert run(spark, cfg).new_objects == 0
+    # WHEN an object of the day is copied onto itself (a new modification time)
+    (raw,) = (tmp_path / "raw" / "orders").rglob("a.json.gz")
+    os.utime(raw, ns=(raw.stat().st_mtime_ns + 10**9,) * 2)
+    result = run(spark, cfg)
+    # THEN the day is rebuilt under the new rule and only the line still wrong stays quarantined
+    assert (result.new_objects, result.days) == (1, [("2024", "05", "01")])
+    assert sorted(r["order_id"] for r in _curated(spark, cfg)) == ["o-1", "o-2", "o-3"]
+    quarantine = spark.read.parquet(cfg.quarantine_path).collect()
+    assert [(r.record_key, r.raw_record) for r in quarantine] == [("o-3", bad_amount)]
+
+
 def test_a_manifest_entry_without_a_modification_time_is_processed_once_more(
     spark: Any, tmp_path: Path
 ) -> None:
