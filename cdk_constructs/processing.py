@@ -436,6 +436,8 @@ class DatasetPipeline(Construct):
                 "--manifest_path": f"s3://{curated_bucket.bucket_name}/_manifests/{ds}/",
                 "--target_file_size_mib": str(dataset.processing.target_file_size_mib),
                 "--key_lookback_days": str(dataset.processing.key_lookback_days or "all"),
+                # Days to rebuild though nothing new arrived; the state machine passes its input's.
+                "--rebuild_days": "none",
                 "--curated_database": catalog.database,
                 "--curated_table": catalog.table,
                 "--quarantine_table": catalog.quarantine_table,
@@ -640,6 +642,7 @@ class DatasetPipeline(Construct):
             "RunJob",
             glue_job_name=self.job.ref,
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            arguments=sfn.TaskInput.from_object({"--rebuild_days": sfn.JsonPath.string_at("$.rebuild")}),
             task_timeout=sfn.Timeout.duration(Duration.hours(2)),
             result_selector={"JobRunId.$": "$.Id", "ExecutionTime.$": "$.ExecutionTime"},
             result_path="$.job",
@@ -839,7 +842,18 @@ class DatasetPipeline(Construct):
         )
         start_crawler.next(any_rows)
         start_dq.next(wait)
-        definition = run_job.next(read_summary).next(new_data)
+        run_job.next(read_summary).next(new_data)
+        # Started with {"rebuild": "2024-05-01..2024-05-31"} (after a rule in the dataset file
+        # changed), the job rebuilds those days too; a scheduled start has no such field.
+        definition = (
+            sfn.Choice(self, "RebuildRequested?")
+            .when(sfn.Condition.is_present("$.rebuild"), run_job)
+            .otherwise(
+                sfn.Pass(
+                    self, "OnlyNewData", result=sfn.Result.from_string("none"), result_path="$.rebuild"
+                ).next(run_job)
+            )
+        )
 
         machine = logged_state_machine(
             self,

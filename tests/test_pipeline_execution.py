@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -126,6 +127,7 @@ class Lake:
     dq_statuses: list[str] = field(default_factory=lambda: ["SUCCEEDED"])
     dq_score: float = 1.0
     job_runs: list[str] = field(default_factory=list)
+    job_arguments: list[dict[str, str]] = field(default_factory=list)
     dq_requests: list[dict[str, Any]] = field(default_factory=list)
     retry_delays: list[float] = field(default_factory=list)
     waits: list[int] = field(default_factory=list)
@@ -157,6 +159,7 @@ class Lake:
     # --- the fakes, called by moto while the state machine runs --------------------------------
     def job_started(self, run: Any) -> None:
         self.job_runs.append(run.job_run_id)
+        self.job_arguments.append(run.arguments or {})
         if self.job_outcome != "SUCCEEDED":
             run._transitions = [("STARTING", "RUNNING"), ("RUNNING", self.job_outcome)]
         elif self.summary is not None:  # the job's last act, at the path it is given
@@ -174,8 +177,10 @@ class Lake:
         return {"ResultId": params["ResultId"], "Score": self.dq_score}
 
     # --- running it ----------------------------------------------------------------------------
-    def run(self, timeout_s: float = 30) -> Execution:
-        arn = self.sfn.start_execution(stateMachineArn=self.machine, input="{}")["executionArn"]
+    def run(self, timeout_s: float = 30, **execution_input: Any) -> Execution:
+        arn = self.sfn.start_execution(
+            stateMachineArn=self.machine, name=uuid.uuid4().hex, input=json.dumps(execution_input)
+        )["executionArn"]
         deadline = time.monotonic() + timeout_s
         while (described := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
             assert time.monotonic() < deadline, "execution did not finish"
@@ -268,7 +273,7 @@ def test_a_run_that_rebuilt_days_crawls_checks_quality_and_reports_its_counts(la
 
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     assert run.states == [
-        "RunJob", "ReadRunSummary", "AnyDayRebuilt?", "StartCrawler", "AnyRowsWritten?", "StartDataQuality",
+        "RebuildRequested?", "OnlyNewData", "RunJob", "ReadRunSummary", "AnyDayRebuilt?", "StartCrawler", "AnyRowsWritten?", "StartDataQuality",
         "WaitForDataQuality", "GetDataQualityRun", "DataQualityDone?",
         "WaitForDataQuality", "GetDataQualityRun", "DataQualityDone?",
         "GetDataQualityResult", "DataQualityPassed?", "NotifySuccess", "Done",
@@ -300,6 +305,18 @@ def test_a_run_that_rebuilt_days_crawls_checks_quality_and_reports_its_counts(la
     )
 
 
+def test_a_run_started_with_days_to_rebuild_passes_them_to_the_job(lake: Lake) -> None:
+    # an operator's start after a rule changed; the schedule's start has only a trigger
+    requested = lake.run(rebuild="2024-05-01..2024-05-31")
+    scheduled = lake.run(trigger="schedule")
+
+    assert requested.status == scheduled.status == "SUCCEEDED", (requested.cause, scheduled.cause)
+    assert requested.states[:2] == ["RebuildRequested?", "RunJob"]
+    assert scheduled.states[:3] == ["RebuildRequested?", "OnlyNewData", "RunJob"]
+    rebuilt = [a.get("--rebuild_days") for a in lake.job_arguments]
+    assert rebuilt == ["2024-05-01..2024-05-31", "none"]
+
+
 def test_a_run_that_left_no_curated_row_crawls_but_evaluates_nothing(lake: Lake) -> None:
     lake.summary = EMPTIED
 
@@ -307,7 +324,7 @@ def test_a_run_that_left_no_curated_row_crawls_but_evaluates_nothing(lake: Lake)
 
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     assert run.states == [
-        "RunJob", "ReadRunSummary", "AnyDayRebuilt?", "StartCrawler", "AnyRowsWritten?",
+        "RebuildRequested?", "OnlyNewData", "RunJob", "ReadRunSummary", "AnyDayRebuilt?", "StartCrawler", "AnyRowsWritten?",
         "NotifyNoRowsToCheck", "Done",
     ]  # fmt: skip
     assert lake.dq_requests == []
@@ -325,7 +342,9 @@ def test_a_run_with_nothing_new_stops_after_the_job_silently(lake: Lake) -> None
     run = lake.run()
 
     assert run.status == "SUCCEEDED"
-    assert run.states == ["RunJob", "ReadRunSummary", "AnyDayRebuilt?", "NothingNew"]
+    assert run.states == [
+        "RebuildRequested?", "OnlyNewData", "RunJob", "ReadRunSummary", "AnyDayRebuilt?", "NothingNew"
+    ]  # fmt: skip
     assert run.output["run"]["summary"]["partitions_rebuilt"] == 0
     assert lake.glue.get_crawler(Name=lake.deployed.crawler["Name"])["Crawler"]["State"] == "READY"
     assert lake.dq_requests == []
@@ -338,7 +357,9 @@ def test_a_failing_job_is_retried_with_backoff_then_alerts_with_step_and_executi
     run = lake.run()
 
     assert run.status == "FAILED"
-    assert run.states == ["RunJob", "RunJobFailed", "NotifyFailure", "PipelineFailed"]
+    assert run.states == [
+        "RebuildRequested?", "OnlyNewData", "RunJob", "RunJobFailed", "NotifyFailure", "PipelineFailed"
+    ]  # fmt: skip
     retrier = _retry(lake.deployed.definition, "RunJob")
     assert len(lake.job_runs) == 1 + retrier["MaxAttempts"]
     _assert_backoff(lake.retry_delays, retrier)
@@ -361,6 +382,8 @@ def test_a_job_that_left_no_summary_alerts_at_the_read_instead_of_guessing(lake:
 
     assert run.status == "FAILED"
     assert run.states == [
+        "RebuildRequested?",
+        "OnlyNewData",
         "RunJob",
         "ReadRunSummary",
         "ReadRunSummaryFailed",
@@ -412,6 +435,6 @@ def test_a_crawler_still_running_from_before_does_not_stop_the_pipeline(lake: La
     run = lake.run()
 
     assert run.status == "SUCCEEDED", (run.error, run.cause)
-    assert run.states[3:7] == ["StartCrawler", "CrawlerAlreadyRunning", "AnyRowsWritten?", "StartDataQuality"]
+    assert run.states[5:9] == ["StartCrawler", "CrawlerAlreadyRunning", "AnyRowsWritten?", "StartDataQuality"]
     (notice,) = run.notices
     assert notice["subject"] == "Data lake pipeline succeeded: orders"

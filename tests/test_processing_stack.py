@@ -205,6 +205,18 @@ def test_a_run_that_rebuilt_no_day_skips_the_crawler_and_data_quality(template: 
     assert len(decrypt) == 1 and "kms:ViaService" in decrypt[0]["Condition"]["StringEquals"]
 
 
+def test_a_run_started_with_days_to_rebuild_passes_them_to_the_job(template: Template) -> None:
+    definition = _definition(template)
+    states = definition["States"]
+    # {"rebuild": "2024-05-01..2024-05-31"} goes to the job; a scheduled start rebuilds nothing more
+    requested = states[definition["StartAt"]]
+    assert requested["Choices"] == [{"Variable": "$.rebuild", "IsPresent": True, "Next": "RunJob"}]
+    default = states[requested["Default"]]
+    assert (default["Result"], default["ResultPath"], default["Next"]) == ("none", "$.rebuild", "RunJob")
+    assert states["RunJob"]["Parameters"]["Arguments"] == {"--rebuild_days.$": "$.rebuild"}
+    assert _one(template, "AWS::Glue::Job")["DefaultArguments"]["--rebuild_days"] == "none"
+
+
 def test_quality_scope_table_evaluates_the_whole_table_after_every_run() -> None:
     # the synthesized dataset keeps the default (days_written), asserted on its definition above
     assert quality_source("lake_curated", "orders", "table") == {

@@ -12,7 +12,7 @@ import sys
 import types
 from collections import Counter
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from job import (
     main,
     quality_predicate,
     read_manifest,
+    rebuild_range,
     run,
 )
 from moto import mock_aws
@@ -305,13 +306,15 @@ def test_a_raw_object_edited_in_place_to_the_same_size_is_curated_again(spark: A
 
 
 def test_quarantined_records_are_replayed_as_the_runbook_says(spark: Any, tmp_path: Path) -> None:
-    # GIVEN a day with a valid order, one whose status a rule refuses, and one with a bad amount
+    # GIVEN a day with a valid order, one whose status a rule refuses, and one with a bad amount;
+    # and the next day, whose order the same rule refuses
     bad_amount = json.dumps(_record("o-3", amount="1.234"))
     _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), _record("o-2", status="LOST"), bad_amount])
+    _write_raw(tmp_path, "2024-05-02", "b", [_record("o-9", ts="2024-05-02T10:00:00.000Z", status="LOST")])
     cfg = _config(tmp_path)
     run(spark, cfg)
     quarantined = {r.record_key: r.raw_record for r in spark.read.parquet(cfg.quarantine_path).collect()}
-    assert sorted(quarantined) == ["o-2", "o-3"]
+    assert sorted(quarantined) == ["o-2", "o-3", "o-9"]
     # WHEN the bad record, fixed from its raw_record, is written to a new object of its day
     fixed = quarantined["o-3"].replace('"1.234"', '"1.23"')
     _write_raw(tmp_path, "2024-05-01", "fixed", [fixed], hour="11")
@@ -323,15 +326,35 @@ def test_quarantined_records_are_replayed_as_the_runbook_says(spark: Any, tmp_pa
     next(c for c in loosened["columns"] if c["name"] == "status")["enum"].append("LOST")
     cfg = replace(cfg, spec=loosened)
     assert run(spark, cfg).new_objects == 0
-    # WHEN an object of the day is copied onto itself (a new modification time)
-    (raw,) = (tmp_path / "raw" / "orders").rglob("a.json.gz")
-    os.utime(raw, ns=(raw.stat().st_mtime_ns + 10**9,) * 2)
-    result = run(spark, cfg)
-    # THEN the day is rebuilt under the new rule and only the line still wrong stays quarantined
-    assert (result.new_objects, result.days) == (1, [("2024", "05", "01")])
+    # WHEN a run is asked to rebuild a range of days that holds the first day only
+    result = run(spark, replace(cfg, rebuild=rebuild_range("2024-04-20..2024-05-01")))
+    # THEN that day is rebuilt under the new rule and only the line still wrong stays quarantined
+    assert (result.new_objects, result.days) == (0, [("2024", "05", "01")])
     assert sorted(r["order_id"] for r in _curated(spark, cfg)) == ["o-1", "o-2", "o-3"]
     quarantine = spark.read.parquet(cfg.quarantine_path).collect()
-    assert [(r.record_key, r.raw_record) for r in quarantine] == [("o-3", bad_amount)]
+    assert sorted((r.record_key, r.raw_record) for r in quarantine) == [
+        ("o-3", bad_amount),
+        ("o-9", json.dumps(_record("o-9", ts="2024-05-02T10:00:00.000Z", status="LOST"))),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("none", None),
+        ("", None),
+        ("2024-05-01", (date(2024, 5, 1), date(2024, 5, 1))),
+        (" 2024-02-28..2024-03-01 ", (date(2024, 2, 28), date(2024, 3, 1))),
+    ],
+)
+def test_days_to_rebuild_are_a_day_or_a_range(text: str, expected: Any) -> None:
+    assert rebuild_range(text) == expected
+
+
+@pytest.mark.parametrize("text", ["2024-05-31..2024-05-01", "2024-02-30", "20240501", "2024-05-01..", "May"])
+def test_days_to_rebuild_in_another_form_fail_the_run_naming_the_argument(text: str) -> None:
+    with pytest.raises(ValueError, match=r"--rebuild_days .*expected none, a day \(2024-05-01\) or a range"):
+        rebuild_range(text)
 
 
 def test_a_manifest_entry_without_a_modification_time_is_processed_once_more(
@@ -786,6 +809,7 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
         "metrics_namespace": "DataLake/Processing",
         "run_summary_path": f"file://{tmp_path}/curated/_runs/orders/",
         "key_lookback_days": "all",
+        "rebuild_days": "none",
     }
 
     def glue_run(run_id: str) -> None:

@@ -6,8 +6,9 @@ Each run:
    with their sizes and modification times (an object put back under its name, or edited in
    place, counts as new; one outside a ``year=/month=/day=`` folder of a calendar date directly
    under the dataset's prefix is reported, not processed);
-2. takes the event-time days (``year/month/day``) that received new objects, and widens that set
-   to every day whose curated rows share a record key with it (a later version of an order can
+2. takes the event-time days (``year/month/day``) that received new objects, plus the days an
+   operator asked to rebuild (``--rebuild_days``, after a rule changed), and widens that set to
+   every day whose curated rows share a record key with it (a later version of an order can
    arrive on another day);
 3. rebuilds each of those days from *all* of its raw objects: validate and cast, quarantine what
    fails (including an event whose UTC day is not its object's folder: curating it would overwrite
@@ -79,6 +80,33 @@ class JobConfig:
     #: Search other versions of a run's keys only in curated days this close to the days it
     #: rebuilds; ``None``: in the whole curated table (``processing.key_lookback_days``).
     key_lookback_days: int | None = None
+    #: Rebuild every day in this range (first, last; inclusive) that has raw objects, new or not:
+    #: after a rule in the dataset file changed (:func:`rebuild_range`).
+    rebuild: tuple[date, date] | None = None
+
+
+def rebuild_range(text: str) -> tuple[date, date] | None:
+    """The ``--rebuild_days`` argument: ``none``, one day ``2024-05-01``, or an inclusive range
+    ``2024-05-01..2024-05-31``. Anything else fails the run before it reads anything, naming
+    the argument and the forms it takes."""
+    text = text.strip()
+    if text in ("", "none"):
+        return None
+    first, separator, last = text.partition("..")
+    bounds = (first, last) if separator else (first, first)
+    days = []
+    for bound in bounds:
+        try:  # fromisoformat alone would take 20240501 too
+            days.append(date.fromisoformat(bound) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", bound) else None)
+        except ValueError:
+            days.append(None)
+    low, high = days
+    if low is None or high is None or high < low:
+        raise ValueError(
+            f"--rebuild_days {text!r}: expected none, a day (2024-05-01) or a range of days, first "
+            "to last (2024-05-01..2024-05-31)"
+        )
+    return low, high
 
 
 @dataclass
@@ -385,9 +413,14 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
     result.unplaced_objects = sorted(p for p in unseen if day_by_path[p] is None)
     new = {p: d for p in unseen if (d := day_by_path[p]) is not None}  # object -> its day
     result.new_objects = len(new)
-    if not new:
+    requested: set[Day] = set()
+    if cfg.rebuild is not None:
+        low, high = cfg.rebuild
+        folders = {d for d in day_by_path.values() if d is not None}
+        requested = {d for d in folders if low <= date(int(d[0]), int(d[1]), int(d[2])) <= high}
+    if not new and not requested:
         return result
-    days: set[Day] = set(new.values())
+    days: set[Day] = set(new.values()) | requested
     raw_bytes: dict[Day, int] = {}  # per day, for file sizing
     for path, stored in objects.items():
         if (day := day_by_path[path]) is not None:
@@ -554,6 +587,7 @@ def main(argv: list[str]) -> None:
             "metrics_namespace",
             "run_summary_path",
             "key_lookback_days",
+            "rebuild_days",
         ],
     )
     glue_context = GlueContext(SparkContext.getOrCreate())
@@ -568,6 +602,7 @@ def main(argv: list[str]) -> None:
         manifest_path=args["manifest_path"],
         target_file_size_mib=float(args["target_file_size_mib"]),
         key_lookback_days=None if args["key_lookback_days"] == "all" else int(args["key_lookback_days"]),
+        rebuild=rebuild_range(args["rebuild_days"]),
     )
     result = run(glue_context.spark_session, cfg)
     print(json.dumps({"dataset": spec["name"], **result.as_dict()}))
