@@ -92,20 +92,19 @@ def rebuild_range(text: str) -> tuple[date, date] | None:
     text = text.strip()
     if text in ("", "none"):
         return None
-    first, separator, last = text.partition("..")
-    bounds = (first, last) if separator else (first, first)
-    days = []
-    for bound in bounds:
-        try:  # fromisoformat alone would take 20240501 too
-            days.append(date.fromisoformat(bound) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", bound) else None)
-        except ValueError:
-            days.append(None)
-    low, high = days
-    if low is None or high is None or high < low:
+    day = r"\d{4}-\d{2}-\d{2}"  # fromisoformat alone would take 20240501 too
+    match = re.fullmatch(rf"({day})(?:\.\.({day}))?", text)
+    try:
+        if match is None:
+            raise ValueError(text)
+        low, high = date.fromisoformat(match[1]), date.fromisoformat(match[2] or match[1])
+        if high < low:
+            raise ValueError(text)
+    except ValueError:
         raise ValueError(
             f"--rebuild_days {text!r}: expected none, a day (2024-05-01) or a range of days, first "
             "to last (2024-05-01..2024-05-31)"
-        )
+        ) from None
     return low, high
 
 
