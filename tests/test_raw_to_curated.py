@@ -23,6 +23,7 @@ from job import (
     PREDICATE_LIMIT,
     JobConfig,
     RunResult,
+    UnreadableObjects,
     _near,
     day_of,
     main,
@@ -355,6 +356,35 @@ def test_days_to_rebuild_are_a_day_or_a_range(text: str, expected: Any) -> None:
 def test_days_to_rebuild_in_another_form_fail_the_run_naming_the_argument(text: str) -> None:
     with pytest.raises(ValueError, match=r"--rebuild_days .*expected none, a day \(2024-05-01\) or a range"):
         rebuild_range(text)
+
+
+def test_an_unreadable_raw_object_fails_the_run_naming_it_and_nothing_is_recorded(
+    spark: Any, tmp_path: Path
+) -> None:
+    # GIVEN two days of objects, one of them a gzip cut short in the middle of its upload
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1")])
+    _write_raw(tmp_path, "2024-05-02", "b", [_record("o-2", ts="2024-05-02T10:00:00.000Z")])
+    _write_raw(
+        tmp_path, "2024-05-02", "c", [_record(f"o-{i}", ts="2024-05-02T11:00:00.000Z") for i in range(3, 500)]
+    )
+    (cut,) = (tmp_path / "raw" / "orders").rglob("c.json.gz")
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    cfg = _config(tmp_path)
+    # WHEN the job runs
+    with pytest.raises(UnreadableObjects) as failed:
+        run(spark, cfg)
+    # THEN the error names that object and why, and where to move it from; nothing is written
+    assert list(failed.value.reasons) == [f"file:{cut}"]
+    assert "java.io.EOFException" in failed.value.reasons[f"file:{cut}"]
+    assert f"file:{cut} (java.io.EOFException" in str(failed.value)
+    assert cfg.raw_path in str(failed.value)
+    assert read_manifest(spark, cfg.manifest_path).objects == {}
+    assert not (tmp_path / "curated" / "orders").exists()
+    # WHEN it is moved out of the raw prefix
+    cut.rename(tmp_path / "c.json.gz")
+    result = run(spark, cfg)
+    # THEN the next run curates both days
+    assert (result.new_objects, result.rows_written) == (2, 2)
 
 
 def test_a_manifest_entry_without_a_modification_time_is_processed_once_more(

@@ -31,6 +31,8 @@ import math
 import re
 import sys
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
@@ -323,6 +325,61 @@ def _read_raw(spark: SparkSession, base: str, days: set[Day], spec: dict[str, An
     return read_raw(spark, [_partition_path(base, day) for day in sorted(days)], spec)
 
 
+class UnreadableObjects(RuntimeError):
+    """Raw objects Spark cannot read (a truncated gzip, say): named, with the reason for each."""
+
+    def __init__(self, reasons: dict[str, str], raw_path: str) -> None:
+        listed = "; ".join(f"{path} ({reason})" for path, reason in sorted(reasons.items()))
+        super().__init__(
+            f"{len(reasons)} raw object(s) cannot be read: {listed}. Nothing was written or recorded. "
+            f"Move each out of {raw_path}, or put a readable copy under its name, and run again."
+        )
+        self.reasons = reasons
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost Java exception behind a Spark failure (``java.io.EOFException: Unexpected
+    end of input stream``), or the error's first line."""
+    cause = getattr(error, "java_exception", None)
+    while cause is not None and cause.getCause() is not None:
+        cause = cause.getCause()
+    text = str(cause.toString()) if cause is not None else str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+def unreadable_objects(spark: SparkSession, objects_by_day: dict[Day, list[str]]) -> dict[str, str]:
+    """The objects of ``objects_by_day`` that Spark cannot read as text, with the reason for each:
+    one read per day, then one per object of a day that failed."""
+
+    def failure(paths: list[str]) -> str | None:
+        try:
+            spark.read.text(paths).count()
+        except Exception as error:  # whatever Spark raised: the object is what is probed here
+            return _root_cause(error)
+        return None
+
+    reasons = {}
+    for _, paths in sorted(objects_by_day.items()):
+        if paths and failure(paths) is not None:
+            reasons.update({p: reason for p in paths if (reason := failure([p])) is not None})
+    return reasons
+
+
+@contextmanager
+def _naming_unreadable_objects(
+    spark: SparkSession, raw_path: str, objects_by_day: Callable[[], dict[Day, list[str]]]
+) -> Iterator[None]:
+    """Turn a failed read of the raw zone into :class:`UnreadableObjects` when some object is to
+    blame; any other failure is raised as it was. Spark's own error names no file."""
+    try:
+        yield
+    except Exception as error:
+        reasons = unreadable_objects(spark, objects_by_day())
+        if reasons:
+            raise UnreadableObjects(reasons, raw_path) from error
+        raise
+
+
 def _curated_days_sharing_keys(
     spark: SparkSession, cfg: JobConfig, keys: DataFrame, outside: set[Day]
 ) -> set[Day]:
@@ -425,22 +482,28 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
         if (day := day_by_path[path]) is not None:
             raw_bytes[day] = raw_bytes.get(day, 0) + stored.size
     key = cfg.spec["record_key"]
-    while True:
-        checked = validate_and_cast(_read_raw(spark, cfg.raw_path, days, cfg.spec), cfg.spec).cache()
-        valid, rejected = split_valid(checked)
-        # Widen to days holding an older (or newer) curated version of a key seen here.
-        extra = _curated_days_sharing_keys(spark, cfg, valid.select(key), days)
-        if not extra:
-            break
-        checked.unpersist()
-        days |= extra
-    # One pass over the cached rows for both counts and the days that have valid rows.
-    valid_day = F.when(F.col(REASON) == "", F.concat_ws("-", *PARTITIONS))
-    totals = checked.agg(
-        F.count(F.lit(1)).alias("read"),
-        F.count(F.when(F.col(REASON) != "", True)).alias("quarantined"),
-        F.collect_set(valid_day).alias("days"),
-    ).first()
+
+    def objects_read() -> dict[Day, list[str]]:
+        return {d: sorted(p for p, of in day_by_path.items() if of == d) for d in days}
+
+    # The raw objects are read here, into the cache, and nowhere else.
+    with _naming_unreadable_objects(spark, cfg.raw_path, objects_read):
+        while True:
+            checked = validate_and_cast(_read_raw(spark, cfg.raw_path, days, cfg.spec), cfg.spec).cache()
+            valid, rejected = split_valid(checked)
+            # Widen to days holding an older (or newer) curated version of a key seen here.
+            extra = _curated_days_sharing_keys(spark, cfg, valid.select(key), days)
+            if not extra:
+                break
+            checked.unpersist()
+            days |= extra
+        # One pass over the cached rows for both counts and the days that have valid rows.
+        valid_day = F.when(F.col(REASON) == "", F.concat_ws("-", *PARTITIONS))
+        totals = checked.agg(
+            F.count(F.lit(1)).alias("read"),
+            F.count(F.when(F.col(REASON) != "", True)).alias("quarantined"),
+            F.collect_set(valid_day).alias("days"),
+        ).first()
     assert totals is not None
     result.rows_read, result.rows_quarantined = int(totals["read"]), int(totals["quarantined"])
     result.days = sorted(days)
