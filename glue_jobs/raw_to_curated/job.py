@@ -497,17 +497,20 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
                 break
             checked.unpersist()
             days |= extra
-        # One pass over the cached rows for both counts and the days that have valid rows.
-        valid_day = F.when(F.col(REASON) == "", F.concat_ws("-", *PARTITIONS))
+        # One pass over the cached rows for both counts and the days that have valid rows, and
+        # the days that have rejected rows.
+        day_text = F.concat_ws("-", *PARTITIONS)
         totals = checked.agg(
             F.count(F.lit(1)).alias("read"),
             F.count(F.when(F.col(REASON) != "", True)).alias("quarantined"),
-            F.collect_set(valid_day).alias("days"),
+            F.collect_set(F.when(F.col(REASON) == "", day_text)).alias("days"),
+            F.collect_set(F.when(F.col(REASON) != "", day_text)).alias("quarantine_days"),
         ).first()
     assert totals is not None
     result.rows_read, result.rows_quarantined = int(totals["read"]), int(totals["quarantined"])
     result.days = sorted(days)
     output_days: set[Day] = {(d[:4], d[5:7], d[8:]) for d in totals["days"]}
+    quarantined_days: set[Day] = {(d[:4], d[5:7], d[8:]) for d in totals["quarantine_days"]}
 
     curated = to_curated(valid, cfg.spec)
     if len(days) > 1 and spans_days(valid, key, cfg.spec["event_time"]):
@@ -540,18 +543,14 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
     result.curated_days = sorted(output_days)
     result.rows_written = sum(written.values())
     result.duplicates_dropped = result.rows_read - result.rows_quarantined - result.rows_written
-    quarantined_days: set[Day] = set()
     if result.rows_quarantined:
-        quarantine = to_quarantine(rejected, cfg.spec)
         (
-            quarantine.repartition(*PARTITIONS)
+            to_quarantine(rejected, cfg.spec)
+            .repartition(*PARTITIONS)
             .write.mode("overwrite")
             .partitionBy(*PARTITIONS)
             .parquet(cfg.quarantine_path)
         )
-        quarantined_days = {
-            (r.year, r.month, r.day) for r in quarantine.select(*PARTITIONS).distinct().collect()
-        }
     for day in days - quarantined_days:
         delete_path(spark, _partition_path(cfg.quarantine_path, day))
     result.quarantine_days = sorted(quarantined_days)
