@@ -387,6 +387,18 @@ def test_an_unreadable_raw_object_fails_the_run_naming_it_and_nothing_is_recorde
     assert (result.new_objects, result.rows_written) == (2, 2)
 
 
+def test_the_unreadable_objects_error_names_the_first_twenty() -> None:
+    reasons = {
+        f"s3://raw/orders/year=2024/month=05/day=01/o-{i:02d}.gz": "java.io.EOFException" for i in range(25)
+    }
+    message = str(UnreadableObjects(reasons, "s3://raw/orders/"))
+    assert message.startswith(
+        "25 raw object(s) cannot be read: s3://raw/orders/year=2024/month=05/day=01/o-00.gz"
+    )
+    assert "o-19.gz (java.io.EOFException); and 5 more." in message
+    assert "o-20.gz" not in message
+
+
 def test_a_manifest_entry_without_a_modification_time_is_processed_once_more(
     spark: Any, tmp_path: Path
 ) -> None:

@@ -326,10 +326,16 @@ def _read_raw(spark: SparkSession, base: str, days: set[Day], spec: dict[str, An
 
 
 class UnreadableObjects(RuntimeError):
-    """Raw objects Spark cannot read (a truncated gzip, say): named, with the reason for each."""
+    """Raw objects Spark cannot read (a truncated gzip, say): named, with the reason for each; the
+    message names the first ``NAMED`` (it travels in the job run's error and an SNS notice)."""
+
+    NAMED = 20
 
     def __init__(self, reasons: dict[str, str], raw_path: str) -> None:
-        listed = "; ".join(f"{path} ({reason})" for path, reason in sorted(reasons.items()))
+        named = sorted(reasons.items())[: self.NAMED]
+        listed = "; ".join(f"{path} ({reason})" for path, reason in named)
+        if len(reasons) > len(named):
+            listed += f"; and {len(reasons) - len(named)} more"
         super().__init__(
             f"{len(reasons)} raw object(s) cannot be read: {listed}. Nothing was written or recorded. "
             f"Move each out of {raw_path}, or put a readable copy under its name, and run again."
