@@ -417,7 +417,7 @@ def _near(spark: SparkSession, base: str, days: set[Day], lookback: int) -> list
     """
     windows: list[tuple[date, date]] = []  # one per run of nearby days
     for day in sorted(days):
-        center = date(int(day[0]), int(day[1]), int(day[2]))
+        center = _calendar_day(day)
         # within the calendar: a folder of year 0001 or 9999 must not overflow the date arithmetic
         low = center - timedelta(days=min(lookback, (center - date.min).days))
         high = center + timedelta(days=min(lookback, (date.max - center).days))
@@ -439,6 +439,15 @@ def _near(spark: SparkSession, base: str, days: set[Day], lookback: int) -> list
             status.getPath().toString() for status in fs.globStatus(jvm.org.apache.hadoop.fs.Path(glob)) or []
         ]
     return sorted(found)
+
+
+def _calendar_day(day: Day) -> date:
+    return date(int(day[0]), int(day[1]), int(day[2]))
+
+
+def _days(texts: list[str]) -> set[Day]:
+    """Days written ``2024-05-01`` (as the counts' aggregate collects them) as ``Day`` tuples."""
+    return {(t[:4], t[5:7], t[8:]) for t in texts}
 
 
 def _partition_path(base: str, day: Day) -> str:
@@ -479,7 +488,7 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
     if cfg.rebuild is not None:
         low, high = cfg.rebuild
         folders = {d for d in day_by_path.values() if d is not None}
-        requested = {d for d in folders if low <= date(int(d[0]), int(d[1]), int(d[2])) <= high}
+        requested = {d for d in folders if low <= _calendar_day(d) <= high}
     if not new and not requested:
         return result
     days: set[Day] = set(new.values()) | requested
@@ -515,8 +524,7 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
     assert totals is not None
     result.rows_read, result.rows_quarantined = int(totals["read"]), int(totals["quarantined"])
     result.days = sorted(days)
-    output_days: set[Day] = {(d[:4], d[5:7], d[8:]) for d in totals["days"]}
-    quarantined_days: set[Day] = {(d[:4], d[5:7], d[8:]) for d in totals["quarantine_days"]}
+    output_days, quarantined_days = _days(totals["days"]), _days(totals["quarantine_days"])
 
     curated = to_curated(valid, cfg.spec)
     if len(days) > 1 and spans_days(valid, key, cfg.spec["event_time"]):
