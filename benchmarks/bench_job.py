@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import os
 import shutil
 import statistics
@@ -33,7 +32,7 @@ from sqlglot import exp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "glue_jobs" / "raw_to_curated")]
 
-from job import JobConfig, read_raw, run  # noqa: E402
+from job import JobConfig, day_of, files_per_day, read_raw, run  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 from transforms import (  # noqa: E402
     CORRUPT,
@@ -117,16 +116,15 @@ def deduplicating_copy(spark: Any, raw: Path, out: Path, target_mib: int = 128) 
     key = spec["record_key"]
     day_bytes: dict[tuple[str, str, str], int] = {}
     for path in (raw / "orders").rglob("*.json.gz"):
-        year, month, day = (part.split("=")[1] for part in path.relative_to(raw / "orders").parts[:3])
-        day_bytes[year, month, day] = day_bytes.get((year, month, day), 0) + path.stat().st_size
-    files_per_day = {day: max(1, math.ceil(size / (target_mib * 2**20))) for day, size in day_bytes.items()}
+        if (day := day_of(str(path), str(raw / "orders"))) is not None:
+            day_bytes[day] = day_bytes.get(day, 0) + path.stat().st_size
     start = time.perf_counter()
     rows = read_raw(spark, [str(raw / "orders")], spec)
     on_days = rows.select(
         *[c for c in curated_columns(spec) if c not in PARTITIONS],
         *[F.regexp_extract(RAW_FILE, RAW_PATH_DAY, i + 1).alias(p) for i, p in enumerate(PARTITIONS)],
     )
-    placed = place_in_files(on_days, key, files_per_day)
+    placed = place_in_files(on_days, key, files_per_day(day_bytes, target_mib))
     latest = latest_per_key(placed, key, within=(*PARTITIONS, FILE_BUCKET)).drop(FILE_BUCKET)
     latest.write.mode("overwrite").partitionBy(*PARTITIONS).parquet(str(out))
     elapsed = time.perf_counter() - start

@@ -450,6 +450,12 @@ def _days(texts: list[str]) -> set[Day]:
     return {(t[:4], t[5:7], t[8:]) for t in texts}
 
 
+def files_per_day(day_bytes: dict[Day, int], target_file_size_mib: float) -> dict[Day, int]:
+    """How many files each day is written as: its raw bytes over the target file size, at least one."""
+    target = target_file_size_mib * 1024 * 1024
+    return {day: max(1, math.ceil(size / target)) for day, size in day_bytes.items()}
+
+
 def _partition_path(base: str, day: Day) -> str:
     return f"{base.rstrip('/')}/year={day[0]}/month={day[1]}/day={day[2]}"
 
@@ -534,12 +540,10 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
         output_days = {(r.year, r.month, r.day) for r in curated.select(*PARTITIONS).distinct().collect()}
     # Toward the target file size: each day gets as many files as its raw bytes call for, each
     # written by a task of its own, and deduplication runs inside that same shuffle.
-    target_bytes = cfg.target_file_size_mib * 1024 * 1024
     day_bytes = {day: raw_bytes.get(day, 0) for day in days}
-    files_per_day = {day: max(1, math.ceil(size / target_bytes)) for day, size in day_bytes.items()}
     bytes_per_row = max(sum(day_bytes.values()) / max(result.rows_read, 1), 1.0)
-    rows_per_file = max(1000, math.floor(target_bytes / bytes_per_row))
-    placed = place_in_files(curated, key, files_per_day)
+    rows_per_file = max(1000, math.floor(cfg.target_file_size_mib * 1024 * 1024 / bytes_per_row))
+    placed = place_in_files(curated, key, files_per_day(day_bytes, cfg.target_file_size_mib))
     (
         latest_per_key(placed, key, within=(*PARTITIONS, FILE_BUCKET))
         .drop(FILE_BUCKET)
