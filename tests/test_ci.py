@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW: dict[Any, Any] = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
@@ -51,3 +53,29 @@ def test_pre_commit_pins_the_same_ruff_as_the_dev_requirements() -> None:
         if line.startswith("ruff==")
     )
     assert ruff["rev"] == f"v{pinned}"
+
+
+def _pins(name: str) -> dict[str, str]:
+    """``package==version`` lines of a requirements or constraints file, by canonical name."""
+    pins = {}
+    for line in (ROOT / name).read_text().splitlines():
+        spec = line.split("#")[0].strip()
+        if "==" in spec:
+            package, version = spec.split("==")
+            pins[canonicalize_name(package.split("[")[0])] = version.strip()
+    return pins
+
+
+def test_the_constraints_hold_every_pin_and_every_installed_package_at_its_version() -> None:
+    locked = _pins("constraints.txt")
+    for requirements in ("requirements.txt", "requirements-dev.txt"):
+        for package, version in _pins(requirements).items():
+            assert locked.get(package) == version, (
+                f"{requirements} pins {package}=={version}, constraints.txt has {locked.get(package)}: "
+                "run make lock"
+            )
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    # what make install put in .venv, exactly: a package missing here would come unpinned
+    assert {package: installed.get(package) for package in locked} == locked, "run make install"
+    unlocked = set(installed) - set(locked) - {"pip", "setuptools", "wheel"}
+    assert not unlocked, f"installed but not in constraints.txt (run make lock): {sorted(unlocked)}"
