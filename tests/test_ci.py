@@ -17,6 +17,17 @@ def _runs(job: dict[str, Any]) -> str:
     return "\n".join(step.get("run", "") for step in job["steps"])
 
 
+def _pins(name: str) -> dict[str, str]:
+    """``package==version`` lines of a requirements or constraints file, by canonical name."""
+    pins = {}
+    for line in (ROOT / name).read_text().splitlines():
+        spec = line.split("#")[0].strip()
+        if "==" in spec:
+            package, version = spec.split("==")
+            pins[canonicalize_name(package.split("[")[0])] = version.strip()
+    return pins
+
+
 def test_ci_runs_lint_tests_and_synth_and_keeps_cdk_out() -> None:
     test = WORKFLOW["jobs"]["test"]
     commands = _runs(test)
@@ -47,23 +58,7 @@ def test_local_ci_entry_point_is_the_readme_test_command() -> None:
 def test_pre_commit_pins_the_same_ruff_as_the_dev_requirements() -> None:
     config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
     (ruff,) = [r for r in config["repos"] if r["repo"].endswith("ruff-pre-commit")]
-    pinned = next(
-        line.split("==")[1]
-        for line in (ROOT / "requirements-dev.txt").read_text().splitlines()
-        if line.startswith("ruff==")
-    )
-    assert ruff["rev"] == f"v{pinned}"
-
-
-def _pins(name: str) -> dict[str, str]:
-    """``package==version`` lines of a requirements or constraints file, by canonical name."""
-    pins = {}
-    for line in (ROOT / name).read_text().splitlines():
-        spec = line.split("#")[0].strip()
-        if "==" in spec:
-            package, version = spec.split("==")
-            pins[canonicalize_name(package.split("[")[0])] = version.strip()
-    return pins
+    assert ruff["rev"] == f"v{_pins('requirements-dev.txt')['ruff']}"
 
 
 def test_the_constraints_hold_every_pin_and_every_installed_package_at_its_version() -> None:
@@ -75,7 +70,7 @@ def test_the_constraints_hold_every_pin_and_every_installed_package_at_its_versi
                 "run make lock"
             )
     installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
-    # what make install put in .venv, exactly: a package missing here would come unpinned
+    # the lock describes the environment the tests run in, no package more or less
     assert {package: installed.get(package) for package in locked} == locked, "run make install"
     unlocked = set(installed) - set(locked) - {"pip", "setuptools", "wheel"}
     assert not unlocked, f"installed but not in constraints.txt (run make lock): {sorted(unlocked)}"
