@@ -25,7 +25,7 @@ from constructs import Construct
 from cdk_constructs.alerts import AlertRules, alarm_above
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, rendered
-from cdk_constructs.storage import RUN_SUMMARIES
+from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS
 from datalake.dataset import Dataset
 from datalake.quality import dqdl
 
@@ -317,8 +317,15 @@ class DatasetPipeline(Construct):
         self.dataset = dataset
         self._logs_key = logs_key
         ds = dataset.name
-        # curated rows, quarantined rows (both crawled), then the job's manifests and run summaries
-        curated_prefixes = (f"{ds}/", f"{ds}_quarantine/", f"_manifests/{ds}/", f"{RUN_SUMMARIES}/{ds}/")
+        # curated rows, quarantined rows (both crawled), then the job's manifests, run summaries
+        # and Spark event logs
+        curated_prefixes = (
+            f"{ds}/",
+            f"{ds}_quarantine/",
+            f"_manifests/{ds}/",
+            f"{RUN_SUMMARIES}/{ds}/",
+            f"{SPARK_UI_LOGS}/{ds}/",
+        )
         self.ruleset_name = f"{name}-curated"
 
         # --- Glue job -------------------------------------------------------------------------
@@ -429,6 +436,10 @@ class DatasetPipeline(Construct):
                 "--enable-metrics": "true",
                 "--enable-observability-metrics": "true",
                 "--enable-continuous-cloudwatch-log": "true",
+                # The Spark UI of each run in the Glue console (stages, tasks, skew): event logs
+                # encrypted by the security configuration, expired by the curated bucket's lifecycle.
+                "--enable-spark-ui": "true",
+                "--spark-event-logs-path": f"s3://{curated_bucket.bucket_name}/{curated_prefixes[4]}",
                 "--dataset_spec": spec_json,
                 "--raw_path": f"s3://{raw_bucket.bucket_name}/{ds}/",
                 "--curated_path": f"s3://{curated_bucket.bucket_name}/{ds}/",

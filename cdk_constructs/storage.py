@@ -152,6 +152,9 @@ class LakeBucket(Construct):
 
 #: Curated-bucket prefix of the Glue jobs' run summaries (``<prefix>/<dataset>/<job run id>.json``).
 RUN_SUMMARIES = "_runs"
+#: Curated-bucket prefix of the Glue jobs' Spark event logs (``<prefix>/<dataset>/``), which the
+#: Glue console's Spark UI tab of a job run reads.
+SPARK_UI_LOGS = "_spark-ui"
 
 
 class LakeStorage(Construct):
@@ -169,6 +172,7 @@ class LakeStorage(Construct):
     :param athena_results_expire_after: query results expire. Default: 30 days.
     :param run_summaries_expire_after: the jobs' run summaries expire (the pipeline reads each
         one seconds after its run). Default: 30 days.
+    :param spark_ui_logs_expire_after: the jobs' Spark event logs expire. Default: 30 days.
     :param access_logs_expire_after: access logs expire. Default: 365 days.
     :param removal_policy: ``RETAIN`` (default) or ``DESTROY`` (buckets emptied).
     """
@@ -187,6 +191,7 @@ class LakeStorage(Construct):
         noncurrent_version_expiration: Duration | None = None,
         athena_results_expire_after: Duration | None = None,
         run_summaries_expire_after: Duration | None = None,
+        spark_ui_logs_expire_after: Duration | None = None,
         access_logs_expire_after: Duration | None = None,
         removal_policy: RemovalPolicy | None = None,
     ) -> None:
@@ -199,6 +204,8 @@ class LakeStorage(Construct):
             athena_results_expire_after = Duration.days(30)
         if run_summaries_expire_after is None:
             run_summaries_expire_after = Duration.days(30)
+        if spark_ui_logs_expire_after is None:
+            spark_ui_logs_expire_after = Duration.days(30)
         if access_logs_expire_after is None:
             access_logs_expire_after = Duration.days(365)
 
@@ -253,7 +260,10 @@ class LakeStorage(Construct):
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="ExpireRunSummaries", prefix=f"{RUN_SUMMARIES}/", expiration=run_summaries_expire_after
-                )
+                ),
+                s3.LifecycleRule(
+                    id="ExpireSparkUiLogs", prefix=f"{SPARK_UI_LOGS}/", expiration=spark_ui_logs_expire_after
+                ),
             ],
             **common,  # type: ignore[arg-type]
         )

@@ -6,7 +6,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 from lake_app import Synth, synthesize
 
-from cdk_constructs.storage import RUN_SUMMARIES
+from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_raw_zone_tiers_to_infrequent_access_then_glacier_ir(template: Template)
     ]
 
 
-def test_curated_run_summaries_expire_and_nothing_else_does(template: Template) -> None:
+def test_curated_run_summaries_and_spark_logs_expire_and_nothing_else_does(template: Template) -> None:
     lid = _logical_id(template, "AWS::S3::Bucket", "StorageCuratedBucket")
     rules = template.find_resources("AWS::S3::Bucket")[lid]["Properties"]["LifecycleConfiguration"]["Rules"]
     expiring = [r for r in rules if "ExpirationInDays" in r]
@@ -138,7 +138,13 @@ def test_curated_run_summaries_expire_and_nothing_else_does(template: Template) 
             "Prefix": f"{RUN_SUMMARIES}/",
             "ExpirationInDays": 30,
             "Status": "Enabled",
-        }
+        },
+        {
+            "Id": "ExpireSparkUiLogs",
+            "Prefix": f"{SPARK_UI_LOGS}/",
+            "ExpirationInDays": 30,
+            "Status": "Enabled",
+        },
     ]
 
 

@@ -12,7 +12,7 @@ from aws_cdk.assertions import Template
 from lake_app import Synth, policy_statements, synthesize
 
 from cdk_constructs.processing import GLUE_JOB_DIR, GLUE_VERSION, quality_source
-from cdk_constructs.storage import RUN_SUMMARIES
+from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS
 from datalake.dataset import DATASETS_DIR, load_dataset
 from datalake.quality import dqdl
 
@@ -109,6 +109,18 @@ def test_job_and_crawler_use_the_security_configuration(template: Template) -> N
     assert enc["JobBookmarksEncryption"]["JobBookmarksEncryptionMode"] == "CSE-KMS"
     assert _one(template, "AWS::Glue::Job")["SecurityConfiguration"] == {"Ref": sec_id}
     assert _one(template, "AWS::Glue::Crawler")["CrawlerSecurityConfiguration"] == {"Ref": sec_id}
+
+
+def test_each_run_leaves_spark_event_logs_where_the_job_role_may_write_them(template: Template) -> None:
+    # the runbook sends operators to a run's Spark UI: Glue writes its event logs every 30 s,
+    # encrypted by the job's security configuration
+    args = _one(template, "AWS::Glue::Job")["DefaultArguments"]
+    assert args["--enable-spark-ui"] == "true"
+    path = args["--spark-event-logs-path"]["Fn::Join"][1]
+    assert path[0].startswith("s3://") and path[-1] == f"/{SPARK_UI_LOGS}/orders/"
+    writes = [st for st in policy_statements(template, "OrdersJobPolicy") if "s3:PutObject" in st["Action"]]
+    assert len(writes) == 1
+    assert f'/{SPARK_UI_LOGS}/orders/*"' in json.dumps(writes[0]["Resource"])
 
 
 def test_crawler_is_incremental_and_never_rewrites_the_declared_schema(template: Template) -> None:
