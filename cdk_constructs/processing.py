@@ -279,8 +279,6 @@ class DatasetPipeline(Construct):
     :param crawler_role: role of the crawler (policies are added here).
     :param lake_formation: the catalog is governed by Lake Formation: the roles get
         ``lakeformation:GetDataAccess`` and the crawler reads with Lake Formation credentials.
-    :param worker_count: Glue G.1X workers. Default: 2 (the job scales out with the data).
-    :param timeout: job timeout. Default: 60 minutes.
     """
 
     def __init__(
@@ -304,16 +302,10 @@ class DatasetPipeline(Construct):
         job_role: iam.IRole,
         crawler_role: iam.IRole,
         lake_formation: bool = False,
-        worker_count: int | None = None,
-        timeout: Duration | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         if removal_policy is None:
             removal_policy = RemovalPolicy.RETAIN
-        if worker_count is None:
-            worker_count = 2
-        if timeout is None:
-            timeout = Duration.minutes(60)
         self.dataset = dataset
         self._logs_key = logs_key
         ds = dataset.name
@@ -417,9 +409,10 @@ class DatasetPipeline(Construct):
             description=f"Raw JSON to curated Parquet for {ds}: incremental, late-data safe, idempotent",
             role=self.job_role.role_arn,
             glue_version=GLUE_VERSION,
-            worker_type="G.1X",
-            number_of_workers=worker_count,
-            timeout=int(timeout.to_minutes()),
+            # from the dataset file: scaling a dataset out is a config change, not a code change
+            worker_type=dataset.processing.worker_type,
+            number_of_workers=dataset.processing.workers,
+            timeout=dataset.processing.timeout_minutes,
             # Step Functions retries the run; Glue itself must not run a failed job twice at once.
             max_retries=0,
             execution_property=glue.CfnJob.ExecutionPropertyProperty(max_concurrent_runs=1),
@@ -654,7 +647,8 @@ class DatasetPipeline(Construct):
             glue_job_name=self.job.ref,
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             arguments=sfn.TaskInput.from_object({"--rebuild_days": sfn.JsonPath.string_at("$.rebuild")}),
-            task_timeout=sfn.Timeout.duration(Duration.hours(2)),
+            # No task timeout: for this task CDK sends it as the run's Timeout, which would override
+            # the job's own (the dataset file's timeout_minutes).
             result_selector={"JobRunId.$": "$.Id", "ExecutionTime.$": "$.ExecutionTime"},
             result_path="$.job",
         )
@@ -872,7 +866,8 @@ class DatasetPipeline(Construct):
             name=f"{name}-pipeline",
             description=f"Pipeline of {ds}: runs its job, crawler and data-quality checks, publishes alerts",
             definition=definition,
-            timeout=Duration.hours(3),
+            # a full job run and two hours more: a retry, the crawler, data quality and notices
+            timeout=Duration.minutes(self.dataset.processing.timeout_minutes + 120),
             statements=[
                 iam.PolicyStatement(
                     actions=["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"],

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from datalake.dataset import WORKER_DPUS
 from datalake.diagram import Assembly, referenced, text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,9 +182,9 @@ def idle(assembly: Assembly, prices: dict[str, Any]) -> list[Line]:
         started = " ".join(definitions.get(t, "") for t in referenced(props.get("Target", {}).get("Arn")))
         job = next((j for n, ref, j in glue_jobs if n in started or ref in started), None)
         if job is not None:
-            workers = job.get("NumberOfWorkers", 2)
-            dpu_hours = runs * workers * p["glue_job_minimum_minutes"] / 60
-            detail = f"{runs:.0f} runs: job {workers} DPU x 1 min"
+            dpus = job.get("NumberOfWorkers", 2) * WORKER_DPUS[job.get("WorkerType", "G.1X")]
+            dpu_hours = runs * dpus * p["glue_job_minimum_minutes"] / 60
+            detail = f"{runs:.0f} runs: job {dpus} DPU x 1 min"
             if SKIP_WHEN_IDLE in started:
                 detail += " (billing minimum); crawler and data quality skipped as nothing is new"
                 transitions = PIPELINE_TRANSITIONS_SKIPPING

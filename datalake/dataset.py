@@ -60,7 +60,19 @@ _COLUMN_FIELDS = {
 }
 _GOVERNANCE_FIELDS = {"classification", "pii_columns", "row_filter_column", "row_filter_values"}
 _INGESTION_FIELDS = {"source", "buffer_size_mib", "buffer_interval_seconds"}
-_PROCESSING_FIELDS = {"schedule", "target_file_size_mib", "key_lookback_days", "quality_scope"}
+_PROCESSING_FIELDS = {
+    "schedule",
+    "target_file_size_mib",
+    "key_lookback_days",
+    "quality_scope",
+    "workers",
+    "worker_type",
+    "timeout_minutes",
+}
+#: Glue worker types for Spark jobs, with the DPUs each worker counts for (billing).
+WORKER_DPUS = {"G.1X": 1, "G.2X": 2, "G.4X": 4, "G.8X": 8}
+#: Glue's longest timeout for a batch job run, in minutes (48 hours).
+MAX_JOB_TIMEOUT_MINUTES = 2880
 #: What the data-quality evaluation after a run reads (``Processing.quality_scope``).
 QUALITY_SCOPES = ("days_written", "table")
 _SCHEDULE_RE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
@@ -159,6 +171,12 @@ class Processing:
     #: every run, which also catches a key whose versions stand on two days further apart than
     #: ``key_lookback_days`` (without a lookback, the job never leaves a key on two days).
     quality_scope: str = "days_written"
+    #: Glue workers of the job (2 at least) and their type: more workers for more data per run,
+    #: a larger type (G.2X: twice the memory per executor) for memory-hungry partitions.
+    workers: int = 2
+    worker_type: str = "G.1X"
+    #: Glue stops a job run after this long; the pipeline waits for it a little longer.
+    timeout_minutes: int = 60
 
 
 @dataclass(frozen=True)
@@ -208,6 +226,11 @@ class Dataset:
         """(name, type, comment) of the curated table's data columns, metadata columns last."""
         cols = [(c.name, c.glue_type(), c.comment) for c in self.columns]
         return cols + list(METADATA_COLUMNS)
+
+
+def _whole(value: Any) -> bool:
+    """A whole number as JSON gives it (``true`` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _problem(problems: list[tuple[str, str]], where: str, fix: str) -> None:
@@ -515,9 +538,7 @@ def parse_dataset(raw: Any, path: Path | str) -> Dataset:
     ):
         _problem(problems, "processing.target_file_size_mib", "use 16 to 1024 (MiB); 128 suits Athena")
     lookback = processing.key_lookback_days
-    if lookback is not None and (
-        isinstance(lookback, bool) or not isinstance(lookback, int) or not 1 <= lookback <= 3660
-    ):
+    if lookback is not None and (not _whole(lookback) or not 1 <= lookback <= 3660):
         _problem(
             problems,
             "processing.key_lookback_days",
@@ -529,6 +550,23 @@ def parse_dataset(raw: Any, path: Path | str) -> Dataset:
             "processing.quality_scope",
             f"got {processing.quality_scope!r}; use days_written (the days each run wrote) or table "
             "(the whole curated table after every run)",
+        )
+    if not _whole(processing.workers) or processing.workers < 2:
+        _problem(problems, "processing.workers", "use a whole number of Glue workers, 2 or more")
+    if processing.worker_type not in WORKER_DPUS:
+        _problem(
+            problems,
+            "processing.worker_type",
+            f"got {processing.worker_type!r}; use one of {', '.join(WORKER_DPUS)}",
+        )
+    if (
+        not _whole(processing.timeout_minutes)
+        or not 1 <= processing.timeout_minutes <= MAX_JOB_TIMEOUT_MINUTES
+    ):
+        _problem(
+            problems,
+            "processing.timeout_minutes",
+            f"use a whole number of minutes from 1 to {MAX_JOB_TIMEOUT_MINUTES} (48 hours, Glue's limit)",
         )
 
     if problems:

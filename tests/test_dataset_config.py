@@ -98,6 +98,13 @@ def test_reference_dataset_loads_with_its_schema() -> None:
             "processing.quality_scope",
             "use days_written (the days each run wrote) or table",
         ),
+        (lambda r: r["processing"].update(workers=1), "processing.workers", "2 or more"),
+        (lambda r: r["processing"].update(worker_type="G.16X"), "processing.worker_type", "G.1X, G.2X"),
+        (
+            lambda r: r["processing"].update(timeout_minutes="2h"),
+            "processing.timeout_minutes",
+            "a whole number of minutes from 1 to 2880",
+        ),
         (
             lambda r: _column(r, "items")["items"][1].update(colour="red"),
             "columns[items].items[1].colour",
@@ -116,6 +123,9 @@ def test_reference_dataset_loads_with_its_schema() -> None:
         "buffer",
         "lookback",
         "quality-scope",
+        "workers",
+        "worker-type",
+        "timeout",
         "nested-unknown",
     ],
 )

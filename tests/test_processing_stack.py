@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 from typing import Any
 
+import aws_cdk as cdk
 import boto3
 import pytest
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Template
 from lake_app import Synth, policy_statements, synthesize
 
-from cdk_constructs.processing import GLUE_JOB_DIR, GLUE_VERSION, quality_source
+from cdk_constructs.processing import (
+    GLUE_JOB_DIR,
+    GLUE_VERSION,
+    CatalogTarget,
+    DatasetPipeline,
+    JobScripts,
+    quality_source,
+)
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS
 from datalake.dataset import DATASETS_DIR, load_dataset
 from datalake.quality import dqdl
@@ -60,6 +74,47 @@ def test_job_runs_on_glue_51_with_arguments_from_the_dataset_file(template: Temp
     assert args["--job-bookmark-option"] == "job-bookmark-disable"
     extra = args["--extra-py-files"]["Fn::Sub"]  # the transforms.py asset, shipped as is
     assert extra.startswith("s3://") and extra.endswith(".py")
+
+
+def test_workers_and_timeouts_come_from_the_dataset_file() -> None:
+    # GIVEN a dataset file that asks for more and larger workers and a longer timeout
+    processing = dataclasses.replace(ORDERS.processing, workers=10, worker_type="G.2X", timeout_minutes=240)
+    dataset = dataclasses.replace(ORDERS, processing=processing)
+    app = cdk.App(context={"aws:cdk:bundling-stacks": []})
+    stack = cdk.Stack(app, "Test")
+    glue_role = iam.Role(stack, "Job", assumed_by=iam.ServicePrincipal("glue.amazonaws.com"))
+    DatasetPipeline(
+        stack,
+        "Orders",
+        dataset=dataset,
+        name="t-orders",
+        scripts=JobScripts.create(stack),
+        raw_bucket=s3.Bucket(stack, "Raw"),
+        raw_key=kms.Key(stack, "RawKey"),
+        curated_bucket=s3.Bucket(stack, "Curated"),
+        curated_key=kms.Key(stack, "CuratedKey"),
+        logs_key=kms.Key(stack, "LogsKey"),
+        catalog=CatalogTarget(database="d", table="orders", quarantine_table="orders_quarantine"),
+        security_configuration="t-lake",
+        alert_topic=sns.Topic(stack, "Alerts"),
+        log_retention=logs.RetentionDays.ONE_MONTH,
+        job_role=glue_role,
+        crawler_role=iam.Role(stack, "Crawler", assumed_by=iam.ServicePrincipal("glue.amazonaws.com")),
+    )
+    template = Template.from_stack(stack)
+    # THEN the job runs on them, and the pipeline outlasts the job's timeout by two hours
+    job = _one(template, "AWS::Glue::Job")
+    assert (job["NumberOfWorkers"], job["WorkerType"], job["Timeout"]) == (10, "G.2X", 240)
+    assert _definition(template)["TimeoutSeconds"] == (240 + 120) * 60
+
+
+def test_pipeline_runs_keep_the_jobs_own_timeout(template: Template) -> None:
+    job = _one(template, "AWS::Glue::Job")
+    assert (job["NumberOfWorkers"], job["WorkerType"], job["Timeout"]) == (2, "G.1X", 60)
+    definition = _definition(template)
+    # a Timeout in the StartJobRun call would override the job's for every pipeline run
+    assert "Timeout" not in definition["States"]["RunJob"]["Parameters"]
+    assert definition["TimeoutSeconds"] == (60 + 120) * 60
 
 
 def test_every_argument_the_entry_point_resolves_is_passed_to_the_job(template: Template) -> None:
