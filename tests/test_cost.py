@@ -75,6 +75,22 @@ def test_a_pipeline_that_always_crawls_and_checks_pays_their_minimums_every_run(
     assert "crawler 10 min" in pipeline.detail
 
 
+def test_a_job_on_larger_workers_pays_for_their_dpus() -> None:
+    # GIVEN the dataset file's job on 3 G.2X workers (2 DPUs each)
+    assembly = _assembly()
+    for template in assembly.templates.values():
+        for resource in template.get("Resources", {}).values():
+            if resource["Type"] == "AWS::Glue::Job":
+                resource["Properties"].update(NumberOfWorkers=3, WorkerType="G.2X")
+    # THEN each idle run's billing minimum counts 6 DPUs
+    (pipeline,) = [line for line in idle(assembly, PRICE_FILE) if line.component.startswith("Glue pipeline")]
+    p = {k: v["price"] for k, v in PRICE_FILE["idle"].items()}
+    assert pipeline.monthly == pytest.approx(
+        730 * (6 / 60 * p["glue_dpu_hour"] + 4 * p["step_functions_transition"])
+    )
+    assert "job 6 DPU x 1 min" in pipeline.detail
+
+
 def test_prod_pays_for_interface_endpoints_in_three_azs() -> None:
     assembly = _assembly("prod")
     lines = {line.component: line for line in idle(assembly, PRICE_FILE)}
