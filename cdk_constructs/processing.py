@@ -634,12 +634,13 @@ class DatasetPipeline(Construct):
             step_path="$.failedStep",
         )
 
-        def on_failure(state: sfn.TaskStateBase, step: str) -> None:
+        def on_failure(state: sfn.TaskStateBase, step: str) -> sfn.Pass:
             mark = sfn.Pass(
                 self, f"{step}Failed", result=sfn.Result.from_string(step), result_path="$.failedStep"
             )
             mark.next(notify_failure)
             state.add_catch(mark, errors=["States.ALL"], result_path="$.error")
+            return mark
 
         run_job = tasks.GlueStartJobRun(
             self,
@@ -654,7 +655,15 @@ class DatasetPipeline(Construct):
         )
         # The job is idempotent (it rebuilds whole days), so any failure may be retried.
         retry(run_job, max_attempts=2)
-        on_failure(run_job, "RunJob")
+        # The previous run still going (a backfill longer than the schedule's period) is no failure
+        # for a run that only looks for new data: that run, or the next, curates it. A start that
+        # asked for days to rebuild fails instead, so the request is not dropped unseen.
+        busy = sfn.Choice(self, "OnlyNewDataRequested?")
+        run_job.add_catch(busy, errors=["Glue.ConcurrentRunsExceededException"], result_path="$.error")
+        busy.when(
+            sfn.Condition.string_equals("$.rebuild", "none"),
+            sfn.Succeed(self, "PreviousRunStillRunning", comment="The job's previous run is still running"),
+        ).otherwise(on_failure(run_job, "RunJob"))
 
         # The job's last act is a summary under its run id: how many days it rebuilt.
         summary_prefix = f"{RUN_SUMMARIES}/{ds}"

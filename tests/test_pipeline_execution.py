@@ -122,7 +122,7 @@ class Lake:
     """moto's account with the pipeline deployed, and what the fakes were asked."""
 
     deployed: Deployed
-    job_outcome: str = "SUCCEEDED"  # or "FAILED"
+    job_outcome: str = "SUCCEEDED"  # or "FAILED", or "RUNNING": the run never ends
     summary: RunResult | None = field(default_factory=lambda: REBUILT)  # None: succeeds, writes none
     dq_statuses: list[str] = field(default_factory=lambda: ["SUCCEEDED"])
     dq_score: float = 1.0
@@ -160,7 +160,9 @@ class Lake:
     def job_started(self, run: Any) -> None:
         self.job_runs.append(run.job_run_id)
         self.job_arguments.append(run.arguments or {})
-        if self.job_outcome != "SUCCEEDED":
+        if self.job_outcome == "RUNNING":
+            run._transitions = [("STARTING", "RUNNING")]
+        elif self.job_outcome != "SUCCEEDED":
             run._transitions = [("STARTING", "RUNNING"), ("RUNNING", self.job_outcome)]
         elif self.summary is not None:  # the job's last act, at the path it is given
             key = summary_key(self.summaries.path.lstrip("/"), run.job_run_id)
@@ -373,6 +375,39 @@ def test_a_failing_job_is_retried_with_backoff_then_alerts_with_step_and_executi
     assert notice["message"].endswith(f"#/v2/executions/details/{run.arn}")
     assert f"region={REGION}#" in notice["message"]
     assert lake.dq_requests == []
+
+
+def _hold_a_job_run(lake: Lake) -> None:
+    """A run of the job that is still going, as a backfill longer than the schedule's period is."""
+    lake.job_outcome = "RUNNING"
+    lake.glue.start_job_run(JobName=lake.deployed.job["Name"])
+    lake.job_outcome = "SUCCEEDED"
+
+
+def test_a_scheduled_run_while_the_previous_one_still_runs_ends_without_an_alert(lake: Lake) -> None:
+    _hold_a_job_run(lake)
+
+    run = lake.run(trigger="schedule")
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert run.states == [
+        "RebuildRequested?", "OnlyNewData", "RunJob", "OnlyNewDataRequested?", "PreviousRunStillRunning"
+    ]  # fmt: skip
+    assert run.output["error"]["Error"] == "Glue.ConcurrentRunsExceededException"
+    assert len(lake.job_runs) == 1  # the held run only: Glue refused every start, retries included
+    _assert_backoff(lake.retry_delays, _retry(lake.deployed.definition, "RunJob"))
+    assert run.notices == []
+
+
+def test_a_rebuild_refused_because_a_run_is_still_going_alerts(lake: Lake) -> None:
+    _hold_a_job_run(lake)
+
+    run = lake.run(rebuild="2024-05-01")
+
+    assert run.status == "FAILED"
+    assert run.states[-4:] == ["OnlyNewDataRequested?", "RunJobFailed", "NotifyFailure", "PipelineFailed"]
+    (notice,) = run.notices
+    assert "failed at step RunJob: Glue.ConcurrentRunsExceededException" in notice["message"]
 
 
 def test_a_job_that_left_no_summary_alerts_at_the_read_instead_of_guessing(lake: Lake) -> None:
