@@ -429,6 +429,8 @@ class DatasetPipeline(Construct):
                 "--enable-metrics": "true",
                 "--enable-observability-metrics": "true",
                 "--enable-continuous-cloudwatch-log": "true",
+                # workers is a maximum: an hourly increment runs on fewer, a backfill on all of them
+                "--enable-auto-scaling": "true",
                 # The Spark UI of each run in the Glue console (stages, tasks, skew): event logs
                 # encrypted by the security configuration, expired by the curated bucket's lifecycle.
                 "--enable-spark-ui": "true",

@@ -70,7 +70,7 @@ _PROCESSING_FIELDS = {
     "timeout_minutes",
 }
 #: Glue worker types for Spark jobs, with the DPUs each worker counts for (billing).
-WORKER_DPUS = {"G.1X": 1, "G.2X": 2, "G.4X": 4, "G.8X": 8}
+WORKER_DPUS = {"G.1X": 1, "G.2X": 2, "G.4X": 4, "G.8X": 8, "G.12X": 12, "G.16X": 16}
 #: Glue's longest timeout for a batch job run, in minutes (48 hours).
 MAX_JOB_TIMEOUT_MINUTES = 2880
 #: What the data-quality evaluation after a run reads (``Processing.quality_scope``).
@@ -171,8 +171,9 @@ class Processing:
     #: every run, which also catches a key whose versions stand on two days further apart than
     #: ``key_lookback_days`` (without a lookback, the job never leaves a key on two days).
     quality_scope: str = "days_written"
-    #: Glue workers of the job (2 at least) and their type: more workers for more data per run,
-    #: a larger type (G.2X: twice the memory per executor) for memory-hungry partitions.
+    #: Glue workers of the job at most (2 at least; auto scaling runs a small increment on fewer)
+    #: and their type: more workers for more data per run, a larger type (G.2X: twice the memory
+    #: per executor) for memory-hungry partitions.
     workers: int = 2
     worker_type: str = "G.1X"
     #: Glue stops a job run after this long; the pipeline waits for it a little longer.

@@ -72,6 +72,8 @@ def test_job_runs_on_glue_51_with_arguments_from_the_dataset_file(template: Temp
     assert args["--curated_database"] == "lake_sbx_curated"
     # the job keeps its own manifest; Glue bookmarks only track GlueContext reads
     assert args["--job-bookmark-option"] == "job-bookmark-disable"
+    # the dataset file's workers are a maximum: small increments run on fewer
+    assert args["--enable-auto-scaling"] == "true"
     extra = args["--extra-py-files"]["Fn::Sub"]  # the transforms.py asset, shipped as is
     assert extra.startswith("s3://") and extra.endswith(".py")
 
