@@ -176,7 +176,7 @@ class Processing:
     #: per executor) for memory-hungry partitions.
     workers: int = 2
     worker_type: str = "G.1X"
-    #: Glue stops a job run after this long; the pipeline waits for it a little longer.
+    #: Glue stops a job run after this long; the pipeline's execution may last two hours more.
     timeout_minutes: int = 60
 
 
@@ -554,7 +554,7 @@ def parse_dataset(raw: Any, path: Path | str) -> Dataset:
         )
     if not _whole(processing.workers) or processing.workers < 2:
         _problem(problems, "processing.workers", "use a whole number of Glue workers, 2 or more")
-    if processing.worker_type not in WORKER_DPUS:
+    if not isinstance(processing.worker_type, str) or processing.worker_type not in WORKER_DPUS:
         _problem(
             problems,
             "processing.worker_type",

@@ -99,7 +99,7 @@ def test_reference_dataset_loads_with_its_schema() -> None:
             "use days_written (the days each run wrote) or table",
         ),
         (lambda r: r["processing"].update(workers=1), "processing.workers", "2 or more"),
-        (lambda r: r["processing"].update(worker_type="Standard"), "processing.worker_type", "G.1X, G.2X"),
+        (lambda r: r["processing"].update(worker_type=["G.2X"]), "processing.worker_type", "G.1X, G.2X"),
         (
             lambda r: r["processing"].update(timeout_minutes="2h"),
             "processing.timeout_minutes",
