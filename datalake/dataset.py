@@ -509,16 +509,13 @@ def parse_dataset(raw: Any, path: Path | str) -> Dataset:
     ingestion = Ingestion(**ingestion_raw) if ingestion_raw else Ingestion()
     if ingestion.source not in SOURCES:
         _problem(problems, "ingestion.source", f"got {ingestion.source!r}; use one of {', '.join(SOURCES)}")
-    if not isinstance(ingestion.buffer_size_mib, int) or not 64 <= ingestion.buffer_size_mib <= 128:
+    if not _whole(ingestion.buffer_size_mib) or not 64 <= ingestion.buffer_size_mib <= 128:
         _problem(
             problems,
             "ingestion.buffer_size_mib",
             "dynamic partitioning needs a buffer of 64 to 128 MiB; use 128 for large objects",
         )
-    if (
-        not isinstance(ingestion.buffer_interval_seconds, int)
-        or not 60 <= ingestion.buffer_interval_seconds <= 900
-    ):
+    if not _whole(ingestion.buffer_interval_seconds) or not 60 <= ingestion.buffer_interval_seconds <= 900:
         _problem(
             problems,
             "ingestion.buffer_interval_seconds",
@@ -533,10 +530,7 @@ def parse_dataset(raw: Any, path: Path | str) -> Dataset:
             "processing.schedule",
             "use an EventBridge Scheduler expression: rate(1 hour) or cron(...)",
         )
-    if (
-        not isinstance(processing.target_file_size_mib, int)
-        or not 16 <= processing.target_file_size_mib <= 1024
-    ):
+    if not _whole(processing.target_file_size_mib) or not 16 <= processing.target_file_size_mib <= 1024:
         _problem(problems, "processing.target_file_size_mib", "use 16 to 1024 (MiB); 128 suits Athena")
     lookback = processing.key_lookback_days
     if lookback is not None and (not _whole(lookback) or not 1 <= lookback <= 3660):
