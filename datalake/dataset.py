@@ -318,7 +318,7 @@ def _parse_column(
             except re.error as exc:
                 _problem(problems, f"{where}.pattern", f"not a valid regular expression: {exc}")
     max_length = raw.get("max_length")
-    if max_length is not None and (ctype != "string" or not isinstance(max_length, int) or max_length < 1):
+    if max_length is not None and (ctype != "string" or not _whole(max_length) or max_length < 1):
         _problem(problems, f"{where}.max_length", "max_length needs a string column and an int >= 1")
     comment = raw.get("comment", "")
     if not isinstance(comment, str) or len(comment) > 255:
@@ -365,7 +365,7 @@ def _parse_column(
         min=raw.get("min"),
         max=raw.get("max"),
         pattern=pattern if isinstance(pattern, str) else None,
-        max_length=max_length if isinstance(max_length, int) else None,
+        max_length=max_length if _whole(max_length) else None,
         comment=comment,
         children=tuple(children),
     )

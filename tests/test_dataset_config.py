@@ -87,6 +87,11 @@ def test_reference_dataset_loads_with_its_schema() -> None:
             "partition key 'created_at' is not in the schema",
         ),
         (lambda r: _column(r, "amount").update(min="zero"), "columns[amount].min", "must be a number"),
+        (
+            lambda r: _column(r, "order_id").update(max_length=True),
+            "columns[order_id].max_length",
+            "an int >= 1",
+        ),
         (lambda r: r["ingestion"].update(buffer_size_mib=5), "ingestion.buffer_size_mib", "64 to 128 MiB"),
         (
             lambda r: r["processing"].update(key_lookback_days="90d"),
@@ -120,6 +125,7 @@ def test_reference_dataset_loads_with_its_schema() -> None:
         "duplicate-column",
         "partition-key",
         "bad-min",
+        "max-length-true",
         "buffer",
         "lookback",
         "quality-scope",
