@@ -11,7 +11,8 @@ import os
 import sys
 import types
 from collections import Counter
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from job import (
     PREDICATE_LIMIT,
     JobConfig,
@@ -833,36 +835,41 @@ def glue_runtime(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
-    spark: Any, tmp_path: Path, glue_runtime: list[str]
-) -> None:
-    cfg = _config(tmp_path)
-    args = {
-        "JOB_NAME": "orders-raw-to-curated",
-        "dataset_spec": json.dumps(SPEC),
-        "raw_path": cfg.raw_path,
-        "curated_path": cfg.curated_path,
-        "quarantine_path": cfg.quarantine_path,
-        "manifest_path": cfg.manifest_path,
-        "target_file_size_mib": "1",
-        "curated_database": "lake_curated",
-        "curated_table": "orders",
-        "quarantine_table": "orders_quarantine",
-        "metrics_namespace": "DataLake/Processing",
-        "run_summary_path": f"file://{tmp_path}/curated/_runs/orders/",
-        "key_lookback_days": "all",
-        "rebuild_days": "none",
-    }
+@dataclass
+class GlueRuns:
+    """The Glue entry point run over ``tmp``'s zones, with moto's catalog and CloudWatch."""
 
-    def glue_run(run_id: str) -> None:
-        main(["job.py", *[x for k, v in {**args, "JOB_RUN_ID": run_id}.items() for x in (f"--{k}", v)]])
+    tmp: Path
+    cfg: JobConfig
+    glue: Any
 
-    with mock_aws():
-        glue = boto3.client("glue")
-        cloudwatch = boto3.client("cloudwatch")
-        glue.create_database(DatabaseInput={"Name": "lake_curated"})
-        for table, location in (("orders", cfg.curated_path), ("orders_quarantine", cfg.quarantine_path)):
-            glue.create_table(
+    def run(self, run_id: str) -> None:
+        args = {
+            "JOB_NAME": "orders-raw-to-curated",
+            "JOB_RUN_ID": run_id,
+            "dataset_spec": json.dumps(SPEC),
+            "raw_path": self.cfg.raw_path,
+            "curated_path": self.cfg.curated_path,
+            "quarantine_path": self.cfg.quarantine_path,
+            "manifest_path": self.cfg.manifest_path,
+            "target_file_size_mib": "1",
+            "curated_database": "lake_curated",
+            "curated_table": "orders",
+            "quarantine_table": "orders_quarantine",
+            "metrics_namespace": "DataLake/Processing",
+            "run_summary_path": f"file://{self.tmp}/curated/_runs/orders/",
+            "key_lookback_days": "all",
+            "rebuild_days": "none",
+        }
+        main(["job.py", *[x for k, v in args.items() for x in (f"--{k}", v)]])
+
+    def create_tables(self) -> None:
+        """The curated and quarantine tables, as the catalog stack declares them (one column)."""
+        for table, location in (
+            ("orders", self.cfg.curated_path),
+            ("orders_quarantine", self.cfg.quarantine_path),
+        ):
+            self.glue.create_table(
                 DatabaseName="lake_curated",
                 TableInput={
                     "Name": table,
@@ -877,85 +884,127 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
                 },
             )
 
-        def summary(run_id: str) -> dict[str, Any]:
-            return json.loads((tmp_path / "curated" / "_runs" / "orders" / f"{run_id}.json").read_text())
+    def summary_file(self, run_id: str) -> Path:
+        return self.tmp / "curated" / "_runs" / "orders" / f"{run_id}.json"
 
-        def partitions(table: str) -> dict[str, str]:
-            listed = glue.get_partitions(DatabaseName="lake_curated", TableName=table)["Partitions"]
-            return {"-".join(p["Values"]): p["StorageDescriptor"]["Location"] for p in listed}
+    def summary(self, run_id: str) -> dict[str, Any]:
+        return dict(json.loads(self.summary_file(run_id).read_text()))
 
-        # GIVEN two days of raw objects: an order, its re-delivery and a malformed line; an order
-        _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), _record("o-1"), "{not json"])
-        _write_raw(tmp_path, "2024-05-02", "b", [_record("o-2", ts="2024-05-02T09:00:00.000Z")])
-        # WHEN Glue runs the job
-        glue_run("jr_1")
-        # THEN both tables list the days that hold their rows, where their files are; the counts
-        # are published; the summary the state machine reads is under the run id; the job commits
-        day1, day2, day3 = (f"year=2024/month=05/day=0{d}/" for d in (1, 2, 3))
-        assert partitions("orders") == {
-            "2024-05-01": cfg.curated_path + day1,
-            "2024-05-02": cfg.curated_path + day2,
-        }
-        assert partitions("orders_quarantine") == {"2024-05-01": cfg.quarantine_path + day1}
-        now = datetime.now(UTC)
-        published = {
-            name: cloudwatch.get_metric_statistics(
-                Namespace="DataLake/Processing",
-                MetricName=name,
-                Dimensions=[{"Name": "dataset", "Value": "orders"}],
-                StartTime=now.replace(year=now.year - 1),
-                EndTime=now.replace(year=now.year + 1),
-                Period=60,
-                Statistics=["Sum"],
-            )["Datapoints"][0]["Sum"]
-            for name in JOB_COUNTS
-        }
-        # exactly the counts the dashboard shows (JOB_COUNTS): none published and left off it
-        listed = cloudwatch.list_metrics(Namespace="DataLake/Processing")["Metrics"]
-        assert sorted({m["MetricName"] for m in listed}) == sorted(JOB_COUNTS)
-        assert published == {
-            "RowsRead": 4,
-            "RowsWritten": 2,
-            "RowsQuarantined": 1,
-            "DuplicatesDropped": 1,
-            "UnplacedObjects": 0,
-        }
-        assert summary("jr_1") == {
-            "dataset": "orders",
-            "run_id": "jr_1",
-            "partitions_rebuilt": 2,
-            "quality_predicate": "(year='2024' AND month='05' AND day IN ('01', '02'))",
-            "rows_read": 4,
-            "rows_written": 2,
-            "rows_quarantined": 1,
-            "duplicates_dropped": 1,
-            "new_objects": 2,
-            "days": ["2024-05-01", "2024-05-02"],
-            "curated_days": ["2024-05-01", "2024-05-02"],
-            "quarantine_days": ["2024-05-01"],
-            "files_written": 2,
-            "unplaced_objects": [],
-        }
-        assert glue_runtime == ["init orders-raw-to-curated", "commit"]
+    def partitions(self, table: str) -> dict[str, str]:
+        listed = self.glue.get_partitions(DatabaseName="lake_curated", TableName=table)["Partitions"]
+        return {"-".join(p["Values"]): p["StorageDescriptor"]["Location"] for p in listed}
 
-        # WHEN the first order's next version lands on 3 May and the job runs again
-        moved = _record("o-1", ts="2024-05-03T01:00:00.000Z", ingested="2024-05-03T01:00:02.000Z")
-        _write_raw(tmp_path, "2024-05-03", "c", [moved])
-        glue_run("jr_2")
-        # THEN the emptied day leaves the curated table's catalog; its quarantined line stays (the
-        # partition already registered is not an error)
-        assert partitions("orders") == {
-            "2024-05-02": cfg.curated_path + day2,
-            "2024-05-03": cfg.curated_path + day3,
-        }
-        assert partitions("orders_quarantine") == {"2024-05-01": cfg.quarantine_path + day1}
-        assert summary("jr_2")["curated_days"] == ["2024-05-03"]
-        # and data quality is evaluated on the day written, not on the day emptied
-        assert summary("jr_2")["quality_predicate"] == "(year='2024' AND month='05' AND day IN ('03'))"
 
-        # WHEN it runs with nothing new
-        glue_run("jr_3")
-        # THEN its summary tells the state machine to skip the crawler and data quality
-        idle = summary("jr_3")
-        assert idle["partitions_rebuilt"] == idle["new_objects"] == idle["rows_read"] == 0
-        assert len(partitions("orders")) == 2
+@pytest.fixture
+def glue_runs(tmp_path: Path, glue_runtime: list[str]) -> Iterator[GlueRuns]:
+    with mock_aws():
+        glue = boto3.client("glue")
+        glue.create_database(DatabaseInput={"Name": "lake_curated"})
+        yield GlueRuns(tmp_path, _config(tmp_path), glue)
+
+
+def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
+    spark: Any, tmp_path: Path, glue_runtime: list[str], glue_runs: GlueRuns
+) -> None:
+    cfg, glue_run, summary, partitions = glue_runs.cfg, glue_runs.run, glue_runs.summary, glue_runs.partitions
+    glue_runs.create_tables()
+    cloudwatch = boto3.client("cloudwatch")
+    # GIVEN two days of raw objects: an order, its re-delivery and a malformed line; an order
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), _record("o-1"), "{not json"])
+    _write_raw(tmp_path, "2024-05-02", "b", [_record("o-2", ts="2024-05-02T09:00:00.000Z")])
+    # WHEN Glue runs the job
+    glue_run("jr_1")
+    # THEN both tables list the days that hold their rows, where their files are; the counts
+    # are published; the summary the state machine reads is under the run id; the job commits
+    day1, day2, day3 = (f"year=2024/month=05/day=0{d}/" for d in (1, 2, 3))
+    assert partitions("orders") == {
+        "2024-05-01": cfg.curated_path + day1,
+        "2024-05-02": cfg.curated_path + day2,
+    }
+    assert partitions("orders_quarantine") == {"2024-05-01": cfg.quarantine_path + day1}
+    now = datetime.now(UTC)
+    published = {
+        name: cloudwatch.get_metric_statistics(
+            Namespace="DataLake/Processing",
+            MetricName=name,
+            Dimensions=[{"Name": "dataset", "Value": "orders"}],
+            StartTime=now.replace(year=now.year - 1),
+            EndTime=now.replace(year=now.year + 1),
+            Period=60,
+            Statistics=["Sum"],
+        )["Datapoints"][0]["Sum"]
+        for name in JOB_COUNTS
+    }
+    # exactly the counts the dashboard shows (JOB_COUNTS): none published and left off it
+    listed = cloudwatch.list_metrics(Namespace="DataLake/Processing")["Metrics"]
+    assert sorted({m["MetricName"] for m in listed}) == sorted(JOB_COUNTS)
+    assert published == {
+        "RowsRead": 4,
+        "RowsWritten": 2,
+        "RowsQuarantined": 1,
+        "DuplicatesDropped": 1,
+        "UnplacedObjects": 0,
+    }
+    assert summary("jr_1") == {
+        "dataset": "orders",
+        "run_id": "jr_1",
+        "partitions_rebuilt": 2,
+        "quality_predicate": "(year='2024' AND month='05' AND day IN ('01', '02'))",
+        "rows_read": 4,
+        "rows_written": 2,
+        "rows_quarantined": 1,
+        "duplicates_dropped": 1,
+        "new_objects": 2,
+        "days": ["2024-05-01", "2024-05-02"],
+        "curated_days": ["2024-05-01", "2024-05-02"],
+        "quarantine_days": ["2024-05-01"],
+        "files_written": 2,
+        "unplaced_objects": [],
+    }
+    assert glue_runtime == ["init orders-raw-to-curated", "commit"]
+
+    # WHEN the first order's next version lands on 3 May and the job runs again
+    moved = _record("o-1", ts="2024-05-03T01:00:00.000Z", ingested="2024-05-03T01:00:02.000Z")
+    _write_raw(tmp_path, "2024-05-03", "c", [moved])
+    glue_run("jr_2")
+    # THEN the emptied day leaves the curated table's catalog; its quarantined line stays (the
+    # partition already registered is not an error)
+    assert partitions("orders") == {
+        "2024-05-02": cfg.curated_path + day2,
+        "2024-05-03": cfg.curated_path + day3,
+    }
+    assert partitions("orders_quarantine") == {"2024-05-01": cfg.quarantine_path + day1}
+    assert summary("jr_2")["curated_days"] == ["2024-05-03"]
+    # and data quality is evaluated on the day written, not on the day emptied
+    assert summary("jr_2")["quality_predicate"] == "(year='2024' AND month='05' AND day IN ('03'))"
+
+    # WHEN it runs with nothing new
+    glue_run("jr_3")
+    # THEN its summary tells the state machine to skip the crawler and data quality
+    idle = summary("jr_3")
+    assert idle["partitions_rebuilt"] == idle["new_objects"] == idle["rows_read"] == 0
+    assert len(partitions("orders")) == 2
+
+
+def test_a_run_that_failed_after_writing_its_days_is_completed_by_the_next_run(
+    spark: Any, tmp_path: Path, glue_runtime: list[str], glue_runs: GlueRuns
+) -> None:
+    # GIVEN a day of raw orders, and a catalog whose tables cannot take its partitions yet
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), "{not json"])
+    # WHEN Glue runs the job: it writes the day, then fails registering it
+    with pytest.raises(ClientError, match="EntityNotFoundException"):
+        glue_runs.run("jr_1")
+    # THEN the run leaves no summary and does not commit
+    assert not glue_runs.summary_file("jr_1").exists()
+    assert glue_runtime == ["init orders-raw-to-curated"]
+    # WHEN the tables exist and the job runs again (the state machine's retry)
+    glue_runs.create_tables()
+    glue_runs.run("jr_2")
+    # THEN that run rebuilds the day again and registers it, and its summary reports the day, so
+    # the state machine crawls it and checks its quality: the failed run's objects were not
+    # recorded as processed
+    day1 = "year=2024/month=05/day=01/"
+    assert glue_runs.partitions("orders") == {"2024-05-01": glue_runs.cfg.curated_path + day1}
+    assert glue_runs.partitions("orders_quarantine") == {"2024-05-01": glue_runs.cfg.quarantine_path + day1}
+    again = glue_runs.summary("jr_2")
+    assert (again["partitions_rebuilt"], again["new_objects"], again["rows_written"]) == (1, 1, 1)

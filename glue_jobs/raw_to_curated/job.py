@@ -17,9 +17,12 @@ Each run:
    late data never drops rows curated earlier. A rebuilt day left with no rows (its keys moved to
    another day, or its rows fail rules tightened since) is removed, since dynamic overwrite would
    keep its old files;
-4. appends the new objects to the manifest, last, so a failed run is simply run again. Once the
-   manifest holds ``manifest_compact_at`` files, that run writes one file with every entry and
-   removes the files it read, so an hourly schedule does not read thousands of small objects.
+4. hands its result to the caller (``publish``: the Glue entry point registers the days in the
+   catalog, publishes the counts and writes the run summary);
+5. appends the new objects to the manifest, last, so a run that failed anywhere before, its
+   ``publish`` included, is simply run again on the same objects. Once the manifest holds
+   ``manifest_compact_at`` files, that run writes one file with every entry and removes the files
+   it read, so an hourly schedule does not read thousands of small objects.
 
 The same :func:`run` runs on local Spark in the tests, the demo and the benchmarks.
 """
@@ -249,13 +252,14 @@ def run_summary(run_id: str, dataset: str, result: RunResult) -> dict[str, Any]:
 
 
 def write_run_summary(spark: SparkSession, path: str, run_id: str, dataset: str, result: RunResult) -> str:
-    """``<path>/<run_id>.json``: :func:`run_summary` of the run, written last.
+    """``<path>/<run_id>.json``: :func:`run_summary` of the run, written after the zones and the
+    catalog, just before the manifest.
 
     The pipeline reads it after the job (one ``s3:GetObject``) and skips the crawler and the
     data-quality evaluation when ``partitions_rebuilt`` is 0: an hourly schedule with nothing new
     then pays for the job's one-minute minimum only. It evaluates data quality on the days in
-    ``quality_predicate``, and not at all when the run left no curated row. Written last, so it
-    exists only for a run that finished; a retried run has a run id of its own.
+    ``quality_predicate``, and not at all when the run left no curated row. The state machine reads
+    it only for a run that succeeded; a retried run has a run id of its own.
     """
     key = summary_key(path, run_id)
     _write_text(spark, key, json.dumps(run_summary(run_id, dataset, result)), overwrite=True)
@@ -470,7 +474,11 @@ def _written(spark: SparkSession, base: str, days: set[Day]) -> tuple[dict[Day, 
     return rows, len(table.inputFiles())
 
 
-def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
+def run(
+    spark: SparkSession, cfg: JobConfig, *, publish: Callable[[RunResult], None] | None = None
+) -> RunResult:
+    """Curate the days with new raw objects (module docstring); ``publish`` gets the result before
+    the manifest records those objects, so its failure fails the run and the next run redoes it."""
     spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     # Partition values stay strings ("05", not 5), as the catalog declares them.
@@ -496,6 +504,8 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
         folders = {d for d in day_by_path.values() if d is not None}
         requested = {d for d in folders if low <= _calendar_day(d) <= high}
     if not new and not requested:
+        if publish is not None:
+            publish(result)
         return result
     days: set[Day] = set(new.values()) | requested
     raw_bytes: dict[Day, int] = {}  # per day, for file sizing
@@ -572,6 +582,8 @@ def run(spark: SparkSession, cfg: JobConfig) -> RunResult:
     for day in days - quarantined_days:
         delete_path(spark, _partition_path(cfg.quarantine_path, day))
     result.quarantine_days = sorted(quarantined_days)
+    if publish is not None:
+        publish(result)
     # Last: a run that failed before this point is re-run on the same objects.
     append_manifest(spark, cfg.manifest_path, manifest, {p: objects[p] for p in new}, cfg.manifest_compact_at)
     checked.unpersist()
@@ -642,7 +654,8 @@ def _publish_metrics(cloudwatch: Any, namespace: str, dataset: str, result: RunR
 
 
 def main(argv: list[str]) -> None:
-    """The Glue entry point: :func:`run`, then the catalog, metrics and the run summary."""
+    """The Glue entry point: :func:`run`, which hands its result to the catalog, the metrics and the
+    run summary (``publish``) before it records the run's objects as processed."""
     import boto3
     from awsglue.context import GlueContext  # type: ignore[import-not-found]
     from awsglue.job import Job  # type: ignore[import-not-found]
@@ -683,19 +696,27 @@ def main(argv: list[str]) -> None:
         key_lookback_days=None if args["key_lookback_days"] == "all" else int(args["key_lookback_days"]),
         rebuild=rebuild_range(args["rebuild_days"]),
     )
-    result = run(glue_context.spark_session, cfg)
-    print(json.dumps({"dataset": spec["name"], **result.as_dict()}))
-    glue = boto3.client("glue")
-    for table, location, present in (
-        (args["curated_table"], cfg.curated_path, result.curated_days),
-        (args["quarantine_table"], cfg.quarantine_path, result.quarantine_days),
-    ):
-        emptied = sorted(set(result.days) - set(present))
-        _sync_partitions(glue, args["curated_database"], table, location, present=present, emptied=emptied)
-    _publish_metrics(boto3.client("cloudwatch"), args["metrics_namespace"], spec["name"], result)
-    write_run_summary(
-        glue_context.spark_session, args["run_summary_path"], args["JOB_RUN_ID"], spec["name"], result
-    )
+
+    def publish(result: RunResult) -> None:
+        """The catalog, the counts and the run summary, before the manifest records the run's
+        objects: if any of them fails, the retried run rebuilds the same days and does them all,
+        instead of finding nothing new and leaving the days unregistered and unchecked."""
+        print(json.dumps({"dataset": spec["name"], **result.as_dict()}))
+        glue = boto3.client("glue")
+        for table, location, present in (
+            (args["curated_table"], cfg.curated_path, result.curated_days),
+            (args["quarantine_table"], cfg.quarantine_path, result.quarantine_days),
+        ):
+            emptied = sorted(set(result.days) - set(present))
+            _sync_partitions(
+                glue, args["curated_database"], table, location, present=present, emptied=emptied
+            )
+        _publish_metrics(boto3.client("cloudwatch"), args["metrics_namespace"], spec["name"], result)
+        write_run_summary(
+            glue_context.spark_session, args["run_summary_path"], args["JOB_RUN_ID"], spec["name"], result
+        )
+
+    run(glue_context.spark_session, cfg, publish=publish)
     job.commit()
 
 
