@@ -972,7 +972,9 @@ class DatasetPipeline(Construct):
         ]
 
     def _failure_rules(self, topic: sns.ITopic) -> list[events.CfnRule]:
-        """Job failures and failed data-quality evaluations go to the alert topic as they happen."""
+        """Job and crawler failures and failed data-quality evaluations go to the alert topic as
+        they happen. The crawler runs on after the state machine has started it, so its failure
+        (drift no longer logged) reaches no state: only this rule reports it."""
         ds = self.dataset.name
         alerts = AlertRules(self, "AlertRules", topic=topic, key=self._logs_key)
         return [
@@ -986,6 +988,17 @@ class DatasetPipeline(Construct):
                 },
                 template=f'"Glue job of {ds} <state>: <message> (run <run>)"',
                 paths={"state": "$.detail.state", "message": "$.detail.message", "run": "$.detail.jobRunId"},
+            ),
+            alerts.add(
+                "CrawlerFailedRule",
+                description=f"{ds}: curated crawler failures to the alert topic",
+                pattern={
+                    "source": ["aws.glue"],
+                    "detail-type": ["Glue Crawler State Change"],
+                    "detail": {"crawlerName": [self.crawler.ref], "state": ["Failed"]},
+                },
+                template=f'"Crawler of {ds} failed: <error> (log: <log>)"',
+                paths={"error": "$.detail.errorMessage", "log": "$.detail.cloudWatchLogLink"},
             ),
             alerts.add(
                 "DataQualityFailedRule",

@@ -321,8 +321,16 @@ def test_alarms_and_failure_rules_reach_the_alert_topic(template: Template) -> N
     ]
     assert all(a["Properties"]["AlarmActions"] for a in alarms.values())
     rules = template.find_resources("AWS::Events::Rule")
-    patterns = sorted(r["Properties"]["EventPattern"]["detail-type"][0] for r in rules.values())
-    assert patterns == ["Data Quality Evaluation Results Available", "Glue Job State Change"]
+    patterns = {r["Properties"]["EventPattern"]["detail-type"][0]: r["Properties"] for r in rules.values()}
+    assert sorted(patterns) == [
+        "Data Quality Evaluation Results Available",
+        "Glue Crawler State Change",
+        "Glue Job State Change",
+    ]
+    # the crawler runs on after the state machine started it: its failure is reported by this rule
+    (crawler,) = template.find_resources("AWS::Glue::Crawler")
+    crawled = patterns["Glue Crawler State Change"]["EventPattern"]["detail"]
+    assert crawled == {"crawlerName": [{"Ref": crawler}], "state": ["Failed"]}
     for rule in rules.values():
         target = rule["Properties"]["Targets"][0]
         assert "DeadLetterConfig" in target and "InputTransformer" in target
