@@ -18,7 +18,7 @@ CDK_FLAGS := -c stage=$(STAGE) $(CDK_CONTEXT)
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help install lock synth test lint format diff deploy destroy demo bench diagram cost clean distclean
+.PHONY: help install lock synth test lint format diff deploy destroy demo replay bench diagram cost clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -76,6 +76,10 @@ destroy: install ## Destroy every stack of STAGE (sandbox: data and keys too)
 DEMO_ORDERS ?= 3000
 demo: install ## Run the real transform, Glue job, data quality and Athena SQL locally on sample orders
 	$(VENV)/bin/python -m datalake.local_run --demo $(DEMO_ORDERS) --dataset orders --workdir .demo
+
+replay: install ## Send failed or rejected records back through Firehose (STREAM=, FROM=s3://..., DRY_RUN=1; AWS credentials)
+	@test -n "$(STREAM)" -a -n "$(FROM)" || { echo "usage: make replay STREAM=<prefix>-<dataset> FROM=s3://<raw bucket>/errors/<dataset>/processing-failed/ [DRY_RUN=1]"; exit 2; }
+	$(VENV)/bin/python -m datalake.replay --stream "$(STREAM)" $(if $(DRY_RUN),--dry-run) "$(FROM)"
 
 bench: install ## Run the benchmarks (BENCH_ORDERS=1000000): a table, and benchmarks/results.json
 	$(VENV)/bin/python benchmarks/run.py

@@ -30,7 +30,7 @@ PARTS = {
         "test_benchmarks",
     ),
     "nag": ("test_compliance",),
-    "lambda": ("test_firehose_transform", "test_custom_resources"),
+    "lambda": ("test_firehose_transform", "test_custom_resources", "test_replay"),
     "spark": ("test_raw_to_curated",),
     "integration": ("test_local_run", "test_pipeline_execution"),
 }

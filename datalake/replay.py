@@ -1,0 +1,192 @@
+"""Send records that did not reach the raw zone back through their dataset's delivery stream.
+
+Two kinds of objects in the raw bucket hold such records, each with the record's original bytes:
+
+- ``errors/<dataset>/processing-failed/...``: Firehose's own error records (``rawData``, base64),
+  written when the transform failed (a bug) or its response outgrew Lambda's limit;
+- ``<dataset>_rejected/...``: the transform's rejections (``raw_base64``), once the dataset file has
+  been changed to accept what was refused, or the producer's mistake is understood.
+
+Each record is sent as it was first sent, and goes through the transform again: a record that is
+still invalid is rejected again, with its reasons. It arrives now, so its ``ingested_at`` is the
+replay's time and it wins over any version of its key that arrived since it first failed (the
+runbook says what to do about that). Sending an object twice is harmless downstream (the Glue job
+keeps one version per record key), but it is not needed: the tool reports each object as sent
+once all its records are accepted.
+
+    python -m datalake.replay --stream lake-sbx-orders \\
+        s3://lake-sbx-raw-<account>-<region>/errors/orders/processing-failed/year=2024/month=05/
+
+needs ``s3:ListBucket``/``s3:GetObject`` on the prefix, ``kms:Decrypt`` on the raw key and
+``firehose:PutRecordBatch`` on the stream. ``--dry-run`` reads and counts, and sends nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import gzip
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+#: PutRecordBatch's limits: records per call, bytes per call, bytes per record.
+BATCH_RECORDS = 500
+BATCH_BYTES = 4 * 1024 * 1024
+RECORD_BYTES = 1000 * 1024
+#: The field holding the original bytes: Firehose's error records, then the transform's rejections.
+PAYLOAD_FIELDS = ("rawData", "raw_base64")
+
+
+class ReplayError(RuntimeError):
+    """An object that cannot be replayed, or records Firehose kept refusing: named, with the fix."""
+
+
+def records_in(body: bytes, name: str) -> list[bytes]:
+    """The original records of one error or rejection object (gzip or not): one JSON document per
+    record, each with its bytes base64-encoded in one of :data:`PAYLOAD_FIELDS`."""
+    try:
+        text = (gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body).decode("utf-8")
+    except (OSError, EOFError, UnicodeDecodeError) as error:
+        raise ReplayError(f"{name}: cannot be read as JSON text ({error}); nothing of it was sent") from None
+    decoder = json.JSONDecoder()
+    records: list[bytes] = []
+    at = number = 0
+    while True:
+        while at < len(text) and text[at].isspace():
+            at += 1
+        if at == len(text):
+            return records
+        number += 1
+        try:
+            document, at = decoder.raw_decode(text, at)
+            field = next(f for f in PAYLOAD_FIELDS if isinstance(document, dict) and f in document)
+            records.append(base64.b64decode(document[field], validate=True))
+        except (json.JSONDecodeError, StopIteration, binascii.Error, TypeError) as error:
+            raise ReplayError(
+                f"{name}: document {number} is not an error or rejection record "
+                f"({type(error).__name__}); replay only objects under errors/<dataset>/ or "
+                "<dataset>_rejected/"
+            ) from None
+
+
+def batches(records: list[bytes]) -> Iterator[list[bytes]]:
+    """``records`` in PutRecordBatch calls: at most 500 records and 4 MiB each, in order."""
+    batch: list[bytes] = []
+    size = 0
+    for record in records:
+        if batch and (len(batch) == BATCH_RECORDS or size + len(record) > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(record)
+        size += len(record)
+    if batch:
+        yield batch
+
+
+def put_all(
+    firehose: Any,
+    stream: str,
+    records: list[bytes],
+    *,
+    attempts: int = 6,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Every record accepted by the stream: the ones a call refused (throttling, say) are sent
+    again, with exponential backoff, up to ``attempts`` calls; then :class:`ReplayError`."""
+    pending, codes = records, []
+    for attempt in range(attempts):
+        if attempt:
+            sleep(min(0.2 * 2**attempt, 10.0))
+        response = firehose.put_record_batch(
+            DeliveryStreamName=stream, Records=[{"Data": record} for record in pending]
+        )
+        if not response.get("FailedPutCount"):
+            return
+        pending = [
+            record
+            for record, result in zip(pending, response["RequestResponses"], strict=True)
+            if "ErrorCode" in result
+        ]
+        codes = sorted({r["ErrorCode"] for r in response["RequestResponses"] if "ErrorCode" in r})
+    raise ReplayError(
+        f"{len(pending)} record(s) still refused by {stream} after {attempts} attempts ({', '.join(codes)})"
+    )
+
+
+@dataclass
+class Replayed:
+    objects: int = 0
+    records: int = 0
+
+
+def replay(
+    s3: Any,
+    firehose: Any,
+    *,
+    stream: str,
+    url: str,
+    dry_run: bool = False,
+    report: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Replayed:
+    """Send the records of every object under ``url`` (``s3://bucket/prefix``) to ``stream``, one
+    object at a time, reporting each once all its records are accepted."""
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ReplayError(f"{url}: expected s3://<raw bucket>/<prefix>")
+    bucket, prefix = parsed.netloc, parsed.path.lstrip("/")
+    done = Replayed()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for listed in page.get("Contents", []):
+            key = listed["Key"]
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            records = records_in(body, f"s3://{bucket}/{key}")
+            if too_large := [len(r) for r in records if len(r) > RECORD_BYTES]:
+                raise ReplayError(
+                    f"s3://{bucket}/{key}: {len(too_large)} record(s) over Firehose's 1000 KiB limit "
+                    "(it refused them before the transform saw them); nothing of this object was sent"
+                )
+            if not dry_run:
+                for batch in batches(records):
+                    put_all(firehose, stream, batch, sleep=sleep)
+            done.objects += 1
+            done.records += len(records)
+            report(f"{'read' if dry_run else 'sent'} {len(records)} record(s) of s3://{bucket}/{key}")
+    report(
+        f"{'read' if dry_run else 'sent'} {done.records} record(s) of {done.objects} object(s) to {stream}"
+    )
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m datalake.replay", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stream", required=True, help="the dataset's delivery stream, <prefix>-<dataset>")
+    parser.add_argument("--dry-run", action="store_true", help="read and count; send nothing")
+    parser.add_argument(
+        "url", help="s3://<raw bucket>/errors/<dataset>/processing-failed/... or .../<dataset>_rejected/..."
+    )
+    args = parser.parse_args(argv)
+    import boto3
+
+    try:
+        replay(
+            boto3.client("s3"),
+            boto3.client("firehose"),
+            stream=args.stream,
+            url=args.url,
+            dry_run=args.dry_run,
+        )
+    except ReplayError as error:
+        print(f"replay: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
