@@ -77,9 +77,9 @@ DEMO_ORDERS ?= 3000
 demo: install ## Run the real transform, Glue job, data quality and Athena SQL locally on sample orders
 	$(VENV)/bin/python -m datalake.local_run --demo $(DEMO_ORDERS) --dataset orders --workdir .demo
 
-replay: install ## Send failed or rejected records back through Firehose (STREAM=, FROM=s3://..., DRY_RUN=1; AWS credentials)
-	@test -n "$(STREAM)" -a -n "$(FROM)" || { echo "usage: make replay STREAM=<prefix>-<dataset> FROM=s3://<raw bucket>/errors/<dataset>/processing-failed/ [DRY_RUN=1]"; exit 2; }
-	$(VENV)/bin/python -m datalake.replay --stream "$(STREAM)" $(if $(DRY_RUN),--dry-run) "$(FROM)"
+replay: install ## Send failed or rejected records back through Firehose (STREAM=, FROM=s3://..., DRY_RUN=1, REASON=; AWS credentials)
+	@test -n "$(STREAM)" -a -n "$(FROM)" || { echo "usage: make replay STREAM=<prefix>-<dataset> FROM=s3://<raw bucket>/errors/<dataset>/processing-failed/ [DRY_RUN=1] [REASON='status: ']"; exit 2; }
+	$(VENV)/bin/python -m datalake.replay --stream "$(STREAM)" $(if $(DRY_RUN),--dry-run) $(if $(REASON),--reason "$(REASON)") "$(FROM)"
 
 bench: install ## Run the benchmarks (BENCH_ORDERS=1000000): a table, and benchmarks/results.json
 	$(VENV)/bin/python benchmarks/run.py

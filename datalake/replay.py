@@ -30,9 +30,10 @@ import gzip
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 #: PutRecordBatch's limits: records per call, bytes per call, bytes per record.
@@ -47,7 +48,13 @@ class ReplayError(RuntimeError):
     """An object that cannot be replayed, or records Firehose kept refusing: named, with the fix."""
 
 
-def records_in(body: bytes, name: str) -> list[bytes]:
+class Record(NamedTuple):
+    data: bytes
+    #: The transform's reasons for a rejection; empty for Firehose's error records.
+    reasons: tuple[str, ...]
+
+
+def records_in(body: bytes, name: str) -> list[Record]:
     """The original records of one error or rejection object (gzip or not): one JSON document per
     record, each with its bytes base64-encoded in one of :data:`PAYLOAD_FIELDS`."""
     try:
@@ -55,7 +62,7 @@ def records_in(body: bytes, name: str) -> list[bytes]:
     except (OSError, EOFError, UnicodeDecodeError) as error:
         raise ReplayError(f"{name}: cannot be read as JSON text ({error}); nothing of it was sent") from None
     decoder = json.JSONDecoder()
-    records: list[bytes] = []
+    records: list[Record] = []
     at = number = 0
     while True:
         while at < len(text) and text[at].isspace():
@@ -65,8 +72,9 @@ def records_in(body: bytes, name: str) -> list[bytes]:
         number += 1
         try:
             document, at = decoder.raw_decode(text, at)
-            field = next(f for f in PAYLOAD_FIELDS if isinstance(document, dict) and f in document)
-            records.append(base64.b64decode(document[field], validate=True))
+            payload = next(f for f in PAYLOAD_FIELDS if isinstance(document, dict) and f in document)
+            reasons = tuple(str(r) for r in document.get("reasons") or ())
+            records.append(Record(base64.b64decode(document[payload], validate=True), reasons))
         except (json.JSONDecodeError, StopIteration, binascii.Error, TypeError) as error:
             raise ReplayError(
                 f"{name}: document {number} is not an error or rejection record "
@@ -123,6 +131,10 @@ def put_all(
 class Replayed:
     objects: int = 0
     records: int = 0
+    #: Rejections left out because none of their reasons holds ``reason``.
+    left_out: int = 0
+    #: Each rejection's first reason, over every record read.
+    reasons: Counter[str] = field(default_factory=Counter)
 
 
 def replay(
@@ -132,21 +144,29 @@ def replay(
     stream: str,
     url: str,
     dry_run: bool = False,
+    reason: str | None = None,
     report: Callable[[str], None] = print,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Replayed:
     """Send the records of every object under ``url`` (``s3://bucket/prefix``) to ``stream``, one
-    object at a time, reporting each once all its records are accepted."""
+    object at a time, reporting each once all its records are accepted.
+
+    With ``reason``, only the rejections with a reason that contains it are sent (say, ``status:
+    not an allowed value`` after that value was allowed): the others would only be rejected again.
+    Firehose's error records have no reasons, so none of them is sent then."""
     parsed = urlparse(url)
     if parsed.scheme != "s3" or not parsed.netloc:
         raise ReplayError(f"{url}: expected s3://<raw bucket>/<prefix>")
     bucket, prefix = parsed.netloc, parsed.path.lstrip("/")
     done = Replayed()
+    verb = "would send" if dry_run else "sent"
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for listed in page.get("Contents", []):
             key = listed["Key"]
             body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            records = records_in(body, f"s3://{bucket}/{key}")
+            read = records_in(body, f"s3://{bucket}/{key}")
+            done.reasons.update(r.reasons[0] for r in read if r.reasons)
+            records = [r.data for r in read if reason is None or any(reason in x for x in r.reasons)]
             if too_large := [len(r) for r in records if len(r) > RECORD_BYTES]:
                 raise ReplayError(
                     f"s3://{bucket}/{key}: {len(too_large)} record(s) over Firehose's 1000 KiB limit "
@@ -157,10 +177,13 @@ def replay(
                     put_all(firehose, stream, batch, sleep=sleep)
             done.objects += 1
             done.records += len(records)
-            report(f"{'read' if dry_run else 'sent'} {len(records)} record(s) of s3://{bucket}/{key}")
-    report(
-        f"{'read' if dry_run else 'sent'} {done.records} record(s) of {done.objects} object(s) to {stream}"
-    )
+            done.left_out += len(read) - len(records)
+            left_out = f", {len(read) - len(records)} left out" if reason is not None else ""
+            report(f"{verb} {len(records)} record(s) of s3://{bucket}/{key}{left_out}")
+    for first, count in done.reasons.most_common(10):
+        report(f"  {count} rejected for: {first}")
+    left_out = f"; {done.left_out} left out, no reason containing {reason!r}" if reason is not None else ""
+    report(f"{verb} {done.records} record(s) of {done.objects} object(s) to {stream}{left_out}")
     return done
 
 
@@ -168,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m datalake.replay", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stream", required=True, help="the dataset's delivery stream, <prefix>-<dataset>")
     parser.add_argument("--dry-run", action="store_true", help="read and count; send nothing")
+    parser.add_argument(
+        "--reason", help="send only the rejections with a reason containing this text (e.g. 'status:')"
+    )
     parser.add_argument(
         "url", help="s3://<raw bucket>/errors/<dataset>/processing-failed/... or .../<dataset>_rejected/..."
     )
@@ -181,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             stream=args.stream,
             url=args.url,
             dry_run=args.dry_run,
+            reason=args.reason,
         )
     except ReplayError as error:
         print(f"replay: {error}", file=sys.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ def test_failed_and_rejected_records_go_back_through_the_stream_as_first_sent(
     # THEN a dry run counts and sends nothing
     assert (looked.objects, looked.records) == (1, len(failed))
     assert _landed(s3) == {}
-    assert seen[-1] == f"read {len(failed)} record(s) of 1 object(s) to {STREAM}"
+    assert seen[-1] == f"would send {len(failed)} record(s) of 1 object(s) to {STREAM}"
     done = replay(
         s3, firehose, stream=STREAM, url=f"s3://{RAW}/errors/orders/processing-failed/", report=seen.append
     )
@@ -124,6 +125,37 @@ def test_failed_and_rejected_records_go_back_through_the_stream_as_first_sent(
     # each: fewer than 500 records)
     assert list(first.values()) == [b"".join(failed)]
     assert list(then.values()) == [b"".join(refused)]
+
+
+def test_only_the_rejections_for_a_given_reason_are_sent_when_asked(aws: Any, tmp_path: Path) -> None:
+    s3, firehose = aws, boto3.client("firehose")
+    # GIVEN rejections for several reasons, and Firehose's error records, under one prefix
+    deliver(payloads(300, seed=3), ORDERS, tmp_path, arrival=ARRIVAL)
+    documents = []
+    for path in sorted((tmp_path / "orders_rejected").rglob("*.json.gz")):
+        s3.put_object(Bucket=RAW, Key=f"lake/{path.relative_to(tmp_path)}", Body=path.read_bytes())
+        documents += [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines()]
+    _, error_object = _processing_failed(payloads(40, defects=False))
+    s3.put_object(Bucket=RAW, Key="lake/errors/f.gz", Body=error_object)
+    firsts = Counter(d["reasons"][0] for d in documents)
+    wanted = [
+        base64.b64decode(d["raw_base64"]) for d in documents if any("status: " in r for r in d["reasons"])
+    ]
+    assert 0 < len(wanted) < len(documents)
+    # WHEN an operator counts by reason, then sends only the records refused for their status (say,
+    # after a new status value was allowed)
+    seen: list[str] = []
+    looked = replay(s3, firehose, stream=STREAM, url=f"s3://{RAW}/lake/", dry_run=True, report=seen.append)
+    done = replay(s3, firehose, stream=STREAM, url=f"s3://{RAW}/lake/", reason="status: ", report=seen.append)
+    # THEN the count shows each first reason; only those records reached the stream, and the rest
+    # (other reasons, and the error records, which have none) are counted as left out
+    (most, count), *_ = firsts.most_common()
+    assert f"  {count} rejected for: {most}" in seen
+    assert looked.reasons == firsts
+    assert list(_landed(s3).values()) == [b"".join(wanted)]
+    assert done.records == len(wanted)
+    assert done.left_out == looked.records - len(wanted)
+    assert seen[-1].endswith(f"; {done.left_out} left out, no reason containing 'status: '")
 
 
 def test_an_object_that_holds_no_such_records_is_named_and_nothing_of_it_is_sent(
