@@ -29,6 +29,9 @@ SOURCES = ("direct_put", "kinesis_stream")
 CURATED_PARTITIONS = ("year", "month", "day")
 #: Partition keys the Firehose transform supplies for the raw zone prefix.
 RAW_PARTITIONS = ("year", "month", "day", "hour")
+#: Columns the Glue job adds to each row it validates (the reason, and the line of a quarantined
+#: row): a dataset column of the same name would make them ambiguous.
+JOB_ROW_COLUMNS = ("quarantine_reason", "raw_record")
 #: Columns the pipeline adds to every record (name, Glue type, comment).
 METADATA_COLUMNS = (
     ("ingested_at", "timestamp", "When the Firehose transform accepted the record (UTC)."),
@@ -309,17 +312,33 @@ def _parse_column(
     ):
         _problem(problems, f"{where}.min", "min is greater than max; swap them")
     pattern = raw.get("pattern")
+    compiled: re.Pattern[str] | None = None
     if pattern is not None:
         if ctype != "string" or not isinstance(pattern, str):
             _problem(problems, f"{where}.pattern", "pattern needs a string column and a regex")
         else:
             try:
-                re.compile(pattern)
+                compiled = re.compile(pattern)
             except re.error as exc:
                 _problem(problems, f"{where}.pattern", f"not a valid regular expression: {exc}")
     max_length = raw.get("max_length")
     if max_length is not None and (ctype != "string" or not _whole(max_length) or max_length < 1):
         _problem(problems, f"{where}.max_length", "max_length needs a string column and an int >= 1")
+    # An allowed value that another rule of the column refuses can never arrive: every record
+    # holding it would be rejected, which is a mistake in the file, not in the data.
+    if isinstance(enum, list) and all(isinstance(v, str) for v in enum):
+        if refused := [v for v in enum if compiled is not None and not compiled.fullmatch(v)]:
+            _problem(
+                problems, f"{where}.enum", f"{refused[0]!r} does not match the pattern; fix one or the other"
+            )
+        if (
+            isinstance(max_length, int)
+            and _whole(max_length)
+            and (long := [v for v in enum if len(v) > max_length])
+        ):
+            _problem(
+                problems, f"{where}.enum", f"{long[0]!r} is longer than max_length {max_length}; raise it"
+            )
     comment = raw.get("comment", "")
     if not isinstance(comment, str) or len(comment) > 255:
         _problem(problems, f"{where}.comment", "must be a string of at most 255 characters")
@@ -468,7 +487,7 @@ def parse_dataset(raw: Any, path: Path | str) -> Dataset:
         _problem(problems, "columns", "missing; list the dataset's columns as objects with 'name' and 'type'")
         raw_columns = []
     seen: set[str] = set()
-    reserved = {n for n, _, _ in METADATA_COLUMNS} | set(RAW_PARTITIONS)
+    reserved = {n for n, _, _ in METADATA_COLUMNS} | set(RAW_PARTITIONS) | set(JOB_ROW_COLUMNS)
     for i, raw_column in enumerate(raw_columns):
         column = _parse_column(raw_column, f"columns[{i}]", problems)
         if column is None:

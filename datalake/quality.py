@@ -76,7 +76,7 @@ def rules(dataset: Dataset) -> list[Rule]:
             out.append(
                 Rule(
                     _allow_null(f"ColumnValues {_q(name)} matches {_q(col.pattern)}", name, col.required),
-                    f"SELECT COUNT(*) FILTER (WHERE {name} IS NOT NULL AND NOT regexp_matches({name}, "
+                    f"SELECT COUNT(*) FILTER (WHERE {name} IS NOT NULL AND NOT regexp_full_match({name}, "
                     f"{_sql_str(col.pattern)})) = 0 AS passed FROM {{table}}",
                 )
             )

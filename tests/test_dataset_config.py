@@ -115,6 +115,26 @@ def test_reference_dataset_loads_with_its_schema() -> None:
             "columns[items].items[1].colour",
             "unknown field",
         ),
+        (
+            lambda r: _column(r, "channel").update(name="quarantine_reason"),
+            "columns[quarantine_reason]",
+            "'quarantine_reason' is added by the pipeline; rename the column",
+        ),
+        (
+            lambda r: _column(r, "channel").update(name="raw_record"),
+            "columns[raw_record]",
+            "'raw_record' is added by the pipeline; rename the column",
+        ),
+        (
+            lambda r: _column(r, "status").update(max_length=6),
+            "columns[status].enum",
+            "'SHIPPED' is longer than max_length 6; raise it",
+        ),
+        (
+            lambda r: _column(r, "status").update(pattern="[A-Z]{4,6}"),
+            "columns[status].enum",
+            "'SHIPPED' does not match the pattern; fix one or the other",
+        ),
     ],
     ids=[
         "unknown-field",
@@ -133,6 +153,10 @@ def test_reference_dataset_loads_with_its_schema() -> None:
         "worker-type",
         "timeout",
         "nested-unknown",
+        "job-column-reason",
+        "job-column-line",
+        "enum-longer-than-max-length",
+        "enum-outside-pattern",
     ],
 )
 def test_bad_dataset_names_file_field_and_fix(mutate: Any, field: str, fix: str) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import duckdb
 import pytest
 from botocore.exceptions import ClientError
 from job import (
@@ -37,6 +38,7 @@ from job import (
 from moto import mock_aws
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from records import RecordValidator
 from transforms import (
     FILE_BUCKET,
     RAW_FILE,
@@ -49,9 +51,10 @@ from transforms import (
 )
 
 from cdk_constructs.processing import JOB_COUNTS
-from datalake.dataset import DATASETS_DIR, load_dataset
+from datalake.dataset import DATASETS_DIR, JOB_ROW_COLUMNS, METADATA_COLUMNS, load_dataset
 from datalake.local_firehose import deliver
 from datalake.local_run import duckdb_over, evaluate_quality
+from datalake.quality import rules
 from datalake.sample import payloads
 
 pytestmark = pytest.mark.spark
@@ -774,6 +777,43 @@ def test_the_fast_path_for_arrays_judges_every_element_as_the_general_path(
     canonical = {0, 1, 2, 6, 22, 35, 40, 41, 44, 48}
     assert {int(r.order_id[2:]) for r in matched if r.m} == canonical
     assert sum("items: an element is invalid" in reason for _, reason in general.values()) > 20
+
+
+def test_the_dataset_file_reserves_every_column_the_job_adds_to_a_row(spark: Any) -> None:
+    # a dataset column of the same name would make the job's own column ambiguous at run time
+    lines = spark.createDataFrame([("{}", "f")], f"value string, {RAW_FILE} string")
+    checked = validate_and_cast(parse_lines(lines, SPEC), SPEC)
+    declared = {c["name"] for c in SPEC["columns"]} | {name for name, _, _ in METADATA_COLUMNS}
+    added = set(checked.columns) - declared - {"year", "month", "day", RAW_FILE}
+    assert added == set(JOB_ROW_COLUMNS)
+
+
+def test_a_pattern_holds_for_the_whole_value_in_the_transform_the_job_and_the_quality_rule(
+    spark: Any, tmp_path: Path
+) -> None:
+    # GIVEN a dataset file whose country pattern is not anchored, as people often write one
+    text = (DATASETS_DIR / "orders.json").read_text().replace('"^[A-Z]{2}$"', '"[A-Z]{2}"')
+    assert '"[A-Z]{2}"' in text
+    (tmp_path / "orders.json").write_text(text)
+    dataset = load_dataset(tmp_path / "orders.json")
+    spec = dataset.to_spec()
+    values = {"o-1": "KR", "o-2": "xKRx", "o-3": "KR1", "o-4": "kr"}
+    # WHEN the transform, the job and the data-quality rule judge the same values
+    validator = RecordValidator(spec)
+    transform = {k: validator.validate(_record(k, country=v))[1] == [] for k, v in values.items()}
+    _write_raw(tmp_path, "2024-05-01", "a", [_record(k, country=v) for k, v in values.items()])
+    raw = parse_lines(
+        spark.read.text(str(tmp_path / "raw" / "orders")).withColumn(RAW_FILE, F.lit("f")), spec
+    )
+    job = {r.order_id: r[REASON] == "" for r in validate_and_cast(raw, spec).collect()}
+    (rule,) = [r for r in rules(dataset) if r.dqdl.startswith('(ColumnValues "country" matches')]
+    con = duckdb.connect()
+    quality = {}
+    for k, v in values.items():
+        con.execute("CREATE OR REPLACE TABLE orders AS SELECT ? AS country", [v])
+        quality[k] = bool(con.execute(rule.sql.replace("{table}", "orders")).fetchone()[0])
+    # THEN all three hold the pattern to the whole value (as DQDL's `matches` does): only KR passes
+    assert transform == job == quality == {"o-1": True, "o-2": False, "o-3": False, "o-4": False}
 
 
 @pytest.mark.parametrize(

@@ -90,9 +90,10 @@ def _value_checks(value: Column, col: dict[str, Any], label: str) -> tuple[Colum
         if "enum" in col:
             checks.append((present & ~text.isin(col["enum"]), f"{label}: not an allowed value"))
         if "pattern" in col:
-            checks.append(
-                (present & ~text.rlike(col["pattern"]), f"{label}: does not match {col['pattern']}")
-            )
+            # the whole value, as the transform (fullmatch) and DQDL's `matches` hold it: rlike alone
+            # finds the pattern anywhere in the value
+            whole = f"^(?:{col['pattern']})\\z"
+            checks.append((present & ~text.rlike(whole), f"{label}: does not match {col['pattern']}"))
         return typed, checks
     if ctype == "timestamp":
         typed = F.to_timestamp(text, RAW_TIMESTAMP_FORMAT)
