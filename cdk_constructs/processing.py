@@ -39,6 +39,17 @@ JOB_COUNTS = ("RowsRead", "RowsWritten", "RowsQuarantined", "DuplicatesDropped",
 #: Retries of every state-machine task: exponential backoff with full jitter, capped.
 RETRY_INTERVAL = Duration.seconds(30)
 RETRY_MAX_DELAY = Duration.minutes(5)
+#: Errors of a StartJobRun call (not of the run it starts) worth retrying: throttling (which the
+#: optimized integration reports as Glue.AWSGlueException), a service error, the previous run still
+#: going, the account's limit of concurrent runs.
+GLUE_CALL_ERRORS = (
+    "Glue.AWSGlueException",
+    "Glue.ConcurrentRunsExceededException",
+    "Glue.InternalServiceException",
+    "Glue.OperationTimeoutException",
+    "Glue.ResourceNumberLimitExceededException",
+    "Glue.ThrottlingException",
+)
 
 
 @dataclass(frozen=True)
@@ -272,8 +283,9 @@ class DatasetPipeline(Construct):
     The state machine runs the Glue job synchronously (the job registers the partitions it wrote,
     so they are queryable at once), starts the crawler (new folders only; it logs schema drift and
     never changes the declared tables), evaluates the generated DQDL ruleset and notifies. Every
-    task retries with exponential backoff and full jitter, and every failure publishes the
-    dataset, the step, the error and a link to the execution to the alert topic.
+    task retries its calls with exponential backoff and full jitter; a job run that ended FAILED
+    is started once more, one that timed out is not; and every failure publishes the dataset, the
+    step, the error and a link to the execution to the alert topic.
 
     :param job_role: role of the job and data-quality runs (policies are added here).
     :param crawler_role: role of the crawler (policies are added here).
@@ -413,7 +425,8 @@ class DatasetPipeline(Construct):
             worker_type=dataset.processing.worker_type,
             number_of_workers=dataset.processing.workers,
             timeout=dataset.processing.timeout_minutes,
-            # Step Functions retries the run; Glue itself must not run a failed job twice at once.
+            # The state machine runs a failed run once more (and knows its run id); a retry by Glue
+            # would be a run it does not wait for.
             max_retries=0,
             execution_property=glue.CfnJob.ExecutionPropertyProperty(max_concurrent_runs=1),
             security_configuration=security_configuration,
@@ -644,19 +657,27 @@ class DatasetPipeline(Construct):
             state.add_catch(mark, errors=["States.ALL"], result_path="$.error")
             return mark
 
-        run_job = tasks.GlueStartJobRun(
-            self,
-            "RunJob",
-            glue_job_name=self.job.ref,
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-            arguments=sfn.TaskInput.from_object({"--rebuild_days": sfn.JsonPath.string_at("$.rebuild")}),
-            # No task timeout: for this task CDK sends it as the run's Timeout, which would override
-            # the job's own (the dataset file's timeout_minutes).
-            result_selector={"JobRunId.$": "$.Id", "ExecutionTime.$": "$.ExecutionTime"},
-            result_path="$.job",
-        )
-        # The job is idempotent (it rebuilds whole days), so any failure may be retried.
-        retry(run_job, max_attempts=2)
+        def start_job(state_id: str) -> tasks.GlueStartJobRun:
+            task = tasks.GlueStartJobRun(
+                self,
+                state_id,
+                glue_job_name=self.job.ref,
+                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+                arguments=sfn.TaskInput.from_object({"--rebuild_days": sfn.JsonPath.string_at("$.rebuild")}),
+                # No task timeout: for this task CDK sends it as the run's Timeout, which would
+                # override the job's own (the dataset file's timeout_minutes).
+                result_selector={"JobRunId.$": "$.Id", "ExecutionTime.$": "$.ExecutionTime"},
+                result_path="$.job",
+            )
+            # Errors of the call itself are retried. A run that ended FAILED or TIMEOUT is not
+            # (Step Functions reports both as States.TaskFailed, which in a retrier would match
+            # every error): a timed-out run would time out again, at the cost of a whole timeout.
+            retry(task, errors=list(GLUE_CALL_ERRORS), max_attempts=2)
+            return task
+
+        run_job = start_job("RunJob")
+        run_again = start_job("RunJobAgain")
+        job_failed = on_failure(run_again, "RunJob")
         # The previous run still going (a backfill longer than the schedule's period) is no failure
         # for a run that only looks for new data: that run, or the next, curates it. A start that
         # asked for days to rebuild fails instead, so the request is not dropped unseen.
@@ -665,7 +686,24 @@ class DatasetPipeline(Construct):
         busy.when(
             sfn.Condition.string_equals("$.rebuild", "none"),
             sfn.Succeed(self, "PreviousRunStillRunning", comment="The job's previous run is still running"),
-        ).otherwise(on_failure(run_job, "RunJob"))
+        ).otherwise(job_failed)
+        # A run that ended FAILED is started once more, two minutes later: the job is idempotent
+        # (it rebuilds whole days, and a failed run recorded nothing). Anything else is reported at
+        # once: a run that timed out, or a call that kept failing. The cause of a failed run is its
+        # JobRun as JSON, matched as text: a cause in another form is reported, not run again.
+        ended = sfn.Choice(self, "JobRunFailed?")
+        run_job.add_catch(ended, errors=["States.ALL"], result_path="$.error")
+        ended.when(
+            sfn.Condition.or_(
+                *[
+                    sfn.Condition.string_matches("$.error.Cause", f'*"JobRunState":{space}"FAILED"*')
+                    for space in ("", " ")
+                ]
+            ),
+            sfn.Wait(self, "WaitBeforeRunningAgain", time=sfn.WaitTime.duration(Duration.minutes(2))).next(
+                run_again
+            ),
+        ).otherwise(job_failed)
 
         # The job's last act is a summary under its run id: how many days it rebuilt.
         summary_prefix = f"{RUN_SUMMARIES}/{ds}"
@@ -859,6 +897,7 @@ class DatasetPipeline(Construct):
         start_crawler.next(any_rows)
         start_dq.next(wait)
         run_job.next(read_summary).next(new_data)
+        run_again.next(read_summary)
         # Started with {"rebuild": "2024-05-01..2024-05-31"} (after a rule in the dataset file
         # changed), the job rebuilds those days too; a scheduled start has no such field.
         definition = (

@@ -254,10 +254,8 @@ def lake(deployed: Deployed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lake]:
 
 
 def _retry(definition: str, state: str) -> dict[str, Any]:
-    (retrier,) = [
-        r for r in json.loads(definition)["States"][state]["Retry"] if "States.ALL" in r["ErrorEquals"]
-    ]
-    return retrier
+    (retrier,) = json.loads(definition)["States"][state]["Retry"]
+    return dict(retrier)
 
 
 def _assert_backoff(delays: list[float], retrier: dict[str, Any]) -> None:
@@ -353,18 +351,20 @@ def test_a_run_with_nothing_new_stops_after_the_job_silently(lake: Lake) -> None
     assert run.notices == []
 
 
-def test_a_failing_job_is_retried_with_backoff_then_alerts_with_step_and_execution(lake: Lake) -> None:
+def test_a_failing_job_is_run_once_more_then_alerts_with_step_and_execution(lake: Lake) -> None:
     lake.job_outcome = "FAILED"
 
     run = lake.run()
 
     assert run.status == "FAILED"
     assert run.states == [
-        "RebuildRequested?", "OnlyNewData", "RunJob", "RunJobFailed", "NotifyFailure", "PipelineFailed"
+        "RebuildRequested?", "OnlyNewData", "RunJob", "JobRunFailed?", "WaitBeforeRunningAgain", "RunJobAgain",
+        "RunJobFailed", "NotifyFailure", "PipelineFailed",
     ]  # fmt: skip
-    retrier = _retry(lake.deployed.definition, "RunJob")
-    assert len(lake.job_runs) == 1 + retrier["MaxAttempts"]
-    _assert_backoff(lake.retry_delays, retrier)
+    # one more run, two minutes later; a run that failed is not retried as a failed call would be
+    assert len(lake.job_runs) == 2
+    assert lake.waits == [120]
+    assert lake.retry_delays == []
     assert run.error == "PipelineFailed"
     assert run.cause is not None and run.cause.startswith("States.TaskFailed: ")
     (notice,) = run.notices
@@ -375,6 +375,24 @@ def test_a_failing_job_is_retried_with_backoff_then_alerts_with_step_and_executi
     assert notice["message"].endswith(f"#/v2/executions/details/{run.arn}")
     assert f"region={REGION}#" in notice["message"]
     assert lake.dq_requests == []
+
+
+def test_a_job_run_that_timed_out_alerts_at_once_without_running_again(lake: Lake) -> None:
+    lake.job_outcome = "TIMEOUT"
+
+    run = lake.run()
+
+    # another run would most likely time out too, at the cost of a whole timeout
+    assert run.states == [
+        "RebuildRequested?", "OnlyNewData", "RunJob", "JobRunFailed?", "RunJobFailed", "NotifyFailure", "PipelineFailed"
+    ]  # fmt: skip
+    assert len(lake.job_runs) == 1
+    assert lake.waits == lake.retry_delays == []
+    (notice,) = run.notices
+    assert notice["message"].startswith(
+        "Data lake pipeline orders failed at step RunJob: States.TaskFailed - "
+    )
+    assert '"JobRunState": "TIMEOUT"' in notice["message"]
 
 
 def _hold_a_job_run(lake: Lake) -> None:

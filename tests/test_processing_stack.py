@@ -19,6 +19,7 @@ from aws_cdk.assertions import Template
 from lake_app import Synth, policy_statements, synthesize
 
 from cdk_constructs.processing import (
+    GLUE_CALL_ERRORS,
     GLUE_JOB_DIR,
     GLUE_VERSION,
     CatalogTarget,
@@ -227,7 +228,27 @@ def test_every_task_retries_with_jittered_backoff_and_catches_to_an_alert(templa
             )
         if name != "NotifyFailure":
             catches = [c for c in states[name]["Catch"] if c["ErrorEquals"] == ["States.ALL"]]
-            assert catches and states[catches[0]["Next"]]["Next"] == "NotifyFailure", name
+            assert catches, name
+            target = states[catches[0]["Next"]]
+            if target["Type"] == "Choice":  # RunJob: a run that ended FAILED is started once more first
+                target = states[target["Default"]]
+            assert target["Next"] == "NotifyFailure", name
+    # the job's runs: only the calls' own errors are retried, never a run that failed or timed out
+    # (States.TaskFailed would match every error); a FAILED run is started once more, after a wait
+    for name in ("RunJob", "RunJobAgain"):
+        (retrier,) = states[name]["Retry"]
+        assert retrier["ErrorEquals"] == list(GLUE_CALL_ERRORS), name
+    again = states["JobRunFailed?"]
+    assert {c["StringMatches"] for c in again["Choices"][0]["Or"]} == {
+        '*"JobRunState":"FAILED"*',
+        '*"JobRunState": "FAILED"*',
+    }
+    assert states[again["Choices"][0]["Next"]]["Next"] == "RunJobAgain"
+    assert again["Default"] == "RunJobFailed"
+    assert states["RunJobAgain"]["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RunJobFailed"}
+    ]
+    assert states["RunJobAgain"]["Next"] == states["RunJob"]["Next"] == "ReadRunSummary"
     assert states["RunJob"]["Resource"].endswith(
         ':glue:startJobRun.sync"'
     ) or "startJobRun.sync" in json.dumps(states["RunJob"])
