@@ -693,7 +693,8 @@ class DatasetPipeline(Construct):
         # JobRun as JSON, matched as text: a cause in another form is reported, not run again.
         ended = sfn.Choice(self, "JobRunFailed?")
         run_job.add_catch(ended, errors=["States.ALL"], result_path="$.error")
-        ended.when(
+        # rules are tried in order: a caught error without a cause never reaches the match below
+        ended.when(sfn.Condition.not_(sfn.Condition.is_present("$.error.Cause")), job_failed).when(
             sfn.Condition.or_(
                 *[
                     sfn.Condition.string_matches("$.error.Cause", f'*"JobRunState":{space}"FAILED"*')

@@ -239,11 +239,13 @@ def test_every_task_retries_with_jittered_backoff_and_catches_to_an_alert(templa
         (retrier,) = states[name]["Retry"]
         assert retrier["ErrorEquals"] == list(GLUE_CALL_ERRORS), name
     again = states["JobRunFailed?"]
-    assert {c["StringMatches"] for c in again["Choices"][0]["Or"]} == {
+    no_cause, failed = again["Choices"]
+    assert no_cause == {"Not": {"Variable": "$.error.Cause", "IsPresent": True}, "Next": "RunJobFailed"}
+    assert {c["StringMatches"] for c in failed["Or"]} == {
         '*"JobRunState":"FAILED"*',
         '*"JobRunState": "FAILED"*',
     }
-    assert states[again["Choices"][0]["Next"]]["Next"] == "RunJobAgain"
+    assert states[failed["Next"]]["Next"] == "RunJobAgain"
     assert again["Default"] == "RunJobFailed"
     assert states["RunJobAgain"]["Catch"] == [
         {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RunJobFailed"}
