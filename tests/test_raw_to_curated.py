@@ -50,6 +50,7 @@ from transforms import (
     validate_and_cast,
 )
 
+from cdk_constructs.catalog import QUARANTINE_COLUMNS
 from cdk_constructs.processing import JOB_COUNTS
 from datalake.dataset import DATASETS_DIR, JOB_ROW_COLUMNS, METADATA_COLUMNS, load_dataset
 from datalake.local_firehose import deliver
@@ -777,6 +778,24 @@ def test_the_fast_path_for_arrays_judges_every_element_as_the_general_path(
     canonical = {0, 1, 2, 6, 22, 35, 40, 41, 44, 48}
     assert {int(r.order_id[2:]) for r in matched if r.m} == canonical
     assert sum("items: an element is invalid" in reason for _, reason in general.values()) > 20
+
+
+def test_the_job_writes_the_columns_and_types_the_catalog_declares(spark: Any, tmp_path: Path) -> None:
+    # GIVEN a valid order and a malformed line
+    cfg = _config(tmp_path)
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), "{not json"])
+    # WHEN the job runs
+    run(spark, cfg)
+    # THEN each table's files hold exactly its declared data columns, in their Glue types: Athena
+    # and Spectrum read Parquet by column name and fail on a type they were not told
+    for path, declared in (
+        (cfg.curated_path, ORDERS.glue_columns()),
+        (cfg.quarantine_path, QUARANTINE_COLUMNS),
+    ):
+        written = spark.read.parquet(path).drop("year", "month", "day").schema
+        assert sorted((f.name, f.dataType.simpleString()) for f in written) == sorted(
+            (name, glue_type) for name, glue_type, _ in declared
+        ), path
 
 
 def test_the_dataset_file_reserves_every_column_the_job_adds_to_a_row(spark: Any) -> None:
