@@ -170,7 +170,7 @@ def replay(
             if too_large := [len(r) for r in records if len(r) > RECORD_BYTES]:
                 raise ReplayError(
                     f"s3://{bucket}/{key}: {len(too_large)} record(s) over Firehose's 1000 KiB limit "
-                    "(it refused them before the transform saw them); nothing of this object was sent"
+                    "per record, which the stream would refuse; nothing of this object was sent"
                 )
             if not dry_run:
                 for batch in batches(records):
