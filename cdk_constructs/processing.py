@@ -677,12 +677,14 @@ class DatasetPipeline(Construct):
 
         run_job = start_job("RunJob")
         run_again = start_job("RunJobAgain")
-        job_failed = on_failure(run_again, "RunJob")
-        # The previous run still going (a backfill longer than the schedule's period) is no failure
-        # for a run that only looks for new data: that run, or the next, curates it. A start that
-        # asked for days to rebuild fails instead, so the request is not dropped unseen.
+        # The previous run still going (a backfill longer than the schedule's period, or the next
+        # scheduled run, started while a failed run waited to run again) is no failure for a run
+        # that only looks for new data: that run, or the next, curates it. A start that asked for
+        # days to rebuild fails instead, so the request is not dropped unseen.
         busy = sfn.Choice(self, "OnlyNewDataRequested?")
-        run_job.add_catch(busy, errors=["Glue.ConcurrentRunsExceededException"], result_path="$.error")
+        for task in (run_job, run_again):
+            task.add_catch(busy, errors=["Glue.ConcurrentRunsExceededException"], result_path="$.error")
+        job_failed = on_failure(run_again, "RunJob")
         busy.when(
             sfn.Condition.string_equals("$.rebuild", "none"),
             sfn.Succeed(self, "PreviousRunStillRunning", comment="The job's previous run is still running"),
