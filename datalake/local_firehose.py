@@ -1,4 +1,6 @@
-"""What Firehose does around the transform, on local files: batch, invoke, partition, gzip, write.
+"""What Firehose does around the transform, on local files: batch, invoke, partition, gzip, write;
+and, for records the transform returns as ``ProcessingFailed``, its error records under
+``errors/<dataset>/processing-failed/``, so nothing is lost locally either.
 
 Used by the tests, the benchmarks and the local pipeline run. It calls the real transform
 (``lambda/firehose_transform``) with real invocation events, in both event shapes.
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -20,7 +23,7 @@ if str(TRANSFORM_DIR) not in sys.path:
     sys.path.insert(0, str(TRANSFORM_DIR))
 
 from records import RecordValidator  # noqa: E402
-from transform import transform_event  # noqa: E402
+from transform import MAX_RESPONSE_BYTES, transform_event  # noqa: E402
 
 from datalake.dataset import Dataset  # noqa: E402
 
@@ -81,6 +84,22 @@ def invocation_events(
     return events
 
 
+def _error_record(record: dict[str, Any], arrival: datetime) -> bytes:
+    """Firehose's record for one that failed processing (its documented fields; the code and the
+    message stand for Lambda's, which nothing here reads): the original data, base64 as it came."""
+    millis = int(arrival.timestamp() * 1000)
+    document = {
+        "attemptsMade": 1,
+        "arrivalTimestamp": record["approximateArrivalTimestamp"],
+        "errorCode": "Lambda.ProcessingFailedStatus",
+        "errorMessage": "ProcessingFailed status set for record",
+        "attemptEndingTimestamp": millis,
+        "rawData": record["data"],
+        "lambdaArn": "arn:aws:lambda:local:000000000000:function:transform",
+    }
+    return (json.dumps(document) + "\n").encode()
+
+
 def deliver(
     payloads: list[bytes],
     dataset: Dataset,
@@ -89,27 +108,38 @@ def deliver(
     stream: str = "local",
     arrival: datetime | None = None,
     object_name: str = "part",
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
 ) -> Delivery:
     """Run the payloads through the real transform and write what Firehose writes under ``raw_dir``:
-    ``<dataset>/year=/month=/day=/hour=/<object>.json.gz`` and ``<dataset>_rejected/...``."""
-    arrival = arrival or datetime.now(UTC)
+    ``<dataset>/year=/month=/day=/hour=/<object>.json.gz``, ``<dataset>_rejected/...``, and
+    ``errors/<dataset>/processing-failed/year=/month=/day=/hour=/<object>.gz`` (arrival time) in
+    Firehose's documented error-record form. ``max_response_bytes`` stands for Lambda's limit on
+    the transform's response."""
+    arrival = (arrival or datetime.now(UTC)).astimezone(UTC)
     validator = RecordValidator(dataset.to_spec())
     delivery = Delivery(records_in=len(payloads))
     buffers: dict[str, list[bytes]] = defaultdict(list)
+    failed_prefix = f"errors/{dataset.name}/processing-failed/{arrival:year=%Y/month=%m/day=%d/hour=%H}"
     for event in invocation_events(payloads, stream=stream, arrival=arrival):
         delivery.invocations += 1
-        result = transform_event(event, validator, now=arrival, fallback_stream=stream)
+        result = transform_event(
+            event, validator, now=arrival, fallback_stream=stream, max_response_bytes=max_response_bytes
+        )
+        sent = {r["recordId"]: r for r in event["records"]}
         delivery.ok += result.ok
         delivery.rejected += result.rejected
         delivery.processing_failed += result.failed
         for record in result.response["records"]:
             if record["result"] != "Ok":
+                buffers[failed_prefix].append(_error_record(sent[record["recordId"]], arrival))
                 continue
             keys = record["metadata"]["partitionKeys"]
             prefix = f"{keys['dataset']}/year={keys['year']}/month={keys['month']}/day={keys['day']}/hour={keys['hour']}"
             buffers[prefix].append(base64.b64decode(record["data"]))
     for prefix, lines in sorted(buffers.items()):
-        path = raw_dir / prefix / f"{object_name}.json.gz"
+        path = (
+            raw_dir / prefix / (f"{object_name}.gz" if prefix == failed_prefix else f"{object_name}.json.gz")
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(gzip.compress(b"".join(lines), mtime=0))
         delivery.objects.append(path)

@@ -14,11 +14,9 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from records import RecordValidator
-from transform import transform_event
 
 from datalake.dataset import DATASETS_DIR, load_dataset
-from datalake.local_firehose import deliver, invocation_events
+from datalake.local_firehose import deliver
 from datalake.replay import BATCH_BYTES, RECORD_BYTES, ReplayError, batches, main, put_all, replay
 from datalake.sample import payloads
 
@@ -29,30 +27,19 @@ STREAM = "lake-test-orders"
 ARRIVAL = datetime(2024, 5, 1, 12, tzinfo=UTC)
 
 
-def _processing_failed(sent: list[bytes]) -> tuple[list[bytes], bytes]:
-    """(the payloads the real transform returned as ``ProcessingFailed``, the error object Firehose
-    writes for them in its documented format, gzip-compressed as the stream compresses)."""
-    validator = RecordValidator(ORDERS.to_spec())
-    (event,) = invocation_events(sent, stream=STREAM, arrival=ARRIVAL, kinesis_every=0)
-    # a response budget for a few records only: the rest outgrow Lambda's limit
-    result = transform_event(event, validator, now=ARRIVAL, fallback_stream=STREAM, max_response_bytes=4000)
-    data = {r["recordId"]: base64.b64decode(r["data"]) for r in event["records"]}
-    failed = [data[r["recordId"]] for r in result.response["records"] if r["result"] == "ProcessingFailed"]
-    lines = [
-        json.dumps(
-            {
-                "attemptsMade": 4,
-                "arrivalTimestamp": int(ARRIVAL.timestamp() * 1000),
-                "errorCode": "Lambda.ProcessingFailedStatus",
-                "errorMessage": "ProcessingFailed status set for record",
-                "attemptEndingTimestamp": int(ARRIVAL.timestamp() * 1000) + 5000,
-                "rawData": base64.b64encode(payload).decode(),
-                "lambdaArn": "arn:aws:lambda:eu-west-1:123456789012:function:transform:$LATEST",
-            }
-        )
-        for payload in failed
-    ]
-    return failed, gzip.compress("\n".join(lines).encode() + b"\n")
+def _processing_failed(tmp: Path) -> tuple[list[bytes], Path]:
+    """(the payloads the real transform returned as ``ProcessingFailed``, the error object the
+    local Firehose wrote for them): a response budget for a few records only, as if the rest had
+    outgrown Lambda's limit."""
+    sent = payloads(40, defects=False)
+    delivery = deliver(sent, ORDERS, tmp, arrival=ARRIVAL, max_response_bytes=4000)
+    (error_object,) = (tmp / "errors" / "orders" / "processing-failed").rglob("*.gz")
+    lines = gzip.decompress(error_object.read_bytes()).splitlines()
+    failed = [base64.b64decode(json.loads(line)["rawData"]) for line in lines]
+    # nothing lost: every payload is in the raw zone, rejected, or in the error object as it was sent
+    assert delivery.ok + delivery.rejected + len(failed) == len(sent)
+    assert 0 < len(failed) == delivery.processing_failed and set(failed) <= set(sent)
+    return failed, error_object
 
 
 def _landed(s3: Any) -> dict[str, bytes]:
@@ -84,12 +71,9 @@ def test_failed_and_rejected_records_go_back_through_the_stream_as_first_sent(
     s3, firehose = aws, boto3.client("firehose")
     # GIVEN records the transform could not return (its response outgrew the limit), in Firehose's
     # error object, and records it rejected, in the rejection objects it wrote
-    failed, error_object = _processing_failed(payloads(40, defects=False))
-    assert 0 < len(failed) < 40
+    failed, error_object = _processing_failed(tmp_path / "failed")
     s3.put_object(
-        Bucket=RAW,
-        Key="errors/orders/processing-failed/year=2024/month=05/day=01/hour=12/f.gz",
-        Body=error_object,
+        Bucket=RAW, Key=str(error_object.relative_to(tmp_path / "failed")), Body=error_object.read_bytes()
     )
     sent = payloads(300, seed=3)
     delivery = deliver(sent, ORDERS, tmp_path, arrival=ARRIVAL)
@@ -135,8 +119,8 @@ def test_only_the_rejections_for_a_given_reason_are_sent_when_asked(aws: Any, tm
     for path in sorted((tmp_path / "orders_rejected").rglob("*.json.gz")):
         s3.put_object(Bucket=RAW, Key=f"lake/{path.relative_to(tmp_path)}", Body=path.read_bytes())
         documents += [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines()]
-    _, error_object = _processing_failed(payloads(40, defects=False))
-    s3.put_object(Bucket=RAW, Key="lake/errors/f.gz", Body=error_object)
+    _, error_object = _processing_failed(tmp_path / "failed")
+    s3.put_object(Bucket=RAW, Key="lake/errors/f.gz", Body=error_object.read_bytes())
     firsts = Counter(d["reasons"][0] for d in documents)
     wanted = [
         base64.b64decode(d["raw_base64"]) for d in documents if any("status: " in r for r in d["reasons"])
