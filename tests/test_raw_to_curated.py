@@ -166,6 +166,16 @@ def test_every_kind_of_defect_is_quarantined_and_rows_are_conserved(spark: Any, 
     assert reasons["o-12"] == "order_ts: not on the day of its raw object's folder"
     assert all(r.raw_record for r in quarantine)
     assert {(r.year, r.month, r.day) for r in quarantine} == {("2024", "05", "01")}
+    # AND each table's files hold exactly its declared data columns, in their Glue types: Athena
+    # and Spectrum read Parquet by column name and fail on a type they were not told
+    for path, declared in (
+        (cfg.curated_path, ORDERS.glue_columns()),
+        (cfg.quarantine_path, QUARANTINE_COLUMNS),
+    ):
+        written = spark.read.parquet(path).drop("year", "month", "day").schema
+        assert sorted((f.name, f.dataType.simpleString()) for f in written) == sorted(
+            (name, glue_type) for name, glue_type, _ in declared
+        ), path
 
 
 def test_a_quarantined_record_keeps_its_line_exactly_and_blank_lines_are_no_records(
@@ -778,24 +788,6 @@ def test_the_fast_path_for_arrays_judges_every_element_as_the_general_path(
     canonical = {0, 1, 2, 6, 22, 35, 40, 41, 44, 48}
     assert {int(r.order_id[2:]) for r in matched if r.m} == canonical
     assert sum("items: an element is invalid" in reason for _, reason in general.values()) > 20
-
-
-def test_the_job_writes_the_columns_and_types_the_catalog_declares(spark: Any, tmp_path: Path) -> None:
-    # GIVEN a valid order and a malformed line
-    cfg = _config(tmp_path)
-    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), "{not json"])
-    # WHEN the job runs
-    run(spark, cfg)
-    # THEN each table's files hold exactly its declared data columns, in their Glue types: Athena
-    # and Spectrum read Parquet by column name and fail on a type they were not told
-    for path, declared in (
-        (cfg.curated_path, ORDERS.glue_columns()),
-        (cfg.quarantine_path, QUARANTINE_COLUMNS),
-    ):
-        written = spark.read.parquet(path).drop("year", "month", "day").schema
-        assert sorted((f.name, f.dataType.simpleString()) for f in written) == sorted(
-            (name, glue_type) for name, glue_type, _ in declared
-        ), path
 
 
 def test_the_dataset_file_reserves_every_column_the_job_adds_to_a_row(spark: Any) -> None:
