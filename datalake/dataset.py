@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 #: Where the dataset files live, relative to the repository root.
 DATASETS_DIR = Path(__file__).resolve().parent.parent / "config" / "datasets"
@@ -232,7 +232,7 @@ class Dataset:
         return cols + list(METADATA_COLUMNS)
 
 
-def _whole(value: Any) -> bool:
+def _whole(value: Any) -> TypeGuard[int]:
     """A whole number as JSON gives it (``true`` is not one)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -331,11 +331,7 @@ def _parse_column(
             _problem(
                 problems, f"{where}.enum", f"{refused[0]!r} does not match the pattern; fix one or the other"
             )
-        if (
-            isinstance(max_length, int)
-            and _whole(max_length)
-            and (long := [v for v in enum if len(v) > max_length])
-        ):
+        if _whole(max_length) and (long := [v for v in enum if len(v) > max_length]):
             _problem(
                 problems, f"{where}.enum", f"{long[0]!r} is longer than max_length {max_length}; raise it"
             )

@@ -474,8 +474,12 @@ def _written(spark: SparkSession, base: str, days: set[Day]) -> tuple[dict[Day, 
     return rows, len(table.inputFiles())
 
 
+def _publish_nothing(result: RunResult) -> None:
+    """The tests', the demo's and the benchmarks' ``publish``: no catalog, metrics or summary."""
+
+
 def run(
-    spark: SparkSession, cfg: JobConfig, *, publish: Callable[[RunResult], None] | None = None
+    spark: SparkSession, cfg: JobConfig, *, publish: Callable[[RunResult], None] = _publish_nothing
 ) -> RunResult:
     """Curate the days with new raw objects (module docstring); ``publish`` gets the result before
     the manifest records those objects, so its failure fails the run and the next run redoes it."""
@@ -504,8 +508,7 @@ def run(
         folders = {d for d in day_by_path.values() if d is not None}
         requested = {d for d in folders if low <= _calendar_day(d) <= high}
     if not new and not requested:
-        if publish is not None:
-            publish(result)
+        publish(result)
         return result
     days: set[Day] = set(new.values()) | requested
     raw_bytes: dict[Day, int] = {}  # per day, for file sizing
@@ -582,8 +585,7 @@ def run(
     for day in days - quarantined_days:
         delete_path(spark, _partition_path(cfg.quarantine_path, day))
     result.quarantine_days = sorted(quarantined_days)
-    if publish is not None:
-        publish(result)
+    publish(result)
     # Last: a run that failed before this point is re-run on the same objects.
     append_manifest(spark, cfg.manifest_path, manifest, {p: objects[p] for p in new}, cfg.manifest_compact_at)
     checked.unpersist()
