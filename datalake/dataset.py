@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,6 +238,107 @@ def _whole(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+#: A bounded repetition all three engines read alike: ``{n}``, ``{n,}`` or ``{n,m}``.
+_REPEAT_RE = re.compile(r"\{\d+(?:,\d*)?\}")
+#: Letter escapes all three engines give the same meaning (the classes ASCII, see
+#: :data:`PATTERN_FLAGS`): digits, word and space characters, tab, newline, return, form feed,
+#: ``\xhh`` and the start of the value.
+_PORTABLE_ESCAPES = frozenset("dDwWsStnrfxA")
+_ESCAPE_FIXES = {
+    "Z": "the pattern holds for the whole value already: drop \\Z (or write $)",
+    "b": "word boundaries differ between the engines: spell the characters out",
+    "B": "word boundaries differ between the engines: spell the characters out",
+    "v": "Java reads \\v as any vertical space: write \\x0b for the vertical tab",
+    "u": "write the character itself; the dataset file is UTF-8",
+}
+#: Groups other than (...) and (?:...), by how they start; the last is the catch-all.
+_GROUP_KINDS = (
+    ("(?<=", "a look-behind"),
+    ("(?<!", "a look-behind"),
+    ("(?P<", "a named group"),
+    ("(?<", "a named group"),
+    ("(?P=", "a back reference"),
+    ("(?=", "a look-ahead"),
+    ("(?!", "a look-ahead"),
+    ("(?#", "a comment"),
+    ("(?>", "an atomic group"),
+    ("(?(", "a conditional"),
+    ("(?", "inline flags"),
+)
+#: Flags the transform compiles a dataset pattern with: ``\d``, ``\w`` and ``\s`` mean ASCII
+#: digits, word and space characters, as they do in Java (the Glue job) and RE2 (the local
+#: checks); Python's default would also take other scripts' digits and letters.
+PATTERN_FLAGS = re.ASCII
+
+
+def pattern_portability_problem(pattern: str) -> str | None:
+    r"""Why ``pattern`` would not mean the same to the three engines that hold a value to it, or
+    ``None``. The Firehose transform runs Python's ``re``, the Glue job Java's
+    ``java.util.regex`` and the local data-quality checks DuckDB's RE2; a pattern is allowed when
+    it is written in the syntax they share, and read the same by all three:
+
+    * groups are ``(...)`` and ``(?:...)`` only: no named groups, look-arounds, inline flags,
+      comments or atomic groups, and no back references;
+    * repetitions are ``*``, ``+``, ``?`` and ``{n}``, ``{n,}``, ``{n,m}``, lazy or greedy, never
+      possessive; a literal ``{`` is escaped;
+    * a ``[`` inside a character class is escaped (Java reads it as a nested class), and no
+      ``&&`` (Java's class intersection);
+    * escapes are ``\d \D \w \W \s \S \t \n \r \f \xhh \A`` and escaped punctuation.
+
+    ``.`` is left to the job to align: it compiles in Java's UNIX_LINES mode, where ``.`` leaves
+    out ``\n`` only, as in Python and RE2. One difference is left: RE2's ``\s`` does not take
+    the vertical tab, which only the local checks use.
+    """
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            escaped = pattern[i + 1 : i + 2]
+            if escaped.isascii() and escaped.isalnum():
+                if escaped.isdigit():
+                    return f"\\{escaped}: back references and octal escapes are not portable; use \\x for a character"
+                if escaped not in _PORTABLE_ESCAPES or (in_class and escaped == "A"):
+                    fix = _ESCAPE_FIXES.get(
+                        escaped, "use \\d \\w \\s \\t \\n \\r \\f \\xhh or a character class"
+                    )
+                    return f"\\{escaped} is not read alike by Python, Java and RE2: {fix}"
+            elif not escaped.isascii():
+                return f"\\{escaped}: RE2 refuses an escaped letter of another script; write {escaped} alone"
+            i += 2
+            continue
+        if in_class:
+            if char == "[":
+                return "a [ inside a character class is a nested class in Java: escape it as \\["
+            if pattern.startswith("&&", i):
+                return "&& in a character class is an intersection in Java: write the characters out"
+            if char == "]":
+                in_class = False
+        elif char == "[":
+            in_class = True
+            i += 1
+            if pattern[i : i + 1] == "^":
+                i += 1
+            if pattern[i : i + 1] == "]":  # a ] first in the class is the character itself
+                i += 1
+            continue
+        elif char == "(" and pattern.startswith("(?", i) and not pattern.startswith("(?:", i):
+            start, kind = next((s, k) for s, k in _GROUP_KINDS if pattern.startswith(s, i))
+            shown = pattern[i : i + 4] if start == "(?" else start
+            return f"{kind}, {shown}...: only (...) and (?:...) groups are portable; rewrite without it"
+        elif char == "{":
+            if not (repeat := _REPEAT_RE.match(pattern, i)):
+                return "a { that does not start {n}, {n,} or {n,m} is refused by Java: escape it as \\{ (and write {0,m}, not {,m})"
+            i = repeat.end()
+            if pattern[i : i + 1] == "+":
+                return "possessive repetitions (+ after a repetition) are not portable: drop the +"
+            continue
+        elif char in "*+?" and pattern[i + 1 : i + 2] == "+":
+            return "possessive repetitions (+ after a repetition) are not portable: drop the +"
+        i += 1
+    return None
+
+
 def _problem(problems: list[tuple[str, str]], where: str, fix: str) -> None:
     problems.append((where, fix))
 
@@ -316,10 +418,14 @@ def _parse_column(
     if pattern is not None:
         if ctype != "string" or not isinstance(pattern, str):
             _problem(problems, f"{where}.pattern", "pattern needs a string column and a regex")
+        elif (why := pattern_portability_problem(pattern)) is not None:
+            _problem(problems, f"{where}.pattern", why)
         else:
             try:
-                compiled = re.compile(pattern)
-            except re.error as exc:
+                with warnings.catch_warnings():  # a set Python will read otherwise one day
+                    warnings.simplefilter("error", FutureWarning)
+                    compiled = re.compile(pattern, PATTERN_FLAGS)
+            except (re.error, FutureWarning) as exc:
                 _problem(problems, f"{where}.pattern", f"not a valid regular expression: {exc}")
     max_length = raw.get("max_length")
     if max_length is not None and (ctype != "string" or not _whole(max_length) or max_length < 1):

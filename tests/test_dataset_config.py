@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,13 @@ from typing import Any
 import pytest
 
 from config import features_from_context, get_stage
-from datalake.dataset import DATASETS_DIR, DatasetConfigError, load_dataset, parse_dataset
+from datalake.dataset import (
+    DATASETS_DIR,
+    DatasetConfigError,
+    load_dataset,
+    parse_dataset,
+    pattern_portability_problem,
+)
 
 ORDERS = json.loads((DATASETS_DIR / "orders.json").read_text())
 
@@ -135,6 +142,11 @@ def test_reference_dataset_loads_with_its_schema() -> None:
             "columns[status].enum",
             "'SHIPPED' does not match the pattern; fix one or the other",
         ),
+        (
+            lambda r: _column(r, "country").update(pattern="(?i)[a-z]{2}"),
+            "columns[country].pattern",
+            "inline flags, (?i)...: only (...) and (?:...) groups are portable; rewrite without it",
+        ),
     ],
     ids=[
         "unknown-field",
@@ -157,6 +169,7 @@ def test_reference_dataset_loads_with_its_schema() -> None:
         "job-column-line",
         "enum-longer-than-max-length",
         "enum-outside-pattern",
+        "pattern-not-portable",
     ],
 )
 def test_bad_dataset_names_file_field_and_fix(mutate: Any, field: str, fix: str) -> None:
@@ -170,6 +183,54 @@ def test_bad_dataset_names_file_field_and_fix(mutate: Any, field: str, fix: str)
     assert "config/datasets/orders.json" in message
     assert f"{field}: " in message
     assert fix in message
+
+
+@pytest.mark.parametrize(
+    ("pattern", "fix"),
+    [
+        (r"(?P<cc>[A-Z]{2})", "a named group, (?P<...: only (...) and (?:...) groups"),
+        (r"(?!XX)[A-Z]{2}", "a look-ahead, (?!..."),
+        (r"(?<=x)y", "a look-behind, (?<=..."),
+        (r"([A-Z])\1", r"\1: back references and octal escapes are not portable"),
+        (r"\bKR", "word boundaries differ between the engines"),
+        (r"[A-Z]{2}\Z", r"drop \Z"),
+        (r"\u0041", "write the character itself"),
+        (r"[\v]", r"Java reads \v as any vertical space"),
+        (r"\한", "write 한 alone"),
+        (r"[A-Z]{,2}", "escape it as \\{ (and write {0,m}, not {,m})"),
+        (r"a{b}", "escape it as \\{"),
+        (r"[A-Z]++", "possessive repetitions"),
+        (r"[A-Z]{2}+", "possessive repetitions"),
+        (r"[[:upper:]]", "a [ inside a character class is a nested class in Java"),
+        (r"[A-Z&&[^Q]]", "&& in a character class is an intersection in Java"),
+        (r"[A-Z[Q]]", "escape it as \\["),
+    ],
+)
+def test_a_pattern_in_syntax_not_every_engine_reads_alike_is_refused(pattern: str, fix: str) -> None:
+    # The transform (Python), the job (Java) and the local checks (RE2) would disagree on it, or
+    # one of them refuse it at run time: a record passed by one layer and quarantined by the next
+    why = pattern_portability_problem(pattern)
+    assert why is not None and fix in why
+    raw = _broken(lambda r: _column(r, "country").update(pattern=pattern))
+    with pytest.raises(DatasetConfigError, match=re.escape(f"columns[country].pattern: {why}")):
+        parse_dataset(raw, "orders.json")
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"^[A-Z]{2}$",
+        r"\d+\.\d{2}",
+        r"[\w.+-]+@[\w-]+\.[a-z]{2,}",
+        r"(?:KR|US)-\d{1,4}?",
+        r"[]a]+|[^]\[x]",
+        r"\A\x41\t\n\r\f\s\S\D\W\{\}",
+        r"a\\b",
+    ],
+)
+def test_a_pattern_in_the_shared_syntax_is_accepted(pattern: str) -> None:
+    assert pattern_portability_problem(pattern) is None
+    assert parse_dataset(_broken(lambda r: _column(r, "country").update(pattern=pattern)), "orders.json")
 
 
 def test_every_problem_is_reported_at_once() -> None:

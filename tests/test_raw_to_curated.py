@@ -827,6 +827,76 @@ def test_a_pattern_holds_for_the_whole_value_in_the_transform_the_job_and_the_qu
     assert transform == job == quality == {"o-1": True, "o-2": False, "o-3": False, "o-4": False}
 
 
+#: Patterns in the syntax the dataset file allows, where Python's, Java's and RE2's defaults part:
+#: what ``.``, ``\d``, ``\w`` and ``\s`` take, a ``]`` first in a class, lazy repetitions.
+_PORTABLE_PATTERNS = (r"a.b", r"\d+", r"\w+", r"[^\d]+", r"[]a]+", r"a\sb", r"[A-Z]{2}", r"\S+?")
+#: Values (trimmed, as every layer trims) with line terminators other than \n, other scripts'
+#: digits and letters, Unicode space and a literal ]. No vertical tab: RE2's \s leaves it out.
+_PATTERN_VALUES = (
+    "a\rb",
+    "a\u2028b",
+    "a\x85b",
+    "a\nb",
+    "a\u00a0b",
+    "a b",
+    "١٢",
+    "٣",
+    "é9",
+    "ǅ",
+    "ab",
+    "]a",
+    "AB",
+    "A_1",
+)
+
+
+def test_a_pattern_holds_alike_in_the_transform_the_job_and_the_quality_rule(
+    spark: Any, tmp_path: Path
+) -> None:
+    # GIVEN a dataset file with a column for each pattern
+    raw = json.loads((DATASETS_DIR / "orders.json").read_text())
+    raw["columns"] += [
+        {"name": f"p{i}", "type": "string", "pattern": p} for i, p in enumerate(_PORTABLE_PATTERNS)
+    ]
+    (tmp_path / "orders.json").write_text(json.dumps(raw))
+    dataset = load_dataset(tmp_path / "orders.json")
+    spec = dataset.to_spec()
+    names = [f"p{i}" for i in range(len(_PORTABLE_PATTERNS))]
+    records = {f"o-{j}": _record(f"o-{j}", **dict.fromkeys(names, v)) for j, v in enumerate(_PATTERN_VALUES)}
+
+    def failed(reasons: list[str]) -> set[str]:
+        return {n for n in names if any(r.startswith(f"{n}: ") for r in reasons)}
+
+    # WHEN the transform, the job and the data-quality rules judge each value against each pattern
+    validator = RecordValidator(spec)
+    transform = {k: failed(validator.validate(r)[1]) for k, r in records.items()}
+    lines = spark.createDataFrame(
+        [(json.dumps(r), "f") for r in records.values()], f"value string, {RAW_FILE} string"
+    )
+    checked = validate_and_cast(parse_lines(lines, spec), spec).collect()
+    job = {r.order_id: failed(r[REASON].split("; ")) for r in checked}
+    pattern_rules = {
+        r.sql: n for n in names for r in rules(dataset) if r.dqdl.startswith(f'(ColumnValues "{n}" matches')
+    }
+    con = duckdb.connect()
+    quality = {}
+    for k, v in zip(records, _PATTERN_VALUES, strict=True):
+        con.execute(
+            f"CREATE OR REPLACE TABLE orders AS SELECT {', '.join(f'?::VARCHAR AS {n}' for n in names)}",
+            [v] * len(names),
+        )
+        quality[k] = {
+            n
+            for sql, n in pattern_rules.items()
+            if not con.execute(sql.replace("{table}", "orders")).fetchone()[0]
+        }
+    # THEN they agree on every value, and the values do tell the patterns apart
+    assert len(pattern_rules) == len(names)
+    assert transform == job == quality
+    assert len({frozenset(f) for f in transform.values()}) > len(names) // 2
+    assert {k for k, f in job.items() if "p0" not in f} == {"o-0", "o-1", "o-2", "o-4", "o-5"}  # a.b
+
+
 @pytest.mark.parametrize(
     "child",
     [

@@ -17,6 +17,9 @@ from typing import Any, NamedTuple
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _DECIMAL_TYPE_RE = re.compile(r"^decimal\((\d+),(\d+)\)$")
 _INT_BOUNDS = {"int": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
+#: A dataset pattern's \d, \w and \s are ASCII, as in the Glue job's Java regex (the dataset file
+#: allows only the syntax both read alike: ``datalake.dataset.pattern_portability_problem``).
+PATTERN_FLAGS = re.ASCII
 #: Event times outside this window are rejected: it catches epoch seconds sent as milliseconds
 #: and keeps garbage out of the partition tree.
 MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
@@ -166,7 +169,7 @@ def _json_type(value: Any) -> str:
 
 def _check_string(col: dict[str, Any]) -> Callable[[Any], Any]:
     enum = set(col["enum"]) if "enum" in col else None
-    pattern = re.compile(col["pattern"]) if "pattern" in col else None
+    pattern = re.compile(col["pattern"], PATTERN_FLAGS) if "pattern" in col else None
     max_length = col.get("max_length")
 
     def check(value: Any) -> str | None:
@@ -371,7 +374,7 @@ def _fast_block(
                 ns[f"E{key}"] = frozenset(col["enum"])
                 conds.append(f"{v} in E{key}")
             if "pattern" in col:
-                ns[f"P{key}"] = re.compile(col["pattern"])
+                ns[f"P{key}"] = re.compile(col["pattern"], PATTERN_FLAGS)
                 conds.append(f"P{key}.fullmatch({v}) is not None")
         elif ctype in _INT_BOUNDS:
             low, high = _INT_BOUNDS[ctype]
