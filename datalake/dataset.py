@@ -251,6 +251,7 @@ _ESCAPE_FIXES = {
     "v": "Java reads \\v as any vertical space: write \\x0b for the vertical tab",
     "u": "write the character itself; the dataset file is UTF-8",
 }
+_POSSESSIVE = "possessive repetitions (+ after a repetition) are not portable: drop the +"
 #: Groups other than (...) and (?:...), by how they start; the last is the catch-all.
 _GROUP_KINDS = (
     ("(?<=", "a look-behind"),
@@ -331,10 +332,10 @@ def pattern_portability_problem(pattern: str) -> str | None:
                 return "a { that does not start {n}, {n,} or {n,m} is refused by Java: escape it as \\{ (and write {0,m}, not {,m})"
             i = repeat.end()
             if pattern[i : i + 1] == "+":
-                return "possessive repetitions (+ after a repetition) are not portable: drop the +"
+                return _POSSESSIVE
             continue
         elif char in "*+?" and pattern[i + 1 : i + 2] == "+":
-            return "possessive repetitions (+ after a repetition) are not portable: drop the +"
+            return _POSSESSIVE
         i += 1
     return None
 
