@@ -168,6 +168,13 @@ class DatasetDeliveryStream(Construct):
                 retention_period=Duration.hours(24),
                 removal_policy=removal_policy,
             )
+            acknowledge(
+                self.source_stream,
+                "The source stream is encrypted with the lake's customer-managed raw key, not the AWS "
+                "managed aws/kinesis key: its key policy and rotation are ours and the records stay "
+                "under the same key from the stream to the raw zone.",
+                "AwsSolutions-KDS3",
+            )
             source = firehose.KinesisStreamSource(self.source_stream)
             encryption = (
                 None  # Firehose rejects SSE on a stream whose source is Kinesis (it is encrypted there)
@@ -246,6 +253,14 @@ class DatasetDeliveryStream(Construct):
             role=self.delivery_role.without_policy_updates(),
         )
         self.delivery_stream.node.add_dependency(self.delivery_policy)
+        if self.source_stream is not None:
+            acknowledge(
+                self.delivery_stream,
+                "Firehose refuses server-side encryption on a delivery stream whose source is a "
+                "Kinesis data stream; the records are encrypted at rest in that stream with the raw "
+                "key, and Firehose writes them to the raw zone encrypted with the same key.",
+                "AwsSolutions-KDF1",
+            )
 
     def _delivery_statements(
         self,

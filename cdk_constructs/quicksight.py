@@ -294,7 +294,8 @@ class QuickSightDashboard(Construct):
             data_set.add_property_override(
                 "PhysicalTableMap",
                 {
-                    ds.name: {
+                    # a physical table id allows letters, digits and dashes only
+                    ds.resource_name: {
                         "RelationalTable": {
                             "DataSourceArn": self.data_source.attr_arn,
                             "Catalog": "AwsDataCatalog",

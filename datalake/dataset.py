@@ -724,3 +724,36 @@ def load_datasets(directory: Path | str = DATASETS_DIR) -> tuple[Dataset, ...]:
     if not paths:
         raise DatasetConfigError(directory, [("(folder)", "no dataset files; add one such as orders.json")])
     return tuple(load_dataset(p) for p in paths)
+
+
+#: AWS caps these names at 64 characters. The longest the lake builds from a dataset's name is its
+#: pipeline's EventBridge Scheduler schedule, ``<prefix>-<name>-pipeline``; the Firehose stream
+#: ``<prefix>-<name>`` and the job's and crawler's IAM roles (``-job``, ``-crawler``) are shorter.
+NAME_LIMIT = 64
+LONGEST_NAME_SUFFIX = "-pipeline"
+
+
+def longest_dataset_name(prefix: str) -> int:
+    """How long a dataset's name may be under a stage's resource-name ``prefix``."""
+    return NAME_LIMIT - len(f"{prefix}-") - len(LONGEST_NAME_SUFFIX)
+
+
+def check_name_lengths(datasets: Iterable[Dataset], prefix: str) -> None:
+    """Raise for the first dataset whose name, under the stage's ``prefix``, makes a resource name
+    longer than AWS allows: named here, with the file and the fix, rather than by CDK's validation
+    of a generated resource or at deploy time."""
+    longest = longest_dataset_name(prefix)
+    for dataset in datasets:
+        if len(dataset.name) > longest:
+            schedule = f"{prefix}-{dataset.resource_name}{LONGEST_NAME_SUFFIX}"
+            raise DatasetConfigError(
+                dataset.source_file,
+                [
+                    (
+                        "name",
+                        f"{dataset.name!r} has {len(dataset.name)} characters: its schedule "
+                        f"{schedule!r} would have {len(schedule)}, over the {NAME_LIMIT} AWS allows; "
+                        f"under the stage prefix {prefix!r} use at most {longest} (and rename the file)",
+                    )
+                ],
+            )

@@ -17,11 +17,16 @@ import aws_cdk as cdk
 from aws_cdk import assertions
 
 from config import get_stage
-from datalake.dataset import load_datasets
+from datalake.dataset import check_name_lengths, load_dataset, load_datasets
 from stacks import Lake, build_lake
 from stacks.compliance import add_compliance_packs
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
+#: A second dataset beside the shipped ones, as a fork adds one: the longest name the stages'
+#: prefixes allow, with every column type, the Kinesis source and the options orders.json leaves out.
+SECOND_DATASET = str(
+    Path(__file__).resolve().parent / "datasets" / "web_storefront_page_views_by_session_and_pages.json"
+)
 
 
 @dataclass
@@ -55,20 +60,33 @@ WITHOUT_AUDIT: dict[str, Any] = {
     "quicksight_principal_arn": "arn:aws:quicksight:eu-west-1:123456789012:user/default/analyst",
 }
 
+#: A fork with two datasets and every component on (prod adds Redshift): the second dataset's
+#: resources in every stack, beside those of orders.
+TWO_DATASETS: dict[str, Any] = {
+    "extra_datasets": (SECOND_DATASET,),
+    "athena_spark": True,
+    "quicksight_principal_arn": WITHOUT_AUDIT["quicksight_principal_arn"],
+}
+
 
 @functools.cache
-def synthesize(stage_name: str = "sandbox", **features: Any) -> Synth:
-    """Build and synthesize the whole app with every compliance pack; raises on any open finding."""
+def synthesize(stage_name: str = "sandbox", extra_datasets: tuple[str, ...] = (), **features: Any) -> Synth:
+    """Build and synthesize the whole app with every compliance pack; raises on any open finding.
+
+    ``extra_datasets``: dataset files synthesized beside those of ``config/datasets/``.
+    """
     stage = get_stage(stage_name)
     if features:
         stage = stage.with_features(**features)
+    datasets = load_datasets() + tuple(load_dataset(path) for path in extra_datasets)
+    check_name_lengths(datasets, stage.prefix)  # as app.py does
     outdir = Path(tempfile.mkdtemp(prefix=f"cdk-{stage_name}-"))
     # The CLI passes cdk.json's context (the feature flags) to the app; a test must do it itself.
     context = dict(json.loads(CDK_JSON.read_text())["context"])
     # No asset bundling in tests: the functions' code folders are used as they are.
     context["aws:cdk:bundling-stacks"] = []
     app = cdk.App(outdir=str(outdir), context=context)
-    lake = build_lake(app, stage, load_datasets())
+    lake = build_lake(app, stage, datasets)
     add_compliance_packs(app)
     assembly = app.synth()
     return Synth(app=app, lake=lake, assembly=assembly, outdir=outdir)

@@ -18,6 +18,7 @@ from datalake.dataset import (
     DATASETS_DIR,
     DatasetConfigError,
     load_dataset,
+    longest_dataset_name,
     parse_dataset,
     pattern_portability_problem,
 )
@@ -259,6 +260,24 @@ def test_malformed_dataset_fails_synth_without_a_stack_trace(tmp_path: Path, roo
     assert "governance.pii_columns: PII flag on 'customer_name', which is not a column" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_a_name_too_long_for_the_stage_prefix_fails_synth_naming_the_limit(
+    tmp_path: Path, root: Path
+) -> None:
+    # GIVEN a dataset one character longer than the sandbox prefix leaves room for
+    name = "o" * (longest_dataset_name("lake-sbx") + 1)
+    (tmp_path / f"{name}.json").write_text(json.dumps(_broken(lambda r: r.update(name=name))))
+    # WHEN the CDK app runs as `cdk synth` runs it
+    result = _run_app(root, {"datasets_dir": str(tmp_path)}, tmp_path / "out")
+    # THEN it stops before any construct, naming the file, the resource name and the longest allowed
+    assert result.returncode == 1
+    assert f"error: Invalid dataset file {tmp_path / name}.json" in result.stderr
+    assert (
+        f"name: '{name}' has 47 characters: its schedule 'lake-sbx-{name}-pipeline' would have 65, "
+        "over the 64 AWS allows; under the stage prefix 'lake-sbx' use at most 46 (and rename the file)"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_unknown_stage_is_a_clear_error(tmp_path: Path, root: Path) -> None:

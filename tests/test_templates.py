@@ -1,13 +1,17 @@
 """Every synthesized template passes cfn-lint, stays inside CloudFormation quotas, and CDK's own
-validation reports nothing."""
+validation reports nothing; a second dataset file fans out to every stack."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 from cfnlint.api import ManualArgs, lint_by_config
-from lake_app import SWITCHED, WITHOUT_AUDIT, Synth, synthesize
+from lake_app import SECOND_DATASET, SWITCHED, TWO_DATASETS, WITHOUT_AUDIT, Synth, synthesize
+
+from config import get_stage
+from datalake.dataset import load_dataset, longest_dataset_name
 
 # Quotas: https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html
 MAX_RESOURCES = 500
@@ -23,12 +27,14 @@ CFN_LINT_IGNORE: list[str] = [
 REGIONS = ["eu-west-1", "us-east-1", "ap-northeast-2"]
 
 
-#: Both stages, and every switch flipped (the variants other modules synthesize anyway).
+#: Both stages, every switch flipped (the variants other modules synthesize anyway), and a fork
+#: with a second dataset and every component on.
 VARIANTS = {
     "sandbox": ("sandbox", {}),
     "prod": ("prod", {}),
     "switched": ("sandbox", SWITCHED),
     "without-audit-with-quicksight": ("sandbox", WITHOUT_AUDIT),
+    "prod-two-datasets-every-component": ("prod", TWO_DATASETS),
 }
 
 
@@ -75,3 +81,30 @@ def test_every_stack_of_the_app_is_checked(synth: Synth) -> None:
     in_app = {c.node.path for c in synth.app.node.children if isinstance(c, cdk.Stack)}
     assert {s.node.path for s in synth.lake.stacks} == in_app
     assert len(in_app) == 7
+
+
+def test_a_second_dataset_file_fans_out_to_every_stack() -> None:
+    # GIVEN the shipped orders file and a second dataset file with a Kinesis source, every column
+    # type and the longest name the stage prefix allows (its synth passing every pack and cfn-lint
+    # is the variant above)
+    synth = synthesize("prod", **TWO_DATASETS)
+    second = load_dataset(SECOND_DATASET)
+    assert len(second.name) == longest_dataset_name(get_stage("prod").prefix)
+    ids = {"orders": "Orders", second.name: second.name.title().replace("_", "")}
+    for name, template in synth.all_templates().items():
+        resources = template["Resources"]
+        kinds = {
+            ds: Counter(r["Type"] for lid, r in resources.items() if cid in lid) for ds, cid in ids.items()
+        }
+        # THEN every stack holds the same kinds of resource for each dataset; only the source
+        # stream is the second's alone
+        extra = Counter({"AWS::Kinesis::Stream": 1}) if name.endswith("-ingestion") else Counter()
+        assert kinds[second.name] == kinds["orders"] + extra, name
+    processing = synth.all_templates()["lake-prd-processing"]["Resources"]
+    jobs = {r["Properties"]["Name"] for r in processing.values() if r["Type"] == "AWS::Glue::Job"}
+    assert jobs == {"lake-prd-orders-raw-to-curated", f"lake-prd-{second.resource_name}-raw-to-curated"}
+    # AND the one dashboard shows each pipeline alike: as many references to each dataset's
+    # resources (stack outputs) and names (metric dimensions, rulesets, section titles)
+    body = json.dumps(synth.all_templates()["lake-prd-observability"]["Resources"])
+    assert body.count(ids[second.name]) == body.count("Orders") > 0
+    assert body.count(second.name) + body.count(second.resource_name) == body.count("orders") > 0
