@@ -142,6 +142,13 @@ def test_decimals_are_kept_exact_and_strings_trimmed() -> None:
         ({"amount": "12.345"}, "amount: 12.345 has more than 2 decimal places"),
         ({"amount": -1}, "amount: -1.00 is below the minimum 0"),
         ({"amount": "1e40"}, "amount: 1E+40 does not fit decimal(12,2)"),
+        # canonical in shape, but not ASCII digits: the fast path hands it over, the general refuses
+        ({"amount": "0.\u0665\u0660"}, "amount: '0.\u0665\u0660' is not a number"),
+        ({"amount": "1_000.00"}, "amount: '1_000.00' is not a number"),
+        (
+            {"order_ts": "\u0661\u0667\u0661\u0664\u0665\u0665\u0667\u0666\u0660\u0660\u0660\u0660\u0660"},
+            "order_ts: '\u0661\u0667\u0661\u0664\u0665\u0665\u0667\u0666\u0660\u0660\u0660\u0660\u0660' is not an ISO-8601 timestamp",
+        ),
         ({"status": "LOST"}, "status: 'LOST' is not one of"),
         ({"country": "Korea"}, "country: 'Korea' does not match"),
         ({"customer_id": None}, "customer_id: required field is missing"),

@@ -840,7 +840,7 @@ _PATTERN_VALUES = (
     "a\u00a0b",
     "a b",
     "١٢",
-    "٣",
+    "\u0663",
     "é9",
     "ǅ",
     "ab",
@@ -895,6 +895,89 @@ def test_a_pattern_holds_alike_in_the_transform_the_job_and_the_quality_rule(
     assert transform == job == quality
     assert len({frozenset(f) for f in transform.values()}) > len(names) // 2
     assert {k for k, f in job.items() if "p0" not in f} == {"o-0", "o-1", "o-2", "o-4", "o-5"}  # a.b
+
+
+#: Values of each scalar type as producers send them: canonical, loosely written, and wrong in the
+#: ways Spark's casts or Python's parsers would let through (NaN, "yes", 2024-5-1, "1_000", "\u0663").
+_SCALAR_VALUES: dict[str, tuple[str, list[Any]]] = {
+    "b": (
+        "boolean",
+        [True, False, "true", " FALSE ", "", "t", "yes", "y", "1", "0", 1, 0, "no", "f", "null"],
+    ),
+    "d": (
+        "date",
+        [
+            *("2024-05-01", " 2024-05-01", "2024-5-1", "2024-05-01T10:00", "2024-05-01 10:00:00"),
+            *("2024-02-30", "20240501", "2024-W18-3", "2024-05", "2024", "+2024-05-01", "02024-05-01"),
+            *("\u0662\u0660\u0662\u0664-05-01", 20240501),
+        ],
+    ),
+    "x": (
+        "double",
+        [
+            *(0.5, "0.5", " 1.5 ", "+1", ".5", "5.", "1e5", "1e-400", 1e-7, "", "NaN", "Infinity"),
+            *("-Infinity", "inf", "1e400", "0x10", "1.5d", "1.5f", "1_000", "\uff11", True),
+        ],
+    ),
+    "i": (
+        "int",
+        [1, "1", "07", "+7", " 7 ", "-0", 1.0, "1.0", 100.5, "2147483648", "0x1F", "1_0", "\u0663", True],
+    ),
+    "g": ("bigint", [9223372036854775807, "9223372036854775807", "9223372036854775808", "+5", "05", "1e3x"]),
+    "m": (
+        "decimal(12,2)",
+        [
+            *(1, "1.5", "1e2", "1E-2", "+1.25", " 1.25 ", ".5", "5.", "9999999999.99", "10000000000.00"),
+            *("1.005", "1,25", "NaN", "Infinity", "0.\u0665\u0660", "1\u0662.50", "1_000.00", True),
+        ],
+    ),
+}
+
+
+def test_a_value_of_every_scalar_type_holds_alike_in_the_transform_and_the_job(spark: Any) -> None:
+    # GIVEN a dataset with a column of each scalar type, and a record per value
+    columns = [{"name": c, "type": t} for c, (t, _) in _SCALAR_VALUES.items()]
+    spec = {
+        "name": "t",
+        "record_key": "k",
+        "event_time": "ts",
+        "columns": [{"name": "k", "type": "string"}, {"name": "ts", "type": "timestamp"}, *columns],
+    }
+    records = {
+        f"{c}{j}": {"k": f"{c}{j}", "ts": "2024-05-01T10:00:00.000Z", c: v}
+        for c, (_, values) in _SCALAR_VALUES.items()
+        for j, v in enumerate(values)
+    }
+    validator = RecordValidator(spec)
+    transform = {k: validator.validate(r) for k, r in records.items()}
+    ingested = {"ingested_at": "2024-05-01T10:00:05.000Z"}
+
+    def job(lines: list[dict[str, Any]]) -> dict[str, Any]:
+        raw = spark.createDataFrame(
+            [(json.dumps({**r, **ingested}), "s3://b/t/year=2024/month=05/day=01/f") for r in lines],
+            f"value string, {RAW_FILE} string",
+        )
+        return {r.k: r for r in validate_and_cast(parse_lines(raw, spec), spec).collect()}
+
+    # WHEN the job reads each record as the producer sent it, and as the transform wrote it
+    as_sent = job(list(records.values()))
+    as_written = job([out for out, _ in transform.values() if out is not None])
+    for key, (out, reasons) in transform.items():
+        column = key[0]
+        if out is None:
+            # THEN a value the transform refuses, the job refuses too
+            assert [r.split(":")[0] for r in reasons] == [column], (key, reasons)
+            assert as_sent[key][REASON].startswith(f"{column}: "), (key, records[key][column])
+            continue
+        # AND a value the transform accepts, the job takes as written with the same typed value
+        row = as_written[key]
+        assert row[REASON] == "", (key, row[REASON])
+        typed, written = row[column], out[column]
+        if isinstance(typed, date):
+            typed = typed.isoformat()
+        assert typed == (Decimal(written) if isinstance(typed, Decimal) else written), key
+    refused = {k for k, (out, _) in transform.items() if out is None}
+    assert len(refused) > len(records) // 2  # the values do probe the edges
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ and casts itself (defence in depth behind the Firehose transform) instead of tru
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -32,6 +33,11 @@ RAW_TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSX"
 #: the days to rebuild with it, quarantined rows are partitioned by it, and a valid row's event
 #: time must fall on it, so the three agree.
 RAW_PATH_DAY = r"/year=(\d{4})/month=(\d{2})/day=(\d{2})/"
+#: Numbers and dates as the transform reads them (Java regex; ``\d`` is ASCII): Spark's casts
+#: alone also take NaN, Infinity and 1.5d as doubles, Arabic-Indic digits as a decimal, t, yes and 1 as booleans,
+#: and 2024-5-1, 2024-05 and 2024 as dates.
+_NUMBER_TEXT = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+_DATE_TEXT = r"^\d{4}-\d{2}-\d{2}$"
 #: A timestamp's UTC day in the text ``RAW_PATH_DAY`` matches (Spark datetime pattern).
 _DAY_FOLDER_FORMAT = "'/year='yyyy'/month='MM'/day='dd'/'"
 
@@ -102,7 +108,9 @@ def _value_checks(value: Column, col: dict[str, Any], label: str) -> tuple[Colum
     elif is_decimal:
         wide = text.cast("decimal(38,18)")
         typed = text.cast(ctype)
-        checks.append((present & (wide.isNull() | typed.isNull()), f"{label}: not a {ctype}"))
+        # the grammar too: the cast (Java's BigDecimal) also reads other scripts' digits
+        malformed = wide.isNull() | typed.isNull() | ~text.rlike(_NUMBER_TEXT)
+        checks.append((present & malformed, f"{label}: not a {ctype}"))
         # a cast rounds extra decimal places away: refuse instead, money stays exact
         checks.append(
             (
@@ -119,8 +127,14 @@ def _value_checks(value: Column, col: dict[str, Any], label: str) -> tuple[Colum
                 f"{label}: not a whole {ctype}",
             )
         )
-    else:
-        typed = text.cast(ctype)  # double, boolean, date: Spark's own type names
+    elif ctype == "boolean":  # true or false, in any case
+        lowered = F.lower(text)
+        typed = F.when(lowered == "true", F.lit(True)).when(lowered == "false", F.lit(False))
+    elif ctype == "date":
+        typed = F.when(text.rlike(_DATE_TEXT), text.cast("date"))
+    else:  # double: a finite number (1e400 casts to Infinity)
+        number = text.cast("double")
+        typed = F.when(text.rlike(_NUMBER_TEXT) & (F.abs(number) < F.lit(math.inf)), number)
     if ctype not in _INT_BOUNDS and not is_decimal:
         checks.append((present & typed.isNull(), f"{label}: not a valid {ctype}"))
     if "min" in col:

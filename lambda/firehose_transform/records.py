@@ -14,7 +14,12 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
-_INT_RE = re.compile(r"^[+-]?\d+$")
+# Numbers and dates written as text are read in ASCII digits only, as the Glue job reads them:
+# Python's own parsers would also take Arabic-Indic or full-width digits, and "1_000" as 1000.
+_INT_RE = re.compile(r"^[+-]?\d+$", re.ASCII)
+#: A number as text: JSON's grammar, plus a leading "+" and a point without digits on one side.
+_NUMBER_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$", re.ASCII)
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
 _DECIMAL_TYPE_RE = re.compile(r"^decimal\((\d+),(\d+)\)$")
 _INT_BOUNDS = {"int": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
 #: A dataset pattern's \d, \w and \s are ASCII, as in the Glue job's Java regex (the dataset file
@@ -71,12 +76,15 @@ def _to_decimal(value: Any) -> Decimal:
     if isinstance(value, float):  # only if a caller parsed floats; keep the shortest repr
         value = repr(value)
     if isinstance(value, (int, Decimal, str)):
+        text = str(value).strip()
         try:
-            number = Decimal(str(value).strip())
+            number = Decimal(text)
         except InvalidOperation:
-            raise Invalid(f"{str(value)[:40]!r} is not a number") from None
+            raise Invalid(f"{text[:40]!r} is not a number") from None
         if not number.is_finite():
             raise Invalid(f"{value!r} is not a finite number")
+        if value.__class__ is str and not _NUMBER_RE.match(text):
+            raise Invalid(f"{text[:40]!r} is not a number")
         return number
     raise Invalid(f"expected a number, got {type(value).__name__}")
 
@@ -236,7 +244,9 @@ def _check_decimal(ctype: str, col: dict[str, Any]) -> Callable[[Any], Any]:
     # Fast path: a non-negative string already in canonical form ("12.30") needs no arithmetic
     # when the column has no maximum and no minimum above zero.
     canonical = (
-        re.compile(rf"^(0|[1-9]\d{{0,{max(precision - scale - 1, 0)}}})\.\d{{{scale}}}$") if scale else None
+        re.compile(rf"^(0|[1-9]\d{{0,{max(precision - scale - 1, 0)}}})\.\d{{{scale}}}$", re.ASCII)
+        if scale
+        else None
     )
     fast = canonical is not None and "max" not in col and float(col.get("min", 0)) <= 0
 
@@ -270,10 +280,13 @@ def _check_boolean(value: Any) -> bool:
 def _check_date(value: Any) -> str:
     if not isinstance(value, str):
         raise Invalid(f"expected a date YYYY-MM-DD, got {_json_type(value)}")
-    try:
-        return date.fromisoformat(value.strip()).isoformat()
-    except ValueError:
-        raise Invalid(f"{value[:40]!r} is not a date YYYY-MM-DD") from None
+    text = value.strip()
+    if _DATE_RE.match(text):  # fromisoformat alone also takes 20240501 and 2024-W18-3
+        try:
+            return date.fromisoformat(text).isoformat()
+        except ValueError:
+            pass
+    raise Invalid(f"{value[:40]!r} is not a date YYYY-MM-DD")
 
 
 def _check_struct(children: list[Field]) -> Callable[[Any], Any]:
@@ -388,7 +401,9 @@ def _fast_block(
             and float(col.get("min", 0)) <= 0
         ):
             precision, scale = int(match.group(1)), int(match.group(2))
-            ns[f"C{key}"] = re.compile(rf"(0|[1-9]\d{{0,{max(precision - scale - 1, 0)}}})\.\d{{{scale}}}")
+            ns[f"C{key}"] = re.compile(
+                rf"(0|[1-9]\d{{0,{max(precision - scale - 1, 0)}}})\.\d{{{scale}}}", re.ASCII
+            )
             conds = [f"{v}.__class__ is str", f"C{key}.fullmatch({v}) is not None"]
         elif ctype == "array":
             # The elements' checks inline in the loop: no call per element.
