@@ -13,8 +13,8 @@ import sys
 import aws_cdk as cdk
 
 from config import features_from_context, get_stage
-from datalake.dataset import DATASETS_DIR, DatasetConfigError, check_name_lengths, load_datasets
-from stacks import build_lake
+from datalake.dataset import DATASETS_DIR, DatasetConfigError, load_datasets
+from stacks import build_lake, check_inputs
 from stacks.compliance import add_compliance_packs
 
 
@@ -27,7 +27,7 @@ def main() -> int:
             app.node.try_get_context("quicksight_principal_arn"),
         )
         datasets = load_datasets(str(app.node.try_get_context("datasets_dir") or DATASETS_DIR))
-        check_name_lengths(datasets, stage.prefix)
+        check_inputs(stage, datasets)
     except (DatasetConfigError, ValueError) as exc:
         # One clear message, no Python or jsii stack trace: the file, the field and the fix.
         print(f"error: {exc}", file=sys.stderr)

@@ -123,9 +123,12 @@ def evaluate_quality(con: Any, dataset: Dataset) -> dict[str, bool]:
 def run_queries(
     con: Any, dataset: Dataset, queries: Sequence[sql.SqlFile] | None = None
 ) -> dict[str, QueryResult]:
-    """Every Athena named query, translated from Trino to DuckDB, over the curated table."""
+    """The Athena named queries that read this dataset's curated table alone (all of them when
+    ``queries`` is not given), translated from Trino to DuckDB, over the curated table."""
+    if queries is None:
+        queries = [q for q in sql.load("athena") if sql.tables_read(q.text) == {dataset.name}]
     results = {}
-    for query in queries if queries is not None else sql.load("athena"):
+    for query in queries:
         cursor = con.execute(sql.athena_to_duckdb(query.text))
         columns = [d[0] for d in cursor.description]
         results[query.name] = QueryResult(columns, cursor.fetchall())

@@ -37,8 +37,10 @@ def render(text: str, values: Mapping[str, str], *, where: str = "SQL") -> str:
 
 
 def load(engine: str, directory: Path | None = None) -> list[SqlFile]:
-    """The ``*.sql`` files of ``sql/<engine>/``, sorted by name."""
+    """The ``*.sql`` files of ``sql/<engine>/``, sorted by name (none when a fork removed them all)."""
     folder = (directory or SQL_DIR) / engine
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: no such folder of .sql files")
     files = []
     for path in sorted(folder.glob("*.sql")):
         text = path.read_text(encoding="utf-8")
@@ -52,8 +54,6 @@ def load(engine: str, directory: Path | None = None) -> list[SqlFile]:
         files.append(
             SqlFile(name=path.stem, description=" ".join(comments), text=text.strip() + "\n", path=path)
         )
-    if not files:
-        raise ValueError(f"{folder}: no .sql files")
     return files
 
 
@@ -78,6 +78,47 @@ def statements(text: str) -> list[str]:
 def regex_for_prefixes(prefixes: list[str]) -> str:
     """A regex matching object keys under any of ``prefixes`` (for ``regexp_like``)."""
     return "^(" + "|".join(re.escape(p) for p in prefixes) + ")"
+
+
+def tables_read(text: str, dialect: str = "trino") -> set[str]:
+    """The tables a statement reads or names, ``schema.table`` where it qualifies them; its own
+    common table expressions left out."""
+    import sqlglot
+    from sqlglot import exp
+
+    tree = sqlglot.parse_one(text, read=dialect)
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    return {
+        f"{table.db}.{table.name}" if table.db else table.name
+        for table in tree.find_all(exp.Table)
+        if table.db or table.name not in ctes
+    }
+
+
+#: A table of Redshift's external schema over the curated database (``01_external_schema.sql``).
+_SPECTRUM_TABLE = re.compile(r"\bcurated\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def check_tables(declared: set[str], directory: Path | None = None) -> None:
+    """Raise, naming each file and table, when a shipped Athena or Redshift file reads a curated
+    table not in ``declared``. The shipped queries are examples over their dataset: a fork that
+    removes the dataset removes them too, or they fail where they run (Redshift's at deploy)."""
+    root = directory or SQL_DIR
+    found = []
+    for query in load("athena", directory):
+        tables = {t.split(".")[-1] for t in tables_read(query.text)}
+        found += [(query.path, t) for t in sorted(tables - declared)]
+    for script in load("redshift", directory):
+        code = "\n".join(line for line in script.text.splitlines() if not line.lstrip().startswith("--"))
+        found += [(script.path, t) for t in sorted(set(_SPECTRUM_TABLE.findall(code)) - declared)]
+    if found:
+        lines = [f"{root.name}/{path.relative_to(root)} reads table {table!r}" for path, table in found]
+        raise ValueError(
+            "Shipped SQL reads curated tables that no dataset file declares:\n  - "
+            + "\n  - ".join(lines)
+            + "\n  Each file is an example over its dataset: delete it, or add the dataset file"
+            " (config/datasets/<table>.json)."
+        )
 
 
 def athena_to_duckdb(text: str) -> str:

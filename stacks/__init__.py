@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from aws_cdk import App, Environment, Stack, Tags
 
 from config import StageConfig
-from datalake.dataset import Dataset
+from datalake import sql
+from datalake.dataset import Dataset, check_name_lengths
 from stacks.catalog import CatalogStack
 from stacks.consumption import ConsumptionStack
 from stacks.foundation import FoundationStack
@@ -40,6 +41,13 @@ class Lake:
             self.consumption,
             self.observability,
         ]
+
+
+def check_inputs(stage: StageConfig, datasets: tuple[Dataset, ...]) -> None:
+    """What the stage and the dataset files must agree on before any construct is built; raises
+    one clear error (``DatasetConfigError`` or ``ValueError``) naming the file and the fix."""
+    check_name_lengths(datasets, stage.prefix)
+    sql.check_tables({t for ds in datasets for t in (ds.name, f"{ds.name}_quarantine")})
 
 
 def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> Lake:

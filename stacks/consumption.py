@@ -8,6 +8,7 @@ from typing import Any
 from aws_cdk import Fn, Stack
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from cdk_constructs.athena import sql_workgroup
@@ -65,23 +66,16 @@ class ConsumptionStack(Stack):
                 work_group=self.workgroup.ref,
                 query_string=query.text,
             )
-        self.report = ScheduledReport(
-            self,
-            "DailyRevenueReport",
-            name=f"{stage.prefix}-{REPORT_QUERY.replace('_', '-')}",
-            query=queries[REPORT_QUERY],
-            database=curated_db,
-            workgroup=self.workgroup.ref,
-            bucket=storage.analytics.reference(self, "Analytics"),
-            bucket_key=keys.analytics,
-            results_bucket=results,
-            tables=[ds.name for ds in datasets],
-            alert_topic=foundation.alerts.reference(self, "AlertTopic"),
-            logs_key=keys.logs,
-            log_retention=log_retention(stage),
-            removal_policy=removal,
-        )
-        self.report.state_machine.node.add_dependency(self.workgroup)
+        self.report: ScheduledReport | None = None
+        if REPORT_QUERY in queries:  # a fork without the orders example drops the report with it
+            self.report = self._report(
+                stage,
+                foundation,
+                query=queries[REPORT_QUERY],
+                datasets=datasets,
+                curated_db=curated_db,
+                results=results,
+            )
 
         self.spark_workgroup: athena.CfnWorkGroup | None = None
         if stage.features.athena_spark:
@@ -127,6 +121,37 @@ class ConsumptionStack(Stack):
     def availability_zones(self) -> list[str]:
         """Three AZs even when the stack is environment-agnostic (CDK would otherwise assume two)."""
         return [Fn.select(i, Fn.get_azs()) for i in range(3)]
+
+    def _report(
+        self,
+        stage: StageConfig,
+        foundation: FoundationStack,
+        *,
+        query: sql.SqlFile,
+        datasets: tuple[Dataset, ...],
+        curated_db: str,
+        results: s3.IBucket,
+    ) -> ScheduledReport:
+        """The daily UNLOAD of ``query`` to the analytics bucket."""
+        keys, storage = foundation.keys, foundation.storage
+        report = ScheduledReport(
+            self,
+            "DailyRevenueReport",
+            name=f"{stage.prefix}-{REPORT_QUERY.replace('_', '-')}",
+            query=query,
+            database=curated_db,
+            workgroup=self.workgroup.ref,
+            bucket=storage.analytics.reference(self, "Analytics"),
+            bucket_key=keys.analytics,
+            results_bucket=results,
+            tables=[ds.name for ds in datasets],
+            alert_topic=foundation.alerts.reference(self, "AlertTopic"),
+            logs_key=keys.logs,
+            log_retention=log_retention(stage),
+            removal_policy=removal_policy(stage),
+        )
+        report.state_machine.node.add_dependency(self.workgroup)
+        return report
 
     def _spark_workgroup(self, stage: StageConfig, foundation: FoundationStack) -> athena.CfnWorkGroup:
         """Athena for Apache Spark: notebooks run as a role that reads curated and writes results."""

@@ -17,8 +17,8 @@ import aws_cdk as cdk
 from aws_cdk import assertions
 
 from config import get_stage
-from datalake.dataset import check_name_lengths, load_dataset, load_datasets
-from stacks import Lake, build_lake
+from datalake.dataset import load_dataset, load_datasets
+from stacks import Lake, build_lake, check_inputs
 from stacks.compliance import add_compliance_packs
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
@@ -79,7 +79,7 @@ def synthesize(stage_name: str = "sandbox", extra_datasets: tuple[str, ...] = ()
     if features:
         stage = stage.with_features(**features)
     datasets = load_datasets() + tuple(load_dataset(path) for path in extra_datasets)
-    check_name_lengths(datasets, stage.prefix)  # as app.py does
+    check_inputs(stage, datasets)  # as app.py does
     outdir = Path(tempfile.mkdtemp(prefix=f"cdk-{stage_name}-"))
     # The CLI passes cdk.json's context (the feature flags) to the app; a test must do it itself.
     context = dict(json.loads(CDK_JSON.read_text())["context"])

@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -277,6 +278,24 @@ def test_a_name_too_long_for_the_stage_prefix_fails_synth_naming_the_limit(
         f"name: '{name}' has 47 characters: its schedule 'lake-sbx-{name}-pipeline' would have 65, "
         "over the 64 AWS allows; under the stage prefix 'lake-sbx' use at most 46 (and rename the file)"
     ) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_shipped_sql_over_a_dataset_no_file_declares_fails_synth_naming_each_file(
+    tmp_path: Path, root: Path
+) -> None:
+    # GIVEN a fork's datasets folder without orders.json, and the orders example SQL still shipped
+    shutil.copy(root / "tests" / "datasets" / "web_storefront_page_views_by_session_and_pages.json", tmp_path)
+    # WHEN the CDK app runs as `cdk synth` runs it
+    result = _run_app(root, {"datasets_dir": str(tmp_path)}, tmp_path / "out")
+    # THEN it stops, naming every file that reads the missing table, and what to do
+    assert result.returncode == 1
+    assert "error: Shipped SQL reads curated tables that no dataset file declares" in result.stderr
+    for path in sorted((root / "sql").glob("*/*.sql")):
+        reads_orders = re.search(r"\b(FROM|JOIN) (curated\.)?orders\b", path.read_text()) is not None
+        expected = f"{path.parent.name}/{path.name} reads table 'orders'"
+        assert (expected in result.stderr) == reads_orders, path
+    assert "delete it, or add the dataset file (config/datasets/<table>.json)" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 import pytest
 import sqlglot
+from lake_app import SECOND_DATASET
 
 from datalake import sql
 from datalake.dataset import DATASETS_DIR, load_dataset
@@ -185,3 +186,49 @@ def test_cli_fails_with_one_clear_line(
     assert main([*args, "--workdir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_cli_runs_any_dataset_file_with_the_queries_over_its_own_table(tmp_path: Path) -> None:
+    # GIVEN events of the second test dataset (no shipped query reads its table): a valid view, a
+    # string-typed one the transform normalizes, one sent twice, and one with a bad value per type
+    second = load_dataset(SECOND_DATASET)
+    view = {
+        "viewed_at": "2024-05-01T10:00:00Z",
+        "session_id": 9007199254740993,
+        "duration_ms": 1500,
+        "bounced": False,
+        "visit_date": "2024-05-01",
+        "engagement": 0.25,
+        "page": {"path": "/shop", "section": "shop"},
+    }
+    texts = {"session_id": "42", "bounced": "TRUE", "visit_date": " 2024-04-30 ", "engagement": "1e-1"}
+    bad = {
+        "session_id": -1,
+        "duration_ms": 86400001,
+        "bounced": "yes",
+        "visit_date": "2024-5-1",
+        "engagement": "NaN",
+        "page": {"section": "home"},
+    }
+    events = [{**view, "view_id": "v1"}, *[{**view, **texts, "view_id": "v2"}] * 2]
+    events += [{**view, column: value, "view_id": f"bad-{column}"} for column, value in bad.items()]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    # WHEN the CLI runs the transform, the job, the quality rules and the queries over them
+    args = ["--events", str(path), "--dataset", second.name, "--workdir", str(tmp_path / "run")]
+    assert main([*args, "--datasets-dir", str(Path(SECOND_DATASET).parent)]) == 0
+    # THEN each bad value is rejected, the rest curated once and typed, and every rule holds
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["transform_ok"], summary["transform_rejected"]) == (3, len(bad))
+    assert (summary["curated_rows"], summary["quarantined_rows"], summary["duplicates_dropped"]) == (2, 0, 1)
+    assert summary["data_quality"] and all(summary["data_quality"].values())
+    assert summary["queries"] == {}
+    curated = f"read_parquet('{summary['paths']['curated']}/**/*.parquet', hive_partitioning = true)"
+    con = duckdb.connect()
+    rows = con.execute(
+        f"SELECT view_id, session_id, bounced, visit_date, engagement, page.path FROM {curated} ORDER BY view_id"
+    ).fetchall()
+    assert rows == [
+        ("v1", 9007199254740993, False, date(2024, 5, 1), 0.25, "/shop"),
+        ("v2", 42, True, date(2024, 4, 30), 0.1, "/shop"),
+    ]
