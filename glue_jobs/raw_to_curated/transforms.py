@@ -34,8 +34,8 @@ RAW_TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSX"
 #: time must fall on it, so the three agree.
 RAW_PATH_DAY = r"/year=(\d{4})/month=(\d{2})/day=(\d{2})/"
 #: Numbers and dates as the transform reads them (Java regex; ``\d`` is ASCII): Spark's casts
-#: alone also take NaN, Infinity and 1.5d as doubles, Arabic-Indic digits as a decimal, t, yes and 1 as booleans,
-#: and 2024-5-1, 2024-05 and 2024 as dates.
+#: alone also take NaN, Infinity and 1.5d as doubles, Arabic-Indic digits as a decimal, t, yes
+#: and 1 as booleans, and 2024-5-1, 2024-05 and 2024 as dates.
 _NUMBER_TEXT = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 _DATE_TEXT = r"^\d{4}-\d{2}-\d{2}$"
 #: A timestamp's UTC day in the text ``RAW_PATH_DAY`` matches (Spark datetime pattern).
