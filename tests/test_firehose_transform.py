@@ -212,6 +212,21 @@ def test_rejected_record_keeps_the_original_bytes_and_ingest_partition() -> None
     assert out["x"]["metadata"]["partitionKeys"]["day"] == "01"
 
 
+def test_a_lone_surrogate_is_a_rejection_with_its_reason_and_a_pair_one_character() -> None:
+    # GIVEN "\ud800"-style escapes (valid JSON, no valid Unicode) in a column and in an unknown
+    # field, and a surrogate pair (one emoji)
+    lone = _payload(customer_id="c\ud800")
+    result, out = _run(_event_of(lone, _payload(note="\udc00"), _payload(customer_id="\U0001f600")))
+    # THEN the column's is rejected with the reason and its bytes: the data's fault, not a
+    # processing failure; the unknown field is dropped with the rest; the pair is one character
+    assert (result.ok, result.rejected, result.failed) == (2, 1, 0)
+    doc = _decode(out["r0"])
+    assert doc["reason"] == "a value holds '\\ud800', a lone UTF-16 surrogate, which is not valid Unicode"
+    assert base64.b64decode(doc["raw_base64"]) == json.dumps(lone).encode()
+    assert out["r0"]["metadata"]["partitionKeys"]["dataset"] == "orders_rejected"
+    assert _decode(out["r2"])["customer_id"] == "\U0001f600"
+
+
 def test_extra_fields_are_ignored_without_losing_the_record() -> None:
     result, out = _run(_event_of(_payload(promo="SPRING", nested={"a": 1})))
     assert result.ok == 1

@@ -113,12 +113,21 @@ def transform_record(
         normalized["ingested_at"] = ingested
         normalized["source_stream"] = source_stream
         return True, normalized, _partition_keys(validator.name, normalized[validator.event_time]), []
+    return False, *_rejection(
+        validator.name, data, reasons, ingested=ingested, source_stream=source_stream, record_id=record_id
+    )
+
+
+def _rejection(
+    dataset: str, data: bytes, reasons: list[str], *, ingested: str, source_stream: str, record_id: str
+) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """(rejection document, partition keys, reasons): the reasons with the original bytes."""
     try:
         raw_text: str | None = data.decode("utf-8")
     except UnicodeDecodeError:
         raw_text = None
     rejection = {
-        "dataset": validator.name,
+        "dataset": dataset,
         "record_id": record_id,
         "reason": reasons[0],
         "reasons": reasons,
@@ -127,7 +136,26 @@ def transform_record(
         "raw_text": raw_text,
         "raw_base64": base64.b64encode(data).decode("ascii"),
     }
-    return False, rejection, _partition_keys(validator.name + REJECTED_SUFFIX, ingested), reasons
+    return rejection, _partition_keys(dataset + REJECTED_SUFFIX, ingested), reasons
+
+
+def _surrogate_rejection(
+    dataset: str, data: bytes, accepted: dict[str, Any], error: UnicodeEncodeError, record_id: str
+) -> tuple[str, dict[str, str], list[str]]:
+    """(response data, partition keys, reasons) rejecting a record that validated but holds a lone
+    UTF-16 surrogate (a ``\\ud800`` escape: valid JSON text, not valid Unicode, so no UTF-8 to
+    write): the data's fault, so a rejection with its bytes, not a processing failure."""
+    char = error.object[error.start : error.end]
+    reasons = [f"a value holds {char!r}, a lone UTF-16 surrogate, which is not valid Unicode"]
+    document, keys, reasons = _rejection(
+        dataset,
+        data,
+        reasons,
+        ingested=accepted["ingested_at"],
+        source_stream=accepted["source_stream"],
+        record_id=record_id,
+    )
+    return _b64_line(document), keys, reasons
 
 
 def transform_event(
@@ -158,7 +186,15 @@ def transform_event(
                 source_stream=stream,
                 record_id=record_id,
             )
-            encoded = _b64_line(document)
+            try:
+                encoded = _b64_line(document)
+            except UnicodeEncodeError as error:
+                if not accepted:
+                    raise
+                accepted = False
+                encoded, keys, reasons = _surrogate_rejection(
+                    validator.name, data, document, error, record_id
+                )
         except Exception as exc:  # a bug must not cost the batch: this record goes to processing-failed
             result.failed += 1
             result.reasons.append(f"internal error: {type(exc).__name__}")
