@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -22,6 +23,8 @@ _NUMBER_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$", re.ASCII
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
 _DECIMAL_TYPE_RE = re.compile(r"^decimal\((\d+),(\d+)\)$")
 _INT_BOUNDS = {"int": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
+#: Digits of the largest bigint: a whole number with more is refused before ``int()`` builds it.
+_INT_DIGITS = 19
 #: A dataset pattern's \d, \w and \s are ASCII, as in the Glue job's Java regex (the dataset file
 #: allows only the syntax both read alike: ``datalake.dataset.pattern_portability_problem``).
 PATTERN_FLAGS = re.ASCII
@@ -37,6 +40,12 @@ class Invalid(ValueError):
     """A value that does not fit its column; the message is the reason a person reads."""
 
 
+def _short(value: Any) -> str:
+    """A value as a reason shows it: its first 40 characters (a number may have a million digits)."""
+    text = value if isinstance(value, str) else str(value)
+    return repr(text[:40]) if isinstance(value, str) else text[:40]
+
+
 def format_timestamp(value: datetime) -> str:
     """UTC ISO-8601 with milliseconds and ``Z``, the form the raw zone stores (``2024-05-01T00:00:00.000Z``)."""
     return value.astimezone(UTC).isoformat(timespec="milliseconds")[:23] + "Z"
@@ -49,9 +58,11 @@ def parse_timestamp(value: Any) -> datetime:
     if isinstance(value, (int, Decimal)) or (isinstance(value, str) and _INT_RE.match(value.strip())):
         try:
             millis = Decimal(str(value).strip())
+            if millis and millis.adjusted() >= _INT_DIGITS:  # int() would build it first
+                raise OverflowError
             parsed = datetime.fromtimestamp(int(millis) / 1000, tz=UTC)
         except (InvalidOperation, OverflowError, OSError, ValueError):
-            raise Invalid(f"epoch milliseconds {value!r} out of range") from None
+            raise Invalid(f"epoch milliseconds {_short(value)} out of range") from None
     elif isinstance(value, str):
         text = value.strip()
         try:
@@ -82,7 +93,7 @@ def _to_decimal(value: Any) -> Decimal:
         except InvalidOperation:
             raise Invalid(f"{text[:40]!r} is not a number") from None
         if not number.is_finite():
-            raise Invalid(f"{value!r} is not a finite number")
+            raise Invalid(f"{_short(value)} is not a finite number")
         if value.__class__ is str and not _NUMBER_RE.match(text):
             raise Invalid(f"{text[:40]!r} is not a number")
         return number
@@ -199,9 +210,9 @@ def _check_string(col: dict[str, Any]) -> Callable[[Any], Any]:
 
 def _check_range(value: Decimal, col: dict[str, Any]) -> None:
     if "min" in col and value < Decimal(str(col["min"])):
-        raise Invalid(f"{value} is below the minimum {col['min']}")
+        raise Invalid(f"{_short(value)} is below the minimum {col['min']}")
     if "max" in col and value > Decimal(str(col["max"])):
-        raise Invalid(f"{value} is above the maximum {col['max']}")
+        raise Invalid(f"{_short(value)} is above the maximum {col['max']}")
 
 
 def _check_int(ctype: str, col: dict[str, Any]) -> Callable[[Any], Any]:
@@ -214,7 +225,10 @@ def _check_int(ctype: str, col: dict[str, Any]) -> Callable[[Any], Any]:
             return value  # type: ignore[no-any-return]
         number = _to_decimal(value)
         if number != number.to_integral_value():
-            raise Invalid(f"{number} is not a whole number")
+            raise Invalid(f"{_short(number)} is not a whole number")
+        if number and number.adjusted() >= _INT_DIGITS:
+            # beyond every int type; int() would build it first (1e1000000: 41 s of CPU)
+            raise Invalid(f"{_short(number)} does not fit {ctype}")
         result = int(number)
         if not low <= result <= high:
             raise Invalid(f"{result} does not fit {ctype}")
@@ -257,11 +271,11 @@ def _check_decimal(ctype: str, col: dict[str, Any]) -> Callable[[Any], Any]:
         try:
             exact = number.quantize(quantum)
         except InvalidOperation:
-            raise Invalid(f"{str(number)[:40]} does not fit {ctype}") from None
+            raise Invalid(f"{_short(number)} does not fit {ctype}") from None
         if exact != number:
-            raise Invalid(f"{number} has more than {scale} decimal places")
+            raise Invalid(f"{_short(number)} has more than {scale} decimal places")
         if len(exact.as_tuple().digits) > precision:
-            raise Invalid(f"{number} does not fit {ctype}")
+            raise Invalid(f"{_short(number)} does not fit {ctype}")
         _check_range(exact, col)
         # A string keeps the exact value through JSON; Spark and Athena read it as the decimal.
         return str(exact)
@@ -334,6 +348,12 @@ def loads(data: bytes) -> Any:
         return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise Invalid(f"payload is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except Invalid:  # NaN or Infinity (_reject_constant)
+        raise
+    except ValueError:  # int() of a literal over Python's 4,300-digit limit
+        raise Invalid(
+            f"payload holds a whole number of more than {sys.get_int_max_str_digits()} digits"
+        ) from None
     except RecursionError:
         raise Invalid("payload nests too deeply") from None
 
