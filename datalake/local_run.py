@@ -259,6 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"error: unknown dataset {args.dataset!r}; known: {', '.join(sorted(datasets))}", file=sys.stderr
         )
         return 2
+    if args.demo is not None and args.dataset != "orders":
+        print(
+            f"error: --demo generates orders; send {args.dataset}'s events with --events FILE",
+            file=sys.stderr,
+        )
+        return 2
     arrival = None
     if args.demo is not None:
         # Deterministic: three days of orders, delivered on the third, so some arrive late.

@@ -178,6 +178,17 @@ def test_cli_on_generated_events_conserves_every_record(spark: Any, tmp_path: Pa
     [
         (["--events", "/nonexistent/events.jsonl", "--dataset", "orders"], "cannot read --events"),
         (["--events", __file__, "--dataset", "invoices"], "unknown dataset 'invoices'; known: orders"),
+        (
+            [
+                "--demo",
+                "10",
+                "--dataset",
+                Path(SECOND_DATASET).stem,
+                "--datasets-dir",
+                str(Path(SECOND_DATASET).parent),
+            ],
+            "--demo generates orders; send web_storefront_page_views_by_session_and_pages's events with --events FILE",
+        ),
     ],
 )
 def test_cli_fails_with_one_clear_line(
