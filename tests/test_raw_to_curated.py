@@ -4,6 +4,7 @@ and its Glue entry point (catalog partitions, metrics, run summary) over moto.""
 from __future__ import annotations
 
 import argparse
+import base64
 import gzip
 import json
 import math
@@ -39,7 +40,9 @@ from moto import mock_aws
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from records import RecordValidator
+from transform import transform_event
 from transforms import (
+    _LONE_SURROGATE_REASON,
     FILE_BUCKET,
     RAW_FILE,
     REASON,
@@ -978,6 +981,38 @@ def test_a_value_of_every_scalar_type_holds_alike_in_the_transform_and_the_job(s
         assert typed == (Decimal(written) if isinstance(typed, Decimal) else written), key
     refused = {k for k, (out, _) in transform.items() if out is None}
     assert len(refused) > len(records) // 2  # the values do probe the edges
+
+
+def test_a_lone_surrogate_escape_is_quarantined_as_the_transform_rejects_it(spark: Any) -> None:
+    # GIVEN raw lines written by other means than the transform, with \\u escapes in a string
+    values = {
+        "high": "c\ud800x",  # Spark would read each lone one as "?"
+        "low": "\udc00",
+        "high-at-end": "x\udbff",
+        "pair": "\U0001f600",  # a high-low pair: one character
+        "escaped-backslash": "\\ud800",  # the text \ud800, no escape
+        "control": "a\u0001b",
+    }
+    lines = {k: json.dumps(_record(k, customer_id=v)) for k, v in values.items()}
+    raw = spark.createDataFrame(
+        [(line, "s3://b/orders/year=2024/month=05/day=01/f") for line in lines.values()],
+        f"value string, {RAW_FILE} string",
+    )
+    # WHEN the job validates them
+    rows = {r.order_id: r for r in validate_and_cast(parse_lines(raw, SPEC), SPEC).collect()}
+    # THEN the lone surrogates are quarantined with the reason, as the transform rejects them...
+    lone = {"high", "low", "high-at-end"}
+    for key, row in rows.items():
+        assert (row[REASON] == _LONE_SURROGATE_REASON) == (key in lone), (key, row[REASON])
+    event = {
+        "records": [{"recordId": k, "data": base64.b64encode(v.encode()).decode()} for k, v in lines.items()]
+    }
+    result = transform_event(event, RecordValidator(SPEC), now=datetime.now(UTC), fallback_stream="s")
+    assert result.rejected == len(lone) and all("lone UTF-16 surrogate" in r for r in result.reasons)
+    # ...and the rest keep their exact value
+    assert {k: rows[k].customer_id for k in values.keys() - lone} == {
+        k: values[k] for k in values.keys() - lone
+    }
 
 
 @pytest.mark.parametrize(

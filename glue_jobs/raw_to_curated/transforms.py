@@ -38,6 +38,13 @@ RAW_PATH_DAY = r"/year=(\d{4})/month=(\d{2})/day=(\d{2})/"
 #: and 1 as booleans, and 2024-5-1, 2024-05 and 2024 as dates.
 _NUMBER_TEXT = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 _DATE_TEXT = r"^\d{4}-\d{2}-\d{2}$"
+#: A ``\\uD800``-``\\uDFFF`` escape not in a high-low pair (after an even run of backslashes, so
+#: ``\\\\ud800`` is text): valid JSON, not valid Unicode. The transform refuses such a record.
+_LONE_SURROGATE = (
+    r"(?i)(?<!\\)(?:\\\\)*(?:\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f][0-9a-f]{2})"
+    r"|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2})"
+)
+_LONE_SURROGATE_REASON = "a value holds a lone UTF-16 surrogate escape, which is not valid Unicode"
 #: A timestamp's UTC day in the text ``RAW_PATH_DAY`` matches (Spark datetime pattern).
 _DAY_FOLDER_FORMAT = "'/year='yyyy'/month='MM'/day='dd'/'"
 
@@ -286,6 +293,10 @@ def validate_and_cast(raw: DataFrame, spec: dict[str, Any], *, fast_path: bool =
             event_ts = typed
     ingested = F.to_timestamp(F.col("ingested_at"), RAW_TIMESTAMP_FORMAT)
     checks.append((ingested.isNull(), "ingested_at: missing or invalid"))
+    # Spark reads a lone surrogate escape as "?", so it is found in the line; `contains` first
+    # spares the regex on lines without escapes (the transform writes UTF-8, not \u escapes)
+    line = F.col(RAW_LINE)
+    checks.append((line.contains("\\u") & line.rlike(_LONE_SURROGATE), _LONE_SURROGATE_REASON))
     reason = F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed JSON")).otherwise(
         F.concat_ws("; ", *[F.when(F.coalesce(cond, F.lit(False)), F.lit(msg)) for cond, msg in checks])
     )
