@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from datalake import sql
-from datalake.dataset import DATASETS_DIR, Dataset, DatasetConfigError, load_datasets
+from datalake.dataset import DATASETS_DIR, Column, Dataset, DatasetConfigError, load_datasets
 from datalake.local_firehose import deliver
 from datalake.quality import rules
 from datalake.sample import payloads as sample_payloads
@@ -104,18 +104,37 @@ def duckdb_over(curated_dir: Path, dataset: Dataset) -> Any:
     if any(files.rglob("*.parquet")):
         glob = str(files / "**" / "*.parquet")
         con.execute(
-            f"CREATE VIEW {dataset.name} AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true)"
+            f"CREATE VIEW \"{dataset.name}\" AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true)"
         )
-    else:  # nothing curated yet: an empty table with the declared columns
-        columns = ", ".join(f"{c.name} VARCHAR" for c in dataset.columns)
-        con.execute(f"CREATE TABLE {dataset.name} ({columns}, ingested_at TIMESTAMPTZ)")
+    else:  # nothing curated yet: an empty table with the declared columns and types
+        columns = ", ".join(f'"{c.name}" {_duckdb_type(c)}' for c in dataset.columns)
+        con.execute(f'CREATE TABLE "{dataset.name}" ({columns}, ingested_at TIMESTAMPTZ)')
     return con
+
+
+#: DuckDB's name of each scalar type of the dataset file (decimals keep theirs).
+_DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "int": "INTEGER",
+    "bigint": "BIGINT",
+    "double": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMPTZ",
+}
+
+
+def _duckdb_type(column: Column) -> str:
+    if column.type in ("array", "struct"):
+        fields = ", ".join(f'"{c.name}" {_duckdb_type(c)}' for c in column.children)
+        return f"STRUCT({fields})" + ("[]" if column.type == "array" else "")
+    return _DUCKDB_TYPES.get(column.type, column.type.upper())
 
 
 def evaluate_quality(con: Any, dataset: Dataset) -> dict[str, bool]:
     """Each DQDL rule of the dataset, evaluated through its SQL twin on the curated table."""
     return {
-        rule.dqdl: bool(con.execute(rule.sql.replace("{table}", dataset.name)).fetchone()[0])
+        rule.dqdl: bool(con.execute(rule.sql.replace("{table}", f'"{dataset.name}"')).fetchone()[0])
         for rule in rules(dataset)
     }
 

@@ -23,6 +23,11 @@ def _q(value: str) -> str:
     return json.dumps(value)
 
 
+def _ident(name: str) -> str:
+    """A column as the SQL names it: quoted, so a column called ``group`` or ``end`` is one."""
+    return f'"{name}"'
+
+
 def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -38,15 +43,20 @@ def _allow_null(rule: str, column: str, required: bool) -> str:
 
 def rules(dataset: Dataset) -> list[Rule]:
     key = dataset.record_key
+    key_column = _ident(key)
     out = [
-        Rule(f"IsComplete {_q(key)}", f"SELECT COUNT(*) = COUNT({key}) AS passed FROM {{table}}"),
-        Rule(f"IsUnique {_q(key)}", f"SELECT COUNT({key}) = COUNT(DISTINCT {key}) AS passed FROM {{table}}"),
+        Rule(f"IsComplete {_q(key)}", f"SELECT COUNT(*) = COUNT({key_column}) AS passed FROM {{table}}"),
+        Rule(
+            f"IsUnique {_q(key)}",
+            f"SELECT COUNT({key_column}) = COUNT(DISTINCT {key_column}) AS passed FROM {{table}}",
+        ),
     ]
     for col in dataset.columns:
         name = col.name
+        column = _ident(name)
         if col.required and name != key:
             out.append(
-                Rule(f"IsComplete {_q(name)}", f"SELECT COUNT(*) = COUNT({name}) AS passed FROM {{table}}")
+                Rule(f"IsComplete {_q(name)}", f"SELECT COUNT(*) = COUNT({column}) AS passed FROM {{table}}")
             )
         if col.enum:
             values = ", ".join(_q(v) for v in col.enum)
@@ -54,7 +64,7 @@ def rules(dataset: Dataset) -> list[Rule]:
             out.append(
                 Rule(
                     f"ColumnValues {_q(name)} in [{values}, NULL]",
-                    f"SELECT COUNT(*) FILTER (WHERE {name} IS NOT NULL AND {name} NOT IN ({sql_values})) = 0"
+                    f"SELECT COUNT(*) FILTER (WHERE {column} IS NOT NULL AND {column} NOT IN ({sql_values})) = 0"
                     f" AS passed FROM {{table}}",
                 )
             )
@@ -62,21 +72,21 @@ def rules(dataset: Dataset) -> list[Rule]:
             out.append(
                 Rule(
                     _allow_null(f"ColumnValues {_q(name)} >= {_number(col.min)}", name, col.required),
-                    f"SELECT COUNT(*) FILTER (WHERE {name} < {_number(col.min)}) = 0 AS passed FROM {{table}}",
+                    f"SELECT COUNT(*) FILTER (WHERE {column} < {_number(col.min)}) = 0 AS passed FROM {{table}}",
                 )
             )
         if col.max is not None:
             out.append(
                 Rule(
                     _allow_null(f"ColumnValues {_q(name)} <= {_number(col.max)}", name, col.required),
-                    f"SELECT COUNT(*) FILTER (WHERE {name} > {_number(col.max)}) = 0 AS passed FROM {{table}}",
+                    f"SELECT COUNT(*) FILTER (WHERE {column} > {_number(col.max)}) = 0 AS passed FROM {{table}}",
                 )
             )
         if col.pattern is not None:
             out.append(
                 Rule(
                     _allow_null(f"ColumnValues {_q(name)} matches {_q(col.pattern)}", name, col.required),
-                    f"SELECT COUNT(*) FILTER (WHERE {name} IS NOT NULL AND NOT regexp_full_match({name}, "
+                    f"SELECT COUNT(*) FILTER (WHERE {column} IS NOT NULL AND NOT regexp_full_match({column}, "
                     f"{_sql_str(col.pattern)})) = 0 AS passed FROM {{table}}",
                 )
             )
@@ -84,7 +94,7 @@ def rules(dataset: Dataset) -> list[Rule]:
             out.append(
                 Rule(
                     _allow_null(f"ColumnLength {_q(name)} <= {col.max_length}", name, col.required),
-                    f"SELECT COUNT(*) FILTER (WHERE length({name}) > {col.max_length}) = 0 AS passed FROM {{table}}",
+                    f"SELECT COUNT(*) FILTER (WHERE length({column}) > {col.max_length}) = 0 AS passed FROM {{table}}",
                 )
             )
     return out

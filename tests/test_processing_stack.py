@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -29,7 +30,8 @@ from cdk_constructs.processing import (
 )
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS
 from datalake.dataset import DATASETS_DIR, load_dataset
-from datalake.quality import dqdl
+from datalake.local_run import duckdb_over, evaluate_quality
+from datalake.quality import dqdl, rules
 
 ORDERS = load_dataset(DATASETS_DIR / "orders.json")
 
@@ -204,6 +206,36 @@ def test_data_quality_ruleset_is_generated_from_the_dataset_file(template: Templ
     ):
         assert rule in text
     assert ruleset["TargetTable"] == {"DatabaseName": "lake_sbx_curated", "TableName": "orders"}
+
+
+def test_quality_rules_hold_their_sql_twins_over_columns_named_like_sql_keywords(tmp_path: Path) -> None:
+    # GIVEN a dataset whose name and columns are SQL keywords, with a rule of every kind
+    raw = {
+        "name": "order",
+        "record_key": "select",
+        "event_time": "end",
+        "columns": [
+            {"name": "select", "type": "string", "required": True, "max_length": 8},
+            {"name": "end", "type": "timestamp", "required": True},
+            {"name": "group", "type": "string", "enum": ["a", "b"]},
+            {"name": "check", "type": "string", "pattern": "[a-z]+"},
+            {"name": "limit", "type": "int", "min": 0, "max": 9},
+        ],
+    }
+    (tmp_path / "order.json").write_text(json.dumps(raw))
+    dataset = load_dataset(tmp_path / "order.json")
+    # WHEN every rule's SQL twin runs over the (empty) local table, then over one bad row
+    con = duckdb_over(tmp_path, dataset)
+    passed = evaluate_quality(con, dataset)
+    con.execute(
+        """CREATE OR REPLACE TABLE "order" AS SELECT * FROM (VALUES"""
+        " ('toolong-key', NULL::TIMESTAMP, 'c', 'X1', 10), ('toolong-key', NULL, NULL, NULL, -1),"
+        """ (NULL, NULL, NULL, NULL, NULL)) AS t("select", "end", "group", "check", "limit")"""
+    )
+    failed = evaluate_quality(con, dataset)
+    # THEN each one runs, holds on no rows and fails on the bad ones
+    assert len(passed) == len(rules(dataset)) == 8
+    assert all(passed.values()) and not any(failed.values())
 
 
 def test_every_task_retries_with_jittered_backoff_and_catches_to_an_alert(template: Template) -> None:
