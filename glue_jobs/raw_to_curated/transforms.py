@@ -38,8 +38,9 @@ RAW_PATH_DAY = r"/year=(\d{4})/month=(\d{2})/day=(\d{2})/"
 #: and 1 as booleans, and 2024-5-1, 2024-05 and 2024 as dates.
 _NUMBER_TEXT = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 _DATE_TEXT = r"^\d{4}-\d{2}-\d{2}$"
-#: A ``\\uD800``-``\\uDFFF`` escape not in a high-low pair (after an even run of backslashes, so
-#: ``\\\\ud800`` is text): valid JSON, not valid Unicode. The transform refuses such a record.
+#: A \uD800-\uDFFF escape that is not half of a high-low pair, after an even run of backslashes
+#: (so \\ud800, an escaped backslash, is text): valid JSON, not valid Unicode. The transform
+#: refuses such a record.
 _LONE_SURROGATE = (
     r"(?i)(?<!\\)(?:\\\\)*(?:\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f][0-9a-f]{2})"
     r"|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2})"
