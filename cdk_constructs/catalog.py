@@ -251,7 +251,7 @@ class CuratedTables(Construct):
         super().__init__(scope, construct_id)
         base = f"s3://{curated_bucket.bucket_name}/"
         self.table_name = dataset.name
-        self.quarantine_table_name = f"{dataset.name}_quarantine"
+        self.quarantine_table_name = dataset.quarantine_name
         self.location = f"{base}{dataset.name}/"
         self.quarantine_location = f"{base}{self.quarantine_table_name}/"
         self.table = external_table(

@@ -325,7 +325,7 @@ class DatasetPipeline(Construct):
         # and Spark event logs
         curated_prefixes = (
             f"{ds}/",
-            f"{ds}_quarantine/",
+            f"{dataset.quarantine_name}/",
             f"_manifests/{ds}/",
             f"{RUN_SUMMARIES}/{ds}/",
             f"{SPARK_UI_LOGS}/{ds}/",
@@ -357,7 +357,7 @@ class DatasetPipeline(Construct):
                     resources=[curated_bucket.bucket_arn],
                     conditions={
                         "StringLike": {
-                            "s3:prefix": [f"{p}*" for p in curated_prefixes] + [ds, f"{ds}_quarantine"]
+                            "s3:prefix": [f"{p}*" for p in curated_prefixes] + [ds, dataset.quarantine_name]
                         }
                     },
                 ),
@@ -451,7 +451,7 @@ class DatasetPipeline(Construct):
                 "--dataset_spec": spec_json,
                 "--raw_path": f"s3://{raw_bucket.bucket_name}/{ds}/",
                 "--curated_path": f"s3://{curated_bucket.bucket_name}/{ds}/",
-                "--quarantine_path": f"s3://{curated_bucket.bucket_name}/{ds}_quarantine/",
+                "--quarantine_path": f"s3://{curated_bucket.bucket_name}/{dataset.quarantine_name}/",
                 "--manifest_path": f"s3://{curated_bucket.bucket_name}/_manifests/{ds}/",
                 "--target_file_size_mib": str(dataset.processing.target_file_size_mib),
                 "--key_lookback_days": str(dataset.processing.key_lookback_days or "all"),

@@ -211,6 +211,11 @@ class Dataset:
         return tuple(c.name for c in self.columns if c.name not in self.governance.pii_columns)
 
     @property
+    def quarantine_name(self) -> str:
+        """The curated zone's table (and prefix) of the rows the job refused."""
+        return f"{self.name}_quarantine"
+
+    @property
     def resource_name(self) -> str:
         """The dataset name as used in resource names (dashes instead of underscores)."""
         return self.name.replace("_", "-")

@@ -172,7 +172,7 @@ def run_pipeline(
         "raw": str(raw / dataset.name),
         "rejected": str(raw / f"{dataset.name}_rejected"),
         "curated": str(curated / dataset.name),
-        "quarantine": str(curated / f"{dataset.name}_quarantine"),
+        "quarantine": str(curated / dataset.quarantine_name),
         "summary": str(workdir / "summary.json"),
     }
 
@@ -200,7 +200,7 @@ def run_pipeline(
             spec=dataset.to_spec(),
             raw_path=(raw / dataset.name).as_uri() + "/",
             curated_path=(curated / dataset.name).as_uri() + "/",
-            quarantine_path=(curated / f"{dataset.name}_quarantine").as_uri() + "/",
+            quarantine_path=(curated / dataset.quarantine_name).as_uri() + "/",
             manifest_path=(curated / "_manifests" / dataset.name).as_uri() + "/",
             target_file_size_mib=dataset.processing.target_file_size_mib,
             key_lookback_days=dataset.processing.key_lookback_days,

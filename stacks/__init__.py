@@ -47,7 +47,7 @@ def check_inputs(stage: StageConfig, datasets: tuple[Dataset, ...]) -> None:
     """What the stage and the dataset files must agree on before any construct is built; raises
     one clear error (``DatasetConfigError`` or ``ValueError``) naming the file and the fix."""
     check_name_lengths(datasets, stage.prefix)
-    sql.check_tables({t for ds in datasets for t in (ds.name, f"{ds.name}_quarantine")})
+    sql.check_tables({t for ds in datasets for t in (ds.name, ds.quarantine_name)})
 
 
 def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> Lake:

@@ -35,7 +35,7 @@ def pii_key_prefixes(datasets: tuple[Dataset, ...]) -> list[str]:
                 rejected_prefix(ds),
                 error_prefix(ds),
                 f"{ds.name}/",
-                f"{ds.name}_quarantine/",
+                f"{ds.quarantine_name}/",
             ]
     return list(dict.fromkeys(prefixes))
 
