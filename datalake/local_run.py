@@ -112,23 +112,11 @@ def duckdb_over(curated_dir: Path, dataset: Dataset) -> Any:
     return con
 
 
-#: DuckDB's name of each scalar type of the dataset file (decimals keep theirs).
-_DUCKDB_TYPES = {
-    "string": "VARCHAR",
-    "int": "INTEGER",
-    "bigint": "BIGINT",
-    "double": "DOUBLE",
-    "boolean": "BOOLEAN",
-    "date": "DATE",
-    "timestamp": "TIMESTAMPTZ",
-}
-
-
 def _duckdb_type(column: Column) -> str:
-    if column.type in ("array", "struct"):
-        fields = ", ".join(f'"{c.name}" {_duckdb_type(c)}' for c in column.children)
-        return f"STRUCT({fields})" + ("[]" if column.type == "array" else "")
-    return _DUCKDB_TYPES.get(column.type, column.type.upper())
+    """The column's type as DuckDB names it, from its Glue type (sqlglot quotes keyword fields)."""
+    from sqlglot import exp
+
+    return exp.DataType.build(column.glue_type(), dialect="hive").sql(dialect="duckdb")
 
 
 def evaluate_quality(con: Any, dataset: Dataset) -> dict[str, bool]:

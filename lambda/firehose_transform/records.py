@@ -41,9 +41,9 @@ class Invalid(ValueError):
 
 
 def _short(value: Any) -> str:
-    """A value as a reason shows it: its first 40 characters (a number may have a million digits)."""
-    text = value if isinstance(value, str) else str(value)
-    return repr(text[:40]) if isinstance(value, str) else text[:40]
+    """A value as a reason shows it: its first 40 characters, quoted when it is text (a number may
+    have a million digits)."""
+    return repr(value[:40]) if isinstance(value, str) else str(value)[:40]
 
 
 def format_timestamp(value: datetime) -> str:
@@ -68,9 +68,9 @@ def parse_timestamp(value: Any) -> datetime:
         try:
             parsed = datetime.fromisoformat(text.replace("z", "Z"))
         except ValueError:
-            raise Invalid(f"{text[:40]!r} is not an ISO-8601 timestamp") from None
+            raise Invalid(f"{_short(text)} is not an ISO-8601 timestamp") from None
         if parsed.tzinfo is None:
-            raise Invalid(f"{text[:40]!r} has no UTC offset; send e.g. 2024-05-01T09:00:00+09:00")
+            raise Invalid(f"{_short(text)} has no UTC offset; send e.g. 2024-05-01T09:00:00+09:00")
         parsed = parsed.astimezone(UTC)
     else:
         raise Invalid(f"expected an ISO-8601 timestamp or epoch milliseconds, got {type(value).__name__}")
@@ -91,11 +91,11 @@ def _to_decimal(value: Any) -> Decimal:
         try:
             number = Decimal(text)
         except InvalidOperation:
-            raise Invalid(f"{text[:40]!r} is not a number") from None
+            raise Invalid(f"{_short(text)} is not a number") from None
         if not number.is_finite():
             raise Invalid(f"{_short(value)} is not a finite number")
         if value.__class__ is str and not _NUMBER_RE.match(text):
-            raise Invalid(f"{text[:40]!r} is not a number")
+            raise Invalid(f"{_short(text)} is not a number")
         return number
     raise Invalid(f"expected a number, got {type(value).__name__}")
 
@@ -200,9 +200,9 @@ def _check_string(col: dict[str, Any]) -> Callable[[Any], Any]:
         if max_length is not None and len(text) > max_length:
             raise Invalid(f"longer than {max_length} characters")
         if enum is not None and text not in enum:
-            raise Invalid(f"{text[:40]!r} is not one of {', '.join(sorted(enum))}")
+            raise Invalid(f"{_short(text)} is not one of {', '.join(sorted(enum))}")
         if pattern is not None and not pattern.fullmatch(text):
-            raise Invalid(f"{text[:40]!r} does not match {pattern.pattern}")
+            raise Invalid(f"{_short(text)} does not match {pattern.pattern}")
         return text
 
     return check
@@ -300,7 +300,7 @@ def _check_date(value: Any) -> str:
             return date.fromisoformat(text).isoformat()
         except ValueError:
             pass
-    raise Invalid(f"{value[:40]!r} is not a date YYYY-MM-DD")
+    raise Invalid(f"{_short(value)} is not a date YYYY-MM-DD")
 
 
 def _check_struct(children: list[Field]) -> Callable[[Any], Any]:
