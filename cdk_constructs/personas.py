@@ -109,7 +109,7 @@ class Personas(Construct):
 
         self.pipelines: dict[str, PipelineRoles] = {}
         for ds in datasets:
-            cid = ds.name.title().replace("_", "")
+            cid = ds.construct_id
             self.pipelines[ds.name] = PipelineRoles(
                 job=iam.Role(
                     self,

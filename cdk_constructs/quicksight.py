@@ -284,7 +284,7 @@ class QuickSightDashboard(Construct):
         for ds in datasets:
             data_set = quicksight.CfnDataSet(
                 self,
-                f"{ds.name.title().replace('_', '')}DataSet",
+                f"{ds.construct_id}DataSet",
                 aws_account_id=account,
                 data_set_id=f"{prefix}-{ds.resource_name}",
                 name=f"{prefix} {ds.name} (curated, no PII)",

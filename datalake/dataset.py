@@ -211,6 +211,11 @@ class Dataset:
         return tuple(c.name for c in self.columns if c.name not in self.governance.pii_columns)
 
     @property
+    def construct_id(self) -> str:
+        """The dataset name as CDK construct ids (and so logical ids) carry it: ``PageViews``."""
+        return self.name.title().replace("_", "")
+
+    @property
     def quarantine_name(self) -> str:
         """The curated zone's table (and prefix) of the rows the job refused."""
         return f"{self.name}_quarantine"

@@ -53,7 +53,7 @@ class IngestionStack(Stack):
         self.streams: dict[str, DatasetDeliveryStream] = {}
         self.alarms: list[cloudwatch.Alarm] = []
         for ds in datasets:
-            cid = ds.name.title().replace("_", "")
+            cid = ds.construct_id
             stream = DatasetDeliveryStream(
                 self,
                 cid,

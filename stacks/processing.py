@@ -63,7 +63,7 @@ class ProcessingStack(Stack):
             tables = catalog.curated_tables[ds.name]
             pipeline = DatasetPipeline(
                 self,
-                ds.name.title().replace("_", ""),
+                ds.construct_id,
                 dataset=ds,
                 name=f"{stage.prefix}-{ds.resource_name}",
                 scripts=scripts,

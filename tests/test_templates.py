@@ -90,7 +90,7 @@ def test_a_second_dataset_file_fans_out_to_every_stack() -> None:
     synth = synthesize("prod", **TWO_DATASETS)
     second = load_dataset(SECOND_DATASET)
     assert len(second.name) == longest_dataset_name(get_stage("prod").prefix)
-    ids = {"orders": "Orders", second.name: second.name.title().replace("_", "")}
+    ids = {"orders": "Orders", second.name: second.construct_id}
     for name, template in synth.all_templates().items():
         resources = template["Resources"]
         kinds = {
