@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PARTS = {
     "templates": (
         "test_templates",
+        "test_fork",
         "test_foundation",
         "test_governance",
         "test_ingestion_stack",

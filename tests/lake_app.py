@@ -16,8 +16,8 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import assertions
 
-from config import get_stage
-from datalake.dataset import load_dataset, load_datasets
+from config import StageConfig, get_stage
+from datalake.dataset import Dataset, load_dataset, load_datasets
 from stacks import Lake, build_lake, check_inputs
 from stacks.compliance import add_compliance_packs
 
@@ -78,9 +78,13 @@ def synthesize(stage_name: str = "sandbox", extra_datasets: tuple[str, ...] = ()
     stage = get_stage(stage_name)
     if features:
         stage = stage.with_features(**features)
-    datasets = load_datasets() + tuple(load_dataset(path) for path in extra_datasets)
-    check_inputs(stage, datasets)  # as app.py does
-    outdir = Path(tempfile.mkdtemp(prefix=f"cdk-{stage_name}-"))
+    return build(stage, load_datasets() + tuple(load_dataset(path) for path in extra_datasets))
+
+
+def build(stage: StageConfig, datasets: tuple[Dataset, ...]) -> Synth:
+    """Check, build and synthesize the app as ``app.py`` does, uncached (``synthesize`` caches)."""
+    check_inputs(stage, datasets)
+    outdir = Path(tempfile.mkdtemp(prefix=f"cdk-{stage.name}-"))
     # The CLI passes cdk.json's context (the feature flags) to the app; a test must do it itself.
     context = dict(json.loads(CDK_JSON.read_text())["context"])
     # No asset bundling in tests: the functions' code folders are used as they are.
