@@ -375,6 +375,7 @@ class DatasetPipeline(Construct):
                         "glue:GetTable",
                         "glue:GetPartitions",
                         "glue:BatchCreatePartition",
+                        "glue:BatchUpdatePartition",
                         "glue:BatchDeletePartition",
                         "glue:GetDatabase",
                     ],

@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from datalake import sql
-from datalake.dataset import DATASETS_DIR, Column, Dataset, DatasetConfigError, load_datasets
+from datalake.dataset import (
+    CURATED_PARTITIONS,
+    DATASETS_DIR,
+    Column,
+    Dataset,
+    DatasetConfigError,
+    load_datasets,
+)
 from datalake.local_firehose import deliver
 from datalake.quality import rules
 from datalake.sample import payloads as sample_payloads
@@ -95,20 +102,29 @@ def _job_module() -> Any:
 
 
 def duckdb_over(curated_dir: Path, dataset: Dataset) -> Any:
-    """A DuckDB connection where ``<dataset>`` is the curated Parquet table (UTC session)."""
+    """A DuckDB connection where ``<dataset>`` is the curated Parquet table as its catalog table
+    declares it (UTC session): the declared columns, the metadata and the partitions (strings).
+
+    Read by column name, as Athena reads Parquet, so days curated before a column was added show
+    it as null, and a column no longer declared is not shown. (DuckDB's own default takes the
+    first file's columns: a column added later silently went missing.)"""
     import duckdb
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    declared = [(c.name, _duckdb_type(c)) for c in dataset.columns]
+    declared += [("ingested_at", "TIMESTAMPTZ"), ("source_stream", "VARCHAR")]
+    declared += [(p, "VARCHAR") for p in CURATED_PARTITIONS]
     files = curated_dir / dataset.name
     if any(files.rglob("*.parquet")):
         glob = str(files / "**" / "*.parquet")
-        con.execute(
-            f"CREATE VIEW \"{dataset.name}\" AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true)"
-        )
+        source = f"read_parquet('{glob}', hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
+        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        select = ", ".join(f'"{n}"' if n in present else f'NULL::{t} AS "{n}"' for n, t in declared)
+        con.execute(f'CREATE VIEW "{dataset.name}" AS SELECT {select} FROM {source}')
     else:  # nothing curated yet: an empty table with the declared columns and types
-        columns = ", ".join(f'"{c.name}" {_duckdb_type(c)}' for c in dataset.columns)
-        con.execute(f'CREATE TABLE "{dataset.name}" ({columns}, ingested_at TIMESTAMPTZ)')
+        columns = ", ".join(f'"{n}" {t}' for n, t in declared)
+        con.execute(f'CREATE TABLE "{dataset.name}" ({columns})')
     return con
 
 

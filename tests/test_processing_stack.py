@@ -149,7 +149,12 @@ def test_the_job_policy_allows_every_aws_call_of_the_entry_point(template: Templ
         and n.func.value.id in clients
     }
     needed = {f"{svc}:{boto3.client(svc).meta.method_to_api_mapping[method]}" for svc, method in calls}
-    assert {"glue:BatchCreatePartition", "glue:BatchDeletePartition", "cloudwatch:PutMetricData"} <= needed
+    assert {
+        "glue:BatchCreatePartition",
+        "glue:BatchUpdatePartition",
+        "glue:BatchDeletePartition",
+        "cloudwatch:PutMetricData",
+    } <= needed
     statements = policy_statements(template, "OrdersJobPolicy")
     allowed = {
         a

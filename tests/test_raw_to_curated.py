@@ -664,6 +664,59 @@ def test_a_day_whose_rows_fail_the_tightened_rules_leaves_the_curated_zone(
     assert [r["order_id"] for r in _curated(spark, cfg)] == ["o-3"]
 
 
+def test_a_column_added_to_the_dataset_file_reaches_the_days_rebuilt_and_is_null_on_the_others(
+    spark: Any, tmp_path: Path
+) -> None:
+    # GIVEN two days curated under the dataset file as it was
+    cfg = _config(tmp_path)
+    _write_raw(tmp_path, "2024-04-30", "a", [_record("o-0", ts="2024-04-30T10:00:00.000Z")])
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), _record("o-2")])
+    run(spark, cfg)
+    untouched = sorted((tmp_path / "curated" / "orders" / "year=2024" / "month=04").rglob("*.parquet"))
+    # WHEN the file gains an optional column (docs/add-a-dataset.md) and producers send it: a
+    # new order and a later version of o-1, on the next day
+    changed = json.loads((DATASETS_DIR / "orders.json").read_text())
+    changed["columns"].append({"name": "coupon", "type": "string", "max_length": 16, "comment": "Code."})
+    (tmp_path / "orders.json").write_text(json.dumps(changed))
+    wider = load_dataset(tmp_path / "orders.json")
+    later = {"ts": "2024-05-02T09:00:00.000Z", "ingested": "2024-05-02T09:00:05.000Z", "coupon": "SPRING"}
+    _write_raw(tmp_path, "2024-05-02", "b", [_record("o-1", **later), _record("o-3", **later)])
+    result = run(spark, replace(cfg, spec=wider.to_spec()))
+    # THEN the run rebuilds the new day and the day o-1 moved from, and leaves the other alone
+    assert result.days == [("2024", "05", "01"), ("2024", "05", "02")]
+    assert (
+        sorted((tmp_path / "curated" / "orders" / "year=2024" / "month=04").rglob("*.parquet")) == untouched
+    )
+    _assert_conserved(result)
+    # AND the table, read by column name as Athena reads Parquet, has the column on every day:
+    # null where the raw records never had it, rebuilt or not
+    con = duckdb_over(tmp_path / "curated", wider)
+    rows = con.execute('SELECT order_id, coupon, day FROM "orders" ORDER BY order_id').fetchall()
+    assert rows == [
+        ("o-0", None, "30"),
+        ("o-1", "SPRING", "02"),
+        ("o-2", None, "01"),
+        ("o-3", "SPRING", "02"),
+    ]
+    # AND every data-quality rule of the changed file holds over it
+    assert all(evaluate_quality(con, wider).values())
+    # AND a column the file no longer declares is no longer shown, though old files still hold it
+    del changed["columns"][[c["name"] for c in changed["columns"]].index("channel")]
+    (tmp_path / "orders.json").write_text(json.dumps(changed))
+    narrower = load_dataset(tmp_path / "orders.json")
+    shown = [
+        row[0] for row in duckdb_over(tmp_path / "curated", narrower).execute('DESCRIBE "orders"').fetchall()
+    ]
+    assert shown == [
+        *[c.name for c in narrower.columns],
+        "ingested_at",
+        "source_stream",
+        "year",
+        "month",
+        "day",
+    ]
+
+
 def test_partitions_are_utc_days_of_the_event_time(spark: Any, tmp_path: Path) -> None:
     # 00:30 in Seoul on 1 May is 30 April in UTC: the transform and the job agree
     payload = json.dumps(
@@ -1223,6 +1276,25 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
     idle = summary("jr_3")
     assert idle["partitions_rebuilt"] == idle["new_objects"] == idle["rows_read"] == 0
     assert len(partitions("orders")) == 2
+
+    # WHEN the table gains a column (a deploy after the dataset file changed) and 2 May gets a
+    # new object
+    table = glue_runs.glue.get_table(DatabaseName="lake_curated", Name="orders")["Table"]
+    table["StorageDescriptor"]["Columns"].append({"Name": "coupon", "Type": "string"})
+    keep = ("Name", "PartitionKeys", "StorageDescriptor")
+    glue_runs.glue.update_table(DatabaseName="lake_curated", TableInput={k: table[k] for k in keep})
+    _write_raw(tmp_path, "2024-05-02", "d", [_record("o-4", ts="2024-05-02T10:00:00.000Z")])
+    glue_run("jr_4")
+
+    # THEN the day it rebuilt is described with the table's columns now; the other keeps its own
+    def columns(day: str) -> list[str]:
+        found = glue_runs.glue.get_partition(
+            DatabaseName="lake_curated", TableName="orders", PartitionValues=day.split("-")
+        )
+        return [c["Name"] for c in found["Partition"]["StorageDescriptor"]["Columns"]]
+
+    assert (columns("2024-05-02"), columns("2024-05-03")) == (["order_id", "coupon"], ["order_id"])
+    assert partitions("orders")["2024-05-02"] == cfg.curated_path + day2
 
 
 def test_a_run_that_failed_after_writing_its_days_is_completed_by_the_next_run(

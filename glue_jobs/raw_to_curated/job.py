@@ -602,28 +602,35 @@ def _batch_errors(response: dict[str, Any], expected: str) -> list[dict[str, Any
 def _sync_partitions(
     glue: Any, database: str, table: str, location: str, *, present: list[Day], emptied: list[Day]
 ) -> None:
-    """The catalog lists the rebuilt days that hold files, and not the ones left empty.
+    """The catalog lists the rebuilt days that hold files, each with the table's columns, and not
+    the days left empty.
 
-    BatchCreatePartition for ``present`` (an existing partition is left as it is), so new days are
-    queryable in Athena and Spectrum at once; BatchDeletePartition for ``emptied`` (a missing one
-    is fine), so a day the run removed is not left as an empty partition. Both are idempotent: a
+    BatchCreatePartition for ``present``, so new days are queryable in Athena and Spectrum at once;
+    BatchUpdatePartition for those of them that existed, so a day rebuilt after the dataset file
+    changed (a column added, a type changed) is described as its new files are, not as the table
+    was when the day was first registered; BatchDeletePartition for ``emptied`` (a missing one is
+    fine), so a day the run removed is not left as an empty partition. All are idempotent: a
     retried run repeats them harmlessly.
     """
     if present:
         descriptor = glue.get_table(DatabaseName=database, Name=table)["Table"]["StorageDescriptor"]
-    for start in range(0, len(present), 100):  # the API's limit per call
-        inputs = [
-            {
-                "Values": list(day),
-                "StorageDescriptor": {**descriptor, "Location": _partition_path(location, day) + "/"},
-            }
-            for day in present[start : start + 100]
-        ]
+
+    def partition_input(values: list[str]) -> dict[str, Any]:
+        path = _partition_path(location, (values[0], values[1], values[2])) + "/"
+        return {"Values": values, "StorageDescriptor": {**descriptor, "Location": path}}
+
+    for start in range(0, len(present), 100):  # the APIs' limit per call
+        inputs = [partition_input(list(day)) for day in present[start : start + 100]]
         response = glue.batch_create_partition(
             DatabaseName=database, TableName=table, PartitionInputList=inputs
         )
         if errors := _batch_errors(response, "AlreadyExistsException"):
             raise RuntimeError(f"BatchCreatePartition failed for {table}: {errors}")
+        if existed := [e["PartitionValues"] for e in response.get("Errors", [])]:
+            entries = [{"PartitionValueList": v, "PartitionInput": partition_input(v)} for v in existed]
+            updated = glue.batch_update_partition(DatabaseName=database, TableName=table, Entries=entries)
+            if errors := updated.get("Errors"):
+                raise RuntimeError(f"BatchUpdatePartition failed for {table}: {errors}")
     for start in range(0, len(emptied), 25):  # the API's limit per call
         values = [{"Values": list(day)} for day in emptied[start : start + 25]]
         response = glue.batch_delete_partition(
