@@ -50,8 +50,11 @@ synth: install ## Synthesize every stack of STAGE (default sandbox) with every c
 	$(CDK) synth --quiet $(CDK_FLAGS)
 	@echo "synth: ok ($(STAGE)); templates in cdk.out/"
 
-test: install ## Run the whole offline test suite
-	$(VENV)/bin/python -m pytest
+# Two workers (pytest-xdist), each taking whole test modules: a module's synth (lake_app's cache,
+# module fixtures) and Spark session stay in one process. TEST_WORKERS=0: this process alone.
+TEST_WORKERS ?= 2
+test: install ## Run the whole offline test suite (TEST_WORKERS=2)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install ## ruff format check, ruff, mypy
 	$(VENV)/bin/ruff format --check .

@@ -1,7 +1,8 @@
 """`make test` wall time (installed venv), and where it goes by part (one run; JUnit times per test).
 
 A module-scoped synth is paid by the first test that asks for it, so a part's time includes the
-synths it triggered first; the parts add up to the suite's time less pytest's own start-up.
+synths it triggered first. ``make test`` runs on two workers, so the parts add up to more than its
+wall time: the time each part keeps a worker busy.
 """
 
 from __future__ import annotations
