@@ -28,7 +28,6 @@ from datalake import sql
 from datalake.dataset import (
     CURATED_PARTITIONS,
     DATASETS_DIR,
-    Column,
     Dataset,
     DatasetConfigError,
     load_datasets,
@@ -112,8 +111,7 @@ def duckdb_over(curated_dir: Path, dataset: Dataset) -> Any:
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    declared = [(c.name, _duckdb_type(c)) for c in dataset.columns]
-    declared += [("ingested_at", "TIMESTAMPTZ"), ("source_stream", "VARCHAR")]
+    declared = [(name, _duckdb_type(glue_type)) for name, glue_type, _ in dataset.glue_columns()]
     declared += [(p, "VARCHAR") for p in CURATED_PARTITIONS]
     files = curated_dir / dataset.name
     if any(files.rglob("*.parquet")):
@@ -128,11 +126,17 @@ def duckdb_over(curated_dir: Path, dataset: Dataset) -> Any:
     return con
 
 
-def _duckdb_type(column: Column) -> str:
-    """The column's type as DuckDB names it, from its Glue type (sqlglot quotes keyword fields)."""
+def _duckdb_type(glue_type: str) -> str:
+    """A Glue type as DuckDB names it (sqlglot quotes keyword fields); a timestamp, nested too, as
+    ``TIMESTAMPTZ``, the type DuckDB reads from the job's Parquet (instants in UTC)."""
     from sqlglot import exp
 
-    return exp.DataType.build(column.glue_type(), dialect="hive").sql(dialect="duckdb")
+    def with_zone(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.TIMESTAMP:
+            return exp.DataType.build("TIMESTAMPTZ")
+        return node
+
+    return exp.DataType.build(glue_type, dialect="hive").transform(with_zone).sql(dialect="duckdb")
 
 
 def evaluate_quality(con: Any, dataset: Dataset) -> dict[str, bool]:
