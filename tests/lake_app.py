@@ -50,6 +50,15 @@ class Synth:
     def all_templates(self) -> dict[str, dict[str, Any]]:
         return {s.stack_name: self.template_json(s) for s in self.lake.stacks}
 
+    def cdk_findings(self) -> list[str]:
+        """The warnings and errors CDK attached to any stack of the app (``id: message``)."""
+        return [
+            f"{entry.id}: {entry.entry.data}"
+            for stack in self.lake.stacks
+            for entry in self.assembly.get_stack_artifact(stack.artifact_id).messages
+            if entry.level.name in ("WARNING", "ERROR")
+        ]
+
 
 #: Every switch of the sandbox flipped from its default, in one synth (tests of each switch share it).
 SWITCHED: dict[str, Any] = {"lake_formation": False, "macie_reuse_session": True, "athena_spark": True}

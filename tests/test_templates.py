@@ -65,13 +65,7 @@ def test_templates_respect_cloudformation_quotas(synth: Synth) -> None:
 
 
 def test_cdk_reports_no_warnings_or_errors(synth: Synth) -> None:
-    findings = []
-    for stack in synth.lake.stacks:
-        artifact = synth.assembly.get_stack_artifact(stack.artifact_id)
-        for entry in artifact.messages:
-            if entry.level.name in ("WARNING", "ERROR"):
-                findings.append(f"{entry.id}: {entry.entry.data}")
-    assert findings == []
+    assert synth.cdk_findings() == []
 
 
 def test_every_stack_of_the_app_is_checked(synth: Synth) -> None:
