@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from datalake.backtracking import backtracking_problem
+
 #: Where the dataset files live, relative to the repository root.
 DATASETS_DIR = Path(__file__).resolve().parent.parent / "config" / "datasets"
 
@@ -438,6 +440,8 @@ def _parse_column(
                     compiled = re.compile(pattern, PATTERN_FLAGS)
             except (re.error, FutureWarning) as exc:
                 _problem(problems, f"{where}.pattern", f"not a valid regular expression: {exc}")
+            if compiled is not None and (slow := backtracking_problem(pattern)) is not None:
+                _problem(problems, f"{where}.pattern", slow)
     max_length = raw.get("max_length")
     if max_length is not None and (ctype != "string" or not _whole(max_length) or max_length < 1):
         _problem(problems, f"{where}.max_length", "max_length needs a string column and an int >= 1")

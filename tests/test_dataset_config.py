@@ -15,8 +15,12 @@ from typing import Any
 import pytest
 
 from config import features_from_context, get_stage
+from datalake import backtracking
+from datalake.backtracking import PROBLEM as BACKTRACKING
+from datalake.backtracking import backtracking_problem
 from datalake.dataset import (
     DATASETS_DIR,
+    PATTERN_FLAGS,
     DatasetConfigError,
     load_dataset,
     longest_dataset_name,
@@ -233,6 +237,88 @@ def test_a_pattern_in_syntax_not_every_engine_reads_alike_is_refused(pattern: st
 def test_a_pattern_in_the_shared_syntax_is_accepted(pattern: str) -> None:
     assert pattern_portability_problem(pattern) is None
     assert parse_dataset(_broken(lambda r: _column(r, "country").update(pattern=pattern)), "orders.json")
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        # OWASP's examples of "evil" regexes, and their e-mail one
+        r"^(a+)+$",
+        r"([a-zA-Z]+)*",
+        r"(a|aa)+",
+        r"(a|a?)+",
+        r"(.*a){12}",
+        r"^(([a-z])+.)+[A-Z]([a-z])+$",
+        r"^([a-zA-Z0-9])(([\-.]|[_]+)?([a-zA-Z0-9]+))*(@){1}[a-z0-9]+[.]{1}(([a-z]{2,3})|([a-z]{2,3}[.]{1}[a-z]{2,3}))$",
+        # the shapes measured slow in docs/design-decisions.md, and a few more
+        r"(?:[a-z0-9]+-?)*",
+        r"^(\w+\s?)*$",
+        r"(\w+\s?){1,40}",
+        r"(?:a|ab?){1,60}",
+        r"(a+){2,40}",
+        r"(?:\w{1,2})+",
+        r"(\d|\w)+",
+        r"(a*)*",
+        r"(.*)*",
+        r"(x+x+)+y",
+        r"[A-Z]{2}(?:-?[A-Z0-9]+)*",
+    ],
+)
+def test_a_pattern_that_can_backtrack_exponentially_is_refused(pattern: str) -> None:
+    # a value that almost matches would make the transform's or the job's engine try 2^n splits
+    assert pattern_portability_problem(pattern) is None
+    raw = _broken(lambda r: _column(r, "country").update(pattern=pattern))
+    with pytest.raises(DatasetConfigError, match=re.escape(f"columns[country].pattern: {BACKTRACKING}")):
+        parse_dataset(raw, "orders.json")
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"^[a-z0-9]+(?:-[a-z0-9]+)*$",
+        r"^(?:\d{1,3}\.){3}\d{1,3}$",
+        r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+        r"^[\w.+-]+@[\w-]+\.[\w.-]+$",
+        r"^(?:[a-z]+\.)*[a-z]+$",
+        r"^[A-Z][a-z]*(?: [A-Z][a-z]*)*$",
+        r"(?:\w{2}){1,5}",
+        r"(?:[A-Z]{2}\d{2}){1,3}",
+        r"(a|ab)*",
+        r"(?:ab|cd)*",
+        r"[\d\w]+",
+        r"^\+?[0-9]{7,15}$",
+        r"\d+\d+",
+        r"(?:x+x+)?y",
+        r"^.*$",
+    ],
+)
+def test_a_pattern_that_reads_each_text_one_way_is_accepted(pattern: str) -> None:
+    assert backtracking_problem(pattern) is None
+    assert parse_dataset(_broken(lambda r: _column(r, "country").update(pattern=pattern)), "orders.json")
+
+
+@pytest.mark.parametrize(
+    "one_character",
+    [
+        r"[]a]",
+        r"[^]\[x]",
+        r"[a\-z]",
+        r"[-a]",
+        r"[a-]",
+        r"[\x41-\x43_]",
+        r"[^\d\s]",
+        r"\W",
+        r".",
+        r"\t",
+        r"\{",
+    ],
+)
+def test_the_backtracking_check_reads_a_character_as_python_does(one_character: str) -> None:
+    # the check parses the pattern itself: a class it misread would hide an overlap from it
+    node = backtracking._Parser(one_character).atom()
+    for char in [chr(i) for i in range(128)] + ["é", "\u0660"]:
+        expected = re.fullmatch(one_character, char, PATTERN_FLAGS) is not None
+        assert backtracking._takes(node, char) == expected, (one_character, char)
 
 
 def test_every_problem_is_reported_at_once() -> None:
