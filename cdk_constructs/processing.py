@@ -426,6 +426,7 @@ class DatasetPipeline(Construct):
             worker_type=dataset.processing.worker_type,
             number_of_workers=dataset.processing.workers,
             timeout=dataset.processing.timeout_minutes,
+            execution_class=dataset.processing.execution_class,
             # The state machine runs a failed run once more (and knows its run id); a retry by Glue
             # would be a run it does not wait for.
             max_retries=0,

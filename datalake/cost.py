@@ -183,13 +183,16 @@ def idle(assembly: Assembly, prices: dict[str, Any]) -> list[Line]:
         job = next((j for n, ref, j in glue_jobs if n in started or ref in started), None)
         if job is not None:
             dpus = job.get("NumberOfWorkers", 2) * WORKER_DPUS[job.get("WorkerType", "G.1X")]
-            dpu_hours = runs * dpus * p["glue_job_minimum_minutes"] / 60
-            detail = f"{runs:.0f} runs: job {dpus} DPU x 1 min"
+            flex = job.get("ExecutionClass") == "FLEX"
+            job_price = p["glue_flex_dpu_hour"] if flex else p["glue_dpu_hour"]
+            job_cost = runs * dpus * p["glue_job_minimum_minutes"] / 60 * job_price
+            dpu_hours = 0.0  # the crawler's and data quality's, at the standard price
+            detail = f"{runs:.0f} runs: job {dpus} DPU{' (Flex)' if flex else ''} x 1 min"
             if SKIP_WHEN_IDLE in started:
                 detail += " (billing minimum); crawler and data quality skipped as nothing is new"
                 transitions = PIPELINE_TRANSITIONS_SKIPPING
             else:
-                dpu_hours += runs * (
+                dpu_hours = runs * (
                     p["glue_crawler_minimum_minutes"] / 60
                     + p["glue_data_quality_dpus"] * p["glue_job_minimum_minutes"] / 60
                 )
@@ -202,7 +205,9 @@ def idle(assembly: Assembly, prices: dict[str, Any]) -> list[Line]:
                 Line(
                     f"Glue pipeline {name}",
                     f"{detail} + Step Functions",
-                    dpu_hours * p["glue_dpu_hour"] + runs * transitions * p["step_functions_transition"],
+                    job_cost
+                    + dpu_hours * p["glue_dpu_hour"]
+                    + runs * transitions * p["step_functions_transition"],
                 )
             )
         else:

@@ -74,9 +74,12 @@ _PROCESSING_FIELDS = {
     "workers",
     "worker_type",
     "timeout_minutes",
+    "execution_class",
 }
 #: Glue worker types for Spark jobs, with the DPUs each worker counts for (billing).
 WORKER_DPUS = {"G.1X": 1, "G.2X": 2, "G.4X": 4, "G.8X": 8, "G.12X": 12, "G.16X": 16}
+#: Worker types that Glue's flexible execution class runs on (Glue 3.0 and later, Spark jobs).
+FLEX_WORKER_TYPES = ("G.1X", "G.2X")
 #: Glue's longest timeout for a batch job run, in minutes (48 hours).
 MAX_JOB_TIMEOUT_MINUTES = 2880
 #: What the data-quality evaluation after a run reads (``Processing.quality_scope``).
@@ -184,6 +187,11 @@ class Processing:
     worker_type: str = "G.1X"
     #: Glue stops a job run after this long; the pipeline's execution may last two hours more.
     timeout_minutes: int = 60
+    #: ``STANDARD``: dedicated capacity, the run starts at once. ``FLEX``: Glue's spare capacity at
+    #: a lower price per DPU-hour, for a dataset whose curated data may come later: a run may start
+    #: late, and its capacity may be reclaimed during the run, which ends it unfinished. The job is
+    #: idempotent and an unfinished run records nothing, so the next run redoes its days.
+    execution_class: str = "STANDARD"
 
 
 @dataclass(frozen=True)
@@ -698,6 +706,20 @@ def parse_dataset(raw: Any, path: Path | str) -> Dataset:
             problems,
             "processing.timeout_minutes",
             f"use a whole number of minutes from 1 to {MAX_JOB_TIMEOUT_MINUTES} (48 hours, Glue's limit)",
+        )
+    if processing.execution_class not in ("STANDARD", "FLEX"):
+        _problem(
+            problems,
+            "processing.execution_class",
+            f"got {processing.execution_class!r}; use STANDARD (runs start at once) or FLEX (spare "
+            "capacity, cheaper, runs may start late)",
+        )
+    elif processing.execution_class == "FLEX" and processing.worker_type not in FLEX_WORKER_TYPES:
+        _problem(
+            problems,
+            "processing.execution_class",
+            f"FLEX runs on {' or '.join(FLEX_WORKER_TYPES)} workers only, not {processing.worker_type}: "
+            "change worker_type or use STANDARD",
         )
 
     if problems:

@@ -91,6 +91,23 @@ def test_a_job_on_larger_workers_pays_for_their_dpus() -> None:
     assert "job 6 DPU x 1 min" in pipeline.detail
 
 
+def test_a_job_on_flex_capacity_pays_the_flex_price_for_its_dpus() -> None:
+    # GIVEN the dataset file's job on Glue's flexible execution class
+    assembly = _assembly()
+    for template in assembly.templates.values():
+        for resource in template.get("Resources", {}).values():
+            if resource["Type"] == "AWS::Glue::Job":
+                resource["Properties"].update(ExecutionClass="FLEX")
+    # THEN each idle run's billing minimum is priced per Flex DPU-hour, and the line says so
+    (pipeline,) = [line for line in idle(assembly, PRICE_FILE) if line.component.startswith("Glue pipeline")]
+    p = {k: v["price"] for k, v in PRICE_FILE["idle"].items()}
+    assert p["glue_flex_dpu_hour"] < p["glue_dpu_hour"]
+    assert pipeline.monthly == pytest.approx(
+        730 * (2 / 60 * p["glue_flex_dpu_hour"] + 4 * p["step_functions_transition"])
+    )
+    assert "job 2 DPU (Flex) x 1 min" in pipeline.detail
+
+
 def test_prod_pays_for_interface_endpoints_in_three_azs() -> None:
     assembly = _assembly("prod")
     lines = {line.component: line for line in idle(assembly, PRICE_FILE)}

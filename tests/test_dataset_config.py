@@ -119,6 +119,16 @@ def test_reference_dataset_loads_with_its_schema() -> None:
         (lambda r: r["processing"].update(workers=1), "processing.workers", "2 or more"),
         (lambda r: r["processing"].update(worker_type=["G.2X"]), "processing.worker_type", "G.1X, G.2X"),
         (
+            lambda r: r["processing"].update(execution_class="SPOT"),
+            "processing.execution_class",
+            "use STANDARD (runs start at once) or FLEX",
+        ),
+        (
+            lambda r: r["processing"].update(execution_class="FLEX", worker_type="G.4X"),
+            "processing.execution_class",
+            "FLEX runs on G.1X or G.2X workers only, not G.4X",
+        ),
+        (
             lambda r: r["processing"].update(timeout_minutes="2h"),
             "processing.timeout_minutes",
             "a whole number of minutes from 1 to 2880",
@@ -169,6 +179,8 @@ def test_reference_dataset_loads_with_its_schema() -> None:
         "quality-scope",
         "workers",
         "worker-type",
+        "execution-class",
+        "flex-worker-type",
         "timeout",
         "nested-unknown",
         "job-column-reason",

@@ -83,7 +83,9 @@ def test_job_runs_on_glue_51_with_arguments_from_the_dataset_file(template: Temp
 
 def test_workers_and_timeouts_come_from_the_dataset_file() -> None:
     # GIVEN a dataset file that asks for more and larger workers and a longer timeout
-    processing = dataclasses.replace(ORDERS.processing, workers=10, worker_type="G.2X", timeout_minutes=240)
+    processing = dataclasses.replace(
+        ORDERS.processing, workers=10, worker_type="G.2X", timeout_minutes=240, execution_class="FLEX"
+    )
     dataset = dataclasses.replace(ORDERS, processing=processing)
     app = cdk.App(context={"aws:cdk:bundling-stacks": []})
     stack = cdk.Stack(app, "Test")
@@ -107,15 +109,18 @@ def test_workers_and_timeouts_come_from_the_dataset_file() -> None:
         crawler_role=iam.Role(stack, "Crawler", assumed_by=iam.ServicePrincipal("glue.amazonaws.com")),
     )
     template = Template.from_stack(stack)
-    # THEN the job runs on them, and the pipeline outlasts the job's timeout by two hours
+    # THEN the job runs on them, on Glue's spare capacity, and the pipeline outlasts the job's
+    # timeout by two hours
     job = _one(template, "AWS::Glue::Job")
     assert (job["NumberOfWorkers"], job["WorkerType"], job["Timeout"]) == (10, "G.2X", 240)
+    assert job["ExecutionClass"] == "FLEX"
     assert _definition(template)["TimeoutSeconds"] == (240 + 120) * 60
 
 
 def test_pipeline_runs_keep_the_jobs_own_timeout(template: Template) -> None:
     job = _one(template, "AWS::Glue::Job")
     assert (job["NumberOfWorkers"], job["WorkerType"], job["Timeout"]) == (2, "G.1X", 60)
+    assert job["ExecutionClass"] == "STANDARD"  # a run starts at once unless the dataset asks for FLEX
     definition = _definition(template)
     # a Timeout in the StartJobRun call would override the job's for every pipeline run
     assert "Timeout" not in definition["States"]["RunJob"]["Parameters"]
