@@ -24,7 +24,8 @@ failed); it does not depend on either engine's optimizations, which bounded coun
 Counted repetitions of a fixed-width body are spelled out up to 16 (``\d{4}`` is four digits,
 read one way); any other count is taken as unbounded: ``(\w+\s?){1,40}`` is as slow as
 ``(\w+\s?)*`` for the values it can meet. Polynomial backtracking (``\d*\d*`` on a long run of
-digits followed by a letter) is left alone; ``max_length`` bounds it.
+digits followed by a letter) is found by :func:`backtracks_polynomially`: the dataset file then
+needs a ``max_length``, which the transform checks before the pattern.
 """
 
 from __future__ import annotations
@@ -306,24 +307,30 @@ def _components(nodes: list[Any], edges: dict[Any, list[Any]]) -> dict[Any, int]
     return component
 
 
-def backtracking_problem(pattern: str) -> str | None:
-    """Why ``pattern`` backtracks exponentially (:data:`PROBLEM`), or ``None``.
-
-    ``pattern`` must be written in the portable syntax and compile (the dataset file's checks
-    before this one).
-    """
+def _positions(pattern: str) -> tuple[list[int], dict[int, list[tuple[int, int]]]]:
+    """Each atom's characters (a bitmask), and atom -> [(next atom, how many ways)]; an atom
+    that takes no character leads nowhere and is left out."""
     tree = _Parser(pattern).alternation()
     alphabet = {chr(i) for i in range(128)} | set(_OTHER_SCRIPTS) | _characters(tree)
     automaton = _Automaton(sorted(alphabet))
     automaton.build(tree)
     atoms = automaton.atoms
-    # atom -> [(next atom, how many ways)]; an atom with no characters leads nowhere
     follows: dict[int, list[tuple[int, int]]] = {}
     for i, (_, mask, end) in enumerate(atoms):
         if not mask:
             continue
         reach = automaton.ways(end)
         follows[i] = [(j, reach[a]) for j, (a, m, _) in enumerate(atoms) if m and a in reach]
+    return [mask for _, mask, _ in atoms], follows
+
+
+def backtracking_problem(pattern: str) -> str | None:
+    """Why ``pattern`` backtracks exponentially (:data:`PROBLEM`), or ``None``.
+
+    ``pattern`` must be written in the portable syntax and compile (the dataset file's checks
+    before this one).
+    """
+    masks, follows = _positions(pattern)
     plain = {i: [j for j, _ in nxt] for i, nxt in follows.items()}
     single = _components(list(plain), plain)
     if any(n > 1 and single[i] == single[j] for i, nxt in follows.items() for j, n in nxt):
@@ -331,9 +338,58 @@ def backtracking_problem(pattern: str) -> str | None:
     pairs: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for i, nxt_i in plain.items():
         for j, nxt_j in plain.items():
-            pairs[(i, j)] = [(k, m) for k in nxt_i for m in nxt_j if atoms[k][1] & atoms[m][1]]
+            pairs[(i, j)] = [(k, m) for k in nxt_i for m in nxt_j if masks[k] & masks[m]]
     product = _components(list(pairs), pairs)
     equal = {product[(i, i)] for i in plain}
     if any(i != j and product[(i, j)] in equal for i, j in pairs):
         return PROBLEM
     return None
+
+
+#: States of the triple product :func:`backtracks_polynomially` walks before it gives up.
+_TRIPLE_BUDGET = 200_000
+
+
+def backtracks_polynomially(pattern: str) -> bool | None:
+    r"""Can ``pattern`` try a number of ways that grows with a power of the value's length?
+
+    The test for infinite ambiguity (Weideman et al., 2016): two different atoms p and q, each
+    on a cycle, and one text that leads from p back to p, from p to q and from q back to q.
+    ``\d+\d+`` on a run of digits and a letter tries every split point: n^2 steps, a hang for a
+    value of a megabyte, harmless for one of a hundred characters. Call it on a pattern that
+    :func:`backtracking_problem` accepted. ``None``: the pattern is too large to tell within
+    :data:`_TRIPLE_BUDGET` steps.
+    """
+    masks, follows = _positions(pattern)
+    plain = {i: [j for j, _ in nxt] for i, nxt in follows.items()}
+    component = _components(list(plain), plain)
+    looped = [i for i in plain if any(component[i] == component[j] for j in plain[i])]
+    explored = 0
+    for p in looped:
+        reach, todo = set(), [p]
+        while todo:
+            for nxt in plain[todo.pop()]:
+                if nxt not in reach:
+                    reach.add(nxt)
+                    todo.append(nxt)
+        for q in looped:
+            if q == p or q not in reach:
+                continue
+            start, goal = (p, p, q), (p, q, q)
+            seen, todo3 = {start}, [start]
+            while todo3:
+                a, b, c = todo3.pop()
+                for x in plain[a]:
+                    for y in plain[b]:
+                        if not masks[x] & masks[y]:
+                            continue
+                        for z in plain[c]:
+                            if masks[x] & masks[y] & masks[z] and (x, y, z) not in seen:
+                                if (x, y, z) == goal:
+                                    return True
+                                seen.add((x, y, z))
+                                todo3.append((x, y, z))
+                explored += 1
+                if explored > _TRIPLE_BUDGET:
+                    return None
+    return False

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from datalake.backtracking import backtracking_problem
+from datalake.backtracking import backtracking_problem, backtracks_polynomially
 
 #: Where the dataset files live, relative to the repository root.
 DATASETS_DIR = Path(__file__).resolve().parent.parent / "config" / "datasets"
@@ -436,6 +436,7 @@ def _parse_column(
         _problem(problems, f"{where}.min", "min is greater than max; swap them")
     pattern = raw.get("pattern")
     compiled: re.Pattern[str] | None = None
+    exponential = False
     if pattern is not None:
         if ctype != "string" or not isinstance(pattern, str):
             _problem(problems, f"{where}.pattern", "pattern needs a string column and a regex")
@@ -449,10 +450,31 @@ def _parse_column(
             except (re.error, FutureWarning) as exc:
                 _problem(problems, f"{where}.pattern", f"not a valid regular expression: {exc}")
             if compiled is not None and (slow := backtracking_problem(pattern)) is not None:
+                exponential = True
                 _problem(problems, f"{where}.pattern", slow)
     max_length = raw.get("max_length")
     if max_length is not None and (ctype != "string" or not _whole(max_length) or max_length < 1):
         _problem(problems, f"{where}.max_length", "max_length needs a string column and an int >= 1")
+    elif (
+        max_length is None
+        and compiled is not None
+        and not exponential
+        and (grows := backtracks_polynomially(compiled.pattern)) is not False
+    ):
+        # the transform checks the length first, so a bound keeps the pattern's work small
+        why = (
+            f"on a value that almost matches, {compiled.pattern} tries a number of ways that grows with the "
+            "square of its length (or a higher power; a hang for a value of a megabyte)"
+            if grows
+            else "the pattern is too large for synth to tell whether its work grows faster than the "
+            "value's length"
+        )
+        _problem(
+            problems,
+            f"{where}.max_length",
+            f"missing: {why}; set max_length to the longest value you expect, which is checked "
+            "before the pattern",
+        )
     # An allowed value that another rule of the column refuses can never arrive: every record
     # holding it would be rejected, which is a mistake in the file, not in the data.
     if isinstance(enum, list) and all(isinstance(v, str) for v in enum):
