@@ -953,6 +953,29 @@ def test_a_pattern_holds_alike_in_the_transform_the_job_and_the_quality_rule(
     assert {k for k, f in job.items() if "p0" not in f} == {"o-0", "o-1", "o-2", "o-4", "o-5"}  # a.b
 
 
+def test_a_value_longer_than_max_length_is_not_held_to_the_pattern(spark: Any, tmp_path: Path) -> None:
+    # GIVEN a column with a pattern and a max_length, and a value too long that would not match
+    # either, and one within the length that does not match
+    raw = json.loads((DATASETS_DIR / "orders.json").read_text())
+    raw["columns"].append({"name": "code", "type": "string", "pattern": "[A-Z]{2}", "max_length": 3})
+    (tmp_path / "orders.json").write_text(json.dumps(raw))
+    spec = load_dataset(tmp_path / "orders.json").to_spec()
+    records = {"o-long": _record("o-long", code="abcdef"), "o-short": _record("o-short", code="abc")}
+    # WHEN the transform and the job judge them
+    validator = RecordValidator(spec)
+    transform = {k: [r for r in validator.validate(v)[1] if r.startswith("code")] for k, v in records.items()}
+    lines = spark.createDataFrame(
+        [(json.dumps(r), "f") for r in records.values()], f"value string, {RAW_FILE} string"
+    )
+    checked = validate_and_cast(parse_lines(lines, spec), spec).collect()
+    job = {r.order_id: [x for x in r[REASON].split("; ") if x.startswith("code")] for r in checked}
+    # THEN the long value is refused for its length alone, by both: the regex never reads it
+    # (its work can grow with a power of the length), and the short one for the pattern
+    assert job == {"o-long": ["code: too long"], "o-short": ["code: does not match [A-Z]{2}"]}
+    assert [len(reasons) for reasons in transform.values()] == [1, 1]
+    assert "longer than 3" in transform["o-long"][0] and "does not match" in transform["o-short"][0]
+
+
 #: Values of each scalar type as producers send them: canonical, loosely written, and wrong in the
 #: ways Spark's casts or Python's parsers would let through (NaN, "yes", 2024-5-1, "1_000", "\u0663").
 _SCALAR_VALUES: dict[str, tuple[str, list[Any]]] = {
