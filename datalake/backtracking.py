@@ -24,7 +24,7 @@ failed); it does not depend on either engine's optimizations, which bounded coun
 Counted repetitions of a fixed-width body are spelled out up to 16 (``\d{4}`` is four digits,
 read one way); any other count is taken as unbounded: ``(\w+\s?){1,40}`` is as slow as
 ``(\w+\s?)*`` for the values it can meet. Polynomial backtracking (``\d*\d*`` on a long run of
-digits followed by a letter) is found by :func:`backtracks_polynomially`: the dataset file then
+digits followed by a letter) is found too (:func:`growth`): the dataset file then
 needs a ``max_length``, which the transform checks before the pattern.
 """
 
@@ -324,43 +324,29 @@ def _positions(pattern: str) -> tuple[list[int], dict[int, list[tuple[int, int]]
     return [mask for _, mask, _ in atoms], follows
 
 
-def backtracking_problem(pattern: str) -> str | None:
-    """Why ``pattern`` backtracks exponentially (:data:`PROBLEM`), or ``None``.
-
-    ``pattern`` must be written in the portable syntax and compile (the dataset file's checks
-    before this one).
-    """
-    masks, follows = _positions(pattern)
+def _exponential(masks: list[int], follows: dict[int, list[tuple[int, int]]]) -> bool:
+    """A transition counted twice inside a cycle, or a cycle of the pairwise product through
+    both a pair of equal atoms and a pair of different ones."""
     plain = {i: [j for j, _ in nxt] for i, nxt in follows.items()}
     single = _components(list(plain), plain)
     if any(n > 1 and single[i] == single[j] for i, nxt in follows.items() for j, n in nxt):
-        return PROBLEM
+        return True
     pairs: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for i, nxt_i in plain.items():
         for j, nxt_j in plain.items():
             pairs[(i, j)] = [(k, m) for k in nxt_i for m in nxt_j if masks[k] & masks[m]]
     product = _components(list(pairs), pairs)
     equal = {product[(i, i)] for i in plain}
-    if any(i != j and product[(i, j)] in equal for i, j in pairs):
-        return PROBLEM
-    return None
+    return any(i != j and product[(i, j)] in equal for i, j in pairs)
 
 
-#: States of the triple product :func:`backtracks_polynomially` walks before it gives up.
+#: States of the triple product :func:`_polynomial` walks before it gives up.
 _TRIPLE_BUDGET = 200_000
 
 
-def backtracks_polynomially(pattern: str) -> bool | None:
-    r"""Can ``pattern`` try a number of ways that grows with a power of the value's length?
-
-    The test for infinite ambiguity (Weideman et al., 2016): two different atoms p and q, each
-    on a cycle, and one text that leads from p back to p, from p to q and from q back to q.
-    ``\d+\d+`` on a run of digits and a letter tries every split point: n^2 steps, a hang for a
-    value of a megabyte, harmless for one of a hundred characters. Call it on a pattern that
-    :func:`backtracking_problem` accepted. ``None``: the pattern is too large to tell within
-    :data:`_TRIPLE_BUDGET` steps.
-    """
-    masks, follows = _positions(pattern)
+def _polynomial(masks: list[int], follows: dict[int, list[tuple[int, int]]]) -> bool | None:
+    """Two different atoms p and q, each on a cycle, and one text that leads from p back to p,
+    from p to q and from q back to q; ``None`` when :data:`_TRIPLE_BUDGET` runs out first."""
     plain = {i: [j for j, _ in nxt] for i, nxt in follows.items()}
     component = _components(list(plain), plain)
     looped = [i for i in plain if any(component[i] == component[j] for j in plain[i])]
@@ -393,3 +379,20 @@ def backtracks_polynomially(pattern: str) -> bool | None:
                 if explored > _TRIPLE_BUDGET:
                     return None
     return False
+
+
+def growth(pattern: str) -> str:
+    r"""How the matchers' work on a value that almost matches can grow with the value's length.
+
+    ``"exponential"`` (:data:`PROBLEM`; exponential ambiguity); ``"polynomial"`` (infinite
+    ambiguity: ``\d+\d+`` on a run of digits and a letter tries every split point, n^2 steps, a
+    hang for a value of a megabyte, harmless for one of a hundred characters); ``"unknown"`` (the
+    pattern is too large to judge within :data:`_TRIPLE_BUDGET` steps); ``"linear"``.
+    ``pattern`` must be written in the portable syntax and compile (the dataset file's checks
+    before this one).
+    """
+    masks, follows = _positions(pattern)
+    if _exponential(masks, follows):
+        return "exponential"
+    polynomial = _polynomial(masks, follows)
+    return "unknown" if polynomial is None else "polynomial" if polynomial else "linear"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from datalake.backtracking import backtracking_problem, backtracks_polynomially
+from datalake import backtracking
 
 #: Where the dataset files live, relative to the repository root.
 DATASETS_DIR = Path(__file__).resolve().parent.parent / "config" / "datasets"
@@ -436,7 +436,7 @@ def _parse_column(
         _problem(problems, f"{where}.min", "min is greater than max; swap them")
     pattern = raw.get("pattern")
     compiled: re.Pattern[str] | None = None
-    exponential = False
+    growth = "linear"  # of the matchers' work with a value's length (datalake.backtracking)
     if pattern is not None:
         if ctype != "string" or not isinstance(pattern, str):
             _problem(problems, f"{where}.pattern", "pattern needs a string column and a regex")
@@ -449,23 +449,17 @@ def _parse_column(
                     compiled = re.compile(pattern, PATTERN_FLAGS)
             except (re.error, FutureWarning) as exc:
                 _problem(problems, f"{where}.pattern", f"not a valid regular expression: {exc}")
-            if compiled is not None and (slow := backtracking_problem(pattern)) is not None:
-                exponential = True
-                _problem(problems, f"{where}.pattern", slow)
+            if compiled is not None and (growth := backtracking.growth(pattern)) == "exponential":
+                _problem(problems, f"{where}.pattern", backtracking.PROBLEM)
     max_length = raw.get("max_length")
     if max_length is not None and (ctype != "string" or not _whole(max_length) or max_length < 1):
         _problem(problems, f"{where}.max_length", "max_length needs a string column and an int >= 1")
-    elif (
-        max_length is None
-        and compiled is not None
-        and not exponential
-        and (grows := backtracks_polynomially(compiled.pattern)) is not False
-    ):
+    elif max_length is None and growth in ("polynomial", "unknown"):
         # the transform checks the length first, so a bound keeps the pattern's work small
         why = (
-            f"on a value that almost matches, {compiled.pattern} tries a number of ways that grows with the "
+            f"on a value that almost matches, {pattern} tries a number of ways that grows with the "
             "square of its length (or a higher power; a hang for a value of a megabyte)"
-            if grows
+            if growth == "polynomial"
             else "the pattern is too large for synth to tell whether its work grows faster than the "
             "value's length"
         )
