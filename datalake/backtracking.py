@@ -324,75 +324,62 @@ def _positions(pattern: str) -> tuple[list[int], dict[int, list[tuple[int, int]]
     return [mask for _, mask, _ in atoms], follows
 
 
-def _exponential(masks: list[int], follows: dict[int, list[tuple[int, int]]]) -> bool:
-    """A transition counted twice inside a cycle, or a cycle of the pairwise product through
-    both a pair of equal atoms and a pair of different ones."""
+#: States of the triple product :func:`growth` walks, at most, before it answers "unknown".
+_TRIPLE_BUDGET = 200_000
+
+
+def growth(pattern: str) -> str:
+    r"""How the matchers' work on a value that almost matches can grow with the value's length.
+
+    ``"exponential"`` (:data:`PROBLEM`): a transition counted twice inside a cycle, or a cycle
+    of the pairwise product through both a pair of equal atoms and a pair of different ones.
+    ``"polynomial"``: two different atoms p and q, each on a cycle, and one text that leads from
+    p back to p, from p to q and from q back to q (``\d+\d+`` on a run of digits and a letter
+    tries every split point: n^2 steps, a hang for a value of a megabyte, harmless for one of a
+    hundred characters). ``"unknown"``: the pattern is too large to judge within
+    :data:`_TRIPLE_BUDGET` steps. ``"linear"`` otherwise.
+
+    ``pattern`` must be written in the portable syntax and compile (the dataset file's checks
+    before this one).
+    """
+    masks, follows = _positions(pattern)
     plain = {i: [j for j, _ in nxt] for i, nxt in follows.items()}
     single = _components(list(plain), plain)
     if any(n > 1 and single[i] == single[j] for i, nxt in follows.items() for j, n in nxt):
-        return True
+        return "exponential"
     pairs: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for i, nxt_i in plain.items():
         for j, nxt_j in plain.items():
             pairs[(i, j)] = [(k, m) for k in nxt_i for m in nxt_j if masks[k] & masks[m]]
     product = _components(list(pairs), pairs)
     equal = {product[(i, i)] for i in plain}
-    return any(i != j and product[(i, j)] in equal for i, j in pairs)
-
-
-#: States of the triple product :func:`_polynomial` walks before it gives up.
-_TRIPLE_BUDGET = 200_000
-
-
-def _polynomial(masks: list[int], follows: dict[int, list[tuple[int, int]]]) -> bool | None:
-    """Two different atoms p and q, each on a cycle, and one text that leads from p back to p,
-    from p to q and from q back to q; ``None`` when :data:`_TRIPLE_BUDGET` runs out first."""
-    plain = {i: [j for j, _ in nxt] for i, nxt in follows.items()}
-    component = _components(list(plain), plain)
-    looped = [i for i in plain if any(component[i] == component[j] for j in plain[i])]
+    if any(i != j and product[(i, j)] in equal for i, j in pairs):
+        return "exponential"
+    # Polynomial: the first and third of the three paths read the same text from (p, q) back to
+    # (p, q), so that pair lies on a cycle of the pairwise product, and every pair the two paths
+    # pass through stays in its component: that prunes the triple product to a few states.
+    cyclic = {product[a] for a, nxt in pairs.items() for b in nxt if product[b] == product[a]}
+    looped = [i for i in plain if any(single[i] == single[j] for j in plain[i])]
     explored = 0
     for p in looped:
-        reach, todo = set(), [p]
-        while todo:
-            for nxt in plain[todo.pop()]:
-                if nxt not in reach:
-                    reach.add(nxt)
-                    todo.append(nxt)
         for q in looped:
-            if q == p or q not in reach:
+            if q == p or product[(p, q)] not in cyclic:
                 continue
-            start, goal = (p, p, q), (p, q, q)
-            seen, todo3 = {start}, [start]
-            while todo3:
-                a, b, c = todo3.pop()
+            home, start, goal = product[(p, q)], (p, p, q), (p, q, q)
+            seen, todo = {start}, [start]
+            while todo:
+                a, b, c = todo.pop()
                 for x in plain[a]:
-                    for y in plain[b]:
-                        if not masks[x] & masks[y]:
+                    for z in plain[c]:
+                        if not masks[x] & masks[z] or product[(x, z)] != home:
                             continue
-                        for z in plain[c]:
+                        for y in plain[b]:
                             if masks[x] & masks[y] & masks[z] and (x, y, z) not in seen:
                                 if (x, y, z) == goal:
-                                    return True
+                                    return "polynomial"
                                 seen.add((x, y, z))
-                                todo3.append((x, y, z))
+                                todo.append((x, y, z))
                 explored += 1
                 if explored > _TRIPLE_BUDGET:
-                    return None
-    return False
-
-
-def growth(pattern: str) -> str:
-    r"""How the matchers' work on a value that almost matches can grow with the value's length.
-
-    ``"exponential"`` (:data:`PROBLEM`; exponential ambiguity); ``"polynomial"`` (infinite
-    ambiguity: ``\d+\d+`` on a run of digits and a letter tries every split point, n^2 steps, a
-    hang for a value of a megabyte, harmless for one of a hundred characters); ``"unknown"`` (the
-    pattern is too large to judge within :data:`_TRIPLE_BUDGET` steps); ``"linear"``.
-    ``pattern`` must be written in the portable syntax and compile (the dataset file's checks
-    before this one).
-    """
-    masks, follows = _positions(pattern)
-    if _exponential(masks, follows):
-        return "exponential"
-    polynomial = _polynomial(masks, follows)
-    return "unknown" if polynomial is None else "polynomial" if polynomial else "linear"
+                    return "unknown"
+    return "linear"
