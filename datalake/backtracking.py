@@ -42,7 +42,9 @@ _CATEGORIES = {
     "s": lambda c: c in " \t\n\r\f\v",
 }
 _CHARACTER_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
-_COUNT = re.compile(r"\{(\d+)(,(\d*))?\}")
+#: A counted repetition the three engines read alike: ``{n}``, ``{n,}`` or ``{n,m}`` (the dataset
+#: file's portability check allows no other ``{``).
+COUNTED_REPETITION = re.compile(r"\{(\d+)(,(\d*))?\}")
 #: Repetition counts up to this are spelled out as copies of a fixed-width body; others loop.
 _SPELLED_OUT = 16
 PROBLEM = (
@@ -117,12 +119,15 @@ class _Parser:
             return ("lit", chr(int(self.text[self.i - 2 : self.i], 16)))
         return ("lit", _CHARACTER_ESCAPES.get(letter, letter))
 
+    def class_character(self) -> Node:
+        char = self.take()
+        return self.escape() if char == "\\" else ("lit", char)
+
     def class_item(self) -> Node:
-        first = self.escape() if self.take() == "\\" else ("lit", self.text[self.i - 1])
+        first = self.class_character()
         if self.peek() == "-" and self.text[self.i + 1 : self.i + 2] not in ("]", ""):
             self.i += 1
-            last = self.escape() if self.take() == "\\" else ("lit", self.text[self.i - 1])
-            return ("range", first[1], last[1])
+            return ("range", first[1], self.class_character()[1])
         return first
 
     def quantified(self, node: Node) -> Node:
@@ -130,7 +135,7 @@ class _Parser:
         if char in ("*", "+", "?"):
             self.i += 1
             low, high = {"*": (0, None), "+": (1, None), "?": (0, 1)}[char]
-        elif count := _COUNT.match(self.text, self.i):
+        elif count := COUNTED_REPETITION.match(self.text, self.i):
             self.i = count.end()
             low = int(count.group(1))
             high = low if count.group(2) is None else int(count.group(3)) if count.group(3) else None

@@ -258,8 +258,6 @@ def _whole(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-#: A bounded repetition all three engines read alike: ``{n}``, ``{n,}`` or ``{n,m}``.
-_REPEAT_RE = re.compile(r"\{\d+(?:,\d*)?\}")
 #: Letter escapes all three engines give the same meaning (the classes ASCII, see
 #: :data:`PATTERN_FLAGS`): digits, word and space characters, tab, newline, return, form feed,
 #: ``\xhh`` and the start of the value.
@@ -348,7 +346,7 @@ def pattern_portability_problem(pattern: str) -> str | None:
             shown = pattern[i : i + 4] if start == "(?" else start
             return f"{kind}, {shown}...: only (...) and (?:...) groups are portable; rewrite without it"
         elif char == "{":
-            if not (repeat := _REPEAT_RE.match(pattern, i)):
+            if not (repeat := backtracking.COUNTED_REPETITION.match(pattern, i)):
                 return "a { that does not start {n}, {n,} or {n,m} is refused by Java: escape it as \\{ (and write {0,m}, not {,m})"
             i = repeat.end()
             if pattern[i : i + 1] == "+":
