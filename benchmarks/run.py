@@ -1,7 +1,8 @@
 """`make bench`: every benchmark once, a table with the targets, and benchmarks/results.json.
 
-BENCH_ORDERS (default 1,000,000) sizes the Spark job's input; the scaling run adds two inputs 10x
-and 100x smaller. BENCH_ONLY=job,transform (any of synth, tests, transform, job) runs a subset;
+BENCH_ORDERS (default 1,000,000) is the number of order records the Spark job reads at least (the
+raw zone, after the transform refused the generator's defects); the scaling run adds two inputs
+10x and 100x smaller. BENCH_ONLY=job,transform (any of synth, tests, transform, job) runs a subset;
 the figures of the other benchmarks stay in results.json as they were, and ``measured_at_by_bench``
 says when each was taken.
 """
