@@ -51,6 +51,22 @@ GLUE_CALL_ERRORS = (
     "Glue.ThrottlingException",
 )
 
+#: A run that ended FAILED is started once more after this wait.
+RUN_AGAIN_AFTER = Duration.minutes(2)
+#: Glue keeps a new Flex run WAITING for capacity for up to 20 minutes, then it starts or fails
+#: (Glue's "job run statuses"); whether that wait counts toward the run's timeout is not said.
+FLEX_WAIT_MINUTES = 20
+#: After the job: its summary, the crawler's start, a data-quality evaluation and the notices.
+AFTER_JOB_MINUTES = 60
+
+
+def pipeline_timeout_minutes(timeout_minutes: int, execution_class: str) -> int:
+    """The longest a pipeline run can take without anything being wrong: a job run that fails at
+    its timeout, the wait before it runs again, the second run (each after a Flex run's wait for
+    capacity), then the steps after the job. Past it, the execution times out and alarms."""
+    run = timeout_minutes + (FLEX_WAIT_MINUTES if execution_class == "FLEX" else 0)
+    return 2 * run + int(RUN_AGAIN_AFTER.to_minutes()) + AFTER_JOB_MINUTES
+
 
 @dataclass(frozen=True)
 class JobScripts:
@@ -705,7 +721,7 @@ class DatasetPipeline(Construct):
                     for space in ("", " ")
                 ]
             ),
-            sfn.Wait(self, "WaitBeforeRunningAgain", time=sfn.WaitTime.duration(Duration.minutes(2))).next(
+            sfn.Wait(self, "WaitBeforeRunningAgain", time=sfn.WaitTime.duration(RUN_AGAIN_AFTER)).next(
                 run_again
             ),
         ).otherwise(job_failed)
@@ -921,8 +937,11 @@ class DatasetPipeline(Construct):
             name=f"{name}-pipeline",
             description=f"Pipeline of {ds}: runs its job, crawler and data-quality checks, publishes alerts",
             definition=definition,
-            # a full job run and two hours more: a retry, the crawler, data quality and notices
-            timeout=Duration.minutes(self.dataset.processing.timeout_minutes + 120),
+            timeout=Duration.minutes(
+                pipeline_timeout_minutes(
+                    self.dataset.processing.timeout_minutes, self.dataset.processing.execution_class
+                )
+            ),
             statements=[
                 iam.PolicyStatement(
                     actions=["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"],

@@ -109,12 +109,13 @@ def test_workers_and_timeouts_come_from_the_dataset_file() -> None:
         crawler_role=iam.Role(stack, "Crawler", assumed_by=iam.ServicePrincipal("glue.amazonaws.com")),
     )
     template = Template.from_stack(stack)
-    # THEN the job runs on them, on Glue's spare capacity, and the pipeline outlasts the job's
-    # timeout by two hours
+    # THEN the job runs on them, on Glue's spare capacity, and the pipeline outlasts two runs that
+    # each waited 20 minutes for capacity and ran to the timeout, the 2 minutes between them and
+    # an hour for the steps after the job
     job = _one(template, "AWS::Glue::Job")
     assert (job["NumberOfWorkers"], job["WorkerType"], job["Timeout"]) == (10, "G.2X", 240)
     assert job["ExecutionClass"] == "FLEX"
-    assert _definition(template)["TimeoutSeconds"] == (240 + 120) * 60
+    assert _definition(template)["TimeoutSeconds"] == (2 * (20 + 240) + 2 + 60) * 60
 
 
 def test_pipeline_runs_keep_the_jobs_own_timeout(template: Template) -> None:
@@ -124,7 +125,10 @@ def test_pipeline_runs_keep_the_jobs_own_timeout(template: Template) -> None:
     definition = _definition(template)
     # a Timeout in the StartJobRun call would override the job's for every pipeline run
     assert "Timeout" not in definition["States"]["RunJob"]["Parameters"]
-    assert definition["TimeoutSeconds"] == (60 + 120) * 60
+    # a run that failed at its timeout and the run after it, 2 minutes apart, then an hour for the
+    # summary, the crawler, data quality and the notices
+    assert definition["TimeoutSeconds"] == (2 * 60 + 2 + 60) * 60
+    assert definition["States"]["WaitBeforeRunningAgain"]["Seconds"] == 120
 
 
 def test_every_argument_the_entry_point_resolves_is_passed_to_the_job(template: Template) -> None:
