@@ -56,8 +56,10 @@ RUN_AGAIN_AFTER = Duration.minutes(2)
 #: Glue keeps a new Flex run WAITING for capacity for up to 20 minutes, then it starts or fails
 #: (Glue's "job run statuses"); whether that wait counts toward the run's timeout is not said.
 FLEX_WAIT_MINUTES = 20
+#: A data-quality evaluation is stopped after this long: the API's default is 48 hours, of 5 DPU.
+DATA_QUALITY_TIMEOUT_MINUTES = 45
 #: After the job: its summary, the crawler's start, a data-quality evaluation and the notices.
-AFTER_JOB_MINUTES = 60
+AFTER_JOB_MINUTES = DATA_QUALITY_TIMEOUT_MINUTES + 15
 
 
 def pipeline_timeout_minutes(timeout_minutes: int, execution_class: str) -> int:
@@ -778,6 +780,8 @@ class DatasetPipeline(Construct):
                 },
                 "Role": self.job_role.role_arn,
                 "RulesetNames": [self.ruleset_name],
+                # ends the run TIMEOUT, which the pipeline reports, before the pipeline times out
+                "Timeout": DATA_QUALITY_TIMEOUT_MINUTES,
                 "AdditionalRunOptions": {"CloudWatchMetricsEnabled": True},
             },
             iam_resources=[self._ruleset_arn(self.ruleset_name)],

@@ -287,6 +287,8 @@ def test_a_run_that_rebuilt_days_crawls_checks_quality_and_reports_its_counts(la
     start = lake.dq_requests[0]
     assert start["action"] == "start"
     assert start["RulesetNames"] == [lake.deployed.ruleset]
+    # stopped after 45 minutes, not the API's 48 hours
+    assert start["Timeout"] == 45
     # the evaluation reads the days the run wrote, not the whole table
     assert start["DataSource"] == {
         "GlueTable": {
@@ -468,8 +470,9 @@ def test_a_score_below_one_alerts_and_fails_the_execution(lake: Lake) -> None:
     )
 
 
-def test_a_failed_evaluation_run_alerts_with_its_status(lake: Lake) -> None:
-    lake.dq_statuses = ["FAILED"]
+@pytest.mark.parametrize("status", ["FAILED", "TIMEOUT"])
+def test_a_failed_evaluation_run_alerts_with_its_status(lake: Lake, status: str) -> None:
+    lake.dq_statuses = [status]
 
     run = lake.run()
 
@@ -477,9 +480,9 @@ def test_a_failed_evaluation_run_alerts_with_its_status(lake: Lake) -> None:
     assert run.states[-5:] == [
         "DataQualityDone?", "DataQualityRunFailed", "DataQualityRunStep", "NotifyFailure", "PipelineFailed",
     ]  # fmt: skip
-    assert (run.error, run.cause) == ("PipelineFailed", "DataQualityRunFailed: FAILED")
+    assert (run.error, run.cause) == ("PipelineFailed", f"DataQualityRunFailed: {status}")
     (notice,) = run.notices
-    assert "failed at step DataQualityRun: DataQualityRunFailed - FAILED" in notice["message"]
+    assert f"failed at step DataQualityRun: DataQualityRunFailed - {status}" in notice["message"]
 
 
 def test_a_crawler_still_running_from_before_does_not_stop_the_pipeline(lake: Lake) -> None:
