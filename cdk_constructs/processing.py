@@ -56,18 +56,18 @@ RUN_AGAIN_AFTER = Duration.minutes(2)
 #: Glue keeps a new Flex run WAITING for capacity for up to 20 minutes, then it starts or fails
 #: (Glue's "job run statuses"); whether that wait counts toward the run's timeout is not said.
 FLEX_WAIT_MINUTES = 20
-#: A data-quality evaluation is stopped after this long: the API's default is 48 hours, of 5 DPU.
-DATA_QUALITY_TIMEOUT_MINUTES = 45
-#: After the job: its summary, the crawler's start, a data-quality evaluation and the notices.
-AFTER_JOB_MINUTES = DATA_QUALITY_TIMEOUT_MINUTES + 15
+#: The steps after the job other than the data-quality evaluation: the run's summary, the
+#: crawler's start, the evaluation's polls and the notices.
+STEPS_AFTER_JOB_MINUTES = 15
 
 
 def pipeline_timeout_minutes(timeout_minutes: int, execution_class: str) -> int:
     """The longest a pipeline run can take without anything being wrong: a job run that fails at
     its timeout, the wait before it runs again, the second run (each after a Flex run's wait for
-    capacity), then the steps after the job. Past it, the execution times out and alarms."""
+    capacity), a data-quality evaluation to its timeout (the job's: it reads what the job wrote),
+    then the other steps. Past it, the execution times out and alarms."""
     run = timeout_minutes + (FLEX_WAIT_MINUTES if execution_class == "FLEX" else 0)
-    return 2 * run + int(RUN_AGAIN_AFTER.to_minutes()) + AFTER_JOB_MINUTES
+    return 2 * run + int(RUN_AGAIN_AFTER.to_minutes()) + timeout_minutes + STEPS_AFTER_JOB_MINUTES
 
 
 @dataclass(frozen=True)
@@ -780,8 +780,9 @@ class DatasetPipeline(Construct):
                 },
                 "Role": self.job_role.role_arn,
                 "RulesetNames": [self.ruleset_name],
-                # ends the run TIMEOUT, which the pipeline reports, before the pipeline times out
-                "Timeout": DATA_QUALITY_TIMEOUT_MINUTES,
+                # the job's timeout, not the API's default of 48 hours (of 5 DPU): the run ends
+                # TIMEOUT, which the pipeline reports, before the pipeline itself times out
+                "Timeout": self.dataset.processing.timeout_minutes,
                 "AdditionalRunOptions": {"CloudWatchMetricsEnabled": True},
             },
             iam_resources=[self._ruleset_arn(self.ruleset_name)],

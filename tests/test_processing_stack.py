@@ -109,13 +109,15 @@ def test_workers_and_timeouts_come_from_the_dataset_file() -> None:
         crawler_role=iam.Role(stack, "Crawler", assumed_by=iam.ServicePrincipal("glue.amazonaws.com")),
     )
     template = Template.from_stack(stack)
-    # THEN the job runs on them, on Glue's spare capacity, and the pipeline outlasts two runs that
-    # each waited 20 minutes for capacity and ran to the timeout, the 2 minutes between them and
-    # an hour for the steps after the job
+    # THEN the job runs on them, on Glue's spare capacity; the data-quality evaluation gets the
+    # job's timeout; the pipeline outlasts two runs that each waited 20 minutes for capacity and
+    # ran to the timeout, the 2 minutes between them, the evaluation and 15 minutes more
     job = _one(template, "AWS::Glue::Job")
     assert (job["NumberOfWorkers"], job["WorkerType"], job["Timeout"]) == (10, "G.2X", 240)
     assert job["ExecutionClass"] == "FLEX"
-    assert _definition(template)["TimeoutSeconds"] == (2 * (20 + 240) + 2 + 60) * 60
+    definition = _definition(template)
+    assert definition["States"]["StartDataQuality"]["Parameters"]["Timeout"] == 240
+    assert definition["TimeoutSeconds"] == (2 * (20 + 240) + 2 + 240 + 15) * 60
 
 
 def test_pipeline_runs_keep_the_jobs_own_timeout(template: Template) -> None:
@@ -125,9 +127,9 @@ def test_pipeline_runs_keep_the_jobs_own_timeout(template: Template) -> None:
     definition = _definition(template)
     # a Timeout in the StartJobRun call would override the job's for every pipeline run
     assert "Timeout" not in definition["States"]["RunJob"]["Parameters"]
-    # a run that failed at its timeout and the run after it, 2 minutes apart, then an hour for the
-    # summary, the crawler, data quality and the notices
-    assert definition["TimeoutSeconds"] == (2 * 60 + 2 + 60) * 60
+    # a run that failed at its timeout and the run after it, 2 minutes apart, a data-quality
+    # evaluation to its timeout (the job's), 15 minutes for the summary, the crawler and notices
+    assert definition["TimeoutSeconds"] == (2 * 60 + 2 + 60 + 15) * 60
     assert definition["States"]["WaitBeforeRunningAgain"]["Seconds"] == 120
 
 
