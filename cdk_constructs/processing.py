@@ -26,7 +26,7 @@ from cdk_constructs.alerts import AlertRules, alarm_above
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, rendered
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS
-from datalake.dataset import Dataset
+from datalake.dataset import Dataset, Processing
 from datalake.quality import dqdl
 
 GLUE_JOB_DIR = Path(__file__).resolve().parent.parent / "glue_jobs" / "raw_to_curated"
@@ -61,13 +61,14 @@ FLEX_WAIT_MINUTES = 20
 STEPS_AFTER_JOB_MINUTES = 15
 
 
-def pipeline_timeout_minutes(timeout_minutes: int, execution_class: str) -> int:
+def pipeline_timeout_minutes(processing: Processing) -> int:
     """The longest a pipeline run can take without anything being wrong: a job run that fails at
     its timeout, the wait before it runs again, the second run (each after a Flex run's wait for
     capacity), a data-quality evaluation to its timeout (the job's: it reads what the job wrote),
     then the other steps. Past it, the execution times out and alarms."""
-    run = timeout_minutes + (FLEX_WAIT_MINUTES if execution_class == "FLEX" else 0)
-    return 2 * run + int(RUN_AGAIN_AFTER.to_minutes()) + timeout_minutes + STEPS_AFTER_JOB_MINUTES
+    job = processing.timeout_minutes
+    run = job + (FLEX_WAIT_MINUTES if processing.execution_class == "FLEX" else 0)
+    return 2 * run + int(RUN_AGAIN_AFTER.to_minutes()) + job + STEPS_AFTER_JOB_MINUTES
 
 
 @dataclass(frozen=True)
@@ -942,11 +943,7 @@ class DatasetPipeline(Construct):
             name=f"{name}-pipeline",
             description=f"Pipeline of {ds}: runs its job, crawler and data-quality checks, publishes alerts",
             definition=definition,
-            timeout=Duration.minutes(
-                pipeline_timeout_minutes(
-                    self.dataset.processing.timeout_minutes, self.dataset.processing.execution_class
-                )
-            ),
+            timeout=Duration.minutes(pipeline_timeout_minutes(self.dataset.processing)),
             statements=[
                 iam.PolicyStatement(
                     actions=["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"],
