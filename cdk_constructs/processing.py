@@ -27,7 +27,7 @@ from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, rendered
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS
 from datalake.dataset import Dataset, Processing
-from datalake.quality import dqdl
+from datalake.quality import EVALUATION_WORKERS, dqdl
 
 GLUE_JOB_DIR = Path(__file__).resolve().parent.parent / "glue_jobs" / "raw_to_curated"
 #: Glue 5.1: Spark 3.5.6, Python 3.11 (tests run the same code on pyspark 3.5.6).
@@ -784,6 +784,7 @@ class DatasetPipeline(Construct):
                 # the job's timeout, not the API's default of 48 hours (of 5 DPU): the run ends
                 # TIMEOUT, which the pipeline reports, before the pipeline itself times out
                 "Timeout": self.dataset.processing.timeout_minutes,
+                "NumberOfWorkers": EVALUATION_WORKERS,
                 "AdditionalRunOptions": {"CloudWatchMetricsEnabled": True},
             },
             iam_resources=[self._ruleset_arn(self.ruleset_name)],

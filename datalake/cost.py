@@ -21,6 +21,7 @@ from typing import Any
 
 from datalake.dataset import WORKER_DPUS
 from datalake.diagram import Assembly, referenced, text
+from datalake.quality import EVALUATION_WORKERS
 
 ROOT = Path(__file__).resolve().parent.parent
 PRICES = ROOT / "config" / "prices.json"
@@ -192,14 +193,12 @@ def idle(assembly: Assembly, prices: dict[str, Any]) -> list[Line]:
                 detail += " (billing minimum); crawler and data quality skipped as nothing is new"
                 transitions = PIPELINE_TRANSITIONS_SKIPPING
             else:
+                evaluation_dpus = EVALUATION_WORKERS * WORKER_DPUS["G.1X"]
                 dpu_hours = runs * (
                     p["glue_crawler_minimum_minutes"] / 60
-                    + p["glue_data_quality_dpus"] * p["glue_job_minimum_minutes"] / 60
+                    + evaluation_dpus * p["glue_job_minimum_minutes"] / 60
                 )
-                detail += (
-                    f", crawler 10 min, data quality {p['glue_data_quality_dpus']:.0f} DPU x 1 min "
-                    "(billing minimums)"
-                )
+                detail += f", crawler 10 min, data quality {evaluation_dpus} DPU x 1 min (billing minimums)"
                 transitions = PIPELINE_TRANSITIONS
             lines.append(
                 Line(

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 from datalake.dataset import Dataset
 
+#: G.1X workers of a ruleset evaluation: the API's default, passed by the pipeline all the same,
+#: so `make cost` prices what runs even if the default changes.
+EVALUATION_WORKERS = 5
+
 
 @dataclass(frozen=True)
 class Rule:

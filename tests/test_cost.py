@@ -68,7 +68,7 @@ def test_a_pipeline_that_always_crawls_and_checks_pays_their_minimums_every_run(
                 )
     (pipeline,) = [line for line in idle(assembly, PRICE_FILE) if line.component.startswith("Glue pipeline")]
     p = {k: v["price"] for k, v in PRICE_FILE["idle"].items()}
-    dpu_minutes = 2 * 1 + 10 + p["glue_data_quality_dpus"] * 1
+    dpu_minutes = 2 * 1 + 10 + 5 * 1  # job 2 DPU, crawler's 10 minutes, evaluation 5 DPU
     assert pipeline.monthly == pytest.approx(
         730 * (dpu_minutes / 60 * p["glue_dpu_hour"] + 12 * p["step_functions_transition"])
     )

@@ -289,6 +289,8 @@ def test_a_run_that_rebuilt_days_crawls_checks_quality_and_reports_its_counts(la
     assert start["RulesetNames"] == [lake.deployed.ruleset]
     # stopped after the job's timeout (the dataset file's 60 minutes), not the API's 48 hours
     assert start["Timeout"] == 60
+    # on the 5 workers `make cost` prices
+    assert start["NumberOfWorkers"] == 5
     # the evaluation reads the days the run wrote, not the whole table
     assert start["DataSource"] == {
         "GlueTable": {
