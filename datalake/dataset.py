@@ -185,7 +185,8 @@ class Processing:
     #: per executor) for memory-hungry partitions.
     workers: int = 2
     worker_type: str = "G.1X"
-    #: Glue stops a job run after this long; the pipeline's execution may last two hours more.
+    #: Glue stops a job run, and the data-quality evaluation after it, after this long; the
+    #: pipeline's own timeout is derived from it (cdk_constructs.processing.pipeline_timeout_minutes).
     timeout_minutes: int = 60
     #: ``STANDARD``: dedicated capacity, the run starts at once. ``FLEX``: Glue's spare capacity at
     #: a lower price per DPU-hour, for a dataset whose curated data may come later: a run may start
