@@ -53,9 +53,12 @@ GLUE_CALL_ERRORS = (
 
 #: A run that ended FAILED is started once more after this wait.
 RUN_AGAIN_AFTER = Duration.minutes(2)
-#: Glue keeps a new Flex run WAITING for capacity for up to 20 minutes, then it starts or fails
-#: (Glue's "job run statuses"); whether that wait counts toward the run's timeout is not said.
-FLEX_WAIT_MINUTES = 20
+#: How long Glue may keep a new run WAITING for capacity, by execution class (Glue's "job run
+#: statuses"): a Standard run of a job without retries (this job's MaxRetries is 0) tries for up
+#: to 15 minutes, then ends FAILED; a Flex run waits up to 20 (a forced start is tried after 15),
+#: then starts or fails. Whether the wait counts toward the run's timeout is not said (the API
+#: calls the timeout the time a run can consume resources), so the pipeline allows for both.
+CAPACITY_WAIT_MINUTES = {"STANDARD": 15, "FLEX": 20}
 #: The steps after the job other than the data-quality evaluation: the run's summary, the
 #: crawler's start, the evaluation's polls and the notices.
 STEPS_AFTER_JOB_MINUTES = 15
@@ -63,11 +66,11 @@ STEPS_AFTER_JOB_MINUTES = 15
 
 def pipeline_timeout_minutes(processing: Processing) -> int:
     """The longest a pipeline run can take without anything being wrong: a job run that fails at
-    its timeout, the wait before it runs again, the second run (each after a Flex run's wait for
+    its timeout, the wait before it runs again, the second run (each after Glue's longest wait for
     capacity), a data-quality evaluation to its timeout (the job's: it reads what the job wrote),
     then the other steps. Past it, the execution times out and alarms."""
     job = processing.timeout_minutes
-    run = job + (FLEX_WAIT_MINUTES if processing.execution_class == "FLEX" else 0)
+    run = job + CAPACITY_WAIT_MINUTES[processing.execution_class]
     return 2 * run + int(RUN_AGAIN_AFTER.to_minutes()) + job + STEPS_AFTER_JOB_MINUTES
 
 

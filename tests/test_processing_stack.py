@@ -123,13 +123,14 @@ def test_workers_and_timeouts_come_from_the_dataset_file() -> None:
 def test_pipeline_runs_keep_the_jobs_own_timeout(template: Template) -> None:
     job = _one(template, "AWS::Glue::Job")
     assert (job["NumberOfWorkers"], job["WorkerType"], job["Timeout"]) == (2, "G.1X", 60)
-    assert job["ExecutionClass"] == "STANDARD"  # a run starts at once unless the dataset asks for FLEX
+    assert job["ExecutionClass"] == "STANDARD"  # dedicated capacity unless the dataset asks for FLEX
     definition = _definition(template)
     # a Timeout in the StartJobRun call would override the job's for every pipeline run
     assert "Timeout" not in definition["States"]["RunJob"]["Parameters"]
-    # a run that failed at its timeout and the run after it, 2 minutes apart, a data-quality
-    # evaluation to its timeout (the job's), 15 minutes for the summary, the crawler and notices
-    assert definition["TimeoutSeconds"] == (2 * 60 + 2 + 60 + 15) * 60
+    # a run that failed at its timeout and the run after it, 2 minutes apart, each after up to 15
+    # minutes of Glue trying to get capacity, a data-quality evaluation to its timeout (the
+    # job's), 15 minutes for the summary, the crawler and notices
+    assert definition["TimeoutSeconds"] == (2 * (15 + 60) + 2 + 60 + 15) * 60
     assert definition["States"]["WaitBeforeRunningAgain"]["Seconds"] == 120
 
 
