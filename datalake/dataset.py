@@ -306,8 +306,8 @@ def pattern_portability_problem(pattern: str) -> str | None:
     * escapes are ``\d \D \w \W \s \S \t \n \r \f \xhh \A`` and escaped punctuation.
 
     ``.`` is left to the job to align: it compiles in Java's UNIX_LINES mode, where ``.`` leaves
-    out ``\n`` only, as in Python and RE2. One difference is left: RE2's ``\s`` does not take
-    the vertical tab, which only the local checks use.
+    out ``\n`` only, as in Python and RE2. So is ``\s``, to the local checks: RE2's leaves out the
+    vertical tab, and they read the pattern through :func:`pattern_for_re2`.
     """
     in_class = False
     i = 0
@@ -357,6 +357,38 @@ def pattern_portability_problem(pattern: str) -> str | None:
             return _POSSESSIVE
         i += 1
     return None
+
+
+#: What ``\s`` and ``\S`` become for RE2, outside a class and inside one: its POSIX space class
+#: takes the vertical tab, as Python's (ASCII) and Java's ``\s`` do; RE2's own ``\s`` leaves it out.
+_RE2_SPACE = {"s": ("[[:space:]]", "[:space:]"), "S": ("[[:^space:]]", "[:^space:]")}
+
+
+def pattern_for_re2(pattern: str) -> str:
+    r"""A portable pattern (:func:`pattern_portability_problem`) as RE2 reads it alike: each
+    ``\s`` and ``\S``, in a class or not, written as RE2's POSIX space class, which takes the
+    vertical tab that RE2's ``\s`` leaves out. Everything else is left as it is."""
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            escaped = pattern[i + 1 : i + 2]
+            out.append(_RE2_SPACE[escaped][in_class] if escaped in _RE2_SPACE else char + escaped)
+            i += 2
+            continue
+        out.append(char)
+        i += 1
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            for literal in ("^", "]"):  # a ] first in the class is the character itself
+                if pattern[i : i + 1] == literal:
+                    out.append(literal)
+                    i += 1
+    return "".join(out)
 
 
 def _problem(problems: list[tuple[str, str]], where: str, fix: str) -> None:

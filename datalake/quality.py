@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from datalake.dataset import Dataset
+from datalake.dataset import Dataset, pattern_for_re2
 
 #: G.1X workers of a ruleset evaluation: the API's default, passed by the pipeline all the same,
 #: so `make cost` prices what runs even if the default changes.
@@ -91,7 +91,7 @@ def rules(dataset: Dataset) -> list[Rule]:
                 Rule(
                     _allow_null(f"ColumnValues {_q(name)} matches {_q(col.pattern)}", name, col.required),
                     f"SELECT COUNT(*) FILTER (WHERE {column} IS NOT NULL AND NOT regexp_full_match({column}, "
-                    f"{_sql_str(col.pattern)})) = 0 AS passed FROM {{table}}",
+                    f"{_sql_str(pattern_for_re2(col.pattern))})) = 0 AS passed FROM {{table}}",
                 )
             )
         if col.max_length is not None:
