@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -309,12 +309,9 @@ def pattern_portability_problem(pattern: str) -> str | None:
     out ``\n`` only, as in Python and RE2. So is ``\s``, to the local checks: RE2's leaves out the
     vertical tab, and they read the pattern through :func:`pattern_for_re2`.
     """
-    in_class = False
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "\\":
-            escaped = pattern[i + 1 : i + 2]
+    for i, piece, in_class in _pattern_pieces(pattern):
+        if piece.startswith("\\"):
+            escaped = piece[1:]
             if escaped.isascii() and escaped.isalnum():
                 if escaped.isdigit():
                     return f"\\{escaped}: back references and octal escapes are not portable; use \\x for a character"
@@ -325,70 +322,59 @@ def pattern_portability_problem(pattern: str) -> str | None:
                     return f"\\{escaped} is not read alike by Python, Java and RE2: {fix}"
             elif not escaped.isascii():
                 return f"\\{escaped}: RE2 refuses an escaped letter of another script; write {escaped} alone"
-            i += 2
-            continue
-        if in_class:
-            if char == "[":
+        elif in_class:
+            if piece == "[":
                 return "a [ inside a character class is a nested class in Java: escape it as \\["
             if pattern.startswith("&&", i):
                 return "&& in a character class is an intersection in Java: write the characters out"
-            if char == "]":
-                in_class = False
-        elif char == "[":
-            in_class = True
-            i += 1
-            if pattern[i : i + 1] == "^":
-                i += 1
-            if pattern[i : i + 1] == "]":  # a ] first in the class is the character itself
-                i += 1
-            continue
-        elif char == "(" and pattern.startswith("(?", i) and not pattern.startswith("(?:", i):
+        elif piece == "(" and pattern.startswith("(?", i) and not pattern.startswith("(?:", i):
             start, kind = next((s, k) for s, k in _GROUP_KINDS if pattern.startswith(s, i))
             shown = pattern[i : i + 4] if start == "(?" else start
             return f"{kind}, {shown}...: only (...) and (?:...) groups are portable; rewrite without it"
-        elif char == "{":
+        elif piece == "{":
             if not (repeat := backtracking.COUNTED_REPETITION.match(pattern, i)):
                 return "a { that does not start {n}, {n,} or {n,m} is refused by Java: escape it as \\{ (and write {0,m}, not {,m})"
-            i = repeat.end()
-            if pattern[i : i + 1] == "+":
+            if pattern[repeat.end() : repeat.end() + 1] == "+":
                 return _POSSESSIVE
-            continue
-        elif char in "*+?" and pattern[i + 1 : i + 2] == "+":
+        elif piece in ("*", "+", "?") and pattern[i + 1 : i + 2] == "+":
             return _POSSESSIVE
-        i += 1
     return None
+
+
+def _pattern_pieces(pattern: str) -> Iterator[tuple[int, str, bool]]:
+    """Each piece of ``pattern`` (an escape, a backslash and what follows it, or one character)
+    with where it starts and whether it is inside a character class. A ``^`` right after a
+    class's ``[``, and a ``]`` after that, are characters of the class; an escaped ``]`` does not
+    close it."""
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        piece = pattern[i : i + 2] if pattern[i] == "\\" else pattern[i]
+        yield i, piece, in_class
+        i += len(piece)
+        if in_class:
+            in_class = piece != "]"
+        elif piece == "[":
+            in_class = True
+            for literal in ("^", "]"):  # a ] first in the class is the character itself
+                if pattern[i : i + 1] == literal:
+                    yield i, literal, True
+                    i += 1
 
 
 #: What ``\s`` and ``\S`` become for RE2, outside a class and inside one: its POSIX space class
 #: takes the vertical tab, as Python's (ASCII) and Java's ``\s`` do; RE2's own ``\s`` leaves it out.
-_RE2_SPACE = {"s": ("[[:space:]]", "[:space:]"), "S": ("[[:^space:]]", "[:^space:]")}
+_RE2_SPACE = {"\\s": ("[[:space:]]", "[:space:]"), "\\S": ("[[:^space:]]", "[:^space:]")}
 
 
 def pattern_for_re2(pattern: str) -> str:
     r"""A portable pattern (:func:`pattern_portability_problem`) as RE2 reads it alike: each
     ``\s`` and ``\S``, in a class or not, written as RE2's POSIX space class, which takes the
     vertical tab that RE2's ``\s`` leaves out. Everything else is left as it is."""
-    out: list[str] = []
-    in_class = False
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "\\":
-            escaped = pattern[i + 1 : i + 2]
-            out.append(_RE2_SPACE[escaped][in_class] if escaped in _RE2_SPACE else char + escaped)
-            i += 2
-            continue
-        out.append(char)
-        i += 1
-        if in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-            for literal in ("^", "]"):  # a ] first in the class is the character itself
-                if pattern[i : i + 1] == literal:
-                    out.append(literal)
-                    i += 1
-    return "".join(out)
+    return "".join(
+        _RE2_SPACE[piece][in_class] if piece in _RE2_SPACE else piece
+        for _, piece, in_class in _pattern_pieces(pattern)
+    )
 
 
 def _problem(problems: list[tuple[str, str]], where: str, fix: str) -> None:
