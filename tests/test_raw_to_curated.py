@@ -208,6 +208,28 @@ def test_a_quarantined_record_keeps_its_line_exactly_and_blank_lines_are_no_reco
     _assert_conserved(result)
 
 
+def test_a_line_with_anything_after_its_record_is_quarantined_whole(spark: Any, tmp_path: Path) -> None:
+    # GIVEN lines as someone might write fixed records by hand into the raw zone (the runbook's
+    # replay): two records on one line, joined directly, by a comma or by a space; a record
+    # followed by a comma, by a bracket, by a bracket and another record, or by a brace; and a
+    # record alone with spaces after it
+    one, two = json.dumps(_record("o-1")), json.dumps(_record("o-2"))
+    joined = [one + two, one + "," + two, one + " " + two, one + ",", one + "]", one + "]" + two, one + "}"]
+    _write_raw(tmp_path, "2024-05-01", "a", [*joined, json.dumps(_record("o-3")) + "  "])
+    cfg = _config(tmp_path)
+    # WHEN the job runs
+    result = run(spark, cfg)
+    # THEN each such line is quarantined whole as malformed JSON: none is curated as its first
+    # record with the rest dropped unseen
+    quarantine = {
+        r.raw_record: r.quarantine_reason for r in spark.read.parquet(cfg.quarantine_path).collect()
+    }
+    assert quarantine == dict.fromkeys(joined, "malformed JSON")
+    assert [r["order_id"] for r in _curated(spark, cfg)] == ["o-3"]
+    assert (result.rows_read, result.rows_quarantined, result.rows_written) == (8, 7, 1)
+    _assert_conserved(result)
+
+
 def test_an_object_outside_a_day_folder_is_reported_until_it_is_moved_into_one(
     spark: Any, tmp_path: Path
 ) -> None:

@@ -314,8 +314,8 @@ def read_raw(spark: SparkSession, paths: list[str], spec: dict[str, Any]) -> Dat
     Read as text and parsed with ``from_json`` rather than by Spark's JSON reader, which keeps no
     line: a quarantined record would be rebuilt from the fields the schema names, without its
     unknown fields and with its numbers turned to text. Validated, both reads take the same time.
-    One record per line (JSON Lines, as the Firehose transform writes): a line holding a JSON array
-    is quarantined whole, not split into records."""
+    One record per line (JSON Lines, as the Firehose transform writes): a line holding a JSON array,
+    or anything after its record, is quarantined whole, not split into records."""
     lines = spark.read.option("recursiveFileLookup", "true").text(paths)
     return parse_lines(lines.withColumn(RAW_FILE, F.input_file_name()), spec)
 

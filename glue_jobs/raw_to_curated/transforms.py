@@ -66,26 +66,45 @@ def raw_read_schema(spec: dict[str, Any]) -> T.StructType:
     return T.StructType(fields)
 
 
+#: Each line is parsed as the value of ``record`` in a wrapper object that ends with an end
+#: marker: Spark's JSON parser reads the first value of a text and ignores whatever follows it,
+#: so a line holding two records (``{...}{...}``, ``{...},{...}``) would be curated as its first
+#: alone. In the wrapper, anything after the record is a syntax error, or closes the wrapper
+#: before the marker (``{...}}``), so the marker is missing: the line is malformed either way.
+_WRAPPER_START, _WRAPPER_END = '{"record":', ',"end_of_line":1}'
+
+
 def parse_lines(lines: DataFrame, spec: dict[str, Any]) -> DataFrame:
     """Raw JSON lines (``value``, as ``spark.read.text`` gives them) as rows of
     :func:`raw_read_schema`, each with its line in ``RAW_LINE``, so a quarantined row keeps its
     record exactly as delivered: unknown fields, numbers and key order included.
 
     A line of spaces, tabs or a carriage return only is no record (Spark's JSON reader skips it
-    too); any other line that is not a JSON object, a JSON array included, is malformed: its text
-    goes to ``CORRUPT``, so no line is dropped unseen.
+    too); any other line that is not one JSON object is malformed, its text in ``CORRUPT``: a
+    JSON array, ``null``, and a line with anything after its object (a second record, a comma)
+    included, so no line, and no record in it, is dropped unseen.
     """
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
-    schema = raw_read_schema(spec)
+    record_schema = T.StructType([f for f in raw_read_schema(spec).fields if f.name != CORRUPT])
+    wrapper = T.StructType(
+        [
+            T.StructField("record", record_schema),
+            T.StructField("end_of_line", T.IntegerType()),
+            T.StructField(CORRUPT, T.StringType()),
+        ]
+    )
+    wrapped = F.concat(F.lit(_WRAPPER_START), F.col("value"), F.lit(_WRAPPER_END))
     parsed = lines.where(~F.col("value").rlike(r"^[ \t\r]*$")).select(
-        F.from_json(F.col("value"), schema, options).alias("_record"),
+        F.from_json(wrapped, wrapper, options).alias("_line"),
         F.col("value").alias(RAW_LINE),
         *[c for c in lines.columns if c != "value"],
     )
-    fields = [F.col("_record")[f.name].alias(f.name) for f in schema.fields if f.name != CORRUPT]
-    # from_json gives no row at all (null) for a line it cannot read as an object: malformed too
-    corrupt = F.coalesce(F.col("_record")[CORRUPT], F.when(F.col("_record").isNull(), F.col(RAW_LINE)))
-    return parsed.select(*fields, corrupt.alias(CORRUPT), *[c for c in parsed.columns if c != "_record"])
+    line = F.col("_line")
+    # one object and nothing after it: parsed whole, the marker read, and not a JSON null
+    whole = line[CORRUPT].isNull() & (line["end_of_line"] == 1) & line["record"].isNotNull()
+    fields = [line["record"][f.name].alias(f.name) for f in record_schema.fields]
+    corrupt = F.when(~F.coalesce(whole, F.lit(False)), F.col(RAW_LINE))
+    return parsed.select(*fields, corrupt.alias(CORRUPT), *[c for c in parsed.columns if c != "_line"])
 
 
 def _value_checks(value: Column, col: dict[str, Any], label: str) -> tuple[Column, list[tuple[Column, str]]]:
