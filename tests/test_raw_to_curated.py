@@ -39,7 +39,7 @@ from job import (
 from moto import mock_aws
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from records import RecordValidator
+from records import Invalid, RecordValidator, loads
 from transform import transform_event
 from transforms import (
     _LONE_SURROGATE_REASON,
@@ -228,6 +228,32 @@ def test_a_line_with_anything_after_its_record_is_quarantined_whole(spark: Any, 
     assert [r["order_id"] for r in _curated(spark, cfg)] == ["o-3"]
     assert (result.rows_read, result.rows_quarantined, result.rows_written) == (8, 7, 1)
     _assert_conserved(result)
+
+
+def test_a_line_only_lenient_json_would_read_is_malformed_as_the_transform_says(
+    spark: Any, tmp_path: Path
+) -> None:
+    # GIVEN lines in single quotes or with a NaN or an infinity, which Spark's JSON options read
+    # by default
+    lines = [
+        "{'order_id': 'o-1'}",
+        json.dumps(_record("o-2"))[:-1] + ', "amount": NaN}',
+        json.dumps(_record("o-3"))[:-1] + ', "amount": Infinity}',
+        json.dumps(_record("o-4"))[:-1] + ', "extra": -Infinity}',
+    ]
+    _write_raw(tmp_path, "2024-05-01", "a", [*lines, json.dumps(_record("o-5"))])
+    cfg = _config(tmp_path)
+    # WHEN the transform reads each as a payload, and the job runs
+    for line in lines:
+        with pytest.raises(Invalid, match="payload is not JSON"):
+            loads(line.encode())
+    run(spark, cfg)
+    # THEN the job quarantines each as malformed JSON, as the transform refuses it
+    quarantine = {
+        r.raw_record: r.quarantine_reason for r in spark.read.parquet(cfg.quarantine_path).collect()
+    }
+    assert quarantine == dict.fromkeys(lines, "malformed JSON")
+    assert [r["order_id"] for r in _curated(spark, cfg)] == ["o-5"]
 
 
 def test_an_object_outside_a_day_folder_is_reported_until_it_is_moved_into_one(

@@ -82,9 +82,16 @@ def parse_lines(lines: DataFrame, spec: dict[str, Any]) -> DataFrame:
     A line of spaces, tabs or a carriage return only is no record (Spark's JSON reader skips it
     too); any other line that is not one JSON object is malformed, its text in ``CORRUPT``: a
     JSON array, ``null``, and a line with anything after its object (a second record, a comma)
-    included, so no line, and no record in it, is dropped unseen.
+    included, so no line, and no record in it, is dropped unseen. So is what only Spark's lenient
+    defaults would read (single quotes, ``NaN``, ``Infinity``): the transform refuses it too.
     """
-    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
+    # strict JSON, as the transform reads it (Python's json): no 'single quotes', no NaN or Infinity
+    options = {
+        "mode": "PERMISSIVE",
+        "columnNameOfCorruptRecord": CORRUPT,
+        "allowSingleQuotes": "false",
+        "allowNonNumericNumbers": "false",
+    }
     record_schema = T.StructType([f for f in raw_read_schema(spec).fields if f.name != CORRUPT])
     wrapper = T.StructType(
         [
