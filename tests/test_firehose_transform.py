@@ -160,8 +160,9 @@ def test_decimals_are_kept_exact_and_strings_trimmed() -> None:
         ({"customer_id": None}, "customer_id: required field is missing"),
         ({"customer_id": "   "}, "customer_id: required field is empty"),
         ({"items": [{"sku": "A", "qty": 0, "unit_price": "1"}]}, "items: [0].qty: 0 is below the minimum 1"),
-        ({"items": {"sku": "A"}}, "items: expected an array, got"),
+        ({"items": {"sku": "A"}}, "items: expected an array, got an object"),
         ({"order_id": 17}, "order_id: expected a string, got a number"),
+        ({"order_id": {"id": "o-1"}}, "order_id: expected a string, got an object"),
     ],
 )
 def test_invalid_fields_are_rejected_with_a_reason(fields: dict[str, Any], reason: str) -> None:

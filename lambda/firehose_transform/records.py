@@ -183,7 +183,9 @@ def _apply_fields(fields: list[Field], obj: dict[str, Any]) -> tuple[dict[str, A
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", list: "an array", str: "a string"}.get(type(value), "a number")
+    return {bool: "a boolean", list: "an array", dict: "an object", str: "a string"}.get(
+        type(value), "a number"
+    )
 
 
 def _check_string(col: dict[str, Any]) -> Callable[[Any], Any]:
