@@ -406,6 +406,21 @@ def test_quarantined_records_are_replayed_as_the_runbook_says(spark: Any, tmp_pa
     ]
 
 
+def test_a_rebuild_takes_exactly_the_days_of_its_range(spark: Any, tmp_path: Path) -> None:
+    # GIVEN four curated days, each with an order of its own
+    days = ["2024-04-30", "2024-05-01", "2024-05-02", "2024-05-03"]
+    for i, day in enumerate(days):
+        _write_raw(tmp_path, day, "a", [_record(f"o-{i}", f"{day}T10:00:00.000Z", f"{day}T10:00:05.000Z")])
+    cfg = _config(tmp_path)
+    run(spark, cfg)
+    # WHEN a run is started to rebuild two of them, first to last
+    result = run(spark, replace(cfg, rebuild=rebuild_range("2024-05-01..2024-05-02")))
+    # THEN it rebuilds those two days, both ends included, and no other
+    assert result.new_objects == 0
+    assert result.days == [("2024", "05", "01"), ("2024", "05", "02")]
+    assert sorted(r["order_id"] for r in _curated(spark, cfg)) == ["o-0", "o-1", "o-2", "o-3"]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
