@@ -365,6 +365,12 @@ def test_fast_path_takes_normalized_records_and_hands_over_the_rest() -> None:
     assert VALIDATOR.validate({**normalized, "amount": "1.5"})[0]["amount"] == "1.50"
 
 
+@pytest.mark.parametrize("amount", ["1.50", " 1.50", "1.50 ", "1.50\n", "\t1.50\r\n", "1.5\n", 1.5])
+def test_a_decimal_is_written_in_its_canonical_form_whatever_surrounds_it(amount: Any) -> None:
+    out, reasons = VALIDATOR.validate({**_payload(), "amount": amount})
+    assert (out["amount"], reasons) == ("1.50", [])
+
+
 def test_handler_reads_the_spec_from_its_environment_and_emits_metrics(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -260,14 +260,15 @@ def _check_decimal(ctype: str, col: dict[str, Any]) -> Callable[[Any], Any]:
     # Fast path: a non-negative string already in canonical form ("12.30") needs no arithmetic
     # when the column has no maximum and no minimum above zero.
     canonical = (
-        re.compile(rf"^(0|[1-9]\d{{0,{max(precision - scale - 1, 0)}}})\.\d{{{scale}}}$", re.ASCII)
+        re.compile(rf"(0|[1-9]\d{{0,{max(precision - scale - 1, 0)}}})\.\d{{{scale}}}", re.ASCII)
         if scale
         else None
     )
     fast = canonical is not None and "max" not in col and float(col.get("min", 0)) <= 0
 
     def check(value: Any) -> str:
-        if fast and value.__class__ is str and canonical.match(value):  # type: ignore[union-attr]
+        # fullmatch: `$` also matches before a final newline, which kept "12.30\n" as it came
+        if fast and value.__class__ is str and canonical.fullmatch(value):  # type: ignore[union-attr]
             return value  # type: ignore[no-any-return]
         number = _to_decimal(value)
         try:
