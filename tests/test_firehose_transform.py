@@ -105,6 +105,59 @@ def test_offset_just_after_midnight_lands_in_previous_utc_day() -> None:
     assert _decode(record)["order_ts"] == "2024-04-30T15:30:00.000Z"
 
 
+_ITEM = {"sku": "A", "qty": 1, "unit_price": "1.00"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"order_id": "o" * 64}, None),
+        ({"order_id": "o" * 65}, "order_id: longer than 64 characters"),
+        ({"amount": "9999999999.99"}, None),
+        ({"amount": "10000000000.00"}, "amount: 10000000000.00 does not fit decimal(12,2)"),
+        ({"items": [{**_ITEM, "qty": 2147483647}]}, None),
+        ({"items": [{**_ITEM, "qty": 2147483648}]}, "items: [0].qty: 2147483648 does not fit int"),
+        ({"order_ts": "2099-12-31T23:59:59.999Z"}, None),
+        (
+            {"order_ts": "2100-01-01T00:00:00Z"},
+            "order_ts: 2100-01-01T00:00:00.000Z is outside 2000-01-01..2100-01-01",
+        ),
+        ({"order_ts": "2000-01-01T00:00:00Z"}, None),
+        ({"order_ts": "1999-12-31T23:59:59.999Z"}, "order_ts: 1999-12-31T23:59:59.999Z is outside"),
+    ],
+)
+def test_each_limit_takes_the_value_at_it_and_refuses_the_next(
+    fields: dict[str, Any], reason: str | None
+) -> None:
+    out, reasons = VALIDATOR.validate(_payload(**fields))
+    if reason is None:
+        assert (out is not None, reasons) == (True, [])
+    else:
+        assert out is None and reasons[0].startswith(reason), reasons
+
+
+@pytest.mark.parametrize(("value", "accepted"), [("1e308", True), ("1e309", False), ("-1e309", False)])
+def test_a_double_beyond_its_range_either_way_is_refused(value: str, accepted: bool) -> None:
+    spec = {
+        "name": "t",
+        "record_key": "k",
+        "event_time": "ts",
+        "columns": [
+            {"name": "k", "type": "string"},
+            {"name": "ts", "type": "timestamp"},
+            {"name": "x", "type": "double"},
+        ],
+    }
+    out, reasons = RecordValidator(spec).validate({"k": "k", "ts": "2024-05-01T10:00:00Z", "x": value})
+    assert (out is not None, reasons) == ((True, []) if accepted else (False, ["x: does not fit a double"]))
+
+
+def test_a_batch_reports_the_first_reason_of_each_rejected_record() -> None:
+    result, _ = _run(_event_of(_payload(status="LOST", country="Korea"), _payload(), _payload(order_id=17)))
+    assert (result.ok, result.rejected) == (1, 2)
+    assert [r.split(":")[0] for r in result.reasons] == ["status", "order_id"]
+
+
 def test_epoch_milliseconds_are_accepted() -> None:
     _, out = _run(_event_of(_payload(order_ts=1714521600123)))
     assert _decode(out["r0"])["order_ts"] == "2024-05-01T00:00:00.123Z"
@@ -251,6 +304,8 @@ def test_response_over_the_size_budget_fails_records_instead_of_the_batch() -> N
     assert result.ok + result.failed == 20
     assert 0 < result.ok < 20
     assert all(r["result"] == "ProcessingFailed" for r in list(out.values())[result.ok :])
+    # AND the response Lambda returns stays within the budget
+    assert len(json.dumps(result.response).encode()) <= 5 * 700
 
 
 def test_default_budget_is_under_lambdas_6_mb_limit() -> None:
