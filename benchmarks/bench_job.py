@@ -35,7 +35,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "glue_jobs" / "raw_to_curated")]
 from job import JobConfig, day_of, files_per_day, read_raw, run  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 from transforms import (  # noqa: E402
-    CORRUPT,
     FILE_BUCKET,
     PARTITIONS,
     RAW_FILE,
@@ -88,7 +87,7 @@ def spark_session() -> Any:
 
 def plain_copy(spark: Any, raw: Path, out: Path) -> tuple[float, int]:
     start = time.perf_counter()
-    df = spark.read.schema(raw_read_schema(ORDERS.to_spec())).json(str(raw / "orders")).drop(CORRUPT)
+    df = spark.read.schema(raw_read_schema(ORDERS.to_spec())).json(str(raw / "orders"))
     df.write.mode("overwrite").parquet(str(out))
     elapsed = time.perf_counter() - start
     return elapsed, spark.read.parquet(str(out)).count()

@@ -116,6 +116,11 @@ def _curated(spark: Any, cfg: JobConfig) -> list[dict[str, Any]]:
     return [r.asDict(recursive=True) for r in spark.read.parquet(cfg.curated_path).collect()]
 
 
+def _reasons_by_line(spark: Any, cfg: JobConfig) -> dict[str, str]:
+    """Each quarantined line with its reason."""
+    return {r.raw_record: r.quarantine_reason for r in spark.read.parquet(cfg.quarantine_path).collect()}
+
+
 def _assert_conserved(result: RunResult) -> None:
     assert result.rows_read == result.rows_written + result.rows_quarantined + result.duplicates_dropped
 
@@ -197,9 +202,7 @@ def test_a_quarantined_record_keeps_its_line_exactly_and_blank_lines_are_no_reco
     # WHEN the job runs
     result = run(spark, cfg)
     # THEN each quarantined row holds its line as delivered, and the blank lines were not rows
-    quarantine = {
-        r.raw_record: r.quarantine_reason for r in spark.read.parquet(cfg.quarantine_path).collect()
-    }
+    quarantine = _reasons_by_line(spark, cfg)
     assert set(quarantine) == {refused, array, "null"}
     assert quarantine[array] == quarantine["null"] == "malformed JSON"
     assert "amount: too many decimals" in quarantine[refused]
@@ -221,9 +224,7 @@ def test_a_line_with_anything_after_its_record_is_quarantined_whole(spark: Any, 
     result = run(spark, cfg)
     # THEN each such line is quarantined whole as malformed JSON: none is curated as its first
     # record with the rest dropped unseen
-    quarantine = {
-        r.raw_record: r.quarantine_reason for r in spark.read.parquet(cfg.quarantine_path).collect()
-    }
+    quarantine = _reasons_by_line(spark, cfg)
     assert quarantine == dict.fromkeys(joined, "malformed JSON")
     assert [r["order_id"] for r in _curated(spark, cfg)] == ["o-3"]
     assert (result.rows_read, result.rows_quarantined, result.rows_written) == (8, 7, 1)
@@ -249,9 +250,7 @@ def test_a_line_only_lenient_json_would_read_is_malformed_as_the_transform_says(
             loads(line.encode())
     run(spark, cfg)
     # THEN the job quarantines each as malformed JSON, as the transform refuses it
-    quarantine = {
-        r.raw_record: r.quarantine_reason for r in spark.read.parquet(cfg.quarantine_path).collect()
-    }
+    quarantine = _reasons_by_line(spark, cfg)
     assert quarantine == dict.fromkeys(lines, "malformed JSON")
     assert [r["order_id"] for r in _curated(spark, cfg)] == ["o-5"]
 

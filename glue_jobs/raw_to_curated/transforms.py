@@ -59,10 +59,9 @@ def _leaf_string_type(col: dict[str, Any]) -> T.DataType:
 
 
 def raw_read_schema(spec: dict[str, Any]) -> T.StructType:
-    """Schema for reading raw JSON: every leaf a string, plus the metadata and corrupt-record columns."""
+    """Schema of a raw record: every leaf a string, plus the metadata columns."""
     fields = [T.StructField(c["name"], _leaf_string_type(c)) for c in spec["columns"]]
     fields += [T.StructField(name, T.StringType()) for name, _ in METADATA]
-    fields.append(T.StructField(CORRUPT, T.StringType()))
     return T.StructType(fields)
 
 
@@ -71,12 +70,12 @@ def raw_read_schema(spec: dict[str, Any]) -> T.StructType:
 #: so a line holding two records (``{...}{...}``, ``{...},{...}``) would be curated as its first
 #: alone. In the wrapper, anything after the record is a syntax error, or closes the wrapper
 #: before the marker (``{...}}``), so the marker is missing: the line is malformed either way.
-_WRAPPER_START, _WRAPPER_END = '{"record":', ',"end_of_line":1}'
+_RECORD, _END_OF_LINE = "record", "end_of_line"
 
 
 def parse_lines(lines: DataFrame, spec: dict[str, Any]) -> DataFrame:
     """Raw JSON lines (``value``, as ``spark.read.text`` gives them) as rows of
-    :func:`raw_read_schema`, each with its line in ``RAW_LINE``, so a quarantined row keeps its
+    :func:`raw_read_schema` and ``CORRUPT``, each with its line in ``RAW_LINE``, so a quarantined row keeps its
     record exactly as delivered: unknown fields, numbers and key order included.
 
     A line of spaces, tabs or a carriage return only is no record (Spark's JSON reader skips it
@@ -92,15 +91,15 @@ def parse_lines(lines: DataFrame, spec: dict[str, Any]) -> DataFrame:
         "allowSingleQuotes": "false",
         "allowNonNumericNumbers": "false",
     }
-    record_schema = T.StructType([f for f in raw_read_schema(spec).fields if f.name != CORRUPT])
+    record_schema = raw_read_schema(spec)
     wrapper = T.StructType(
         [
-            T.StructField("record", record_schema),
-            T.StructField("end_of_line", T.IntegerType()),
+            T.StructField(_RECORD, record_schema),
+            T.StructField(_END_OF_LINE, T.IntegerType()),
             T.StructField(CORRUPT, T.StringType()),
         ]
     )
-    wrapped = F.concat(F.lit(_WRAPPER_START), F.col("value"), F.lit(_WRAPPER_END))
+    wrapped = F.concat(F.lit(f'{{"{_RECORD}":'), F.col("value"), F.lit(f',"{_END_OF_LINE}":1}}'))
     parsed = lines.where(~F.col("value").rlike(r"^[ \t\r]*$")).select(
         F.from_json(wrapped, wrapper, options).alias("_line"),
         F.col("value").alias(RAW_LINE),
@@ -108,8 +107,8 @@ def parse_lines(lines: DataFrame, spec: dict[str, Any]) -> DataFrame:
     )
     line = F.col("_line")
     # one object and nothing after it: parsed whole, the marker read, and not a JSON null
-    whole = line[CORRUPT].isNull() & (line["end_of_line"] == 1) & line["record"].isNotNull()
-    fields = [line["record"][f.name].alias(f.name) for f in record_schema.fields]
+    whole = line[CORRUPT].isNull() & (line[_END_OF_LINE] == 1) & line[_RECORD].isNotNull()
+    fields = [line[_RECORD][f.name].alias(f.name) for f in record_schema.fields]
     corrupt = F.when(~F.coalesce(whole, F.lit(False)), F.col(RAW_LINE))
     return parsed.select(*fields, corrupt.alias(CORRUPT), *[c for c in parsed.columns if c != "_line"])
 
