@@ -124,6 +124,9 @@ _ITEM = {"sku": "A", "qty": 1, "unit_price": "1.00"}
         ),
         ({"order_ts": "2000-01-01T00:00:00Z"}, None),
         ({"order_ts": "1999-12-31T23:59:59.999Z"}, "order_ts: 1999-12-31T23:59:59.999Z is outside"),
+        # in UTC, before the first or after the last day a datetime holds
+        ({"order_ts": "0001-01-01T00:00:00+00:01"}, "order_ts: '0001-01-01T00:00:00+00:01' is outside"),
+        ({"order_ts": "9999-12-31T23:59:59-00:01"}, "order_ts: '9999-12-31T23:59:59-00:01' is outside"),
     ],
 )
 def test_each_limit_takes_the_value_at_it_and_refuses_the_next(

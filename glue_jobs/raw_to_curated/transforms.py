@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, Window
@@ -29,6 +30,10 @@ _DECIMAL_RE = re.compile(r"^decimal\((\d+),(\d+)\)$")
 _INT_BOUNDS = {"int": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
 #: Timestamps in the raw zone are UTC ISO-8601 with milliseconds, as the transform writes them.
 RAW_TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSX"
+#: Every timestamp falls in [2000-01-01, 2100-01-01) UTC, in microseconds since the epoch, as the
+#: transform holds it (records.MIN_EVENT_TIME, MAX_EVENT_TIME): a line written by other means
+#: (a backfill, a replay) with epoch seconds read as milliseconds is refused here too.
+_TIMESTAMP_WINDOW = tuple(int(datetime(year, 1, 1, tzinfo=UTC).timestamp()) * 10**6 for year in (2000, 2100))
 #: The ``year=/month=/day=`` folder of an object path (Java and Python regex alike): the job finds
 #: the days to rebuild with it, quarantined rows are partitioned by it, and a valid row's event
 #: time must fall on it, so the three agree.
@@ -141,6 +146,13 @@ def _value_checks(value: Column, col: dict[str, Any], label: str) -> tuple[Colum
         return typed, checks
     if ctype == "timestamp":
         typed = F.to_timestamp(text, RAW_TIMESTAMP_FORMAT)
+        micros = F.unix_micros(typed)
+        checks.append(
+            (
+                (micros < _TIMESTAMP_WINDOW[0]) | (micros >= _TIMESTAMP_WINDOW[1]),
+                f"{label}: outside 2000-01-01..2100-01-01",
+            )
+        )
     elif is_decimal:
         wide = text.cast("decimal(38,18)")
         typed = text.cast(ctype)

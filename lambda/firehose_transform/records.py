@@ -71,7 +71,10 @@ def parse_timestamp(value: Any) -> datetime:
             raise Invalid(f"{_short(text)} is not an ISO-8601 timestamp") from None
         if parsed.tzinfo is None:
             raise Invalid(f"{_short(text)} has no UTC offset; send e.g. 2024-05-01T09:00:00+09:00")
-        parsed = parsed.astimezone(UTC)
+        try:
+            parsed = parsed.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first day a datetime holds
+            raise Invalid(f"{_short(text)} is outside 2000-01-01..2100-01-01") from None
     else:
         raise Invalid(f"expected an ISO-8601 timestamp or epoch milliseconds, got {type(value).__name__}")
     if not MIN_EVENT_TIME <= parsed < MAX_EVENT_TIME:
