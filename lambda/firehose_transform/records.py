@@ -76,7 +76,7 @@ def parse_timestamp(value: Any) -> datetime:
         except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first day a datetime holds
             raise Invalid(f"{_short(text)} is outside 2000-01-01..2100-01-01") from None
     else:
-        raise Invalid(f"expected an ISO-8601 timestamp or epoch milliseconds, got {type(value).__name__}")
+        raise Invalid(f"expected an ISO-8601 timestamp or epoch milliseconds, got {_json_type(value)}")
     if not MIN_EVENT_TIME <= parsed < MAX_EVENT_TIME:
         raise Invalid(
             f"{format_timestamp(parsed)} is outside 2000-01-01..2100-01-01 (epoch seconds sent as ms?)"
@@ -100,7 +100,7 @@ def _to_decimal(value: Any) -> Decimal:
         if value.__class__ is str and not _NUMBER_RE.match(text):
             raise Invalid(f"{_short(text)} is not a number")
         return number
-    raise Invalid(f"expected a number, got {type(value).__name__}")
+    raise Invalid(f"expected a number, got {_json_type(value)}")
 
 
 class Field(NamedTuple):
