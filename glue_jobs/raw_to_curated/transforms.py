@@ -18,6 +18,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 CORRUPT = "_corrupt_record"
+#: Why a JSON object's array or struct columns do not have their shape (:func:`shape_reason`);
+#: an empty array when they do.
+MISSHAPEN = "_misshapen"
 RAW_FILE = "_raw_file"
 #: The line of the raw object a row was parsed from (:func:`parse_lines`); kept for the quarantine.
 RAW_LINE = "_raw_line"
@@ -80,14 +83,21 @@ _RECORD, _END_OF_LINE = "record", "end_of_line"
 
 def parse_lines(lines: DataFrame, spec: dict[str, Any]) -> DataFrame:
     """Raw JSON lines (``value``, as ``spark.read.text`` gives them) as rows of
-    :func:`raw_read_schema` and ``CORRUPT``, each with its line in ``RAW_LINE``, so a quarantined row keeps its
-    record exactly as delivered: unknown fields, numbers and key order included.
+    :func:`raw_read_schema`, ``CORRUPT`` and ``MISSHAPEN``, each with its line in ``RAW_LINE``, so a
+    quarantined row keeps its record exactly as delivered: unknown fields, numbers and key order
+    included.
 
     A line of spaces, tabs or a carriage return only is no record (Spark's JSON reader skips it
     too); any other line that is not one JSON object is malformed, its text in ``CORRUPT``: a
     JSON array, ``null``, and a line with anything after its object (a second record, a comma)
     included, so no line, and no record in it, is dropped unseen. So is what only Spark's lenient
     defaults would read (single quotes, ``NaN``, ``Infinity``): the transform refuses it too.
+
+    A JSON object whose array or struct column holds another shape (``"x"``, ``5``, ``[1]``, an
+    object for an array) fails the typed read as a whole, though it is no malformed JSON: it is
+    read again with that column alone typed, its other columns kept, and the reasons the transform
+    gives (``shipping: expected an object``) in ``MISSHAPEN``. Only lines the typed read
+    refused are read again.
     """
     # strict JSON, as the transform reads it (Python's json): no 'single quotes', no NaN or Infinity
     options = {
@@ -97,25 +107,69 @@ def parse_lines(lines: DataFrame, spec: dict[str, Any]) -> DataFrame:
         "allowNonNumericNumbers": "false",
     }
     record_schema = raw_read_schema(spec)
-    wrapper = T.StructType(
-        [
-            T.StructField(_RECORD, record_schema),
-            T.StructField(_END_OF_LINE, T.IntegerType()),
-            T.StructField(CORRUPT, T.StringType()),
-        ]
-    )
-    wrapped = F.concat(F.lit(f'{{"{_RECORD}":'), F.col("value"), F.lit(f',"{_END_OF_LINE}":1}}'))
+
+    def read(line: str, record: T.StructType) -> Column:
+        wrapped = F.concat(F.lit(f'{{"{_RECORD}":'), F.col(line), F.lit(f',"{_END_OF_LINE}":1}}'))
+        fields = [T.StructField(_RECORD, record), T.StructField(_END_OF_LINE, T.IntegerType())]
+        return F.from_json(wrapped, T.StructType([*fields, T.StructField(CORRUPT, T.StringType())]), options)
+
+    def whole(read: Column) -> Column:
+        # one object and nothing after it: parsed whole, the marker read, and not a JSON null
+        return F.coalesce(
+            read[CORRUPT].isNull() & (read[_END_OF_LINE] == 1) & read[_RECORD].isNotNull(), F.lit(False)
+        )
+
     parsed = lines.where(~F.col("value").rlike(r"^[ \t\r]*$")).select(
-        F.from_json(wrapped, wrapper, options).alias("_line"),
+        read("value", record_schema).alias("_line"),
         F.col("value").alias(RAW_LINE),
         *[c for c in lines.columns if c != "value"],
     )
-    line = F.col("_line")
-    # one object and nothing after it: parsed whole, the marker read, and not a JSON null
-    whole = line[CORRUPT].isNull() & (line[_END_OF_LINE] == 1) & line[_RECORD].isNotNull()
-    fields = [line[_RECORD][f.name].alias(f.name) for f in record_schema.fields]
-    corrupt = F.when(~F.coalesce(whole, F.lit(False)), F.col(RAW_LINE))
-    return parsed.select(*fields, corrupt.alias(CORRUPT), *[c for c in parsed.columns if c != "_line"])
+    rest = [c for c in parsed.columns if c != "_line"]
+    parsed = parsed.withColumn("_typed", whole(F.col("_line")))
+    typed, line = F.col("_typed"), F.col("_line")[_RECORD]
+    nested = {c["name"]: c["type"] for c in spec["columns"] if c["type"] in ("array", "struct")}
+    if not nested:  # every column is text: a line the typed read refused is malformed JSON
+        return parsed.select(
+            *[line[f.name].alias(f.name) for f in record_schema.fields],
+            F.when(~typed, F.col(RAW_LINE)).alias(CORRUPT),
+            F.array().cast("array<string>").alias(MISSHAPEN),
+            *rest,
+        )
+    # A line the typed read refused is read again, once with every column as text (any JSON value
+    # fits, so this read fails on malformed JSON alone) and once per array or struct column with
+    # that column alone typed. A valid line is read once.
+    as_text = T.StructType([T.StructField(f.name, T.StringType()) for f in record_schema.fields])
+    again = {
+        "": as_text,
+        **{n: T.StructType([f if f.name == n else as_text[f.name] for f in record_schema]) for n in nested},
+    }
+    parsed = parsed.select(
+        "*", *[F.when(~typed, read(RAW_LINE, schema)).alias(f"_again_{n}") for n, schema in again.items()]
+    )
+    readable = typed | whole(F.col("_again_"))
+    fits = {n: whole(F.col(f"_again_{n}")) for n in nested}
+
+    def value(name: str) -> Column:
+        if name in nested:  # null when it does not fit: MISSHAPEN says why
+            return F.when(typed, line[name]).when(fits[name], F.col(f"_again_{name}")[_RECORD][name])
+        return F.when(typed, line[name]).when(readable, F.col("_again_")[_RECORD][name])
+
+    def misshapen(name: str) -> Column:
+        # a blank string is no value, as for a number or a time (and as the transform reads it)
+        blank = F.trim(F.col("_again_")[_RECORD][name]) == ""
+        return F.when(readable & ~typed & ~fits[name] & ~blank, F.lit(shape_reason(name, nested[name])))
+
+    return parsed.select(
+        *[value(f.name).alias(f.name) for f in record_schema.fields],
+        F.when(~readable, F.col(RAW_LINE)).alias(CORRUPT),
+        F.filter(F.array(*[misshapen(n) for n in nested]), lambda r: r.isNotNull()).alias(MISSHAPEN),
+        *rest,
+    )
+
+
+def shape_reason(name: str, ctype: str) -> str:
+    """Why a column's value is not the array or struct it is declared (:func:`parse_lines`)."""
+    return f"{name}: expected {'an array of objects' if ctype == 'array' else 'an object'}"
 
 
 def _value_checks(value: Column, col: dict[str, Any], label: str) -> tuple[Column, list[tuple[Column, str]]]:
@@ -316,8 +370,6 @@ def validate_and_cast(raw: DataFrame, spec: dict[str, Any], *, fast_path: bool =
                     bad = F.when(fast, F.lit(False)).otherwise(bad)
                     typed = F.when(fast, F.col(name).cast(f"array<struct<{element}>>")).otherwise(typed)
                 checks.append((bad, f"{name}: an element is invalid"))
-                if col.get("required"):
-                    checks.append((F.col(name).isNull(), f"{name}: required field is missing"))
             else:
                 parts = []
                 for child in children:
@@ -325,6 +377,9 @@ def validate_and_cast(raw: DataFrame, spec: dict[str, Any], *, fast_path: bool =
                     parts.append(t.alias(child["name"]))
                     checks += [(F.col(name).isNotNull() & c, r) for c, r in cks]
                 typed = F.when(F.col(name).isNotNull(), F.struct(*parts))
+            if col.get("required"):  # null, not misshapen: that reason says enough
+                misshapen = F.array_contains(F.col(MISSHAPEN), shape_reason(name, col["type"]))
+                checks.append((F.col(name).isNull() & ~misshapen, f"{name}: required field is missing"))
             typed_cols.append(typed.alias(name))
             continue
         typed, cks = _value_checks(F.col(name), col, name)
@@ -339,7 +394,11 @@ def validate_and_cast(raw: DataFrame, spec: dict[str, Any], *, fast_path: bool =
     line = F.col(RAW_LINE)
     checks.append((line.contains("\\u") & line.rlike(_LONE_SURROGATE), _LONE_SURROGATE_REASON))
     reason = F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed JSON")).otherwise(
-        F.concat_ws("; ", *[F.when(F.coalesce(cond, F.lit(False)), F.lit(msg)) for cond, msg in checks])
+        F.concat_ws(
+            "; ",
+            F.col(MISSHAPEN),
+            *[F.when(F.coalesce(cond, F.lit(False)), F.lit(msg)) for cond, msg in checks],
+        )
     )
     checked = raw.select(
         *typed_cols,
