@@ -139,6 +139,72 @@ def test_each_limit_takes_the_value_at_it_and_refuses_the_next(
         assert out is None and reasons[0].startswith(reason), reasons
 
 
+_BOUNDED = RecordValidator(
+    {
+        "name": "t",
+        "record_key": "k",
+        "event_time": "ts",
+        "columns": [
+            {"name": "k", "type": "string"},
+            {"name": "ts", "type": "timestamp"},
+            {"name": "s", "type": "string", "max_length": 3},
+            {"name": "i", "type": "int"},
+            {"name": "g", "type": "bigint"},
+            {"name": "upto", "type": "decimal(6,2)", "max": 10},
+            {"name": "from", "type": "decimal(6,2)", "min": 0.5},
+            {"name": "whole", "type": "decimal(4,0)"},
+            {"name": "b", "type": "boolean"},
+        ],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "expected"),
+    [
+        # the general path (a value to normalize) holds each bound as the fast path does
+        ("s", " abc ", "abc"),
+        ("s", " abcd ", "s: longer than 3 characters"),
+        ("i", "2147483647", 2147483647),
+        ("i", "-2147483648", -2147483648),
+        ("i", "-2147483649", "i: -2147483649 does not fit int"),
+        ("g", "-9223372036854775808", -9223372036854775808),
+        ("g", "-9223372036854775809", "g: -9223372036854775809 does not fit bigint"),
+        ("upto", "10.00", "10.00"),
+        ("upto", Decimal("10"), "10.00"),
+        ("upto", "10.01", "upto: 10.01 is above the maximum 10"),
+        ("from", "0.50", "0.50"),
+        ("from", "0.49", "from: 0.49 is below the minimum 0.5"),
+        ("whole", "9999", "9999"),
+        ("whole", Decimal("9999"), "9999"),
+        ("whole", "10000", "whole: 10000 does not fit decimal(4,0)"),
+        ("whole", "1.5", "whole: 1.5 has more than 0 decimal places"),
+        ("b", " FALSE ", False),
+        ("b", "True", True),
+        ("b", "yes", "b: expected true or false, got a string"),
+    ],
+)
+def test_each_bound_holds_for_a_value_to_normalize_too(column: str, value: Any, expected: Any) -> None:
+    out, reasons = _BOUNDED.validate({"k": "k", "ts": "2024-05-01T10:00:00Z", column: value})
+    if isinstance(expected, str) and expected.startswith(f"{column}: "):
+        assert (out, reasons) == (None, [expected])
+    else:
+        assert out is not None and out[column] == expected, reasons
+
+
+def test_a_record_lists_its_first_ten_problems_and_a_value_its_first_40_characters() -> None:
+    spec = {
+        "name": "t",
+        "record_key": "k",
+        "event_time": "ts",
+        "columns": [{"name": f"c{i}", "type": "string", "enum": ["A"]} for i in range(12)],
+    }
+    record = {f"c{i}": f"{i:02d}" + "x" * 50 for i in range(12)}
+    out, reasons = RecordValidator(spec).validate(record)
+    assert out is None
+    assert reasons == [f"c{i}: {f'{i:02d}' + 'x' * 38!r} is not one of A" for i in range(10)]
+
+
 @pytest.mark.parametrize(("value", "accepted"), [("1e308", True), ("1e309", False), ("-1e309", False)])
 def test_a_double_beyond_its_range_either_way_is_refused(value: str, accepted: bool) -> None:
     spec = {

@@ -461,9 +461,7 @@ def _fast_block(
             inner = ind + "    "
         if conds:
             lines.append(f"{inner}if not ({' and '.join(conds)}): return None")
-        lines.extend(inner + line for line in after)
-        if not conds and not after:
-            lines.append(f"{inner}pass")
+        lines.extend(inner + line for line in after)  # every type has a condition or a check
     return lines
 
 
