@@ -21,6 +21,7 @@ from typing import Any
 
 import boto3
 import duckdb
+import job as job_module
 import pytest
 from botocore.exceptions import ClientError
 from job import (
@@ -30,6 +31,7 @@ from job import (
     UnreadableObjects,
     _near,
     day_of,
+    files_per_day,
     main,
     quality_predicate,
     read_manifest,
@@ -302,6 +304,8 @@ def test_an_object_outside_a_day_folder_is_reported_until_it_is_moved_into_one(
         ("s3://raw/orders/backfill/year=2024/month=05/day=01/a.json.gz", None),  # nested deeper
         ("s3://raw/orders_rejected/year=2024/month=05/day=01/a.json.gz", None),  # another prefix
         ("s3://raw/orders/year=2024/month=02/day=30/a.json.gz", None),  # no such date
+        ("s3://raw/orders/year=2024/month=02/day=29/a.json.gz", ("2024", "02", "29")),  # a leap day
+        ("s3://raw/orders/year=2023/month=02/day=29/a.json.gz", None),  # not a leap year
         ("s3://raw/orders/year=2024/month=5/day=1/a.json.gz", None),  # not the folder form
     ],
 )
@@ -567,6 +571,26 @@ def test_the_quality_predicate_selects_exactly_the_days_a_run_wrote(spark: Any, 
             day for day in every_day if day[:width] in spans
         }
     calendar.unpersist()
+
+
+def test_the_quality_predicate_names_each_day_up_to_glues_limit_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    days = [("2024", "05", "01"), ("2024", "05", "03"), ("2024", "06", "30")]
+    exact = "(year='2024' AND month='05' AND day IN ('01', '03')) OR (year='2024' AND month='06' AND day IN ('30'))"
+    # a predicate as long as the limit is kept; one character more and whole months are named
+    monkeypatch.setattr(job_module, "PREDICATE_LIMIT", len(exact))
+    assert quality_predicate(days) == exact
+    monkeypatch.setattr(job_module, "PREDICATE_LIMIT", len(exact) - 1)
+    assert quality_predicate(days) == "(year='2024' AND month IN ('05', '06'))"
+    assert quality_predicate([]) == ""
+
+
+def test_a_day_is_written_as_its_raw_bytes_over_the_target_size_rounded_up() -> None:
+    mib = 1024 * 1024
+    sizes = {("2024", "05", "01"): 0, ("2024", "05", "02"): 3 * mib, ("2024", "05", "03"): 3 * mib + 1}
+    assert list(files_per_day(sizes, 1.0).values()) == [1, 3, 4]
+    assert list(files_per_day(sizes, 0.5).values()) == [1, 6, 7]
 
 
 def _dates(first: str, count: int) -> list[tuple[str, str, str]]:
