@@ -139,23 +139,22 @@ def test_each_limit_takes_the_value_at_it_and_refuses_the_next(
         assert out is None and reasons[0].startswith(reason), reasons
 
 
+def _spec_of(*columns: dict[str, Any]) -> dict[str, Any]:
+    """A dataset spec of a key ``k``, an event time ``ts`` and ``columns``."""
+    key_and_time = [{"name": "k", "type": "string"}, {"name": "ts", "type": "timestamp"}]
+    return {"name": "t", "record_key": "k", "event_time": "ts", "columns": [*key_and_time, *columns]}
+
+
 _BOUNDED = RecordValidator(
-    {
-        "name": "t",
-        "record_key": "k",
-        "event_time": "ts",
-        "columns": [
-            {"name": "k", "type": "string"},
-            {"name": "ts", "type": "timestamp"},
-            {"name": "s", "type": "string", "max_length": 3},
-            {"name": "i", "type": "int"},
-            {"name": "g", "type": "bigint"},
-            {"name": "upto", "type": "decimal(6,2)", "max": 10},
-            {"name": "from", "type": "decimal(6,2)", "min": 0.5},
-            {"name": "whole", "type": "decimal(4,0)"},
-            {"name": "b", "type": "boolean"},
-        ],
-    }
+    _spec_of(
+        {"name": "s", "type": "string", "max_length": 3},
+        {"name": "i", "type": "int"},
+        {"name": "g", "type": "bigint"},
+        {"name": "upto", "type": "decimal(6,2)", "max": 10},
+        {"name": "from", "type": "decimal(6,2)", "min": 0.5},
+        {"name": "whole", "type": "decimal(4,0)"},
+        {"name": "b", "type": "boolean"},
+    )
 )
 
 
@@ -193,12 +192,7 @@ def test_each_bound_holds_for_a_value_to_normalize_too(column: str, value: Any, 
 
 
 def test_a_record_lists_its_first_ten_problems_and_a_value_its_first_40_characters() -> None:
-    spec = {
-        "name": "t",
-        "record_key": "k",
-        "event_time": "ts",
-        "columns": [{"name": f"c{i}", "type": "string", "enum": ["A"]} for i in range(12)],
-    }
+    spec = _spec_of(*[{"name": f"c{i}", "type": "string", "enum": ["A"]} for i in range(12)])
     record = {f"c{i}": f"{i:02d}" + "x" * 50 for i in range(12)}
     out, reasons = RecordValidator(spec).validate(record)
     assert out is None
@@ -207,16 +201,7 @@ def test_a_record_lists_its_first_ten_problems_and_a_value_its_first_40_characte
 
 @pytest.mark.parametrize(("value", "accepted"), [("1e308", True), ("1e309", False), ("-1e309", False)])
 def test_a_double_beyond_its_range_either_way_is_refused(value: str, accepted: bool) -> None:
-    spec = {
-        "name": "t",
-        "record_key": "k",
-        "event_time": "ts",
-        "columns": [
-            {"name": "k", "type": "string"},
-            {"name": "ts", "type": "timestamp"},
-            {"name": "x", "type": "double"},
-        ],
-    }
+    spec = _spec_of({"name": "x", "type": "double"})
     out, reasons = RecordValidator(spec).validate({"k": "k", "ts": "2024-05-01T10:00:00Z", "x": value})
     assert (out is not None, reasons) == ((True, []) if accepted else (False, ["x: does not fit a double"]))
 
