@@ -113,10 +113,11 @@ def parse_lines(lines: DataFrame, spec: dict[str, Any]) -> DataFrame:
         fields = [T.StructField(_RECORD, record), T.StructField(_END_OF_LINE, T.IntegerType())]
         return F.from_json(wrapped, T.StructType([*fields, T.StructField(CORRUPT, T.StringType())]), options)
 
-    def whole(read: Column) -> Column:
+    def whole(wrapper: Column) -> Column:
         # one object and nothing after it: parsed whole, the marker read, and not a JSON null
         return F.coalesce(
-            read[CORRUPT].isNull() & (read[_END_OF_LINE] == 1) & read[_RECORD].isNotNull(), F.lit(False)
+            wrapper[CORRUPT].isNull() & (wrapper[_END_OF_LINE] == 1) & wrapper[_RECORD].isNotNull(),
+            F.lit(False),
         )
 
     parsed = lines.where(~F.col("value").rlike(r"^[ \t\r]*$")).select(
