@@ -30,6 +30,7 @@ from job import (
     RunResult,
     UnreadableObjects,
     _near,
+    _sync_partitions,
     day_of,
     files_per_day,
     main,
@@ -591,6 +592,60 @@ def test_a_day_is_written_as_its_raw_bytes_over_the_target_size_rounded_up() -> 
     sizes = {("2024", "05", "01"): 0, ("2024", "05", "02"): 3 * mib, ("2024", "05", "03"): 3 * mib + 1}
     assert list(files_per_day(sizes, 1.0).values()) == [1, 3, 4]
     assert list(files_per_day(sizes, 0.5).values()) == [1, 6, 7]
+
+
+class _LimitedCatalog:
+    """A Glue client's partition calls as the service limits them: 100 partitions per create or
+    update, 25 per delete; a partition that exists, or is missing, is an error entry."""
+
+    def __init__(self, existing: set[tuple[str, ...]]) -> None:
+        self.partitions = dict.fromkeys(existing, "old")
+
+    def get_table(self, **_: Any) -> dict[str, Any]:
+        return {"Table": {"StorageDescriptor": {"Columns": [{"Name": "amount", "Type": "decimal(12,2)"}]}}}
+
+    def batch_create_partition(self, PartitionInputList: list[dict[str, Any]], **_: Any) -> dict[str, Any]:
+        assert len(PartitionInputList) <= 100
+        errors = []
+        for given in PartitionInputList:
+            day = tuple(given["Values"])
+            if day in self.partitions:
+                code = {"ErrorCode": "AlreadyExistsException"}
+                errors.append({"PartitionValues": given["Values"], "ErrorDetail": code})
+            else:
+                self.partitions[day] = given["StorageDescriptor"]["Location"]
+        return {"Errors": errors}
+
+    def batch_update_partition(self, Entries: list[dict[str, Any]], **_: Any) -> dict[str, Any]:
+        assert len(Entries) <= 100
+        for entry in Entries:
+            self.partitions[tuple(entry["PartitionValueList"])] = entry["PartitionInput"][
+                "StorageDescriptor"
+            ]["Location"]
+        return {}
+
+    def batch_delete_partition(self, PartitionsToDelete: list[dict[str, Any]], **_: Any) -> dict[str, Any]:
+        assert len(PartitionsToDelete) <= 25
+        errors = []
+        for given in PartitionsToDelete:
+            if self.partitions.pop(tuple(given["Values"]), None) is None:
+                code = {"ErrorCode": "EntityNotFoundException"}
+                errors.append({"PartitionValues": given["Values"], "ErrorDetail": code})
+        return {"Errors": errors}
+
+
+def test_the_catalog_takes_any_number_of_days_within_the_apis_limits_per_call() -> None:
+    # GIVEN a catalog with 150 days, of which a run rebuilt 120 (70 of them new) and emptied 60
+    days = _dates("2024-01-01", 250)
+    catalog = _LimitedCatalog(existing=set(days[:150]))
+    present, emptied = days[100:220], days[:30] + days[220:250]  # 30 of the emptied were never listed
+    # WHEN the job brings the catalog in step
+    _sync_partitions(catalog, "db", "t", "s3://b/curated/t", present=present, emptied=emptied)
+    # THEN every rebuilt day is listed at its folder, updated or created, and no emptied day is
+    assert catalog.partitions == {
+        **dict.fromkeys(days[30:100], "old"),
+        **{day: f"s3://b/curated/t/year={day[0]}/month={day[1]}/day={day[2]}/" for day in present},
+    }
 
 
 def _dates(first: str, count: int) -> list[tuple[str, str, str]]:
