@@ -32,6 +32,7 @@ PATTERN_FLAGS = re.ASCII
 #: and keeps garbage out of the partition tree.
 MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+_EVENT_WINDOW = f"{MIN_EVENT_TIME:%Y-%m-%d}..{MAX_EVENT_TIME:%Y-%m-%d}"
 #: Rejection reasons are kept short; a record with many problems lists the first ones.
 MAX_ERRORS = 10
 
@@ -74,13 +75,11 @@ def parse_timestamp(value: Any) -> datetime:
         try:
             parsed = parsed.astimezone(UTC)
         except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first day a datetime holds
-            raise Invalid(f"{_short(text)} is outside 2000-01-01..2100-01-01") from None
+            raise Invalid(f"{_short(text)} is outside {_EVENT_WINDOW}") from None
     else:
         raise Invalid(f"expected an ISO-8601 timestamp or epoch milliseconds, got {_json_type(value)}")
     if not MIN_EVENT_TIME <= parsed < MAX_EVENT_TIME:
-        raise Invalid(
-            f"{format_timestamp(parsed)} is outside 2000-01-01..2100-01-01 (epoch seconds sent as ms?)"
-        )
+        raise Invalid(f"{format_timestamp(parsed)} is outside {_EVENT_WINDOW} (epoch seconds sent as ms?)")
     return parsed
 
 
