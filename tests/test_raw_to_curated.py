@@ -1342,6 +1342,45 @@ def test_a_lone_surrogate_escape_is_quarantined_as_the_transform_rejects_it(spar
     }
 
 
+def test_a_key_given_twice_takes_its_last_value_in_the_transform_and_the_job(spark: Any) -> None:
+    # GIVEN lines (written by other means than the transform) that give a key twice: JSON does
+    # not say which one counts, and two parsers that disagree would check one value and keep the other
+    rest = json.dumps({k: v for k, v in _record("x").items() if k != "order_id"})[1:-1]
+    around = {  # what comes before and after the rest of a valid record
+        "last-refused": ("", '"status": "NOPE"'),
+        "last-taken": ('"status": "NOPE"', ""),
+        "amount": ("", '"amount": "x"'),
+        "first-key": ("", '"order_id": "second-key"'),
+        "nested": ("", '"items": [{"sku": "S", "qty": 1, "qty": 0, "unit_price": "1.00"}]'),
+        "shape-last": ("", '"items": "x"'),
+        "shape-first": ('"items": "x"', ""),
+    }
+    lines = {
+        k: "{" + ", ".join(part for part in (f'"order_id": "{k}"', before, rest, after) if part) + "}"
+        for k, (before, after) in around.items()
+    }
+    raw = spark.createDataFrame(
+        [(line, "s3://b/orders/year=2024/month=05/day=01/f") for line in lines.values()],
+        f"value string, {RAW_FILE} string",
+    )
+    # WHEN the transform and the job judge them
+    validator = RecordValidator(SPEC)
+    transform = {k: validator.validate(loads(line.encode())) for k, line in lines.items()}
+    job = {r.order_id: r for r in validate_and_cast(parse_lines(raw, SPEC), SPEC).collect()}
+    job["first-key"] = job.pop("second-key")
+    # THEN both take the last value: the one they check is the one they keep
+    refused = {"last-refused": "status", "amount": "amount", "nested": "items", "shape-last": "items"}
+    assert {k: reasons[0].split(":")[0] for k, (_, reasons) in transform.items() if reasons} == refused
+    assert {k: job[k][REASON].split(":")[0] for k in refused} == refused
+    assert transform["last-taken"][0]["status"] == job["last-taken"].status == "PAID"
+    assert transform["first-key"][0]["order_id"] == job["first-key"].order_id == "second-key"
+    assert job["last-taken"][REASON] == job["first-key"][REASON] == ""
+    # AND where an earlier value has another shape, the job is the stricter (Spark's parser fails
+    # on it before it meets the later one): quarantined, never curated where the transform refuses
+    assert transform["shape-first"][1] == []
+    assert job["shape-first"][REASON] == "items: expected an array of objects"
+
+
 @pytest.mark.parametrize(
     "child",
     [
