@@ -357,13 +357,27 @@ def test_response_over_the_size_budget_fails_records_instead_of_the_batch() -> N
     assert len(out) == 20
     assert result.ok + result.failed == 20
     assert 0 < result.ok < 20
+    assert result.records_in == 20
     assert all(r["result"] == "ProcessingFailed" for r in list(out.values())[result.ok :])
     # AND the response Lambda returns stays within the budget
     assert len(json.dumps(result.response).encode()) <= 5 * 700
 
 
-def test_default_budget_is_under_lambdas_6_mb_limit() -> None:
-    assert MAX_RESPONSE_BYTES < 6 * 1024 * 1024
+def test_a_batch_of_more_than_6_mb_fills_lambdas_response_up_to_its_limit_and_no_further() -> None:
+    # GIVEN a batch of 200 rejected records (each holds its bytes twice: ~50 KB of response), 10 MB
+    records = [{**_payload(order_id=f"o-{i}", amount="x"), "note": "n" * 20_000} for i in range(200)]
+    event = _event_of(*records)
+    # WHEN it is transformed with the default budget
+    result, out = _run(event)
+    size = len(json.dumps(result.response).encode())
+    one = max(len(json.dumps(r).encode()) for r in out.values())
+    # THEN the response Lambda returns stays under its 6 MB (6 MiB) limit...
+    assert size <= 6 * 1024 * 1024
+    # ...yet holds every record that fits within the margin kept for the envelope
+    assert size > MAX_RESPONSE_BYTES - 2 * one
+    # AND the rest are ProcessingFailed, each counted: all 200 records in
+    assert 0 < result.failed < 200 and result.rejected == 200 - result.failed
+    assert result.records_in == 200
 
 
 # --- property-based: arbitrary payloads never break the contract ------------------------------
