@@ -13,6 +13,7 @@ import macie_job
 import pytest
 import redshift_sql
 import redshift_usage_limit
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
@@ -180,6 +181,7 @@ def test_cancel_failure_is_reported(macie: Stubber) -> None:
         ({"Frequency": "HOURLY"}, "Frequency='HOURLY': use one of DAILY, WEEKLY, MONTHLY"),
         ({"Buckets": []}, "Buckets is empty"),
         ({"SamplingPercentage": "0"}, "SamplingPercentage=0: use 1-100"),
+        ({"SamplingPercentage": "101"}, "SamplingPercentage=101: use 1-100"),
         ({"SamplingPercentage": "most"}, "SamplingPercentage='most': use 1-100"),
     ],
 )
@@ -189,6 +191,42 @@ def test_bad_properties_fail_before_calling_macie(
     reply = run(event("Create", props={**PROPS, **change}))
     assert reply["Status"] == "FAILED"
     assert reply["Reason"].startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("change", "schedule", "sampling"),
+    [
+        ({"Frequency": "monthly", "SamplingPercentage": "1"}, {"monthlySchedule": {"dayOfMonth": 1}}, 1),
+        ({"Frequency": "Daily", "SamplingPercentage": 100}, {"dailySchedule": {}}, 100),
+    ],
+)
+def test_each_frequency_and_sampling_bound_is_taken(
+    change: dict[str, Any], schedule: dict[str, Any], sampling: int
+) -> None:
+    request = macie_job._job_request({**PROPS, **change}, "5f1b2c3d-aaaa")
+    assert (request["scheduleFrequency"], request["samplingPercentage"]) == (schedule, sampling)
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "hint"),
+    [
+        (
+            "ServiceQuotaExceededException",
+            "Macie is not enabled",
+            " Enable Macie in this account and region, or set features.macie_reuse_session.",
+        ),
+        (
+            "AccessDeniedException",
+            "User is not authorized",
+            " Check that Macie is enabled here and the function's role allows this action.",
+        ),
+        ("ThrottlingException", "Macie is not enabled", ""),
+    ],
+)
+def test_a_macie_error_says_what_to_do_where_its_code_tells(code: str, message: str, hint: str) -> None:
+    error = ClientError({"Error": {"Code": code, "Message": message}}, "CreateClassificationJob")
+    explained = str(macie_job._explain("CreateClassificationJob", error))
+    assert explained == f"Macie CreateClassificationJob failed: {code}: {message}.{hint}"
 
 
 def test_a_bug_still_answers_cloudformation() -> None:
@@ -320,6 +358,25 @@ def test_existing_object_without_the_marker_still_fails(redshift: tuple[Stubber,
     assert run_sql(event("Create", props=props))["Status"] == "FAILED"
 
 
+def test_a_statement_still_running_at_the_deadline_fails_naming_its_first_line(
+    redshift: tuple[Stubber, Stubber],
+) -> None:
+    # GIVEN a statement (after its comment lines, a first line of 143 characters) that never ends
+    data, _ = redshift
+    sql = "-- ok-if-exists\n  -- the analysts' role\n\nCREATE ROLE " + "a" * 130 + ";\nGRANT x TO y;"
+    _statement(data, sql, "s-1", *[("STARTED", None)] * 7)
+    waits: list[float] = []
+    # WHEN it is run with a deadline of 17.5 s
+    with pytest.raises(cfn.ResourceError) as err:
+        redshift_sql.run_statement(data.client, SQL_PROPS, SECRET, sql, sleep=waits.append, deadline=17.5)
+    # THEN it waited with doubling pauses up to 5 s each, until the deadline...
+    assert waits == [0.5, 1, 2, 4, 5, 5]
+    # ...and names the statement by its first line of SQL, cut to 120 characters
+    first = ("CREATE ROLE " + "a" * 130)[:117] + "..."
+    assert str(err.value) == f"`{first}` still STARTED after 18 s (statement s-1)"
+    assert redshift_sql._first_line("-- a comment\n" + "b" * 120) == "b" * 120  # 120 are kept whole
+
+
 def test_delete_runs_no_sql(redshift: tuple[Stubber, Stubber]) -> None:
     assert run_sql(event("Delete", "lake-prd-warehouse/lake/bootstrap", SQL_PROPS))["Status"] == "SUCCESS"
 
@@ -382,6 +439,28 @@ def test_usage_limit_period_change_replaces_it(redshift: tuple[Stubber, Stubber]
     serverless.add_response("create_usage_limit", {"usageLimit": {"usageLimitId": "ul-2"}})
     reply = run_limit(event("Update", "ul-1", {**LIMIT_PROPS, "Period": "weekly"}, old=LIMIT_PROPS))
     assert reply["PhysicalResourceId"] == "ul-2"
+
+
+def test_usage_limit_takes_one_rpu_hour_and_refuses_none(redshift: tuple[Stubber, Stubber]) -> None:
+    _, serverless = redshift
+    serverless.add_response("create_usage_limit", {"usageLimit": {"usageLimitId": "ul-3"}})
+    assert run_limit(event("Create", props={**LIMIT_PROPS, "AmountRpuHours": "1"}))["Status"] == "SUCCESS"
+    reply = run_limit(event("Create", props={**LIMIT_PROPS, "AmountRpuHours": "0"}))
+    assert reply["Reason"].startswith("AmountRpuHours=0: use at least 1")
+
+
+def test_usage_limit_delete_of_a_gone_limit_succeeds_and_other_errors_fail(
+    redshift: tuple[Stubber, Stubber],
+) -> None:
+    _, serverless = redshift
+    serverless.add_client_error("delete_usage_limit", "ResourceNotFoundException", "no such limit", 404)
+    assert run_limit(event("Delete", "ul-1", LIMIT_PROPS))["Status"] == "SUCCESS"
+    serverless.add_client_error("delete_usage_limit", "AccessDeniedException", "not allowed", 403)
+    reply = run_limit(event("Delete", "ul-1", LIMIT_PROPS))
+    assert reply["Status"] == "FAILED"
+    assert reply["Reason"].startswith(
+        "Redshift Serverless DeleteUsageLimit failed: AccessDeniedException: not allowed"
+    )
 
 
 def test_usage_limit_rejects_bad_values(redshift: tuple[Stubber, Stubber]) -> None:
