@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,6 +141,10 @@ def test_only_the_rejections_for_a_given_reason_are_sent_when_asked(aws: Any, tm
     assert done.records == len(wanted)
     assert done.left_out == looked.records - len(wanted)
     assert seen[-1].endswith(f"; {done.left_out} left out, no reason containing 'status: '")
+    # AND each object's line says how many of its records were left out
+    assert sum(int(line.split(", ")[1].split()[0]) for line in seen if line.endswith(" left out")) == (
+        done.left_out
+    )
 
 
 def test_an_object_that_holds_no_such_records_is_named_and_nothing_of_it_is_sent(
@@ -168,7 +173,7 @@ def test_an_object_that_holds_no_such_records_is_named_and_nothing_of_it_is_sent
 
 def test_a_record_over_firehoses_limit_stops_its_object_before_anything_is_sent(aws: Any) -> None:
     s3 = aws
-    big = {"raw_base64": base64.b64encode(b"x" * (RECORD_BYTES + 1)).decode()}
+    big = {"raw_base64": base64.b64encode(b"x" * (1000 * 1024 + 1)).decode()}
     small = {"raw_base64": base64.b64encode(b'{"order_id":"o-1"}').decode()}
     s3.put_object(
         Bucket=RAW, Key="orders_rejected/x.json", Body=f"{json.dumps(small)}\n{json.dumps(big)}\n".encode()
@@ -176,6 +181,31 @@ def test_a_record_over_firehoses_limit_stops_its_object_before_anything_is_sent(
     with pytest.raises(ReplayError, match="1 record\\(s\\) over Firehose's 1000 KiB limit"):
         replay(s3, boto3.client("firehose"), stream=STREAM, url=f"s3://{RAW}/orders_rejected/")
     assert _landed(s3) == {}
+    # a record of the limit exactly (1000 KiB, as Firehose's quota page gives it) is sent
+    limit = {"raw_base64": base64.b64encode(b"x" * 1000 * 1024).decode()}
+    s3.put_object(Bucket=RAW, Key="orders_rejected/y.json", Body=json.dumps(limit).encode())
+    assert (
+        replay(s3, boto3.client("firehose"), stream=STREAM, url=f"s3://{RAW}/orders_rejected/y").records == 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "problem"),
+    [
+        ("s3:///orders_rejected/", b"", "s3:///orders_rejected/: expected s3://<raw bucket>/<prefix>"),
+        ("https://b/orders_rejected/", b"", "expected s3://<raw bucket>/<prefix>"),
+        # base64 that a lenient decoder would read by skipping the '!': another record than was sent
+        (f"s3://{RAW}/orders_rejected/", b'{"raw_base64": "eyJ!hIjoxfQ=="}', "document 1 is not an error"),
+        (f"s3://{RAW}/orders_rejected/", b'{"raw_base64": "e30="}\n[1]', "document 2 is not an error"),
+    ],
+)
+def test_a_url_or_a_document_that_is_not_replayable_is_named_and_nothing_is_sent(
+    aws: Any, url: str, body: bytes, problem: str
+) -> None:
+    aws.put_object(Bucket=RAW, Key="orders_rejected/z.json", Body=body)
+    with pytest.raises(ReplayError, match=re.escape(problem)):
+        replay(aws, boto3.client("firehose"), stream=STREAM, url=url)
+    assert _landed(aws) == {}
 
 
 class _Refusing:
@@ -229,3 +259,7 @@ def test_batches_keep_to_put_record_batchs_limits_and_order() -> None:
     assert all(sum(map(len, b)) <= BATCH_BYTES for b in split)
     assert [r for b in split for r in b] == large
     assert list(batches([])) == []
+    # PutRecordBatch takes 4 MiB a call: records that sum to it exactly are one call, a byte more two
+    exactly = [b"x" * 1000 * 1024] * 4 + [b"y" * 96 * 1024]
+    assert [len(b) for b in batches(exactly)] == [5]
+    assert [len(b) for b in batches([*exactly[:4], b"y" * (96 * 1024 + 1)])] == [4, 1]
