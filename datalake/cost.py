@@ -12,6 +12,7 @@ measured record size, transform speed and compression ratios when it exists.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Iterable
@@ -100,6 +101,8 @@ PIPELINE_TRANSITIONS_SKIPPING = 4
 #: What a pipeline definition tests to skip the crawler and data quality when the job rebuilt nothing.
 SKIP_WHEN_IDLE = "summary.partitions_rebuilt"
 REPORT_TRANSITIONS = 8
+#: Firehose bills ingestion per record in increments of 5 KB.
+FIREHOSE_INCREMENT = 5 * 1024
 
 
 @dataclass(frozen=True)
@@ -236,13 +239,13 @@ def per_unit(assembly: Assembly, prices: dict[str, Any], measured: dict[str, Any
         default=0.25,
     )
     records = 1e9 / record_bytes
-    # Firehose bills each record rounded up to the next 5 KB.
-    billed_gb = records * max(5120, record_bytes) / 1e9
+    # Firehose bills each record rounded up to the next 5 KB: 3 KB as 5, 12 KB as 15.
+    billed_gb = records * math.ceil(record_bytes / FIREHOSE_INCREMENT) * FIREHOSE_INCREMENT / 1e9
     stored_gb = gzip_ratio + curated_ratio
     lines = [
         Line(
             "per GB ingested",
-            f"Firehose ({billed_gb:.1f} GB billed: {record_bytes:.0f}-byte records round up to 5 KB)",
+            f"Firehose ({billed_gb:.1f} GB billed: {record_bytes:.0f}-byte records round up to 5 KB steps)",
             billed_gb * u["firehose_ingest_gb"],
         ),
         Line("per GB ingested", "Firehose dynamic partitioning", u["firehose_dynamic_partitioning_gb"]),

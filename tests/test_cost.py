@@ -119,3 +119,55 @@ def test_prod_pays_for_interface_endpoints_in_three_azs() -> None:
     units = {line.detail: line.monthly for line in per_unit(assembly, PRICE_FILE, {})}
     assert units["8 RPU base capacity"] == 8 * PRICE_FILE["usage"]["redshift_serverless_rpu_hour"]["price"]
     assert "Dominated by: VPC interface endpoints" in report(assembly, PRICE_FILE, {})
+
+
+def test_idle_lines_count_what_the_templates_hold_and_leave_out_what_they_do_not() -> None:
+    p = {k: v["price"] for k, v in PRICE_FILE["idle"].items()}
+    for features, macie in (({}, True), (WITHOUT_AUDIT, False)):
+        assembly = _assembly(**features)
+
+        def count(type_: str, assembly: Assembly = assembly) -> int:
+            return sum(1 for _ in assembly.resources(type_))
+
+        lines = {line.component: line.monthly for line in idle(assembly, PRICE_FILE)}
+        assert lines["CloudWatch alarms"] == count("AWS::CloudWatch::Alarm") * p["alarm_month"] > 0
+        assert (
+            lines["CloudWatch dashboards"] == count("AWS::CloudWatch::Dashboard") * p["dashboard_month"] > 0
+        )
+        assert lines.get("Macie") == (count("AWS::S3::Bucket") * p["macie_bucket_month"] if macie else None)
+
+
+@pytest.mark.parametrize(
+    ("record_bytes", "billed_per_gb"),
+    [(700, 5120 / 700), (5120, 1.0), (5121, 2.0 * 5120 / 5121), (12_000, 15_360 / 12_000)],
+)
+def test_firehose_bills_each_record_in_steps_of_5_kb(record_bytes: int, billed_per_gb: float) -> None:
+    # 3 KB bills as 5 KB and 12 KB as 15 KB (Firehose's pricing page): a GB of records of that size
+    measured = {"transform_record_bytes_mean": record_bytes}
+    (firehose, *_) = per_unit(_assembly(), PRICE_FILE, measured)
+    assert firehose.monthly == pytest.approx(
+        billed_per_gb * PRICE_FILE["usage"]["firehose_ingest_gb"]["price"]
+    )
+    assert f"{billed_per_gb:.1f} GB billed: {record_bytes}-byte records" in firehose.detail
+
+
+def test_per_unit_lines_follow_the_measured_figures() -> None:
+    # GIVEN measured speed, record size and the raw and curated sizes of one input
+    measured = {
+        "transform_record_bytes_mean": 500,
+        "transform_records_per_s": 20_000,
+        "query_bytes": {"raw_json_mib": 200, "raw_gzip_mib": 20, "curated_mib": 10},
+    }
+    u = {k: v["price"] for k, v in PRICE_FILE["usage"].items()}
+    assembly = _assembly()
+    memory_gb = max(props["MemorySize"] / 1024 for _, _, props in assembly.resources("AWS::Lambda::Function"))
+    # WHEN the cost of a GB ingested is estimated
+    lines = {line.detail.split(" (")[0]: line for line in per_unit(assembly, PRICE_FILE, measured)}
+    # THEN the transform runs 2 million records at the measured speed (100 s), and a GB stores
+    # 0.1 GB of gzip JSON and 0.05 GB of Parquet, which Macie inspects once
+    assert "100 s at" in lines["Lambda transform"].detail
+    assert lines["Lambda transform"].monthly == pytest.approx(100 * memory_gb * u["lambda_gb_second_arm"])
+    assert lines["S3 storage, first month"].monthly == pytest.approx(0.15 * u["s3_standard_gb_month"])
+    assert lines["Macie inspects the new raw and curated objects once"].monthly == pytest.approx(
+        0.15 * u["macie_gb_inspected"]
+    )
