@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from pathlib import Path
 
 import pytest
 from lake_app import SWITCHED, WITHOUT_AUDIT, synthesize
 
-from datalake.cost import PRICES, SKIP_WHEN_IDLE, idle, per_unit, report, runs_per_month, unclassified
+from datalake.cost import PRICES, SKIP_WHEN_IDLE, idle, main, per_unit, report, runs_per_month, unclassified
 from datalake.diagram import Assembly
 
 PRICE_FILE = json.loads(PRICES.read_text())
@@ -37,6 +38,12 @@ def test_schedules_are_counted_per_month() -> None:
     assert runs_per_month("rate(1 hour)", 730) == 730
     assert runs_per_month("rate(15 minutes)", 730) == 2920
     assert runs_per_month("cron(0 6 * * ? *)", 730) == pytest.approx(30.4, abs=0.1)
+    assert runs_per_month("rate(1 day)", 730) == pytest.approx(730 / 24)
+    assert runs_per_month("rate(2 days)", 730) == pytest.approx(730 / 48)
+    assert runs_per_month("rate(1 minute)", 730) == pytest.approx(730 * 60)
+    assert runs_per_month("cron(0/15 * * * ? *)", 730) == pytest.approx(4 * 730)
+    assert runs_per_month("cron(*/10 8 * * ? *)", 730) == pytest.approx(6 * 730 / 24)
+    assert runs_per_month("cron(0 6,18 * * ? *)", 730) == pytest.approx(2 * 730 / 24)
     with pytest.raises(ValueError, match="cannot read"):
         runs_per_month("every hour", 730)
 
@@ -171,3 +178,19 @@ def test_per_unit_lines_follow_the_measured_figures() -> None:
     assert lines["Macie inspects the new raw and curated objects once"].monthly == pytest.approx(
         0.15 * u["macie_gb_inspected"]
     )
+
+
+def test_the_command_prints_the_report_of_an_assembly_or_says_to_synthesize_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN no cloud assembly: the command says what to run, with a non-zero status
+    assert main([str(tmp_path)]) == 2
+    assert f"no cloud assembly in {tmp_path}: run `make synth` first" in capsys.readouterr().err
+    # GIVEN a synthesized one and a price file of its own: the report, from those prices
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({**PRICE_FILE, "as_of": "2001-02-03"}))
+    outdir = str(synthesize("sandbox").outdir)
+    assert main(["--prices", str(prices), outdir]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("Idle monthly cost of ")
+    assert "as of 2001-02-03" in printed and "Per unit of traffic:" in printed
