@@ -371,7 +371,8 @@ def test_a_statement_still_running_at_the_deadline_fails_naming_its_first_line(
         redshift_sql.run_statement(data.client, SQL_PROPS, SECRET, sql, sleep=waits.append, deadline=17.5)
     # THEN it waited with doubling pauses up to 5 s each, until the deadline...
     assert waits == [0.5, 1, 2, 4, 5, 5]
-    # ...and names the statement by its first line of SQL, cut to 120 characters
+    # ...and names the statement by its first line of SQL, cut to 120 characters (the deadline
+    # shown in whole seconds)
     first = ("CREATE ROLE " + "a" * 130)[:117] + "..."
     assert str(err.value) == f"`{first}` still STARTED after 18 s (statement s-1)"
     assert redshift_sql._first_line("-- a comment\n" + "b" * 120) == "b" * 120  # 120 are kept whole

@@ -105,6 +105,15 @@ def _record(
     return base
 
 
+def _judged(spark: Any, lines: list[str], spec: dict[str, Any] = SPEC) -> dict[Any, Row]:
+    """The job's verdict on raw lines of a 2024-05-01 object (parse, validate, cast), each row
+    by its record key."""
+    raw = spark.createDataFrame(
+        [(line, "s3://b/t/year=2024/month=05/day=01/f") for line in lines], f"value string, {RAW_FILE} string"
+    )
+    return {r[spec["record_key"]]: r for r in validate_and_cast(parse_lines(raw, spec), spec).collect()}
+
+
 def _write_raw(tmp: Path, day: str, name: str, lines: list[Any], hour: str = "10") -> None:
     y, m, d = day.split("-")
     path = (
@@ -1081,11 +1090,8 @@ def test_a_pattern_holds_alike_in_the_transform_the_job_and_the_quality_rule(
     # WHEN the transform, the job and the data-quality rules judge each value against each pattern
     validator = RecordValidator(spec)
     transform = {k: failed(validator.validate(r)[1]) for k, r in records.items()}
-    lines = spark.createDataFrame(
-        [(json.dumps(r), "f") for r in records.values()], f"value string, {RAW_FILE} string"
-    )
-    checked = validate_and_cast(parse_lines(lines, spec), spec).collect()
-    job = {r.order_id: failed(r[REASON].split("; ")) for r in checked}
+    checked = _judged(spark, [json.dumps(r) for r in records.values()], spec)
+    job = {k: failed(r[REASON].split("; ")) for k, r in checked.items()}
     pattern_rules = {
         r.sql: n for n in names for r in rules(dataset) if r.dqdl.startswith(f'(ColumnValues "{n}" matches')
     }
@@ -1119,11 +1125,8 @@ def test_a_value_longer_than_max_length_is_not_held_to_the_pattern(spark: Any, t
     # WHEN the transform and the job judge them
     validator = RecordValidator(spec)
     transform = {k: [r for r in validator.validate(v)[1] if r.startswith("code")] for k, v in records.items()}
-    lines = spark.createDataFrame(
-        [(json.dumps(r), "f") for r in records.values()], f"value string, {RAW_FILE} string"
-    )
-    checked = validate_and_cast(parse_lines(lines, spec), spec).collect()
-    job = {r.order_id: [x for x in r[REASON].split("; ") if x.startswith("code")] for r in checked}
+    checked = _judged(spark, [json.dumps(r) for r in records.values()], spec)
+    job = {k: [x for x in r[REASON].split("; ") if x.startswith("code")] for k, r in checked.items()}
     # THEN the long value is refused for its length alone, by both: the regex never reads it
     # (its work can grow with a power of the length), and the short one for the pattern
     assert job == {"o-long": ["code: too long"], "o-short": ["code: does not match [A-Z]{2}"]}
@@ -1196,11 +1199,7 @@ def _held_alike(
     transform = {k: validator.validate(r) for k, r in records.items()}
 
     def job(lines: list[dict[str, Any]]) -> dict[str, Any]:
-        raw = spark.createDataFrame(
-            [(json.dumps(r), "s3://b/t/year=2024/month=05/day=01/f") for r in lines],
-            f"value string, {RAW_FILE} string",
-        )
-        return {r[spec["record_key"]]: r for r in validate_and_cast(parse_lines(raw, spec), spec).collect()}
+        return _judged(spark, [json.dumps(r) for r in lines], spec)
 
     # WHEN the job reads each record as the producer sent it, and as the transform wrote it
     as_sent = job(list(records.values()))
@@ -1321,12 +1320,8 @@ def test_a_lone_surrogate_escape_is_quarantined_as_the_transform_rejects_it(spar
         "control": "a\u0001b",
     }
     lines = {k: json.dumps(_record(k, customer_id=v)) for k, v in values.items()}
-    raw = spark.createDataFrame(
-        [(line, "s3://b/orders/year=2024/month=05/day=01/f") for line in lines.values()],
-        f"value string, {RAW_FILE} string",
-    )
     # WHEN the job validates them
-    rows = {r.order_id: r for r in validate_and_cast(parse_lines(raw, SPEC), SPEC).collect()}
+    rows = _judged(spark, list(lines.values()))
     # THEN the lone surrogates are quarantined with the reason, as the transform rejects them...
     lone = {"high", "low", "high-at-end"}
     for key, row in rows.items():
@@ -1359,14 +1354,10 @@ def test_a_key_given_twice_takes_its_last_value_in_the_transform_and_the_job(spa
         k: "{" + ", ".join(part for part in (f'"order_id": "{k}"', before, rest, after) if part) + "}"
         for k, (before, after) in around.items()
     }
-    raw = spark.createDataFrame(
-        [(line, "s3://b/orders/year=2024/month=05/day=01/f") for line in lines.values()],
-        f"value string, {RAW_FILE} string",
-    )
     # WHEN the transform and the job judge them
     validator = RecordValidator(SPEC)
     transform = {k: validator.validate(loads(line.encode())) for k, line in lines.items()}
-    job = {r.order_id: r for r in validate_and_cast(parse_lines(raw, SPEC), SPEC).collect()}
+    job = _judged(spark, list(lines.values()))
     job["first-key"] = job.pop("second-key")
     # THEN both take the last value: the one they check is the one they keep
     refused = {"last-refused": "status", "amount": "amount", "nested": "items", "shape-last": "items"}
