@@ -153,7 +153,9 @@ _BOUNDED = RecordValidator(
         {"name": "upto", "type": "decimal(6,2)", "max": 10},
         {"name": "from", "type": "decimal(6,2)", "min": 0.5},
         {"name": "whole", "type": "decimal(4,0)"},
+        {"name": "narrow", "type": "decimal(3,2)"},
         {"name": "b", "type": "boolean"},
+        {"name": "d", "type": "date"},
     )
 )
 
@@ -169,6 +171,12 @@ _BOUNDED = RecordValidator(
         ("i", "-2147483649", "i: -2147483649 does not fit int"),
         ("g", "-9223372036854775808", -9223372036854775808),
         ("g", "-9223372036854775809", "g: -9223372036854775809 does not fit bigint"),
+        ("g", "9223372036854775807", 9223372036854775807),
+        ("g", 9223372036854775807, 9223372036854775807),
+        ("g", 9223372036854775808, "g: 9223372036854775808 does not fit bigint"),
+        ("i", 2147483648, "i: 2147483648 does not fit int"),
+        # a number longer than a reason shows: its first 40 characters
+        ("i", "1" * 50, f"i: {'1' * 40} does not fit int"),
         ("upto", "10.00", "10.00"),
         ("upto", Decimal("10"), "10.00"),
         ("upto", "10.01", "upto: 10.01 is above the maximum 10"),
@@ -178,6 +186,15 @@ _BOUNDED = RecordValidator(
         ("whole", Decimal("9999"), "9999"),
         ("whole", "10000", "whole: 10000 does not fit decimal(4,0)"),
         ("whole", "1.5", "whole: 1.5 has more than 0 decimal places"),
+        ("whole", "12.", "12"),  # a point with no decimals is not the canonical form of a scale of 0
+        # one digit before the point: a value canonical in shape with two is still too wide
+        ("narrow", "9.99", "9.99"),
+        ("narrow", "0.5", "0.50"),
+        ("narrow", "12.34", "narrow: 12.34 does not fit decimal(3,2)"),
+        ("d", " 2024-02-29 ", "2024-02-29"),
+        ("d", "2023-02-29", "d: '2023-02-29' is not a date YYYY-MM-DD"),
+        ("d", "20240501", "d: '20240501' is not a date YYYY-MM-DD"),
+        ("d", 20240501, "d: expected a date YYYY-MM-DD, got a number"),
         ("b", " FALSE ", False),
         ("b", "True", True),
         ("b", "yes", "b: expected true or false, got a string"),
@@ -197,6 +214,52 @@ def test_a_record_lists_its_first_ten_problems_and_a_value_its_first_40_characte
     out, reasons = RecordValidator(spec).validate(record)
     assert out is None
     assert reasons == [f"c{i}: {f'{i:02d}' + 'x' * 38!r} is not one of A" for i in range(10)]
+
+
+_NESTED = RecordValidator(
+    _spec_of(
+        {
+            "name": "st",
+            "type": "struct",
+            "fields": [{"name": f"f{i}", "type": "int", "required": True} for i in range(4)],
+        },
+        {
+            "name": "ar",
+            "type": "array",
+            "fields": [{"name": f"f{i}", "type": "int", "required": True} for i in range(4)],
+        },
+    )
+)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "expected"),
+    [
+        ("st", {"f0": 1, "f1": 2, "f2": 3, "f3": "4"}, {"f0": 1, "f1": 2, "f2": 3, "f3": 4}),
+        ("st", [], "st: expected an object, got an array"),
+        (
+            "st",
+            {"f3": "x"},  # four problems: the first three named
+            "st: f0: required field is missing; f1: required field is missing; f2: required field is missing",
+        ),
+        ("ar", [{"f0": 1, "f1": 2, "f2": 3, "f3": "4"}], [{"f0": 1, "f1": 2, "f2": 3, "f3": 4}]),
+        ("ar", {}, "ar: expected an array, got an object"),
+        ("ar", [{"f0": 1, "f1": 2, "f2": 3, "f3": 4}, 5], "ar: [1] expected an object, got a number"),
+        (
+            "ar",
+            [{"f0": 1, "f1": 2, "f2": 3, "f3": 4}, {"f0": "x", "f1": True}],
+            "ar: [1].f0: 'x' is not a number; [1].f1: expected a number, got a boolean; [1].f2: required field is missing",
+        ),
+    ],
+)
+def test_a_nested_value_is_checked_field_by_field_and_names_its_first_three_problems(
+    column: str, value: Any, expected: Any
+) -> None:
+    out, reasons = _NESTED.validate({"k": "k", "ts": "2024-05-01T10:00:00Z", column: value})
+    if isinstance(expected, str):
+        assert (out, reasons) == (None, [expected])
+    else:
+        assert out is not None and out[column] == expected, reasons
 
 
 @pytest.mark.parametrize(("value", "accepted"), [("1e308", True), ("1e309", False), ("-1e309", False)])
@@ -288,7 +351,10 @@ def test_invalid_fields_are_rejected_with_a_reason(fields: dict[str, Any], reaso
             "payload is not JSON: Expecting property name enclosed in double quotes at line 1 column 2",
         ),
         (b'{"amount": NaN}', "payload is not JSON: NaN is not allowed"),
-        (b'\xef\xbb\xbf{"order_id": "o-1"}', "payload is not JSON: Unexpected UTF-8 BOM"),
+        (
+            b'\xef\xbb\xbf{"order_id": "o-1"}',
+            "payload is not JSON: Unexpected UTF-8 BOM (decode using utf-8-sig) at line 1 column 1",
+        ),
         (b'{"order_id": "o-1"} {"order_id": "o-2"}', "payload is not JSON: Extra data at line 1 column 21"),
         (b"  \n", "payload is empty"),
         (b"[" * 100_000, "payload nests too deeply"),
