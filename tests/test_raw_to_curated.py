@@ -331,8 +331,13 @@ def test_rerun_gives_the_same_rows(spark: Any, tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     first = run(spark, cfg)
     rows_first = sorted(json.dumps(r, default=str, sort_keys=True) for r in _curated(spark, cfg))
-    # WHEN it runs again with nothing new, and again after the manifest is lost
-    assert run(spark, cfg).new_objects == 0
+    # WHEN it runs again with nothing new (which publishes zero counts: its metrics and run
+    # summary), and again after the manifest is lost
+    assert run(spark, cfg).as_dict() == {
+        **dict.fromkeys(("rows_read", "rows_written", "rows_quarantined", "duplicates_dropped"), 0),
+        **dict.fromkeys(("new_objects", "files_written"), 0),
+        **{name: [] for name in ("days", "curated_days", "quarantine_days", "unplaced_objects")},
+    }
     for path in (tmp_path / "curated" / "_manifests").rglob("*"):
         if path.is_file():
             path.unlink()
@@ -492,6 +497,12 @@ def test_the_unreadable_objects_error_names_the_first_twenty() -> None:
     )
     assert "o-19.gz (java.io.EOFException); and 5 more." in message
     assert "o-20.gz" not in message
+    # twenty are all named, with no "and 0 more"
+    twenty = str(UnreadableObjects(dict(list(reasons.items())[:20]), "s3://raw/orders/"))
+    assert twenty.startswith(
+        "20 raw object(s) cannot be read: s3://raw/orders/year=2024/month=05/day=01/o-00.gz"
+    )
+    assert "o-19.gz (java.io.EOFException). Nothing was written" in twenty
 
 
 def test_a_manifest_entry_without_a_modification_time_is_processed_once_more(
@@ -594,6 +605,17 @@ def test_the_quality_predicate_names_each_day_up_to_glues_limit_exactly(
     monkeypatch.setattr(job_module, "PREDICATE_LIMIT", len(exact) - 1)
     assert quality_predicate(days) == "(year='2024' AND month IN ('05', '06'))"
     assert quality_predicate([]) == ""
+
+
+def test_the_quality_predicate_names_whole_years_when_even_months_are_too_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    days = [("2023", "12", "31"), ("2024", "01", "01"), ("2024", "05", "03")]
+    months = "(year='2023' AND month IN ('12')) OR (year='2024' AND month IN ('01', '05'))"
+    monkeypatch.setattr(job_module, "PREDICATE_LIMIT", len(months))
+    assert quality_predicate(days) == months
+    monkeypatch.setattr(job_module, "PREDICATE_LIMIT", len(months) - 1)
+    assert quality_predicate(days) == "(year IN ('2023', '2024'))"
 
 
 def test_a_day_is_written_as_its_raw_bytes_over_the_target_size_rounded_up() -> None:
@@ -743,9 +765,9 @@ def test_other_versions_of_a_key_are_searched_within_the_lookback(spark: Any, tm
 def test_the_lookback_lists_and_reads_only_the_day_folders_near_the_days_rebuilt(
     spark: Any, tmp_path: Path
 ) -> None:
-    # GIVEN a curated table of four days; on 15 January a file that is not Parquet and a folder
+    # GIVEN a curated table of six days; on 15 January a file that is not Parquet and a folder
     # that breaks partition discovery, so listing or reading that day fails
-    for day in ("2023-12-30", "2024-01-02", "2024-01-15", "2024-01-28"):
+    for day in ("2023-12-30", "2024-01-02", "2024-01-05", "2024-01-07", "2024-01-15", "2024-01-28"):
         y, m, d = day.split("-")
         spark.createDataFrame([(day,)], "k string").write.parquet(
             str(tmp_path / f"year={y}/month={m}/day={d}")
@@ -768,8 +790,58 @@ def test_the_lookback_lists_and_reads_only_the_day_folders_near_the_days_rebuilt
         "2024/month=01/day=28",
     ]
     assert sorted(r.k for r in table.collect()) == ["2023-12-30", "2024-01-02", "2024-01-28"]
+    # and windows that overlap are read as one, to the last day of each; a day between two
+    # windows is in neither
+    base = f"file://{tmp_path}/"
+    overlapping = _near(spark, base, {("2024", "01", "01"), ("2024", "01", "04")}, 3)
+    assert [p.split("/year=")[1] for p in overlapping] == [
+        "2023/month=12/day=30",
+        "2024/month=01/day=02",
+        "2024/month=01/day=05",
+        "2024/month=01/day=07",
+    ]
+    apart = _near(spark, base, {("2024", "01", "01"), ("2024", "01", "09")}, 3)
+    assert [p.split("/year=")[1] for p in apart] == [
+        "2023/month=12/day=30",
+        "2024/month=01/day=02",
+        "2024/month=01/day=07",
+    ]
     # and windows at the ends of the calendar stop there
-    assert _near(spark, f"file://{tmp_path}/", {("0001", "01", "02"), ("9999", "12", "30")}, 40) == []
+    assert _near(spark, base, {("0001", "01", "02"), ("9999", "12", "30")}, 40) == []
+
+
+@pytest.mark.parametrize("lookback", [None, 3])
+def test_a_record_key_that_is_a_number_is_found_on_its_earlier_day(
+    spark: Any, tmp_path: Path, lookback: int | None
+) -> None:
+    # GIVEN a dataset keyed by a bigint, whose key is not its first column, and a key curated on 1 May
+    spec = {
+        "name": "orders",
+        "record_key": "n",
+        "event_time": "ts",
+        "columns": [
+            {"name": "ts", "type": "timestamp", "required": True},
+            {"name": "n", "type": "bigint", "required": True},
+            {"name": "note", "type": "string"},
+        ],
+    }
+    cfg = replace(_config(tmp_path), spec=spec, key_lookback_days=lookback)
+
+    def line(n: int, day: str, note: str) -> dict[str, Any]:
+        return {"n": n, "ts": f"{day}T10:00:00.000Z", "note": note, "ingested_at": f"{day}T10:00:05.000Z"}
+
+    _write_raw(tmp_path, "2024-05-01", "a", [line(7, "2024-05-01", "first"), line(8, "2024-05-01", "other")])
+    run(spark, cfg)
+    # WHEN a later version of that key arrives for 3 May
+    _write_raw(tmp_path, "2024-05-03", "b", [line(7, "2024-05-03", "second")])
+    result = run(spark, cfg)
+    # THEN its version on 1 May is found (the key read in its own type) and leaves that day
+    assert result.days == [("2024", "05", "01"), ("2024", "05", "03")]
+    assert sorted((r["n"], r["day"], r["note"]) for r in _curated(spark, cfg)) == [
+        (7, "03", "second"),
+        (8, "01", "other"),
+    ]
+    _assert_conserved(result)
 
 
 def test_a_day_whose_every_key_moved_away_is_emptied(spark: Any, tmp_path: Path) -> None:
