@@ -216,18 +216,11 @@ def test_a_record_lists_its_first_ten_problems_and_a_value_its_first_40_characte
     assert reasons == [f"c{i}: {f'{i:02d}' + 'x' * 38!r} is not one of A" for i in range(10)]
 
 
+_FOUR_REQUIRED_INTS = [{"name": f"f{i}", "type": "int", "required": True} for i in range(4)]
 _NESTED = RecordValidator(
     _spec_of(
-        {
-            "name": "st",
-            "type": "struct",
-            "fields": [{"name": f"f{i}", "type": "int", "required": True} for i in range(4)],
-        },
-        {
-            "name": "ar",
-            "type": "array",
-            "fields": [{"name": f"f{i}", "type": "int", "required": True} for i in range(4)],
-        },
+        {"name": "st", "type": "struct", "fields": _FOUR_REQUIRED_INTS},
+        {"name": "ar", "type": "array", "fields": _FOUR_REQUIRED_INTS},
     )
 )
 

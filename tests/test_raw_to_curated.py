@@ -780,11 +780,16 @@ def test_the_lookback_lists_and_reads_only_the_day_folders_near_the_days_rebuilt
     schema = "k string, year string, month string, day string"
     with pytest.raises(Exception, match="Conflicting partition column names"):
         spark.read.schema(schema).parquet(f"file://{tmp_path}").collect()
+    base = f"file://{tmp_path}/"
+
+    def folders(paths: list[str]) -> list[str]:
+        return [p.split("/year=")[1] for p in paths]
+
     # WHEN the folders within 3 days of 1 January and of 27 January are found and read
-    paths = _near(spark, f"file://{tmp_path}/", {("2024", "01", "01"), ("2024", "01", "27")}, 3)
-    table = spark.read.schema(schema).option("basePath", f"file://{tmp_path}/").parquet(*paths)
+    paths = _near(spark, base, {("2024", "01", "01"), ("2024", "01", "27")}, 3)
+    table = spark.read.schema(schema).option("basePath", base).parquet(*paths)
     # THEN the three days in those windows are, across the year's end; 15 January never is
-    assert [p.split("/year=")[1] for p in paths] == [
+    assert folders(paths) == [
         "2023/month=12/day=30",
         "2024/month=01/day=02",
         "2024/month=01/day=28",
@@ -792,16 +797,13 @@ def test_the_lookback_lists_and_reads_only_the_day_folders_near_the_days_rebuilt
     assert sorted(r.k for r in table.collect()) == ["2023-12-30", "2024-01-02", "2024-01-28"]
     # and windows that overlap are read as one, to the last day of each; a day between two
     # windows is in neither
-    base = f"file://{tmp_path}/"
-    overlapping = _near(spark, base, {("2024", "01", "01"), ("2024", "01", "04")}, 3)
-    assert [p.split("/year=")[1] for p in overlapping] == [
+    assert folders(_near(spark, base, {("2024", "01", "01"), ("2024", "01", "04")}, 3)) == [
         "2023/month=12/day=30",
         "2024/month=01/day=02",
         "2024/month=01/day=05",
         "2024/month=01/day=07",
     ]
-    apart = _near(spark, base, {("2024", "01", "01"), ("2024", "01", "09")}, 3)
-    assert [p.split("/year=")[1] for p in apart] == [
+    assert folders(_near(spark, base, {("2024", "01", "01"), ("2024", "01", "09")}, 3)) == [
         "2023/month=12/day=30",
         "2024/month=01/day=02",
         "2024/month=01/day=07",
