@@ -461,7 +461,8 @@ def test_days_to_rebuild_in_another_form_fail_the_run_naming_the_argument(text: 
 def test_an_unreadable_raw_object_fails_the_run_naming_it_and_nothing_is_recorded(
     spark: Any, tmp_path: Path
 ) -> None:
-    # GIVEN two days of objects, one of them a gzip cut short in the middle of its upload
+    # GIVEN two days of objects, one of them a gzip cut short in the middle of its upload, and a
+    # cut one outside any day folder (never read, so never to blame)
     _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1")])
     _write_raw(tmp_path, "2024-05-02", "b", [_record("o-2", ts="2024-05-02T10:00:00.000Z")])
     _write_raw(
@@ -469,6 +470,8 @@ def test_an_unreadable_raw_object_fails_the_run_naming_it_and_nothing_is_recorde
     )
     (cut,) = (tmp_path / "raw" / "orders").rglob("c.json.gz")
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    stray = tmp_path / "raw" / "orders" / "stray.json.gz"
+    stray.write_bytes(cut.read_bytes())
     cfg = _config(tmp_path)
     # WHEN the job runs
     with pytest.raises(UnreadableObjects) as failed:
@@ -483,8 +486,9 @@ def test_an_unreadable_raw_object_fails_the_run_naming_it_and_nothing_is_recorde
     # WHEN it is moved out of the raw prefix
     cut.rename(tmp_path / "c.json.gz")
     result = run(spark, cfg)
-    # THEN the next run curates both days
+    # THEN the next run curates both days, and reports the stray object as outside a day folder
     assert (result.new_objects, result.rows_written) == (2, 2)
+    assert result.unplaced_objects == [f"file:{stray}"]
 
 
 def test_the_unreadable_objects_error_names_the_first_twenty() -> None:
@@ -974,6 +978,39 @@ def test_output_files_are_sized_toward_the_target(spark: Any, tmp_path: Path) ->
     parts = [p.name.split("-")[1] for p in curated.rglob("*.parquet")]
     # each file written by a task of its own: days and a day's files never share a writer
     assert len(parts) == len(set(parts)) == result.files_written
+
+
+@pytest.mark.parametrize("target_mib", [0.1, 0.25], ids=["at-the-floor", "from-the-estimate"])
+def test_a_day_whose_rows_are_smaller_than_the_runs_average_is_split_by_rows_too(
+    spark: Any, tmp_path: Path, target_mib: float
+) -> None:
+    # GIVEN a run over one day of small records that compress well and one of large ones (an
+    # unknown field of random text, dropped from the curated row): sized by its raw bytes, the
+    # first day is one file, and its rows outnumber what the run's bytes per row allow a file
+    small = [_record(f"o-{i:05d}") for i in range(3000)]
+    large = [
+        _record(f"p-{i:03d}", "2024-05-02T10:00:00.000Z", note=os.urandom(2000).hex()) for i in range(200)
+    ]
+    _write_raw(tmp_path, "2024-05-01", "small", small)
+    _write_raw(tmp_path, "2024-05-02", "large", large)
+    cfg = replace(_config(tmp_path), target_file_size_mib=target_mib)
+    raw_bytes = sum(p.stat().st_size for p in (tmp_path / "raw").rglob("*.json.gz"))
+    small_bytes = (tmp_path / "raw/orders/year=2024/month=05/day=01/hour=10/small.json.gz").stat().st_size
+    assert files_per_day({("2024", "05", "01"): small_bytes}, target_mib) == {("2024", "05", "01"): 1}
+    # a file holds at most as many rows as the target size takes at the run's raw bytes per row,
+    # and that cap is never below 1000 rows
+    cap = max(1000, math.floor(target_mib * 2**20 / (raw_bytes / 3200)))
+    assert cap < 3000 and (cap == 1000) == (target_mib == 0.1)
+
+    # WHEN the job runs
+    result = run(spark, cfg)
+
+    # THEN the small day is written as full files of the cap and one with the rest
+    day = tmp_path / "curated/orders/year=2024/month=05/day=01"
+    rows = sorted((spark.read.parquet(str(f)).count() for f in day.glob("*.parquet")), reverse=True)
+    full, rest = divmod(3000, cap)
+    assert rows == [cap] * full + ([rest] if rest else [])
+    assert result.rows_written == 3200
 
 
 def test_each_file_bucket_is_a_partition_of_its_own(spark: Any) -> None:
