@@ -241,18 +241,32 @@ def test_quality_rules_hold_their_sql_twins_over_columns_named_like_sql_keywords
     }
     (tmp_path / "order.json").write_text(json.dumps(raw))
     dataset = load_dataset(tmp_path / "order.json")
-    # WHEN every rule's SQL twin runs over the (empty) local table, then over one bad row
+    # WHEN every rule's SQL twin runs over the (empty) local table, over bad rows, then over rows
+    # at each bound
     con = duckdb_over(tmp_path, dataset)
     passed = evaluate_quality(con, dataset)
-    con.execute(
-        """CREATE OR REPLACE TABLE "order" AS SELECT * FROM (VALUES"""
-        " ('toolong-key', NULL::TIMESTAMP, 'c', 'X1', 10), ('toolong-key', NULL, NULL, NULL, -1),"
-        """ (NULL, NULL, NULL, NULL, NULL)) AS t("select", "end", "group", "check", "limit")"""
+
+    def holding(rows: str) -> dict[str, bool]:
+        con.execute(
+            f'CREATE OR REPLACE TABLE "order" AS SELECT * FROM (VALUES {rows})'
+            ' AS t("select", "end", "group", "check", "limit")'
+        )
+        return evaluate_quality(con, dataset)
+
+    failed = holding(
+        "('toolong-key', NULL::TIMESTAMP, 'c', 'X1', 10), ('toolong-key', NULL, NULL, NULL, -1),"
+        " (NULL, NULL, NULL, NULL, NULL)"
     )
-    failed = evaluate_quality(con, dataset)
-    # THEN each one runs, holds on no rows and fails on the bad ones
+    at_the_bounds = holding(
+        "('12345678', TIMESTAMP '2024-05-01 10:00:00', 'b', 'z', 0),"
+        " ('k', TIMESTAMP '2024-05-01 10:00:00', NULL, NULL, 9),"
+        " ('k2', TIMESTAMP '2024-05-01 10:00:00', 'a', 'abc', NULL)"
+    )
+    # THEN each one runs, holds on no rows and fails on the bad ones; values at each bound, and
+    # NULL in an optional column, pass every rule
     assert len(passed) == len(rules(dataset)) == 8
     assert all(passed.values()) and not any(failed.values())
+    assert all(at_the_bounds.values()), at_the_bounds
 
 
 def test_every_task_retries_with_jittered_backoff_and_catches_to_an_alert(template: Template) -> None:
