@@ -221,6 +221,33 @@ def test_redshift_sql_parses_in_the_redshift_dialect(file: sql.SqlFile) -> None:
         assert parsed.sql(dialect="redshift")
 
 
+def test_a_script_is_split_at_each_semicolon_that_ends_a_line_of_code() -> None:
+    script = (
+        "-- what the script does\n"
+        "\n"
+        "CREATE ROLE a;\n"
+        "\n"
+        "\n"
+        "-- ok-if-exists\n"
+        "-- a comment that ends in one;\n"
+        "GRANT USAGE ON SCHEMA s\n"
+        "\n"
+        "    TO ROLE a;  \n"
+        "SELECT ';' AS x; -- not the end\n"
+        "FROM t;\n"
+        "-- a closing remark, no statement\n"
+    )
+    # each statement as written, with the comment lines before it (the bootstrap reads
+    # ok-if-exists there); blank lines between statements are dropped, those inside kept
+    assert sql.statements(script) == [
+        "-- what the script does\n\nCREATE ROLE a;",
+        "-- ok-if-exists\n-- a comment that ends in one;\nGRANT USAGE ON SCHEMA s\n\n    TO ROLE a;",
+        "SELECT ';' AS x; -- not the end\nFROM t;",
+    ]
+    with pytest.raises(ValueError, match="the last statement does not end with ';' at the end of a line"):
+        sql.statements("SELECT 1;\nSELECT 2\n-- the end\n")
+
+
 # --- QuickSight ------------------------------------------------------------------------------
 
 
