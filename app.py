@@ -12,15 +12,18 @@ import sys
 
 import aws_cdk as cdk
 
-from config import features_from_context, get_stage
 from datalake.dataset import DATASETS_DIR, DatasetConfigError, load_datasets
-from stacks import build_lake, check_inputs
-from stacks.compliance import add_compliance_packs
 
 
 def main() -> int:
     app = cdk.App()
     try:
+        # Imported here: config/stages.py checks each stage as it defines it, so a stage edited
+        # into an invalid one fails this import, and is reported as any other configuration error.
+        from config import features_from_context, get_stage
+        from stacks import build_lake, check_inputs
+        from stacks.compliance import add_compliance_packs
+
         stage = features_from_context(
             get_stage(str(app.node.try_get_context("stage") or "sandbox")),
             app.node.try_get_context("features"),

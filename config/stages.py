@@ -9,9 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields, replace
 
-_PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_ARN_RE = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:.+$")
+# Matched whole (fullmatch): `$` would let a value end in a newline.
+_PREFIX_RE = re.compile(r"[a-z][a-z0-9-]{1,19}")
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_ARN_RE = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+")
+#: Base capacities Redshift Serverless accepts (RPU): 4, then steps of 8 to 512, then of 32 to 1024
+#: ("Compute capacity for Amazon Redshift Serverless").
+REDSHIFT_BASE_RPUS = frozenset([4, *range(8, 513, 8), *range(544, 1025, 32)])
 #: Retention periods CloudWatch Logs accepts (days).
 LOG_RETENTION_DAYS = (
     1,
@@ -106,19 +110,19 @@ class StageConfig:
     def __post_init__(self) -> None:
         problems: list[str] = []
         where = f"config/stages.py stage {self.name!r}"
-        if not _PREFIX_RE.match(self.prefix):
+        if not _PREFIX_RE.fullmatch(self.prefix):
             problems.append(f"prefix={self.prefix!r}: use 2-20 lower-case letters, digits or '-'")
-        if self.account is not None and not re.fullmatch(r"\d{12}", self.account):
+        if self.account is not None and not re.fullmatch(r"[0-9]{12}", self.account):
             problems.append(f"account={self.account!r}: use a 12-digit account id or None")
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             problems.append(f"log_retention_days={self.log_retention_days}: use one of {LOG_RETENTION_DAYS}")
-        if self.alarm_email is not None and not _EMAIL_RE.match(self.alarm_email):
+        if self.alarm_email is not None and not _EMAIL_RE.fullmatch(self.alarm_email):
             problems.append(f"alarm_email={self.alarm_email!r}: use an e-mail address or None")
         for arn in self.lake_admin_arns:
-            if not _ARN_RE.match(arn):
+            if not _ARN_RE.fullmatch(arn):
                 problems.append(f"lake_admin_arns: {arn!r} is not an IAM ARN")
         qs = self.features.quicksight_principal_arn
-        if qs is not None and not _ARN_RE.match(qs):
+        if qs is not None and not _ARN_RE.fullmatch(qs):
             problems.append(f"features.quicksight_principal_arn={qs!r}: use a QuickSight user or group ARN")
         lc = self.lifecycle
         if not 30 <= lc.raw_infrequent_access_after < lc.raw_glacier_ir_after:
@@ -127,8 +131,11 @@ class StageConfig:
             )
         if self.athena_bytes_scanned_cutoff < 10 * 1024**2:
             problems.append("athena_bytes_scanned_cutoff: Athena's minimum is 10 MB")
-        if self.redshift_base_rpu not in range(8, 1025, 8):
-            problems.append("redshift_base_rpu: use a multiple of 8 from 8 to 1024")
+        if self.redshift_base_rpu not in REDSHIFT_BASE_RPUS:
+            problems.append(
+                f"redshift_base_rpu={self.redshift_base_rpu}: use 4, a multiple of 8 from 8 to 512, or "
+                "of 32 from 512 to 1024 (above 512 in some regions only)"
+            )
         if self.redshift_usage_limit_action not in ("log", "emit-metric", "deactivate"):
             problems.append("redshift_usage_limit_action: use log, emit-metric or deactivate")
         if self.macie_job_frequency not in ("DAILY", "WEEKLY", "MONTHLY"):

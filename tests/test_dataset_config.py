@@ -1,4 +1,4 @@
-"""The dataset file is validated strictly; a bad one stops synth with file, field and fix."""
+"""The dataset file and the stages are validated strictly; a bad one stops synth with file, field and fix."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
-from config import features_from_context, get_stage
+from config import Features, StageConfig, features_from_context, get_stage
+from config.stages import Lifecycle
 from datalake import backtracking
 from datalake.backtracking import PROBLEM as BACKTRACKING
 from datalake.dataset import (
@@ -652,6 +654,123 @@ def test_unknown_stage_is_a_clear_error(tmp_path: Path, root: Path) -> None:
     assert result.returncode == 1
     assert "Unknown stage 'qa'" in result.stderr
     assert "config/stages.py" in result.stderr
+
+
+_ARN = "arn:aws:iam::123456789012:role/lake-admin"
+
+#: (changes to a stage, the problem named): each one past a bound, or a value ending in a newline
+_REFUSED_STAGE_EDITS: list[tuple[dict[str, Any], str]] = [
+    ({"prefix": "l"}, "prefix='l': use 2-20 lower-case letters, digits or '-'"),
+    ({"prefix": "l" * 21}, "prefix='lllllllllllllllllllll': use 2-20"),
+    ({"prefix": "Lake"}, "prefix='Lake': use 2-20"),
+    ({"prefix": "1ake"}, "prefix='1ake': use 2-20"),
+    ({"prefix": "lake\n"}, "prefix='lake\\n': use 2-20"),
+    ({"account": "12345678901"}, "account='12345678901': use a 12-digit account id or None"),
+    ({"account": "12345678901\n"}, "account='12345678901\\n': use a 12-digit"),
+    ({"account": "\u0661" * 12}, "use a 12-digit account id or None"),
+    ({"log_retention_days": 2}, "log_retention_days=2: use one of (1, 3, 5, 7, 14, 30,"),
+    ({"alarm_email": "ops@example"}, "alarm_email='ops@example': use an e-mail address or None"),
+    ({"alarm_email": "ops@example.com\n"}, "alarm_email='ops@example.com\\n': use an e-mail"),
+    (
+        {"lake_admin_arns": (_ARN, "arn:aws:iam::12345678901:role/x")},
+        "lake_admin_arns: 'arn:aws:iam::12345678901:role/x' is not an IAM ARN",
+    ),
+    ({"lake_admin_arns": (_ARN + "\n",)}, "is not an IAM ARN"),
+    (
+        {"athena_bytes_scanned_cutoff": 10 * 1024**2 - 1},
+        "athena_bytes_scanned_cutoff: Athena's minimum is 10 MB",
+    ),
+    (
+        {"redshift_base_rpu": 0},
+        "redshift_base_rpu=0: use 4, a multiple of 8 from 8 to 512, or of 32 from 512 to 1024",
+    ),
+    ({"redshift_base_rpu": 12}, "redshift_base_rpu=12: use 4"),
+    ({"redshift_base_rpu": 520}, "redshift_base_rpu=520: use 4"),
+    ({"redshift_base_rpu": 1056}, "redshift_base_rpu=1056: use 4"),
+    (
+        {"redshift_usage_limit_action": "stop"},
+        "redshift_usage_limit_action: use log, emit-metric or deactivate",
+    ),
+    ({"macie_job_frequency": "weekly"}, "macie_job_frequency='weekly': use DAILY, WEEKLY or MONTHLY"),
+    ({"lf_tag_prefix": "l" * 21}, "lf_tag_prefix='lllllllllllllllllllll': use up to 20 of a-z 0-9 _ . : -"),
+    ({"lf_tag_prefix": "Lake_"}, "lf_tag_prefix='Lake_': use up to 20"),
+    (
+        {"lifecycle": Lifecycle(raw_infrequent_access_after=29)},
+        "lifecycle: S3 needs raw_infrequent_access_after >= 30 and below raw_glacier_ir_after",
+    ),
+    ({"lifecycle": Lifecycle(raw_infrequent_access_after=90)}, "lifecycle: S3 needs"),
+    (
+        {"features": Features(quicksight_principal_arn="arn:aws:quicksight:eu-west-1:1:user/default/x")},
+        "features.quicksight_principal_arn='arn:aws:quicksight:eu-west-1:1:user/default/x': use a QuickSight user or group ARN",
+    ),
+]
+
+#: Changes at each bound that a stage takes.
+_ACCEPTED_STAGE_EDITS: list[dict[str, Any]] = [
+    {"prefix": "lk", "account": "123456789012", "log_retention_days": 1},
+    {"prefix": "l" + "-" * 19, "log_retention_days": 3653, "alarm_email": "ops+lake@example.co.uk"},
+    {"lake_admin_arns": (_ARN, "arn:aws-us-gov:iam::123456789012:user/admin")},
+    {"athena_bytes_scanned_cutoff": 10 * 1024**2, "redshift_base_rpu": 4},
+    {"redshift_base_rpu": 512, "redshift_usage_limit_action": "log", "macie_job_frequency": "DAILY"},
+    {"redshift_base_rpu": 544, "lf_tag_prefix": "l" * 20},
+    {"redshift_base_rpu": 1024, "lf_tag_prefix": "lake_tags.v1:-"},
+    {"lifecycle": Lifecycle(raw_infrequent_access_after=30, raw_glacier_ir_after=31)},
+    {
+        "features": Features(
+            quicksight_principal_arn="arn:aws:quicksight:eu-west-1:123456789012:group/default/bi"
+        )
+    },
+]
+
+
+@pytest.mark.parametrize(("changes", "problem"), _REFUSED_STAGE_EDITS, ids=lambda v: repr(v)[:40])
+def test_a_stage_past_a_bound_is_refused_naming_the_field_and_the_fix(
+    changes: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ValueError) as refused:
+        replace(get_stage("sandbox"), **changes)
+    message = str(refused.value)
+    assert message.startswith("Invalid stage configuration in config/stages.py stage 'sandbox':\n  - ")
+    assert problem in message
+    assert message.count("\n  - ") == 1  # that problem alone
+
+
+@pytest.mark.parametrize("changes", _ACCEPTED_STAGE_EDITS, ids=lambda v: repr(v)[:40])
+def test_a_stage_at_each_bound_is_taken(changes: dict[str, Any]) -> None:
+    assert replace(get_stage("prod"), **changes).name == "prod"
+
+
+def test_every_problem_of_a_stage_is_named_at_once() -> None:
+    with pytest.raises(ValueError) as refused:
+        StageConfig(name="qa", prefix="QA", account="1", macie_job_frequency="HOURLY")
+    problems = str(refused.value).split("\n  - ")
+    assert problems[0] == "Invalid stage configuration in config/stages.py stage 'qa':"
+    assert [p.split("=")[0] for p in problems[1:]] == ["prefix", "account", "macie_job_frequency"]
+
+
+def test_a_stage_edited_into_an_invalid_one_stops_synth_with_one_clear_line(
+    tmp_path: Path, root: Path
+) -> None:
+    # GIVEN a fork whose config/stages.py defines a stage that fails its checks
+    shutil.copy(root / "app.py", tmp_path)
+    shutil.copytree(root / "config", tmp_path / "config", ignore=shutil.ignore_patterns("__pycache__"))
+    stages = tmp_path / "config" / "stages.py"
+    stages.write_text(stages.read_text().replace('prefix="lake-sbx"', 'prefix="Lake_SBX"'))
+    # WHEN the CDK app runs as `cdk synth` runs it (the rest of the project from this checkout)
+    result = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(root), CDK_CONTEXT_JSON="{}", CDK_OUTDIR=str(tmp_path / "out")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # THEN it stops with the file, the stage, the field and the fix, and no Python traceback
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: Invalid stage configuration in config/stages.py stage 'sandbox':")
+    assert "prefix='Lake_SBX': use 2-20 lower-case letters, digits or '-'" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_features_switch_from_the_command_line() -> None:
