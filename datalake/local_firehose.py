@@ -61,7 +61,7 @@ def invocation_events(
             "region": "local",
             "records": batch,
         }
-        if kinesis_every and len(events) % kinesis_every == 1:
+        if kinesis_every and (len(events) + 1) % kinesis_every == 0:
             event["sourceKinesisStreamArn"] = f"arn:aws:kinesis:local:000000000000:stream/{stream}-source"
             for i, record in enumerate(batch):
                 record["kinesisRecordMetadata"] = {

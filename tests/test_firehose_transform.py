@@ -19,6 +19,7 @@ from records import RecordValidator
 from transform import MAX_RESPONSE_BYTES, transform_event
 
 from datalake.dataset import DATASETS_DIR, load_dataset
+from datalake.local_firehose import INVOCATION_BYTES, deliver, invocation_events
 
 EVENTS = Path(__file__).parent / "events"
 ORDERS = load_dataset(DATASETS_DIR / "orders.json")
@@ -579,3 +580,53 @@ def test_handler_reads_the_spec_from_its_environment_and_emits_metrics(
     assert metrics["dataset"] == "orders"
     assert (metrics["RecordsIn"], metrics["RecordsOk"], metrics["RecordsRejected"]) == ([5.0], [2.0], [3.0])
     assert os.environ["DATASET_SPEC"]
+
+
+# --- the local Firehose (datalake/local_firehose.py) that the job, replay and demo tests use -----
+
+
+def test_the_local_firehose_invokes_with_up_to_1_mib_of_data_in_either_event_shape() -> None:
+    # GIVEN payloads whose base64 fills one invocation exactly (2 x 512 KiB), then more
+    exact = [b"a" * 393_216, b"b" * 393_216]
+    assert sum(len(base64.b64encode(p)) for p in exact) == INVOCATION_BYTES
+    sent = [*exact, b"c" * 3, *(b"d" * 700_000 for _ in range(3))]
+    # WHEN the local Firehose batches them
+    events = invocation_events(sent, stream="s", arrival=NOW)
+    # THEN an invocation holds up to 1 MiB of data and not a byte more, every payload once, in order
+    batches = [[base64.b64decode(r["data"]) for r in e["records"]] for e in events]
+    d = b"d" * 700_000  # 933,336 bytes of base64: one more does not fit
+    assert batches == [exact, [b"c" * 3, d], [d], [d]]
+    ids = [r["recordId"] for e in events for r in e["records"]]
+    assert ids == sorted(set(ids)) and len(ids) == len(sent)
+    # AND every second invocation has the Kinesis-source shape, each record its own sequence number
+    assert ["sourceKinesisStreamArn" in e for e in events] == [False, True, False, True]
+    assert all("kinesisRecordMetadata" not in r for e in events[::2] for r in e["records"])
+    assert events[1]["sourceKinesisStreamArn"] == "arn:aws:kinesis:local:000000000000:stream/s-source"
+    metadata = [r["kinesisRecordMetadata"] for r in events[1]["records"]]
+    assert [m["sequenceNumber"] for m in metadata] == ["00000000010000000000", "00000000010000000001"]
+    assert {m["approximateArrivalTimestamp"] for m in metadata} == {int(NOW.timestamp() * 1000)}
+
+
+@pytest.mark.parametrize(("every", "kinesis"), [(0, "....."), (1, "KKKKK"), (2, ".K.K."), (3, "..K..")])
+def test_the_local_firehose_gives_every_nth_invocation_the_kinesis_source_shape(
+    every: int, kinesis: str
+) -> None:
+    events = invocation_events([b"x" * 700_000] * 5, stream="s", arrival=NOW, kinesis_every=every)
+    assert "".join("K" if "sourceKinesisStreamArn" in e else "." for e in events) == kinesis
+
+
+def test_a_local_delivery_counts_each_invocation_and_record_through_the_real_transform(
+    tmp_path: Path,
+) -> None:
+    # GIVEN five valid orders of about 300 KiB each (a long unknown field), and one malformed line
+    sent = [json.dumps({**_payload(order_id=f"o-{i}"), "note": "n" * 300_000}).encode() for i in range(5)]
+    sent.append(b"{not json")
+    # WHEN the local Firehose delivers them: 400 KiB of base64 each, two per invocation
+    delivery = deliver(sent, ORDERS, tmp_path, arrival=NOW)
+    # THEN each invocation and record is counted, and written where Firehose writes it
+    assert (delivery.records_in, delivery.ok, delivery.rejected, delivery.processing_failed) == (6, 5, 1, 0)
+    assert delivery.invocations == len(invocation_events(sent, stream="local", arrival=NOW)) == 3
+    assert [p.relative_to(tmp_path).as_posix() for p in delivery.objects] == [
+        "orders/year=2024/month=05/day=01/hour=10/part.json.gz",
+        "orders_rejected/year=2024/month=05/day=01/hour=01/part.json.gz",
+    ]
