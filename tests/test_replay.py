@@ -35,8 +35,17 @@ def _processing_failed(tmp: Path) -> tuple[list[bytes], Path]:
     sent = payloads(40, defects=False)
     delivery = deliver(sent, ORDERS, tmp, arrival=ARRIVAL, max_response_bytes=4000)
     (error_object,) = (tmp / "errors" / "orders" / "processing-failed").rglob("*.gz")
-    lines = gzip.decompress(error_object.read_bytes()).splitlines()
-    failed = [base64.b64decode(json.loads(line)["rawData"]) for line in lines]
+    documents = [json.loads(line) for line in gzip.decompress(error_object.read_bytes()).splitlines()]
+    failed = [base64.b64decode(d["rawData"]) for d in documents]
+    # each in Firehose's documented error-record form, at the arrival time of the delivery
+    millis = int(ARRIVAL.timestamp() * 1000)
+    assert {
+        (d["attemptsMade"], d["arrivalTimestamp"], d["attemptEndingTimestamp"], d["errorCode"])
+        for d in documents
+    } == {(1, millis, millis, "Lambda.ProcessingFailedStatus")}
+    assert error_object.relative_to(tmp).as_posix() == (
+        "errors/orders/processing-failed/year=2024/month=05/day=01/hour=12/part.gz"
+    )
     # nothing lost: every payload is in the raw zone, rejected, or in the error object as it was sent
     assert delivery.ok + delivery.rejected + len(failed) == len(sent)
     assert 0 < len(failed) == delivery.processing_failed and set(failed) <= set(sent)
