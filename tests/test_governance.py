@@ -302,6 +302,8 @@ def test_lake_formation_off_leaves_an_iam_only_lake() -> None:
     # analysts then read the curated bucket through IAM
     policies = json.dumps(synth.template_json(lake.governance))
     assert "lakeformation:GetDataAccess" not in policies
+    # and the job and the crawler have no use for Lake Formation's credentials
+    assert "lakeformation:GetDataAccess" not in json.dumps(synth.template_json(lake.processing))
 
 
 # --- Macie ---------------------------------------------------------------------------------

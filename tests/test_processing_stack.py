@@ -207,6 +207,15 @@ def test_crawler_is_incremental_and_never_rewrites_the_declared_schema(template:
     assert json.loads(crawler["Configuration"])["CrawlerOutput"]["Partitions"] == {
         "AddOrUpdateBehavior": "InheritFromTable"
     }
+    # with Lake Formation on, the crawler reads through its credentials, which the job too may get
+    assert crawler["LakeFormationConfiguration"] == {"UseLakeFormationCredentials": True}
+    for policy in ("OrdersJobPolicy", "OrdersCrawlerPolicy"):
+        data_access = [
+            st for st in policy_statements(template, policy) if "GetDataAccess" in str(st["Action"])
+        ]
+        assert [(st["Action"], st["Resource"]) for st in data_access] == [
+            ("lakeformation:GetDataAccess", "*")
+        ]
 
 
 def test_data_quality_ruleset_is_generated_from_the_dataset_file(template: Template) -> None:
@@ -285,10 +294,13 @@ def test_every_task_retries_with_jittered_backoff_and_catches_to_an_alert(templa
     for name in task_names:
         retry = states[name]["Retry"]
         assert retry, name
-        for r in retry:
-            assert r["BackoffRate"] == 2 and r["JitterStrategy"] == "FULL" and r["MaxDelaySeconds"] == 300, (
-                name
-            )
+        # waits of up to 30 s, 60 s and 120 s (full jitter, each under 5 minutes): three retries,
+        # two for the call that starts a job run
+        attempts = 2 if name in ("RunJob", "RunJobAgain") else 3
+        found = [
+            (r["IntervalSeconds"], r["BackoffRate"], r["MaxAttempts"], r["MaxDelaySeconds"]) for r in retry
+        ]
+        assert found == [(30, 2, attempts, 300)] and retry[0]["JitterStrategy"] == "FULL", name
         if name != "NotifyFailure":
             catches = [c for c in states[name]["Catch"] if c["ErrorEquals"] == ["States.ALL"]]
             assert catches, name
