@@ -207,6 +207,11 @@ def test_crawler_is_incremental_and_never_rewrites_the_declared_schema(template:
     assert json.loads(crawler["Configuration"])["CrawlerOutput"]["Partitions"] == {
         "AddOrUpdateBehavior": "InheritFromTable"
     }
+    # the curated and quarantined rows' folders alone: not the job's manifests, run summaries or
+    # Spark event logs, which sit under the same bucket
+    targets = crawler["Targets"]["S3Targets"]
+    assert [t["Path"]["Fn::Join"][1][-1] for t in targets] == ["/orders/", "/orders_quarantine/"]
+    assert all(t["Exclusions"] == ["_*/**"] for t in targets)
     # with Lake Formation on, the crawler reads through its credentials, which the job too may get
     assert crawler["LakeFormationConfiguration"] == {"UseLakeFormationCredentials": True}
     for policy in ("OrdersJobPolicy", "OrdersCrawlerPolicy"):
@@ -363,8 +368,11 @@ def test_a_run_that_rebuilt_no_day_skips_the_crawler_and_data_quality(template: 
         {"Variable": "$.run.summary.quality_predicate", "StringEquals": "", "Next": "NotifyNoRowsToCheck"}
     ]
     assert written["Default"] == "StartDataQuality"
-    table = states["StartDataQuality"]["Parameters"]["DataSource"]["GlueTable"]
+    evaluation = states["StartDataQuality"]["Parameters"]
+    table = evaluation["DataSource"]["GlueTable"]
     assert table["AdditionalOptions"] == {"pushDownPredicate.$": "$.run.summary.quality_predicate"}
+    # its outcome is published as the metrics the dashboard reads (rules passed and failed)
+    assert evaluation["AdditionalRunOptions"] == {"CloudWatchMetricsEnabled": True}
     # the success notice reports what the run did
     assert "$.run.summary.rows_written" in states["NotifySuccess"]["Parameters"]["Message.$"]
     # the state machine may read the summaries (and decrypt them through S3) and nothing else
@@ -408,7 +416,8 @@ def test_schedule_from_the_dataset_file_starts_the_state_machine(template: Templ
     schedule = _one(template, "AWS::Scheduler::Schedule")
     assert schedule["ScheduleExpression"] == ORDERS.processing.schedule == "rate(1 hour)"
     assert schedule["Target"]["Arn"]["Ref"].startswith("OrdersStateMachine")
-    assert schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] == 5
+    # a start that fails is tried again for up to an hour (the next run's start is due then)
+    assert schedule["Target"]["RetryPolicy"] == {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 5}
 
 
 def test_alarms_and_failure_rules_reach_the_alert_topic(template: Template) -> None:
@@ -421,6 +430,32 @@ def test_alarms_and_failure_rules_reach_the_alert_topic(template: Template) -> N
         "glue.driver.aggregate.numFailedTasks",
     ]
     assert all(a["Properties"]["AlarmActions"] for a in alarms.values())
+    # each fires on one occurrence, the job's counts summed per hour and the rest per 5 minutes;
+    # no data (no run) is no breach
+    assert {
+        a["Properties"]["MetricName"]: tuple(
+            a["Properties"][k]
+            for k in (
+                "Threshold",
+                "ComparisonOperator",
+                "EvaluationPeriods",
+                "Period",
+                "Statistic",
+                "TreatMissingData",
+            )
+        )
+        for a in alarms.values()
+    } == {
+        name: (
+            0,
+            "GreaterThanThreshold",
+            1,
+            3600 if name == "UnplacedObjects" else 300,
+            "Sum",
+            "notBreaching",
+        )
+        for name in names
+    }
     rules = template.find_resources("AWS::Events::Rule")
     patterns = {r["Properties"]["EventPattern"]["detail-type"][0]: r["Properties"] for r in rules.values()}
     assert sorted(patterns) == [
