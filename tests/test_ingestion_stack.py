@@ -42,6 +42,18 @@ def _stream(template: Template) -> dict[str, Any]:
     return next(iter(streams.values()))["Properties"]
 
 
+def _via(statements: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The KMS actions of a policy by the service they are confined to: ``kms:ViaService`` is
+    ``<service>.<region>.amazonaws.com``, joined with the region's token."""
+    found = {}
+    for st in statements:
+        via = st.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService")
+        if via is not None:
+            service = via["Fn::Join"][1][0].split(".")[0]
+            found[service] = sorted([st["Action"]] if isinstance(st["Action"], str) else st["Action"])
+    return found
+
+
 def test_direct_put_stream_is_encrypted_with_the_raw_key(template: Template) -> None:
     props = _stream(template)
     assert props["DeliveryStreamType"] == "DirectPut"
@@ -83,7 +95,11 @@ def test_lambda_processor_configuration(template: Template) -> None:
     params = {p["ParameterName"]: p["ParameterValue"] for p in processor["Processors"][0]["Parameters"]}
     assert processor["Processors"][0]["Type"] == "Lambda"
     assert params["BufferSizeInMBs"] == "1"
+    assert params["BufferIntervalInSeconds"] == "60"
     assert params["NumberOfRetries"] == "3"
+    # a record whose partition keys cannot be applied is retried for 5 minutes, then goes to errors/
+    dynamic = _stream(template)["ExtendedS3DestinationConfiguration"]["DynamicPartitioningConfiguration"]
+    assert dynamic == {"Enabled": True, "RetryOptions": {"DurationInSeconds": 300}}
     assert params["LambdaArn"]["Fn::GetAtt"][0].startswith("OrdersTransform")
 
 
@@ -104,6 +120,7 @@ def test_transform_gets_the_spec_from_the_dataset_file(template: Template) -> No
     assert json.loads(env["DATASET_SPEC"]) == ORDERS.to_spec()
     assert env["DELIVERY_STREAM_NAME"] == "lake-sbx-orders"
     assert props["Runtime"] == "python3.14"
+    assert (props["MemorySize"], props["Timeout"]) == (512, 120)
     assert props["Architectures"] == ["arm64"]
     assert props["TracingConfig"] == {"Mode": "Active"}
 
@@ -127,6 +144,12 @@ def test_delivery_role_is_least_privilege(template: Template) -> None:
         assert prefix in rendered
     kms_s3 = next(s for s in statements if sorted(s["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"])
     assert "kms:ViaService" in kms_s3["Condition"]["StringEquals"]
+    # a Direct PUT stream encrypts what it buffers with the raw key, through Firehose only
+    assert _via(statements) == {
+        "s3": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "firehose": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+    }
+    assert not any(a.startswith("kinesis:") for a in actions)
     assert template.find_resources("AWS::IAM::Policy") == {}  # no inline policies anywhere
 
 
@@ -151,8 +174,12 @@ def test_alarms_notify_the_alert_topic(template: Template) -> None:
     freshness = next(p for d, p in by_desc.items() if "wait for delivery" in d)
     assert freshness["MetricName"] == "DeliveryToS3.DataFreshness"
     assert freshness["Threshold"] == 2 * 900 + 300
+    assert (freshness["Statistic"], freshness["Period"]) == ("Maximum", 300)  # the oldest record's age
     rate = next(p for d, p in by_desc.items() if "records rejected" in d)
     assert "100 * FILL(rejected, 0)" in json.dumps(rate["Metrics"])
+    # the transform's counts, summed per 5 minutes
+    stats = [m["MetricStat"] for m in rate["Metrics"] if "MetricStat" in m]
+    assert stats and all((m["Stat"], m["Period"]) == ("Sum", 300) for m in stats)
     for props in by_desc.values():
         assert props["AlarmActions"] and props["OKActions"]
 
@@ -215,3 +242,11 @@ def test_kinesis_source_is_on_demand_and_encrypted_with_the_raw_key() -> None:
     assert "DeliveryStreamEncryptionConfigurationInput" not in props
     statements = policy_statements(template, "OrdersDeliveryPolicy")
     assert any("kinesis:GetRecords" in s["Action"] for s in statements)
+    # the key is used through S3 and Kinesis (decrypting the stream's records), not Firehose's SSE
+    assert _via(statements) == {"s3": ["kms:Decrypt", "kms:GenerateDataKey"], "kinesis": ["kms:Decrypt"]}
+    # records are kept a day in the stream; with no removal policy given, the stream and the
+    # log groups outlive a destroyed stack
+    (stream,) = template.find_resources("AWS::Kinesis::Stream").values()
+    assert stream["Properties"]["RetentionPeriodHours"] == 24
+    kept = [stream, *template.find_resources("AWS::Logs::LogGroup").values()]
+    assert len(kept) == 3 and all(r["DeletionPolicy"] == "Retain" for r in kept)
