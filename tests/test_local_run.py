@@ -20,7 +20,7 @@ from lake_app import SECOND_DATASET
 
 from datalake import sql
 from datalake.dataset import DATASETS_DIR, load_dataset
-from datalake.local_run import QueryResult, Summary, main, run_pipeline
+from datalake.local_run import DEMO_START, QueryResult, Summary, main, run_pipeline
 from datalake.sample import payloads
 
 pytestmark = pytest.mark.spark
@@ -197,6 +197,44 @@ def test_cli_fails_with_one_clear_line(
     assert main([*args, "--workdir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_cli_names_an_invalid_dataset_file_and_runs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = {**json.loads((DATASETS_DIR / "orders.json").read_text()), "record_key": "nope"}
+    (tmp_path / "orders.json").write_text(json.dumps(broken))
+    args = ["--events", __file__, "--dataset", "orders", "--workdir", str(tmp_path / "run")]
+    assert main([*args, "--datasets-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: Invalid dataset file {tmp_path / 'orders.json'}:") and "record_key" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--dataset", "orders", "--workdir", "w"],  # no events
+        ["--events", "e", "--demo", "5", "--dataset", "orders", "--workdir", "w"],  # both
+        ["--events", "e", "--workdir", "w"],
+        ["--events", "e", "--dataset", "orders"],
+    ],
+)
+def test_cli_takes_events_or_a_demo_a_dataset_and_a_workdir(args: list[str]) -> None:
+    with pytest.raises(SystemExit) as usage:
+        main(args)
+    assert usage.value.code == 2
+
+
+def test_the_demo_writes_the_events_it_generated_and_runs_them(spark: Any, tmp_path: Path) -> None:
+    # WHEN the demo runs (make demo): generated orders, malformed, duplicated and late ones too
+    assert main(["--demo", "60", "--dataset", "orders", "--workdir", str(tmp_path)]) == 0
+    # THEN the events are kept, one per line, the same on every run, and each is accounted for
+    sent = payloads(60, seed=2026, start=DEMO_START)
+    assert (tmp_path / "events.jsonl").read_bytes() == b"".join(p.replace(b"\n", b" ") + b"\n" for p in sent)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["records_in"] == 60 == summary["transform_ok"] + summary["transform_rejected"]
+    assert summary["transform_rejected"] > 0 and summary["curated_rows"] > 0
 
 
 def test_cli_runs_any_dataset_file_with_the_queries_over_its_own_table(tmp_path: Path) -> None:
