@@ -90,15 +90,19 @@ def synthesize(stage_name: str = "sandbox", extra_datasets: tuple[str, ...] = ()
     return build(stage, load_datasets() + tuple(load_dataset(path) for path in extra_datasets))
 
 
+def app_context() -> dict[str, Any]:
+    """The context ``cdk synth`` gives the app: cdk.json's (the feature flags, which the CLI passes
+    and a test must pass itself), with no asset bundling (code folders are used as they are)."""
+    context = dict(json.loads(CDK_JSON.read_text())["context"])
+    context["aws:cdk:bundling-stacks"] = []
+    return context
+
+
 def build(stage: StageConfig, datasets: tuple[Dataset, ...]) -> Synth:
     """Check, build and synthesize the app as ``app.py`` does, uncached (``synthesize`` caches)."""
     check_inputs(stage, datasets)
     outdir = Path(tempfile.mkdtemp(prefix=f"cdk-{stage.name}-"))
-    # The CLI passes cdk.json's context (the feature flags) to the app; a test must do it itself.
-    context = dict(json.loads(CDK_JSON.read_text())["context"])
-    # No asset bundling in tests: the functions' code folders are used as they are.
-    context["aws:cdk:bundling-stacks"] = []
-    app = cdk.App(outdir=str(outdir), context=context)
+    app = cdk.App(outdir=str(outdir), context=app_context())
     lake = build_lake(app, stage, datasets)
     add_compliance_packs(app)
     assembly = app.synth()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
-from aws_cdk.assertions import Match, Template
-from lake_app import Synth, synthesize
+from typing import Any
 
-from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_kms as kms
+from aws_cdk.assertions import Annotations, Match, Template
+from lake_app import Synth, app_context, synthesize
+
+from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS, LakeBucket, LakeStorage
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +182,9 @@ def test_sandbox_destroys_everything_and_empties_buckets(template: Template) -> 
         for resource in template.find_resources(type_).values():
             assert resource["DeletionPolicy"] == "Delete"
     assert len(template.find_resources("Custom::S3AutoDeleteObjects")) == 5
+    # a destroyed key can be recovered for the shortest window KMS allows, 7 days
+    keys = template.find_resources("AWS::KMS::Key").values()
+    assert {k["Properties"]["PendingWindowInDays"] for k in keys} == {7}
 
 
 def test_prod_retains_data_and_keys_and_protects_stacks(prod_template: Template) -> None:
@@ -185,6 +192,64 @@ def test_prod_retains_data_and_keys_and_protects_stacks(prod_template: Template)
         for resource in prod_template.find_resources(type_).values():
             assert resource["DeletionPolicy"] == "Retain"
     assert prod_template.find_resources("Custom::S3AutoDeleteObjects") == {}
+    # a key scheduled for deletion by hand can be recovered for the longest window, 30 days
+    keys = prod_template.find_resources("AWS::KMS::Key").values()
+    assert {k["Properties"]["PendingWindowInDays"] for k in keys} == {30}
     prod = synthesize("prod")
     assert all(s.termination_protection for s in prod.lake.stacks)
     assert not any(s.termination_protection for s in synthesize("sandbox").lake.stacks)
+
+
+def test_the_storage_constructs_documented_defaults() -> None:
+    # GIVEN the lake's buckets with only what they require (a fork reusing the construct), and
+    # one bucket given a removal policy the lake does not support
+    stack = cdk.Stack(cdk.App(context=app_context()), "Defaults")
+    keys = {zone: kms.Key(stack, zone) for zone in ("Raw", "Curated", "Analytics")}
+    LakeStorage(
+        stack,
+        "Storage",
+        prefix="t",
+        raw_key=keys["Raw"],
+        curated_key=keys["Curated"],
+        analytics_key=keys["Analytics"],
+    )
+    snapshot = LakeBucket(
+        stack,
+        "Snapshot",
+        encryption_key=None,
+        server_access_logs_bucket=None,
+        removal_policy=cdk.RemovalPolicy.SNAPSHOT,
+    )
+    template = Template.from_stack(stack)
+    buckets = template.find_resources("AWS::S3::Bucket")
+
+    def rules(bucket: str) -> dict[str, dict[str, Any]]:
+        (props,) = [b["Properties"] for lid, b in buckets.items() if lid.startswith(f"Storage{bucket}Bucket")]
+        return {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
+
+    # THEN each default is the documented one: raw tiers after 30 and 90 days, query results
+    # expire after 30 days, access logs after 365, noncurrent versions after 30 everywhere
+    assert rules("Raw")["TierRawData"]["Transitions"] == [
+        {"StorageClass": "STANDARD_IA", "TransitionInDays": 30},
+        {"StorageClass": "GLACIER_IR", "TransitionInDays": 90},
+    ]
+    assert rules("AthenaResults")["ExpireQueryResults"]["ExpirationInDays"] == 30
+    assert rules("AccessLogs")["ExpireAccessLogs"]["ExpirationInDays"] == 365
+    assert {
+        r["ExpirationInDays"]
+        for r in (rules("Curated")["ExpireRunSummaries"], rules("Curated")["ExpireSparkUiLogs"])
+    } == {30}
+    for bucket in ("Raw", "Curated", "Analytics", "AthenaResults", "AccessLogs"):
+        common = rules(bucket)["AbortIncompleteUploadsAndExpireNoncurrent"]
+        assert common["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+        assert common["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+        assert common["ExpiredObjectDeleteMarker"] is True  # a delete marker left alone goes too
+    # AND each bucket's access logs go under its construct id; every bucket and its data are
+    # retained, never emptied, and an unsupported removal policy is retained with a warning
+    (raw,) = [b["Properties"] for lid, b in buckets.items() if lid.startswith("StorageRawBucket")]
+    assert raw["LoggingConfiguration"]["LogFilePrefix"] == "Raw/"
+    assert {b["DeletionPolicy"] for b in buckets.values()} == {"Retain"}
+    assert template.find_resources("Custom::S3AutoDeleteObjects") == {}
+    warned = Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp("not supported"))
+    assert [w.id for w in warned] == [f"/{snapshot.node.path}"]
+    assert "SNAPSHOT is not supported for lake buckets; the bucket is retained" in str(warned[0].entry.data)
