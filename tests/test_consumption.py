@@ -151,6 +151,25 @@ def test_warehouse_network_is_private_with_endpoints_and_no_nat(prod: Synth) -> 
             assert "CidrIp" not in rule and "CidrIpv6" not in rule, rule
     for rule in _props(prod, "AWS::EC2::SecurityGroupIngress"):
         assert "SourceSecurityGroupId" in rule and rule["FromPort"] == rule["ToPort"] == 443
+    # one /24 per availability zone, and nothing goes out but HTTPS: to the endpoints' group and
+    # to S3 through its gateway (no group keeps the default all-traffic egress)
+    assert sorted(s["CidrBlock"] for s in subnets) == ["10.42.0.0/24", "10.42.1.0/24", "10.42.2.0/24"]
+    egress = [
+        (r.get("CidrIp"), "DestinationSecurityGroupId" in r, r["IpProtocol"], r["FromPort"], r["ToPort"])
+        for group in groups.values()
+        for r in group["Properties"].get("SecurityGroupEgress", [])
+    ] + [
+        (r.get("CidrIp"), "DestinationSecurityGroupId" in r, r["IpProtocol"], r["FromPort"], r["ToPort"])
+        for r in _props(prod, "AWS::EC2::SecurityGroupEgress")
+    ]
+    assert sorted(egress, key=str) == sorted(
+        [
+            ("0.0.0.0/0", False, "tcp", 443, 443),  # the workgroup to S3
+            (None, True, "tcp", 443, 443),  # the workgroup to the interface endpoints
+            ("255.255.255.255/32", False, "icmp", 252, 86),  # the endpoints' group: CDK's "no egress"
+        ],
+        key=str,
+    )
 
 
 def test_namespace_is_encrypted_with_a_managed_secret_and_audit_logs(prod: Synth) -> None:
@@ -171,6 +190,7 @@ def test_workgroup_is_private_ssl_only_with_capacity_and_usage_limit(prod: Synth
     assert wg["PubliclyAccessible"] is False
     assert wg["EnhancedVpcRouting"] is True
     assert wg["BaseCapacity"] == PROD.redshift_base_rpu
+    assert wg["Port"] == 5439  # Redshift's own, which the endpoint and clients expect
     params = {p["ParameterKey"]: p["ParameterValue"] for p in wg["ConfigParameters"]}
     assert params["require_ssl"] == "true"
     (limit,) = _props(prod, "Custom::RedshiftServerlessUsageLimit")
