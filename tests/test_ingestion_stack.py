@@ -195,6 +195,14 @@ def test_raw_tables_use_partition_projection_on_the_firehose_prefix(catalog: Tem
     params = orders["Parameters"]
     assert params["projection.enabled"] == "true"
     assert params["projection.hour.range"] == "0,23"
+    # the transform partitions by month=05, day=01, hour=09: two digits, as projection must write them
+    assert {k: params.get(f"projection.{k}.digits") for k in ("year", "month", "day", "hour")} == {
+        "year": None,
+        "month": "2",
+        "day": "2",
+        "hour": "2",
+    }
+    assert orders["StorageDescriptor"]["Compressed"] is True
     template_location = json.dumps(params["storage.location.template"])
     assert "/orders/year=${year}/month=${month}/day=${day}/hour=${hour}/" in template_location
     assert [k["Name"] for k in orders["PartitionKeys"]] == ["year", "month", "day", "hour"]
