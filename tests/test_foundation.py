@@ -175,6 +175,12 @@ def test_alert_topic_is_encrypted_with_logs_key(template: Template) -> None:
         "AWS::SNS::Topic",
         {"KmsMasterKeyId": {"Fn::GetAtt": [Match.string_like_regexp("^KeysLogsKey"), "Arn"]}},
     )
+    # and takes no message over plain HTTP
+    (policy,) = template.find_resources("AWS::SNS::TopicPolicy").values()
+    assert any(
+        st["Effect"] == "Deny" and st["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]
+    )
 
 
 def test_sandbox_destroys_everything_and_empties_buckets(template: Template) -> None:

@@ -470,6 +470,8 @@ def test_alarms_and_failure_rules_reach_the_alert_topic(template: Template) -> N
     for rule in rules.values():
         target = rule["Properties"]["Targets"][0]
         assert "DeadLetterConfig" in target and "InputTransformer" in target
+        # a notice SNS cannot take yet is tried for a day (up to 20 times) before the dead letters
+        assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 20}
 
 
 def test_roles_have_no_inline_or_aws_managed_policies(template: Template) -> None:
