@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -501,3 +502,16 @@ def test_one_dashboard_covers_the_whole_pipeline(sandbox: Synth) -> None:
         "ExecutionsFailed",
     ):
         assert metric in body, metric
+    # a day at a glance, and each row of widgets fills the dashboard's 24 columns with no gap
+    parts = next(iter(dashboards.values()))["Properties"]["DashboardBody"]["Fn::Join"][1]
+    # tokens (the region, names) always sit inside JSON strings of the body
+    layout = json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in parts))
+    assert layout["start"] == "-P1D"
+    rows: dict[int, list[tuple[int, int]]] = {}
+    for widget in layout["widgets"]:
+        rows.setdefault(widget["y"], []).append((widget["x"], widget["width"]))
+    assert len(rows) >= 4
+    for widgets in rows.values():
+        edges = sorted(widgets)
+        assert edges[0][0] == 0 and sum(w for _, w in edges) == 24, edges
+        assert all(x + w == next_x for (x, w), (next_x, _) in itertools.pairwise(edges)), edges
