@@ -428,6 +428,7 @@ def test_trail_is_encrypted_validated_and_logs_lake_data_events(sandbox: Synth) 
     props = trail["Properties"]
     assert props["EnableLogFileValidation"] is True
     assert props["IsMultiRegionTrail"] is True
+    assert props["IncludeGlobalServiceEvents"] is True  # IAM and STS calls are global
     assert props["KMSKeyId"]["Fn::GetAtt"][0].startswith("KeysLogsKey")
     assert props["S3BucketName"]["Ref"].startswith("StorageAccessLogsBucket")
     assert props["S3KeyPrefix"] == "cloudtrail"
@@ -436,6 +437,8 @@ def test_trail_is_encrypted_validated_and_logs_lake_data_events(sandbox: Synth) 
     assert management == {"IncludeManagementEvents": True, "ReadWriteType": "All"}
     (resources,) = data["DataResources"]
     assert resources["Type"] == "AWS::S3::Object"
+    # the data selector adds object reads and writes, not the management events a second time
+    assert (data["IncludeManagementEvents"], data["ReadWriteType"]) == (False, "All")
     assert sorted(v["Fn::Join"][1][0]["Fn::GetAtt"][0][:14] for v in resources["Values"]) == sorted(
         ["StorageAnalyti", "StorageCurated", "StorageRawBuck"]
     )
