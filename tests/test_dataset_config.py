@@ -49,12 +49,15 @@ def _column(raw: dict[str, Any], name: str) -> dict[str, Any]:
     return next(c for c in raw["columns"] if c["name"] == name)
 
 
-def _run_app(root: Path, context: dict[str, str], outdir: Path) -> subprocess.CompletedProcess[str]:
-    """The CDK app as `cdk synth` runs it: context and output folder from the environment."""
-    env = dict(os.environ, CDK_CONTEXT_JSON=json.dumps(context), CDK_OUTDIR=str(outdir))
+def _run_app(
+    root: Path, context: dict[str, str], outdir: Path, *, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The CDK app as `cdk synth` runs it: context and output folder from the environment. With
+    ``cwd``, the ``app.py`` there and what that folder holds come first, the rest from ``root``."""
+    env = dict(os.environ, CDK_CONTEXT_JSON=json.dumps(context), CDK_OUTDIR=str(outdir), PYTHONPATH=str(root))
     return subprocess.run(
         [sys.executable, "app.py"],
-        cwd=root,
+        cwd=cwd or root,
         env=env,
         capture_output=True,
         text=True,
@@ -757,15 +760,7 @@ def test_a_stage_edited_into_an_invalid_one_stops_synth_with_one_clear_line(
     stages = tmp_path / "config" / "stages.py"
     stages.write_text(stages.read_text().replace('prefix="lake-sbx"', 'prefix="Lake_SBX"'))
     # WHEN the CDK app runs as `cdk synth` runs it (the rest of the project from this checkout)
-    result = subprocess.run(
-        [sys.executable, "app.py"],
-        cwd=tmp_path,
-        env=dict(os.environ, PYTHONPATH=str(root), CDK_CONTEXT_JSON="{}", CDK_OUTDIR=str(tmp_path / "out")),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run_app(root, {}, tmp_path / "out", cwd=tmp_path)
     # THEN it stops with the file, the stage, the field and the fix, and no Python traceback
     assert result.returncode == 1
     assert result.stderr.startswith("error: Invalid stage configuration in config/stages.py stage 'sandbox':")

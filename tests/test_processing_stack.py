@@ -53,11 +53,17 @@ def _one(template: Template, type_: str) -> dict[str, Any]:
     return next(iter(resources.values()))["Properties"]
 
 
+def _joined_json(value: dict[str, Any]) -> Any:
+    """A JSON document the template builds with ``Fn::Join``; its tokens (ARNs, names, the region)
+    always sit inside JSON strings, read here as ``TOKEN``."""
+    return json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in value["Fn::Join"][1]))
+
+
 def _definition(template: Template) -> dict[str, Any]:
-    props = _one(template, "AWS::StepFunctions::StateMachine")
-    parts = props["DefinitionString"]["Fn::Join"][1]
-    # tokens (ARNs, names) always sit inside JSON strings of the definition
-    return json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in parts))
+    definition: dict[str, Any] = _joined_json(
+        _one(template, "AWS::StepFunctions::StateMachine")["DefinitionString"]
+    )
+    return definition
 
 
 def test_job_runs_on_glue_51_with_arguments_from_the_dataset_file(template: Template) -> None:
@@ -503,9 +509,7 @@ def test_one_dashboard_covers_the_whole_pipeline(sandbox: Synth) -> None:
     ):
         assert metric in body, metric
     # a day at a glance, and each row of widgets fills the dashboard's 24 columns with no gap
-    parts = next(iter(dashboards.values()))["Properties"]["DashboardBody"]["Fn::Join"][1]
-    # tokens (the region, names) always sit inside JSON strings of the body
-    layout = json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in parts))
+    layout = _joined_json(next(iter(dashboards.values()))["Properties"]["DashboardBody"])
     assert layout["start"] == "-P1D"
     rows: dict[int, list[tuple[int, int]]] = {}
     for widget in layout["widgets"]:
