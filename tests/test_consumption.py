@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlglot
 from lake_app import SWITCHED, WITHOUT_AUDIT, Synth, synthesize
 
+from cdk_constructs.reports import unload_statement
 from config import get_stage
 from datalake import sql
 from datalake.dataset import DATASETS_DIR, load_dataset
@@ -99,6 +101,26 @@ def test_report_unloads_the_daily_revenue_query_as_parquet_per_run(sandbox: Synt
     (catch,) = unload["Catch"]
     assert catch["Next"] == "NotifyFailure"
     assert states["NotifyFailure"]["Resource"].endswith(":states:::sns:publish")
+    # the query may run half an hour, the whole report an hour
+    assert (unload["TimeoutSeconds"], _definition(sandbox)["TimeoutSeconds"]) == (1800, 3600)
+
+
+@pytest.mark.parametrize("brace", ["{", "}"])
+def test_a_report_query_with_a_brace_is_refused_naming_its_file(brace: str, tmp_path: Path) -> None:
+    # a brace would be read as a placeholder of States.Format, which fills in the run's name
+    (tmp_path / "athena").mkdir()
+    (tmp_path / "athena" / "q.sql").write_text(f"-- a report\nSELECT '{brace}' AS x\n")
+    (query,) = sql.load("athena", tmp_path)
+    with pytest.raises(
+        ValueError, match=r"q\.sql: braces would be read as Step Functions format placeholders"
+    ):
+        unload_statement(query, "s3://b/reports/q/")
+    # in a comment it is no part of the query
+    (tmp_path / "athena" / "q.sql").write_text(f"-- a report {brace}\nSELECT 1 AS x\n")
+    (query,) = sql.load("athena", tmp_path)
+    assert unload_statement(query, "s3://b/reports/q/").startswith(
+        "UNLOAD (SELECT 1 AS x) TO 's3://b/reports/q/run={}/'"
+    )
 
 
 def test_report_runs_on_a_schedule(sandbox: Synth) -> None:

@@ -220,6 +220,13 @@ def test_analysts_read_curated_tables_without_pii_columns(governance: Template, 
     assert tables[0]["PermissionsWithGrantOption"] == []
     expression = _tag_expression(tables[0])
     assert expression == {"zone": ["curated", "analytics"], "classification": ["public", "internal"]}
+    # people assume the persona roles from the account, for sessions of an hour at most
+    humans = [
+        r["Properties"]
+        for r in _of_type(governance, "AWS::IAM::Role").values()
+        if "AWS" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])
+    ]
+    assert humans and {r["MaxSessionDuration"] for r in humans} == {3600}
     assert all("pii" not in values for values in expression.values())
 
 
