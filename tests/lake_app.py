@@ -109,6 +109,13 @@ def build(stage: StageConfig, datasets: tuple[Dataset, ...]) -> Synth:
     return Synth(app=app, lake=lake, assembly=assembly, outdir=outdir)
 
 
+def joined_json(value: dict[str, Any]) -> Any:
+    """A JSON document a template builds with ``Fn::Join`` (a state machine's definition, a
+    dashboard's body); its tokens (ARNs, names, the region) always sit inside JSON strings, read
+    here as ``TOKEN``."""
+    return json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in value["Fn::Join"][1]))
+
+
 def policy_statements(template: assertions.Template, id_prefix: str) -> list[dict[str, Any]]:
     """The statements of the one managed policy whose logical id starts with ``id_prefix``."""
     policies = {

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import sqlglot
-from lake_app import SWITCHED, WITHOUT_AUDIT, Synth, synthesize
+from lake_app import SWITCHED, WITHOUT_AUDIT, Synth, joined_json, synthesize
 
 from cdk_constructs.reports import unload_statement
 from config import get_stage
@@ -69,8 +69,8 @@ def _definition(synth: Synth) -> dict[str, Any]:
         for m in _props(synth, "AWS::StepFunctions::StateMachine")
         if m["StateMachineName"].endswith("-report")
     ]
-    parts = machine["DefinitionString"]["Fn::Join"][1]
-    return json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in parts))
+    definition: dict[str, Any] = joined_json(machine["DefinitionString"])
+    return definition
 
 
 def _unformat(intrinsic: str) -> str:
@@ -81,7 +81,8 @@ def _unformat(intrinsic: str) -> str:
 
 
 def test_report_unloads_the_daily_revenue_query_as_parquet_per_run(sandbox: Synth) -> None:
-    states = _definition(sandbox)["States"]
+    definition = _definition(sandbox)
+    states = definition["States"]
     unload = states["Unload"]
     assert unload["Resource"].endswith(":states:::athena:startQueryExecution.sync")
     statement = _unformat(unload["Parameters"]["QueryString.$"])
@@ -102,7 +103,7 @@ def test_report_unloads_the_daily_revenue_query_as_parquet_per_run(sandbox: Synt
     assert catch["Next"] == "NotifyFailure"
     assert states["NotifyFailure"]["Resource"].endswith(":states:::sns:publish")
     # the query may run half an hour, the whole report an hour
-    assert (unload["TimeoutSeconds"], _definition(sandbox)["TimeoutSeconds"]) == (1800, 3600)
+    assert (unload["TimeoutSeconds"], definition["TimeoutSeconds"]) == (1800, 3600)
 
 
 @pytest.mark.parametrize("brace", ["{", "}"])
@@ -176,13 +177,13 @@ def test_warehouse_network_is_private_with_endpoints_and_no_nat(prod: Synth) -> 
     # one /24 per availability zone, and nothing goes out but HTTPS: to the endpoints' group and
     # to S3 through its gateway (no group keeps the default all-traffic egress)
     assert sorted(s["CidrBlock"] for s in subnets) == ["10.42.0.0/24", "10.42.1.0/24", "10.42.2.0/24"]
+    rules = [
+        *(r for group in groups.values() for r in group["Properties"].get("SecurityGroupEgress", [])),
+        *_props(prod, "AWS::EC2::SecurityGroupEgress"),
+    ]
     egress = [
         (r.get("CidrIp"), "DestinationSecurityGroupId" in r, r["IpProtocol"], r["FromPort"], r["ToPort"])
-        for group in groups.values()
-        for r in group["Properties"].get("SecurityGroupEgress", [])
-    ] + [
-        (r.get("CidrIp"), "DestinationSecurityGroupId" in r, r["IpProtocol"], r["FromPort"], r["ToPort"])
-        for r in _props(prod, "AWS::EC2::SecurityGroupEgress")
+        for r in rules
     ]
     assert sorted(egress, key=str) == sorted(
         [

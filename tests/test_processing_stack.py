@@ -18,7 +18,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Template
-from lake_app import Synth, policy_statements, synthesize
+from lake_app import Synth, joined_json, policy_statements, synthesize
 
 from cdk_constructs.processing import (
     GLUE_CALL_ERRORS,
@@ -53,14 +53,8 @@ def _one(template: Template, type_: str) -> dict[str, Any]:
     return next(iter(resources.values()))["Properties"]
 
 
-def _joined_json(value: dict[str, Any]) -> Any:
-    """A JSON document the template builds with ``Fn::Join``; its tokens (ARNs, names, the region)
-    always sit inside JSON strings, read here as ``TOKEN``."""
-    return json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in value["Fn::Join"][1]))
-
-
 def _definition(template: Template) -> dict[str, Any]:
-    definition: dict[str, Any] = _joined_json(
+    definition: dict[str, Any] = joined_json(
         _one(template, "AWS::StepFunctions::StateMachine")["DefinitionString"]
     )
     return definition
@@ -509,7 +503,7 @@ def test_one_dashboard_covers_the_whole_pipeline(sandbox: Synth) -> None:
     ):
         assert metric in body, metric
     # a day at a glance, and each row of widgets fills the dashboard's 24 columns with no gap
-    layout = _joined_json(next(iter(dashboards.values()))["Properties"]["DashboardBody"])
+    layout = joined_json(next(iter(dashboards.values()))["Properties"]["DashboardBody"])
     assert layout["start"] == "-P1D"
     rows: dict[int, list[tuple[int, int]]] = {}
     for widget in layout["widgets"]:
