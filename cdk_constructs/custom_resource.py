@@ -2,6 +2,10 @@
 
 The functions answer CloudFormation themselves (``lambda/custom_resources/cfn.py``), so each
 custom resource is one function, one role and one log group; no Node.js framework function.
+
+A function that dies without answering (out of memory, killed at its timeout) is not retried by
+Lambda, and CloudFormation gives up on it a few minutes after the function's timeout instead of
+after its default hour: the deployment fails fast and rolls back, and nothing runs twice.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from cdk_constructs.nag import acknowledge, acknowledge_regulatory, wildcard_fin
 
 CODE_DIR = Path(__file__).resolve().parent.parent / "lambda" / "custom_resources"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
+#: How long CloudFormation waits for an answer beyond the function's timeout: the asynchronous
+#: invocation's queueing and start, and the answer's PUT.
+ANSWER_GRACE = Duration.minutes(5)
 
 
 class CustomResourceFunction(Construct):
@@ -48,6 +55,7 @@ class CustomResourceFunction(Construct):
         environment: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.timeout = timeout or Duration.minutes(5)
         log_group = logs.LogGroup(
             self, "Logs", encryption_key=logs_key, retention=log_retention, removal_policy=removal_policy
         )
@@ -80,7 +88,10 @@ class CustomResourceFunction(Construct):
             code=lambda_.Code.from_asset(str(CODE_DIR), exclude=["__pycache__", "*.pyc"]),
             role=role.without_policy_updates(),
             memory_size=256,
-            timeout=timeout or Duration.minutes(5),
+            timeout=self.timeout,
+            # CloudFormation invokes asynchronously; a retry would run the request again after
+            # CloudFormation has stopped waiting for it (see service_timeout in resource()).
+            retry_attempts=0,
             log_group=log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             environment=dict(environment or {}),
@@ -89,10 +100,10 @@ class CustomResourceFunction(Construct):
         reason = (
             "CloudFormation invokes custom-resource functions and waits for their answer; the "
             "function reports every failure to CloudFormation itself, which fails the deployment, "
-            "so a DLQ would hold nothing anyone acts on."
+            "so a DLQ or failure destination would hold nothing anyone acts on."
         )
         acknowledge_regulatory(self.function, "LambdaDLQ", reason)
-        acknowledge(self.function, reason, "Serverless-LambdaDLQ")
+        acknowledge(self.function, reason, "Serverless-LambdaDLQ", "Serverless-LambdaAsyncFailureDestination")
         acknowledge_regulatory(
             self.function,
             "LambdaConcurrency",
@@ -121,4 +132,5 @@ class CustomResourceFunction(Construct):
             service_token=self.function.function_arn,
             resource_type=resource_type,
             properties=dict(properties),
+            service_timeout=self.timeout.plus(ANSWER_GRACE),
         )

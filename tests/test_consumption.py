@@ -234,6 +234,33 @@ def test_bootstrap_sql_is_every_redshift_file_in_order(prod: Synth) -> None:
     assert boot["Database"] == "lake"
 
 
+def test_custom_resources_fail_fast_when_their_function_dies_without_answering(prod: Synth) -> None:
+    # Every custom resource of the lake (the warehouse's two, Macie's job): CloudFormation stops
+    # waiting 5 minutes after its function's timeout, and Lambda does not run the request again.
+    seen = set()
+    for template in prod.all_templates().values():
+        resources = template["Resources"]
+        retries = {
+            json.dumps(r["Properties"]["FunctionName"]): r["Properties"]["MaximumRetryAttempts"]
+            for r in resources.values()
+            if r["Type"] == "AWS::Lambda::EventInvokeConfig"
+        }
+        for resource in resources.values():
+            # (Custom::VpcRestrictDefaultSG is CDK's own, which empties the VPC's default group.)
+            if resource["Type"].startswith("Custom::") and resource["Type"] != "Custom::VpcRestrictDefaultSG":
+                (function_id, _) = resource["Properties"]["ServiceToken"]["Fn::GetAtt"]
+                timeout = resources[function_id]["Properties"]["Timeout"]
+                assert int(resource["Properties"]["ServiceTimeout"]) == timeout + 300
+                assert retries[json.dumps({"Ref": function_id})] == 0
+                seen.add((resource["Type"], timeout))
+    # The bootstrap SQL waits on Redshift for as long as a function may run; the rest for 5 minutes.
+    assert seen == {
+        ("Custom::RedshiftBootstrapSql", 900),
+        ("Custom::RedshiftServerlessUsageLimit", 300),
+        ("Custom::MacieClassificationJob", 300),
+    }
+
+
 #: Statements sqlglot's Redshift dialect does not model; it keeps them as commands.
 REDSHIFT_ONLY = (
     "CREATE EXTERNAL SCHEMA",

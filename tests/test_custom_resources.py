@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -301,16 +302,35 @@ def _statement(stub: Stubber, sql: str, statement_id: str, *statuses: tuple[str,
         stub.add_response("describe_statement", reply, {"Id": statement_id})
 
 
-def run_sql(e: dict[str, Any]) -> dict[str, Any]:
-    replies = Replies()
-    return cfn.handle(
-        e,
-        None,
-        create=redshift_sql.create,
-        update=redshift_sql.update,
-        delete=redshift_sql.delete,
-        opener=replies,
+class Clock:
+    """Stands in for the ``time`` module: a monotonic clock that moves only when the code sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def run_sql(e: dict[str, Any], *, seconds_left: float = 900.0, clock: Clock | None = None) -> dict[str, Any]:
+    """Invoke the bootstrap function's handler with ``seconds_left`` before its timeout."""
+    sent: list[dict[str, Any]] = []
+    context = mock.Mock(
+        log_stream_name="2026/11/21/[$LATEST]abc",
+        get_remaining_time_in_millis=lambda: int(seconds_left * 1000),
     )
+    with (
+        mock.patch.object(redshift_sql, "time", clock or Clock()),
+        mock.patch.object(cfn, "send", lambda url, response, opener: sent.append(response)),
+    ):
+        returned = redshift_sql.handler(e, context)
+    assert sent == [returned], "exactly one answer, the one returned"
+    return returned
 
 
 def test_bootstrap_runs_each_statement_and_waits(redshift: tuple[Stubber, Stubber]) -> None:
@@ -365,17 +385,91 @@ def test_a_statement_still_running_at_the_deadline_fails_naming_its_first_line(
     data, _ = redshift
     sql = "-- ok-if-exists\n  -- the analysts' role\n\nCREATE ROLE " + "a" * 130 + ";\nGRANT x TO y;"
     _statement(data, sql, "s-1", *[("STARTED", None)] * 7)
-    waits: list[float] = []
-    # WHEN it is run with a deadline of 17.5 s
+    clock = Clock()
+    # WHEN it is run with 17.5 s left for waiting
     with pytest.raises(cfn.ResourceError) as err:
-        redshift_sql.run_statement(data.client, SQL_PROPS, SECRET, sql, sleep=waits.append, deadline=17.5)
-    # THEN it waited with doubling pauses up to 5 s each, until the deadline...
-    assert waits == [0.5, 1, 2, 4, 5, 5]
-    # ...and names the statement by its first line of SQL, cut to 120 characters (the deadline
-    # shown in whole seconds)
+        redshift_sql.run_statement(
+            data.client,
+            SQL_PROPS,
+            SECRET,
+            sql,
+            until=clock.now + 17.5,
+            clock=clock.monotonic,
+            sleep=clock.sleep,
+        )
+    # THEN it waited with doubling pauses up to 5 s each, as long as a pause still fitted...
+    assert clock.waits == [0.5, 1, 2, 4, 5, 5]
+    # ...and names the statement by its first line of SQL, cut to 120 characters (the time
+    # waited shown in whole seconds)
     first = ("CREATE ROLE " + "a" * 130)[:117] + "..."
-    assert str(err.value) == f"`{first}` still STARTED after 18 s (statement s-1)"
+    assert str(err.value) == (
+        f"`{first}` still STARTED after 18 s, when the function had to stop waiting to answer in time "
+        "(statement s-1); the statements are re-runnable: deploy again once it has finished"
+    )
     assert redshift_sql._first_line("-- a comment\n" + "b" * 120) == "b" * 120  # 120 are kept whole
+
+
+class Statements:
+    """A Data API client whose statements run for ``polls[n]`` describes (None: never end)."""
+
+    def __init__(self, *polls: int | None) -> None:
+        self.polls = list(polls)
+        self.executed: list[str] = []
+
+    def execute_statement(self, **request: Any) -> dict[str, str]:
+        self.executed.append(request["Sql"])
+        return {"Id": f"s-{len(self.executed)}"}
+
+    def describe_statement(self, Id: str) -> dict[str, str]:
+        n = int(Id.removeprefix("s-")) - 1
+        left = self.polls[n]
+        if left is not None:
+            self.polls[n] = left - 1
+        return {"Id": Id, "Status": "FINISHED" if left == 0 else "STARTED"}
+
+
+def test_a_run_stops_waiting_in_time_to_answer_before_the_function_times_out(
+    redshift: tuple[Stubber, Stubber],
+) -> None:
+    # GIVEN three statements, the second of which never ends, and 300 s left to the function
+    _, serverless = redshift
+    _namespace(serverless)
+    statements = ["CREATE SCHEMA a;", "CREATE ROLE analyst;", "GRANT USAGE ON SCHEMA a TO ROLE analyst;"]
+    client, clock = Statements(2, None, 0), Clock()
+    start = clock.now
+    # WHEN the handler runs them
+    with mock.patch.object(redshift_sql, "_client", return_value=client):
+        reply = run_sql(
+            event("Create", props={**SQL_PROPS, "Statements": statements}), seconds_left=300, clock=clock
+        )
+    # THEN it waited as long as a pause fitted before the answer's margin, never past it...
+    until = start + 300 - redshift_sql.ANSWER_MARGIN
+    assert until - 5 < clock.now <= until
+    # ...and answered FAILED naming the statement still running; the third was never started
+    assert reply["Status"] == "FAILED"
+    assert re.fullmatch(
+        r"`CREATE ROLE analyst;` still STARTED after \d+ s, when the function had to stop waiting to "
+        r"answer in time \(statement s-2\); the statements are re-runnable: deploy again once it has "
+        r"finished \(log stream .+\)",
+        reply["Reason"],
+    )
+    assert client.executed == statements[:2]
+
+
+def test_a_run_with_no_time_left_starts_nothing(redshift: tuple[Stubber, Stubber]) -> None:
+    # GIVEN less time left to the function than the margin kept to answer
+    _, serverless = redshift
+    _namespace(serverless)
+    client = Statements(0, 0)
+    with mock.patch.object(redshift_sql, "_client", return_value=client):
+        reply = run_sql(event("Create", props=SQL_PROPS), seconds_left=redshift_sql.ANSWER_MARGIN)
+    # THEN no statement ran and the answer says which was next
+    assert client.executed == []
+    assert reply["Status"] == "FAILED"
+    assert reply["Reason"].startswith(
+        "no time left to start `CREATE EXTERNAL SCHEMA IF NOT EXISTS curated FROM DATA CATALOG DATABASE 'db' "
+        "IAM_ROLE 'arn';` (statement 1 of 2); the statements are re-runnable: deploy again"
+    )
 
 
 def test_delete_runs_no_sql(redshift: tuple[Stubber, Stubber]) -> None:

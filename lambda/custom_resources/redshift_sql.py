@@ -9,6 +9,10 @@ comment lines include ``-- ok-if-exists`` succeeds when Redshift says its object
 Create and Update run every statement (they are written to be re-runnable). Delete runs
 nothing: the objects live in the namespace's database, which the namespace's own removal
 policy keeps or deletes; dropping them here would break a replacement that is still in use.
+
+The wait is bounded by the invocation's own time: the run stops waiting ``ANSWER_MARGIN`` seconds
+before the function's timeout, so CloudFormation always gets an answer naming the statement still
+running, instead of waiting out its own timeout on a function that was stopped mid-wait.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from cfn import Outcome, ResourceError, handle
 OK_IF_EXISTS = "-- ok-if-exists"
 _EXISTS = re.compile(r"already (exists|attached)|duplicate", re.IGNORECASE)
 DONE = ("FINISHED", "FAILED", "ABORTED")
+#: Seconds of the invocation kept back to answer CloudFormation (one PUT of at most 30 s, cfn.send).
+ANSWER_MARGIN = 45.0
 
 
 def _client() -> Any:
@@ -63,10 +69,17 @@ def run_statement(
     secret_arn: str,
     sql: str,
     *,
-    sleep: Callable[[float], None] = time.sleep,
-    deadline: float = 600.0,
+    until: float,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] | None = None,
 ) -> None:
-    """Execute ``sql`` and wait for it; raise ResourceError with Redshift's message on failure."""
+    """Execute ``sql`` and wait for it; raise ResourceError with Redshift's message on failure.
+
+    ``until`` is the ``clock`` time (``time.monotonic`` unless given) after which no more waiting
+    fits; a statement still running then fails the run with its id.
+    """
+    clock = clock or time.monotonic
+    sleep = sleep or time.sleep
     try:
         statement_id = client.execute_statement(
             WorkgroupName=props["WorkgroupName"],
@@ -80,17 +93,18 @@ def run_statement(
         raise ResourceError(
             f"Data API refused `{_first_line(sql)}`: {error.get('Code')}: {error.get('Message')}"
         ) from exc
-    waited, delay = 0.0, 0.5
+    started, delay = clock(), 0.5
     while True:
         status = client.describe_statement(Id=statement_id)
         if status["Status"] in DONE:
             break
-        if waited >= deadline:
+        if clock() + delay > until:
             raise ResourceError(
-                f"`{_first_line(sql)}` still {status['Status']} after {deadline:.0f} s (statement {statement_id})"
+                f"`{_first_line(sql)}` still {status['Status']} after {clock() - started:.0f} s, when the "
+                f"function had to stop waiting to answer in time (statement {statement_id}); the "
+                "statements are re-runnable: deploy again once it has finished"
             )
         sleep(delay)
-        waited += delay
         delay = min(delay * 2, 5.0)
     if status["Status"] == "FINISHED":
         return
@@ -100,26 +114,23 @@ def run_statement(
     raise ResourceError(f"Redshift {status['Status'].lower()} `{_first_line(sql)}`: {message}")
 
 
-def _run_all(props: Mapping[str, Any], event: Mapping[str, Any]) -> Outcome:
+def run_all(props: Mapping[str, Any], *, until: float, clock: Callable[[], float] | None = None) -> Outcome:
+    """Run every statement in order, none started or waited for past ``until`` (see run_statement)."""
+    clock = clock or time.monotonic
     statements = list(props.get("Statements") or [])
     if not statements:
         raise ResourceError("Statements is empty: give the SQL to run")
     secret_arn = admin_secret_arn(props["NamespaceName"])
     client = _client()
-    for sql in statements:
-        run_statement(client, props, secret_arn, sql)
+    for number, sql in enumerate(statements, start=1):
+        if clock() >= until:
+            raise ResourceError(
+                f"no time left to start `{_first_line(sql)}` (statement {number} of {len(statements)}); "
+                "the statements are re-runnable: deploy again"
+            )
+        run_statement(client, props, secret_arn, sql, until=until, clock=clock)
     physical = f"{props['WorkgroupName']}/{props['Database']}/bootstrap"
     return Outcome(physical, {"Statements": str(len(statements))})
-
-
-def create(props: Mapping[str, Any], event: Mapping[str, Any]) -> Outcome:
-    return _run_all(props, event)
-
-
-def update(
-    physical_id: str, props: Mapping[str, Any], old: Mapping[str, Any], event: Mapping[str, Any]
-) -> Outcome:
-    return _run_all(props, event)
 
 
 def delete(physical_id: str, props: Mapping[str, Any], event: Mapping[str, Any]) -> None:
@@ -127,4 +138,11 @@ def delete(physical_id: str, props: Mapping[str, Any], event: Mapping[str, Any])
 
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    return handle(event, context, create=create, update=update, delete=delete)
+    until = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - ANSWER_MARGIN
+    return handle(
+        event,
+        context,
+        create=lambda props, _event: run_all(props, until=until),
+        update=lambda _physical, props, _old, _event: run_all(props, until=until),
+        delete=delete,
+    )
