@@ -60,6 +60,7 @@ NO_IDLE_CHARGE = {
     "AWS::LakeFormation::Resource": "free",
     "AWS::LakeFormation::Tag": "free",
     "AWS::LakeFormation::TagAssociation": "free",
+    "AWS::Lambda::EventInvokeConfig": "free",
     "AWS::Lambda::Function": "per request and GB-second",
     "AWS::Logs::LogGroup": "per GB ingested and stored",
     "AWS::Logs::LogStream": "free",
