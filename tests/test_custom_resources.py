@@ -456,6 +456,17 @@ def test_a_run_stops_waiting_in_time_to_answer_before_the_function_times_out(
     assert client.executed == statements[:2]
 
 
+def test_the_margin_kept_to_answer_covers_a_last_slow_call_and_the_answer() -> None:
+    # The wait stops ANSWER_MARGIN s before the function's timeout. The call to Redshift in flight
+    # then may still use every attempt to its timeouts (with up to 1 s of backoff between them),
+    # and the answer's PUT its own timeout: both must fit, or CloudFormation never hears back.
+    for client in (redshift_sql._client(), redshift_sql._namespaces()):
+        config = client.meta.config
+        attempts = config.retries["total_max_attempts"]
+        last_call = attempts * (config.connect_timeout + config.read_timeout) + (attempts - 1)
+        assert last_call + cfn.SEND_TIMEOUT <= redshift_sql.ANSWER_MARGIN
+
+
 def test_a_run_with_no_time_left_starts_nothing(redshift: tuple[Stubber, Stubber]) -> None:
     # GIVEN less time left to the function than the margin kept to answer
     _, serverless = redshift

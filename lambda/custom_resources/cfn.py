@@ -19,6 +19,8 @@ LOG.setLevel(logging.INFO)
 
 #: CloudFormation rejects responses over 4 KB; the reason is the part that can grow.
 MAX_REASON = 1000
+#: Seconds the answer's PUT may take (the socket timeout of urllib).
+SEND_TIMEOUT = 30
 
 
 @dataclass(frozen=True)
@@ -98,5 +100,5 @@ def send(url: str, response: Mapping[str, Any], opener: Callable[..., Any]) -> N
     request = urllib.request.Request(
         url, data=body, method="PUT", headers={"Content-Type": "", "Content-Length": str(len(body))}
     )
-    with opener(request, timeout=30) as reply:
+    with opener(request, timeout=SEND_TIMEOUT) as reply:
         LOG.info("CloudFormation answered %s", getattr(reply, "status", "?"))
