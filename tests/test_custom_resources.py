@@ -457,10 +457,12 @@ def test_a_run_stops_waiting_in_time_to_answer_before_the_function_times_out(
 
 
 def test_the_margin_kept_to_answer_covers_a_last_slow_call_and_the_answer() -> None:
-    # The wait stops ANSWER_MARGIN s before the function's timeout. The call to Redshift in flight
+    # The bootstrap's wait stops ANSWER_MARGIN s before the function's timeout. The call in flight
     # then may still use every attempt to its timeouts (with up to 1 s of backoff between them),
     # and the answer's PUT its own timeout: both must fit, or CloudFormation never hears back.
-    for client in (redshift_sql._client(), redshift_sql._namespaces()):
+    # Every function's clients are bounded alike.
+    clients = [m._client() for m in (redshift_sql, macie_job, redshift_usage_limit)]
+    for client in [*clients, redshift_sql._namespaces()]:
         config = client.meta.config
         attempts = config.retries["total_max_attempts"]
         last_call = attempts * (config.connect_timeout + config.read_timeout) + (attempts - 1)

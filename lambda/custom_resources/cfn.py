@@ -14,6 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
+from botocore.config import Config
+
 LOG = logging.getLogger(__name__)
 LOG.setLevel(logging.INFO)
 
@@ -21,12 +24,21 @@ LOG.setLevel(logging.INFO)
 MAX_REASON = 1000
 #: Seconds the answer's PUT may take (the socket timeout of urllib).
 SEND_TIMEOUT = 30
+#: Every AWS call gives up within about 31 s: two attempts of at most 5 s to connect and 10 s to
+#: read (botocore's defaults are 60 s each, and more attempts), so a slow endpoint cannot hold a
+#: function past its timeout, where it could no longer answer.
+API_CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 2})
 
 
 @dataclass(frozen=True)
 class Outcome:
     physical_id: str
     data: Mapping[str, str] = field(default_factory=dict)
+
+
+def client(service: str) -> Any:
+    """A boto3 client for ``service`` whose calls are bounded by :data:`API_CONFIG`."""
+    return boto3.client(service, config=API_CONFIG)
 
 
 class ResourceError(Exception):

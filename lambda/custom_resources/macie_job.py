@@ -19,9 +19,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
-from cfn import Outcome, ResourceError, handle
+from cfn import Outcome, ResourceError, client, handle
 
 FREQUENCIES = {
     "DAILY": {"dailySchedule": {}},
@@ -34,7 +33,7 @@ FINISHED = ("CANCELLED", "COMPLETE")
 
 
 def _client() -> Any:
-    return boto3.client("macie2")
+    return client("macie2")
 
 
 def _job_request(props: Mapping[str, Any], request_id: str) -> dict[str, Any]:

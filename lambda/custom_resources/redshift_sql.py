@@ -22,28 +22,23 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
-from cfn import Outcome, ResourceError, handle
+from cfn import Outcome, ResourceError, client, handle
 
 OK_IF_EXISTS = "-- ok-if-exists"
 _EXISTS = re.compile(r"already (exists|attached)|duplicate", re.IGNORECASE)
 DONE = ("FINISHED", "FAILED", "ABORTED")
-#: Every API call gives up within about 31 s: two attempts of at most 5 s to connect and 10 s to
-#: read (botocore's defaults are 60 s each, and more attempts).
-API_CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 2})
 #: Seconds of the invocation kept back to answer CloudFormation: the last call to Redshift (31 s at
-#: most) and the answer's PUT (cfn.SEND_TIMEOUT).
+#: most, cfn.API_CONFIG) and the answer's PUT (cfn.SEND_TIMEOUT).
 ANSWER_MARGIN = 75.0
 
 
 def _client() -> Any:
-    return boto3.client("redshift-data", config=API_CONFIG)
+    return client("redshift-data")
 
 
 def _namespaces() -> Any:
-    return boto3.client("redshift-serverless", config=API_CONFIG)
+    return client("redshift-serverless")
 
 
 def admin_secret_arn(namespace: str) -> str:

@@ -11,16 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
-from cfn import Outcome, ResourceError, handle
+from cfn import Outcome, ResourceError, client, handle
 
 PERIODS = ("daily", "weekly", "monthly")
 ACTIONS = ("log", "emit-metric", "deactivate")
 
 
 def _client() -> Any:
-    return boto3.client("redshift-serverless")
+    return client("redshift-serverless")
 
 
 def _args(props: Mapping[str, Any]) -> tuple[int, str, str]:
