@@ -9,6 +9,7 @@ import pytest
 from aws_cdk import aws_s3 as s3
 from lake_app import Synth, synthesize
 
+from cdk_constructs.nag import acknowledge, render_resolved
 from stacks.compliance import PACK_PREFIXES, add_compliance_packs
 
 #: Acknowledgements per pack and stage configuration. Change these numbers on purpose only: every
@@ -73,3 +74,37 @@ def test_an_unacknowledged_finding_fails_synth(tmp_path: object) -> None:
     # WHEN it synthesizes THEN the compliance packs stop it
     with pytest.raises(RuntimeError, match=r"[Vv]alidation"):
         app.synth()
+
+
+def test_an_acknowledgement_needs_a_reason_of_40_characters(tmp_path: object) -> None:
+    # GIVEN a bucket whose missing access logs are to be acknowledged
+    bucket = s3.Bucket(cdk.Stack(cdk.App(outdir=str(tmp_path)), "Acknowledged"), "Plain")
+    # WHEN the reason is one character short of 40 THEN it is refused, naming the finding
+    with pytest.raises(ValueError, match=r"acknowledgement of \('AwsSolutions-S1',\) needs a real reason"):
+        acknowledge(bucket, "r" * 39, "AwsSolutions-S1")
+    # AND at 40 it is recorded
+    acknowledge(bucket, "r" * 40, "AwsSolutions-S1")
+    (entry,) = [e for e in bucket.node.metadata if e.type == "aws:cdk:acknowledged-rules"]
+    assert list(entry.data.values()) == ["r" * 40]
+
+
+def test_a_resolved_value_is_rendered_as_cdk_nag_prints_it_in_a_finding_id() -> None:
+    # Finding ids to acknowledge are built from these renderings (e.g. a wildcard resource's ARN).
+    joined = {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":s3:::",
+                {"Fn::GetAtt": ["Raw", "Arn"]},
+                "/",
+                {"Fn::ImportValue": "x"},
+            ],
+        ]
+    }
+    assert render_resolved(joined) == "arn:<AWS::Partition>:s3:::<Raw.Arn>/<x>"
+    # A form it does not know is refused by name, never rendered into an id that matches nothing.
+    for unknown in ({"Fn::Sub": "arn:${AWS::Partition}"}, ["a"], 3):
+        with pytest.raises(ValueError, match=r"cannot render .* as cdk-nag does"):
+            render_resolved(unknown)
