@@ -243,6 +243,27 @@ def test_a_bug_still_answers_cloudformation() -> None:
     assert len(json.dumps(reply)) < 4096
 
 
+def test_a_long_reason_keeps_its_first_line_cut_to_1000_characters_and_names_the_log() -> None:
+    # GIVEN an error whose first line is 5,000 characters, with more lines after it
+    def failing(props: Any, e: Any) -> cfn.Outcome:
+        raise cfn.ResourceError("e" * 5000 + "\nsecond line")
+
+    context = mock.Mock(log_stream_name="2026/11/21/[$LATEST]abc")
+    reply = cfn.handle(
+        event("Create"),
+        context,
+        create=failing,
+        update=macie_job.update,
+        delete=macie_job.delete,
+        opener=Replies(),
+    )
+    # THEN the answer holds its first 1,000 characters and where the whole of it was logged
+    assert reply["Reason"] == "e" * 1000 + " (log stream 2026/11/21/[$LATEST]abc)"
+    # ...the answer stays under CloudFormation's 4 KB, and its data is not hidden (nothing secret)
+    assert len(json.dumps(reply)) < 4096
+    assert reply["NoEcho"] is False
+
+
 # --- Redshift bootstrap SQL ----------------------------------------------------------------
 
 
@@ -402,6 +423,7 @@ def test_a_statement_still_running_at_the_deadline_fails_naming_its_first_line(
     # ...and names the statement by its first line of SQL, cut to 120 characters (the time
     # waited shown in whole seconds)
     first = ("CREATE ROLE " + "a" * 130)[:117] + "..."
+    assert redshift_sql._first_line("c" * 121) == "c" * 117 + "..."  # 121 are cut
     assert str(err.value) == (
         f"`{first}` still STARTED after 18 s, when the function had to stop waiting to answer in time "
         "(statement s-1); the statements are re-runnable: deploy again once it has finished"
@@ -483,6 +505,13 @@ def test_a_run_with_no_time_left_starts_nothing(redshift: tuple[Stubber, Stubber
         "no time left to start `CREATE EXTERNAL SCHEMA IF NOT EXISTS curated FROM DATA CATALOG DATABASE 'db' "
         "IAM_ROLE 'arn';` (statement 1 of 2); the statements are re-runnable: deploy again"
     )
+    # AND with a millisecond more, statements that finish at once all run
+    _namespace(serverless)
+    client = Statements(0, 0)
+    with mock.patch.object(redshift_sql, "_client", return_value=client):
+        reply = run_sql(event("Create", props=SQL_PROPS), seconds_left=redshift_sql.ANSWER_MARGIN + 0.001)
+    assert reply["Status"] == "SUCCESS"
+    assert client.executed == SQL_PROPS["Statements"]
 
 
 def test_delete_runs_no_sql(redshift: tuple[Stubber, Stubber]) -> None:
