@@ -126,7 +126,7 @@ class CustomResourceFunction(Construct):
     def resource(
         self, scope: Construct, construct_id: str, *, resource_type: str, properties: Mapping[str, Any]
     ) -> CustomResource:
-        return CustomResource(
+        custom = CustomResource(
             scope,
             construct_id,
             service_token=self.function.function_arn,
@@ -134,3 +134,7 @@ class CustomResourceFunction(Construct):
             properties=dict(properties),
             service_timeout=self.timeout.plus(ANSWER_GRACE),
         )
+        # After everything of the function, its no-retry setting included, so that not even the
+        # first request can be retried.
+        custom.node.add_dependency(self.function)
+        return custom

@@ -241,8 +241,8 @@ def test_custom_resources_fail_fast_when_their_function_dies_without_answering(p
     for template in prod.all_templates().values():
         resources = template["Resources"]
         retries = {
-            json.dumps(r["Properties"]["FunctionName"]): r["Properties"]["MaximumRetryAttempts"]
-            for r in resources.values()
+            json.dumps(r["Properties"]["FunctionName"]): (logical_id, r["Properties"]["MaximumRetryAttempts"])
+            for logical_id, r in resources.items()
             if r["Type"] == "AWS::Lambda::EventInvokeConfig"
         }
         for resource in resources.values():
@@ -251,7 +251,9 @@ def test_custom_resources_fail_fast_when_their_function_dies_without_answering(p
                 (function_id, _) = resource["Properties"]["ServiceToken"]["Fn::GetAtt"]
                 timeout = resources[function_id]["Properties"]["Timeout"]
                 assert int(resource["Properties"]["ServiceTimeout"]) == timeout + 300
-                assert retries[json.dumps({"Ref": function_id})] == 0
+                config_id, attempts = retries[json.dumps({"Ref": function_id})]
+                assert attempts == 0
+                assert config_id in resource["DependsOn"]  # even the first request is not retried
                 seen.add((resource["Type"], timeout))
     # The bootstrap SQL waits on Redshift for as long as a function may run; the rest for 5 minutes.
     assert seen == {
