@@ -140,6 +140,9 @@ def test_spark_workgroup_is_switchable() -> None:
     assert conf["EngineVersion"] == {"SelectedEngineVersion": "PySpark engine version 3"}
     assert conf["ExecutionRole"]["Fn::GetAtt"][0].startswith("NotebookRole")
     assert conf["ResultConfiguration"]["EncryptionConfiguration"]["EncryptionOption"] == "SSE_KMS"
+    # notebooks cannot override the workgroup's role, results and encryption; usage is measured
+    assert conf["EnforceWorkGroupConfiguration"] is True
+    assert conf["PublishCloudWatchMetricsEnabled"] is True
 
 
 # --- Redshift Serverless -----------------------------------------------------------------

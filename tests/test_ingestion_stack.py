@@ -182,6 +182,14 @@ def test_alarms_notify_the_alert_topic(template: Template) -> None:
     assert stats and all((m["Stat"], m["Period"]) == ("Sum", 300) for m in stats)
     for props in by_desc.values():
         assert props["AlarmActions"] and props["OKActions"]
+    # (threshold, periods) each: data late for three 5-minute periods in a row, any failure of the
+    # transform or any record sent to processing-failed at once, rejects over 5 % for 10 minutes
+    errors = next(p for d, p in by_desc.items() if "the Firehose transform failed" in d)
+    assert (errors["MetricName"], errors["Statistic"], errors["Period"]) == ("Errors", "Sum", 300)
+    failed = next(p for d, p in by_desc.items() if "processing-failed error prefix" in d)
+    thresholds = [(a["Threshold"], a["EvaluationPeriods"]) for a in (freshness, errors, failed, rate)]
+    assert thresholds == [(2100, 3), (0, 1), (0, 1), (5, 2)]
+    assert "more than 5% of records rejected" in next(d for d in by_desc if "records rejected" in d)
 
 
 def test_raw_tables_use_partition_projection_on_the_firehose_prefix(catalog: Template) -> None:
