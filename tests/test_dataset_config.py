@@ -14,11 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aws_cdk as cdk
 import duckdb
 import pytest
+from aws_cdk import aws_logs as logs
+from aws_cdk.assertions import Template
 
 from config import Features, StageConfig, features_from_context, get_stage
-from config.stages import Lifecycle
+from config.stages import LOG_RETENTION_DAYS, Lifecycle
 from datalake import backtracking
 from datalake.backtracking import PROBLEM as BACKTRACKING
 from datalake.dataset import (
@@ -35,6 +38,7 @@ from datalake.dataset import (
     pattern_for_re2,
     pattern_portability_problem,
 )
+from stacks.common import log_retention
 
 ORDERS = json.loads((DATASETS_DIR / "orders.json").read_text())
 
@@ -741,6 +745,20 @@ def test_a_stage_past_a_bound_is_refused_naming_the_field_and_the_fix(
 @pytest.mark.parametrize("changes", _ACCEPTED_STAGE_EDITS, ids=lambda v: repr(v)[:40])
 def test_a_stage_at_each_bound_is_taken(changes: dict[str, Any]) -> None:
     assert replace(get_stage("prod"), **changes).name == "prod"
+
+
+def test_every_log_retention_a_stage_takes_is_that_many_days_in_the_template() -> None:
+    # GIVEN a log group per retention the stage check accepts
+    stack = cdk.Stack(cdk.App(), "Retention")
+    for days in LOG_RETENTION_DAYS:
+        logs.LogGroup(
+            stack,
+            f"Logs{days}",
+            retention=log_retention(replace(get_stage("sandbox"), log_retention_days=days)),
+        )
+    # THEN each keeps its logs exactly that many days
+    groups = Template.from_stack(stack).find_resources("AWS::Logs::LogGroup")
+    assert [g["Properties"]["RetentionInDays"] for g in groups.values()] == list(LOG_RETENTION_DAYS)
 
 
 def test_every_problem_of_a_stage_is_named_at_once() -> None:
