@@ -208,8 +208,11 @@ class RedshiftWarehouse(Construct):
             description="Runs sql/redshift/*.sql in the warehouse through the Data API at deploy time",
             statements=[
                 iam.PolicyStatement(actions=["redshift-data:ExecuteStatement"], resources=[workgroup_arn]),
-                # DescribeStatement is authorised by the caller's own statement ids, not a resource.
-                iam.PolicyStatement(actions=["redshift-data:DescribeStatement"], resources=["*"]),
+                # Describe and Cancel are authorised by the caller's own statement ids, not a resource.
+                iam.PolicyStatement(
+                    actions=["redshift-data:DescribeStatement", "redshift-data:CancelStatement"],
+                    resources=["*"],
+                ),
                 iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret_arn]),
                 iam.PolicyStatement(
                     actions=["redshift-serverless:GetNamespace"],
@@ -217,8 +220,8 @@ class RedshiftWarehouse(Construct):
                 ),
                 key_use_via("secretsmanager", [key], ["kms:Decrypt"]),
             ],
-            wildcard_reason="redshift-data:DescribeStatement supports no resource-level permission (it "
-            "only returns statements this role ran); Redshift appends a random suffix to the name of "
+            wildcard_reason="redshift-data:DescribeStatement and CancelStatement support no resource-level "
+            "permission (they act on statements this role ran); Redshift appends a random suffix to the name of "
             "the admin secret it manages.",
             logs_key=logs_key,
             log_retention=log_retention,

@@ -14,7 +14,7 @@ import macie_job
 import pytest
 import redshift_sql
 import redshift_usage_limit
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.stub import Stubber
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
@@ -406,6 +406,7 @@ def test_a_statement_still_running_at_the_deadline_fails_naming_its_first_line(
     data, _ = redshift
     sql = "-- ok-if-exists\n  -- the analysts' role\n\nCREATE ROLE " + "a" * 130 + ";\nGRANT x TO y;"
     _statement(data, sql, "s-1", *[("STARTED", None)] * 7)
+    data.add_response("cancel_statement", {"Status": True}, {"Id": "s-1"})
     clock = Clock()
     # WHEN it is run with 17.5 s left for waiting
     with pytest.raises(cfn.ResourceError) as err:
@@ -420,13 +421,13 @@ def test_a_statement_still_running_at_the_deadline_fails_naming_its_first_line(
         )
     # THEN it waited with doubling pauses up to 5 s each, as long as a pause still fitted...
     assert clock.waits == [0.5, 1, 2, 4, 5, 5]
-    # ...and names the statement by its first line of SQL, cut to 120 characters (the time
+    # ...then cancelled it, and names it by its first line of SQL, cut to 120 characters (the time
     # waited shown in whole seconds)
     first = ("CREATE ROLE " + "a" * 130)[:117] + "..."
     assert redshift_sql._first_line("c" * 121) == "c" * 117 + "..."  # 121 are cut
     assert str(err.value) == (
-        f"`{first}` still STARTED after 18 s, when the function had to stop waiting to answer in time "
-        "(statement s-1); the statements are re-runnable: deploy again once it has finished"
+        f"`{first}` still STARTED after 18 s, when the function had to stop waiting to answer in time; "
+        "cancelled (statement s-1); the statements are re-runnable: deploy again"
     )
     assert redshift_sql._first_line("-- a comment\n" + "b" * 120) == "b" * 120  # 120 are kept whole
 
@@ -437,6 +438,7 @@ class Statements:
     def __init__(self, *polls: int | None) -> None:
         self.polls = list(polls)
         self.executed: list[str] = []
+        self.cancelled: list[str] = []
 
     def execute_statement(self, **request: Any) -> dict[str, str]:
         self.executed.append(request["Sql"])
@@ -448,6 +450,10 @@ class Statements:
         if left is not None:
             self.polls[n] = left - 1
         return {"Id": Id, "Status": "FINISHED" if left == 0 else "STARTED"}
+
+    def cancel_statement(self, Id: str) -> dict[str, bool]:
+        self.cancelled.append(Id)
+        return {"Status": True}
 
 
 def test_a_run_stops_waiting_in_time_to_answer_before_the_function_times_out(
@@ -467,28 +473,62 @@ def test_a_run_stops_waiting_in_time_to_answer_before_the_function_times_out(
     # THEN it waited as long as a pause fitted before the answer's margin, never past it...
     until = start + 300 - redshift_sql.ANSWER_MARGIN
     assert until - 5 < clock.now <= until
-    # ...and answered FAILED naming the statement still running; the third was never started
+    # ...cancelled it and answered FAILED naming it; the third was never started
     assert reply["Status"] == "FAILED"
     assert re.fullmatch(
         r"`CREATE ROLE analyst;` still STARTED after \d+ s, when the function had to stop waiting to "
-        r"answer in time \(statement s-2\); the statements are re-runnable: deploy again once it has "
-        r"finished \(log stream .+\)",
+        r"answer in time; cancelled \(statement s-2\); the statements are re-runnable: deploy again "
+        r"\(log stream .+\)",
         reply["Reason"],
     )
     assert client.executed == statements[:2]
+    assert client.cancelled == ["s-2"]
+
+
+def test_a_statement_that_cannot_be_cancelled_is_named_so(redshift: tuple[Stubber, Stubber]) -> None:
+    # GIVEN a statement still running at the deadline that has finished by the time it is cancelled
+    data, _ = redshift
+    _statement(data, "CREATE ROLE analyst;", "s-1", ("STARTED", None))
+    data.add_client_error(
+        "cancel_statement",
+        "ValidationException",
+        "Could not cancel a query that is already in FINISHED state",
+        expected_params={"Id": "s-1"},
+    )
+    # WHEN the run gives up on it THEN the answer says so, with Redshift's words
+    with pytest.raises(
+        cfn.ResourceError,
+        match=r"; not cancelled \(ValidationException: Could not cancel a query "
+        r"that is already in FINISHED state\) \(statement s-1\);",
+    ):
+        redshift_sql.run_statement(
+            data.client, SQL_PROPS, SECRET, "CREATE ROLE analyst;", until=0.0, clock=lambda: 0.0
+        )
+    # AND when Redshift cannot be reached to cancel it, that is named too
+    client = mock.Mock()
+    client.execute_statement.return_value = {"Id": "s-2"}
+    client.describe_statement.return_value = {"Id": "s-2", "Status": "STARTED"}
+    client.cancel_statement.side_effect = EndpointConnectionError(endpoint_url="https://redshift-data")
+    with pytest.raises(
+        cfn.ResourceError,
+        match=r'; not cancelled \(Could not connect to the endpoint URL: "https://redshift-data"\) \(statement s-2\);',
+    ):
+        redshift_sql.run_statement(
+            client, SQL_PROPS, SECRET, "CREATE ROLE analyst;", until=0.0, clock=lambda: 0.0
+        )
 
 
 def test_the_margin_kept_to_answer_covers_a_last_slow_call_and_the_answer() -> None:
     # The bootstrap's wait stops ANSWER_MARGIN s before the function's timeout. The call in flight
-    # then may still use every attempt to its timeouts (with up to 1 s of backoff between them),
-    # and the answer's PUT its own timeout: both must fit, or CloudFormation never hears back.
-    # Every function's clients are bounded alike.
+    # and the statement's cancellation then may each still use every attempt to its timeouts (with
+    # up to 1 s of backoff between them), and the answer's PUT its own timeout: all must fit, or
+    # CloudFormation never hears back. Every function's clients are bounded alike.
     clients = [m._client() for m in (redshift_sql, macie_job, redshift_usage_limit)]
     for client in [*clients, redshift_sql._namespaces()]:
         config = client.meta.config
         attempts = config.retries["total_max_attempts"]
         last_call = attempts * (config.connect_timeout + config.read_timeout) + (attempts - 1)
-        assert last_call + cfn.SEND_TIMEOUT <= redshift_sql.ANSWER_MARGIN
+        assert 2 * last_call + cfn.SEND_TIMEOUT <= redshift_sql.ANSWER_MARGIN
 
 
 def test_a_run_with_no_time_left_starts_nothing(redshift: tuple[Stubber, Stubber]) -> None:

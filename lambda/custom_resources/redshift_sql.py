@@ -11,8 +11,9 @@ nothing: the objects live in the namespace's database, which the namespace's own
 policy keeps or deletes; dropping them here would break a replacement that is still in use.
 
 The wait is bounded by the invocation's own time: the run stops waiting ``ANSWER_MARGIN`` seconds
-before the function's timeout, so CloudFormation always gets an answer naming the statement still
-running, instead of waiting out its own timeout on a function that was stopped mid-wait.
+before the function's timeout, cancels the statement still running (it would otherwise go on
+beside the statements of a rollback or the next deploy) and answers CloudFormation naming it, instead of
+leaving CloudFormation to wait out its own timeout on a function that was stopped mid-wait.
 """
 
 from __future__ import annotations
@@ -22,15 +23,16 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from cfn import Outcome, ResourceError, client, handle
 
 OK_IF_EXISTS = "-- ok-if-exists"
 _EXISTS = re.compile(r"already (exists|attached)|duplicate", re.IGNORECASE)
 DONE = ("FINISHED", "FAILED", "ABORTED")
-#: Seconds of the invocation kept back to answer CloudFormation: the last call to Redshift (31 s at
-#: most, cfn.API_CONFIG) and the answer's PUT (cfn.SEND_TIMEOUT).
-ANSWER_MARGIN = 75.0
+#: Seconds of the invocation kept back to answer CloudFormation: the call to Redshift in flight and
+#: the cancellation of the statement (31 s at most each, cfn.API_CONFIG), and the answer's PUT
+#: (cfn.SEND_TIMEOUT).
+ANSWER_MARGIN = 100.0
 
 
 def _client() -> Any:
@@ -101,8 +103,8 @@ def run_statement(
         if clock() + delay > until:
             raise ResourceError(
                 f"`{_first_line(sql)}` still {status['Status']} after {clock() - started:.0f} s, when the "
-                f"function had to stop waiting to answer in time (statement {statement_id}); the "
-                "statements are re-runnable: deploy again once it has finished"
+                f"function had to stop waiting to answer in time; {_cancel(client, statement_id)} "
+                f"(statement {statement_id}); the statements are re-runnable: deploy again"
             )
         sleep(delay)
         delay = min(delay * 2, 5.0)
@@ -112,6 +114,18 @@ def run_statement(
     if status["Status"] == "FAILED" and OK_IF_EXISTS in sql and _EXISTS.search(message):
         return
     raise ResourceError(f"Redshift {status['Status'].lower()} `{_first_line(sql)}`: {message}")
+
+
+def _cancel(client: Any, statement_id: str) -> str:
+    """Cancel a statement given up on; say whether it was."""
+    try:
+        client.cancel_statement(Id=statement_id)
+    except ClientError as exc:  # e.g. it finished meanwhile: only a running statement can be
+        error = exc.response.get("Error", {})
+        return f"not cancelled ({error.get('Code')}: {error.get('Message')})"
+    except BotoCoreError as exc:
+        return f"not cancelled ({exc})"
+    return "cancelled"
 
 
 def run_all(props: Mapping[str, Any], *, until: float, clock: Callable[[], float] | None = None) -> Outcome:
