@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import sqlglot
-from lake_app import SWITCHED, WITHOUT_AUDIT, Synth, joined_json, synthesize
+from lake_app import SWITCHED, WITHOUT_AUDIT, Synth, joined_json, policy_statements, synthesize
 
 from cdk_constructs.reports import unload_statement
 from config import get_stage
@@ -235,6 +235,27 @@ def test_bootstrap_sql_is_every_redshift_file_in_order(prod: Synth) -> None:
     assert any("CREATE MATERIALIZED VIEW public.daily_revenue" in t for t in texts)
     assert any("ATTACH MASKING POLICY clear_email" in t and "TO ROLE pii_reader" in t for t in texts)
     assert boot["Database"] == "lake"
+
+
+def test_the_bootstrap_function_runs_sql_only_in_the_warehouse_with_its_admin_secret(prod: Synth) -> None:
+    statements = policy_statements(
+        prod.template(prod.lake.consumption), "WarehouseBootstrapSqlFunctionPolicy"
+    )
+    resource = {json.dumps(s["Action"]): s["Resource"] for s in statements}
+    assert resource['"redshift-data:ExecuteStatement"']["Fn::GetAtt"][0].startswith("WarehouseWorkgroup")
+    # waits on and, out of time, cancels its own statements: these actions take no resource
+    assert resource['["redshift-data:CancelStatement", "redshift-data:DescribeStatement"]'] == "*"
+    secret = json.dumps(resource['"secretsmanager:GetSecretValue"'])
+    assert secret.endswith(':secret:redshift!lake-prd-warehouse-lake_admin-*"]]}')
+    actions = [
+        a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    ]
+    assert sorted(a for a in actions if a.startswith("redshift")) == [
+        "redshift-data:CancelStatement",
+        "redshift-data:DescribeStatement",
+        "redshift-data:ExecuteStatement",
+        "redshift-serverless:GetNamespace",
+    ]
 
 
 def test_custom_resources_fail_fast_when_their_function_dies_without_answering(prod: Synth) -> None:
