@@ -36,7 +36,7 @@ class Outcome:
     data: Mapping[str, str] = field(default_factory=dict)
 
 
-def client(service: str) -> Any:
+def aws_client(service: str) -> Any:
     """A boto3 client for ``service`` whose calls are bounded by :data:`API_CONFIG`."""
     return boto3.client(service, config=API_CONFIG)
 

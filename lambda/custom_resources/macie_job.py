@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
-from cfn import Outcome, ResourceError, client, handle
+from cfn import Outcome, ResourceError, aws_client, handle
 
 FREQUENCIES = {
     "DAILY": {"dailySchedule": {}},
@@ -33,7 +33,7 @@ FINISHED = ("CANCELLED", "COMPLETE")
 
 
 def _client() -> Any:
-    return client("macie2")
+    return aws_client("macie2")
 
 
 def _job_request(props: Mapping[str, Any], request_id: str) -> dict[str, Any]:

@@ -12,8 +12,8 @@ policy keeps or deletes; dropping them here would break a replacement that is st
 
 The wait is bounded by the invocation's own time: the run stops waiting ``ANSWER_MARGIN`` seconds
 before the function's timeout, cancels the statement still running (it would otherwise go on
-beside the statements of a rollback or the next deploy) and answers CloudFormation naming it, instead of
-leaving CloudFormation to wait out its own timeout on a function that was stopped mid-wait.
+beside the statements of a rollback or the next deploy) and answers CloudFormation naming it,
+instead of leaving CloudFormation to wait out its own timeout on a function stopped mid-wait.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from cfn import Outcome, ResourceError, client, handle
+from cfn import Outcome, ResourceError, aws_client, handle
 
 OK_IF_EXISTS = "-- ok-if-exists"
 _EXISTS = re.compile(r"already (exists|attached)|duplicate", re.IGNORECASE)
@@ -36,11 +36,11 @@ ANSWER_MARGIN = 100.0
 
 
 def _client() -> Any:
-    return client("redshift-data")
+    return aws_client("redshift-data")
 
 
 def _namespaces() -> Any:
-    return client("redshift-serverless")
+    return aws_client("redshift-serverless")
 
 
 def admin_secret_arn(namespace: str) -> str:
@@ -78,7 +78,7 @@ def run_statement(
     """Execute ``sql`` and wait for it; raise ResourceError with Redshift's message on failure.
 
     ``until`` is the ``clock`` time (``time.monotonic`` unless given) after which no more waiting
-    fits; a statement still running then fails the run with its id.
+    fits; a statement still running then is cancelled and fails the run with its id.
     """
     clock = clock or time.monotonic
     sleep = sleep or time.sleep

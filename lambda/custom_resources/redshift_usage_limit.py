@@ -12,14 +12,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
-from cfn import Outcome, ResourceError, client, handle
+from cfn import Outcome, ResourceError, aws_client, handle
 
 PERIODS = ("daily", "weekly", "monthly")
 ACTIONS = ("log", "emit-metric", "deactivate")
 
 
 def _client() -> Any:
-    return client("redshift-serverless")
+    return aws_client("redshift-serverless")
 
 
 def _args(props: Mapping[str, Any]) -> tuple[int, str, str]:
