@@ -186,16 +186,17 @@ def test_every_kind_of_defect_is_quarantined_and_rows_are_conserved(spark: Any, 
     assert reasons["o-12"] == "order_ts: not on the day of its raw object's folder"
     assert all(r.raw_record for r in quarantine)
     assert {(r.year, r.month, r.day) for r in quarantine} == {("2024", "05", "01")}
-    # AND each table's files hold exactly its declared data columns, in their Glue types: Athena
-    # and Spectrum read Parquet by column name and fail on a type they were not told
+    # AND each table's files hold exactly its declared data columns, in their Glue types and in
+    # the table's order: a reader that maps Parquet columns by position reads what one that maps
+    # them by name does, and none meets a type it was not told
     for path, declared in (
         (cfg.curated_path, ORDERS.glue_columns()),
         (cfg.quarantine_path, QUARANTINE_COLUMNS),
     ):
         written = spark.read.parquet(path).drop("year", "month", "day").schema
-        assert sorted((f.name, f.dataType.simpleString()) for f in written) == sorted(
+        assert [(f.name, f.dataType.simpleString()) for f in written] == [
             (name, glue_type) for name, glue_type, _ in declared
-        ), path
+        ], path
 
 
 def test_a_quarantined_record_keeps_its_line_exactly_and_blank_lines_are_no_records(
