@@ -528,11 +528,27 @@ def test_a_long_list_of_codes_is_judged_linear() -> None:
 
 @pytest.mark.parametrize(
     "pattern",
-    [r"^[a-z]+[0-9]*$", r"^[\w.+-]+@[\w-]+\.[\w.-]+$", r"^[a-z0-9]+(?:-[a-z0-9]+)*$", r"^.*$", r"\d+\.\d{2}"],
+    [
+        r"^[a-z]+[0-9]*$",
+        r"^[\w.+-]+@[\w-]+\.[\w.-]+$",
+        r"^[a-z0-9]+(?:-[a-z0-9]+)*$",
+        r"^.*$",
+        r"\d+\.\d{2}",
+        r"^\s*\S+\s*$",  # the space classes never read the same character
+        r"^a{0,16}a{0,16}$",  # bounded counts: at most 17 x 17 ways, whatever the value's length
+        r"^(?:[a-z]{16})*$",  # a fixed-width body of 16, spelled out, under a repetition
+    ],
 )
 def test_a_pattern_whose_work_grows_with_the_length_alone_needs_no_max_length(pattern: str) -> None:
     assert backtracking.growth(pattern) == "linear"
     assert parse_dataset(_broken(lambda r: _column(r, "country").update(pattern=pattern)), "orders.json")
+
+
+def test_a_count_above_16_is_judged_as_a_repetition_without_bound() -> None:
+    # Counts up to 16 are spelled out and read one way; a larger one is taken as unbounded, as
+    # for (\w+\s?){1,40}: refused even where the count would keep it fast (the module's docstring)
+    assert backtracking.growth(r"^(?:a{16})*b$") == "linear"
+    assert backtracking.growth(r"^(?:a{17})*b$") == "exponential"
 
 
 @pytest.mark.parametrize(
