@@ -486,7 +486,15 @@ def test_the_local_checks_read_a_space_class_as_the_transform_does(pattern: str)
 
 @pytest.mark.parametrize(
     "pattern",
-    [r"\d+\d+", r"^[a-z]+[a-z0-9]*$", r"\w*\d+", r"^\s*\w+\s*\w+$", r"^.*a.*$", r"(?:x+x+)?y"],
+    [
+        r"\d+\d+",
+        r"^[a-z]+[a-z0-9]*$",
+        r"\w*\d+",
+        r"^\s*\w+\s*\w+$",
+        r"^.*a.*$",
+        r"(?:x+x+)?y",
+        r"^[가-힣]+힣+$",  # characters outside ASCII, named by a range and a literal
+    ],
 )
 def test_a_pattern_that_backtracks_polynomially_needs_a_max_length(pattern: str) -> None:
     # GIVEN a pattern that tries n^2 ways on n characters that almost match (^[a-z]+[a-z0-9]*$:
