@@ -116,6 +116,12 @@ def joined_json(value: dict[str, Any]) -> Any:
     return json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in value["Fn::Join"][1]))
 
 
+def actions(statement: dict[str, Any]) -> list[str]:
+    """A policy statement's actions, one or many."""
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else list(action)
+
+
 def policy_statements(template: assertions.Template, id_prefix: str) -> list[dict[str, Any]]:
     """The statements of the one managed policy whose logical id starts with ``id_prefix``."""
     policies = {

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import sqlglot
-from lake_app import SWITCHED, WITHOUT_AUDIT, Synth, joined_json, policy_statements, synthesize
+from lake_app import SWITCHED, WITHOUT_AUDIT, Synth, actions, joined_json, policy_statements, synthesize
 
 from cdk_constructs.reports import unload_statement
 from config import get_stage
@@ -247,10 +247,7 @@ def test_the_bootstrap_function_runs_sql_only_in_the_warehouse_with_its_admin_se
     assert resource['["redshift-data:CancelStatement", "redshift-data:DescribeStatement"]'] == "*"
     secret = json.dumps(resource['"secretsmanager:GetSecretValue"'])
     assert secret.endswith(':secret:redshift!lake-prd-warehouse-lake_admin-*"]]}')
-    actions = [
-        a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
-    ]
-    assert sorted(a for a in actions if a.startswith("redshift")) == [
+    assert sorted(a for s in statements for a in actions(s) if a.startswith("redshift")) == [
         "redshift-data:CancelStatement",
         "redshift-data:DescribeStatement",
         "redshift-data:ExecuteStatement",

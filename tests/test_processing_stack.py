@@ -18,7 +18,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Template
-from lake_app import Synth, joined_json, policy_statements, synthesize
+from lake_app import Synth, actions, joined_json, policy_statements, synthesize
 
 from cdk_constructs.processing import (
     GLUE_CALL_ERRORS,
@@ -169,12 +169,7 @@ def test_the_job_policy_allows_every_aws_call_of_the_entry_point(template: Templ
         "cloudwatch:PutMetricData",
     } <= needed
     statements = policy_statements(template, "OrdersJobPolicy")
-    allowed = {
-        a
-        for st in statements
-        if st["Effect"] == "Allow"
-        for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])
-    }
+    allowed = {a for st in statements if st["Effect"] == "Allow" for a in actions(st)}
     assert needed <= allowed, needed - allowed
 
 
