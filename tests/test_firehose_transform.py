@@ -557,10 +557,13 @@ def test_a_decimal_is_written_in_its_canonical_form_whatever_surrounds_it(amount
 def test_handler_reads_the_spec_from_its_environment_and_emits_metrics(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from cdk_constructs.ingestion import METRICS_NAMESPACE, TRANSFORM_SERVICE  # (CDK: only here)
+
     # GIVEN the environment the CDK construct sets
     monkeypatch.setenv("DATASET_SPEC", ORDERS.to_spec_json())
     monkeypatch.setenv("DELIVERY_STREAM_NAME", "lake-sbx-orders")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "DataLake")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE)
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", TRANSFORM_SERVICE)
     handler = importlib.reload(importlib.import_module("handler"))
 
     @dataclass
@@ -579,6 +582,16 @@ def test_handler_reads_the_spec_from_its_environment_and_emits_metrics(
     metrics = emf[-1]
     assert metrics["dataset"] == "orders"
     assert (metrics["RecordsIn"], metrics["RecordsOk"], metrics["RecordsRejected"]) == ([5.0], [2.0], [3.0])
+    assert metrics["RecordsProcessingFailed"] == [0.0]
+    # AND exactly as the alarms and the dashboard read them (DatasetDeliveryStream.metric_transform):
+    # a metric is its namespace, name and whole set of dimensions, so any difference hides it
+    (published,) = metrics["_aws"]["CloudWatchMetrics"]
+    assert published["Namespace"] == METRICS_NAMESPACE
+    assert [sorted(d) for d in published["Dimensions"]] == [["dataset", "service"]]
+    assert metrics["service"] == TRANSFORM_SERVICE
+    assert {(m["Name"], m["Unit"]) for m in published["Metrics"]} == {
+        (name, "Count") for name in ("RecordsIn", "RecordsOk", "RecordsRejected", "RecordsProcessingFailed")
+    }
     assert os.environ["DATASET_SPEC"]
 
 

@@ -15,7 +15,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 from lake_app import Synth, actions, policy_statements, synthesize
 
-from cdk_constructs.ingestion import DatasetDeliveryStream
+from cdk_constructs.ingestion import METRICS_NAMESPACE, TRANSFORM_SERVICE, DatasetDeliveryStream
 from datalake.dataset import DATASETS_DIR, Ingestion, load_dataset
 
 ORDERS = load_dataset(DATASETS_DIR / "orders.json")
@@ -119,6 +119,11 @@ def test_transform_gets_the_spec_from_the_dataset_file(template: Template) -> No
     env = props["Environment"]["Variables"]
     assert json.loads(env["DATASET_SPEC"]) == ORDERS.to_spec()
     assert env["DELIVERY_STREAM_NAME"] == "lake-sbx-orders"
+    # the namespace and service its metrics carry, as the alarms read them (the handler's test)
+    assert (env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"]) == (
+        METRICS_NAMESPACE,
+        TRANSFORM_SERVICE,
+    )
     assert props["Runtime"] == "python3.14"
     assert (props["MemorySize"], props["Timeout"]) == (512, 120)
     assert props["Architectures"] == ["arm64"]
