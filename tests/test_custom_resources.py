@@ -130,6 +130,9 @@ def test_update_with_new_properties_creates_a_replacement(macie: Stubber) -> Non
 def test_update_without_changes_keeps_the_job(macie: Stubber) -> None:
     reply = run(event("Update", JOB_ID, PROPS, old=PROPS))
     assert (reply["Status"], reply["PhysicalResourceId"]) == ("SUCCESS", JOB_ID)
+    # ServiceTimeout is CloudFormation's own: set or changed, the job stays (no new scan)
+    reply = run(event("Update", JOB_ID, {**PROPS, "ServiceTimeout": "600"}, old=PROPS))
+    assert (reply["Status"], reply["PhysicalResourceId"]) == ("SUCCESS", JOB_ID)
 
 
 def test_delete_cancels_a_running_job(macie: Stubber) -> None:

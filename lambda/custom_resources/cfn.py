@@ -22,6 +22,9 @@ LOG.setLevel(logging.INFO)
 
 #: CloudFormation rejects responses over 4 KB; the reason is the part that can grow.
 MAX_REASON = 1000
+#: Properties CloudFormation reads itself; not the provider's, so never compared or passed on (a
+#: changed ServiceTimeout must not look like a changed resource and replace it).
+RESERVED = frozenset({"ServiceToken", "ServiceTimeout"})
 #: Seconds the answer's PUT may take (the socket timeout of urllib).
 SEND_TIMEOUT = 30
 #: Every AWS call gives up within about 31 s: two attempts of at most 5 s to connect and 10 s to
@@ -59,7 +62,7 @@ def handle(
 ) -> dict[str, Any]:
     """Run the request's operation and send CloudFormation the result. Returns the response sent."""
     request = event["RequestType"]
-    props = {k: v for k, v in event.get("ResourceProperties", {}).items() if k != "ServiceToken"}
+    props = {k: v for k, v in event.get("ResourceProperties", {}).items() if k not in RESERVED}
     # A failed Create still needs a physical id; the request id is unique and never a real one.
     physical = event.get("PhysicalResourceId") or f"failed-{event['RequestId']}"
     LOG.info("%s %s %s", request, event.get("LogicalResourceId"), physical)
@@ -67,7 +70,7 @@ def handle(
         if request == "Create":
             outcome = create(props, event)
         elif request == "Update":
-            old = {k: v for k, v in event.get("OldResourceProperties", {}).items() if k != "ServiceToken"}
+            old = {k: v for k, v in event.get("OldResourceProperties", {}).items() if k not in RESERVED}
             outcome = update(physical, props, old, event)
         elif request == "Delete":
             delete(physical, props, event)
