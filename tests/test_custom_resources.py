@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.error
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -38,7 +39,7 @@ class Replies:
 
     def __call__(self, request: Any, timeout: int) -> Any:
         assert request.get_method() == "PUT"
-        assert timeout == 30
+        assert timeout == cfn.SEND_TIMEOUT
         self.sent.append(json.loads(request.data))
         reply = mock.MagicMock()
         reply.__enter__.return_value.status = 200
@@ -244,6 +245,36 @@ def test_a_bug_still_answers_cloudformation() -> None:
     assert reply["Status"] == "FAILED"
     assert reply["Reason"] == "KeyError: 'Name'"
     assert len(json.dumps(reply)) < 4096
+
+
+def test_a_failed_answer_is_sent_again_and_only_the_last_failure_is_raised() -> None:
+    # GIVEN a response URL that refuses the first two PUTs (a reset, then S3's 503)
+    failures: list[OSError] = [
+        ConnectionResetError("reset by peer"),
+        urllib.error.HTTPError("https://r", 503, "Slow Down", {}, None),  # type: ignore[arg-type]
+    ]
+    replies, tried = Replies(), []
+
+    def flaky(request: Any, timeout: int) -> Any:
+        tried.append(json.loads(request.data))
+        if failures:
+            raise failures.pop(0)
+        return replies(request, timeout)
+
+    waits: list[float] = []
+    response = {"Status": "SUCCESS", "RequestId": "r-1"}
+    # WHEN the answer is sent THEN the third attempt delivers it, after waiting 1 s, then 2 s
+    cfn.send("https://r", response, flaky, waits.append)
+    assert (tried, replies.sent, waits) == ([response] * 3, [response], [1, 2])
+
+    # AND when every attempt fails, the last failure is raised (the function's log shows it)
+    def down(request: Any, timeout: int) -> Any:
+        raise urllib.error.URLError("no route to host")
+
+    waits.clear()
+    with pytest.raises(urllib.error.URLError, match="no route to host"):
+        cfn.send("https://r", response, down, waits.append)
+    assert waits == [1, 2]
 
 
 def test_a_long_reason_keeps_its_first_line_cut_to_1000_characters_and_names_the_log() -> None:
@@ -524,14 +555,16 @@ def test_a_statement_that_cannot_be_cancelled_is_named_so(redshift: tuple[Stubbe
 def test_the_margin_kept_to_answer_covers_a_last_slow_call_and_the_answer() -> None:
     # The bootstrap's wait stops ANSWER_MARGIN s before the function's timeout. The call in flight
     # and the statement's cancellation then may each still use every attempt to its timeouts (with
-    # up to 1 s of backoff between them), and the answer's PUT its own timeout: all must fit, or
-    # CloudFormation never hears back. Every function's clients are bounded alike.
+    # up to 1 s of backoff between them), and the answer's PUT every attempt to its timeout (1 s,
+    # then 2 s apart): all must fit, or CloudFormation never hears back. Every function's clients
+    # are bounded alike.
     clients = [m._client() for m in (redshift_sql, macie_job, redshift_usage_limit)]
     for client in [*clients, redshift_sql._namespaces()]:
         config = client.meta.config
         attempts = config.retries["total_max_attempts"]
         last_call = attempts * (config.connect_timeout + config.read_timeout) + (attempts - 1)
-        assert 2 * last_call + cfn.SEND_TIMEOUT <= redshift_sql.ANSWER_MARGIN
+        answer = cfn.SEND_ATTEMPTS * cfn.SEND_TIMEOUT + sum(range(1, cfn.SEND_ATTEMPTS))
+        assert 2 * last_call + answer <= redshift_sql.ANSWER_MARGIN
 
 
 def test_a_run_with_no_time_left_starts_nothing(redshift: tuple[Stubber, Stubber]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,8 +26,11 @@ MAX_REASON = 1000
 #: Properties CloudFormation reads itself; not the provider's, so never compared or passed on (a
 #: changed ServiceTimeout must not look like a changed resource and replace it).
 RESERVED = frozenset({"ServiceToken", "ServiceTimeout"})
-#: Seconds the answer's PUT may take (the socket timeout of urllib).
-SEND_TIMEOUT = 30
+#: The answer's PUT: attempts, and seconds each may take (the socket timeout of urllib). A
+#: failed PUT is tried again, 1 s then 2 s later: nothing else retries it (the functions are not
+#: retried by Lambda), and an answer lost leaves CloudFormation waiting for its ServiceTimeout.
+SEND_ATTEMPTS = 3
+SEND_TIMEOUT = 10
 #: Every AWS call gives up within about 31 s: two attempts of at most 5 s to connect and 10 s to
 #: read (botocore's defaults are 60 s each, and more attempts), so a slow endpoint cannot hold a
 #: function past its timeout, where it could no longer answer.
@@ -110,10 +114,23 @@ def _response(
     }
 
 
-def send(url: str, response: Mapping[str, Any], opener: Callable[..., Any]) -> None:
+def send(
+    url: str,
+    response: Mapping[str, Any],
+    opener: Callable[..., Any],
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     body = json.dumps(response).encode()
-    request = urllib.request.Request(
-        url, data=body, method="PUT", headers={"Content-Type": "", "Content-Length": str(len(body))}
-    )
-    with opener(request, timeout=SEND_TIMEOUT) as reply:
-        LOG.info("CloudFormation answered %s", getattr(reply, "status", "?"))
+    for attempt in range(1, SEND_ATTEMPTS + 1):
+        request = urllib.request.Request(
+            url, data=body, method="PUT", headers={"Content-Type": "", "Content-Length": str(len(body))}
+        )
+        try:
+            with opener(request, timeout=SEND_TIMEOUT) as reply:
+                LOG.info("CloudFormation answered %s", getattr(reply, "status", "?"))
+                return
+        except OSError as exc:  # URLError, HTTPError, timeouts and resets are all OSErrors
+            if attempt == SEND_ATTEMPTS:
+                raise
+            LOG.warning("answering CloudFormation failed (%s); trying again", exc)
+            sleep(attempt)

@@ -31,7 +31,7 @@ _EXISTS = re.compile(r"already (exists|attached)|duplicate", re.IGNORECASE)
 DONE = ("FINISHED", "FAILED", "ABORTED")
 #: Seconds of the invocation kept back to answer CloudFormation: the call to Redshift in flight and
 #: the cancellation of the statement (31 s at most each, cfn.API_CONFIG), and the answer's PUT
-#: (cfn.SEND_TIMEOUT).
+#: (33 s at most: cfn.SEND_ATTEMPTS of cfn.SEND_TIMEOUT, 1 s and 2 s apart).
 ANSWER_MARGIN = 100.0
 
 
