@@ -577,8 +577,13 @@ def test_handler_reads_the_spec_from_its_environment_and_emits_metrics(
     response = handler.lambda_handler(_event("firehose_direct_put.json"), Context())
     # THEN it answers every record and publishes the counts as EMF metrics
     assert len(response["records"]) == 5
-    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    emf = [p for p in printed if "_aws" in p]
     assert emf, "no EMF metrics printed"
+    # AND one log line says how many were refused and the commonest reasons, with their counts
+    (log,) = [p for p in printed if p.get("message") == "records rejected or failed"]
+    assert (log["rejected"], log["failed"]) == (3, 0)
+    assert sum(n for _, n in log["top_reasons"]) == 3 and all(reason for reason, _ in log["top_reasons"])
     metrics = emf[-1]
     assert metrics["dataset"] == "orders"
     assert (metrics["RecordsIn"], metrics["RecordsOk"], metrics["RecordsRejected"]) == ([5.0], [2.0], [3.0])
