@@ -48,6 +48,11 @@ def aws_client(service: str) -> Any:
     return boto3.client(service, config=API_CONFIG)
 
 
+def _provider_properties(event: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The request's ``ResourceProperties`` or ``OldResourceProperties`` without :data:`RESERVED`."""
+    return {k: v for k, v in event.get(key, {}).items() if k not in RESERVED}
+
+
 class ResourceError(Exception):
     """A failure whose message is already what the person deploying should read."""
 
@@ -66,7 +71,7 @@ def handle(
 ) -> dict[str, Any]:
     """Run the request's operation and send CloudFormation the result. Returns the response sent."""
     request = event["RequestType"]
-    props = {k: v for k, v in event.get("ResourceProperties", {}).items() if k not in RESERVED}
+    props = _provider_properties(event, "ResourceProperties")
     # A failed Create still needs a physical id; the request id is unique and never a real one.
     physical = event.get("PhysicalResourceId") or f"failed-{event['RequestId']}"
     LOG.info("%s %s %s", request, event.get("LogicalResourceId"), physical)
@@ -74,7 +79,7 @@ def handle(
         if request == "Create":
             outcome = create(props, event)
         elif request == "Update":
-            old = {k: v for k, v in event.get("OldResourceProperties", {}).items() if k not in RESERVED}
+            old = _provider_properties(event, "OldResourceProperties")
             outcome = update(physical, props, old, event)
         elif request == "Delete":
             delete(physical, props, event)

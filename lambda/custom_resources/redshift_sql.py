@@ -29,6 +29,8 @@ from cfn import Outcome, ResourceError, aws_client, handle
 OK_IF_EXISTS = "-- ok-if-exists"
 _EXISTS = re.compile(r"already (exists|attached)|duplicate", re.IGNORECASE)
 DONE = ("FINISHED", "FAILED", "ABORTED")
+#: What to do after a run that ran out of time: its statements are written to be re-runnable.
+RERUN = "the statements are re-runnable: deploy again"
 #: Seconds of the invocation kept back to answer CloudFormation: the call to Redshift in flight and
 #: the cancellation of the statement (31 s at most each, cfn.API_CONFIG), and the answer's PUT
 #: (33 s at most: cfn.SEND_ATTEMPTS of cfn.SEND_TIMEOUT, 1 s and 2 s apart).
@@ -104,7 +106,7 @@ def run_statement(
             raise ResourceError(
                 f"`{_first_line(sql)}` still {status['Status']} after {clock() - started:.0f} s, when the "
                 f"function had to stop waiting to answer in time; {_cancel(client, statement_id)} "
-                f"(statement {statement_id}); the statements are re-runnable: deploy again"
+                f"(statement {statement_id}); {RERUN}"
             )
         sleep(delay)
         delay = min(delay * 2, 5.0)
@@ -139,8 +141,7 @@ def run_all(props: Mapping[str, Any], *, until: float, clock: Callable[[], float
     for number, sql in enumerate(statements, start=1):
         if clock() >= until:
             raise ResourceError(
-                f"no time left to start `{_first_line(sql)}` (statement {number} of {len(statements)}); "
-                "the statements are re-runnable: deploy again"
+                f"no time left to start `{_first_line(sql)}` (statement {number} of {len(statements)}); {RERUN}"
             )
         run_statement(client, props, secret_arn, sql, until=until, clock=clock)
     physical = f"{props['WorkgroupName']}/{props['Database']}/bootstrap"
