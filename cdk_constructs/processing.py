@@ -288,6 +288,14 @@ def quality_source(database: str, table: str, scope: str) -> dict[str, Any]:
     return source
 
 
+def execution_token() -> str:
+    """The idempotency token of a start call made once per execution: the SHA-256 of the
+    execution's ARN (64 hex characters, within Athena's 32 to 128 and Glue's 1 to 255). A retried
+    call that the service had in fact carried out (a timeout or a service error after the run was
+    created) gets the run it started back instead of starting a second one."""
+    return sfn.JsonPath.hash(sfn.JsonPath.string_at("$$.Execution.Id"), "SHA-256")
+
+
 def retry(state: sfn.TaskStateBase, errors: list[str] | None = None, max_attempts: int = 3) -> None:
     state.add_retry(
         errors=errors or ["States.ALL"],
@@ -789,6 +797,8 @@ class DatasetPipeline(Construct):
                 "Timeout": self.dataset.processing.timeout_minutes,
                 "NumberOfWorkers": EVALUATION_WORKERS,
                 "AdditionalRunOptions": {"CloudWatchMetricsEnabled": True},
+                # a retried start that Glue had carried out returns that run, not a second one
+                "ClientToken": execution_token(),
             },
             iam_resources=[self._ruleset_arn(self.ruleset_name)],
             result_selector={"RunId.$": "$.RunId"},

@@ -21,6 +21,7 @@ Three gaps of moto 5.2.5's interpreter, all taken over from LocalStack's, are br
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -38,6 +39,7 @@ from job import RunResult, run_summary, summary_key
 from lake_app import synthesize
 from moto.core.responses import ActionResult
 from moto.glue import models as glue_models
+from moto.glue.exceptions import GlueClientError
 from moto.glue.responses import GlueResponse
 from moto.moto_api import state_manager
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
@@ -126,6 +128,8 @@ class Lake:
     summary: RunResult | None = field(default_factory=lambda: REBUILT)  # None: succeeds, writes none
     dq_statuses: list[str] = field(default_factory=lambda: ["SUCCEEDED"])
     dq_score: float = 1.0
+    #: Starts of an evaluation that fail (with Glue's InternalServiceException) before one succeeds.
+    dq_start_failures: int = 0
     job_runs: list[str] = field(default_factory=list)
     job_arguments: list[dict[str, str]] = field(default_factory=list)
     dq_requests: list[dict[str, Any]] = field(default_factory=list)
@@ -171,6 +175,9 @@ class Lake:
 
     def dq(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
         self.dq_requests.append({"action": action, **params})
+        if action == "start" and self.dq_start_failures:
+            self.dq_start_failures -= 1
+            raise GlueClientError("InternalServiceException", "the answer to a start was lost")
         if action == "start":
             return {"RunId": "dqrun-1"}
         if action == "run":
@@ -307,6 +314,21 @@ def test_a_run_that_rebuilt_days_crawls_checks_quality_and_reports_its_counts(la
         "orders: 2 day(s) rebuilt with 1150 rows (4 quarantined, 50 duplicates dropped), "
         f"data-quality score 1.0 on the days written, job run {job_run}"
     )
+
+
+def test_a_retried_start_of_the_evaluation_carries_the_executions_token(lake: Lake) -> None:
+    # GIVEN Glue answers the first start of the evaluation with a service error (it may have
+    # started the run all the same)
+    lake.dq_start_failures = 1
+
+    run = lake.run()
+
+    # THEN the start is retried, with the same idempotency token, the execution's own: Glue
+    # returns the run a start it had carried out created, rather than starting a second one
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    first, second = [r for r in lake.dq_requests if r["action"] == "start"]
+    assert first["ClientToken"] == second["ClientToken"] == hashlib.sha256(run.arn.encode()).hexdigest()
+    assert run.states.count("StartDataQuality") == 1 and len(lake.retry_delays) == 1
 
 
 def test_a_run_started_with_days_to_rebuild_passes_them_to_the_job(lake: Lake) -> None:
