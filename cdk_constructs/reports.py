@@ -17,10 +17,19 @@ from constructs import Construct
 
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, wildcard_findings
-from cdk_constructs.processing import failure_notice, logged_state_machine, retry, schedule_state_machine
+from cdk_constructs.processing import (
+    execution_token,
+    failure_notice,
+    logged_state_machine,
+    retry,
+    schedule_state_machine,
+)
 from datalake.sql import SqlFile
 
 REPORTS_PREFIX = "reports"
+#: Put into a run's folder once its UNLOAD succeeded, holding the query's id. Athena does not
+#: delete what a failed UNLOAD wrote, so a folder without it is no report: readers skip it.
+DONE_MARKER = "_SUCCESS"
 
 
 def unload_statement(query: SqlFile, location: str) -> str:
@@ -38,9 +47,17 @@ def unload_statement(query: SqlFile, location: str) -> str:
 class ScheduledReport(Construct):
     """Runs ``query`` in ``workgroup`` on a schedule and unloads the result to ``bucket``.
 
-    Step Functions' Athena integration waits for the query (``.sync``); the task retries with
-    backoff and jitter, and a failure publishes the report, the error and the execution to the
-    alert topic, as the pipelines do.
+    Step Functions' Athena integration waits for the query (``.sync``). A start refused by Athena
+    (throttled, or a service error) is retried with backoff and jitter, with the execution's
+    idempotency token: a start Athena had in fact taken returns its query instead of starting a
+    second UNLOAD into the same ``run=`` folder. A query that failed or outlasted the task's
+    timeout is not run again (a second UNLOAD refuses the folder the first one wrote to, and a
+    second half hour would outlast the execution's hour): a failure publishes the report, the
+    error and the execution to the alert topic, as the pipelines do.
+
+    Each run writes under ``run=<execution name>/`` and, once its UNLOAD succeeded, puts
+    :data:`DONE_MARKER` there: Athena leaves the files of a failed UNLOAD in place, so a reader
+    takes only the folders that hold the marker.
     """
 
     def __init__(
@@ -73,6 +90,7 @@ class ScheduledReport(Construct):
             query_string=sfn.JsonPath.format(self.statement, sfn.JsonPath.execution_name),
             query_execution_context=tasks.QueryExecutionContext(database_name=database),
             work_group=workgroup,
+            client_request_token=execution_token(),
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             task_timeout=sfn.Timeout.duration(Duration.minutes(30)),
             result_selector={"QueryExecutionId.$": "$.QueryExecution.QueryExecutionId"},
@@ -80,7 +98,7 @@ class ScheduledReport(Construct):
         )
         retry(
             unload,
-            errors=["Athena.TooManyRequestsException", "Athena.InternalServerException", "States.Timeout"],
+            errors=["Athena.TooManyRequestsException", "Athena.InternalServerException"],
         )
         notify = failure_notice(
             self,
@@ -90,7 +108,23 @@ class ScheduledReport(Construct):
             fail_id="ReportFailed",
         )
         unload.add_catch(notify, errors=["States.ALL"], result_path="$.error")
-        definition = unload.next(sfn.Succeed(self, "Done"))
+        mark_done = tasks.CallAwsService(
+            self,
+            "MarkRunComplete",
+            service="s3",
+            action="putObject",
+            parameters={
+                "Bucket": bucket.bucket_name,
+                "Key": sfn.JsonPath.format(f"{prefix}run={{}}/{DONE_MARKER}", sfn.JsonPath.execution_name),
+                "Body": sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.query")),
+                "ContentType": "application/json",
+            },
+            iam_resources=[bucket.arn_for_objects(f"{prefix}*")],
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        retry(mark_done)
+        mark_done.add_catch(notify, errors=["States.ALL"], result_path="$.error")
+        definition = unload.next(mark_done).next(sfn.Succeed(self, "Done"))
 
         glue_arns = [
             stack.format_arn(service="glue", resource="catalog"),

@@ -11,7 +11,7 @@ import pytest
 import sqlglot
 from lake_app import SWITCHED, WITHOUT_AUDIT, Synth, actions, joined_json, policy_statements, synthesize
 
-from cdk_constructs.reports import unload_statement
+from cdk_constructs.reports import DONE_MARKER, REPORTS_PREFIX, unload_statement
 from config import get_stage
 from datalake import sql
 from datalake.dataset import DATASETS_DIR, load_dataset
@@ -99,11 +99,36 @@ def test_report_unloads_the_daily_revenue_query_as_parquet_per_run(sandbox: Synt
     assert unload["Parameters"]["WorkGroup"] == "TOKEN"
     (retry,) = unload["Retry"]
     assert retry["JitterStrategy"] == "FULL" and retry["BackoffRate"] == 2 and "MaxDelaySeconds" in retry
+    # only a start Athena refused is retried, and with the execution's token: a start Athena had
+    # taken returns its query, so no second UNLOAD writes into the run's folder
+    assert retry["ErrorEquals"] == ["Athena.TooManyRequestsException", "Athena.InternalServerException"]
+    assert unload["Parameters"]["ClientRequestToken.$"] == "States.Hash($$.Execution.Id, 'SHA-256')"
     (catch,) = unload["Catch"]
     assert catch["Next"] == "NotifyFailure"
     assert states["NotifyFailure"]["Resource"].endswith(":states:::sns:publish")
     # the query may run half an hour, the whole report an hour
     assert (unload["TimeoutSeconds"], definition["TimeoutSeconds"]) == (1800, 3600)
+
+
+def test_a_report_run_is_marked_complete_only_after_its_unload_succeeded(sandbox: Synth) -> None:
+    states = _definition(sandbox)["States"]
+    # Athena leaves what a failed UNLOAD wrote: the marker tells a whole run's folder from that
+    mark = states[states["Unload"]["Next"]]
+    assert mark["Resource"].endswith(":states:::aws-sdk:s3:putObject")
+    params = mark["Parameters"]
+    assert params["Key.$"] == (
+        f"States.Format('{REPORTS_PREFIX}/daily_revenue_by_country/run={{}}/{DONE_MARKER}', $$.Execution.Name)"
+    )
+    location = _unformat(states["Unload"]["Parameters"]["QueryString.$"]).split(" TO '")[1].split("'")[0]
+    assert location.endswith(f"/{REPORTS_PREFIX}/daily_revenue_by_country/run={{}}/")  # the same folder
+    assert params["Body.$"] == "States.JsonToString($.query)"  # the query's id
+    assert mark["ResultPath"] is None and states[mark["Next"]]["Type"] == "Succeed"
+    # a failure to write it is a failed report, alerted like the query's
+    assert [c["Next"] for c in mark["Catch"]] == ["NotifyFailure"] and mark["Retry"]
+    # the state machine may write there, and only under the report's own prefix
+    policy = policy_statements(sandbox.template(sandbox.lake.consumption), "DailyRevenueReportPolicy")
+    (writes,) = [st for st in policy if "s3:PutObject" in st["Action"]]
+    assert f'/{REPORTS_PREFIX}/daily_revenue_by_country/*"' in json.dumps(writes["Resource"])
 
 
 @pytest.mark.parametrize("brace", ["{", "}"])
