@@ -9,6 +9,7 @@ import gzip
 import json
 import math
 import os
+import shutil
 import sys
 import types
 from collections import Counter
@@ -26,6 +27,7 @@ import pytest
 from botocore.exceptions import ClientError
 from job import (
     PREDICATE_LIMIT,
+    REBUILDING,
     JobConfig,
     RunResult,
     UnreadableObjects,
@@ -337,7 +339,17 @@ def test_rerun_gives_the_same_rows(spark: Any, tmp_path: Path) -> None:
     assert run(spark, cfg).as_dict() == {
         **dict.fromkeys(("rows_read", "rows_written", "rows_quarantined", "duplicates_dropped"), 0),
         **dict.fromkeys(("new_objects", "files_written"), 0),
-        **{name: [] for name in ("days", "curated_days", "quarantine_days", "unplaced_objects")},
+        **{
+            name: []
+            for name in (
+                "days",
+                "curated_days",
+                "quarantine_days",
+                "unplaced_objects",
+                "resumed_days",
+                "stale_staging",
+            )
+        },
     }
     for path in (tmp_path / "curated" / "_manifests").rglob("*"):
         if path.is_file():
@@ -1668,6 +1680,8 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
         "quarantine_days": ["2024-05-01"],
         "files_written": 2,
         "unplaced_objects": [],
+        "resumed_days": [],
+        "stale_staging": [],
     }
     assert glue_runtime == ["init orders-raw-to-curated", "commit"]
 
@@ -1711,6 +1725,44 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
 
     assert (columns("2024-05-02"), columns("2024-05-03")) == (["order_id", "coupon"], ["order_id"])
     assert partitions("orders")["2024-05-02"] == cfg.curated_path + day2
+
+
+def test_a_run_killed_while_it_replaced_its_days_has_them_all_rebuilt_by_the_next(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN two orders curated on 1 May, then a later version of one of them, for 2 May
+    cfg = _config(tmp_path)
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), _record("o-2")])
+    run(spark, cfg)
+    later = {"ts": "2024-05-02T01:00:00.000Z", "ingested": "2024-05-02T01:00:02.000Z", "status": "SHIPPED"}
+    _write_raw(tmp_path, "2024-05-02", "b", [_record("o-1", **later)])
+    # WHEN the run that curates it is killed (Glue's timeout) during Spark's commit, which had
+    # deleted 1 May's old files and not yet moved its new ones in from the staging folder
+    curated = tmp_path / "curated" / "orders"
+    day1 = curated / "year=2024" / "month=05" / "day=01"
+
+    def killed_in_commit(*args: Any) -> None:
+        shutil.copytree(day1, curated / ".spark-staging-killed" / "year=2024" / "month=05" / "day=01")
+        shutil.rmtree(day1)
+        raise RuntimeError("killed by the job's timeout")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(job_module, "_written", killed_in_commit)
+        with pytest.raises(RuntimeError, match="killed"):
+            run(spark, cfg)
+    # THEN the next run rebuilds 1 May too, though no new object came for it and no curated row
+    # of it is left to show that it shares a key with 2 May: o-2 is back
+    result = run(spark, cfg)
+    assert result.resumed_days == [("2024", "05", "01"), ("2024", "05", "02")]
+    rows = sorted((r["order_id"], r["day"], r["status"]) for r in _curated(spark, cfg))
+    assert rows == [("o-1", "02", "SHIPPED"), ("o-2", "01", "PAID")]
+    _assert_conserved(result)
+    # the killed run's staging folder is gone, and so is the record of the days it was rebuilding
+    assert [p.rsplit("/", 1)[1] for p in result.stale_staging] == [".spark-staging-killed"]
+    assert not (curated / ".spark-staging-killed").exists()
+    assert not (tmp_path / "curated" / "_manifests" / "orders" / REBUILDING).exists()
+    # so the run after it has nothing to resume
+    assert run(spark, cfg).resumed_days == []
 
 
 def test_a_run_that_failed_after_writing_its_days_is_completed_by_the_next_run(

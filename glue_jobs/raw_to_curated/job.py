@@ -20,7 +20,9 @@ Each run:
 4. hands its result to the caller (``publish``: the Glue entry point registers the days in the
    catalog, publishes the counts and writes the run summary);
 5. appends the new objects to the manifest, last, so a run that failed anywhere before, its
-   ``publish`` included, is simply run again on the same objects. Once the manifest holds
+   ``publish`` included, is simply run again on the same objects. The days it rebuilds are
+   recorded before it replaces any of them (:data:`REBUILDING`) and forgotten after that: a run
+   killed while it replaced them leaves the record, and the next run rebuilds those days too. Once the manifest holds
    ``manifest_compact_at`` files, that run writes one file with every entry and removes the files
    it read, so an hourly schedule does not read thousands of small objects.
 
@@ -60,6 +62,16 @@ from transforms import (
 
 _DAY_RE = re.compile(RAW_PATH_DAY)
 Day = tuple[str, str, str]
+#: Under the manifest path: the days a run is rebuilding, written before it replaces any of them
+#: and removed once it has recorded its objects. Spark's commit of a dynamic overwrite deletes a
+#: day's old files, then moves its new ones in, day by day: a run killed in between (by Glue's
+#: timeout) leaves days empty that the next run would not otherwise rebuild (a day it widened to
+#: for an older version of a key, found then by its curated rows). ``_``: Spark's listings, and
+#: so the manifest, skip it.
+REBUILDING = "_rebuilding.json"
+#: Where Spark stages a dynamic overwrite, under the table's path (``.spark-staging-<job id>``);
+#: removed by its commit or its abort, left behind by a driver killed during the write.
+SPARK_STAGING = ".spark-staging-*"
 
 
 class Stored(NamedTuple):
@@ -128,9 +140,13 @@ class RunResult:
     #: New raw objects outside a year=/month=/day= folder of a calendar date directly under the
     #: dataset's prefix: not curated, not in the manifest.
     unplaced_objects: list[str] = field(default_factory=list)
+    #: Days a killed run was rebuilding (:data:`REBUILDING`), rebuilt again by this run.
+    resumed_days: list[Day] = field(default_factory=list)
+    #: Staging folders a killed run's write left under the curated or quarantine path, removed.
+    stale_staging: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        lists = ("days", "curated_days", "quarantine_days")
+        lists = ("days", "curated_days", "quarantine_days", "resumed_days")
         return {**self.__dict__, **{n: ["-".join(d) for d in getattr(self, n)] for n in lists}}
 
 
@@ -200,6 +216,44 @@ def _write_text(spark: SparkSession, path: str, text: str, *, overwrite: bool = 
         stream.write(bytearray(text.encode()))
     finally:
         stream.close()
+
+
+def _read_text(spark: SparkSession, path: str) -> str | None:
+    """One small object read whole by the driver; ``None`` when there is none."""
+    fs, jvm = _fs(spark, path)
+    jpath = jvm.org.apache.hadoop.fs.Path(path)
+    if not fs.exists(jpath):
+        return None
+    stream = fs.open(jpath)
+    try:
+        return str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+    finally:
+        stream.close()
+
+
+def read_rebuilding(spark: SparkSession, manifest_path: str) -> set[Day]:
+    """The days a run that did not finish was rebuilding (:data:`REBUILDING`); none after a run
+    that finished."""
+    text = _read_text(spark, f"{manifest_path.rstrip('/')}/{REBUILDING}")
+    return _days(json.loads(text)["days"]) if text else set()
+
+
+def write_rebuilding(spark: SparkSession, manifest_path: str, days: set[Day]) -> None:
+    text = json.dumps({"days": ["-".join(d) for d in sorted(days)]})
+    _write_text(spark, f"{manifest_path.rstrip('/')}/{REBUILDING}", text, overwrite=True)
+
+
+def remove_stale_staging(spark: SparkSession, *tables: str) -> list[str]:
+    """Remove the :data:`SPARK_STAGING` folders under ``tables``: at most one run of the job runs
+    at a time (its ``MaxConcurrentRuns``), so any such folder is a killed run's."""
+    removed = []
+    for table in tables:
+        fs, jvm = _fs(spark, table)
+        pattern = jvm.org.apache.hadoop.fs.Path(f"{table.rstrip('/')}/{SPARK_STAGING}")
+        for status in fs.globStatus(pattern) or []:
+            fs.delete(status.getPath(), True)
+            removed.append(str(status.getPath().toString()))
+    return sorted(removed)
 
 
 def write_manifest(spark: SparkSession, path: str, objects: dict[str, Stored]) -> None:
@@ -495,6 +549,7 @@ def run(
     root = qualified(spark, cfg.raw_path)
     day_by_path = {p: day_of(p, root) for p in objects}
     manifest = read_manifest(spark, cfg.manifest_path)
+    result.stale_staging = remove_stale_staging(spark, cfg.curated_path, cfg.quarantine_path)
     # An object outside a day folder of the prefix has no day to rebuild. It is reported (and
     # alarmed on) and kept out of the manifest, so each run reports it until it is moved into
     # its day's folder, and the run after that curates it.
@@ -502,13 +557,18 @@ def run(
     result.unplaced_objects = sorted(p for p in unseen if day_by_path[p] is None)
     new = {p: d for p in unseen if (d := day_by_path[p]) is not None}  # object -> its day
     result.new_objects = len(new)
-    requested: set[Day] = set()
+    folders = {d for d in day_by_path.values() if d is not None}
+    # A killed run's days, rebuilt whole again: some may have been left empty.
+    rebuilding = read_rebuilding(spark, cfg.manifest_path)
+    requested = rebuilding & folders
+    result.resumed_days = sorted(requested)
     if cfg.rebuild is not None:
         low, high = cfg.rebuild
-        folders = {d for d in day_by_path.values() if d is not None}
-        requested = {d for d in folders if low <= _calendar_day(d) <= high}
+        requested |= {d for d in folders if low <= _calendar_day(d) <= high}
     if not new and not requested:
         publish(result)
+        if rebuilding:  # days whose raw folders are gone since: nothing to rebuild them from
+            delete_path(spark, f"{cfg.manifest_path.rstrip('/')}/{REBUILDING}")
         return result
     days: set[Day] = set(new.values()) | requested
     raw_bytes: dict[Day, int] = {}  # per day, for file sizing
@@ -557,6 +617,8 @@ def run(
     bytes_per_row = max(sum(day_bytes.values()) / max(result.rows_read, 1), 1.0)
     rows_per_file = max(1000, math.floor(cfg.target_file_size_mib * 1024 * 1024 / bytes_per_row))
     placed = place_in_files(curated, key, files_per_day(day_bytes, cfg.target_file_size_mib))
+    # Before any day is replaced (removed after the manifest records this run's objects).
+    write_rebuilding(spark, cfg.manifest_path, days)
     (
         latest_per_key(placed, key, within=(*PARTITIONS, FILE_BUCKET))
         .drop(FILE_BUCKET)
@@ -588,6 +650,7 @@ def run(
     publish(result)
     # Last: a run that failed before this point is re-run on the same objects.
     append_manifest(spark, cfg.manifest_path, manifest, {p: objects[p] for p in new}, cfg.manifest_compact_at)
+    delete_path(spark, f"{cfg.manifest_path.rstrip('/')}/{REBUILDING}")
     checked.unpersist()
     return result
 
