@@ -233,6 +233,10 @@ class LakeStorage(Construct):
             encryption_key=raw_key,
             server_access_logs_bucket=logs_bucket,
             event_bridge_enabled=True,
+            # Tiered, never expired: the job rebuilds a curated day from all of its raw objects,
+            # and refuses to rebuild one whose raw objects are gone (it would empty it).
+            # Glacier Instant Retrieval is read like Standard; Flexible Retrieval or Deep
+            # Archive is not read at all without a restore.
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="TierRawData",

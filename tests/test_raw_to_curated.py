@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 from job import (
     PREDICATE_LIMIT,
     REBUILDING,
+    CuratedDaysWithoutRaw,
     JobConfig,
     RunResult,
     UnreadableObjects,
@@ -1763,6 +1764,29 @@ def test_a_run_killed_while_it_replaced_its_days_has_them_all_rebuilt_by_the_nex
     assert not (tmp_path / "curated" / "_manifests" / "orders" / REBUILDING).exists()
     # so the run after it has nothing to resume
     assert run(spark, cfg).resumed_days == []
+
+
+def test_a_curated_day_whose_raw_objects_are_gone_is_not_emptied_by_a_rebuild(
+    spark: Any, tmp_path: Path
+) -> None:
+    # GIVEN two orders curated on 1 May, whose raw objects were then deleted (an expiration rule
+    # added to the raw bucket, say)
+    cfg = _config(tmp_path)
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), _record("o-2")])
+    run(spark, cfg)
+    shutil.rmtree(tmp_path / "raw" / "orders" / "year=2024" / "month=05" / "day=01")
+    # WHEN a later version of one of them arrives for 2 May
+    later = {"ts": "2024-05-02T01:00:00.000Z", "ingested": "2024-05-02T01:00:02.000Z", "status": "SHIPPED"}
+    _write_raw(tmp_path, "2024-05-02", "b", [_record("o-1", **later)])
+    manifest = read_manifest(spark, cfg.manifest_path).objects
+    # THEN the run refuses to rebuild 1 May from no raw objects, naming the day and the fix
+    with pytest.raises(CuratedDaysWithoutRaw, match=r"curated day\(s\) 2024-05-01 hold versions") as refused:
+        run(spark, cfg)
+    assert "Put their raw objects back" in str(refused.value)
+    # and writes and records nothing: 1 May keeps both orders, and 2 May is still new
+    rows = sorted((r["order_id"], r["day"], r["status"]) for r in _curated(spark, cfg))
+    assert rows == [("o-1", "01", "PAID"), ("o-2", "01", "PAID")]
+    assert read_manifest(spark, cfg.manifest_path).objects == manifest
 
 
 def test_a_run_that_failed_after_writing_its_days_is_completed_by_the_next_run(

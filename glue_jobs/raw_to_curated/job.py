@@ -383,6 +383,23 @@ def _read_raw(spark: SparkSession, base: str, days: set[Day], spec: dict[str, An
     return read_raw(spark, [_partition_path(base, day) for day in sorted(days)], spec)
 
 
+class CuratedDaysWithoutRaw(RuntimeError):
+    """Curated days to rebuild (they hold another version of a key this run curates) that have no
+    raw object left: rebuilt from their raw objects, they would be emptied. Raised before the run
+    writes anything."""
+
+    def __init__(self, days: set[Day], raw_path: str) -> None:
+        listed = ", ".join("-".join(d) for d in sorted(days))
+        super().__init__(
+            f"curated day(s) {listed} hold versions of keys this run curates, but have no raw "
+            f"objects under {raw_path}: the job rebuilds a day from all of its raw objects, so it "
+            "would empty them. Nothing was written or recorded. Put their raw objects back (the "
+            "raw zone is never to be expired), or remove those days' curated rows on purpose, "
+            "and run again."
+        )
+        self.days = days
+
+
 class UnreadableObjects(RuntimeError):
     """Raw objects Spark cannot read (a truncated gzip, say): named, with the reason for each; the
     message names the first ``NAMED`` (it travels in the job run's error and an SNS notice)."""
@@ -437,6 +454,8 @@ def _naming_unreadable_objects(
     blame; any other failure is raised as it was. Spark's own error names no file."""
     try:
         yield
+    except CuratedDaysWithoutRaw:
+        raise  # about days with no objects to read: nothing to probe
     except Exception as error:
         reasons = unreadable_objects(spark, objects_by_day())
         if reasons:
@@ -587,6 +606,8 @@ def run(
             valid, rejected = split_valid(checked)
             # Widen to days holding an older (or newer) curated version of a key seen here.
             extra = _curated_days_sharing_keys(spark, cfg, valid.select(key), days)
+            if extra - folders:
+                raise CuratedDaysWithoutRaw(extra - folders, cfg.raw_path)
             if not extra:
                 break
             checked.unpersist()
