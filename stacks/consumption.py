@@ -151,6 +151,7 @@ class ConsumptionStack(Stack):
             removal_policy=removal_policy(stage),
         )
         report.state_machine.node.add_dependency(self.workgroup)
+        foundation.alerts.notify_on(*report.alarms)
         return report
 
     def _spark_workgroup(self, stage: StageConfig, foundation: FoundationStack) -> athena.CfnWorkGroup:

@@ -149,6 +149,18 @@ def test_a_report_query_with_a_brace_is_refused_naming_its_file(brace: str, tmp_
     )
 
 
+def test_a_report_execution_that_fails_or_times_out_alarms_to_the_alert_topic(sandbox: Synth) -> None:
+    # the catch publishes what it takes; an alarm also takes what no catch can (States.Runtime)
+    alarms = [a for a in _props(sandbox, "AWS::CloudWatch::Alarm") if "report" in a["AlarmDescription"]]
+    assert sorted(a["MetricName"] for a in alarms) == ["ExecutionsFailed", "ExecutionsTimedOut"]
+    for alarm in alarms:
+        assert alarm["Namespace"] == "AWS/States" and alarm["Threshold"] == 0
+        assert "DailyRevenueReportStateMachine" in json.dumps(alarm["Dimensions"])
+        assert (
+            "AlertsTopic" in json.dumps(alarm["AlarmActions"]) and alarm["OKActions"] == alarm["AlarmActions"]
+        )
+
+
 def test_report_runs_on_a_schedule(sandbox: Synth) -> None:
     (schedule,) = [s for s in _props(sandbox, "AWS::Scheduler::Schedule") if s["Name"].endswith("-report")]
     assert schedule["ScheduleExpression"] == "cron(0 6 * * ? *)"
