@@ -108,8 +108,10 @@ def schedule_state_machine(
     state_machine: sfn.IStateMachine,
     expression: str,
     what: str,
+    group: str | None = None,
 ) -> scheduler.CfnSchedule:
-    """An EventBridge Scheduler schedule (UTC) that starts ``state_machine``, with its own role."""
+    """An EventBridge Scheduler schedule (UTC) that starts ``state_machine``, with its own role,
+    in the schedule group ``group`` (default: the account's ``default`` group)."""
     role = iam.Role(
         scope,
         f"{construct_id}Role",
@@ -132,6 +134,7 @@ def schedule_state_machine(
         scope,
         construct_id,
         name=name,
+        group_name=group,
         description=f"Runs {what} ({expression})",
         schedule_expression=expression,
         schedule_expression_timezone="UTC",
@@ -321,6 +324,8 @@ class DatasetPipeline(Construct):
     :param crawler_role: role of the crawler (policies are added here).
     :param lake_formation: the catalog is governed by Lake Formation: the roles get
         ``lakeformation:GetDataAccess`` and the crawler reads with Lake Formation credentials.
+    :param schedule_group: the EventBridge Scheduler group of the schedule (whose dropped
+        invocations alarm). Default: the account's ``default`` group.
     """
 
     def __init__(
@@ -344,6 +349,7 @@ class DatasetPipeline(Construct):
         job_role: iam.IRole,
         crawler_role: iam.IRole,
         lake_formation: bool = False,
+        schedule_group: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         if removal_policy is None:
@@ -607,6 +613,7 @@ class DatasetPipeline(Construct):
             state_machine=self.state_machine,
             expression=dataset.processing.schedule,
             what=f"the {ds} pipeline",
+            group=schedule_group,
         )
         self.alarms = self._alarms()
         self.failure_rules = self._failure_rules(alert_topic)

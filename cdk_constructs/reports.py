@@ -79,6 +79,7 @@ class ScheduledReport(Construct):
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
         schedule: str = "cron(0 6 * * ? *)",
+        schedule_group: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -211,4 +212,5 @@ class ScheduledReport(Construct):
             state_machine=self.state_machine,
             expression=schedule,
             what=f"the {query.name} report",
+            group=schedule_group,
         )

@@ -73,6 +73,7 @@ NO_IDLE_CHARGE = {
     "AWS::QuickSight::DataSource": "free",
     "AWS::RedshiftServerless::Workgroup": "per RPU-hour while queries run; nothing when idle",
     "AWS::S3::Bucket": "per GB stored and per request",
+    "AWS::Scheduler::ScheduleGroup": "free",
     "AWS::S3::BucketPolicy": "free",
     "AWS::SNS::Topic": "per message",
     "AWS::SNS::TopicPolicy": "free",

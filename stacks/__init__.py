@@ -99,6 +99,7 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
         keys=foundation.keys,
         storage=foundation.storage,
         alerts=foundation.alerts,
+        schedule_group=foundation.schedules.schedule_group_name,
         catalog=catalog,
         personas=governance.personas,
         description=f"Governed data lake ({stage.name}): Glue jobs, crawlers, data quality, state machines",

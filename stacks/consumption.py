@@ -149,6 +149,7 @@ class ConsumptionStack(Stack):
             logs_key=keys.logs,
             log_retention=log_retention(stage),
             removal_policy=removal_policy(stage),
+            schedule_group=foundation.schedules.schedule_group_name,
         )
         report.state_machine.node.add_dependency(self.workgroup)
         foundation.alerts.notify_on(*report.alarms)

@@ -1,4 +1,4 @@
-"""Foundation (stateful): keys, zone buckets, access-log bucket, alert topic."""
+"""Foundation (stateful): keys, zone buckets, access-log bucket, alert topic, schedule group."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from typing import Any
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_macie as macie
+from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
-from cdk_constructs.alerts import AlertTopic
+from cdk_constructs.alerts import AlertTopic, alarm_above
 from cdk_constructs.audit import AuditTrail
 from cdk_constructs.keys import LakeKeys
 from cdk_constructs.macie import allow_macie_to_decrypt
@@ -62,6 +63,21 @@ class FoundationStack(Stack):
             display_name=f"{stage.prefix} data lake alerts",
             email=stage.alarm_email,
         )
+        # Every schedule of the lake (pipelines, reports) is in this group, so that a start the
+        # scheduler gave up on (its retries spent: a broken role, a deleted state machine) alarms;
+        # the execution never existing, nothing else would.
+        self.schedules = scheduler.ScheduleGroup(
+            self, "Schedules", schedule_group_name=stage.prefix, removal_policy=removal
+        )
+        self.dropped_starts_alarm = alarm_above(
+            self,
+            "DroppedSchedulesAlarm",
+            self.schedules.metric_dropped(period=Duration.minutes(5), statistic="Sum"),
+            threshold=0,
+            description=f"{stage.prefix}: a schedule could not start its pipeline or report "
+            "(EventBridge Scheduler dropped the invocation after its retries)",
+        )
+        self.alerts.notify_on(self.dropped_starts_alarm)
         self.trail: AuditTrail | None = None
         if features.cloudtrail:
             self.trail = AuditTrail(

@@ -30,6 +30,7 @@ class ProcessingStack(Stack):
         keys: LakeKeys,
         storage: LakeStorage,
         alerts: AlertTopic,
+        schedule_group: str,
         catalog: CatalogStack,
         personas: Personas,
         **kwargs: Any,
@@ -82,6 +83,7 @@ class ProcessingStack(Stack):
                 job_role=personas.pipelines[ds.name].job,
                 crawler_role=personas.pipelines[ds.name].crawler,
                 lake_formation=stage.features.lake_formation,
+                schedule_group=schedule_group,
                 log_retention=log_retention(stage),
                 removal_policy=removal_policy(stage),
             )

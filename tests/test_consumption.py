@@ -164,6 +164,7 @@ def test_a_report_execution_that_fails_or_times_out_alarms_to_the_alert_topic(sa
 def test_report_runs_on_a_schedule(sandbox: Synth) -> None:
     (schedule,) = [s for s in _props(sandbox, "AWS::Scheduler::Schedule") if s["Name"].endswith("-report")]
     assert schedule["ScheduleExpression"] == "cron(0 6 * * ? *)"
+    assert schedule["GroupName"] == "lake-sbx"  # whose dropped starts alarm (test_foundation)
     assert schedule["ScheduleExpressionTimezone"] == "UTC"
 
 

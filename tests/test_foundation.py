@@ -183,6 +183,27 @@ def test_alert_topic_is_encrypted_with_logs_key(template: Template) -> None:
     )
 
 
+def test_a_start_the_scheduler_gave_up_on_alarms_to_the_alert_topic(template: Template) -> None:
+    # every schedule of the lake is in one group, whose dropped invocations alarm: an execution
+    # that never started (a broken role, a deleted state machine) fails nothing else
+    (group,) = template.find_resources("AWS::Scheduler::ScheduleGroup").values()
+    assert group["Properties"]["Name"] == "lake-sbx"
+    (alarm,) = [
+        a["Properties"]
+        for a in template.find_resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["Namespace"] == "AWS/Scheduler"
+    ]
+    assert (alarm["MetricName"], alarm["Statistic"], alarm["Threshold"]) == (
+        "InvocationDroppedCount",
+        "Sum",
+        0,
+    )
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["Dimensions"] == [{"Name": "ScheduleGroup", "Value": "lake-sbx"}]
+    topic = [{"Ref": _logical_id(template, "AWS::SNS::Topic", "AlertsTopic")}]
+    assert alarm["AlarmActions"] == alarm["OKActions"] == topic
+
+
 def test_sandbox_destroys_everything_and_empties_buckets(template: Template) -> None:
     for type_ in ("AWS::KMS::Key", "AWS::S3::Bucket"):
         for resource in template.find_resources(type_).values():

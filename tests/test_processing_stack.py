@@ -414,6 +414,8 @@ def test_schedule_from_the_dataset_file_starts_the_state_machine(template: Templ
     assert schedule["Target"]["Arn"]["Ref"].startswith("OrdersStateMachine")
     # a start that fails is tried again for up to an hour (the next run's start is due then)
     assert schedule["Target"]["RetryPolicy"] == {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 5}
+    # then dropped: in the lake's schedule group, whose dropped starts alarm (test_foundation)
+    assert schedule["GroupName"] == "lake-sbx"
 
 
 def test_alarms_and_failure_rules_reach_the_alert_topic(template: Template) -> None:
