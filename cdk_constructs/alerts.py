@@ -99,7 +99,9 @@ class AlertRules(Construct):
     """EventBridge rules that turn service events into readable messages on the alert topic.
 
     Undeliverable alerts (a key or topic policy broken by hand) land in an encrypted dead-letter
-    queue after a day of retries instead of vanishing.
+    queue after a day of retries instead of vanishing, and a message waiting there alarms (to the
+    same topic: CloudWatch publishes as another principal than EventBridge, and the alarm shows
+    in the console either way).
 
     :param key: encrypts the dead-letter queue (the logs key).
     """
@@ -122,6 +124,17 @@ class AlertRules(Construct):
             "AwsSolutions-SQS3",
             "Serverless-SQSRedrivePolicy",
         )
+        self.undelivered_alarm = alarm_above(
+            self,
+            "UndeliveredAlarm",
+            self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5), statistic="Maximum"
+            ),
+            threshold=0,
+            description="alerts that EventBridge could not deliver to the alert topic wait in this "
+            "dead-letter queue (check the topic's policy and its key's)",
+        )
+        self.undelivered_alarm.add_alarm_action(cw_actions.SnsAction(topic))
         self.rules: list[events.CfnRule] = []
 
     def add(

@@ -420,6 +420,18 @@ def test_schedule_from_the_dataset_file_starts_the_state_machine(template: Templ
 
 def test_alarms_and_failure_rules_reach_the_alert_topic(template: Template) -> None:
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    # a notice the rules below could not deliver waits in their dead-letter queue, and alarms
+    undelivered = {k: a for k, a in alarms.items() if a["Properties"]["Namespace"] == "AWS/SQS"}
+    ((_, dlq_alarm),) = undelivered.items()
+    (dlq,) = template.find_resources("AWS::SQS::Queue")
+    assert dlq_alarm["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert dlq_alarm["Properties"]["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}
+    ]
+    assert (dlq_alarm["Properties"]["Statistic"], dlq_alarm["Properties"]["Threshold"]) == ("Maximum", 0)
+    alarms = {k: a for k, a in alarms.items() if k not in undelivered}
+    failed = next(a for a in alarms.values() if a["Properties"]["MetricName"] == "ExecutionsFailed")
+    assert dlq_alarm["Properties"]["AlarmActions"] == failed["Properties"]["AlarmActions"]  # the topic
     names = sorted(a["Properties"]["MetricName"] for a in alarms.values())
     assert names == [
         "ExecutionsFailed",
