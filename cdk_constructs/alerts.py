@@ -135,6 +135,7 @@ class AlertRules(Construct):
             "dead-letter queue (check the topic's policy and its key's)",
         )
         self.undelivered_alarm.add_alarm_action(cw_actions.SnsAction(topic))
+        self.undelivered_alarm.add_ok_action(cw_actions.SnsAction(topic))
         self.rules: list[events.CfnRule] = []
 
     def add(

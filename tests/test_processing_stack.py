@@ -431,7 +431,11 @@ def test_alarms_and_failure_rules_reach_the_alert_topic(template: Template) -> N
     assert (dlq_alarm["Properties"]["Statistic"], dlq_alarm["Properties"]["Threshold"]) == ("Maximum", 0)
     alarms = {k: a for k, a in alarms.items() if k not in undelivered}
     failed = next(a for a in alarms.values() if a["Properties"]["MetricName"] == "ExecutionsFailed")
-    assert dlq_alarm["Properties"]["AlarmActions"] == failed["Properties"]["AlarmActions"]  # the topic
+    assert (
+        dlq_alarm["Properties"]["AlarmActions"]
+        == dlq_alarm["Properties"]["OKActions"]
+        == failed["Properties"]["AlarmActions"]  # the alert topic
+    )
     names = sorted(a["Properties"]["MetricName"] for a in alarms.values())
     assert names == [
         "ExecutionsFailed",

@@ -20,11 +20,12 @@ Each run:
 4. hands its result to the caller (``publish``: the Glue entry point registers the days in the
    catalog, publishes the counts and writes the run summary);
 5. appends the new objects to the manifest, last, so a run that failed anywhere before, its
-   ``publish`` included, is simply run again on the same objects. The days it rebuilds are
-   recorded before it replaces any of them (:data:`REBUILDING`) and forgotten after that: a run
-   killed while it replaced them leaves the record, and the next run rebuilds those days too. Once the manifest holds
+   ``publish`` included, is simply run again on the same objects. Once the manifest holds
    ``manifest_compact_at`` files, that run writes one file with every entry and removes the files
-   it read, so an hourly schedule does not read thousands of small objects.
+   it read, so an hourly schedule does not read thousands of small objects. The days a run
+   rebuilds are recorded before it replaces any of them (:data:`REBUILDING`) and forgotten after
+   the manifest: a run killed while it replaced them leaves the record, and the next run rebuilds
+   those days too.
 
 The same :func:`run` runs on local Spark in the tests, the demo and the benchmarks.
 """
@@ -231,16 +232,20 @@ def _read_text(spark: SparkSession, path: str) -> str | None:
         stream.close()
 
 
+def rebuilding_path(manifest_path: str) -> str:
+    return f"{manifest_path.rstrip('/')}/{REBUILDING}"
+
+
 def read_rebuilding(spark: SparkSession, manifest_path: str) -> set[Day]:
     """The days a run that did not finish was rebuilding (:data:`REBUILDING`); none after a run
     that finished."""
-    text = _read_text(spark, f"{manifest_path.rstrip('/')}/{REBUILDING}")
+    text = _read_text(spark, rebuilding_path(manifest_path))
     return _days(json.loads(text)["days"]) if text else set()
 
 
 def write_rebuilding(spark: SparkSession, manifest_path: str, days: set[Day]) -> None:
     text = json.dumps({"days": ["-".join(d) for d in sorted(days)]})
-    _write_text(spark, f"{manifest_path.rstrip('/')}/{REBUILDING}", text, overwrite=True)
+    _write_text(spark, rebuilding_path(manifest_path), text, overwrite=True)
 
 
 def remove_stale_staging(spark: SparkSession, *tables: str) -> list[str]:
@@ -587,7 +592,7 @@ def run(
     if not new and not requested:
         publish(result)
         if rebuilding:  # days whose raw folders are gone since: nothing to rebuild them from
-            delete_path(spark, f"{cfg.manifest_path.rstrip('/')}/{REBUILDING}")
+            delete_path(spark, rebuilding_path(cfg.manifest_path))
         return result
     days: set[Day] = set(new.values()) | requested
     raw_bytes: dict[Day, int] = {}  # per day, for file sizing
@@ -671,7 +676,7 @@ def run(
     publish(result)
     # Last: a run that failed before this point is re-run on the same objects.
     append_manifest(spark, cfg.manifest_path, manifest, {p: objects[p] for p in new}, cfg.manifest_compact_at)
-    delete_path(spark, f"{cfg.manifest_path.rstrip('/')}/{REBUILDING}")
+    delete_path(spark, rebuilding_path(cfg.manifest_path))
     checked.unpersist()
     return result
 
