@@ -41,6 +41,7 @@ from job import (
     read_manifest,
     rebuild_range,
     run,
+    write_rebuilding,
 )
 from moto import mock_aws
 from pyspark.sql import Row, SparkSession
@@ -1764,6 +1765,21 @@ def test_a_run_killed_while_it_replaced_its_days_has_them_all_rebuilt_by_the_nex
     assert not (tmp_path / "curated" / "_manifests" / "orders" / REBUILDING).exists()
     # so the run after it has nothing to resume
     assert run(spark, cfg).resumed_days == []
+
+
+def test_a_killed_runs_record_of_days_with_no_raw_objects_left_is_dropped(spark: Any, tmp_path: Path) -> None:
+    # GIVEN a day curated, and the record of a killed run that was rebuilding a day whose raw
+    # objects are gone since
+    cfg = _config(tmp_path)
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1")])
+    run(spark, cfg)
+    write_rebuilding(spark, cfg.manifest_path, {("2024", "05", "09")})
+    # WHEN the job runs with nothing new
+    result = run(spark, cfg)
+    # THEN there is nothing to rebuild that day from: the run rebuilds nothing and drops the
+    # record, so the runs after it do not read it again
+    assert (result.days, result.resumed_days) == ([], [])
+    assert not (tmp_path / "curated" / "_manifests" / "orders" / REBUILDING).exists()
 
 
 def test_a_curated_day_whose_raw_objects_are_gone_is_not_emptied_by_a_rebuild(
