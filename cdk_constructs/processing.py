@@ -324,8 +324,8 @@ class DatasetPipeline(Construct):
     :param crawler_role: role of the crawler (policies are added here).
     :param lake_formation: the catalog is governed by Lake Formation: the roles get
         ``lakeformation:GetDataAccess`` and the crawler reads with Lake Formation credentials.
-    :param schedule_group: the EventBridge Scheduler group of the schedule (whose dropped
-        invocations alarm). Default: the account's ``default`` group.
+    :param schedule_group: the EventBridge Scheduler group of the schedule (the stage's, whose
+        dropped invocations alarm; ``default`` is the account's).
     """
 
     def __init__(
@@ -348,8 +348,8 @@ class DatasetPipeline(Construct):
         removal_policy: RemovalPolicy | None = None,
         job_role: iam.IRole,
         crawler_role: iam.IRole,
+        schedule_group: str,
         lake_formation: bool = False,
-        schedule_group: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         if removal_policy is None:
@@ -606,9 +606,12 @@ class DatasetPipeline(Construct):
             log_retention=log_retention,
             removal_policy=removal_policy,
         )
+        # Not "Schedule": a schedule cannot be moved into a group in place (CloudFormation's
+        # handler looks for it in the new group, aws/aws-cdk#34216), so a deployment from before
+        # the group gets this one created in it and the old one deleted.
         self.schedule = schedule_state_machine(
             self,
-            "Schedule",
+            "GroupedSchedule",
             name=f"{name}-pipeline",
             state_machine=self.state_machine,
             expression=dataset.processing.schedule,

@@ -108,6 +108,7 @@ def test_workers_and_timeouts_come_from_the_dataset_file() -> None:
         log_retention=logs.RetentionDays.ONE_MONTH,
         job_role=glue_role,
         crawler_role=iam.Role(stack, "Crawler", assumed_by=iam.ServicePrincipal("glue.amazonaws.com")),
+        schedule_group="default",
     )
     template = Template.from_stack(stack)
     # THEN the job runs on them, on Glue's spare capacity; the data-quality evaluation gets the
@@ -414,8 +415,12 @@ def test_schedule_from_the_dataset_file_starts_the_state_machine(template: Templ
     assert schedule["Target"]["Arn"]["Ref"].startswith("OrdersStateMachine")
     # a start that fails is tried again for up to an hour (the next run's start is due then)
     assert schedule["Target"]["RetryPolicy"] == {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 5}
-    # then dropped: in the lake's schedule group, whose dropped starts alarm (test_foundation)
+    # then dropped: in the lake's schedule group, whose dropped starts alarm (test_foundation);
+    # under an id of its own, so a deployment from before the group replaces its schedule
+    # rather than fail to find it in the group (aws/aws-cdk#34216)
     assert schedule["GroupName"] == "lake-sbx"
+    (logical_id,) = template.find_resources("AWS::Scheduler::Schedule")
+    assert logical_id.startswith("OrdersGroupedSchedule")
 
 
 def test_alarms_and_failure_rules_reach_the_alert_topic(template: Template) -> None:
