@@ -108,10 +108,10 @@ def schedule_state_machine(
     state_machine: sfn.IStateMachine,
     expression: str,
     what: str,
-    group: str | None = None,
+    group: str,
 ) -> scheduler.CfnSchedule:
     """An EventBridge Scheduler schedule (UTC) that starts ``state_machine``, with its own role,
-    in the schedule group ``group`` (default: the account's ``default`` group)."""
+    in the schedule group ``group`` (``default`` is the account's)."""
     role = iam.Role(
         scope,
         f"{construct_id}Role",
