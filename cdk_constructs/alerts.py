@@ -83,6 +83,42 @@ def alarm_above(
     evaluation_periods: int = 1,
 ) -> cloudwatch.Alarm:
     """An alarm when ``metric`` exceeds ``threshold``; no data (no traffic) is not a breach."""
+    return _alarm(
+        scope,
+        construct_id,
+        metric,
+        threshold=threshold,
+        description=description,
+        evaluation_periods=evaluation_periods,
+        comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+    )
+
+
+def alarm_below(
+    scope: Construct, construct_id: str, metric: cloudwatch.IMetric, *, threshold: float, description: str
+) -> cloudwatch.Alarm:
+    """An alarm when ``metric`` falls below ``threshold``; no data (no traffic) is not a breach."""
+    return _alarm(
+        scope,
+        construct_id,
+        metric,
+        threshold=threshold,
+        description=description,
+        evaluation_periods=1,
+        comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+    )
+
+
+def _alarm(
+    scope: Construct,
+    construct_id: str,
+    metric: cloudwatch.IMetric,
+    *,
+    threshold: float,
+    description: str,
+    evaluation_periods: int,
+    comparison: cloudwatch.ComparisonOperator,
+) -> cloudwatch.Alarm:
     return cloudwatch.Alarm(
         scope,
         construct_id,
@@ -90,7 +126,7 @@ def alarm_above(
         threshold=threshold,
         evaluation_periods=evaluation_periods,
         alarm_description=description,
-        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        comparison_operator=comparison,
         treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
     )
 

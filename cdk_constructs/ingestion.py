@@ -328,6 +328,14 @@ class DatasetDeliveryStream(Construct):
             "DeliveryToS3.DataFreshness", statistic="Maximum", period=Duration.minutes(5)
         )
 
+    def metric_invocations_succeeded(self) -> cloudwatch.Metric:
+        """Firehose's share of its invocations of the transform that succeeded (1 when all did;
+        the lowest over 5 minutes). A batch whose invocation kept failing (throttled, timed out,
+        not permitted) goes to processing-failed without the function ever counting it."""
+        return self.delivery_stream.metric(
+            "ExecuteProcessing.Success", statistic="Minimum", period=Duration.minutes(5)
+        )
+
     def metric_transform(self, name: str) -> cloudwatch.Metric:
         """A count the transform publishes: RecordsIn, RecordsOk, RecordsRejected, RecordsProcessingFailed."""
         return cloudwatch.Metric(

@@ -10,7 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from cdk_constructs.alerts import AlertTopic, alarm_above
+from cdk_constructs.alerts import AlertTopic, alarm_above, alarm_below
 from cdk_constructs.ingestion import TRANSFORM_RUNTIME, DatasetDeliveryStream
 from cdk_constructs.keys import LakeKeys
 from cdk_constructs.storage import LakeStorage
@@ -100,6 +100,14 @@ class IngestionStack(Stack):
                 stream.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
                 threshold=0,
                 description=f"{ds.name}: the Firehose transform failed (Firehose retries, then writes processing-failed)",
+            ),
+            alarm_below(
+                self,
+                f"{cid}TransformInvocationsAlarm",
+                stream.metric_invocations_succeeded(),
+                threshold=1,
+                description=f"{ds.name}: Firehose could not invoke the transform for a batch (throttled, "
+                "timed out or not permitted; after its retries the records go to processing-failed)",
             ),
             alarm_above(
                 self,

@@ -172,7 +172,7 @@ def test_transform_role_can_only_log_and_trace(template: Template) -> None:
 
 def test_alarms_notify_the_alert_topic(template: Template) -> None:
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
-    assert len(alarms) == 4
+    assert len(alarms) == 5
     by_desc = {a["Properties"]["AlarmDescription"]: a["Properties"] for a in alarms.values()}
     freshness = next(p for d, p in by_desc.items() if "wait for delivery" in d)
     assert freshness["MetricName"] == "DeliveryToS3.DataFreshness"
@@ -193,6 +193,15 @@ def test_alarms_notify_the_alert_topic(template: Template) -> None:
     thresholds = [(a["Threshold"], a["EvaluationPeriods"]) for a in (freshness, errors, failed, rate)]
     assert thresholds == [(2100, 3), (0, 1), (0, 1), (5, 2)]
     assert "more than 5% of records rejected" in next(d for d in by_desc if "records rejected" in d)
+    # a batch Firehose could not hand to the transform goes to processing-failed without the
+    # function counting it: Firehose's own share of successful invocations, below 1
+    invoked = next(p for d, p in by_desc.items() if "could not invoke the transform" in d)
+    assert (invoked["Namespace"], invoked["MetricName"]) == ("AWS/Firehose", "ExecuteProcessing.Success")
+    assert (invoked["Statistic"], invoked["Period"], invoked["Threshold"]) == ("Minimum", 300, 1)
+    assert invoked["ComparisonOperator"] == "LessThanThreshold"
+    assert invoked["TreatMissingData"] == "notBreaching"  # no batch, no invocation: no alarm
+    (stream,) = template.find_resources("AWS::KinesisFirehose::DeliveryStream")
+    assert invoked["Dimensions"] == [{"Name": "DeliveryStreamName", "Value": {"Ref": stream}}]
 
 
 def test_raw_tables_use_partition_projection_on_the_firehose_prefix(catalog: Template) -> None:
