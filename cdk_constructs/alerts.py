@@ -81,44 +81,10 @@ def alarm_above(
     threshold: float,
     description: str,
     evaluation_periods: int = 1,
+    comparison: cloudwatch.ComparisonOperator = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
 ) -> cloudwatch.Alarm:
-    """An alarm when ``metric`` exceeds ``threshold``; no data (no traffic) is not a breach."""
-    return _alarm(
-        scope,
-        construct_id,
-        metric,
-        threshold=threshold,
-        description=description,
-        evaluation_periods=evaluation_periods,
-        comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-    )
-
-
-def alarm_below(
-    scope: Construct, construct_id: str, metric: cloudwatch.IMetric, *, threshold: float, description: str
-) -> cloudwatch.Alarm:
-    """An alarm when ``metric`` falls below ``threshold``; no data (no traffic) is not a breach."""
-    return _alarm(
-        scope,
-        construct_id,
-        metric,
-        threshold=threshold,
-        description=description,
-        evaluation_periods=1,
-        comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-    )
-
-
-def _alarm(
-    scope: Construct,
-    construct_id: str,
-    metric: cloudwatch.IMetric,
-    *,
-    threshold: float,
-    description: str,
-    evaluation_periods: int,
-    comparison: cloudwatch.ComparisonOperator,
-) -> cloudwatch.Alarm:
+    """An alarm when ``metric`` exceeds ``threshold`` (or meets it as ``comparison`` says); no data
+    (no traffic) is not a breach."""
     return cloudwatch.Alarm(
         scope,
         construct_id,
@@ -128,6 +94,20 @@ def _alarm(
         alarm_description=description,
         comparison_operator=comparison,
         treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+
+
+def alarm_below(
+    scope: Construct, construct_id: str, metric: cloudwatch.IMetric, *, threshold: float, description: str
+) -> cloudwatch.Alarm:
+    """An alarm when ``metric`` falls below ``threshold``; no data (no traffic) is not a breach."""
+    return alarm_above(
+        scope,
+        construct_id,
+        metric,
+        threshold=threshold,
+        description=description,
+        comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
     )
 
 
