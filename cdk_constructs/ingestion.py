@@ -328,6 +328,14 @@ class DatasetDeliveryStream(Construct):
             "DeliveryToS3.DataFreshness", statistic="Maximum", period=Duration.minutes(5)
         )
 
+    def metric_partition_limit_exceeded(self) -> cloudwatch.Metric:
+        """1 while the stream holds more active partitions (event-time hours, valid and rejected)
+        than its limit (500 by default): Firehose then sends the rest of the records to the error
+        prefix (``activePartitionExceeded``) instead of the raw zone."""
+        return self.delivery_stream.metric(
+            "PartitionCountExceeded", statistic="Maximum", period=Duration.minutes(5)
+        )
+
     def metric_invocations_succeeded(self) -> cloudwatch.Metric:
         """Firehose's share of its invocations of the transform that succeeded (1 when all did;
         the lowest over 5 minutes). A batch whose invocation kept failing (throttled, timed out,

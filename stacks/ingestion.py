@@ -101,6 +101,14 @@ class IngestionStack(Stack):
                 threshold=0,
                 description=f"{ds.name}: the Firehose transform failed (Firehose retries, then writes processing-failed)",
             ),
+            alarm_above(
+                self,
+                f"{cid}PartitionLimitAlarm",
+                stream.metric_partition_limit_exceeded(),
+                threshold=0,
+                description=f"{ds.name}: more event-time hours at once than Firehose's active-partition "
+                "limit; the rest of the records go to the error prefix (activePartitionExceeded)",
+            ),
             alarm_below(
                 self,
                 f"{cid}TransformInvocationsAlarm",

@@ -172,7 +172,7 @@ def test_transform_role_can_only_log_and_trace(template: Template) -> None:
 
 def test_alarms_notify_the_alert_topic(template: Template) -> None:
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
-    assert len(alarms) == 5
+    assert len(alarms) == 6
     by_desc = {a["Properties"]["AlarmDescription"]: a["Properties"] for a in alarms.values()}
     freshness = next(p for d, p in by_desc.items() if "wait for delivery" in d)
     assert freshness["MetricName"] == "DeliveryToS3.DataFreshness"
@@ -202,6 +202,16 @@ def test_alarms_notify_the_alert_topic(template: Template) -> None:
     assert invoked["TreatMissingData"] == "notBreaching"  # no batch, no invocation: no alarm
     (stream,) = template.find_resources("AWS::KinesisFirehose::DeliveryStream")
     assert invoked["Dimensions"] == [{"Name": "DeliveryStreamName", "Value": {"Ref": stream}}]
+    # a backfill spread over more hours than Firehose's active partitions sends the rest of its
+    # records to the error prefix, not the raw zone: Firehose's own flag, at once
+    limit = next(p for d, p in by_desc.items() if "active-partition" in d)
+    assert (limit["Namespace"], limit["MetricName"]) == ("AWS/Firehose", "PartitionCountExceeded")
+    assert (limit["Statistic"], limit["Threshold"], limit["ComparisonOperator"]) == (
+        "Maximum",
+        0,
+        "GreaterThanThreshold",
+    )
+    assert limit["Dimensions"] == invoked["Dimensions"]
 
 
 def test_raw_tables_use_partition_projection_on_the_firehose_prefix(catalog: Template) -> None:
