@@ -3,7 +3,11 @@
 Two kinds of objects in the raw bucket hold such records, each with the record's original bytes:
 
 - ``errors/<dataset>/processing-failed/...``: Firehose's own error records (``rawData``, base64),
-  written when the transform failed (a bug) or its response outgrew Lambda's limit;
+  written when the transform failed (a bug) or its response outgrew Lambda's limit; and the other
+  error types under ``errors/<dataset>/`` (``activePartitionExceeded``: more event-time hours at
+  once than the stream's partition limit). Whether such a record holds the bytes as sent or as the
+  transform wrote them, both go through: the transform accepts its own output, changing only
+  ``ingested_at`` (a test holds it);
 - ``<dataset>_rejected/...``: the transform's rejections (``raw_base64``), once the dataset file has
   been changed to accept what was refused, or the producer's mistake is understood.
 

@@ -20,6 +20,7 @@ from transform import MAX_RESPONSE_BYTES, transform_event
 
 from datalake.dataset import DATASETS_DIR, load_dataset
 from datalake.local_firehose import INVOCATION_BYTES, deliver, invocation_events
+from datalake.sample import payloads as sample_payloads
 
 EVENTS = Path(__file__).parent / "events"
 ORDERS = load_dataset(DATASETS_DIR / "orders.json")
@@ -648,3 +649,25 @@ def test_a_local_delivery_counts_each_invocation_and_record_through_the_real_tra
         "orders/year=2024/month=05/day=01/hour=10/part.json.gz",
         "orders_rejected/year=2024/month=05/day=01/hour=01/part.json.gz",
     ]
+
+
+def test_a_record_the_transform_wrote_passes_it_again_unchanged_but_for_its_arrival() -> None:
+    # GIVEN the sample orders (items, decimals, PII, optional fields) the transform accepted, as
+    # it wrote them: what a Firehose delivery error holds after the transform ran (a partition
+    # limit exceeded, say), and what a replay then sends
+    first, _ = _run(_event_of(*sample_payloads(200, seed=1)))
+    written = [
+        base64.b64decode(r["data"])
+        for r in first.response["records"]
+        if r["metadata"]["partitionKeys"]["dataset"] == "orders"
+    ]
+    assert len(written) == first.ok > 150
+    # WHEN they go through the transform again, later
+    later = datetime(2024, 5, 3, tzinfo=UTC)
+    again = transform_event(_event_of(*written), VALIDATOR, now=later, fallback_stream="lake-sbx-orders")
+    # THEN each is accepted as it was, only newly ingested
+    assert (again.ok, again.rejected, again.failed) == (len(written), 0, 0)
+    for before, after in zip(written, again.response["records"], strict=True):
+        was, now = json.loads(before), _decode(after)
+        assert now.pop("ingested_at") == "2024-05-03T00:00:00.000Z" != was.pop("ingested_at")
+        assert now == was
