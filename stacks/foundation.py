@@ -9,7 +9,7 @@ from aws_cdk import aws_macie as macie
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
-from cdk_constructs.alerts import AlertTopic, alarm_above
+from cdk_constructs.alerts import AlertRules, AlertTopic, alarm_above
 from cdk_constructs.audit import AuditTrail
 from cdk_constructs.keys import LakeKeys
 from cdk_constructs.macie import allow_macie_to_decrypt
@@ -78,6 +78,7 @@ class FoundationStack(Stack):
             "(EventBridge Scheduler dropped the invocation after its retries)",
         )
         self.alerts.notify_on(self.dropped_starts_alarm)
+        self.key_alerts = self._key_alerts()
         self.trail: AuditTrail | None = None
         if features.cloudtrail:
             self.trail = AuditTrail(
@@ -92,3 +93,36 @@ class FoundationStack(Stack):
                 log_retention=log_retention(stage),
                 removal_policy=removal,
             )
+
+    def _key_alerts(self) -> AlertRules:
+        """A lake key disabled or scheduled for deletion (by anyone, CloudFormation's own destroy
+        included) is published at once: every object of its zone becomes unreadable then, or when
+        the waiting period ends. EventBridge gets these management calls from CloudTrail when a
+        trail logs management events in the account ("AWS API Call via CloudTrail" needs one,
+        EventBridge's guide): the lake's own (``features.cloudtrail``) or the organization's. The
+        call names the key by id or ARN (the API takes no alias for either), so the rule lists
+        both."""
+        keys = [*self.keys.zone_keys.values(), self.keys.logs]
+        rules = AlertRules(self, "KeyAlerts", topic=self.alerts.topic, key=self.keys.logs)
+        rules.add(
+            "KeyDisabledOrDeletedRule",
+            description="Lake KMS keys disabled or scheduled for deletion, to the alert topic",
+            pattern={
+                "source": ["aws.kms"],
+                "detail-type": ["AWS API Call via CloudTrail"],
+                "detail": {
+                    "eventSource": ["kms.amazonaws.com"],
+                    "eventName": ["DisableKey", "ScheduleKeyDeletion"],
+                    "requestParameters": {"keyId": [k.key_id for k in keys] + [k.key_arn for k in keys]},
+                    "errorCode": [{"exists": False}],  # the call succeeded
+                },
+            },
+            template='"Lake KMS key <key>: <call> by <caller> at <time>"',
+            paths={
+                "key": "$.detail.requestParameters.keyId",
+                "call": "$.detail.eventName",
+                "caller": "$.detail.userIdentity.arn",
+                "time": "$.detail.eventTime",
+            },
+        )
+        return rules

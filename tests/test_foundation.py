@@ -9,6 +9,7 @@ import pytest
 from aws_cdk import aws_kms as kms
 from aws_cdk.assertions import Annotations, Match, Template
 from lake_app import Synth, app_context, synthesize
+from moto.events.models import EventPattern
 
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS, LakeBucket, LakeStorage
 
@@ -202,6 +203,65 @@ def test_a_start_the_scheduler_gave_up_on_alarms_to_the_alert_topic(template: Te
     assert alarm["Dimensions"] == [{"Name": "ScheduleGroup", "Value": "lake-sbx"}]
     topic = [{"Ref": _logical_id(template, "AWS::SNS::Topic", "AlertsTopic")}]
     assert alarm["AlarmActions"] == alarm["OKActions"] == topic
+
+
+def _kms_call(name: str, key_id: str, **detail: Any) -> dict[str, Any]:
+    """An "AWS API Call via CloudTrail" event of KMS as EventBridge delivers it."""
+    return {
+        "version": "0",
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.kms",
+        "account": "123456789012",
+        "region": "eu-west-1",
+        "resources": [],
+        "detail": {
+            "eventSource": "kms.amazonaws.com",
+            "eventName": name,
+            "eventTime": "2026-12-06T22:00:00Z",
+            "userIdentity": {"arn": "arn:aws:sts::123456789012:assumed-role/admin/kim"},
+            "requestParameters": {"keyId": key_id, "pendingWindowInDays": 7},
+            **detail,
+        },
+    }
+
+
+def test_a_lake_key_disabled_or_scheduled_for_deletion_alerts(template: Template) -> None:
+    rules = {
+        k: r["Properties"]
+        for k, r in template.find_resources("AWS::Events::Rule").items()
+        if r["Properties"]["EventPattern"].get("source") == ["aws.kms"]
+    }
+    ((_, rule),) = rules.items()
+    # the keys as a deployment names them: Ref is the key id, Arn its ARN
+    keys = template.find_resources("AWS::KMS::Key")
+    assert len(keys) == 4
+
+    def deployed(node: Any) -> Any:
+        if isinstance(node, dict) and "Ref" in node:
+            return f"id-{node['Ref']}"
+        if isinstance(node, dict) and "Fn::GetAtt" in node:
+            return f"arn:aws:kms:eu-west-1:123456789012:key/id-{node['Fn::GetAtt'][0]}"
+        if isinstance(node, dict):
+            return {k: deployed(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [deployed(v) for v in node]
+        return node
+
+    pattern = EventPattern(None, deployed(rule["EventPattern"]))
+    raw = next(k for k in keys if k.startswith("KeysRawKey"))
+    # a lake key scheduled for deletion or disabled, named by id or by ARN: published
+    assert pattern.matches_event(_kms_call("ScheduleKeyDeletion", f"id-{raw}"))
+    assert pattern.matches_event(_kms_call("DisableKey", f"arn:aws:kms:eu-west-1:123456789012:key/id-{raw}"))
+    for key in keys:
+        assert pattern.matches_event(_kms_call("ScheduleKeyDeletion", f"id-{key}"))
+    # another key, another call, or a call that was refused: not
+    assert not pattern.matches_event(_kms_call("ScheduleKeyDeletion", "id-someone-elses"))
+    assert not pattern.matches_event(_kms_call("Decrypt", f"id-{raw}"))
+    assert not pattern.matches_event(_kms_call("ScheduleKeyDeletion", f"id-{raw}", errorCode="AccessDenied"))
+    # the notice names the key, the call, the caller and the time
+    target = rule["Targets"][0]["InputTransformer"]
+    assert target["InputTemplate"] == '"Lake KMS key <key>: <call> by <caller> at <time>"'
+    assert target["InputPathsMap"]["caller"] == "$.detail.userIdentity.arn"
 
 
 def test_sandbox_destroys_everything_and_empties_buckets(template: Template) -> None:
