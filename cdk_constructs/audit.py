@@ -91,6 +91,7 @@ class AuditTrail(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.name = name
         trail_arn = Stack.of(self).format_arn(
             service="cloudtrail",
             resource="trail",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_macie as macie
@@ -78,7 +78,6 @@ class FoundationStack(Stack):
             "(EventBridge Scheduler dropped the invocation after its retries)",
         )
         self.alerts.notify_on(self.dropped_starts_alarm)
-        self.key_alerts = self._key_alerts()
         self.trail: AuditTrail | None = None
         if features.cloudtrail:
             self.trail = AuditTrail(
@@ -93,36 +92,79 @@ class FoundationStack(Stack):
                 log_retention=log_retention(stage),
                 removal_policy=removal,
             )
+        # Governance changes that are not faults of any run: published as they happen.
+        self.governance_alerts = AlertRules(
+            self, "GovernanceAlerts", topic=self.alerts.topic, key=self.keys.logs
+        )
+        for watched in self._watched_calls():
+            self._alert_on(watched)
 
-    def _key_alerts(self) -> AlertRules:
-        """A lake key disabled or scheduled for deletion (by anyone, CloudFormation's own destroy
-        included) is published at once: every object of its zone becomes unreadable then, or when
-        the waiting period ends. EventBridge gets these management calls from CloudTrail when a
-        trail logs management events in the account ("AWS API Call via CloudTrail" needs one,
-        EventBridge's guide): the lake's own (``features.cloudtrail``) or the organization's. The
-        call names the key by id or ARN (the API takes no alias for either), so the rule lists
-        both."""
+    def _watched_calls(self) -> list[WatchedCalls]:
+        """A lake key disabled or scheduled for deletion (CloudFormation's own destroy included):
+        every object of its zone becomes unreadable then, or when the waiting period ends. The
+        lake's trail stopped or deleted: the audit of who read what ends there. Each call names
+        its key by id or ARN (the API takes no alias for either), its trail by name or ARN."""
         keys = [*self.keys.zone_keys.values(), self.keys.logs]
-        rules = AlertRules(self, "KeyAlerts", topic=self.alerts.topic, key=self.keys.logs)
-        rules.add(
-            "KeyDisabledOrDeletedRule",
-            description="Lake KMS keys disabled or scheduled for deletion, to the alert topic",
+        watched = [
+            WatchedCalls(
+                "KeyDisabledOrDeletedRule",
+                "Lake KMS key",
+                "kms",
+                ("DisableKey", "ScheduleKeyDeletion"),
+                "keyId",
+                (*(k.key_id for k in keys), *(k.key_arn for k in keys)),
+            )
+        ]
+        if self.trail is not None:
+            names = (self.trail.name, self.trail.trail.trail_arn)
+            watched.append(
+                WatchedCalls(
+                    "TrailStoppedOrDeletedRule",
+                    "Lake audit trail",
+                    "cloudtrail",
+                    ("StopLogging", "DeleteTrail"),
+                    "name",
+                    names,
+                )
+            )
+        return watched
+
+    def _alert_on(self, watched: WatchedCalls) -> None:
+        """A successful call of ``watched.calls`` whose request names one of ``watched.names``,
+        published to the alert topic. EventBridge gets these management calls from CloudTrail when
+        a trail logs management events in the account ("AWS API Call via CloudTrail" needs one,
+        EventBridge's guide): the lake's own (``features.cloudtrail``) or the organization's."""
+        w = watched
+        self.governance_alerts.add(
+            w.construct_id,
+            description=f"{w.what}: {' or '.join(w.calls)}, to the alert topic",
             pattern={
-                "source": ["aws.kms"],
+                "source": [f"aws.{w.service}"],
                 "detail-type": ["AWS API Call via CloudTrail"],
                 "detail": {
-                    "eventSource": ["kms.amazonaws.com"],
-                    "eventName": ["DisableKey", "ScheduleKeyDeletion"],
-                    "requestParameters": {"keyId": [k.key_id for k in keys] + [k.key_arn for k in keys]},
+                    "eventSource": [f"{w.service}.amazonaws.com"],
+                    "eventName": list(w.calls),
+                    "requestParameters": {w.parameter: list(w.names)},
                     "errorCode": [{"exists": False}],  # the call succeeded
                 },
             },
-            template='"Lake KMS key <key>: <call> by <caller> at <time>"',
+            template=f'"{w.what} <name>: <call> by <caller> at <time>"',
             paths={
-                "key": "$.detail.requestParameters.keyId",
+                "name": f"$.detail.requestParameters.{w.parameter}",
                 "call": "$.detail.eventName",
                 "caller": "$.detail.userIdentity.arn",
                 "time": "$.detail.eventTime",
             },
         )
-        return rules
+
+
+class WatchedCalls(NamedTuple):
+    """Management calls that alert when they name one of the lake's resources."""
+
+    construct_id: str
+    what: str
+    service: str
+    calls: tuple[str, ...]
+    #: The request parameter that names the resource, and the names it may take.
+    parameter: str
+    names: tuple[str, ...]

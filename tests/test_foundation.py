@@ -205,49 +205,61 @@ def test_a_start_the_scheduler_gave_up_on_alarms_to_the_alert_topic(template: Te
     assert alarm["AlarmActions"] == alarm["OKActions"] == topic
 
 
-def _kms_call(name: str, key_id: str, **detail: Any) -> dict[str, Any]:
-    """An "AWS API Call via CloudTrail" event of KMS as EventBridge delivers it."""
+def _api_call(service: str, name: str, parameters: dict[str, Any], **detail: Any) -> dict[str, Any]:
+    """An "AWS API Call via CloudTrail" event as EventBridge delivers it."""
     return {
         "version": "0",
         "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.kms",
+        "source": f"aws.{service}",
         "account": "123456789012",
         "region": "eu-west-1",
         "resources": [],
         "detail": {
-            "eventSource": "kms.amazonaws.com",
+            "eventSource": f"{service}.amazonaws.com",
             "eventName": name,
             "eventTime": "2026-12-06T22:00:00Z",
             "userIdentity": {"arn": "arn:aws:sts::123456789012:assumed-role/admin/kim"},
-            "requestParameters": {"keyId": key_id, "pendingWindowInDays": 7},
+            "requestParameters": parameters,
             **detail,
         },
     }
 
 
-def test_a_lake_key_disabled_or_scheduled_for_deletion_alerts(template: Template) -> None:
-    rules = {
-        k: r["Properties"]
+def _kms_call(name: str, key_id: str, **detail: Any) -> dict[str, Any]:
+    return _api_call("kms", name, {"keyId": key_id, "pendingWindowInDays": 7}, **detail)
+
+
+def _deployed(node: Any) -> Any:
+    """``node`` with the template's references as a deployment fills them in: a Ref is the
+    resource's id, an Arn its ARN."""
+    if isinstance(node, dict) and "Ref" in node:
+        return f"id-{node['Ref']}"
+    if isinstance(node, dict) and "Fn::GetAtt" in node:
+        return f"arn:aws:kms:eu-west-1:123456789012:key/id-{node['Fn::GetAtt'][0]}"
+    if isinstance(node, dict) and "Fn::Join" in node:
+        separator, parts = node["Fn::Join"]
+        return separator.join(str(_deployed(p)) for p in parts)
+    if isinstance(node, dict):
+        return {k: _deployed(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_deployed(v) for v in node]
+    return node
+
+
+def _rule(template: Template, source: str) -> dict[str, Any]:
+    ((_, rule),) = [
+        (k, r["Properties"])
         for k, r in template.find_resources("AWS::Events::Rule").items()
-        if r["Properties"]["EventPattern"].get("source") == ["aws.kms"]
-    }
-    ((_, rule),) = rules.items()
-    # the keys as a deployment names them: Ref is the key id, Arn its ARN
+        if r["Properties"]["EventPattern"].get("source") == [source]
+    ]
+    return rule
+
+
+def test_a_lake_key_disabled_or_scheduled_for_deletion_alerts(template: Template) -> None:
+    rule = _rule(template, "aws.kms")
     keys = template.find_resources("AWS::KMS::Key")
     assert len(keys) == 4
-
-    def deployed(node: Any) -> Any:
-        if isinstance(node, dict) and "Ref" in node:
-            return f"id-{node['Ref']}"
-        if isinstance(node, dict) and "Fn::GetAtt" in node:
-            return f"arn:aws:kms:eu-west-1:123456789012:key/id-{node['Fn::GetAtt'][0]}"
-        if isinstance(node, dict):
-            return {k: deployed(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [deployed(v) for v in node]
-        return node
-
-    pattern = EventPattern(None, deployed(rule["EventPattern"]))
+    pattern = EventPattern(None, _deployed(rule["EventPattern"]))
     raw = next(k for k in keys if k.startswith("KeysRawKey"))
     # a lake key scheduled for deletion or disabled, named by id or by ARN: published
     assert pattern.matches_event(_kms_call("ScheduleKeyDeletion", f"id-{raw}"))
@@ -260,8 +272,28 @@ def test_a_lake_key_disabled_or_scheduled_for_deletion_alerts(template: Template
     assert not pattern.matches_event(_kms_call("ScheduleKeyDeletion", f"id-{raw}", errorCode="AccessDenied"))
     # the notice names the key, the call, the caller and the time
     target = rule["Targets"][0]["InputTransformer"]
-    assert target["InputTemplate"] == '"Lake KMS key <key>: <call> by <caller> at <time>"'
+    assert target["InputTemplate"] == '"Lake KMS key <name>: <call> by <caller> at <time>"'
+    assert target["InputPathsMap"]["name"] == "$.detail.requestParameters.keyId"
     assert target["InputPathsMap"]["caller"] == "$.detail.userIdentity.arn"
+
+
+def test_the_lake_trail_stopped_or_deleted_alerts(template: Template) -> None:
+    rule = _rule(template, "aws.cloudtrail")
+    pattern = EventPattern(None, _deployed(rule["EventPattern"]))
+    (trail,) = template.find_resources("AWS::CloudTrail::Trail").values()
+    name = trail["Properties"]["TrailName"]
+    assert name == "lake-sbx-audit"
+    # stopped or deleted, named by name (or by ARN, which the pattern lists too): published
+    assert pattern.matches_event(_api_call("cloudtrail", "StopLogging", {"name": name}))
+    assert pattern.matches_event(_api_call("cloudtrail", "DeleteTrail", {"name": name}))
+    assert len(rule["EventPattern"]["detail"]["requestParameters"]["name"]) == 2
+    # another trail, a restart, or a refused call: not
+    assert not pattern.matches_event(_api_call("cloudtrail", "StopLogging", {"name": "org-trail"}))
+    assert not pattern.matches_event(_api_call("cloudtrail", "StartLogging", {"name": name}))
+    refused = _api_call("cloudtrail", "StopLogging", {"name": name}, errorCode="AccessDenied")
+    assert not pattern.matches_event(refused)
+    target = rule["Targets"][0]["InputTransformer"]
+    assert target["InputTemplate"] == '"Lake audit trail <name>: <call> by <caller> at <time>"'
 
 
 def test_sandbox_destroys_everything_and_empties_buckets(template: Template) -> None:
