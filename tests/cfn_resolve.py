@@ -9,6 +9,7 @@ so a template that grows a new kind of reference is noticed rather than half res
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 ACCOUNT = "123456789012"
@@ -25,6 +26,7 @@ NAME_PROPERTY = {
     "AWS::Glue::SecurityConfiguration": "Name",
     "AWS::SNS::Topic": "TopicName",
     "AWS::IAM::Role": "RoleName",
+    "AWS::CloudTrail::Trail": "TrailName",
 }
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 
@@ -78,6 +80,8 @@ class Resolver:
         if name in PSEUDO:
             return PSEUDO[name]
         resource_type = self._template(stack)["Resources"][name]["Type"]
+        if resource_type == "AWS::KMS::Key":
+            return key_id(name)
         physical = self.physical_name(stack, name)
         if resource_type == "AWS::SNS::Topic":
             return f"arn:aws:sns:{REGION}:{ACCOUNT}:{physical}"
@@ -87,6 +91,10 @@ class Resolver:
         resource_type = self._template(stack)["Resources"][logical_id]["Type"]
         if (resource_type, attribute) == ("AWS::IAM::Role", "Arn"):
             return f"arn:aws:iam::{ACCOUNT}:role/{self.physical_name(stack, logical_id)}"
+        if (resource_type, attribute) == ("AWS::KMS::Key", "Arn"):
+            return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{key_id(logical_id)}"
+        if (resource_type, attribute) == ("AWS::CloudTrail::Trail", "Arn"):
+            return f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/{self.physical_name(stack, logical_id)}"
         raise NotImplementedError(f"{stack}: Fn::GetAtt {resource_type}.{attribute} is not resolved offline")
 
     def _sub(self, stack: str, arg: Any) -> str:
@@ -101,3 +109,9 @@ class Resolver:
             return str(self._ref(stack, name))
 
         return _SUB_VARIABLE.sub(value, text)
+
+
+def key_id(logical_id: str) -> str:
+    """A KMS key's id (its ``Ref``): a UUID KMS makes at creation; one derived from the logical id
+    stands in."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, logical_id))
