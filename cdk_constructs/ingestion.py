@@ -338,8 +338,9 @@ class DatasetDeliveryStream(Construct):
 
     def metric_invocations_succeeded(self) -> cloudwatch.Metric:
         """Firehose's share of its invocations of the transform that succeeded (1 when all did;
-        the lowest over 5 minutes). A batch whose invocation kept failing (throttled, timed out,
-        not permitted) goes to processing-failed without the function ever counting it."""
+        the lowest over 5 minutes; each retry is an invocation). A batch whose invocations all
+        failed (throttled, timed out, not permitted) goes to processing-failed without the
+        function ever counting it."""
         return self.delivery_stream.metric(
             "ExecuteProcessing.Success", statistic="Minimum", period=Duration.minutes(5)
         )

@@ -114,8 +114,8 @@ class IngestionStack(Stack):
                 f"{cid}TransformInvocationsAlarm",
                 stream.metric_invocations_succeeded(),
                 threshold=1,
-                description=f"{ds.name}: Firehose could not invoke the transform for a batch (throttled, "
-                "timed out or not permitted; after its retries the records go to processing-failed)",
+                description=f"{ds.name}: Firehose could not invoke the transform (throttled, timed out or "
+                "not permitted); it retries, and a batch whose retries all fail goes to processing-failed",
             ),
             alarm_above(
                 self,
