@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aws_cdk import App, Environment, Stack, Tags
+from aws_cdk import aws_cloudwatch as cloudwatch
 
 from config import StageConfig
 from datalake import sql
@@ -123,12 +124,14 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
         **common,  # type: ignore[arg-type]
     )
     consumption.add_stack_dependency(catalog)
+    stacks = (foundation, governance, catalog, ingestion, processing, consumption)
     observability = ObservabilityStack(
         app,
         f"{stage.prefix}-observability",
         stage=stage,
         ingestion=ingestion,
         processing=processing,
+        alarms=[c for s in stacks for c in s.node.find_all() if isinstance(c, cloudwatch.Alarm)],
         description=f"Governed data lake ({stage.name}): pipeline dashboard",
         **common,  # type: ignore[arg-type]
     )

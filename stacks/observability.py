@@ -7,6 +7,7 @@ module to every synth for that.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import Duration, Stack
@@ -29,8 +30,11 @@ class ObservabilityStack(Stack):
         stage: StageConfig,
         ingestion: IngestionStack,
         processing: ProcessingStack,
+        alarms: Sequence[cloudwatch.IAlarm] = (),
         **kwargs: Any,
     ) -> None:
+        """``alarms``: every alarm of the lake, shown first with its state (the app passes those
+        of all its other stacks)."""
         super().__init__(scope, construct_id, **kwargs)
         self.dashboard = cloudwatch.Dashboard(
             self,
@@ -38,6 +42,17 @@ class ObservabilityStack(Stack):
             dashboard_name=f"{stage.prefix}-pipeline",
             default_interval=Duration.days(1),
         )
+        if alarms:
+            # Across the full width, a little taller for every eight alarms.
+            self.dashboard.add_widgets(
+                cloudwatch.AlarmStatusWidget(
+                    title="Alarms of the lake",
+                    alarms=list(alarms),
+                    width=24,
+                    height=3 + len(alarms) // 8,
+                    sort_by=cloudwatch.AlarmStatusWidgetSortBy.STATE_UPDATED_TIMESTAMP,
+                )
+            )
         for name, stream in ingestion.streams.items():
             pipeline = processing.pipelines[name]
             self.dashboard.add_widgets(

@@ -527,6 +527,25 @@ def test_one_dashboard_covers_the_whole_pipeline(sandbox: Synth) -> None:
     for widget in layout["widgets"]:
         rows.setdefault(widget["y"], []).append((widget["x"], widget["width"]))
     assert len(rows) >= 4
+    # first, the state of every alarm of the lake, whichever stack holds it
+    overview = layout["widgets"][0]
+    assert (overview["type"], overview["y"], overview["width"]) == ("alarm", 0, 24)
+    alarms = [
+        lid
+        for template in sandbox.all_templates().values()
+        for lid, r in template["Resources"].items()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    ]
+    assert len(overview["properties"]["alarms"]) == len(alarms) == 16
+    # each the output of the stack that holds it, for that alarm's ARN: every alarm, once
+    body = next(iter(dashboards.values()))["Properties"]["DashboardBody"]["Fn::Join"][1]
+    outputs = [
+        p["Fn::GetStackOutput"]["OutputName"]
+        for p in body
+        if isinstance(p, dict) and "Fn::GetStackOutput" in p
+    ]
+    referenced = [lid for out in outputs for lid in alarms if lid in out]
+    assert sorted(referenced) == sorted(alarms)
     for widgets in rows.values():
         edges = sorted(widgets)
         assert edges[0][0] == 0 and sum(w for _, w in edges) == 24, edges
