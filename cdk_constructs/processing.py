@@ -237,6 +237,31 @@ def logged_state_machine(
     return LoggedStateMachine(state_machine, role, policy)
 
 
+def execution_alarms(
+    scope: Construct, state_machine: sfn.StateMachine, *, ids: str, subject: str
+) -> list[cloudwatch.Alarm]:
+    """Alarms on ``state_machine``'s failed and timed-out executions, at the first in 5 minutes.
+    Beside the failure notices a catch publishes, they take what no catch can
+    (``States.Runtime``, ``States.DataLimitExceeded``) and the execution's own timeout.
+
+    ``ids`` prefixes the construct ids (``f"{ids}FailedAlarm"``); ``subject`` starts the
+    descriptions (``f"{subject} failed"``)."""
+    period = Duration.minutes(5)
+    return [
+        alarm_above(
+            scope,
+            f"{ids}{cid}",
+            metric,
+            threshold=0,
+            description=f"{subject} {what}",
+        )
+        for cid, metric, what in (
+            ("FailedAlarm", state_machine.metric_failed(period=period), "failed"),
+            ("TimedOutAlarm", state_machine.metric_timed_out(period=period), "timed out"),
+        )
+    ]
+
+
 def failure_notice(
     scope: Construct,
     *,
@@ -1031,12 +1056,6 @@ class DatasetPipeline(Construct):
         ds = self.dataset.name
         period = Duration.minutes(5)
         specs = [
-            (self.state_machine.metric_failed(period=period), "PipelineFailedAlarm", "a pipeline run failed"),
-            (
-                self.state_machine.metric_timed_out(period=period),
-                "PipelineTimedOutAlarm",
-                "a pipeline run timed out",
-            ),
             (
                 cloudwatch.Metric(
                     namespace="Glue",
@@ -1056,8 +1075,11 @@ class DatasetPipeline(Construct):
             ),
         ]
         return [
-            alarm_above(self, cid, metric, threshold=0, description=f"{ds}: {text}")
-            for metric, cid, text in specs
+            *execution_alarms(self, self.state_machine, ids="Pipeline", subject=f"{ds}: a pipeline run"),
+            *(
+                alarm_above(self, cid, metric, threshold=0, description=f"{ds}: {text}")
+                for metric, cid, text in specs
+            ),
         ]
 
     def _failure_rules(self, topic: sns.ITopic) -> list[events.CfnRule]:

@@ -15,10 +15,10 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from cdk_constructs.alerts import alarm_above
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, wildcard_findings
 from cdk_constructs.processing import (
+    execution_alarms,
     execution_token,
     failure_notice,
     logged_state_machine,
@@ -177,26 +177,10 @@ class ScheduledReport(Construct):
             removal_policy=removal_policy,
         )
         self.state_machine = machine.state_machine
-        # A failure caught by the task is published by NotifyFailure; these also take what no
-        # catch can (States.Runtime, States.DataLimitExceeded) and the execution's own timeout.
-        period = Duration.minutes(5)
-        self.alarms = [
-            alarm_above(
-                self,
-                cid,
-                metric,
-                threshold=0,
-                description=f"report {query.name}: {what}",
-            )
-            for cid, metric, what in (
-                ("FailedAlarm", self.state_machine.metric_failed(period=period), "an execution failed"),
-                (
-                    "TimedOutAlarm",
-                    self.state_machine.metric_timed_out(period=period),
-                    "an execution timed out",
-                ),
-            )
-        ]
+        # A failure the task catches is published by NotifyFailure; these take the rest.
+        self.alarms = execution_alarms(
+            self, self.state_machine, ids="", subject=f"report {query.name}: an execution"
+        )
         policy = machine.policy
         acknowledge(
             policy,
