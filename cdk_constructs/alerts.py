@@ -111,6 +111,39 @@ def alarm_below(
     )
 
 
+def alarm_without(
+    scope: Construct, construct_id: str, metric: cloudwatch.Metric, *, hours: int, description: str
+) -> cloudwatch.Alarm:
+    """An alarm when ``metric``, a count, has been below 1 in each of the last ``hours`` hours: no
+    data is a breach here, since what it watches for is nothing happening.
+
+    A new alarm would find those hours empty at once (before the deployment nothing ran), so it
+    warms up first: it starts to evaluate ``hours`` after it is created or changed (CloudWatch's
+    warm-up lasts 2 days at most)."""
+    alarm = cloudwatch.Alarm(
+        scope,
+        construct_id,
+        metric=metric.with_(period=Duration.hours(1), statistic="Sum"),
+        threshold=1,
+        evaluation_periods=hours,
+        datapoints_to_alarm=hours,
+        alarm_description=description,
+        comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+    )
+    cfn = alarm.node.default_child
+    assert isinstance(cfn, cloudwatch.CfnAlarm)
+    cfn.warm_up_configuration = cloudwatch.CfnAlarm.WarmUpConfigurationProperty(
+        warm_up_period_duration_in_minutes=min(hours * 60, MAX_WARM_UP_MINUTES),
+        only_start_evaluating_after_warm_up_period_ends=True,
+    )
+    return alarm
+
+
+#: CloudWatch's longest alarm warm-up (``WarmUpPeriodDurationInMinutes``): 2 days.
+MAX_WARM_UP_MINUTES = 2880
+
+
 class AlertRules(Construct):
     """EventBridge rules that turn service events into readable messages on the alert topic.
 

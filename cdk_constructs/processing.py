@@ -22,11 +22,11 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from cdk_constructs.alerts import AlertRules, alarm_above
+from cdk_constructs.alerts import AlertRules, alarm_above, alarm_without
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, rendered
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS
-from datalake.dataset import Dataset, Processing
+from datalake.dataset import MAX_STALE_HOURS, Dataset, Processing, schedule_interval_minutes
 from datalake.quality import EVALUATION_WORKERS, dqdl
 
 GLUE_JOB_DIR = Path(__file__).resolve().parent.parent / "glue_jobs" / "raw_to_curated"
@@ -72,6 +72,22 @@ def pipeline_timeout_minutes(processing: Processing) -> int:
     job = processing.timeout_minutes
     run = job + CAPACITY_WAIT_MINUTES[processing.execution_class]
     return 2 * run + int(RUN_AGAIN_AFTER.to_minutes()) + job + STEPS_AFTER_JOB_MINUTES
+
+
+def stale_after_hours(processing: Processing) -> int:
+    """Hours without a successful pipeline run before the stale-data alarm; 0: no alarm.
+
+    Unless the dataset file names them, two of the schedule's intervals and the pipeline's
+    timeout, at most :data:`~datalake.dataset.MAX_STALE_HOURS`: a success is followed by the
+    next one within an interval and a run's length, so a single failed run, which alarms on its
+    own, does not also count as stale data. The dataset file's check sees that a ``cron(...)``
+    schedule names them and a ``rate(...)`` of a week or more sets 0."""
+    if processing.stale_after_hours is not None:
+        return processing.stale_after_hours
+    interval = schedule_interval_minutes(processing.schedule)
+    assert interval is not None, "the dataset file's check requires stale_after_hours with cron(...)"
+    minutes = 2 * interval + pipeline_timeout_minutes(processing)
+    return min(-(-minutes // 60), MAX_STALE_HOURS)
 
 
 @dataclass(frozen=True)
@@ -1074,8 +1090,24 @@ class DatasetPipeline(Construct):
                 "(see the run summary)",
             ),
         ]
+        stale = stale_after_hours(self.dataset.processing)
         return [
             *execution_alarms(self, self.state_machine, ids="Pipeline", subject=f"{ds}: a pipeline run"),
+            *(
+                [
+                    alarm_without(
+                        self,
+                        "StaleAlarm",
+                        self.state_machine.metric_succeeded(),
+                        hours=stale,
+                        description=f"{ds}: no pipeline run has succeeded for {stale} hours, so curated "
+                        "data is that old: look for a disabled or deleted schedule, dropped starts "
+                        "or failing runs (runbook)",
+                    )
+                ]
+                if stale
+                else []
+            ),
             *(
                 alarm_above(self, cid, metric, threshold=0, description=f"{ds}: {text}")
                 for metric, cid, text in specs

@@ -75,6 +75,7 @@ _PROCESSING_FIELDS = {
     "worker_type",
     "timeout_minutes",
     "execution_class",
+    "stale_after_hours",
 }
 #: Glue worker types for Spark jobs, with the DPUs each worker counts for (billing).
 WORKER_DPUS = {"G.1X": 1, "G.2X": 2, "G.4X": 4, "G.8X": 8, "G.12X": 12, "G.16X": 16}
@@ -85,6 +86,17 @@ MAX_JOB_TIMEOUT_MINUTES = 2880
 #: What the data-quality evaluation after a run reads (``Processing.quality_scope``).
 QUALITY_SCOPES = ("days_written", "table")
 _SCHEDULE_RE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
+_RATE_RE = re.compile(r"^rate\((\d+) (minute|hour|day)s?\)$")
+_RATE_UNIT_MINUTES = {"minute": 1, "hour": 60, "day": 1440}
+#: The longest ``Processing.stale_after_hours``: the alarm sums successful runs per hour, and
+#: CloudWatch evaluates an alarm over 7 days at most (period times evaluation periods).
+MAX_STALE_HOURS = 168
+
+
+def schedule_interval_minutes(schedule: str) -> int | None:
+    """Minutes between the runs of a ``rate(...)`` schedule; ``None`` for ``cron(...)``."""
+    match = _RATE_RE.match(schedule)
+    return int(match[1]) * _RATE_UNIT_MINUTES[match[2]] if match else None
 
 
 class DatasetConfigError(ValueError):
@@ -193,6 +205,12 @@ class Processing:
     #: late, and its capacity may be reclaimed during the run, which ends it unfinished. The job is
     #: idempotent and an unfinished run records nothing, so the next run redoes its days.
     execution_class: str = "STANDARD"
+    #: Hours without a successful pipeline run after which the curated data counts as stale and
+    #: an alarm goes to the alert topic: it catches what leaves no failed run behind (a schedule
+    #: disabled or deleted, starts dropped, runs stuck before the job). ``None``: derived from a
+    #: ``rate(...)`` schedule (two intervals and the pipeline's timeout, at most
+    #: :data:`MAX_STALE_HOURS`); a ``cron(...)`` schedule must name it. ``0``: no such alarm.
+    stale_after_hours: int | None = None
 
 
 @dataclass(frozen=True)
@@ -621,6 +639,45 @@ def _parse_governance(
     )
 
 
+def _check_stale_after_hours(processing: Processing, problems: list[tuple[str, str]]) -> None:
+    stale = processing.stale_after_hours
+    field = "processing.stale_after_hours"
+    if stale is not None and (not _whole(stale) or not 0 <= stale <= MAX_STALE_HOURS):
+        _problem(
+            problems,
+            field,
+            f"use a whole number of hours from 1 to {MAX_STALE_HOURS} (CloudWatch evaluates an alarm "
+            "over 7 days at most), 0 for no alarm, or leave it out with a rate(...) schedule",
+        )
+        return
+    if not isinstance(processing.schedule, str) or not _SCHEDULE_RE.match(processing.schedule):
+        return  # reported as processing.schedule
+    interval = schedule_interval_minutes(processing.schedule)
+    if interval is None and stale is None:
+        _problem(
+            problems,
+            field,
+            f"a cron(...) schedule needs it: the most hours, 1 to {MAX_STALE_HOURS}, you accept without "
+            "a successful run (two of the schedule's intervals and a run's length, so that one failed "
+            "run, which alarms anyway, does not alarm twice), or 0 for no alarm",
+        )
+    elif interval is not None and stale is None and interval >= MAX_STALE_HOURS * 60:
+        _problem(
+            problems,
+            field,
+            f"runs {processing.schedule} apart are too far apart for the alarm on stale data "
+            f"(CloudWatch evaluates {MAX_STALE_HOURS} hours at most): set it to 0 for no alarm, or "
+            "schedule runs more often",
+        )
+    elif interval is not None and stale and stale * 60 <= interval:
+        _problem(
+            problems,
+            field,
+            f"{stale} hours is not longer than the time between runs ({processing.schedule}), so it "
+            "would alarm between any two runs: use more hours, or leave it out to derive it",
+        )
+
+
 def parse_dataset(raw: Any, path: Path | str) -> Dataset:
     """Validate the decoded JSON of a dataset file and build the model, or raise one error."""
     problems: list[tuple[str, str]] = []
@@ -707,6 +764,7 @@ def parse_dataset(raw: Any, path: Path | str) -> Dataset:
             "processing.schedule",
             "use an EventBridge Scheduler expression: rate(1 hour) or cron(...)",
         )
+    _check_stale_after_hours(processing, problems)
     if not _whole(processing.target_file_size_mib) or not 16 <= processing.target_file_size_mib <= 1024:
         _problem(problems, "processing.target_file_size_mib", "use 16 to 1024 (MiB); 128 suits Athena")
     lookback = processing.key_lookback_days

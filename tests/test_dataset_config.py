@@ -290,6 +290,24 @@ _REFUSED = [
     ("processing.worker_type", "G.3X", "processing.worker_type", "got 'G.3X'; use one of G.1X"),
     ("processing.timeout_minutes", 0, "processing.timeout_minutes", "from 1 to 2880"),
     ("processing.timeout_minutes", 2881, "processing.timeout_minutes", "from 1 to 2880"),
+    ("processing.stale_after_hours", 169, "processing.stale_after_hours", "from 1 to 168"),
+    ("processing.stale_after_hours", -1, "processing.stale_after_hours", "from 1 to 168"),
+    ("processing.stale_after_hours", 6.5, "processing.stale_after_hours", "from 1 to 168"),
+    # a cron schedule's intervals are not derived: the file names the hours
+    (
+        "processing.schedule",
+        "cron(0 6 * * ? *)",
+        "processing.stale_after_hours",
+        "cron(...) schedule needs it",
+    ),
+    # runs a week apart: the alarm's 168 hours would pass between any two runs
+    ("processing.schedule", "rate(7 days)", "processing.stale_after_hours", "set it to 0 for no alarm"),
+    (
+        "processing.*",
+        {"schedule": "rate(2 hours)", "stale_after_hours": 2},
+        "processing.stale_after_hours",
+        "not longer than the time between runs (rate(2 hours))",
+    ),
 ]
 
 
@@ -339,12 +357,20 @@ def test_a_column_without_a_type_is_named_once_and_a_file_not_one_object_as_such
         ("governance", None),
         ("ingestion", {"source": "kinesis_stream", "buffer_size_mib": 64, "buffer_interval_seconds": 60}),
         ("ingestion.*", {"buffer_size_mib": 128, "buffer_interval_seconds": 900}),
-        ("processing.*", {"schedule": "cron(0/15 * * * ? *)", "target_file_size_mib": 16}),
+        (
+            "processing.*",
+            {"schedule": "cron(0/15 * * * ? *)", "target_file_size_mib": 16, "stale_after_hours": 1},
+        ),
         ("processing.*", {"schedule": "rate(5 minutes)", "target_file_size_mib": 1024}),
         ("processing.*", {"key_lookback_days": 1, "timeout_minutes": 1}),
         ("processing.*", {"key_lookback_days": 3660, "timeout_minutes": 2880}),
         ("processing.*", {"execution_class": "FLEX", "worker_type": "G.2X", "workers": 2}),
         ("processing.*", {"worker_type": "G.16X", "quality_scope": "table"}),
+        ("processing.*", {"schedule": "rate(2 hours)", "stale_after_hours": 3}),
+        ("processing.*", {"schedule": "rate(6 days)"}),
+        ("processing.*", {"schedule": "rate(7 days)", "stale_after_hours": 0}),
+        ("processing.*", {"schedule": "cron(0 6 * * ? *)", "stale_after_hours": 168}),
+        ("processing.*", {"schedule": "cron(0 6 * * ? *)", "stale_after_hours": 0}),
     ],
     ids=lambda v: repr(v)[:40],
 )

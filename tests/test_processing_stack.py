@@ -27,10 +27,12 @@ from cdk_constructs.processing import (
     CatalogTarget,
     DatasetPipeline,
     JobScripts,
+    pipeline_timeout_minutes,
     quality_source,
+    stale_after_hours,
 )
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS
-from datalake.dataset import DATASETS_DIR, load_dataset
+from datalake.dataset import DATASETS_DIR, load_dataset, parse_dataset
 from datalake.local_run import duckdb_over, evaluate_quality
 from datalake.quality import dqdl, rules
 
@@ -82,12 +84,9 @@ def test_job_runs_on_glue_51_with_arguments_from_the_dataset_file(template: Temp
     assert extra.startswith("s3://") and extra.endswith(".py")
 
 
-def test_workers_and_timeouts_come_from_the_dataset_file() -> None:
-    # GIVEN a dataset file that asks for more and larger workers and a longer timeout
-    processing = dataclasses.replace(
-        ORDERS.processing, workers=10, worker_type="G.2X", timeout_minutes=240, execution_class="FLEX"
-    )
-    dataset = dataclasses.replace(ORDERS, processing=processing)
+def _standalone(**processing: Any) -> Template:
+    """The pipeline of orders alone in a stack, with ``processing`` settings changed."""
+    dataset = dataclasses.replace(ORDERS, processing=dataclasses.replace(ORDERS.processing, **processing))
     app = cdk.App(context={"aws:cdk:bundling-stacks": []})
     stack = cdk.Stack(app, "Test")
     glue_role = iam.Role(stack, "Job", assumed_by=iam.ServicePrincipal("glue.amazonaws.com"))
@@ -110,7 +109,12 @@ def test_workers_and_timeouts_come_from_the_dataset_file() -> None:
         crawler_role=iam.Role(stack, "Crawler", assumed_by=iam.ServicePrincipal("glue.amazonaws.com")),
         schedule_group="default",
     )
-    template = Template.from_stack(stack)
+    return Template.from_stack(stack)
+
+
+def test_workers_and_timeouts_come_from_the_dataset_file() -> None:
+    # GIVEN a dataset file that asks for more and larger workers and a longer timeout
+    template = _standalone(workers=10, worker_type="G.2X", timeout_minutes=240, execution_class="FLEX")
     # THEN the job runs on them, on Glue's spare capacity; the data-quality evaluation gets the
     # job's timeout; the pipeline outlasts two runs that each waited 20 minutes for capacity and
     # ran to the timeout, the 2 minutes between them, the evaluation and 15 minutes more
@@ -423,8 +427,87 @@ def test_schedule_from_the_dataset_file_starts_the_state_machine(template: Templ
     assert logical_id.startswith("OrdersGroupedSchedule")
 
 
+def _stale_alarm(template: Template) -> dict[str, Any] | None:
+    alarms = [
+        a["Properties"]
+        for lid, a in template.find_resources("AWS::CloudWatch::Alarm").items()
+        if lid.startswith("OrdersStaleAlarm")
+    ]
+    assert len(alarms) <= 1
+    return alarms[0] if alarms else None
+
+
+def test_curated_data_without_a_successful_run_for_hours_alarms(template: Template) -> None:
+    # GIVEN an hourly pipeline that may take 227 minutes (two job runs and the evaluation)
+    assert (ORDERS.processing.schedule, pipeline_timeout_minutes(ORDERS.processing)) == ("rate(1 hour)", 227)
+    alarm = _stale_alarm(template)
+    assert alarm is not None
+    # THEN no successful execution in each of the last 6 hours (two intervals and the timeout,
+    # 347 minutes, rounded up) alarms, and no data at all is a breach: nothing ran
+    assert alarm["MetricName"] == "ExecutionsSucceeded"
+    (state_machine,) = template.find_resources("AWS::StepFunctions::StateMachine")
+    assert alarm["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": state_machine}}]
+    assert (alarm["Statistic"], alarm["Period"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Sum",
+        3600,
+        1,
+        "LessThanThreshold",
+    )
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == 6
+    assert alarm["TreatMissingData"] == "breaching"
+    # a new alarm waits those hours before it judges them: before the deployment nothing ran
+    assert alarm["WarmUpConfiguration"] == {
+        "WarmUpPeriodDurationInMinutes": 360,
+        "OnlyStartEvaluatingAfterWarmUpPeriodEnds": True,
+    }
+    assert alarm["AlarmActions"] == alarm["OKActions"] and alarm["AlarmActions"]
+    assert "disabled or deleted schedule" in alarm["AlarmDescription"]
+
+
+@pytest.mark.parametrize(
+    ("processing", "hours"),
+    [
+        ({}, 6),
+        ({"schedule": "rate(15 minutes)"}, 5),  # 30 + 227 minutes
+        ({"schedule": "rate(1 day)"}, 52),  # 2,880 + 227 minutes
+        ({"schedule": "rate(1 day)", "execution_class": "FLEX"}, 52),  # 2,880 + 237
+        ({"schedule": "rate(3 days)"}, 148),
+        ({"schedule": "rate(4 days)"}, 168),  # CloudWatch's 7 days at most
+        ({"schedule": "rate(1 hour)", "timeout_minutes": 2880}, 147),  # two runs of 48 hours
+        ({"schedule": "rate(1 hour)", "stale_after_hours": 3}, 3),  # the file's own
+        ({"schedule": "cron(0 6 * * ? *)", "stale_after_hours": 30}, 30),
+        ({"stale_after_hours": 0}, 0),
+    ],
+    ids=repr,
+)
+def test_stale_hours_are_derived_from_the_schedule_unless_the_dataset_file_names_them(
+    processing: dict[str, Any], hours: int
+) -> None:
+    # GIVEN orders.json with these processing settings: WHEN parsed, THEN the file is accepted
+    raw = json.loads((DATASETS_DIR / "orders.json").read_text())
+    raw["processing"].update(processing)
+    settings = parse_dataset(raw, "orders.json").processing
+    assert settings == dataclasses.replace(ORDERS.processing, **processing)
+    assert stale_after_hours(settings) == hours
+
+
+def test_a_dataset_file_may_go_without_the_stale_data_alarm() -> None:
+    # GIVEN a daily cron schedule: WHEN the file names 30 hours, THEN the alarm waits 30 of them
+    alarm = _stale_alarm(_standalone(schedule="cron(0 6 * * ? *)", stale_after_hours=30))
+    assert alarm is not None
+    assert alarm["EvaluationPeriods"] == 30
+    assert alarm["WarmUpConfiguration"]["WarmUpPeriodDurationInMinutes"] == 1800
+    # WHEN it names 0, THEN there is no such alarm (the other alarms stay)
+    without = _standalone(schedule="cron(0 6 * * ? *)", stale_after_hours=0)
+    assert _stale_alarm(without) is None
+    assert without.find_resources(
+        "AWS::CloudWatch::Alarm", {"Properties": {"MetricName": "ExecutionsFailed"}}
+    )
+
+
 def test_alarms_and_failure_rules_reach_the_alert_topic(template: Template) -> None:
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    alarms = {k: a for k, a in alarms.items() if not k.startswith("OrdersStaleAlarm")}  # above
     # a notice the rules below could not deliver waits in their dead-letter queue, and alarms
     undelivered = {k: a for k, a in alarms.items() if a["Properties"]["Namespace"] == "AWS/SQS"}
     ((_, dlq_alarm),) = undelivered.items()
@@ -536,7 +619,7 @@ def test_one_dashboard_covers_the_whole_pipeline(sandbox: Synth) -> None:
         for lid, r in template["Resources"].items()
         if r["Type"] == "AWS::CloudWatch::Alarm"
     ]
-    assert len(overview["properties"]["alarms"]) == len(alarms) == 16
+    assert len(overview["properties"]["alarms"]) == len(alarms) == 17
     # each the output of the stack that holds it, for that alarm's ARN: every alarm, once
     body = next(iter(dashboards.values()))["Properties"]["DashboardBody"]["Fn::Join"][1]
     outputs = [
