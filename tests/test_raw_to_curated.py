@@ -9,6 +9,7 @@ import gzip
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import types
@@ -116,6 +117,12 @@ def _judged(spark: Any, lines: list[str], spec: dict[str, Any] = SPEC) -> dict[A
         [(line, "s3://b/t/year=2024/month=05/day=01/f") for line in lines], f"value string, {RAW_FILE} string"
     )
     return {r[spec["record_key"]]: r for r in validate_and_cast(parse_lines(raw, spec), spec).collect()}
+
+
+def _column_of(reason: str) -> str:
+    """The column a reason names first: ``shipping`` of ``shipping.city: ...``, ``items`` of
+    ``items[1].qty: ...``."""
+    return re.split(r"[:.\[]", reason, maxsplit=1)[0]
 
 
 def _write_raw(tmp: Path, day: str, name: str, lines: list[Any], hour: str = "10") -> None:
@@ -1334,13 +1341,12 @@ def _held_alike(
         column = key.rstrip("0123456789")
         if out is None:
             # THEN a value the transform refuses, the job refuses too, naming its column
-            assert [r.split(":")[0] for r in reasons] == [column], (key, reasons)
+            assert {_column_of(r) for r in reasons} == {column}, (key, reasons)
             if "expected a string, got a number" in reasons[0]:
                 # the one exception (docs/design-decisions.md): a number in a string field is text
                 assert as_sent[key][REASON] == "", key
                 continue
-            named = as_sent[key][REASON].split(":")[0].split(".")[0]  # "shipping.city: ..." names shipping
-            assert named == column, (key, as_sent[key][REASON])
+            assert _column_of(as_sent[key][REASON]) == column, (key, as_sent[key][REASON])
             continue
         # AND a value the transform accepts, the job takes as written with the same typed value
         row = as_written[key]
@@ -1435,6 +1441,59 @@ def test_a_nested_value_holds_alike_in_the_transform_and_the_job(spark: Any) -> 
     assert len(refused) > len(records) // 3  # the values do probe the edges
 
 
+def test_a_required_value_missing_or_blank_gets_the_same_words_from_the_transform_and_the_job(
+    spark: Any,
+) -> None:
+    # GIVEN records whose one defect is a required value left out, null or blank, in a string,
+    # a decimal, a timestamp and a struct's string field
+    spec = {
+        **SPEC,
+        "columns": [
+            *SPEC["columns"],
+            {
+                "name": "shipping",
+                "type": "struct",
+                "fields": [{"name": "city", "type": "string", "required": True}],
+            },
+        ],
+    }
+    shipping = {"city": "Seoul"}
+    absent = object()
+    cases = {
+        "customer_id": ("customer_id", "required field is"),
+        "amount": ("amount", "required field is"),
+        "order_ts": ("order_ts", "required field is"),
+        "city": ("shipping.city", "required field is"),
+    }
+    values = {"absent": absent, "null": None, "empty": "", "blank": "   "}
+    records = {}
+    for column in cases:
+        for kind, value in values.items():
+            record = _record(f"{column}-{kind}", shipping=dict(shipping))
+            target = record["shipping"] if column == "city" else record
+            if value is absent:
+                del target[column]
+            else:
+                target[column] = value
+            records[f"{column}-{kind}"] = record
+    # WHEN the transform and the job judge them
+    validator = RecordValidator(spec)
+    transform = {k: validator.validate(r)[1] for k, r in records.items()}
+    checked = _judged(spark, [json.dumps(r) for r in records.values()], spec)
+    job = {k: checked[k][REASON].split("; ") for k in records}
+    # THEN both name the same field with the same words: a string left blank is empty, any other
+    # value left out or blank is missing
+    assert job == transform
+    assert {k: reasons[0].split(": ")[1] for k, reasons in job.items()} == {
+        f"{column}-{kind}": "required field is empty"
+        if kind in ("empty", "blank") and column in ("customer_id", "city")
+        else "required field is missing"
+        for column in cases
+        for kind in values
+    }
+    assert all(reasons[0].startswith(f"{cases[k.split('-')[0]][0]}: ") for k, reasons in job.items())
+
+
 def test_a_lone_surrogate_escape_is_quarantined_as_the_transform_rejects_it(spark: Any) -> None:
     # GIVEN raw lines written by other means than the transform, with \\u escapes in a string
     values = {
@@ -1487,8 +1546,8 @@ def test_a_key_given_twice_takes_its_last_value_in_the_transform_and_the_job(spa
     job["first-key"] = job.pop("second-key")
     # THEN both take the last value: the one they check is the one they keep
     refused = {"last-refused": "status", "amount": "amount", "nested": "items", "shape-last": "items"}
-    assert {k: reasons[0].split(":")[0] for k, (_, reasons) in transform.items() if reasons} == refused
-    assert {k: job[k][REASON].split(":")[0] for k in refused} == refused
+    assert {k: _column_of(reasons[0]) for k, (_, reasons) in transform.items() if reasons} == refused
+    assert {k: _column_of(job[k][REASON]) for k in refused} == refused
     assert transform["last-taken"][0]["status"] == job["last-taken"].status == "PAID"
     assert transform["first-key"][0]["order_id"] == job["first-key"].order_id == "second-key"
     assert job["last-taken"][REASON] == job["first-key"][REASON] == ""

@@ -181,7 +181,10 @@ def _value_checks(value: Column, col: dict[str, Any], label: str) -> tuple[Colum
     present = value.isNotNull() & (text != "")
     checks: list[tuple[Column, str]] = []
     if col.get("required"):
-        checks.append((~present, f"{label}: required field is missing"))
+        # the transform's words: a blank string column is empty, any other blank value missing
+        blank = value.isNotNull() & ~present if ctype == "string" else F.lit(False)
+        checks.append((~present & ~blank, f"{label}: required field is missing"))
+        checks.append((blank, f"{label}: required field is empty"))
     if ctype == "string":
         typed = F.when(present, text)
         if "max_length" in col:

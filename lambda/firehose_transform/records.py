@@ -41,6 +41,16 @@ class Invalid(ValueError):
     """A value that does not fit its column; the message is the reason a person reads."""
 
 
+class NestedInvalid(Invalid):
+    """Fields inside a struct or an array's objects that do not fit: ``errors`` are the reasons,
+    each led by its path within the value (``city: ...``, ``[1].qty: ...``), which the column's
+    name then leads (``shipping.city: ...``, ``items[1].qty: ...``), as the job names them."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors[:3]
+        super().__init__("; ".join(self.errors))
+
+
 def _short(value: Any) -> str:
     """A value as a reason shows it: its first 40 characters, quoted when it is text (a number may
     have a million digits)."""
@@ -169,6 +179,9 @@ def _apply_fields(fields: list[Field], obj: dict[str, Any]) -> tuple[dict[str, A
             else:
                 try:
                     normalized = check(value)
+                except NestedInvalid as exc:
+                    errors += [f"{name}{'' if e[0] == '[' else '.'}{e}" for e in exc.errors]
+                    continue
                 except Invalid as exc:
                     errors.append(f"{name}: {exc}")
                     continue
@@ -314,7 +327,7 @@ def _check_struct(children: list[Field]) -> Callable[[Any], Any]:
             raise Invalid(f"expected an object, got {_json_type(value)}")
         out, errors = _apply_fields(children, value)
         if errors:
-            raise Invalid("; ".join(errors[:3]))
+            raise NestedInvalid(errors)
         return out
 
     return check
@@ -328,10 +341,10 @@ def _check_array(children: list[Field]) -> Callable[[Any], Any]:
         append = items.append
         for item in value:
             if item.__class__ is not dict:
-                raise Invalid(f"[{len(items)}] expected an object, got {_json_type(item)}")
+                raise NestedInvalid([f"[{len(items)}]: expected an object, got {_json_type(item)}"])
             out, errors = _apply_fields(children, item)
             if errors:
-                raise Invalid("; ".join(f"[{len(items)}].{e}" for e in errors[:3]))
+                raise NestedInvalid([f"[{len(items)}].{e}" for e in errors])
             append(out)
         return items
 
