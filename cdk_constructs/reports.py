@@ -15,6 +15,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from cdk_constructs.alerts import alarm_without
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, wildcard_findings
 from cdk_constructs.processing import (
@@ -59,6 +60,10 @@ class ScheduledReport(Construct):
     Each run writes under ``run=<execution name>/`` and, once its UNLOAD succeeded, puts
     :data:`DONE_MARKER` there: Athena leaves the files of a failed UNLOAD in place, so a reader
     takes only the folders that hold the marker.
+
+    No successful run for ``stale_after_hours`` alarms too, which catches a schedule disabled or
+    deleted by hand. 49 suits the daily default: two days and the hour a run may take, so one
+    failed run, which alarms on its own, does not also; give another with another ``schedule``.
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class ScheduledReport(Construct):
         removal_policy: RemovalPolicy,
         schedule_group: str,
         schedule: str = "cron(0 6 * * ? *)",
+        stale_after_hours: int = 49,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -178,9 +184,17 @@ class ScheduledReport(Construct):
         )
         self.state_machine = machine.state_machine
         # A failure the task catches is published by NotifyFailure; these take the rest.
-        self.alarms = execution_alarms(
-            self, self.state_machine, ids="", subject=f"report {query.name}: an execution"
-        )
+        self.alarms = [
+            *execution_alarms(self, self.state_machine, ids="", subject=f"report {query.name}: an execution"),
+            alarm_without(
+                self,
+                "StaleAlarm",
+                self.state_machine.metric_succeeded(),
+                hours=stale_after_hours,
+                description=f"report {query.name}: no run has succeeded for {stale_after_hours} hours: look "
+                "for a disabled or deleted schedule, dropped starts or failing runs (runbook)",
+            ),
+        ]
         policy = machine.policy
         acknowledge(
             policy,

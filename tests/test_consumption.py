@@ -149,12 +149,19 @@ def test_a_report_query_with_a_brace_is_refused_naming_its_file(brace: str, tmp_
     )
 
 
-def test_a_report_execution_that_fails_or_times_out_alarms_to_the_alert_topic(sandbox: Synth) -> None:
+def test_a_report_that_fails_times_out_or_stops_running_alarms_to_the_alert_topic(sandbox: Synth) -> None:
     # the catch publishes what it takes; an alarm also takes what no catch can (States.Runtime)
     alarms = [a for a in _props(sandbox, "AWS::CloudWatch::Alarm") if "report" in a["AlarmDescription"]]
-    assert sorted(a["MetricName"] for a in alarms) == ["ExecutionsFailed", "ExecutionsTimedOut"]
+    by_metric = {a["MetricName"]: a for a in alarms}
+    assert sorted(by_metric) == ["ExecutionsFailed", "ExecutionsSucceeded", "ExecutionsTimedOut"]
+    assert by_metric["ExecutionsFailed"]["Threshold"] == by_metric["ExecutionsTimedOut"]["Threshold"] == 0
+    # and no successful run in each of 49 hours (two days and a run's hour): a schedule disabled
+    # by hand leaves no failure behind
+    stale = by_metric["ExecutionsSucceeded"]
+    assert (stale["EvaluationPeriods"], stale["Period"], stale["TreatMissingData"]) == (49, 3600, "breaching")
+    assert stale["WarmUpConfiguration"]["WarmUpPeriodDurationInMinutes"] == 2880  # CloudWatch's most
     for alarm in alarms:
-        assert alarm["Namespace"] == "AWS/States" and alarm["Threshold"] == 0
+        assert alarm["Namespace"] == "AWS/States"
         assert "DailyRevenueReportStateMachine" in json.dumps(alarm["Dimensions"])
         assert (
             "AlertsTopic" in json.dumps(alarm["AlarmActions"]) and alarm["OKActions"] == alarm["AlarmActions"]
