@@ -26,6 +26,7 @@ from cdk_constructs.processing import (
     retry,
     schedule_state_machine,
 )
+from datalake.dataset import schedule_problem
 from datalake.sql import SqlFile
 
 REPORTS_PREFIX = "reports"
@@ -88,6 +89,8 @@ class ScheduledReport(Construct):
         stale_after_hours: int = 49,
     ) -> None:
         super().__init__(scope, construct_id)
+        if problem := schedule_problem(schedule):
+            raise ValueError(f"report {query.name}: schedule {problem}")
         stack = Stack.of(self)
         prefix = f"{REPORTS_PREFIX}/{query.name}/"
         self.location = f"s3://{bucket.bucket_name}/{prefix}"

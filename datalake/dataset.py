@@ -87,10 +87,45 @@ MAX_JOB_TIMEOUT_MINUTES = 2880
 QUALITY_SCOPES = ("days_written", "table")
 _SCHEDULE_RE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
 _RATE_RE = re.compile(r"^rate\((\d+) (minute|hour|day)s?\)$")
+_CRON_FIELDS = ("minutes", "hours", "day-of-month", "month", "day-of-week", "year")
 _RATE_UNIT_MINUTES = {"minute": 1, "hour": 60, "day": 1440}
 #: The longest ``Processing.stale_after_hours``: the alarm sums successful runs per hour, and
 #: CloudWatch evaluates an alarm over 7 days at most (period times evaluation periods).
 MAX_STALE_HOURS = 168
+
+
+def schedule_problem(schedule: Any) -> str | None:
+    """Why ``schedule`` is not an EventBridge Scheduler expression that a deployment would take,
+    or ``None``: ``rate(value unit)`` with a positive value and a unit singular for 1 and plural
+    otherwise, or ``cron(...)`` of six fields with ``?`` in exactly one of day-of-month and
+    day-of-week (EventBridge's rate and cron expression references)."""
+    usage = "use an EventBridge Scheduler expression: rate(1 hour), rate(15 minutes) or cron(0 6 * * ? *)"
+    if not isinstance(schedule, str) or not _SCHEDULE_RE.match(schedule):
+        return usage
+    if rate := re.match(r"^rate\((\d+) (\w+)\)$", schedule):
+        value, unit = int(rate[1]), rate[2]
+        if value < 1:
+            return f"{schedule}: the value must be 1 or more; {usage}"
+        if (value == 1) != (not unit.endswith("s")):
+            fixed = f"rate({value} {unit.rstrip('s') if value == 1 else unit + 's'})"
+            return f"{schedule}: the unit is singular for 1 and plural otherwise: write {fixed}"
+        return None
+    fields = schedule[len("cron(") : -1].split()
+    if len(fields) != len(_CRON_FIELDS):
+        return (
+            f"{schedule} has {len(fields)} fields; a cron expression has six: "
+            f"{' '.join(_CRON_FIELDS)}, e.g. cron(0 6 * * ? *) for 06:00 UTC every day"
+        )
+    day_of_month, day_of_week = fields[2], fields[4]
+    if day_of_month == day_of_week == "?":
+        return f"{schedule}: day-of-month and day-of-week are both ?; give one of them (* for every day)"
+    if "?" not in (day_of_month, day_of_week):
+        if "*" not in (day_of_month, day_of_week):
+            return f"{schedule}: a day of the month and a day of the week cannot both be given; put ? in one"
+        at = 4 if day_of_week == "*" else 2  # the * gives way to the day the other field names
+        fixed = " ".join("?" if i == at else f for i, f in enumerate(fields))
+        return f"{schedule}: one of day-of-month and day-of-week must be ?: write cron({fixed})"
+    return None
 
 
 def schedule_interval_minutes(schedule: str) -> int | None:
@@ -650,7 +685,7 @@ def _check_stale_after_hours(processing: Processing, problems: list[tuple[str, s
             "over 7 days at most), 0 for no alarm, or leave it out with a rate(...) schedule",
         )
         return
-    if not isinstance(processing.schedule, str) or not _SCHEDULE_RE.match(processing.schedule):
+    if schedule_problem(processing.schedule):
         return  # reported as processing.schedule
     interval = schedule_interval_minutes(processing.schedule)
     if interval is None and stale is None:
@@ -758,12 +793,8 @@ def parse_dataset(raw: Any, path: Path | str) -> Dataset:
 
     processing_raw = _parse_section(raw.get("processing"), "processing", _PROCESSING_FIELDS, problems)
     processing = Processing(**processing_raw) if processing_raw else Processing()
-    if not isinstance(processing.schedule, str) or not _SCHEDULE_RE.match(processing.schedule):
-        _problem(
-            problems,
-            "processing.schedule",
-            "use an EventBridge Scheduler expression: rate(1 hour) or cron(...)",
-        )
+    if schedule_fix := schedule_problem(processing.schedule):
+        _problem(problems, "processing.schedule", schedule_fix)
     _check_stale_after_hours(processing, problems)
     if not _whole(processing.target_file_size_mib) or not 16 <= processing.target_file_size_mib <= 1024:
         _problem(problems, "processing.target_file_size_mib", "use 16 to 1024 (MiB); 128 suits Athena")

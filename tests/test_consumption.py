@@ -7,11 +7,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
 import sqlglot
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from lake_app import SWITCHED, WITHOUT_AUDIT, Synth, actions, joined_json, policy_statements, synthesize
 
-from cdk_constructs.reports import DONE_MARKER, REPORTS_PREFIX, unload_statement
+from cdk_constructs.reports import DONE_MARKER, REPORTS_PREFIX, ScheduledReport, unload_statement
 from config import get_stage
 from datalake import sql
 from datalake.dataset import DATASETS_DIR, load_dataset
@@ -478,3 +483,31 @@ def test_quicksight_role_reads_like_an_analyst_and_nothing_more(with_quicksight:
     assert "workgroup/lake-sbx-analysts" in text and "lakeformation:GetDataAccess" in text
     # Lake Formation vends the curated data: no S3 or KMS access of its own to the curated zone.
     assert "CuratedBucket" not in text and "CuratedKey" not in text and "RawKey" not in text
+
+
+def test_a_report_schedule_eventbridge_would_refuse_fails_synth_with_the_fix() -> None:
+    # GIVEN a report given a Unix-style cron expression (five fields, no ?)
+    stack = cdk.Stack(cdk.App(), "T")
+    (query,) = [q for q in sql.load("athena") if q.name == "daily_revenue_by_country"]
+    # WHEN it is built, THEN synth stops, naming the report and the expression to write
+    with pytest.raises(
+        ValueError, match=r"^report daily_revenue_by_country: schedule cron\(0 6 \* \* \*\) has 5"
+    ):
+        ScheduledReport(
+            stack,
+            "Report",
+            name="t-report",
+            query=query,
+            database="d",
+            workgroup="w",
+            bucket=s3.Bucket(stack, "Analytics"),
+            bucket_key=kms.Key(stack, "AnalyticsKey"),
+            results_bucket=s3.Bucket(stack, "Results"),
+            tables=["orders"],
+            alert_topic=sns.Topic(stack, "Alerts"),
+            logs_key=kms.Key(stack, "LogsKey"),
+            log_retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            schedule_group="g",
+            schedule="cron(0 6 * * *)",
+        )
