@@ -16,6 +16,9 @@ _ARN_RE = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+")
 #: Base capacities Redshift Serverless accepts (RPU): 4, then steps of 8 to 512, then of 32 to 1024
 #: ("Compute capacity for Amazon Redshift Serverless").
 REDSHIFT_BASE_RPUS = frozenset([4, *range(8, 513, 8), *range(544, 1025, 32)])
+#: The smallest per-query cutoff Athena takes, in bytes: ``minimum`` of ``BytesScannedCutoffPerQuery``
+#: in CloudFormation's ``AWS::Athena::WorkGroup`` schema (10 MB, not 10 MiB).
+ATHENA_MIN_CUTOFF_BYTES = 10_000_000
 #: Retention periods CloudWatch Logs accepts (days).
 LOG_RETENTION_DAYS = (
     1,
@@ -129,8 +132,10 @@ class StageConfig:
             problems.append(
                 "lifecycle: S3 needs raw_infrequent_access_after >= 30 and below raw_glacier_ir_after"
             )
-        if self.athena_bytes_scanned_cutoff < 10 * 1024**2:
-            problems.append("athena_bytes_scanned_cutoff: Athena's minimum is 10 MB")
+        if self.athena_bytes_scanned_cutoff < ATHENA_MIN_CUTOFF_BYTES:
+            problems.append(
+                f"athena_bytes_scanned_cutoff: Athena's minimum is {ATHENA_MIN_CUTOFF_BYTES:,} bytes (10 MB)"
+            )
         if self.redshift_base_rpu not in REDSHIFT_BASE_RPUS:
             problems.append(
                 f"redshift_base_rpu={self.redshift_base_rpu}: use 4, a multiple of 8 from 8 to 512, or "

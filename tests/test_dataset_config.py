@@ -752,8 +752,8 @@ _REFUSED_STAGE_EDITS: list[tuple[dict[str, Any], str]] = [
     ),
     ({"lake_admin_arns": (_ARN + "\n",)}, "is not an IAM ARN"),
     (
-        {"athena_bytes_scanned_cutoff": 10 * 1024**2 - 1},
-        "athena_bytes_scanned_cutoff: Athena's minimum is 10 MB",
+        {"athena_bytes_scanned_cutoff": 10_000_000 - 1},
+        "athena_bytes_scanned_cutoff: Athena's minimum is 10,000,000 bytes (10 MB)",
     ),
     (
         {"redshift_base_rpu": 0},
@@ -785,7 +785,7 @@ _ACCEPTED_STAGE_EDITS: list[dict[str, Any]] = [
     {"prefix": "lk", "account": "123456789012", "log_retention_days": 1},
     {"prefix": "l" + "-" * 19, "log_retention_days": 3653, "alarm_email": "ops+lake@example.co.uk"},
     {"lake_admin_arns": (_ARN, "arn:aws-us-gov:iam::123456789012:user/admin")},
-    {"athena_bytes_scanned_cutoff": 10 * 1024**2, "redshift_base_rpu": 4},
+    {"athena_bytes_scanned_cutoff": 10_000_000, "redshift_base_rpu": 4},
     {"redshift_base_rpu": 512, "redshift_usage_limit_action": "log", "macie_job_frequency": "DAILY"},
     {"redshift_base_rpu": 544, "lf_tag_prefix": "l" * 20},
     {"redshift_base_rpu": 1024, "lf_tag_prefix": "lake_tags.v1:-"},
