@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from records import RecordValidator
 from transform import MAX_RESPONSE_BYTES, transform_event
 
-from datalake.dataset import DATASETS_DIR, load_dataset
+from datalake.dataset import DATASETS_DIR, load_dataset, parse_dataset
 from datalake.local_firehose import INVOCATION_BYTES, deliver, invocation_events
 from datalake.sample import payloads as sample_payloads
 
@@ -559,36 +559,43 @@ def test_a_decimal_is_written_in_its_canonical_form_whatever_surrounds_it(amount
     assert (out["amount"], reasons) == ("1.50", [])
 
 
-def test_handler_reads_the_spec_from_its_environment_and_emits_metrics(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+@dataclass
+class _Context:
+    function_name: str = "transform"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:transform"
+    aws_request_id: str = "req-1"
+
+
+def _handler(monkeypatch: pytest.MonkeyPatch, spec_json: str) -> Any:
+    """The handler module as Lambda loads it, in the environment the CDK construct sets."""
     from cdk_constructs.ingestion import METRICS_NAMESPACE, TRANSFORM_SERVICE  # (CDK: only here)
 
-    # GIVEN the environment the CDK construct sets
-    monkeypatch.setenv("DATASET_SPEC", ORDERS.to_spec_json())
+    monkeypatch.setenv("DATASET_SPEC", spec_json)
     monkeypatch.setenv("DELIVERY_STREAM_NAME", "lake-sbx-orders")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", TRANSFORM_SERVICE)
-    handler = importlib.reload(importlib.import_module("handler"))
+    return importlib.reload(importlib.import_module("handler"))
 
-    @dataclass
-    class Context:
-        function_name: str = "transform"
-        memory_limit_in_mb: int = 256
-        invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:transform"
-        aws_request_id: str = "req-1"
 
+def test_handler_reads_the_spec_from_its_environment_and_emits_metrics(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cdk_constructs.ingestion import METRICS_NAMESPACE, TRANSFORM_SERVICE
+
+    # GIVEN the environment the CDK construct sets
+    handler = _handler(monkeypatch, ORDERS.to_spec_json())
     # WHEN it handles the Direct PUT fixture
-    response = handler.lambda_handler(_event("firehose_direct_put.json"), Context())
+    response = handler.lambda_handler(_event("firehose_direct_put.json"), _Context())
     # THEN it answers every record and publishes the counts as EMF metrics
     assert len(response["records"]) == 5
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     emf = [p for p in printed if "_aws" in p]
     assert emf, "no EMF metrics printed"
-    # AND one log line says how many were refused and the commonest reasons, with their counts
+    # AND one log line says how many were refused and the commonest causes, with their counts
     (log,) = [p for p in printed if p.get("message") == "records rejected or failed"]
     assert (log["rejected"], log["failed"]) == (3, 0)
-    assert sum(n for _, n in log["top_reasons"]) == 3 and all(reason for reason, _ in log["top_reasons"])
+    assert sum(n for _, n in log["top_causes"]) == 3 and all(cause for cause, _ in log["top_causes"])
     metrics = emf[-1]
     assert metrics["dataset"] == "orders"
     assert (metrics["RecordsIn"], metrics["RecordsOk"], metrics["RecordsRejected"]) == ([5.0], [2.0], [3.0])
@@ -675,3 +682,40 @@ def test_a_record_the_transform_wrote_passes_it_again_unchanged_but_for_its_arri
         was, now = json.loads(before), _decode(after)
         assert now.pop("ingested_at") == "2024-05-03T00:00:00.000Z" != was.pop("ingested_at")
         assert now == was
+
+
+def test_the_log_names_the_field_a_record_failed_on_but_never_its_value(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a PII column with a pattern, and records whose values break it, one in an element
+    raw = json.loads((DATASETS_DIR / "orders.json").read_text())
+    for column in raw["columns"]:
+        if column["name"] == "customer_email":
+            column["pattern"] = "^[a-z]+@example[.]org$"
+        if column["name"] == "items":
+            column["items"][0]["pattern"] = "^SKU-[0-9]+$"
+    spec = parse_dataset(raw, DATASETS_DIR / "orders.json").to_spec()
+    handler = _handler(monkeypatch, json.dumps(spec))
+    email, sku = "kim.private@example.com", "SECRET-SKU"
+    event = _event_of(
+        _payload(customer_email=email),
+        _payload(order_id="o-2", customer_email=email),
+        _payload(
+            order_id="o-3",
+            items=[{"sku": "SKU-1", "qty": 1, "unit_price": "1"}, {"sku": sku, "qty": 1, "unit_price": "1"}],
+        ),
+    )
+    # WHEN the function handles them
+    with caplog.at_level("INFO"):
+        response = handler.lambda_handler(event, _Context())
+    # THEN its log counts each field that failed, and holds no value of any record (the
+    # records as Powertools receives them: message and extra fields)
+    (log,) = [r for r in caplog.records if r.getMessage() == "records rejected or failed"]
+    assert log.top_causes == [("customer_email", 2), ("items[].sku", 1)]  # type: ignore[attr-defined]
+    logged = json.dumps([vars(r) for r in caplog.records], default=str)
+    assert "top_causes" in logged
+    assert "kim.private" not in logged and sku not in logged
+    # AND the rejection documents, bound for the rejected table (tagged pii), keep the reasons whole
+    reasons = [_decode(r)["reason"] for r in response["records"]]
+    assert reasons[0] == f"customer_email: {email!r} does not match ^[a-z]+@example[.]org$"
+    assert reasons[2].startswith(f"items[1].sku: {sku!r}")

@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from records import RecordValidator
+from records import RecordValidator, cause_of
 from transform import transform_event
 
 logger = Logger()
@@ -31,12 +31,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.add_metric(name="RecordsRejected", unit=MetricUnit.Count, value=result.rejected)
     metrics.add_metric(name="RecordsProcessingFailed", unit=MetricUnit.Count, value=result.failed)
     if result.rejected or result.failed:
+        # Causes, never the reasons: a reason may quote a value (a PII column's too), and this log
+        # is outside Lake Formation. The reasons are in the rejected table.
         logger.info(
             "records rejected or failed",
             extra={
                 "rejected": result.rejected,
                 "failed": result.failed,
-                "top_reasons": Counter(result.reasons).most_common(5),
+                "top_causes": Counter(cause_of(r) for r in result.reasons).most_common(5),
             },
         )
     return result.response

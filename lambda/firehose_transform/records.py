@@ -51,6 +51,22 @@ class NestedInvalid(Invalid):
         super().__init__("; ".join(self.errors))
 
 
+#: A field's path at the head of its reason: ``amount``, ``shipping.city``, ``items[1].qty``.
+_FIELD_PATH_RE = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\])*$")
+
+
+def cause_of(reason: str) -> str:
+    """What a reason is about, without the value it may quote: the field's path for a field's
+    reason (``customer_email`` of ``customer_email: 'kim@...' does not match ...``; an element's
+    index as ``[]``, so ``items[].qty``), and the whole reason for the record's own (``payload is
+    not JSON: ...``, ``internal error: KeyError``), which quote no value.
+
+    The function's log carries causes. The reasons, which quote a value of any column, PII
+    included, go only into the rejection documents (the rejected table, tagged pii)."""
+    head = reason.split(": ", 1)[0]
+    return re.sub(r"\[\d+\]", "[]", head) if _FIELD_PATH_RE.match(head) else reason
+
+
 def _short(value: Any) -> str:
     """A value as a reason shows it: its first 40 characters, quoted when it is text (a number may
     have a million digits)."""
