@@ -58,33 +58,63 @@ class Record(NamedTuple):
     reasons: tuple[str, ...]
 
 
-def records_in(body: bytes, name: str) -> list[Record]:
-    """The original records of one error or rejection object (gzip or not): one JSON document per
-    record, each with its bytes base64-encoded in one of :data:`PAYLOAD_FIELDS`."""
+def object_text(body: bytes) -> str:
+    """An object's text, gunzipped when it is gzip; ``ValueError`` when it cannot be read as text."""
     try:
-        text = (gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body).decode("utf-8")
+        return (gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body).decode("utf-8")
     except (OSError, EOFError, UnicodeDecodeError) as error:
-        raise ReplayError(f"{name}: cannot be read as JSON text ({error}); nothing of it was sent") from None
+        raise ValueError(str(error)) from None
+
+
+def documents(text: str) -> Iterator[tuple[int, int, Any]]:
+    """Each JSON document of ``text`` with where it starts and ends: one after another, with or
+    without whitespace between (Firehose's error objects). ``json.JSONDecodeError`` at the first
+    that is not JSON."""
     decoder = json.JSONDecoder()
-    records: list[Record] = []
-    at = number = 0
+    at = 0
     while True:
         while at < len(text) and text[at].isspace():
             at += 1
         if at == len(text):
-            return records
-        number += 1
-        try:
-            document, at = decoder.raw_decode(text, at)
-            payload = next(f for f in PAYLOAD_FIELDS if isinstance(document, dict) and f in document)
-            reasons = tuple(str(r) for r in document.get("reasons") or ())
-            records.append(Record(base64.b64decode(document[payload], validate=True), reasons))
-        except (json.JSONDecodeError, StopIteration, binascii.Error, TypeError) as error:
-            raise ReplayError(
-                f"{name}: document {number} is not an error or rejection record "
-                f"({type(error).__name__}); replay only objects under errors/<dataset>/ or "
-                "<dataset>_rejected/"
-            ) from None
+            return
+        document, end = decoder.raw_decode(text, at)
+        yield at, end, document
+        at = end
+
+
+def payload_of(document: Any) -> bytes:
+    """The original bytes an error or rejection document holds, base64-encoded in one of
+    :data:`PAYLOAD_FIELDS`; ``StopIteration``, ``binascii.Error`` or ``TypeError`` when it holds none."""
+    field = next(f for f in PAYLOAD_FIELDS if isinstance(document, dict) and f in document)
+    return base64.b64decode(document[field], validate=True)
+
+
+def _not_a_record(name: str, number: int, error: str) -> str:
+    return (
+        f"{name}: document {number} is not an error or rejection record ({error}); replay only "
+        "objects under errors/<dataset>/ or <dataset>_rejected/"
+    )
+
+
+def records_in(body: bytes, name: str) -> list[Record]:
+    """The original records of one error or rejection object (gzip or not): one JSON document per
+    record, each with its bytes base64-encoded in one of :data:`PAYLOAD_FIELDS`."""
+    try:
+        text = object_text(body)
+    except ValueError as error:
+        raise ReplayError(f"{name}: cannot be read as JSON text ({error}); nothing of it was sent") from None
+    records: list[Record] = []
+    number = 0  # documents read whole
+    try:
+        for _, _, document in documents(text):
+            number += 1
+            data = payload_of(document)
+            records.append(Record(data, tuple(str(r) for r in document.get("reasons") or ())))
+    except json.JSONDecodeError:
+        raise ReplayError(_not_a_record(name, number + 1, "JSONDecodeError")) from None
+    except (StopIteration, binascii.Error, TypeError) as error:
+        raise ReplayError(_not_a_record(name, number, type(error).__name__)) from None
+    return records
 
 
 def batches(records: list[bytes]) -> Iterator[list[bytes]]:

@@ -64,6 +64,8 @@ from transforms import (
 from cdk_constructs.catalog import QUARANTINE_COLUMNS
 from cdk_constructs.processing import JOB_COUNTS
 from datalake.dataset import DATASETS_DIR, JOB_ROW_COLUMNS, METADATA_COLUMNS, load_dataset
+from datalake.erase import Subject as erase_subject
+from datalake.erase import erase_in_object
 from datalake.local_firehose import deliver
 from datalake.local_run import duckdb_over, evaluate_quality
 from datalake.quality import rules
@@ -1886,3 +1888,42 @@ def test_a_run_that_failed_after_writing_its_days_is_completed_by_the_next_run(
     assert glue_runs.partitions("orders_quarantine") == {"2024-05-01": glue_runs.cfg.quarantine_path + day1}
     again = glue_runs.summary("jr_2")
     assert (again["partitions_rebuilt"], again["new_objects"], again["rows_written"]) == (1, 1, 1)
+
+
+def test_a_subject_erased_from_the_raw_zone_is_gone_from_curated_and_quarantine_after_the_next_run(
+    spark: Any, tmp_path: Path
+) -> None:
+    # GIVEN curated days holding a subject's rows (c-subject), and a malformed line of theirs in
+    # quarantine, beside other customers' rows
+    theirs = {"customer_id": "c-subject"}
+    _write_raw(
+        tmp_path,
+        "2024-05-01",
+        "a",
+        [
+            _record("o-1"),
+            _record("o-2", **theirs),
+            '{"order_id": "o-x", "customer_id": "c-subject", "amount"',
+        ],
+    )
+    _write_raw(tmp_path, "2024-05-02", "b", [_record("o-3", ts="2024-05-02T10:00:00.000Z", **theirs)])
+    _write_raw(tmp_path, "2024-05-02", "c", [_record("o-4", ts="2024-05-02T11:00:00.000Z")], hour="11")
+    _write_raw(tmp_path, "2024-05-03", "d", [_record("o-5", ts="2024-05-03T10:00:00.000Z")])
+    cfg = _config(tmp_path)
+    run(spark, cfg)
+    assert sorted(r["order_id"] for r in _curated(spark, cfg)) == ["o-1", "o-2", "o-3", "o-4", "o-5"]
+    assert len(spark.read.parquet(cfg.quarantine_path).collect()) == 1
+    # WHEN the erasure tool writes each raw object back without their records
+    subject = erase_subject("customer_id", frozenset({"c-subject"}))
+    for path in (tmp_path / "raw" / "orders").rglob("*.gz"):
+        rewritten, _ = erase_in_object(path.read_bytes(), subject, documents_of_records=False, name=str(path))
+        if rewritten is not None:
+            path.write_bytes(rewritten)
+    # AND the pipeline runs as it would next
+    result = run(spark, cfg)
+    # THEN the days of the objects written were rebuilt, and the subject's rows are gone from both
+    # tables; every other row stays, and the day left with no quarantined row has no partition
+    assert result.days == [("2024", "05", "01"), ("2024", "05", "02")]
+    _assert_conserved(result)
+    assert sorted(r["order_id"] for r in _curated(spark, cfg)) == ["o-1", "o-4", "o-5"]
+    assert not list((tmp_path / "curated" / "orders_quarantine").glob("year=*/month=*/day=*/*.parquet"))
