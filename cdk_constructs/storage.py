@@ -174,6 +174,9 @@ class LakeStorage(Construct):
         one seconds after its run). Default: 30 days.
     :param spark_ui_logs_expire_after: the jobs' Spark event logs expire. Default: 30 days.
     :param access_logs_expire_after: access logs expire. Default: 365 days.
+    :param rejected_prefixes: raw-zone prefixes of records refused by contract (the transform's
+        rejections, ``<dataset>_rejected/``), which expire; the rest of the raw zone never does.
+    :param rejected_expire_after: when those records expire. Default: 365 days.
     :param removal_policy: ``RETAIN`` (default) or ``DESTROY`` (buckets emptied).
     """
 
@@ -193,6 +196,8 @@ class LakeStorage(Construct):
         run_summaries_expire_after: Duration | None = None,
         spark_ui_logs_expire_after: Duration | None = None,
         access_logs_expire_after: Duration | None = None,
+        rejected_prefixes: Sequence[str] = (),
+        rejected_expire_after: Duration | None = None,
         removal_policy: RemovalPolicy | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -208,6 +213,8 @@ class LakeStorage(Construct):
             spark_ui_logs_expire_after = Duration.days(30)
         if access_logs_expire_after is None:
             access_logs_expire_after = Duration.days(365)
+        if rejected_expire_after is None:
+            rejected_expire_after = Duration.days(365)
 
         def name(zone: str) -> str:
             return f"{prefix}-{zone}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
@@ -250,7 +257,18 @@ class LakeStorage(Construct):
                             transition_after=raw_glacier_ir_after,
                         ),
                     ],
-                )
+                ),
+                # Refused records are PII whole and kept only as long as a contract fix and their
+                # replay may take. Firehose's error records (errors/) are valid data that failed
+                # on the way; they stay until replayed, like the rest of the zone.
+                *(
+                    s3.LifecycleRule(
+                        id=f"ExpireRejected-{rejected.rstrip('/')}",
+                        prefix=rejected,
+                        expiration=rejected_expire_after,
+                    )
+                    for rejected in rejected_prefixes
+                ),
             ],
             **common,  # type: ignore[arg-type]
         )

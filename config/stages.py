@@ -75,6 +75,9 @@ class Lifecycle:
     noncurrent_versions_expire_after: int = 30
     athena_results_expire_after: int = 30
     access_logs_expire_after: int = 365
+    #: The transform's rejections (``<dataset>_rejected/`` of the raw zone: the records as sent,
+    #: PII whole) expire after this: long enough to fix a contract and replay them, no longer.
+    rejected_expire_after: int = 365
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,8 @@ class StageConfig:
             problems.append(
                 "lifecycle: S3 needs raw_infrequent_access_after >= 30 and below raw_glacier_ir_after"
             )
+        if lc.rejected_expire_after < 1:
+            problems.append("lifecycle.rejected_expire_after: use a whole number of days, 1 or more")
         if self.athena_bytes_scanned_cutoff < ATHENA_MIN_CUTOFF_BYTES:
             problems.append(
                 f"athena_bytes_scanned_cutoff: Athena's minimum is {ATHENA_MIN_CUTOFF_BYTES:,} bytes (10 MB)"

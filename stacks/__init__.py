@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aws_cdk import App, Environment, Stack, Tags
 from aws_cdk import aws_cloudwatch as cloudwatch
 
+from cdk_constructs.ingestion import rejected_prefix
 from config import StageConfig
 from datalake import sql
 from datalake.dataset import Dataset, check_name_lengths
@@ -59,6 +60,7 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
         app,
         f"{stage.prefix}-foundation",
         stage=stage,
+        rejected_prefixes=[rejected_prefix(ds) for ds in datasets],
         description=f"Governed data lake ({stage.name}): keys, zone buckets, alert topic",
         **common,  # type: ignore[arg-type]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from aws_cdk import Duration, Stack
@@ -26,7 +27,15 @@ class FoundationStack(Stack):
     With CloudTrail on, the trail lives here too: it writes into the logs bucket and logs key.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: StageConfig,
+        rejected_prefixes: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         removal = removal_policy(stage)
         self.keys = LakeKeys(self, "Keys", prefix=stage.prefix, removal_policy=removal)
@@ -54,6 +63,8 @@ class FoundationStack(Stack):
             noncurrent_version_expiration=Duration.days(lc.noncurrent_versions_expire_after),
             athena_results_expire_after=Duration.days(lc.athena_results_expire_after),
             access_logs_expire_after=Duration.days(lc.access_logs_expire_after),
+            rejected_prefixes=rejected_prefixes,
+            rejected_expire_after=Duration.days(lc.rejected_expire_after),
             removal_policy=removal,
         )
         self.alerts = AlertTopic(

@@ -775,6 +775,10 @@ _REFUSED_STAGE_EDITS: list[tuple[dict[str, Any], str]] = [
     ),
     ({"lifecycle": Lifecycle(raw_infrequent_access_after=90)}, "lifecycle: S3 needs"),
     (
+        {"lifecycle": Lifecycle(rejected_expire_after=0)},
+        "lifecycle.rejected_expire_after: use a whole number",
+    ),
+    (
         {"features": Features(quicksight_principal_arn="arn:aws:quicksight:eu-west-1:1:user/default/x")},
         "features.quicksight_principal_arn='arn:aws:quicksight:eu-west-1:1:user/default/x': use a QuickSight user or group ARN",
     ),
@@ -789,7 +793,11 @@ _ACCEPTED_STAGE_EDITS: list[dict[str, Any]] = [
     {"redshift_base_rpu": 512, "redshift_usage_limit_action": "log", "macie_job_frequency": "DAILY"},
     {"redshift_base_rpu": 544, "lf_tag_prefix": "l" * 20},
     {"redshift_base_rpu": 1024, "lf_tag_prefix": "lake_tags.v1:-"},
-    {"lifecycle": Lifecycle(raw_infrequent_access_after=30, raw_glacier_ir_after=31)},
+    {
+        "lifecycle": Lifecycle(
+            raw_infrequent_access_after=30, raw_glacier_ir_after=31, rejected_expire_after=1
+        )
+    },
     {
         "features": Features(
             quicksight_principal_arn="arn:aws:quicksight:eu-west-1:123456789012:group/default/bi"

@@ -13,6 +13,7 @@ from lake_app import Synth, app_context, synthesize
 from moto.events.models import EventPattern
 
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS, LakeBucket, LakeStorage
+from datalake.dataset import load_datasets
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +132,23 @@ def test_raw_zone_tiers_to_infrequent_access_then_glacier_ir(template: Template)
     assert tier["Transitions"] == [
         {"StorageClass": "STANDARD_IA", "TransitionInDays": 30},
         {"StorageClass": "GLACIER_IR", "TransitionInDays": 90},
+    ]
+
+
+def test_only_the_transforms_rejections_expire_in_the_raw_zone(template: Template) -> None:
+    # the rejected records (PII whole) expire after a year; the accepted records, which every
+    # rebuild reads, and Firehose's error records, valid data until replayed, never do
+    lid = _logical_id(template, "AWS::S3::Bucket", "StorageRawBucket")
+    rules = template.find_resources("AWS::S3::Bucket")[lid]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = [r for r in rules if "ExpirationInDays" in r]
+    assert expiring == [
+        {
+            "Id": f"ExpireRejected-{name}_rejected",
+            "Prefix": f"{name}_rejected/",
+            "ExpirationInDays": 365,
+            "Status": "Enabled",
+        }
+        for name in sorted(d.name for d in load_datasets())
     ]
 
 
@@ -342,6 +360,7 @@ def test_the_storage_constructs_documented_defaults() -> None:
     ]
     assert rules("AthenaResults")["ExpireQueryResults"]["ExpirationInDays"] == 30
     assert rules("AccessLogs")["ExpireAccessLogs"]["ExpirationInDays"] == 365
+    assert not [r for r in rules("Raw").values() if "ExpirationInDays" in r]  # no rejected prefix given
     assert {
         r["ExpirationInDays"]
         for r in (rules("Curated")["ExpireRunSummaries"], rules("Curated")["ExpireSparkUiLogs"])
