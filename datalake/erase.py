@@ -143,7 +143,7 @@ def erase_in_object(
     """``body`` without the subject's records, in its own encoding (gzip stays gzip), or ``None``
     when it holds none of them; and how many records went."""
     try:
-        text = object_text(body)
+        text = object_text(body, errors="surrogateescape")  # a line that is not UTF-8 stays as it is
     except ValueError as error:
         raise EraseError(f"{name}: cannot be read as text ({error}); {_LEFT}") from None
     if documents_of_records:
@@ -152,7 +152,7 @@ def erase_in_object(
         kept, erased = erase_lines(text, subject)
     if not erased:
         return None, 0
-    data = kept.encode("utf-8")
+    data = kept.encode("utf-8", "surrogateescape")
     return (gzip.compress(data) if body[:2] == b"\x1f\x8b" else data), erased
 
 

@@ -58,10 +58,12 @@ class Record(NamedTuple):
     reasons: tuple[str, ...]
 
 
-def object_text(body: bytes) -> str:
-    """An object's text, gunzipped when it is gzip; ``ValueError`` when it cannot be read as text."""
+def object_text(body: bytes, errors: str = "strict") -> str:
+    """An object's text, gunzipped when it is gzip; ``ValueError`` when it cannot be read as text.
+    ``errors`` as for ``bytes.decode``: ``surrogateescape`` keeps bytes that are not UTF-8, to be
+    encoded back as they were."""
     try:
-        return (gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body).decode("utf-8")
+        return (gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body).decode("utf-8", errors)
     except (OSError, EOFError, UnicodeDecodeError) as error:
         raise ValueError(str(error)) from None
 

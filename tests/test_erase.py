@@ -194,6 +194,9 @@ def test_a_record_is_matched_by_its_column_and_text_that_is_not_json_by_the_valu
         "d",
         "f",
     ]
+    # a line that is not UTF-8 (written by other means than the transform) stays, byte for byte
+    broken = b'{"order_id": "h", "note": "\xff\xfe"}\n'
+    assert erase_in_object(broken + body, subject, documents_of_records=False, name="t") == (broken + kept, 4)
     # a line holding a line separator (U+2028, which JSON need not escape) is one record
     odd = '{"order_id": "g", "note": "a\u2028b", "customer_id": "c-1"}\n'.encode()
     assert erase_in_object(body + odd, subject, documents_of_records=False, name="t") == (kept, 5)
