@@ -328,6 +328,13 @@ class DatasetDeliveryStream(Construct):
             "DeliveryToS3.DataFreshness", statistic="Maximum", period=Duration.minutes(5)
         )
 
+    def metric_incoming_records(self) -> cloudwatch.Metric:
+        """Records that reached the stream (sum over 5 minutes), whether or not the transform then
+        took them: ``IncomingRecords`` for Direct PUT, ``DataReadFromKinesisStream.Records`` for a
+        Kinesis source (Firehose's CloudWatch metrics)."""
+        name = "IncomingRecords" if self.source_stream is None else "DataReadFromKinesisStream.Records"
+        return self.delivery_stream.metric(name, statistic="Sum", period=Duration.minutes(5))
+
     def metric_partition_limit_exceeded(self) -> cloudwatch.Metric:
         """1 while the stream holds more active partitions (event-time hours, valid and rejected)
         than its limit (500 by default): Firehose then sends the rest of the records to the error

@@ -65,7 +65,7 @@ _COLUMN_FIELDS = {
     "fields",
 }
 _GOVERNANCE_FIELDS = {"classification", "pii_columns", "row_filter_column", "row_filter_values"}
-_INGESTION_FIELDS = {"source", "buffer_size_mib", "buffer_interval_seconds"}
+_INGESTION_FIELDS = {"source", "buffer_size_mib", "buffer_interval_seconds", "silent_after_hours"}
 _PROCESSING_FIELDS = {
     "schedule",
     "target_file_size_mib",
@@ -208,6 +208,11 @@ class Ingestion:
     source: str = "direct_put"
     buffer_size_mib: int = 128
     buffer_interval_seconds: int = 900
+    #: Hours without a single record arriving after which an alarm says the source went silent (a
+    #: producer broken or cut off: nothing fails in the lake then, and the pipeline's runs succeed
+    #: with nothing new). ``None``: no such alarm, for a source that may rightly be quiet longer
+    #: than :data:`MAX_STALE_HOURS`; set it from the quietest hours the source has.
+    silent_after_hours: int | None = None
 
 
 @dataclass(frozen=True)
@@ -789,6 +794,15 @@ def parse_dataset(raw: Any, path: Path | str) -> Dataset:
             problems,
             "ingestion.buffer_interval_seconds",
             "use 60 to 900 seconds (900 makes fewer, larger objects)",
+        )
+
+    silent = ingestion.silent_after_hours
+    if silent is not None and (not _whole(silent) or not 1 <= silent <= MAX_STALE_HOURS):
+        _problem(
+            problems,
+            "ingestion.silent_after_hours",
+            f"use a whole number of hours from 1 to {MAX_STALE_HOURS} (CloudWatch evaluates an alarm over "
+            "7 days at most), or leave it out for no alarm on a silent source",
         )
 
     processing_raw = _parse_section(raw.get("processing"), "processing", _PROCESSING_FIELDS, problems)

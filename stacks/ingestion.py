@@ -10,7 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from cdk_constructs.alerts import AlertTopic, alarm_above, alarm_below
+from cdk_constructs.alerts import AlertTopic, alarm_above, alarm_below, alarm_without
 from cdk_constructs.ingestion import TRANSFORM_RUNTIME, DatasetDeliveryStream
 from cdk_constructs.keys import LakeKeys
 from cdk_constructs.storage import LakeStorage
@@ -85,7 +85,22 @@ class IngestionStack(Stack):
             label="Rejected records (%)",
             period=Duration.minutes(5),
         )
+        silent = (
+            [
+                alarm_without(
+                    self,
+                    f"{cid}SilentAlarm",
+                    stream.metric_incoming_records(),
+                    hours=hours,
+                    description=f"{ds.name}: no record has arrived for {hours} hours: is the producer "
+                    "sending? (ingestion.silent_after_hours of the dataset file)",
+                )
+            ]
+            if (hours := ds.ingestion.silent_after_hours)
+            else []
+        )
         return [
+            *silent,
             alarm_above(
                 self,
                 f"{cid}FreshnessAlarm",

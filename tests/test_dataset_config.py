@@ -278,6 +278,9 @@ _REFUSED = [
     ("ingestion.buffer_interval_seconds", 59, "ingestion.buffer_interval_seconds", "60 to 900 seconds"),
     ("ingestion.buffer_interval_seconds", 901, "ingestion.buffer_interval_seconds", "60 to 900 seconds"),
     ("ingestion.buffer_interval_seconds", 60.5, "ingestion.buffer_interval_seconds", "60 to 900 seconds"),
+    ("ingestion.silent_after_hours", 0, "ingestion.silent_after_hours", "from 1 to 168"),
+    ("ingestion.silent_after_hours", 169, "ingestion.silent_after_hours", "from 1 to 168"),
+    ("ingestion.silent_after_hours", "6", "ingestion.silent_after_hours", "from 1 to 168"),
     ("processing.schedule", "every hour", "processing.schedule", "use an EventBridge Scheduler expression"),
     ("processing.schedule", "rate(1 week)", "processing.schedule", "use an EventBridge Scheduler expression"),
     ("processing.schedule", 3600, "processing.schedule", "use an EventBridge Scheduler expression"),
@@ -371,6 +374,8 @@ def test_a_column_without_a_type_is_named_once_and_a_file_not_one_object_as_such
         ("governance", None),
         ("ingestion", {"source": "kinesis_stream", "buffer_size_mib": 64, "buffer_interval_seconds": 60}),
         ("ingestion.*", {"buffer_size_mib": 128, "buffer_interval_seconds": 900}),
+        ("ingestion.silent_after_hours", 1),
+        ("ingestion.silent_after_hours", 168),
         (
             "processing.*",
             {"schedule": "cron(0/15 * * * ? *)", "target_file_size_mib": 16, "stale_after_hours": 1},

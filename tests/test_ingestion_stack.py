@@ -215,6 +215,18 @@ def test_alarms_notify_the_alert_topic(template: Template) -> None:
     assert limit["Dimensions"] == invoked["Dimensions"]
 
 
+def test_a_silent_source_alarms_only_when_the_dataset_file_asks(sandbox: Synth) -> None:
+    # orders names no silent_after_hours: no such alarm among its six (above). Had it, the alarm
+    # would count what reached its Direct PUT stream (a Kinesis source: test_templates)
+    assert load_dataset(DATASETS_DIR / "orders.json").ingestion.silent_after_hours is None
+    metric = sandbox.lake.ingestion.streams["orders"].metric_incoming_records()
+    assert (metric.namespace, metric.metric_name, metric.statistic) == (
+        "AWS/Firehose",
+        "IncomingRecords",
+        "Sum",
+    )
+
+
 def test_raw_tables_use_partition_projection_on_the_firehose_prefix(catalog: Template) -> None:
     tables = {
         t["Properties"]["TableInput"]["Name"]: t["Properties"]["TableInput"]

@@ -91,14 +91,40 @@ def test_a_second_dataset_file_fans_out_to_every_stack() -> None:
             ds: Counter(r["Type"] for lid, r in resources.items() if cid in lid) for ds, cid in ids.items()
         }
         # THEN every stack holds the same kinds of resource for each dataset; only the source
-        # stream is the second's alone
-        extra = Counter({"AWS::Kinesis::Stream": 1}) if name.endswith("-ingestion") else Counter()
+        # stream is the second's alone, and the alarm on a silent source its file asks for
+        extra = (
+            Counter({"AWS::Kinesis::Stream": 1, "AWS::CloudWatch::Alarm": 1})
+            if name.endswith("-ingestion")
+            else Counter()
+        )
         assert kinds[second.name] == kinds["orders"] + extra, name
     processing = synth.all_templates()["lake-prd-processing"]["Resources"]
     jobs = {r["Properties"]["Name"] for r in processing.values() if r["Type"] == "AWS::Glue::Job"}
     assert jobs == {"lake-prd-orders-raw-to-curated", f"lake-prd-{second.resource_name}-raw-to-curated"}
     # AND the one dashboard shows each pipeline alike: as many references to each dataset's
-    # resources (stack outputs) and names (metric dimensions, rulesets, section titles)
+    # resources (stack outputs) and names (metric dimensions, rulesets, section titles), and
+    # the second's silent-source alarm among the states of every alarm
     body = json.dumps(synth.all_templates()["lake-prd-observability"]["Resources"])
-    assert body.count(ids[second.name]) == body.count("Orders") > 0
+    assert body.count(ids[second.name]) == body.count("Orders") + 1 > 1
+    assert f"{ids[second.name]}SilentAlarm" in body
+    # AND that alarm: no record read from the second's Kinesis source in each of the 3 hours its
+    # file names, an hour without data counting, after a warm-up of those hours; orders has none
+    ingestion = synth.all_templates()["lake-prd-ingestion"]["Resources"]
+    silent = {lid: r["Properties"] for lid, r in ingestion.items() if "SilentAlarm" in lid}
+    (alarm,) = [a for lid, a in silent.items() if lid.startswith(ids[second.name])]
+    assert len(silent) == 1 and second.ingestion.silent_after_hours == 3
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Firehose", "DataReadFromKinesisStream.Records")
+    assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (
+        "Sum",
+        3600,
+        3,
+        3,
+    )
+    assert (alarm["ComparisonOperator"], alarm["Threshold"], alarm["TreatMissingData"]) == (
+        "LessThanThreshold",
+        1,
+        "breaching",
+    )
+    assert alarm["WarmUpConfiguration"]["WarmUpPeriodDurationInMinutes"] == 180
+    assert alarm["AlarmActions"] == alarm["OKActions"] and alarm["AlarmActions"]
     assert body.count(second.name) + body.count(second.resource_name) == body.count("orders") > 0
