@@ -18,7 +18,7 @@ CDK_FLAGS := -c stage=$(STAGE) $(CDK_CONTEXT)
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help install lock synth test lint format diff deploy destroy demo replay erase bench diagram cost clean distclean
+.PHONY: help install lock synth test lint format diff deploy destroy demo replay backfill erase bench diagram cost clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -83,6 +83,10 @@ demo: install ## Run the real transform, Glue job, data quality and Athena SQL l
 replay: install ## Send failed or rejected records back through Firehose (STREAM=, FROM=s3://..., DRY_RUN=1, REASON=; AWS credentials)
 	@test -n "$(STREAM)" -a -n "$(FROM)" || { echo "usage: make replay STREAM=<prefix>-<dataset> FROM=s3://<raw bucket>/errors/<dataset>/processing-failed/ [DRY_RUN=1] [REASON='status: ']"; exit 2; }
 	$(VENV)/bin/python -m datalake.replay --stream "$(STREAM)" $(if $(DRY_RUN),--dry-run) $(if $(REASON),--reason "$(REASON)") "$(FROM)"
+
+backfill: install ## Load a file of historical records into a dataset's raw zone through the real transform (BUCKET=, DATASET=, FILE=, DRY_RUN=1; AWS credentials)
+	@test -n "$(BUCKET)" -a -n "$(DATASET)" -a -n "$(FILE)" || { echo "usage: make backfill BUCKET=<prefix>-raw-<account>-<region> DATASET=orders FILE=history.jsonl [DRY_RUN=1]"; exit 2; }
+	$(VENV)/bin/python -m datalake.backfill --bucket "$(BUCKET)" --dataset "$(DATASET)" $(if $(DRY_RUN),--dry-run) "$(FILE)"
 
 erase: install ## Erase a data subject's records from a dataset's raw zone; the next run rebuilds curated (BUCKET=, DATASET=, COLUMN=, VALUES=, DRY_RUN=1, PURGE_VERSIONS=1; AWS credentials)
 	@test -n "$(BUCKET)" -a -n "$(DATASET)" -a -n "$(COLUMN)" -a -n "$(VALUES)" || { echo "usage: make erase BUCKET=<prefix>-raw-<account>-<region> DATASET=orders COLUMN=customer_id VALUES='c-1 c-2' [DRY_RUN=1] [PURGE_VERSIONS=1]"; exit 2; }

@@ -13,6 +13,7 @@ import gzip
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,13 +43,20 @@ class Delivery:
 
 
 def invocation_events(
-    payloads: list[bytes], *, stream: str, arrival: datetime, kinesis_every: int = 2
+    payloads: list[bytes],
+    *,
+    stream: str,
+    arrival: datetime,
+    kinesis_every: int = 2,
+    arrivals: Sequence[datetime] | None = None,
 ) -> list[dict[str, Any]]:
     """Firehose invocation events under the size limit; every ``kinesis_every``-th one has the
-    Kinesis-source shape (``sourceKinesisStreamArn`` and ``kinesisRecordMetadata``)."""
+    Kinesis-source shape (``sourceKinesisStreamArn`` and ``kinesisRecordMetadata``). Each record
+    arrived at ``arrival``, or at its own time in ``arrivals`` (one per payload)."""
     events: list[dict[str, Any]] = []
     batch: list[dict[str, Any]] = []
     size = 0
+    times = [int(t.timestamp() * 1000) for t in arrivals] if arrivals is not None else None
     arrival_ms = int(arrival.timestamp() * 1000)
 
     def flush() -> None:
@@ -67,7 +75,7 @@ def invocation_events(
                 record["kinesisRecordMetadata"] = {
                     "shardId": "shardId-000000000000",
                     "partitionKey": str(i),
-                    "approximateArrivalTimestamp": arrival_ms,
+                    "approximateArrivalTimestamp": record["approximateArrivalTimestamp"],
                     "sequenceNumber": f"{len(events):010d}{i:010d}",
                     "subsequenceNumber": 0,
                 }
@@ -78,7 +86,8 @@ def invocation_events(
         data = base64.b64encode(payload).decode("ascii")
         if batch and size + len(data) > INVOCATION_BYTES:
             flush()
-        batch.append({"recordId": f"{i:012d}", "approximateArrivalTimestamp": arrival_ms, "data": data})
+        millis = times[i] if times is not None else arrival_ms
+        batch.append({"recordId": f"{i:012d}", "approximateArrivalTimestamp": millis, "data": data})
         size += len(data)
     flush()
     return events
@@ -109,18 +118,20 @@ def deliver(
     arrival: datetime | None = None,
     object_name: str = "part",
     max_response_bytes: int = MAX_RESPONSE_BYTES,
+    arrivals: Sequence[datetime] | None = None,
 ) -> Delivery:
     """Run the payloads through the real transform and write what Firehose writes under ``raw_dir``:
     ``<dataset>/year=/month=/day=/hour=/<object>.json.gz``, ``<dataset>_rejected/...``, and
     ``errors/<dataset>/processing-failed/year=/month=/day=/hour=/<object>.gz`` (arrival time) in
     Firehose's documented error-record form. ``max_response_bytes`` stands for Lambda's limit on
-    the transform's response."""
+    the transform's response. ``arrivals``: each payload's own arrival time (its ``ingested_at``
+    and, for a rejection, its folder's hour), instead of ``arrival`` for all."""
     arrival = (arrival or datetime.now(UTC)).astimezone(UTC)
     validator = RecordValidator(dataset.to_spec())
     delivery = Delivery(records_in=len(payloads))
     buffers: dict[str, list[bytes]] = defaultdict(list)
     failed_prefix = f"errors/{dataset.name}/processing-failed/{arrival:year=%Y/month=%m/day=%d/hour=%H}"
-    for event in invocation_events(payloads, stream=stream, arrival=arrival):
+    for event in invocation_events(payloads, stream=stream, arrival=arrival, arrivals=arrivals):
         delivery.invocations += 1
         result = transform_event(
             event, validator, now=arrival, fallback_stream=stream, max_response_bytes=max_response_bytes

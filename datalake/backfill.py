@@ -1,0 +1,198 @@
+"""Load historical records into a dataset's raw zone through the real transform, without Firehose.
+
+Live records come through the dataset's Firehose stream. A first load of months of history does
+not fit it: Firehose partitions a buffer by event hour and sends whatever is past its active
+partitions (500 by default) to the error prefix (the **PartitionLimit** alarm), and a producer
+would have to pace itself for days. This tool reads a file of the records, one JSON document per
+line as a producer would send each, and does on this machine what Firehose and the transform do
+(:mod:`datalake.local_firehose`, with the function's own code): accepted records are normalized
+and written under ``<dataset>/year=/month=/day=/hour=/`` of their event time, rejections with
+their reasons under ``<dataset>_rejected/`` of the load's time. Their ``source_stream`` is
+``backfill``. The next pipeline run finds the new objects and curates their days.
+
+An accepted record counts as ingested at its event time (or the load's time, if that is
+earlier), not at the load's: the job keeps the version of a key ingested last, and a version
+from history must not replace one that came live after it. So a live version wins unless the
+history's is a later event than the live one's arrival, and of two history versions the later
+event wins. ``late_arriving_data`` sees history as on time.
+
+Objects are named ``backfill-<load id>-<chunk>`` and never overwrite one another: loading a file
+twice puts its records in the raw zone twice, and the job keeps one version of each record key,
+so the curated rows are the same.
+
+    python -m datalake.backfill --bucket lake-sbx-raw-<account>-<region> --dataset orders FILE \\
+        [--chunk-records 100000] [--dry-run]
+
+needs ``s3:PutObject`` on the dataset's raw and rejected prefixes (and its processing-failed
+error prefix, for a record the transform could not return) and ``kms:GenerateDataKey`` on the raw
+key. ``--dry-run`` runs the transform and counts, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from datalake.dataset import DATASETS_DIR, Dataset, DatasetConfigError, load_dataset
+from datalake.local_firehose import deliver
+
+#: The records each chunk holds: the transform's output of a chunk is kept on disk until uploaded.
+CHUNK_RECORDS = 100_000
+SOURCE_STREAM = "backfill"
+_DAY_RE = re.compile(r"/(year=\d{4}/month=\d{2}/day=\d{2})/")
+
+
+class BackfillError(RuntimeError):
+    """A load this tool cannot make as asked, named with the fix."""
+
+
+@dataclass
+class Loaded:
+    records: int = 0
+    ok: int = 0
+    rejected: int = 0
+    processing_failed: int = 0
+    objects: int = 0
+    #: Event days (``year=YYYY/month=MM/day=DD``) that received accepted records: the days the
+    #: next pipeline run curates.
+    days: set[str] = field(default_factory=set)
+
+
+def chunks(lines: IO[bytes], size: int) -> Iterator[list[bytes]]:
+    """The file's records, ``size`` at a time: each line without its line end; blank lines skipped."""
+    chunk: list[bytes] = []
+    for line in lines:
+        record = line.rstrip(b"\r\n")
+        if not record.strip():
+            continue
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def arrivals(records: list[bytes], dataset: Dataset, load: datetime) -> list[datetime]:
+    """Each record's arrival for the transform: its event time if the transform accepts the
+    record and it is not later than ``load``, else ``load`` (module docstring)."""
+    # The transform's own code, on the path once datalake.local_firehose is imported.
+    from records import Invalid, RecordValidator, loads
+
+    validator = RecordValidator(dataset.to_spec())
+    out: list[datetime] = []
+    for record in records:
+        try:
+            normalized, _ = validator.validate(loads(record))
+        except Invalid:
+            normalized = None
+        at = datetime.fromisoformat(normalized[dataset.event_time]) if normalized is not None else load
+        out.append(min(at, load))
+    return out
+
+
+def backfill(
+    s3: Any,
+    lines: IO[bytes],
+    *,
+    bucket: str,
+    dataset: Dataset,
+    chunk_records: int = CHUNK_RECORDS,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    report: Callable[[str], None] = print,
+) -> Loaded:
+    """Transform the records of ``lines`` and write what Firehose would under ``bucket`` (module
+    docstring), one chunk at a time."""
+    if chunk_records < 1:
+        raise BackfillError(f"--chunk-records {chunk_records}: use 1 or more")
+    load_id = uuid.uuid4().hex[:12]
+    arrival = (now or datetime.now(UTC)).astimezone(UTC)
+    done = Loaded()
+    verb = "would write" if dry_run else "wrote"
+    for number, records in enumerate(chunks(lines, chunk_records)):
+        with tempfile.TemporaryDirectory(prefix="backfill-") as tmp:
+            root = Path(tmp)
+            delivery = deliver(
+                records,
+                dataset,
+                root,
+                stream=SOURCE_STREAM,
+                arrival=arrival,
+                object_name=f"backfill-{load_id}-{number:05d}",
+                arrivals=arrivals(records, dataset, arrival),
+            )
+            keys = sorted(path.relative_to(root).as_posix() for path in delivery.objects)
+            if not dry_run:
+                for key in keys:
+                    s3.put_object(Bucket=bucket, Key=key, Body=(root / key).read_bytes())
+        done.records += delivery.records_in
+        done.ok += delivery.ok
+        done.rejected += delivery.rejected
+        done.processing_failed += delivery.processing_failed
+        done.objects += len(keys)
+        done.days |= {
+            day[1]
+            for key in keys
+            if key.startswith(f"{dataset.name}/") and (day := _DAY_RE.search(f"/{key}"))
+        }
+        report(
+            f"chunk {number}: {delivery.records_in} record(s), {delivery.ok} accepted, "
+            f"{delivery.rejected} rejected; {verb} {len(keys)} object(s)"
+        )
+    failed = (
+        f", {done.processing_failed} failed (under errors/{dataset.name}/, to replay)"
+        if done.processing_failed
+        else ""
+    )
+    report(
+        f"{done.records} record(s): {done.ok} accepted, {done.rejected} rejected{failed}; {verb} "
+        f"{done.objects} object(s) to s3://{bucket}/, load {load_id}"
+    )
+    if done.days:
+        first, last = min(done.days), max(done.days)
+        report(f"the next pipeline run of {dataset.name} curates {len(done.days)} day(s), {first} to {last}")
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m datalake.backfill", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bucket", required=True, help="the raw bucket, <prefix>-raw-<account>-<region>")
+    parser.add_argument("--dataset", required=True, help="the dataset file's name, e.g. orders")
+    parser.add_argument("--chunk-records", type=int, default=CHUNK_RECORDS, help="records per chunk")
+    parser.add_argument("--dry-run", action="store_true", help="transform and count; write nothing")
+    parser.add_argument("file", type=Path, help="one JSON document per line, as a producer sends each record")
+    args = parser.parse_args(argv)
+    try:
+        dataset = load_dataset(DATASETS_DIR / f"{args.dataset}.json")
+    except DatasetConfigError as error:
+        print(f"backfill: dataset {args.dataset!r}: {error}", file=sys.stderr)
+        return 1
+    import boto3
+
+    try:
+        with args.file.open("rb") as lines:
+            backfill(
+                boto3.client("s3"),
+                lines,
+                bucket=args.bucket,
+                dataset=dataset,
+                chunk_records=args.chunk_records,
+                dry_run=args.dry_run,
+            )
+    except (BackfillError, OSError) as error:
+        print(f"backfill: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
