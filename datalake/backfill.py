@@ -31,7 +31,6 @@ key. ``--dry-run`` runs the transform and counts, and writes nothing.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 import uuid
@@ -41,13 +40,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from datalake.dataset import DATASETS_DIR, Dataset, DatasetConfigError, load_dataset
+from datalake.dataset import DATASETS_DIR, Dataset, DatasetConfigError, day_folder, load_dataset
 from datalake.local_firehose import deliver
 
 #: The records each chunk holds: the transform's output of a chunk is kept on disk until uploaded.
 CHUNK_RECORDS = 100_000
 SOURCE_STREAM = "backfill"
-_DAY_RE = re.compile(r"/(year=\d{4}/month=\d{2}/day=\d{2})/")
 
 
 class BackfillError(RuntimeError):
@@ -139,11 +137,7 @@ def backfill(
         done.rejected += delivery.rejected
         done.processing_failed += delivery.processing_failed
         done.objects += len(keys)
-        done.days |= {
-            day[1]
-            for key in keys
-            if key.startswith(f"{dataset.name}/") and (day := _DAY_RE.search(f"/{key}"))
-        }
+        done.days |= {day for key in keys if key.startswith(f"{dataset.name}/") and (day := day_folder(key))}
         report(
             f"chunk {number}: {delivery.records_in} record(s), {delivery.ok} accepted, "
             f"{delivery.rejected} rejected; {verb} {len(keys)} object(s)"

@@ -32,6 +32,15 @@ SOURCES = ("direct_put", "kinesis_stream")
 CURATED_PARTITIONS = ("year", "month", "day")
 #: Partition keys the Firehose transform supplies for the raw zone prefix.
 RAW_PARTITIONS = ("year", "month", "day", "hour")
+_DAY_FOLDER_RE = re.compile(r"(?:^|/)(year=\d{4}/month=\d{2}/day=\d{2})/")
+
+
+def day_folder(key: str) -> str | None:
+    """The ``year=YYYY/month=MM/day=DD`` folder an object key lies under, if any."""
+    match = _DAY_FOLDER_RE.search(key)
+    return match[1] if match else None
+
+
 #: Columns the Glue job adds to each row it validates (the reason, and the line of a quarantined
 #: row): a dataset column of the same name would make them ambiguous.
 JOB_ROW_COLUMNS = ("quarantine_reason", "raw_record")

@@ -48,10 +48,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datalake.dataset import DATASETS_DIR, DatasetConfigError, load_dataset
+from datalake.dataset import DATASETS_DIR, DatasetConfigError, day_folder, load_dataset
 from datalake.replay import documents, object_text, payload_of
 
-_DAY_RE = re.compile(r"/(year=\d{4}/month=\d{2}/day=\d{2})/")
 _LINE_RE = re.compile(r"[^\n]*\n|[^\n]+$")
 _LEFT = "it was left as it is (objects before it were rewritten and hold no match now): move or fix it, then run again"
 
@@ -203,8 +202,8 @@ def erase(
                         done.versions_purged += _purge_versions(s3, bucket, key, keep=put.get("VersionId"))
                 done.objects_rewritten += 1
                 done.records += erased
-                if not of_records and (day := _DAY_RE.search(f"/{key}")):
-                    done.days.add(day[1])
+                if not of_records and (day := day_folder(key)):
+                    done.days.add(day)
                 report(f"{verb} {erased} record(s) of s3://{bucket}/{key}")
     purged = f", {done.versions_purged} earlier version(s) deleted" if purge_versions else ""
     report(
