@@ -60,7 +60,10 @@ class ObservabilityStack(Stack):
             )
             self.dashboard.add_widgets(
                 cloudwatch.GraphWidget(
-                    title="Firehose: data freshness (s)", left=[stream.metric_freshness()], width=6
+                    title="Firehose: records in, data freshness (s)",
+                    left=[stream.metric_incoming_records()],
+                    right=[stream.metric_freshness()],
+                    width=6,
                 ),
                 cloudwatch.GraphWidget(
                     title="Transform: records",

@@ -589,6 +589,7 @@ def test_one_dashboard_covers_the_whole_pipeline(sandbox: Synth) -> None:
     body = json.dumps(next(iter(dashboards.values()))["Properties"]["DashboardBody"])
     for metric in (
         "DeliveryToS3.DataFreshness",
+        "IncomingRecords",  # what reached the stream, whatever the transform then made of it
         "RecordsRejected",
         "Errors",
         "Duration",
