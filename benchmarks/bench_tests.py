@@ -32,7 +32,13 @@ PARTS = {
         "test_benchmarks",
     ),
     "nag": ("test_compliance",),
-    "lambda": ("test_firehose_transform", "test_custom_resources", "test_replay"),
+    "lambda": (
+        "test_firehose_transform",
+        "test_custom_resources",
+        "test_replay",
+        "test_erase",
+        "test_backfill",
+    ),
     "spark": ("test_raw_to_curated",),
     "integration": ("test_local_run", "test_pipeline_execution"),
 }

@@ -1,4 +1,5 @@
-"""`make bench` bookkeeping: a subset run keeps the other figures; stray arguments are refused."""
+"""`make bench` bookkeeping: a subset run keeps the other figures; stray arguments are refused;
+every test module has its part in the timing of `make test`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import bench_tests
 from benchmarks import run as bench_run
 
 
@@ -48,3 +50,11 @@ def test_arguments_and_unknown_benches_are_refused(
     assert bench_run.main([]) == 2
     assert "unknown ['jobs']" in capsys.readouterr().err
     assert not fake_benches.exists()
+
+
+def test_every_test_module_is_in_a_part_of_the_suites_timing() -> None:
+    # a module in no part would stop `make bench` at its end, after the whole suite has run
+    modules = sorted(p.stem for p in Path(__file__).parent.glob("test_*.py"))
+    assert [m for m in modules if bench_tests.part_of(f"tests.{m}")]  # (raises for one in none)
+    listed = [m for part in bench_tests.PARTS.values() for m in part]
+    assert sorted(listed) == modules
