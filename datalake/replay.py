@@ -21,8 +21,11 @@ once all its records are accepted.
     python -m datalake.replay --stream lake-sbx-orders \\
         s3://lake-sbx-raw-<account>-<region>/errors/orders/processing-failed/year=2024/month=05/
 
-needs ``s3:ListBucket``/``s3:GetObject`` on the prefix, ``kms:Decrypt`` on the raw key and
-``firehose:PutRecordBatch`` on the stream. ``--dry-run`` reads and counts, and sends nothing.
+needs ``s3:ListBucket``/``s3:GetObject`` on the prefix, ``kms:Decrypt`` on the raw key,
+``firehose:DescribeDeliveryStream`` and ``firehose:PutRecordBatch`` on the stream; for a dataset
+whose stream reads a Kinesis data stream, ``kinesis:PutRecords`` on that stream and
+``kms:GenerateDataKey`` on its key (the raw key) instead of ``firehose:PutRecordBatch``.
+``--dry-run`` reads and counts, and sends nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import gzip
 import json
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -133,6 +137,36 @@ def batches(records: list[bytes]) -> Iterator[list[bytes]]:
         yield batch
 
 
+class KinesisSource:
+    """PutRecordBatch's shape over PutRecords into the Kinesis data stream that feeds a Firehose
+    stream: Firehose refuses direct puts to a stream whose source is a data stream
+    (``KinesisStreamAsSource``), so records go back the way they first came. Each gets a random
+    partition key, which spreads them over the shards."""
+
+    def __init__(self, kinesis: Any, stream_arn: str) -> None:
+        self._kinesis = kinesis
+        self.stream_name = stream_arn.rsplit("/", 1)[-1]
+
+    def put_record_batch(self, *, DeliveryStreamName: str, Records: list[dict[str, bytes]]) -> dict[str, Any]:
+        response = self._kinesis.put_records(
+            StreamName=self.stream_name,
+            Records=[{"Data": r["Data"], "PartitionKey": uuid.uuid4().hex} for r in Records],
+        )
+        return {
+            "FailedPutCount": response.get("FailedRecordCount", 0),
+            "RequestResponses": response["Records"],
+        }
+
+
+def way_in(firehose: Any, kinesis: Any, stream: str) -> Any:
+    """What takes the records of ``stream``: the Firehose stream itself (Direct PUT), or its
+    source data stream (:class:`KinesisSource`)."""
+    description = firehose.describe_delivery_stream(DeliveryStreamName=stream)["DeliveryStreamDescription"]
+    if description.get("DeliveryStreamType") != "KinesisStreamAsSource":
+        return firehose
+    return KinesisSource(kinesis, description["Source"]["KinesisStreamSourceDescription"]["KinesisStreamARN"])
+
+
 def put_all(
     firehose: Any,
     stream: str,
@@ -183,19 +217,26 @@ def replay(
     reason: str | None = None,
     report: Callable[[str], None] = print,
     sleep: Callable[[float], None] = time.sleep,
+    kinesis: Any = None,
 ) -> Replayed:
     """Send the records of every object under ``url`` (``s3://bucket/prefix``) to ``stream``, one
     object at a time, reporting each once all its records are accepted.
 
     With ``reason``, only the rejections with a reason that contains it are sent (say, ``status:
     not an allowed value`` after that value was allowed): the others would only be rejected again.
-    Firehose's error records have no reasons, so none of them is sent then."""
+    Firehose's error records have no reasons, so none of them is sent then.
+
+    A stream fed by a Kinesis data stream takes no direct put: its records are put into that
+    data stream (``kinesis``, a Kinesis client), as they first came."""
     parsed = urlparse(url)
     if parsed.scheme != "s3" or not parsed.netloc:
         raise ReplayError(f"{url}: expected s3://<raw bucket>/<prefix>")
     bucket, prefix = parsed.netloc, parsed.path.lstrip("/")
     done = Replayed()
     verb = "would send" if dry_run else "sent"
+    target = way_in(firehose, kinesis, stream)
+    if isinstance(target, KinesisSource):
+        report(f"{stream} reads the Kinesis data stream {target.stream_name}: records go there")
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for listed in page.get("Contents", []):
             key = listed["Key"]
@@ -210,7 +251,7 @@ def replay(
                 )
             if not dry_run:
                 for batch in batches(records):
-                    put_all(firehose, stream, batch, sleep=sleep)
+                    put_all(target, stream, batch, sleep=sleep)
             done.objects += 1
             done.records += len(records)
             done.left_out += len(read) - len(records)
@@ -240,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         replay(
             boto3.client("s3"),
             boto3.client("firehose"),
+            kinesis=boto3.client("kinesis"),
             stream=args.stream,
             url=args.url,
             dry_run=args.dry_run,

@@ -272,3 +272,47 @@ def test_batches_keep_to_put_record_batchs_limits_and_order() -> None:
     exactly = [b"x" * 1000 * 1024] * 4 + [b"y" * 96 * 1024]
     assert [len(b) for b in batches(exactly)] == [5]
     assert [len(b) for b in batches([*exactly[:4], b"y" * (96 * 1024 + 1)])] == [4, 1]
+
+
+def test_a_dataset_fed_by_a_kinesis_stream_gets_its_records_back_through_that_stream(aws: Any) -> None:
+    # GIVEN a Firehose stream that reads a Kinesis data stream (it takes no direct put), and
+    # rejections of records that came through it
+    s3, kinesis = aws, boto3.client("kinesis")
+    kinesis.create_stream(StreamName="lake-test-views-source", ShardCount=1)
+    arn = kinesis.describe_stream(StreamName="lake-test-views-source")["StreamDescription"]["StreamARN"]
+    boto3.client("firehose").create_delivery_stream(
+        DeliveryStreamName="lake-test-views",
+        DeliveryStreamType="KinesisStreamAsSource",
+        KinesisStreamSourceConfiguration={
+            "KinesisStreamARN": arn,
+            "RoleARN": "arn:aws:iam::123456789012:role/f",
+        },
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+            "BucketARN": f"arn:aws:s3:::{LANDING}",
+        },
+    )
+    sent = [json.dumps({"view_id": f"v-{i}", "page": "/" * i}).encode() for i in range(1, 4)]
+    documents = "".join(
+        json.dumps({"raw_base64": base64.b64encode(r).decode(), "reasons": ["x"]}) + "\n" for r in sent
+    )
+    s3.put_object(Bucket=RAW, Key="views_rejected/part.json.gz", Body=gzip.compress(documents.encode()))
+    # WHEN they are replayed to the Firehose stream
+    seen: list[str] = []
+    done = replay(
+        s3,
+        boto3.client("firehose"),
+        kinesis=kinesis,
+        stream="lake-test-views",
+        url=f"s3://{RAW}/views_rejected/",
+        report=seen.append,
+    )
+    # THEN they went into the data stream, byte for byte, and the report says where
+    assert done.records == 3
+    assert seen[0] == "lake-test-views reads the Kinesis data stream lake-test-views-source: records go there"
+    shard = kinesis.describe_stream(StreamName="lake-test-views-source")["StreamDescription"]["Shards"][0]
+    iterator = kinesis.get_shard_iterator(
+        StreamName="lake-test-views-source", ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    assert [r["Data"] for r in kinesis.get_records(ShardIterator=iterator)["Records"]] == sent
+    assert _landed(s3) == {}  # nothing was put to the Firehose stream itself
