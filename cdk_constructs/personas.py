@@ -292,12 +292,25 @@ class Personas(Construct):
                 # CloudTrail log files are encrypted by CloudTrail, not through S3.
                 iam.PolicyStatement(actions=["kms:Decrypt"], resources=[a.logs_key.key_arn]),
                 *self._lake_formation_access(),
+                # make replay: records back into a dataset's stream, or into the Kinesis data
+                # stream a stream reads (encrypted with the raw key). make backfill and make
+                # erase need only the zones' objects above; purging versions is an admin's.
+                iam.PolicyStatement(
+                    actions=["firehose:DescribeDeliveryStream", "firehose:PutRecordBatch"],
+                    resources=[self._arn("firehose", "deliverystream", f"{a.workgroup_prefix}-*")],
+                ),
+                iam.PolicyStatement(
+                    actions=["kinesis:PutRecords"],
+                    resources=[self._arn("kinesis", "stream", f"{a.workgroup_prefix}-*")],
+                ),
+                key_use_via("kinesis", [a.raw_key], ["kms:GenerateDataKey"]),
             ],
         )
         acknowledge(
             policy,
             "Engineers operate every dataset of this stage: the wildcards are the stage's own name "
-            "prefix (databases, tables, crawlers, jobs, workgroups, state machines), generated object "
+            "prefix (databases, tables, crawlers, jobs, workgroups, state machines, delivery and data "
+            "streams), generated object "
             "keys in the lake's buckets, Glue read actions, and lakeformation:GetDataAccess, which "
             "supports no resource-level permission.",
             *wildcard_findings(policy),

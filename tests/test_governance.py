@@ -12,7 +12,7 @@ import duckdb
 import pytest
 import sqlglot
 from aws_cdk.assertions import Template
-from lake_app import SWITCHED, WITHOUT_AUDIT, Synth, synthesize
+from lake_app import SWITCHED, WITHOUT_AUDIT, Synth, actions, policy_statements, synthesize
 
 from cdk_constructs.lake_formation import LakeFormationSetup, Zone
 from cdk_constructs.macie import ALLOW_LIST_REGEX, CUSTOM_IDENTIFIERS
@@ -237,6 +237,31 @@ def test_engineers_have_every_zone(governance: Template, catalog: Template) -> N
     table = by_type["TABLE"]
     assert _tag_expression(table) == {"zone": ["raw", "curated", "analytics", "audit"]}
     assert set(table["Permissions"]) == {"SELECT", "INSERT", "DELETE", "DESCRIBE", "ALTER", "DROP"}
+
+
+def test_engineers_may_run_the_operator_tools_but_not_purge_versions(governance: Template) -> None:
+    # make replay (a stream of the stage, or the data stream it reads, under the raw key), make
+    # backfill and make erase (the zones' objects); deleting object versions is an admin's
+    statements = policy_statements(governance, "PersonasEngineerPolicy")
+    granted = {a for st in statements for a in actions(st)}
+    assert {"firehose:PutRecordBatch", "firehose:DescribeDeliveryStream", "kinesis:PutRecords"} <= granted
+    assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} <= granted
+    assert not {"s3:DeleteObjectVersion", "s3:ListBucketVersions"} & granted
+
+    def resource_of(action: str) -> str:
+        (statement,) = [st for st in statements if action in actions(st)]
+        return json.dumps(statement["Resource"])
+
+    assert ":deliverystream/lake-sbx-*" in resource_of("firehose:PutRecordBatch")
+    assert ":stream/lake-sbx-*" in resource_of("kinesis:PutRecords")
+    (via_kinesis,) = [
+        st
+        for st in statements
+        if st.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService", {}) is not None
+        and "kinesis" in json.dumps(st.get("Condition"))
+    ]
+    assert actions(via_kinesis) == ["kms:GenerateDataKey"]
+    assert "KeysRawKey" in json.dumps(via_kinesis["Resource"])
 
 
 def test_service_roles_get_exactly_their_tables(governance: Template, catalog: Template) -> None:
