@@ -82,18 +82,21 @@ def alarm_above(
     description: str,
     evaluation_periods: int = 1,
     comparison: cloudwatch.ComparisonOperator = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+    datapoints_to_alarm: int | None = None,
+    missing_data: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
 ) -> cloudwatch.Alarm:
     """An alarm when ``metric`` exceeds ``threshold`` (or meets it as ``comparison`` says); no data
-    (no traffic) is not a breach."""
+    (no traffic) is not a breach, unless ``missing_data`` says otherwise."""
     return cloudwatch.Alarm(
         scope,
         construct_id,
         metric=metric,
         threshold=threshold,
         evaluation_periods=evaluation_periods,
+        datapoints_to_alarm=datapoints_to_alarm,
         alarm_description=description,
         comparison_operator=comparison,
-        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        treat_missing_data=missing_data,
     )
 
 
@@ -120,16 +123,16 @@ def alarm_without(
     A new alarm would find those hours empty at once (before the deployment nothing ran), so it
     warms up first: it starts to evaluate ``hours`` after it is created or changed (CloudWatch's
     warm-up lasts 2 days at most)."""
-    alarm = cloudwatch.Alarm(
+    alarm = alarm_above(
         scope,
         construct_id,
-        metric=metric.with_(period=Duration.hours(1), statistic="Sum"),
+        metric.with_(period=Duration.hours(1), statistic="Sum"),
         threshold=1,
+        description=description,
         evaluation_periods=hours,
         datapoints_to_alarm=hours,
-        alarm_description=description,
-        comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-        treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+        comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        missing_data=cloudwatch.TreatMissingData.BREACHING,
     )
     cfn = alarm.node.default_child
     assert isinstance(cfn, cloudwatch.CfnAlarm)
