@@ -40,7 +40,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from datalake.dataset import DATASETS_DIR, Dataset, DatasetConfigError, day_folder, load_dataset
+from datalake.dataset import (
+    DATASETS_DIR,
+    Dataset,
+    DatasetConfigError,
+    day_folder,
+    load_dataset,
+    start_pipeline_command,
+)
 from datalake.local_firehose import deliver
 
 #: The records each chunk holds: the transform's output of a chunk is kept on disk until uploaded.
@@ -154,6 +161,8 @@ def backfill(
     if done.days:
         first, last = min(done.days), max(done.days)
         report(f"the next pipeline run of {dataset.name} curates {len(done.days)} day(s), {first} to {last}")
+        if not dry_run and (command := start_pipeline_command(bucket, dataset.name)):
+            report(f"to start it now: {command}")
     return done
 
 

@@ -301,7 +301,7 @@ class Dataset:
     @property
     def resource_name(self) -> str:
         """The dataset name as used in resource names (dashes instead of underscores)."""
-        return self.name.replace("_", "-")
+        return resource_name_of(self.name)
 
     def to_spec(self) -> dict[str, Any]:
         """The runtime spec shared by the transform and the job (JSON-serialisable)."""
@@ -912,6 +912,28 @@ def load_datasets(directory: Path | str = DATASETS_DIR) -> tuple[Dataset, ...]:
 #: ``<prefix>-<name>`` and the job's and crawler's IAM roles (``-job``, ``-crawler``) are shorter.
 NAME_LIMIT = 64
 LONGEST_NAME_SUFFIX = "-pipeline"
+
+
+_RAW_BUCKET_RE = re.compile(
+    r"^(?P<prefix>[a-z][a-z0-9-]*)-raw-(?P<account>\d{12})-(?P<region>[a-z]{2}(?:-[a-z]+)+-\d)$"
+)
+
+
+def resource_name_of(dataset_name: str) -> str:
+    """A dataset's name as resource names use it: dashes instead of underscores."""
+    return dataset_name.replace("_", "-")
+
+
+def start_pipeline_command(raw_bucket: str, dataset_name: str) -> str | None:
+    """The AWS CLI line that starts the pipeline of ``dataset_name`` in the stage whose raw bucket
+    is ``raw_bucket`` (``<prefix>-raw-<account>-<region>``, as the lake names it); ``None`` for a
+    bucket named otherwise."""
+    match = _RAW_BUCKET_RE.match(raw_bucket)
+    if match is None:
+        return None
+    name = f"{match['prefix']}-{resource_name_of(dataset_name)}{LONGEST_NAME_SUFFIX}"
+    arn = f"arn:aws:states:{match['region']}:{match['account']}:stateMachine:{name}"
+    return f"aws stepfunctions start-execution --region {match['region']} --state-machine-arn {arn}"
 
 
 def longest_dataset_name(prefix: str) -> int:

@@ -48,7 +48,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datalake.dataset import DATASETS_DIR, DatasetConfigError, day_folder, load_dataset
+from datalake.dataset import (
+    DATASETS_DIR,
+    DatasetConfigError,
+    day_folder,
+    load_dataset,
+    start_pipeline_command,
+)
 from datalake.replay import documents, object_text, payload_of
 
 _LINE_RE = re.compile(r"[^\n]*\n|[^\n]+$")
@@ -214,6 +220,8 @@ def erase(
             f"the next pipeline run of {dataset} {'would rebuild' if dry_run else 'rebuilds'} "
             f"{len(done.days)} day(s) without them: " + ", ".join(sorted(done.days))
         )
+        if not dry_run and (command := start_pipeline_command(bucket, dataset)):
+            report(f"to start it now: {command}")
     return done
 
 

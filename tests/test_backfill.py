@@ -21,7 +21,7 @@ from datalake.local_firehose import deliver
 from datalake.sample import payloads
 
 ORDERS = load_dataset(DATASETS_DIR / "orders.json")
-RAW = "lake-test-raw"
+RAW = "lake-tst-raw-123456789012-eu-west-1"  # named as the lake names its raw bucket
 NOW = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
 
 
@@ -83,7 +83,8 @@ def test_history_lands_as_the_stream_would_write_it_chunk_by_chunk(s3: Any, tmp_
     # AND each chunk has objects of its own, named for the load and the chunk
     chunks = {k.rsplit("/", 1)[1].split(".")[0].rsplit("-", 1)[1] for k in written}
     assert chunks == {f"{n:05d}" for n in range(5)}  # 500 records less the blank ones, 120 a chunk
-    assert len(lines) == 5 + 2 and lines[-1].startswith("the next pipeline run of orders curates")
+    assert len(lines) == 5 + 3 and lines[-2].startswith("the next pipeline run of orders curates")
+    assert lines[-1].endswith(":stateMachine:lake-tst-orders-pipeline")
     assert done.days == {k.split("/", 1)[1].rsplit("/", 2)[0] for k in written if k.startswith("orders/")}
     # AND a second load of the same file overwrites nothing: its objects are new ones
     again = backfill(

@@ -22,7 +22,7 @@ from datalake.replay import documents, object_text, payload_of
 from datalake.sample import payloads
 
 ORDERS = load_dataset(DATASETS_DIR / "orders.json")
-RAW = "lake-test-raw"
+RAW = "lake-tst-raw-123456789012-eu-west-1"  # named as the lake names its raw bucket
 SUBJECT = "c-subject"
 
 
@@ -137,10 +137,12 @@ def test_every_record_of_the_subject_goes_and_every_other_stays_byte_for_byte(s3
     assert all(after[k][0][:2] == b"\x1f\x8b" for k in rewritten)
     # AND the days to be rebuilt are the days of the raw objects written, as the report says
     assert done.days == {"year=2024/month=05/day=01", "year=2024/month=05/day=02"}
-    assert lines[-1] == (
+    assert lines[-2:] == [
         "the next pipeline run of orders rebuilds 2 day(s) without them: "
-        "year=2024/month=05/day=01, year=2024/month=05/day=02"
-    )
+        "year=2024/month=05/day=01, year=2024/month=05/day=02",
+        "to start it now: aws stepfunctions start-execution --region eu-west-1 --state-machine-arn "
+        "arn:aws:states:eu-west-1:123456789012:stateMachine:lake-tst-orders-pipeline",
+    ]
     # AND another dataset's objects are not this request's
     assert after["orders_archive/x.json"] == before["orders_archive/x.json"]
     # AND a second run finds nothing: the request can be run again after a failure

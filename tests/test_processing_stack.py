@@ -32,7 +32,7 @@ from cdk_constructs.processing import (
     stale_after_hours,
 )
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS
-from datalake.dataset import DATASETS_DIR, load_dataset, parse_dataset
+from datalake.dataset import DATASETS_DIR, load_dataset, parse_dataset, start_pipeline_command
 from datalake.local_run import duckdb_over, evaluate_quality
 from datalake.quality import dqdl, rules
 
@@ -634,3 +634,19 @@ def test_one_dashboard_covers_the_whole_pipeline(sandbox: Synth) -> None:
         edges = sorted(widgets)
         assert edges[0][0] == 0 and sum(w for _, w in edges) == 24, edges
         assert all(x + w == next_x for (x, w), (next_x, _) in itertools.pairwise(edges)), edges
+
+
+def test_the_tools_name_the_pipeline_the_stack_deploys(template: Template) -> None:
+    # make erase and make backfill end with the line that starts the pipeline they leave work to,
+    # from the raw bucket's name alone; a bucket named otherwise gets no such line
+    (props,) = [r["Properties"] for r in template.find_resources("AWS::StepFunctions::StateMachine").values()]
+    bucket = "lake-sbx-raw-123456789012-eu-west-1"
+    assert start_pipeline_command(bucket, "orders") == (
+        "aws stepfunctions start-execution --region eu-west-1 --state-machine-arn "
+        f"arn:aws:states:eu-west-1:123456789012:stateMachine:{props['StateMachineName']}"
+    )
+    # a name with underscores, as resource names write it
+    assert str(start_pipeline_command(bucket, "page_views")).endswith(
+        ":stateMachine:lake-sbx-page-views-pipeline"
+    )
+    assert start_pipeline_command("my-raw-bucket", "orders") is None
