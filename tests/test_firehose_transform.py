@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from records import RecordValidator
+from records import RecordValidator, cause_of
 from transform import MAX_RESPONSE_BYTES, transform_event
 
 from datalake.dataset import DATASETS_DIR, load_dataset, parse_dataset
@@ -719,3 +719,24 @@ def test_the_log_names_the_field_a_record_failed_on_but_never_its_value(
     reasons = [_decode(r)["reason"] for r in response["records"]]
     assert reasons[0] == f"customer_email: {email!r} does not match ^[a-z]+@example[.]org$"
     assert reasons[2].startswith(f"items[1].sku: {sku!r}")
+
+
+@pytest.mark.parametrize(
+    ("reason", "cause"),
+    [
+        ("customer_email: 'kim@x' does not match ^a$", "customer_email"),
+        ("items[12].qty: 0 is below the minimum 1", "items[].qty"),
+        ("shipping.city: required field is empty", "shipping.city"),
+        (
+            "payload is not JSON: Expecting ',' delimiter at line 1 column 57",
+            "payload is not JSON: Expecting ',' delimiter",
+        ),
+        ("payload is not UTF-8 (byte 3)", "payload is not UTF-8"),
+        ("expected a JSON object, got an array", "expected a JSON object, got an array"),
+        ("internal error: KeyError", "internal error: KeyError"),
+    ],
+)
+def test_a_cause_names_the_field_or_the_kind_of_fault_never_a_value_or_a_position(
+    reason: str, cause: str
+) -> None:
+    assert cause_of(reason) == cause

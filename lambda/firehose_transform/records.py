@@ -51,6 +51,8 @@ class NestedInvalid(Invalid):
         super().__init__("; ".join(self.errors))
 
 
+#: Where in a payload a record-level reason points: `` at line 1 column 5``, `` (byte 3)``.
+_POSITION_RE = re.compile(r" at line \d+ column \d+$| \(byte \d+\)$")
 #: A field's path at the head of its reason: ``amount``, ``shipping.city``, ``items[1].qty``.
 _FIELD_PATH_RE = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\])*$")
 
@@ -58,13 +60,16 @@ _FIELD_PATH_RE = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\])*$")
 def cause_of(reason: str) -> str:
     """What a reason is about, without the value it may quote: the field's path for a field's
     reason (``customer_email`` of ``customer_email: 'kim@...' does not match ...``; an element's
-    index as ``[]``, so ``items[].qty``), and the whole reason for the record's own (``payload is
-    not JSON: ...``, ``internal error: KeyError``), which quote no value.
+    index as ``[]``, so ``items[].qty``), and the record's own reasons, which quote no value,
+    without the position they point at (``payload is not JSON: Expecting value``,
+    ``internal error: KeyError``), so that the same fault counts as one.
 
     The function's log carries causes. The reasons, which quote a value of any column, PII
     included, go only into the rejection documents (the rejected table, tagged pii)."""
     head = reason.split(": ", 1)[0]
-    return re.sub(r"\[\d+\]", "[]", head) if _FIELD_PATH_RE.match(head) else reason
+    if _FIELD_PATH_RE.match(head):
+        return re.sub(r"\[\d+\]", "[]", head)
+    return _POSITION_RE.sub("", reason)  # where in the payload varies; the kind of fault does not
 
 
 def _short(value: Any) -> str:
