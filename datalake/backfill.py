@@ -40,12 +40,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from datalake.cli import ToolError, add_raw_zone_arguments, dataset_named, run
 from datalake.dataset import (
-    DATASETS_DIR,
     Dataset,
-    DatasetConfigError,
     day_folder,
-    load_dataset,
     start_pipeline_command,
 )
 from datalake.local_firehose import deliver
@@ -55,7 +53,7 @@ CHUNK_RECORDS = 100_000
 SOURCE_STREAM = "backfill"
 
 
-class BackfillError(RuntimeError):
+class BackfillError(ToolError):
     """A load this tool cannot make as asked, named with the fix."""
 
 
@@ -168,20 +166,16 @@ def backfill(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m datalake.backfill", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bucket", required=True, help="the raw bucket, <prefix>-raw-<account>-<region>")
-    parser.add_argument("--dataset", required=True, help="the dataset file's name, e.g. orders")
+    add_raw_zone_arguments(parser)
     parser.add_argument("--chunk-records", type=int, default=CHUNK_RECORDS, help="records per chunk")
     parser.add_argument("--dry-run", action="store_true", help="transform and count; write nothing")
     parser.add_argument("file", type=Path, help="one JSON document per line, as a producer sends each record")
     args = parser.parse_args(argv)
-    try:
-        dataset = load_dataset(DATASETS_DIR / f"{args.dataset}.json")
-    except DatasetConfigError as error:
-        print(f"backfill: dataset {args.dataset!r}: {error}", file=sys.stderr)
-        return 1
-    import boto3
 
-    try:
+    def call() -> None:
+        dataset = dataset_named(args.dataset)
+        import boto3
+
         with args.file.open("rb") as lines:
             backfill(
                 boto3.client("s3"),
@@ -191,10 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                 chunk_records=args.chunk_records,
                 dry_run=args.dry_run,
             )
-    except (BackfillError, OSError) as error:
-        print(f"backfill: {error}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run("backfill", call, OSError)
 
 
 if __name__ == "__main__":

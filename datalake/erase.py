@@ -48,11 +48,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datalake.cli import ToolError, add_raw_zone_arguments, dataset_named, run
 from datalake.dataset import (
     DATASETS_DIR,
-    DatasetConfigError,
     day_folder,
-    load_dataset,
     start_pipeline_command,
 )
 from datalake.replay import documents, object_text, payload_of
@@ -61,7 +60,7 @@ _LINE_RE = re.compile(r"[^\n]*\n|[^\n]+$")
 _LEFT = "it was left as it is (objects before it were rewritten and hold no match now): move or fix it, then run again"
 
 
-class EraseError(RuntimeError):
+class EraseError(ToolError):
     """A request or an object this tool cannot carry out or read, named with the fix."""
 
 
@@ -93,10 +92,7 @@ def subject_for(
     dataset_name: str, column: str, values: Iterable[str], datasets_dir: Path = DATASETS_DIR
 ) -> Subject:
     """The subject of a request, checked against the dataset file: a top-level scalar column."""
-    try:
-        dataset = load_dataset(Path(datasets_dir) / f"{dataset_name}.json")
-    except DatasetConfigError as error:
-        raise EraseError(f"dataset {dataset_name!r}: {error}") from None
+    dataset = dataset_named(dataset_name, datasets_dir)
     scalars = [c.name for c in dataset.columns if c.type not in ("array", "struct")]
     if column not in scalars:
         raise EraseError(
@@ -240,8 +236,7 @@ def _purge_versions(s3: Any, bucket: str, key: str, *, keep: str | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m datalake.erase", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bucket", required=True, help="the raw bucket, <prefix>-raw-<account>-<region>")
-    parser.add_argument("--dataset", required=True, help="the dataset file's name, e.g. orders")
+    add_raw_zone_arguments(parser)
     parser.add_argument("--column", required=True, help="the top-level column naming the subject")
     parser.add_argument(
         "--value", action="append", required=True, help="the subject's value (repeat for more)"
@@ -253,22 +248,20 @@ def main(argv: list[str] | None = None) -> int:
         help="also delete the earlier versions of each object rewritten",
     )
     args = parser.parse_args(argv)
-    import boto3
 
-    try:
-        subject = subject_for(args.dataset, args.column, args.value)
+    def call() -> None:
+        import boto3
+
         erase(
             boto3.client("s3"),
             bucket=args.bucket,
             dataset=args.dataset,
-            subject=subject,
+            subject=subject_for(args.dataset, args.column, args.value),
             dry_run=args.dry_run,
             purge_versions=args.purge_versions,
         )
-    except EraseError as error:
-        print(f"erase: {error}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run("erase", call)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
+from datalake.cli import ToolError, run
+
 #: PutRecordBatch's limits: records per call, bytes per call, bytes per record.
 BATCH_RECORDS = 500
 BATCH_BYTES = 4 * 1024 * 1024
@@ -52,7 +54,7 @@ RECORD_BYTES = 1000 * 1024
 PAYLOAD_FIELDS = ("rawData", "raw_base64")
 
 
-class ReplayError(RuntimeError):
+class ReplayError(ToolError):
     """An object that cannot be replayed, or records Firehose kept refusing: named, with the fix."""
 
 
@@ -275,9 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         "url", help="s3://<raw bucket>/errors/<dataset>/processing-failed/... or .../<dataset>_rejected/..."
     )
     args = parser.parse_args(argv)
-    import boto3
 
-    try:
+    def call() -> None:
+        import boto3
+
         replay(
             boto3.client("s3"),
             boto3.client("firehose"),
@@ -287,10 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             dry_run=args.dry_run,
             reason=args.reason,
         )
-    except ReplayError as error:
-        print(f"replay: {error}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run("replay", call)
 
 
 if __name__ == "__main__":
