@@ -68,6 +68,10 @@ class Summary:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+LOG_CONFIG = Path(__file__).resolve().parent / "spark-log4j2.properties"
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+
+
 def spark_session(app: str = "datalake-local-run", *, shuffle_partitions: int = 4, **config: str) -> Any:
     """A local SparkSession with Glue 5.1's relevant settings (UTC), bound to loopback only.
 
@@ -85,6 +89,9 @@ def spark_session(app: str = "datalake-local-run", *, shuffle_partitions: int = 
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")
     )
+    # Spark's own start-up lines (its default log level, no native Hadoop library) are noise here.
+    java_options = f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"
+    config = {**config, DRIVER_JAVA_OPTIONS: f"{java_options} {config.get(DRIVER_JAVA_OPTIONS, '')}".strip()}
     for key, value in config.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
