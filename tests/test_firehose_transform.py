@@ -407,6 +407,45 @@ def test_a_lone_surrogate_is_a_rejection_with_its_reason_and_a_pair_one_characte
     assert _decode(out["r2"])["customer_id"] == "\U0001f600"
 
 
+def test_data_that_is_not_base64_is_rejected_with_what_arrived() -> None:
+    # GIVEN a record whose data is not base64 (Firehose always encodes it; a hand-made test event
+    # or a proxy in between may not) beside a valid one
+    event = _event_of(_payload())
+    event["records"].append({"recordId": "bad", "data": "{not base64}"})
+    # WHEN the batch is transformed
+    result, out = _run(event)
+    # THEN it is a rejection holding the text that arrived, and the other record is curated
+    assert (result.ok, result.rejected, result.failed) == (1, 1, 0)
+    doc = _decode(out["bad"])
+    assert doc["raw_text"] == "{not base64}"
+    assert doc["reason"].startswith("payload is not JSON")
+    assert out["bad"]["metadata"]["partitionKeys"]["dataset"] == "orders_rejected"
+
+
+def test_a_bug_on_one_record_fails_that_record_alone_and_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a fault in the transform's own code for one record of three
+    import transform
+
+    real = transform.transform_record
+
+    def faulty(validator: RecordValidator, data: bytes, **kwargs: Any) -> Any:
+        if kwargs["record_id"] == "r1":
+            raise KeyError("a bug")
+        return real(validator, data, **kwargs)
+
+    monkeypatch.setattr(transform, "transform_record", faulty)
+    # WHEN the batch is transformed
+    result, out = _run(
+        _event_of(_payload(order_id="o-1"), _payload(order_id="o-2"), _payload(order_id="o-3"))
+    )
+    # THEN that record is ProcessingFailed (Firehose keeps its bytes under processing-failed/),
+    # counted with the kind of fault, and the batch's other records are delivered
+    assert [out[r]["result"] for r in ("r0", "r1", "r2")] == ["Ok", "ProcessingFailed", "Ok"]
+    assert (result.ok, result.rejected, result.failed) == (2, 0, 1)
+    assert result.reasons == ["internal error: KeyError"]
+    assert out["r1"].get("data", "") == ""  # no output for it: Firehose keeps the bytes it sent
+
+
 def test_extra_fields_are_ignored_without_losing_the_record() -> None:
     result, out = _run(_event_of(_payload(promo="SPRING", nested={"a": 1})))
     assert result.ok == 1

@@ -707,6 +707,51 @@ def test_the_catalog_takes_any_number_of_days_within_the_apis_limits_per_call() 
     }
 
 
+class _RefusingCatalog(_LimitedCatalog):
+    """The same catalog, refusing the entries of one call (a Lake Formation or a service error)."""
+
+    def __init__(self, existing: set[tuple[str, ...]], refuses: str) -> None:
+        super().__init__(existing)
+        self.refuses = refuses
+
+    def _refusal(self, entries: list[list[str]]) -> dict[str, Any]:
+        code = {
+            "ErrorCode": "AccessDeniedException",
+            "ErrorMessage": "Insufficient Lake Formation permission(s)",
+        }
+        return {"Errors": [{"PartitionValues": values, "ErrorDetail": code} for values in entries]}
+
+    def batch_create_partition(self, PartitionInputList: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+        if self.refuses == "BatchCreatePartition":
+            return self._refusal([p["Values"] for p in PartitionInputList])
+        return super().batch_create_partition(PartitionInputList=PartitionInputList, **kw)
+
+    def batch_update_partition(self, Entries: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+        if self.refuses == "BatchUpdatePartition":
+            return self._refusal([e["PartitionValueList"] for e in Entries])
+        return super().batch_update_partition(Entries=Entries, **kw)
+
+    def batch_delete_partition(self, PartitionsToDelete: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+        if self.refuses == "BatchDeletePartition":
+            return self._refusal([p["Values"] for p in PartitionsToDelete])
+        return super().batch_delete_partition(PartitionsToDelete=PartitionsToDelete, **kw)
+
+
+@pytest.mark.parametrize("call", ["BatchCreatePartition", "BatchUpdatePartition", "BatchDeletePartition"])
+def test_a_partition_the_catalog_refuses_fails_the_run_naming_the_call_and_the_table(call: str) -> None:
+    # GIVEN a catalog that answers one of the batch calls with an error entry other than the one a
+    # retried run expects (exists / not found): the call itself succeeds
+    days = _dates("2024-05-01", 3)
+    catalog = _RefusingCatalog(existing={days[0], days[2]}, refuses=call)
+    # WHEN the job brings it in step with a run that rebuilt two days and emptied one
+    with pytest.raises(RuntimeError) as failed:
+        _sync_partitions(catalog, "db", "orders", "s3://b/curated/orders", present=days[:2], emptied=days[2:])
+    # THEN the run fails (before its manifest: the next run does the days again) and says which
+    # call, which table and what the catalog answered, instead of leaving the days unlisted
+    assert str(failed.value).startswith(f"{call} failed for orders: ")
+    assert "Insufficient Lake Formation permission(s)" in str(failed.value)
+
+
 def _dates(first: str, count: int) -> list[tuple[str, str, str]]:
     start = datetime.fromisoformat(first)
     return [
