@@ -205,6 +205,53 @@ def test_a_record_is_matched_by_its_column_and_text_that_is_not_json_by_the_valu
 
 
 @pytest.mark.parametrize(
+    ("key", "body", "says"),
+    [
+        (
+            "orders/year=2024/month=05/day=09/hour=00/cut.json.gz",
+            gzip.compress(b"{}\n")[:-6],
+            "cannot be read as text",
+        ),
+        (
+            "orders_rejected/year=2024/month=05/day=09/hour=00/x.json",
+            b'{"reason": "a", "raw_base64": "e30="}\n{"reason"',
+            "not JSON documents",
+        ),
+        (
+            "errors/orders/year=2024/month=05/day=09/hour=00/x.json",
+            b'{"errorCode": "Lambda.X"}\n',
+            "holds no record",
+        ),
+    ],
+)
+def test_an_object_the_tool_cannot_read_stops_it_naming_the_object_and_is_left_as_it_is(
+    s3: Any, key: str, body: bytes, says: str
+) -> None:
+    # GIVEN an object under one of the dataset's prefixes that was not written by the lake (a
+    # gzip cut short, documents cut short, a document without the record as sent), listed after
+    # the objects of the raw zone's own days
+    s3.put_object(Bucket=RAW, Key=key, Body=body)
+    subject = Subject("customer_id", frozenset({SUBJECT}))
+    # WHEN the subject is erased
+    with pytest.raises(EraseError) as stopped:
+        erase(s3, bucket=RAW, dataset="orders", subject=subject, report=lambda _: None)
+    # THEN the tool stops at it, naming it, what is wrong and what to do; it is left as it was
+    assert str(stopped.value).startswith(f"s3://{RAW}/{key}: ")
+    assert says in str(stopped.value) and "move or fix it, then run again" in str(stopped.value)
+    assert s3.get_object(Bucket=RAW, Key=key)["Body"].read() == body
+    # AND once it is moved away, a second run erases what the first did not reach and finds the
+    # rest already done
+    s3.delete_object(Bucket=RAW, Key=key)
+    erase(s3, bucket=RAW, dataset="orders", subject=subject, report=lambda _: None)
+    assert not any(
+        _is_theirs(r)
+        for k, (b, _) in _bucket(s3).items()
+        if not k.startswith("orders_archive/")
+        for _, r in _records(k, b)
+    )
+
+
+@pytest.mark.parametrize(
     ("column", "values", "says"),
     [
         ("customer", ["c-1"], "'customer' is not a top-level column of"),
