@@ -1176,6 +1176,41 @@ def test_the_fast_path_for_arrays_judges_every_element_as_the_general_path(
     assert sum("items: an element is invalid" in reason for _, reason in general.values()) > 20
 
 
+def test_the_fast_path_takes_an_elements_allowed_values_literally(spark: Any, tmp_path: Path) -> None:
+    # GIVEN array elements with an enum whose values hold regex metacharacters (the fast path's
+    # pattern runs in Java) and one that is not plain text, and values near them
+    raw = json.loads((DATASETS_DIR / "orders.json").read_text())
+    items = next(c for c in raw["columns"] if c["name"] == "items")
+    allowed = ["a.b", "c+", "d e", "[x]", "ü", 'q"']
+    items["items"][0].update(enum=allowed, max_length=3)
+    (tmp_path / "orders.json").write_text(json.dumps(raw))
+    spec = load_dataset(tmp_path / "orders.json").to_spec()
+    skus = [*allowed, "a.bc", "aXb", "c", "cc+", "d  e", "x", "[x", " c+", "c+ ", "Ü", "", None]
+    lines = [
+        json.dumps(_record(f"o-{i}", items=[{"sku": v, "qty": 1, "unit_price": "1.00"}]))
+        for i, v in enumerate(skus)
+    ]
+    rows = spark.createDataFrame(
+        [(line, "s3://b/t/year=2024/month=05/day=01/f") for line in lines], f"value string, {RAW_FILE} string"
+    )
+    parsed = parse_lines(rows, spec)
+    # WHEN they are validated with and without the fast path
+    fast, general = (
+        {r.order_id: (r["items"], r[REASON]) for r in validate_and_cast(parsed, spec, fast_path=on).collect()}
+        for on in (True, False)
+    )
+    # THEN both judge every element alike, and exactly the allowed values pass (trimmed, as the
+    # transform trims them)
+    assert fast == general
+    passed = {skus[int(k[2:])]: items[0].sku for k, (items, reason) in general.items() if not reason}
+    assert passed == {**{v: v for v in allowed}, " c+": "c+", "c+ ": "c+"}
+    # AND the plain values within the length took the fast path, and no other value did
+    pattern = fast_array_pattern(next(c for c in spec["columns"] if c["name"] == "items")["fields"])
+    assert pattern is not None
+    matched = parsed.select("order_id", F.to_json("items").rlike(pattern).alias("m")).collect()
+    assert {skus[int(r.order_id[2:])] for r in matched if r.m} == {"a.b", "c+", "d e", "[x]", "ü"}
+
+
 def test_the_dataset_file_reserves_every_column_the_job_adds_to_a_row(spark: Any) -> None:
     # a dataset column of the same name would make the job's own column ambiguous at run time
     lines = spark.createDataFrame([("{}", "f")], f"value string, {RAW_FILE} string")
