@@ -324,6 +324,9 @@ def test_decimals_are_kept_exact_and_strings_trimmed() -> None:
             {"order_ts": "\u0661\u0667\u0661\u0664\u0665\u0665\u0667\u0666\u0660\u0660\u0660\u0660\u0660"},
             "order_ts: '\u0661\u0667\u0661\u0664\u0665\u0665\u0667\u0666\u0660\u0660\u0660\u0660\u0660' is not an ISO-8601 timestamp",
         ),
+        # before the first day a datetime holds once in UTC: refused, not a processing failure
+        ({"order_ts": "0001-01-01T00:00:00+01:00"}, "order_ts: '0001-01-01T00:00:00+01:00' is outside 20"),
+        ({"order_ts": "2024-05-01T10:00:00"}, "order_ts: '2024-05-01T10:00:00' has no UTC offset"),
         ({"status": "LOST"}, "status: 'LOST' is not one of"),
         ({"country": "Korea"}, "country: 'Korea' does not match"),
         ({"customer_id": None}, "customer_id: required field is missing"),
