@@ -52,9 +52,11 @@ synth: install ## Synthesize every stack of STAGE (default sandbox) with every c
 
 # Two workers (pytest-xdist), each taking whole test modules: a module's synth (lake_app's cache,
 # module fixtures) and Spark session stay in one process. TEST_WORKERS=0: this process alone.
+# PYTEST_ARGS narrows it while you work, e.g. PYTEST_ARGS='tests/test_firehose_transform.py -k surrogate'.
 TEST_WORKERS ?= 2
-test: install ## Run the whole offline test suite (TEST_WORKERS=2)
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+PYTEST_ARGS ?=
+test: install ## Run the whole offline test suite (TEST_WORKERS=2; PYTEST_ARGS='<paths> -k <words>' for a part)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install ## ruff format check, ruff, mypy
 	$(VENV)/bin/ruff format --check .
