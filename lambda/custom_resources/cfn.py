@@ -57,6 +57,12 @@ class ResourceError(Exception):
     """A failure whose message is already what the person deploying should read."""
 
 
+def aws_error(exc: Any) -> str:
+    """``Code: Message`` of a botocore ``ClientError``, as the messages to CloudFormation quote it."""
+    error = exc.response.get("Error", {})
+    return f"{error.get('Code')}: {error.get('Message')}"
+
+
 Operation = Callable[[Mapping[str, Any], Mapping[str, Any]], Outcome]
 
 

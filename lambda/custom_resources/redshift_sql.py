@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from cfn import Outcome, ResourceError, aws_client, handle
+from cfn import Outcome, ResourceError, aws_client, aws_error, handle
 
 OK_IF_EXISTS = "-- ok-if-exists"
 _EXISTS = re.compile(r"already (exists|attached)|duplicate", re.IGNORECASE)
@@ -50,10 +50,7 @@ def admin_secret_arn(namespace: str) -> str:
     try:
         arn = _namespaces().get_namespace(namespaceName=namespace)["namespace"].get("adminPasswordSecretArn")
     except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise ResourceError(
-            f"GetNamespace {namespace} failed: {error.get('Code')}: {error.get('Message')}"
-        ) from exc
+        raise ResourceError(f"GetNamespace {namespace} failed: {aws_error(exc)}") from exc
     if not arn:
         raise ResourceError(
             f"namespace {namespace} has no Redshift-managed admin secret; set manage_admin_password"
@@ -93,10 +90,7 @@ def run_statement(
             StatementName="lake-bootstrap",
         )["Id"]
     except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise ResourceError(
-            f"Data API refused `{_first_line(sql)}`: {error.get('Code')}: {error.get('Message')}"
-        ) from exc
+        raise ResourceError(f"Data API refused `{_first_line(sql)}`: {aws_error(exc)}") from exc
     started, delay = clock(), 0.5
     while True:
         status = client.describe_statement(Id=statement_id)
@@ -123,8 +117,7 @@ def _cancel(client: Any, statement_id: str) -> str:
     try:
         client.cancel_statement(Id=statement_id)
     except ClientError as exc:  # e.g. it finished meanwhile: only a running statement can be
-        error = exc.response.get("Error", {})
-        return f"not cancelled ({error.get('Code')}: {error.get('Message')})"
+        return f"not cancelled ({aws_error(exc)})"
     except BotoCoreError as exc:
         return f"not cancelled ({exc})"
     return "cancelled"

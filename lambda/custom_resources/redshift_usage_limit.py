@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
-from cfn import Outcome, ResourceError, aws_client, handle
+from cfn import Outcome, ResourceError, aws_client, aws_error, handle
 
 PERIODS = ("daily", "weekly", "monthly")
 ACTIONS = ("log", "emit-metric", "deactivate")
@@ -43,10 +43,7 @@ def _call(action: str, fn: Any, **kwargs: Any) -> Any:
     try:
         return fn(**kwargs)
     except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise ResourceError(
-            f"Redshift Serverless {action} failed: {error.get('Code')}: {error.get('Message')}"
-        ) from exc
+        raise ResourceError(f"Redshift Serverless {action} failed: {aws_error(exc)}") from exc
 
 
 def create(props: Mapping[str, Any], event: Mapping[str, Any]) -> Outcome:
@@ -87,10 +84,7 @@ def delete(physical_id: str, props: Mapping[str, Any], event: Mapping[str, Any])
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
             return
-        error = exc.response.get("Error", {})
-        raise ResourceError(
-            f"Redshift Serverless DeleteUsageLimit failed: {error.get('Code')}: {error.get('Message')}"
-        ) from exc
+        raise ResourceError(f"Redshift Serverless DeleteUsageLimit failed: {aws_error(exc)}") from exc
 
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
