@@ -87,6 +87,11 @@ def _is_theirs(record: bytes) -> bool:
     return isinstance(parsed, dict) and parsed.get("customer_id") == SUBJECT
 
 
+def _dataset_records(objects: dict[str, tuple[bytes, str]]) -> dict[str, list[tuple[str, bytes]]]:
+    """The records of each object of the orders dataset (not of ``orders_archive/``)."""
+    return {k: _records(k, body) for k, (body, _) in objects.items() if not k.startswith("orders_archive/")}
+
+
 def _bucket(s3: Any) -> dict[str, tuple[bytes, str]]:
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=RAW).get("Contents", [])]
     out = {}
@@ -115,7 +120,7 @@ def test_every_record_of_the_subject_goes_and_every_other_stays_byte_for_byte(s3
     # GIVEN the subject's records in the raw zone: accepted on two days, rejected, malformed and
     # in Firehose's error objects
     before = _bucket(s3)
-    records = {k: _records(k, body) for k, (body, _) in before.items() if not k.startswith("orders_archive/")}
+    records = _dataset_records(before)
     theirs = Counter(k.split("/")[0] for k, rs in records.items() for _, r in rs if _is_theirs(r))
     assert theirs == {"orders": 2, "orders_rejected": 2, "errors": 1}
     subject = subject_for("orders", "customer_id", [SUBJECT])
@@ -243,12 +248,7 @@ def test_an_object_the_tool_cannot_read_stops_it_naming_the_object_and_is_left_a
     # rest already done
     s3.delete_object(Bucket=RAW, Key=key)
     erase(s3, bucket=RAW, dataset="orders", subject=subject, report=lambda _: None)
-    assert not any(
-        _is_theirs(r)
-        for k, (b, _) in _bucket(s3).items()
-        if not k.startswith("orders_archive/")
-        for _, r in _records(k, b)
-    )
+    assert not any(_is_theirs(r) for rs in _dataset_records(_bucket(s3)).values() for _, r in rs)
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ from job import (
     write_rebuilding,
 )
 from moto import mock_aws
-from pyspark.sql import Row, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from records import Invalid, RecordValidator, format_timestamp, loads
 from transform import transform_event
@@ -112,13 +112,18 @@ def _record(
     return base
 
 
-def _judged(spark: Any, lines: list[str], spec: dict[str, Any] = SPEC) -> dict[Any, Row]:
-    """The job's verdict on raw lines of a 2024-05-01 object (parse, validate, cast), each row
-    by its record key."""
+def _parsed(spark: Any, lines: list[str], spec: dict[str, Any] = SPEC) -> DataFrame:
+    """Raw lines of a 2024-05-01 object as the job parses them."""
     raw = spark.createDataFrame(
         [(line, "s3://b/t/year=2024/month=05/day=01/f") for line in lines], f"value string, {RAW_FILE} string"
     )
-    return {r[spec["record_key"]]: r for r in validate_and_cast(parse_lines(raw, spec), spec).collect()}
+    return parse_lines(raw, spec)
+
+
+def _judged(spark: Any, lines: list[str], spec: dict[str, Any] = SPEC) -> dict[Any, Row]:
+    """The job's verdict on raw lines of a 2024-05-01 object (parse, validate, cast), each row
+    by its record key."""
+    return {r[spec["record_key"]]: r for r in validate_and_cast(_parsed(spark, lines, spec), spec).collect()}
 
 
 def _column_of(reason: str) -> str:
@@ -1190,10 +1195,7 @@ def test_the_fast_path_takes_an_elements_allowed_values_literally(spark: Any, tm
         json.dumps(_record(f"o-{i}", items=[{"sku": v, "qty": 1, "unit_price": "1.00"}]))
         for i, v in enumerate(skus)
     ]
-    rows = spark.createDataFrame(
-        [(line, "s3://b/t/year=2024/month=05/day=01/f") for line in lines], f"value string, {RAW_FILE} string"
-    )
-    parsed = parse_lines(rows, spec)
+    parsed = _parsed(spark, lines, spec)
     # WHEN they are validated with and without the fast path
     fast, general = (
         {r.order_id: (r["items"], r[REASON]) for r in validate_and_cast(parsed, spec, fast_path=on).collect()}
@@ -1202,7 +1204,7 @@ def test_the_fast_path_takes_an_elements_allowed_values_literally(spark: Any, tm
     # THEN both judge every element alike, and exactly the allowed values pass (trimmed, as the
     # transform trims them)
     assert fast == general
-    passed = {skus[int(k[2:])]: items[0].sku for k, (items, reason) in general.items() if not reason}
+    passed = {skus[int(k[2:])]: elements[0].sku for k, (elements, reason) in general.items() if not reason}
     assert passed == {**{v: v for v in allowed}, " c+": "c+", "c+ ": "c+"}
     # AND the plain values within the length took the fast path, and no other value did
     pattern = fast_array_pattern(next(c for c in spec["columns"] if c["name"] == "items")["fields"])
