@@ -114,15 +114,17 @@ def test_zone_buckets_are_kms_encrypted_with_their_key_and_secure(
     assert abort["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
 
 
-def test_every_bucket_denies_plain_http(template: Template) -> None:
+def test_every_bucket_denies_plain_http_and_tls_before_1_2(template: Template) -> None:
     policies = template.find_resources("AWS::S3::BucketPolicy")
     assert len(policies) == 5
     for policy in policies.values():
-        statements = policy["Properties"]["PolicyDocument"]["Statement"]
-        assert any(
-            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-            for s in statements
-        )
+        denied = [
+            s["Condition"]
+            for s in policy["Properties"]["PolicyDocument"]["Statement"]
+            if s["Effect"] == "Deny" and s["Action"] == "s3:*"
+        ]
+        assert {"Bool": {"aws:SecureTransport": "false"}} in denied
+        assert {"NumericLessThan": {"s3:TlsVersion": 1.2}} in denied
 
 
 def test_raw_zone_tiers_to_infrequent_access_then_glacier_ir(template: Template) -> None:
