@@ -128,6 +128,8 @@ def test_transform_gets_the_spec_from_the_dataset_file(template: Template) -> No
     assert (props["MemorySize"], props["Timeout"]) == (512, 120)
     assert props["Architectures"] == ["arm64"]
     assert props["TracingConfig"] == {"Mode": "Active"}
+    # Lambda's own lines (START, REPORT) in JSON too, as the Powertools logger writes the function's
+    assert props["LoggingConfig"]["LogFormat"] == "JSON"
 
 
 def test_powertools_layer_resolves_from_the_pinned_public_parameter(template: Template) -> None:

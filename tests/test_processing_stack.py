@@ -80,6 +80,10 @@ def test_job_runs_on_glue_51_with_arguments_from_the_dataset_file(template: Temp
     assert args["--job-bookmark-option"] == "job-bookmark-disable"
     # the dataset file's workers are a maximum: small increments run on fewer
     assert args["--enable-auto-scaling"] == "true"
+    # Spark's metrics (the dashboard's failed tasks), Glue's observability metrics (error
+    # classes, skew, worker utilization) and the driver's log as the run goes
+    assert args["--enable-metrics"] == args["--enable-observability-metrics"] == "true"
+    assert args["--enable-continuous-cloudwatch-log"] == "true"
     extra = args["--extra-py-files"]["Fn::Sub"]  # the transforms.py asset, shipped as is
     assert extra.startswith("s3://") and extra.endswith(".py")
 
@@ -511,7 +515,9 @@ def test_alarms_and_failure_rules_reach_the_alert_topic(template: Template) -> N
     # a notice the rules below could not deliver waits in their dead-letter queue, and alarms
     undelivered = {k: a for k, a in alarms.items() if a["Properties"]["Namespace"] == "AWS/SQS"}
     ((_, dlq_alarm),) = undelivered.items()
-    (dlq,) = template.find_resources("AWS::SQS::Queue")
+    ((dlq, queue),) = template.find_resources("AWS::SQS::Queue").items()
+    # they wait there as long as SQS keeps a message (14 days), not its default 4
+    assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
     assert dlq_alarm["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
     assert dlq_alarm["Properties"]["Dimensions"] == [
         {"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}
