@@ -1054,6 +1054,27 @@ def test_output_files_are_sized_toward_the_target(spark: Any, tmp_path: Path) ->
     assert len(parts) == len(set(parts)) == result.files_written
 
 
+def test_every_version_of_a_key_meets_in_one_of_its_days_files(spark: Any, tmp_path: Path) -> None:
+    # GIVEN a day whose raw bytes call for several curated files, each of its keys sent twice, in
+    # two raw objects: the first version, then a later one
+    keys = [f"o-{i:04d}" for i in range(2000)]
+    _write_raw(tmp_path, "2024-05-01", "first", [_record(k) for k in keys])
+    later = "2024-05-01T11:00:05.000Z"
+    resent = [_record(k, ingested=later, status="SHIPPED") for k in reversed(keys)]  # in another order
+    _write_raw(tmp_path, "2024-05-01", "later", resent)
+    raw_bytes = sum(p.stat().st_size for p in (tmp_path / "raw").rglob("*.json.gz"))
+    cfg = replace(_config(tmp_path), target_file_size_mib=raw_bytes / 4 / 2**20)
+    # WHEN the job runs
+    result = run(spark, cfg)
+    # THEN the day is written as four files, and each key is in one of them once, as its latest
+    # version: the versions of a key are placed in the same file's task by the key
+    assert result.files_written == 4
+    rows = _curated(spark, cfg)
+    assert sorted(r["order_id"] for r in rows) == keys
+    assert {r["status"] for r in rows} == {"SHIPPED"}
+    assert (result.rows_read, result.rows_written, result.duplicates_dropped) == (4000, 2000, 2000)
+
+
 @pytest.mark.parametrize("target_mib", [0.1, 0.25], ids=["at-the-floor", "from-the-estimate"])
 def test_a_day_whose_rows_are_smaller_than_the_runs_average_is_split_by_rows_too(
     spark: Any, tmp_path: Path, target_mib: float
