@@ -381,7 +381,7 @@ def test_rejected_record_keeps_the_original_bytes_and_ingest_partition() -> None
         "records": [
             {
                 "recordId": "x",
-                "approximateArrivalTimestamp": 1714521605000,
+                "approximateArrivalTimestamp": 1714521605123,
                 "data": base64.b64encode(raw).decode(),
             }
         ]
@@ -391,7 +391,7 @@ def test_rejected_record_keeps_the_original_bytes_and_ingest_partition() -> None
     assert base64.b64decode(doc["raw_base64"]) == raw
     assert doc["raw_text"] is None
     assert doc["reason"].startswith("payload is not UTF-8")
-    assert doc["ingested_at"] == "2024-05-01T00:00:05.000Z"
+    assert doc["ingested_at"] == "2024-05-01T00:00:05.123Z"  # to the millisecond
     assert out["x"]["metadata"]["partitionKeys"]["day"] == "01"
 
 
@@ -447,6 +447,33 @@ def test_a_bug_on_one_record_fails_that_record_alone_and_is_counted(monkeypatch:
     assert (result.ok, result.rejected, result.failed) == (2, 0, 1)
     assert result.reasons == ["internal error: KeyError"]
     assert out["r1"].get("data", "") == ""  # no output for it: Firehose keeps the bytes it sent
+
+
+def test_records_failed_by_a_bug_take_their_room_in_the_response_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a batch whose first 200 records meet a fault in the transform's code, then 100 good
+    # ones, each with a record id as long as Firehose's
+    import transform
+
+    real = transform.transform_record
+
+    def faulty(validator: RecordValidator, data: bytes, **kwargs: Any) -> Any:
+        if int(kwargs["record_id"]) < 200:
+            raise KeyError("a bug")
+        return real(validator, data, **kwargs)
+
+    monkeypatch.setattr(transform, "transform_record", faulty)
+    event = _event_of(*[_payload(order_id=f"o-{i}") for i in range(300)])
+    for i, record in enumerate(event["records"]):
+        record["recordId"] = f"{i:062d}"
+    # WHEN it is transformed with a budget that the good records alone would outgrow
+    budget = 50_000
+    result, out = _run(event, max_response_bytes=budget)
+    # THEN the failed records' entries count against the budget: the response stays within it,
+    # the good records fill what is left, and the rest fail for the size limit
+    assert len(json.dumps(result.response).encode()) <= budget
+    assert 0 < result.ok < 100 and result.failed == 300 - result.ok
+    assert result.reasons.count("internal error: KeyError") == 200
+    assert len(out) == 300
 
 
 def test_extra_fields_are_ignored_without_losing_the_record() -> None:
