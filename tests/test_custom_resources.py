@@ -40,6 +40,9 @@ class Replies:
     def __call__(self, request: Any, timeout: int) -> Any:
         assert request.get_method() == "PUT"
         assert timeout == cfn.SEND_TIMEOUT
+        # as AWS's cfn-response module sends it: the URL is pre-signed for no content type
+        assert request.get_header("Content-type") == ""
+        assert request.get_header("Content-length") == str(len(request.data))
         self.sent.append(json.loads(request.data))
         reply = mock.MagicMock()
         reply.__enter__.return_value.status = 200

@@ -133,6 +133,7 @@ def send(
 ) -> None:
     body = json.dumps(response).encode()
     for attempt in range(1, SEND_ATTEMPTS + 1):
+        # An empty content type, as AWS's cfn-response module sends: the URL is pre-signed for it.
         request = urllib.request.Request(
             url, data=body, method="PUT", headers={"Content-Type": "", "Content-Length": str(len(body))}
         )
