@@ -161,6 +161,10 @@ def test_an_object_of_the_subject_alone_is_written_back_empty_and_old_versions_c
     s3.put_object(Bucket=RAW, Key=key, Body=gzip.compress(_order("s-6", SUBJECT, "04") + b"\n"))
     untouched = "orders/year=2024/month=05/day=04/hour=11/other.json.gz"
     s3.put_object(Bucket=RAW, Key=untouched, Body=gzip.compress(_order("o-6", "c-other", "04") + b"\n"))
+    # and an object of two versions whose name begins with the first one's
+    longer = f"{key}.copy"
+    for version in ("o-7", "o-8"):
+        s3.put_object(Bucket=RAW, Key=longer, Body=gzip.compress(_order(version, "c-other", "04") + b"\n"))
     # WHEN the subject is erased, with the earlier versions purged
     done = erase(
         s3,
@@ -176,7 +180,7 @@ def test_an_object_of_the_subject_alone_is_written_back_empty_and_old_versions_c
     assert "year=2024/month=05/day=04" in done.days
     # AND no earlier version of a rewritten object is left; an object not written keeps its own
     versions = s3.list_object_versions(Bucket=RAW, Prefix="orders/year=2024/month=05/day=04/")["Versions"]
-    assert Counter(v["Key"] for v in versions) == {key: 1, untouched: 1}
+    assert Counter(v["Key"] for v in versions) == {key: 1, untouched: 1, longer: 2}
     assert done.versions_purged == done.objects_rewritten == 5
 
 
@@ -204,6 +208,19 @@ def test_a_record_is_matched_by_its_column_and_text_that_is_not_json_by_the_valu
     # a line that is not UTF-8 (written by other means than the transform) stays, byte for byte
     broken = b'{"order_id": "h", "note": "\xff\xfe"}\n'
     assert erase_in_object(broken + body, subject, documents_of_records=False, name="t") == (broken + kept, 4)
+    # the values of a request are taken trimmed, as the records' values are compared
+    assert subject_for("orders", "customer_id", [" c-1 ", ""]) == subject
+    # text that is not JSON names a value with other than ASCII letters written either way
+    named = Subject("customer_id", frozenset({"Jürgen"}))
+    cut = [
+        '{"customer_id": "J\\u00fcrgen", "amount": \n',  # escaped
+        '{"customer_id": "Jürgen", "amount": \n',  # as is
+        '{"customer_id": "Jurgen", "amount": \n',  # another's
+    ]
+    assert erase_in_object("".join(cut).encode(), named, documents_of_records=False, name="t") == (
+        cut[2].encode(),
+        2,
+    )
     # a line holding a line separator (U+2028, which JSON need not escape) is one record
     odd = '{"order_id": "g", "note": "a\u2028b", "customer_id": "c-1"}\n'.encode()
     assert erase_in_object(body + odd, subject, documents_of_records=False, name="t") == (kept, 5)
