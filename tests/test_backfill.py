@@ -94,18 +94,17 @@ def test_history_lands_as_the_stream_would_write_it_chunk_by_chunk(s3: Any, tmp_
 
 
 def test_a_loaded_record_counts_as_ingested_at_its_event_time_so_a_later_live_one_wins(s3: Any) -> None:
-    # GIVEN an order from history, one from the future (a producer's clock), and one refused
+    # GIVEN an order from history, one from the future (a producer's clock), and one refused, in
+    # a file with Windows line ends
     def order(order_id: str, ts: str, **fields: Any) -> bytes:
         return json.dumps(
             {"order_id": order_id, "customer_id": "c-1", "order_ts": ts, "amount": "5.00", **fields}
         ).encode()
 
-    text = b"\n".join(
-        [
-            order("h-1", "2023-01-15T08:00:00+09:00"),
-            order("h-2", "2031-01-01T00:00:00Z"),
-            order("h-3", "2023-01-15T08:00:00Z", status="LOST"),
-        ]
+    refused = order("h-3", "2023-01-15T08:00:00Z", status="LOST")
+    text = b"".join(
+        line + b"\r\n"
+        for line in (order("h-1", "2023-01-15T08:00:00+09:00"), order("h-2", "2031-01-01T00:00:00Z"), refused)
     )
     # WHEN they are loaded
     backfill(s3, io.BytesIO(text), bucket=RAW, dataset=ORDERS, now=NOW, report=lambda _: None)
@@ -125,6 +124,7 @@ def test_a_loaded_record_counts_as_ingested_at_its_event_time_so_a_later_live_on
     key, h3 = by_id["h-3"]
     assert key.startswith("orders_rejected/year=2026/month=12/day=07/hour=09/")
     assert h3["reason"].startswith("status:")
+    assert h3["raw_text"] == refused.decode()  # the record as sent, without its line end
 
 
 def test_a_dry_run_counts_and_writes_nothing(s3: Any) -> None:
