@@ -478,8 +478,9 @@ def test_a_job_that_left_no_summary_alerts_at_the_read_instead_of_guessing(lake:
     assert "failed at step ReadRunSummary: S3.NoSuchKeyException" in notice["message"]
 
 
-def test_a_score_below_one_alerts_and_fails_the_execution(lake: Lake) -> None:
-    lake.dq_score = 0.8
+@pytest.mark.parametrize("score", [0.8, 0.95])  # 0.95: one rule failed of twenty
+def test_a_score_below_one_alerts_and_fails_the_execution(lake: Lake, score: float) -> None:
+    lake.dq_score = score
 
     run = lake.run()
 
@@ -487,16 +488,24 @@ def test_a_score_below_one_alerts_and_fails_the_execution(lake: Lake) -> None:
     assert run.states[-5:] == [
         "DataQualityPassed?", "DataQualityFailed", "DataQualityStep", "NotifyFailure", "PipelineFailed",
     ]  # fmt: skip
-    assert (run.error, run.cause) == ("PipelineFailed", "DataQualityFailed: Ruleset score 0.8 is below 1.0")
+    assert (run.error, run.cause) == (
+        "PipelineFailed",
+        f"DataQualityFailed: Ruleset score {score} is below 1.0",
+    )
     (notice,) = run.notices
     assert (
-        "failed at step DataQuality: DataQualityFailed - Ruleset score 0.8 is below 1.0" in notice["message"]
+        f"failed at step DataQuality: DataQualityFailed - Ruleset score {score} is below 1.0"
+        in notice["message"]
     )
 
 
-@pytest.mark.parametrize("status", ["FAILED", "TIMEOUT"])
-def test_a_failed_evaluation_run_alerts_with_its_status(lake: Lake, status: str) -> None:
-    lake.dq_statuses = [status]
+@pytest.mark.parametrize(
+    "statuses", [["FAILED"], ["TIMEOUT"], ["STOPPING", "STOPPED"]], ids=["failed", "timeout", "stopped"]
+)
+def test_a_failed_evaluation_run_alerts_with_its_status(lake: Lake, statuses: list[str]) -> None:
+    # (a run being stopped is polled again until it has stopped)
+    lake.dq_statuses = list(statuses)
+    status = statuses[-1]
 
     run = lake.run()
 
