@@ -42,6 +42,7 @@ from job import (
     read_manifest,
     rebuild_range,
     run,
+    run_summary,
     write_rebuilding,
 )
 from moto import mock_aws
@@ -959,6 +960,10 @@ def test_a_day_whose_rows_fail_the_tightened_rules_leaves_the_curated_zone(
     assert sorted(r["record_key"] for r in quarantined) == ["o-1", "o-2"]
     assert (result.rows_written, result.rows_quarantined, result.files_written) == (0, 2, 0)
     _assert_conserved(result)
+    # the run's summary tells the pipeline a day was rebuilt (it crawls) and that no curated row
+    # is left to evaluate
+    summary = run_summary("jr_1", "orders", result)
+    assert (summary["partitions_rebuilt"], summary["quality_predicate"]) == (1, "")
     # and a later run searches the curated zone, now without a file, and curates into it
     assert not list((tmp_path / "curated" / "orders").rglob("*.parquet"))
     _write_raw(tmp_path, "2024-05-02", "c", [_record("o-3", ts="2024-05-02T10:00:00.000Z", status="SHIPPED")])
