@@ -261,6 +261,27 @@ def test_namespace_is_encrypted_with_a_managed_secret_and_audit_logs(prod: Synth
     assert ns["IamRoles"] == [ns["DefaultIamRoleArn"]]
 
 
+def test_spectrum_reads_the_curated_zone_alone_pii_columns_included(prod: Synth) -> None:
+    # Redshift's masking policies decide per user what a PII column shows: Lake Formation gives
+    # Spectrum the curated zone's tables whole, and nothing of the raw, analytics or audit zones
+    resources = prod.template(prod.lake.catalog).to_json()["Resources"].values()
+    grants = {
+        r["Properties"]["Resource"]["LFTagPolicy"]["ResourceType"]: r["Properties"]
+        for r in resources
+        if r["Type"] == "AWS::LakeFormation::PrincipalPermissions"
+        and "PersonasSpectrumRole" in json.dumps(r["Properties"]["Principal"])
+    }
+    assert {kind: g["Permissions"] for kind, g in grants.items()} == {
+        "DATABASE": ["DESCRIBE"],
+        "TABLE": ["SELECT", "DESCRIBE"],
+    }
+    for grant in grants.values():
+        ((tag, values),) = [
+            (json.dumps(e["TagKey"]), e["TagValues"]) for e in grant["Resource"]["LFTagPolicy"]["Expression"]
+        ]
+        assert "ZoneTag" in tag and values == ["curated"]
+
+
 def test_workgroup_is_private_ssl_only_with_capacity_and_usage_limit(prod: Synth) -> None:
     (wg,) = _props(prod, "AWS::RedshiftServerless::Workgroup")
     assert wg["PubliclyAccessible"] is False

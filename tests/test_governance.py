@@ -220,6 +220,12 @@ def test_analysts_read_curated_tables_without_pii_columns(governance: Template, 
     assert tables[0]["PermissionsWithGrantOption"] == []
     expression = _tag_expression(tables[0])
     assert expression == {"zone": ["curated", "analytics"], "classification": ["public", "internal"]}
+    # and those zones' databases alone
+    (databases,) = [
+        g for g in grants if g["Resource"].get("LFTagPolicy", {}).get("ResourceType") == "DATABASE"
+    ]
+    assert databases["Permissions"] == ["DESCRIBE"]
+    assert _tag_expression(databases) == {"zone": ["curated", "analytics"]}
     # people assume the persona roles from the account, for sessions of an hour at most
     humans = [
         r["Properties"]
