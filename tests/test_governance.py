@@ -236,6 +236,21 @@ def test_analysts_read_curated_tables_without_pii_columns(governance: Template, 
     assert all("pii" not in values for values in expression.values())
 
 
+def test_analysts_results_and_engineers_logs_stay_under_their_own_prefix(governance: Template) -> None:
+    # analysts keep query results under their workgroup's prefix: another workgroup's results
+    # (the audit workgroup's CloudTrail queries) are out of their reach
+    analyst = policy_statements(governance, "PersonasAnalystPolicy")
+    (results,) = [st for st in analyst if "s3:PutObject" in actions(st)]
+    assert actions(results) == ["s3:GetObject", "s3:PutObject"]
+    assert json.dumps(results["Resource"]).endswith('/lake-sbx-analysts/*"]]}')
+    # engineers read the trail's logs in the log bucket, not the buckets' access logs
+    engineer = policy_statements(governance, "PersonasEngineerPolicy")
+    (logs,) = [
+        st for st in engineer if "access-logs" in json.dumps(st["Resource"]) and "s3:GetObject" in actions(st)
+    ]
+    assert json.dumps(logs["Resource"]).endswith('/cloudtrail/*"]]}')
+
+
 def test_engineers_have_every_zone(governance: Template, catalog: Template) -> None:
     engineer = _persona_output(governance, "PersonasDataEngineer")
     grants = [g for g in _grants(catalog) if _principal(g) == engineer]
