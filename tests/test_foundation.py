@@ -60,26 +60,26 @@ def test_logical_ids_of_stateful_resources_are_stable(template: Template) -> Non
     ]
 
 
-def test_logs_key_lets_cloudwatch_logs_use_it_for_this_account_only(template: Template) -> None:
-    template.has_resource_properties(
-        "AWS::KMS::Key",
-        {
-            "KeyPolicy": {
-                "Statement": Match.array_with(
-                    [
-                        Match.object_like(
-                            {
-                                "Sid": "AllowCloudWatchLogsForThisAccount",
-                                "Condition": {
-                                    "ArnLike": {"kms:EncryptionContext:aws:logs:arn": Match.any_value()}
-                                },
-                            }
-                        )
-                    ]
-                )
-            }
-        },
-    )
+def test_logs_key_lets_cloudwatch_logs_and_alert_publishers_use_it_for_this_account_only(
+    sandbox: Synth, template: Template
+) -> None:
+    (key,) = [r for k, r in template.find_resources("AWS::KMS::Key").items() if k.startswith("KeysLogsKey")]
+    stack = sandbox.lake.foundation.stack_name
+    statements = {
+        st.get("Sid"): Resolver(sandbox.all_templates()).resolve(stack, st)
+        for st in key["Properties"]["KeyPolicy"]["Statement"]
+    }
+    # log groups of this account and region alone (the encryption context CloudWatch Logs sends)
+    logs = statements["AllowCloudWatchLogsForThisAccount"]
+    assert logs["Principal"] == {"Service": f"logs.{REGION}.amazonaws.com"}
+    assert logs["Condition"] == {
+        "ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:*"}
+    }
+    # alarms and EventBridge rules of this account publish to the encrypted alert topic
+    publishers = statements["AllowAlarmAndEventPublishersToUseTopicKey"]
+    assert sorted(publishers["Principal"]["Service"]) == ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
+    assert publishers["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    assert publishers["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
 
 
 @pytest.mark.parametrize(
