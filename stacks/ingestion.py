@@ -76,8 +76,11 @@ class IngestionStack(Stack):
     def _alarms(self, cid: str, ds: Dataset, stream: DatasetDeliveryStream) -> list[cloudwatch.Alarm]:
         # Data older than two buffer intervals plus the transform's own buffering is not flowing.
         freshness_limit = 2 * ds.ingestion.buffer_interval_seconds + 300
+        # Metric math drops a data point that would divide by zero, and treats a missing value as
+        # 0: a window with no record has no rate, which the alarm takes as no breach. (FILL and MAX,
+        # which CloudWatch advises against in alarms, are not needed for that.)
         rejected_rate = cloudwatch.MathExpression(
-            expression="100 * FILL(rejected, 0) / MAX([FILL(records, 0), 1])",
+            expression="100 * rejected / records",
             using_metrics={
                 "rejected": stream.metric_transform("RecordsRejected"),
                 "records": stream.metric_transform("RecordsIn"),
