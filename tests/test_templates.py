@@ -125,6 +125,9 @@ def test_a_second_dataset_file_fans_out_to_every_stack() -> None:
         1,
         "breaching",
     )
-    assert alarm["WarmUpConfiguration"]["WarmUpPeriodDurationInMinutes"] == 180
+    assert alarm["WarmUpConfiguration"] == {
+        "WarmUpPeriodDurationInMinutes": 180,
+        "OnlyStartEvaluatingAfterWarmUpPeriodEnds": True,
+    }
     assert alarm["AlarmActions"] == alarm["OKActions"] and alarm["AlarmActions"]
     assert body.count(second.name) + body.count(second.resource_name) == body.count("orders") > 0
