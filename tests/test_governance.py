@@ -377,6 +377,7 @@ def test_macie_session_identifiers_allow_list_filter_and_job(sandbox: Synth, gov
     (job,) = _of_type(governance, "Custom::MacieClassificationJob").values()
     props = job["Properties"]
     assert props["Frequency"] == "WEEKLY"
+    assert props["SamplingPercentage"] == "100"  # every object of the zones, not a sample
     assert [b["Fn::Join"][1][0] for b in props["Buckets"]] == ["lake-sbx-raw-", "lake-sbx-curated-"]
     assert len(props["CustomDataIdentifierIds"]) == 2 and len(props["AllowListIds"]) == 1
 
@@ -420,7 +421,16 @@ def test_macie_findings_reach_the_alert_topic_with_severity(governance: Template
     assert rule["EventPattern"]["detail-type"] == ["Macie Finding"]
     (target,) = rule["Targets"]
     transformer = target["InputTransformer"]
-    assert transformer["InputPathsMap"]["severity"] == "$.detail.severity.description"
+    # the finding's fields as the event carries them (Macie's Finding object under detail)
+    assert transformer["InputPathsMap"] == {
+        "severity": "$.detail.severity.description",
+        "score": "$.detail.severity.score",
+        "type": "$.detail.type",
+        "bucket": "$.detail.resourcesAffected.s3Bucket.name",
+        "key": "$.detail.resourcesAffected.s3Object.key",
+        "title": "$.detail.title",
+        "id": "$.detail.id",
+    }
     assert "severity <severity>" in transformer["InputTemplate"]
     assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 20
 
