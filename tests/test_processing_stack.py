@@ -575,6 +575,18 @@ def test_alarms_and_failure_rules_reach_the_alert_topic(template: Template) -> N
     (crawler,) = template.find_resources("AWS::Glue::Crawler")
     crawled = patterns["Glue Crawler State Change"]["EventPattern"]["detail"]
     assert crawled == {"crawlerName": [{"Ref": crawler}], "state": ["Failed"]}
+    # each notice reads its event's fields where Glue puts them (EventBridge's examples of a job
+    # run and a crawl that failed)
+    paths = {kind: p["Targets"][0]["InputTransformer"]["InputPathsMap"] for kind, p in patterns.items()}
+    assert paths["Glue Job State Change"] == {
+        "state": "$.detail.state",
+        "message": "$.detail.message",
+        "run": "$.detail.jobRunId",
+    }
+    assert paths["Glue Crawler State Change"] == {
+        "error": "$.detail.errorMessage",
+        "log": "$.detail.cloudWatchLogLink",
+    }
     for rule in rules.values():
         target = rule["Properties"]["Targets"][0]
         assert "DeadLetterConfig" in target and "InputTransformer" in target
