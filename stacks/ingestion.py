@@ -77,8 +77,9 @@ class IngestionStack(Stack):
         # Data older than two buffer intervals plus the transform's own buffering is not flowing.
         freshness_limit = 2 * ds.ingestion.buffer_interval_seconds + 300
         # Metric math drops a data point that would divide by zero, and treats a missing value as
-        # 0: a window with no record has no rate, which the alarm takes as no breach. (FILL and MAX,
-        # which CloudWatch advises against in alarms, are not needed for that.)
+        # 0: a window with no record has no rate, which the alarm takes as no breach. (MAX, which
+        # CloudWatch advises against in alarms, and FILL, which can hold an alarm in one state, are
+        # not needed for that.)
         rejected_rate = cloudwatch.MathExpression(
             expression="100 * rejected / records",
             using_metrics={

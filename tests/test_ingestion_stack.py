@@ -182,8 +182,8 @@ def test_alarms_notify_the_alert_topic(template: Template) -> None:
     assert (freshness["Statistic"], freshness["Period"]) == ("Maximum", 300)  # the oldest record's age
     rate = next(p for d, p in by_desc.items() if "records rejected" in d)
     # the share of the window's records, in percent; a window without records has none, since
-    # metric math drops a division by zero (no FILL or MAX, which CloudWatch advises against in
-    # alarms), and the missing point is no breach
+    # metric math drops a division by zero (no MAX or FILL, which CloudWatch's guide warns about
+    # in alarms), and the missing point is no breach
     (expression,) = [m for m in rate["Metrics"] if "Expression" in m]
     assert expression["Expression"] == "100 * rejected / records"
     assert rate["TreatMissingData"] == "notBreaching"
