@@ -328,8 +328,8 @@ def test_prod_retains_data_and_keys_and_protects_stacks(prod_template: Template)
 
 
 def test_the_storage_constructs_documented_defaults() -> None:
-    # GIVEN the lake's buckets with only what they require (a fork reusing the construct), and
-    # one bucket given a removal policy the lake does not support
+    # GIVEN the lake's buckets with only what they require (a fork reusing the construct) and a
+    # prefix of rejections, and one bucket given a removal policy the lake does not support
     stack = cdk.Stack(cdk.App(context=app_context()), "Defaults")
     keys = {zone: kms.Key(stack, zone) for zone in ("Raw", "Curated", "Analytics")}
     LakeStorage(
@@ -339,6 +339,7 @@ def test_the_storage_constructs_documented_defaults() -> None:
         raw_key=keys["Raw"],
         curated_key=keys["Curated"],
         analytics_key=keys["Analytics"],
+        rejected_prefixes=["x_rejected/"],
     )
     snapshot = LakeBucket(
         stack,
@@ -355,14 +356,18 @@ def test_the_storage_constructs_documented_defaults() -> None:
         return {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
 
     # THEN each default is the documented one: raw tiers after 30 and 90 days, query results
-    # expire after 30 days, access logs after 365, noncurrent versions after 30 everywhere
+    # expire after 30 days, access logs and rejections after 365, noncurrent versions after 30
+    # everywhere
     assert rules("Raw")["TierRawData"]["Transitions"] == [
         {"StorageClass": "STANDARD_IA", "TransitionInDays": 30},
         {"StorageClass": "GLACIER_IR", "TransitionInDays": 90},
     ]
     assert rules("AthenaResults")["ExpireQueryResults"]["ExpirationInDays"] == 30
     assert rules("AccessLogs")["ExpireAccessLogs"]["ExpirationInDays"] == 365
-    assert not [r for r in rules("Raw").values() if "ExpirationInDays" in r]  # no rejected prefix given
+    raw_expiring = [
+        (r["Prefix"], r["ExpirationInDays"]) for r in rules("Raw").values() if "ExpirationInDays" in r
+    ]
+    assert raw_expiring == [("x_rejected/", 365)]  # the rejections alone
     assert {
         r["ExpirationInDays"]
         for r in (rules("Curated")["ExpireRunSummaries"], rules("Curated")["ExpireSparkUiLogs"])
