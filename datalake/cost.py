@@ -139,6 +139,7 @@ def _count(field: str, span: int) -> int:
 def idle(assembly: Assembly, prices: dict[str, Any]) -> list[Line]:
     p = {k: v["price"] for k, v in prices["idle"].items()}
     hours = prices["hours_per_month"]
+    athena_tb = prices["usage"]["athena_tb_scanned"]["price"]
     lines: list[Line] = []
 
     def count(type_: str) -> int:
@@ -221,7 +222,7 @@ def idle(assembly: Assembly, prices: dict[str, Any]) -> list[Line]:
                     f"{runs:.0f} runs: Athena 10 MB minimum + Step Functions",
                     runs
                     * (
-                        p["athena_minimum_query_tb"] * 5.0
+                        p["athena_minimum_query_tb"] * athena_tb
                         + REPORT_TRANSITIONS * p["step_functions_transition"]
                     ),
                 )

@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 from lake_app import SWITCHED, WITHOUT_AUDIT, synthesize
 
-from datalake.cost import PRICES, SKIP_WHEN_IDLE, idle, main, per_unit, report, runs_per_month, unclassified
+from datalake.cost import (
+    PRICES,
+    REPORT_TRANSITIONS,
+    SKIP_WHEN_IDLE,
+    idle,
+    main,
+    per_unit,
+    report,
+    runs_per_month,
+    unclassified,
+)
 from datalake.diagram import Assembly
 
 PRICE_FILE = json.loads(PRICES.read_text())
@@ -142,6 +152,25 @@ def test_idle_lines_count_what_the_templates_hold_and_leave_out_what_they_do_not
             lines["CloudWatch dashboards"] == count("AWS::CloudWatch::Dashboard") * p["dashboard_month"] > 0
         )
         assert lines.get("Macie") == (count("AWS::S3::Bucket") * p["macie_bucket_month"] if macie else None)
+
+
+def test_the_daily_report_pays_athenas_minimum_query_at_the_price_files_rate() -> None:
+    # GIVEN the price file with Athena at twice its price per TB
+    doubled = json.loads(json.dumps(PRICE_FILE))
+    doubled["usage"]["athena_tb_scanned"]["price"] *= 2
+    assembly = _assembly()
+    p = {k: v["price"] for k, v in PRICE_FILE["idle"].items()}
+
+    def report_line(prices: dict[str, object]) -> float:
+        (line,) = [line for line in idle(assembly, prices) if line.component.startswith("scheduled report")]
+        return line.monthly
+
+    # THEN the daily report's line pays its 30-odd queries' 10 MB minimum at each file's rate
+    runs = 730 / 24
+    transitions = runs * REPORT_TRANSITIONS * p["step_functions_transition"]
+    for prices in (PRICE_FILE, doubled):
+        athena = runs * p["athena_minimum_query_tb"] * prices["usage"]["athena_tb_scanned"]["price"]
+        assert report_line(prices) == pytest.approx(athena + transitions)
 
 
 @pytest.mark.parametrize(
