@@ -58,3 +58,24 @@ def test_a_fork_that_replaces_orders_is_told_which_sql_to_remove_then_synthesize
     assert [name for name, text in templates.items() if "orders" in text.lower()] == []
     for stack in ("ingestion", "processing", "catalog", "governance", "consumption", "observability"):
         assert datasets[0].construct_id in templates[f"lake-prd-{stack}"], stack
+
+
+def test_the_sql_check_reads_what_a_file_queries_not_what_its_comments_say(tmp_path: Path) -> None:
+    # GIVEN a fork's SQL: an Athena query and a Redshift script over its table, each with comments
+    # naming a table the fork does not have
+    root = tmp_path / "sql"
+    for engine in ("athena", "redshift"):
+        (root / engine).mkdir(parents=True)
+    (root / "athena" / "recent.sql").write_text(
+        "-- Recent events (the old query read orders)\nSELECT * FROM events LIMIT 10;\n"
+    )
+    (root / "redshift" / "10_view.sql").write_text(
+        "-- Replaces the view over curated.orders\nCREATE VIEW v AS SELECT * FROM curated.events;\n"
+    )
+    # THEN the check passes on the fork's table alone
+    sql.check_tables({"events"}, root)
+    # AND a statement that reads a table no dataset declares is named, with its file
+    with (root / "redshift" / "10_view.sql").open("a") as script:
+        script.write("CREATE VIEW w AS SELECT * FROM curated.orders;\n")
+    with pytest.raises(ValueError, match=r"sql/redshift/10_view.sql reads table 'orders'"):
+        sql.check_tables({"events"}, root)
