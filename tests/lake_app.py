@@ -132,3 +132,31 @@ def policy_statements(template: assertions.Template, id_prefix: str) -> list[dic
         "Statement"
     ]
     return statements
+
+
+def output_of(value: Any) -> str:
+    """The producing stack's output name a weak cross-stack reference reads."""
+    name: str = value["Fn::GetStackOutput"]["OutputName"]
+    return name
+
+
+def lf_grants(catalog: assertions.Template) -> list[dict[str, Any]]:
+    """The properties of every Lake Formation grant of the catalog stack."""
+    resources = catalog.find_resources("AWS::LakeFormation::PrincipalPermissions").values()
+    return [g["Properties"] for g in resources]
+
+
+def grant_principal(grant: dict[str, Any]) -> str:
+    """The governance stack's output naming a grant's principal."""
+    return output_of(grant["Principal"]["DataLakePrincipalIdentifier"])
+
+
+def tag_expression(grant: dict[str, Any]) -> dict[str, list[str]]:
+    """A tag-policy grant's expression with tag keys by name (they are the governance stack's tags)."""
+    names = {"ZoneTag": "zone", "ClassificationTag": "classification"}
+    out = {}
+    for e in grant["Resource"]["LFTagPolicy"]["Expression"]:
+        output = output_of(e["TagKey"])
+        (name,) = [n for part, n in names.items() if part in output]
+        out[name] = e["TagValues"]
+    return out

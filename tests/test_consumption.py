@@ -14,7 +14,18 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
-from lake_app import SWITCHED, WITHOUT_AUDIT, Synth, actions, joined_json, policy_statements, synthesize
+from lake_app import (
+    SWITCHED,
+    WITHOUT_AUDIT,
+    Synth,
+    actions,
+    grant_principal,
+    joined_json,
+    lf_grants,
+    policy_statements,
+    synthesize,
+    tag_expression,
+)
 
 from cdk_constructs.reports import DONE_MARKER, REPORTS_PREFIX, ScheduledReport, unload_statement
 from config import get_stage
@@ -264,22 +275,16 @@ def test_namespace_is_encrypted_with_a_managed_secret_and_audit_logs(prod: Synth
 def test_spectrum_reads_the_curated_zone_alone_pii_columns_included(prod: Synth) -> None:
     # Redshift's masking policies decide per user what a PII column shows: Lake Formation gives
     # Spectrum the curated zone's tables whole, and nothing of the raw, analytics or audit zones
-    resources = prod.template(prod.lake.catalog).to_json()["Resources"].values()
     grants = {
-        r["Properties"]["Resource"]["LFTagPolicy"]["ResourceType"]: r["Properties"]
-        for r in resources
-        if r["Type"] == "AWS::LakeFormation::PrincipalPermissions"
-        and "PersonasSpectrumRole" in json.dumps(r["Properties"]["Principal"])
+        g["Resource"]["LFTagPolicy"]["ResourceType"]: g
+        for g in lf_grants(prod.template(prod.lake.catalog))
+        if "PersonasSpectrumRole" in grant_principal(g)
     }
     assert {kind: g["Permissions"] for kind, g in grants.items()} == {
         "DATABASE": ["DESCRIBE"],
         "TABLE": ["SELECT", "DESCRIBE"],
     }
-    for grant in grants.values():
-        ((tag, values),) = [
-            (json.dumps(e["TagKey"]), e["TagValues"]) for e in grant["Resource"]["LFTagPolicy"]["Expression"]
-        ]
-        assert "ZoneTag" in tag and values == ["curated"]
+    assert all(tag_expression(g) == {"zone": ["curated"]} for g in grants.values())
 
 
 def test_workgroup_is_private_ssl_only_with_capacity_and_usage_limit(prod: Synth) -> None:

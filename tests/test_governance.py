@@ -12,7 +12,18 @@ import duckdb
 import pytest
 import sqlglot
 from aws_cdk.assertions import Template
-from lake_app import SWITCHED, WITHOUT_AUDIT, Synth, actions, policy_statements, synthesize
+from lake_app import (
+    SWITCHED,
+    WITHOUT_AUDIT,
+    Synth,
+    actions,
+    grant_principal,
+    lf_grants,
+    output_of,
+    policy_statements,
+    synthesize,
+    tag_expression,
+)
 
 from cdk_constructs.lake_formation import LakeFormationSetup, Zone
 from cdk_constructs.macie import ALLOW_LIST_REGEX, CUSTOM_IDENTIFIERS
@@ -52,11 +63,6 @@ def _stack_dependencies(synth: Synth, stack: cdk.Stack) -> set[str]:
     return set(manifest["artifacts"][stack.artifact_id].get("dependencies", []))
 
 
-def _output_of(value: Any) -> str:
-    """The producing stack's output name a weak cross-stack reference reads."""
-    return value["Fn::GetStackOutput"]["OutputName"]
-
-
 # --- Lake Formation: the order ---------------------------------------------------------------
 
 
@@ -82,7 +88,7 @@ def test_lake_formation_deploys_in_order_settings_registration_tags_associations
     assert associations
     for assoc in associations.values():
         for pair in assoc["Properties"]["LFTags"]:
-            assert _output_of(pair["TagKey"]) in tag_outputs
+            assert output_of(pair["TagKey"]) in tag_outputs
     # associations -> grants (named, tag-based and data-cells-filter grants alike)
     grants = _of_type(catalog, "AWS::LakeFormation::PrincipalPermissions")
     assert len(grants) >= 10
@@ -137,7 +143,7 @@ def test_each_zone_is_registered_with_its_own_role_that_can_use_only_its_key(gov
         kms = [s for s in statements if any(a.startswith("kms:") for a in _list(s["Action"]))]
         assert len(kms) == 1 and not isinstance(kms[0]["Resource"], list)
         zone = json.dumps(props["ResourceArn"]).split(":s3:::lake-sbx-")[1].split("-")[0]
-        assert f"Keys{zone.capitalize()}Key" in _output_of(kms[0]["Resource"])
+        assert f"Keys{zone.capitalize()}Key" in output_of(kms[0]["Resource"])
     assert len(seen_roles) == 3
 
 
@@ -186,25 +192,6 @@ def test_databases_leave_table_access_to_lake_formation(catalog: Template) -> No
         assert db["Properties"]["DatabaseInput"]["CreateTableDefaultPermissions"] == []
 
 
-def _grants(catalog: Template) -> list[dict[str, Any]]:
-    return [g["Properties"] for g in _of_type(catalog, "AWS::LakeFormation::PrincipalPermissions").values()]
-
-
-def _tag_expression(grant: dict[str, Any]) -> dict[str, list[str]]:
-    """A tag-policy grant's expression with tag keys by name (they are the governance stack's tags)."""
-    names = {"ZoneTag": "zone", "ClassificationTag": "classification"}
-    out = {}
-    for e in grant["Resource"]["LFTagPolicy"]["Expression"]:
-        output = _output_of(e["TagKey"])
-        (name,) = [n for part, n in names.items() if part in output]
-        out[name] = e["TagValues"]
-    return out
-
-
-def _principal(grant: dict[str, Any]) -> str:
-    return _output_of(grant["Principal"]["DataLakePrincipalIdentifier"])
-
-
 def _persona_output(governance: Template, logical_prefix: str) -> str:
     outputs = [o for o in governance.to_json()["Outputs"] if logical_prefix in o and "Arn" in o]
     assert len(outputs) == 1, outputs
@@ -213,19 +200,19 @@ def _persona_output(governance: Template, logical_prefix: str) -> str:
 
 def test_analysts_read_curated_tables_without_pii_columns(governance: Template, catalog: Template) -> None:
     analyst = _persona_output(governance, "PersonasDataAnalyst")
-    grants = [g for g in _grants(catalog) if _principal(g) == analyst]
+    grants = [g for g in lf_grants(catalog) if grant_principal(g) == analyst]
     tables = [g for g in grants if g["Resource"].get("LFTagPolicy", {}).get("ResourceType") == "TABLE"]
     assert len(tables) == 1
     assert tables[0]["Permissions"] == ["SELECT", "DESCRIBE"]
     assert tables[0]["PermissionsWithGrantOption"] == []
-    expression = _tag_expression(tables[0])
+    expression = tag_expression(tables[0])
     assert expression == {"zone": ["curated", "analytics"], "classification": ["public", "internal"]}
     # and those zones' databases alone
     (databases,) = [
         g for g in grants if g["Resource"].get("LFTagPolicy", {}).get("ResourceType") == "DATABASE"
     ]
     assert databases["Permissions"] == ["DESCRIBE"]
-    assert _tag_expression(databases) == {"zone": ["curated", "analytics"]}
+    assert tag_expression(databases) == {"zone": ["curated", "analytics"]}
     # people assume the persona roles from the account, for sessions of an hour at most
     humans = [
         r["Properties"]
@@ -253,10 +240,10 @@ def test_analysts_results_and_engineers_logs_stay_under_their_own_prefix(governa
 
 def test_engineers_have_every_zone(governance: Template, catalog: Template) -> None:
     engineer = _persona_output(governance, "PersonasDataEngineer")
-    grants = [g for g in _grants(catalog) if _principal(g) == engineer]
+    grants = [g for g in lf_grants(catalog) if grant_principal(g) == engineer]
     by_type = {g["Resource"]["LFTagPolicy"]["ResourceType"]: g for g in grants}
     table = by_type["TABLE"]
-    assert _tag_expression(table) == {"zone": ["raw", "curated", "analytics", "audit"]}
+    assert tag_expression(table) == {"zone": ["raw", "curated", "analytics", "audit"]}
     assert set(table["Permissions"]) == {"SELECT", "INSERT", "DELETE", "DESCRIBE", "ALTER", "DROP"}
 
 
@@ -288,12 +275,12 @@ def test_engineers_may_run_the_operator_tools_but_not_purge_versions(governance:
 def test_service_roles_get_exactly_their_tables(governance: Template, catalog: Template) -> None:
     job = _persona_output(governance, "PersonasOrdersJobRole")
     crawler = _persona_output(governance, "PersonasOrdersCrawlerRole")
-    grants = _grants(catalog)
+    grants = lf_grants(catalog)
 
     def of(principal: str) -> dict[str, list[str]]:
         out = {}
         for g in grants:
-            if _principal(g) != principal:
+            if grant_principal(g) != principal:
                 continue
             r = g["Resource"]
             if "Table" in r:
@@ -334,7 +321,7 @@ def test_data_cells_filter_limits_rows_by_country_and_hides_pii(
     assert props["ColumnWildcard"] == {"ExcludedColumnNames": list(ORDERS.pii_columns)}
     regional = _persona_output(governance, "PersonasRegionalAnalyst")
     selects = [
-        g for g in _grants(catalog) if _principal(g) == regional and "DataCellsFilter" in g["Resource"]
+        g for g in lf_grants(catalog) if grant_principal(g) == regional and "DataCellsFilter" in g["Resource"]
     ]
     assert [g["Resource"]["DataCellsFilter"]["Name"] for g in selects] == [props["Name"]]
 
@@ -472,10 +459,10 @@ def test_macie_and_cloudtrail_switch_off_and_quicksight_is_granted_like_analysts
         if k.startswith("PersonasQuickSightRole")
     )
     for identity in (principal, role):
-        grants = [g for g in _grants(catalog) if identity in json.dumps(g["Principal"])]
+        grants = [g for g in lf_grants(catalog) if identity in json.dumps(g["Principal"])]
         (tables,) = [g for g in grants if g["Resource"]["LFTagPolicy"]["ResourceType"] == "TABLE"]
         assert tables["Permissions"] == ["SELECT", "DESCRIBE"]
-        assert _tag_expression(tables)["classification"] == ["public", "internal"]
+        assert tag_expression(tables)["classification"] == ["public", "internal"]
 
 
 # --- CloudTrail ----------------------------------------------------------------------------
