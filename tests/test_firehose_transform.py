@@ -6,6 +6,7 @@ import base64
 import importlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -425,18 +426,23 @@ def test_data_that_is_not_base64_is_rejected_with_what_arrived() -> None:
     assert out["bad"]["metadata"]["partitionKeys"]["dataset"] == "orders_rejected"
 
 
-def test_a_bug_on_one_record_fails_that_record_alone_and_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN a fault in the transform's own code for one record of three
+def _bug_for(monkeypatch: pytest.MonkeyPatch, hit: Callable[[str], bool]) -> None:
+    """A fault in the transform's own code (a ``KeyError``) for the records whose id ``hit`` takes."""
     import transform
 
     real = transform.transform_record
 
     def faulty(validator: RecordValidator, data: bytes, **kwargs: Any) -> Any:
-        if kwargs["record_id"] == "r1":
+        if hit(kwargs["record_id"]):
             raise KeyError("a bug")
         return real(validator, data, **kwargs)
 
     monkeypatch.setattr(transform, "transform_record", faulty)
+
+
+def test_a_bug_on_one_record_fails_that_record_alone_and_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a fault in the transform's own code for one record of three
+    _bug_for(monkeypatch, lambda record_id: record_id == "r1")
     # WHEN the batch is transformed
     result, out = _run(
         _event_of(_payload(order_id="o-1"), _payload(order_id="o-2"), _payload(order_id="o-3"))
@@ -452,16 +458,7 @@ def test_a_bug_on_one_record_fails_that_record_alone_and_is_counted(monkeypatch:
 def test_records_failed_by_a_bug_take_their_room_in_the_response_too(monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a batch whose first 200 records meet a fault in the transform's code, then 100 good
     # ones, each with a record id as long as Firehose's
-    import transform
-
-    real = transform.transform_record
-
-    def faulty(validator: RecordValidator, data: bytes, **kwargs: Any) -> Any:
-        if int(kwargs["record_id"]) < 200:
-            raise KeyError("a bug")
-        return real(validator, data, **kwargs)
-
-    monkeypatch.setattr(transform, "transform_record", faulty)
+    _bug_for(monkeypatch, lambda record_id: int(record_id) < 200)
     event = _event_of(*[_payload(order_id=f"o-{i}") for i in range(300)])
     for i, record in enumerate(event["records"]):
         record["recordId"] = f"{i:062d}"
