@@ -64,11 +64,10 @@ def test_logs_key_lets_cloudwatch_logs_and_alert_publishers_use_it_for_this_acco
     sandbox: Synth, template: Template
 ) -> None:
     (key,) = [r for k, r in template.find_resources("AWS::KMS::Key").items() if k.startswith("KeysLogsKey")]
-    stack = sandbox.lake.foundation.stack_name
-    statements = {
-        st.get("Sid"): Resolver(sandbox.all_templates()).resolve(stack, st)
-        for st in key["Properties"]["KeyPolicy"]["Statement"]
-    }
+    policy = Resolver(sandbox.all_templates()).resolve(
+        sandbox.lake.foundation.stack_name, key["Properties"]["KeyPolicy"]
+    )
+    statements = {st.get("Sid"): st for st in policy["Statement"]}
     # log groups of this account and region alone (the encryption context CloudWatch Logs sends)
     logs = statements["AllowCloudWatchLogsForThisAccount"]
     assert logs["Principal"] == {"Service": f"logs.{REGION}.amazonaws.com"}
