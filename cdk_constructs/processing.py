@@ -1149,10 +1149,14 @@ class DatasetPipeline(Construct):
                 pattern={
                     "source": ["aws.glue-dataquality"],
                     "detail-type": ["Data Quality Evaluation Results Available"],
-                    "detail": {"context": {"rulesetName": [self.ruleset_name]}, "state": ["FAILED"]},
+                    # the event lists the evaluated rulesets in ``detail.rulesetNames`` (Glue's
+                    # data-quality alerts page); its ``context`` names the table and the run
+                    "detail": {"rulesetNames": [self.ruleset_name], "state": ["FAILED"]},
                 },
-                template=f'"Data quality of {ds} failed: score <score>, <failed> rule(s) failed"',
-                paths={"score": "$.detail.score", "failed": "$.detail.numRulesFailed"},
+                # no count of failed rules: the page's sample event calls it ``rulesFailed`` and
+                # its sample code ``numRulesFailed``; the run id finds the result in Glue
+                template=f'"Data quality of {ds} failed: score <score> (evaluation run <run>)"',
+                paths={"score": "$.detail.score", "run": "$.detail.context.runId"},
             ),
         ]
 

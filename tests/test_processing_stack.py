@@ -18,7 +18,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Template
+from cfn_resolve import Resolver
 from lake_app import Synth, actions, joined_json, policy_statements, synthesize
+from moto.events.models import EventPattern
+from moto.events.utils import EventTemplateParser
 
 from cdk_constructs.processing import (
     GLUE_CALL_ERRORS,
@@ -37,6 +40,7 @@ from datalake.local_run import duckdb_over, evaluate_quality
 from datalake.quality import dqdl, rules
 
 ORDERS = load_dataset(DATASETS_DIR / "orders.json")
+EVENTS = Path(__file__).resolve().parent / "events"
 
 
 @pytest.fixture(scope="module")
@@ -575,23 +579,74 @@ def test_alarms_and_failure_rules_reach_the_alert_topic(template: Template) -> N
     (crawler,) = template.find_resources("AWS::Glue::Crawler")
     crawled = patterns["Glue Crawler State Change"]["EventPattern"]["detail"]
     assert crawled == {"crawlerName": [{"Ref": crawler}], "state": ["Failed"]}
-    # each notice reads its event's fields where Glue puts them (EventBridge's examples of a job
-    # run and a crawl that failed)
-    paths = {kind: p["Targets"][0]["InputTransformer"]["InputPathsMap"] for kind, p in patterns.items()}
-    assert paths["Glue Job State Change"] == {
-        "state": "$.detail.state",
-        "message": "$.detail.message",
-        "run": "$.detail.jobRunId",
-    }
-    assert paths["Glue Crawler State Change"] == {
-        "error": "$.detail.errorMessage",
-        "log": "$.detail.cloudWatchLogLink",
-    }
     for rule in rules.values():
         target = rule["Properties"]["Targets"][0]
         assert "DeadLetterConfig" in target and "InputTransformer" in target
         # a notice SNS cannot take yet is tried for a day (up to 20 times) before the dead letters
         assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 20}
+
+
+#: Each failure rule's detail type, and a sample event of that type in ``tests/events/``: the job's
+#: and the crawler's as EventBridge's sample events have them, the data-quality result as the
+#: sample of Glue's page on data-quality alerts (ruleset names in ``detail.rulesetNames``).
+GLUE_SAMPLE_EVENTS = {
+    "Glue Job State Change": "glue_job_state_change.json",
+    "Glue Crawler State Change": "glue_crawler_state_change.json",
+    "Data Quality Evaluation Results Available": "glue_data_quality_results.json",
+}
+
+
+def test_each_failure_rule_takes_the_event_glue_sends_and_names_what_failed(sandbox: Synth) -> None:
+    stack = sandbox.lake.processing.stack_name
+    resolver = Resolver(sandbox.all_templates())
+    rules = {
+        r["Properties"]["EventPattern"]["detail-type"][0]: (
+            EventPattern(None, resolver.resolve(stack, r["Properties"]["EventPattern"])),
+            r["Properties"]["Targets"][0]["InputTransformer"],
+        )
+        for r in sandbox.template_json(sandbox.lake.processing)["Resources"].values()
+        if r["Type"] == "AWS::Events::Rule"
+    }
+    assert sorted(rules) == sorted(GLUE_SAMPLE_EVENTS)
+
+    def notice(kind: str, **detail: Any) -> str | None:
+        """What the rule for ``kind`` publishes when Glue sends its sample event with ``detail``
+        fields replaced (as deployed: the pattern resolved), or None when the rule ignores it."""
+        event = json.loads((EVENTS / GLUE_SAMPLE_EVENTS[kind]).read_text())
+        event["detail"].update(detail)
+        pattern, transformer = rules[kind]
+        if not pattern.matches_event(event):
+            return None
+        event["ingestion-time"] = event["time"]
+        message: str = EventTemplateParser.parse(
+            transformer["InputTemplate"], transformer["InputPathsMap"], event
+        )
+        return message
+
+    job = {"jobName": "lake-sbx-orders-raw-to-curated", "jobRunId": "jr_0123", "message": "boom"}
+    for state in ("FAILED", "TIMEOUT", "ERROR"):
+        expected = f"Glue job of orders {state}: boom (run jr_0123)"
+        assert notice("Glue Job State Change", **job, state=state) == expected
+    assert notice("Glue Job State Change", **job, state="SUCCEEDED") is None
+    assert notice("Glue Job State Change", **job, state="STOPPED") is None
+    assert notice("Glue Job State Change", **{**job, "jobName": "someone-elses"}, state="FAILED") is None
+
+    crawler = "lake-sbx-orders-curated"
+    assert notice("Glue Crawler State Change", crawlerName=crawler) == (
+        "Crawler of orders failed: Internal Service Exception (log: "
+        "https://console.aws.amazon.com/cloudwatch/home?region=us-east-1#logEventViewer:"
+        "group=/aws-glue/crawlers;stream=test-crawler-notification)"
+    )
+    assert notice("Glue Crawler State Change", crawlerName=crawler, state="Succeeded") is None
+    assert notice("Glue Crawler State Change", crawlerName="someone-elses") is None
+
+    results = "Data Quality Evaluation Results Available"
+    ruleset = ["lake-sbx-orders-curated"]
+    expected = "Data quality of orders failed: score 0.8 (evaluation run dqrun-12334567890)"
+    assert notice(results, rulesetNames=ruleset, state="FAILED", score=0.8) == expected
+    # an evaluation that passed, or one of another ruleset: not published
+    assert notice(results, rulesetNames=ruleset) is None
+    assert notice(results, rulesetNames=["someone-elses"], state="FAILED", score=0.8) is None
 
 
 def test_roles_have_no_inline_or_aws_managed_policies(template: Template) -> None:
