@@ -672,11 +672,18 @@ def test_one_dashboard_covers_the_whole_pipeline(sandbox: Synth) -> None:
         "DuplicatesDropped",
         "UnplacedObjects",  # every count the job publishes (test_raw_to_curated)
         "glue.driver.aggregate.elapsedTime",
-        "glue.data.quality.rules.failed",
         "ProcessedBytes",
         "ExecutionsFailed",
     ):
         assert metric in body, metric
+    # the ruleset's rules passed and failed, found by its name whatever dimensions Glue gives them
+    (rules,) = [
+        m[0]["expression"]
+        for w in joined_json(next(iter(dashboards.values()))["Properties"]["DashboardBody"])["widgets"]
+        for m in w["properties"].get("metrics", [])
+        if "expression" in m[0]
+    ]
+    assert rules == "SEARCH(' Namespace=\"Glue Data Quality\" \"lake-sbx-orders-curated\" ', 'Maximum', 3600)"
     # a day at a glance, and each row of widgets fills the dashboard's 24 columns with no gap
     layout = joined_json(next(iter(dashboards.values()))["Properties"]["DashboardBody"])
     assert layout["start"] == "-P1D"
