@@ -21,16 +21,15 @@ from stacks.ingestion import IngestionStack
 from stacks.processing import ProcessingStack
 
 
-def data_quality_rules(ruleset: str) -> cloudwatch.SearchExpression:
-    """The rules passed and failed of each evaluation of ``ruleset``, whatever the dimensions.
+def searched(namespace: str, terms: str, statistic: str) -> cloudwatch.SearchExpression:
+    """Every metric of ``namespace`` that ``terms`` find, per hour, whatever its dimensions.
 
-    Glue publishes ``glue.data.quality.rules.passed`` and ``.failed`` in its ``Glue Data Quality``
-    namespace but documents no dimensions for them, and a metric given by name and dimensions
-    shows only when those are all of its dimensions. So the graph searches the namespace for the
-    ruleset's name as an exact value (CloudWatch's search expression syntax)."""
+    A metric given by name and dimensions shows only when those are all of its dimensions, and
+    neither Glue Data Quality nor Athena documents the dimension sets they publish under. A
+    search (CloudWatch's search expression syntax: exact values in double quotes, dimension
+    names as designators) finds them either way."""
     return cloudwatch.SearchExpression(
-        expression=f"SEARCH(' Namespace=\"Glue Data Quality\" \"{ruleset}\" ', 'Maximum', 3600)",
-        label="",
+        expression=f"SEARCH(' Namespace=\"{namespace}\" {terms} ', '{statistic}', 3600)", label=""
     )
 
 
@@ -109,20 +108,24 @@ class ObservabilityStack(Stack):
                     width=8,
                 ),
                 cloudwatch.GraphWidget(
-                    title="Job: duration (ms)",
+                    title="Job: ETL time per hour (ms)",
                     left=[
                         cloudwatch.Metric(
                             namespace="Glue",
                             metric_name="glue.driver.aggregate.elapsedTime",
                             dimensions_map={"JobName": pipeline.job.ref, "JobRunId": "ALL", "Type": "count"},
-                            statistic="Maximum",
+                            # Glue reports it as deltas every 30 seconds (its metrics page: SUM),
+                            # so an hour's sum is the ETL time of that hour's run
+                            statistic="Sum",
+                            period=Duration.hours(1),
                         )
                     ],
                     width=8,
                 ),
                 cloudwatch.GraphWidget(
                     title="Data quality: rules passed and failed",
-                    left=[data_quality_rules(pipeline.ruleset_name)],
+                    # rules passed and failed of each evaluation: the ruleset's name as a value
+                    left=[searched("Glue Data Quality", f'"{pipeline.ruleset_name}"', "Maximum")],
                     width=8,
                 ),
             )
@@ -130,12 +133,10 @@ class ObservabilityStack(Stack):
             cloudwatch.GraphWidget(
                 title="Athena: bytes scanned (analysts' workgroup)",
                 left=[
-                    cloudwatch.Metric(
-                        namespace="AWS/Athena",
-                        metric_name="ProcessedBytes",
-                        dimensions_map={"WorkGroup": athena_workgroup_name(stage)},
-                        statistic="Sum",
-                        period=Duration.hours(1),
+                    searched(
+                        "AWS/Athena",
+                        f'MetricName="ProcessedBytes" WorkGroup="{athena_workgroup_name(stage)}"',
+                        "Sum",
                     )
                 ],
                 width=24,
