@@ -847,7 +847,13 @@ class DatasetPipeline(Construct):
                 # TIMEOUT, which the pipeline reports, before the pipeline itself times out
                 "Timeout": self.dataset.processing.timeout_minutes,
                 "NumberOfWorkers": EVALUATION_WORKERS,
-                "AdditionalRunOptions": {"CloudWatchMetricsEnabled": True},
+                "AdditionalRunOptions": {
+                    "CloudWatchMetricsEnabled": True,
+                    # an optional column's rules read "(bound) OR (ColumnValues c = NULL)", which
+                    # holds row by row only: by default Glue evaluates each side over the whole
+                    # column and fails a day holding both NULLs and values (DQDL reference)
+                    "CompositeRuleEvaluationMethod": "ROW",
+                },
                 # a retried start that Glue had carried out returns that run, not a second one
                 "ClientToken": execution_token(),
             },

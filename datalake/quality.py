@@ -41,7 +41,10 @@ def _number(value: float) -> str:
 
 
 def _allow_null(rule: str, column: str, required: bool) -> str:
-    """DQDL fails NULL rows for ColumnValues and ColumnLength; an optional column may be NULL."""
+    """DQDL fails NULL rows for ColumnValues and ColumnLength; an optional column may be NULL.
+
+    The rule holds row by row only when composite rules are evaluated per row: the pipeline starts
+    each evaluation with ``CompositeRuleEvaluationMethod: ROW`` (see ``cdk_constructs.processing``)."""
     return rule if required else f"({rule}) OR (ColumnValues {_q(column)} = NULL)"
 
 

@@ -380,8 +380,14 @@ def test_a_run_that_rebuilt_no_day_skips_the_crawler_and_data_quality(template: 
     evaluation = states["StartDataQuality"]["Parameters"]
     table = evaluation["DataSource"]["GlueTable"]
     assert table["AdditionalOptions"] == {"pushDownPredicate.$": "$.run.summary.quality_predicate"}
-    # its outcome is published as the metrics the dashboard reads (rules passed and failed)
-    assert evaluation["AdditionalRunOptions"] == {"CloudWatchMetricsEnabled": True}
+    # its outcome is published as the metrics the dashboard reads (rules passed and failed), and
+    # an optional column's "(bound) OR (= NULL)" rules are held row by row, as the DQDL reference
+    # asks for such rules (by default each side is judged over the whole column)
+    assert evaluation["AdditionalRunOptions"] == {
+        "CloudWatchMetricsEnabled": True,
+        "CompositeRuleEvaluationMethod": "ROW",
+    }
+    assert any(") OR (ColumnValues" in r.dqdl for r in rules(ORDERS))
     # the success notice reports what the run did
     assert "$.run.summary.rows_written" in states["NotifySuccess"]["Parameters"]["Message.$"]
     # the state machine may read the summaries (and decrypt them through S3) and nothing else
