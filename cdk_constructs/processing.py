@@ -1033,11 +1033,18 @@ class DatasetPipeline(Construct):
                 iam.PolicyStatement(
                     actions=[
                         "glue:StartDataQualityRulesetEvaluationRun",
-                        "glue:GetDataQualityRulesetEvaluationRun",
                         "glue:GetDataQualityResult",
                         "glue:GetDataQualityRuleset",
                     ],
                     resources=[self._ruleset_arn(self.ruleset_name)],
+                ),
+                # a run is asked for by its id alone: Glue's IAM page for data quality gives
+                # ::dataQualityRuleset/* for the recommendation-run calls that take a run id (its
+                # row for this call was not found), and a grant on the one ruleset was refused
+                # this call in a public project's troubleshooting notes
+                iam.PolicyStatement(
+                    actions=["glue:GetDataQualityRulesetEvaluationRun"],
+                    resources=[self._ruleset_arn("*")],
                 ),
                 iam.PolicyStatement(
                     actions=["glue:GetTable", "glue:GetDatabase"],
@@ -1068,9 +1075,12 @@ class DatasetPipeline(Construct):
             policy,
             "CloudWatch Logs vended delivery (state machine logging) and X-Ray tracing APIs support "
             "no resource-level permissions (Step Functions logging and tracing documentation). The "
-            "run summaries are objects named by job run id under the dataset's own prefix.",
+            "run summaries are objects named by job run id under the dataset's own prefix. A "
+            "data-quality evaluation run is read by its id alone, which Glue authorizes on "
+            "dataQualityRuleset/* (as Glue Data Quality's IAM page gives for run-id calls).",
             "AwsSolutions-IAM5[Resource::*]",
             f"AwsSolutions-IAM5[Resource::{rendered(self, summaries_arn)}]",
+            f"AwsSolutions-IAM5[Resource::{rendered(self, self._ruleset_arn('*'))}]",
         )
         return machine.state_machine
 

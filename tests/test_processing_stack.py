@@ -396,6 +396,20 @@ def test_a_run_that_rebuilt_no_day_skips_the_crawler_and_data_quality(template: 
     assert len(reads) == 1 and json.dumps(reads[0]["Resource"]).endswith(f'/{RUN_SUMMARIES}/orders/*"]]}}')
     decrypt = [st for st in policy if st["Action"] == "kms:Decrypt"]
     assert len(decrypt) == 1 and "kms:ViaService" in decrypt[0]["Condition"]["StringEquals"]
+    # its data-quality calls name the dataset's ruleset, but for reading a run by its id, which
+    # Glue authorizes on dataQualityRuleset/*
+    quality = {
+        action: json.dumps(st["Resource"]).rsplit(":", 1)[-1]
+        for st in policy
+        for action in actions(st)
+        if "DataQuality" in action
+    }
+    assert quality == {
+        "glue:StartDataQualityRulesetEvaluationRun": 'dataQualityRuleset/lake-sbx-orders-curated"]]}',
+        "glue:GetDataQualityResult": 'dataQualityRuleset/lake-sbx-orders-curated"]]}',
+        "glue:GetDataQualityRuleset": 'dataQualityRuleset/lake-sbx-orders-curated"]]}',
+        "glue:GetDataQualityRulesetEvaluationRun": 'dataQualityRuleset/*"]]}',
+    }
 
 
 def test_a_run_started_with_days_to_rebuild_passes_them_to_the_job(template: Template) -> None:
