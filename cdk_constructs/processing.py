@@ -882,7 +882,7 @@ class DatasetPipeline(Construct):
             action="getDataQualityResult",
             parameters={"ResultId.$": "States.ArrayGetItem($.dqRun.ResultIds, 0)"},
             iam_resources=[self._ruleset_arn(self.ruleset_name)],
-            result_selector={"Score.$": "$.Score"},
+            result_selector={"Score.$": "$.Score", "ResultId.$": "$.ResultId"},
             result_path="$.dqResult",
         )
         retry(get_result)
@@ -892,7 +892,9 @@ class DatasetPipeline(Construct):
             "DataQualityFailed",
             parameters={
                 "Error": "DataQualityFailed",
-                "Cause.$": "States.Format('Ruleset score {} is below 1.0', $.dqResult.Score)",
+                # the result id finds the rules that failed: aws glue get-data-quality-result
+                "Cause.$": "States.Format('Ruleset score {} is below 1.0 (result {})', "
+                "$.dqResult.Score, $.dqResult.ResultId)",
             },
             result_path="$.error",
         )

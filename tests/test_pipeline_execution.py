@@ -488,14 +488,15 @@ def test_a_score_below_one_alerts_and_fails_the_execution(lake: Lake, score: flo
     assert run.states[-5:] == [
         "DataQualityPassed?", "DataQualityFailed", "DataQualityStep", "NotifyFailure", "PipelineFailed",
     ]  # fmt: skip
+    # the alert names the evaluation's result, which lists the rules that failed
     assert (run.error, run.cause) == (
         "PipelineFailed",
-        f"DataQualityFailed: Ruleset score {score} is below 1.0",
+        f"DataQualityFailed: Ruleset score {score} is below 1.0 (result dqresult-1)",
     )
     (notice,) = run.notices
     assert (
-        f"failed at step DataQuality: DataQualityFailed - Ruleset score {score} is below 1.0"
-        in notice["message"]
+        f"failed at step DataQuality: DataQualityFailed - Ruleset score {score} is below 1.0 "
+        "(result dqresult-1)" in notice["message"]
     )
 
 
