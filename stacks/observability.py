@@ -115,7 +115,7 @@ class ObservabilityStack(Stack):
                             metric_name="glue.driver.aggregate.elapsedTime",
                             dimensions_map={"JobName": pipeline.job.ref, "JobRunId": "ALL", "Type": "count"},
                             # Glue reports it as deltas every 30 seconds (its metrics page: SUM),
-                            # so an hour's sum is the ETL time of that hour's run
+                            # so an hour's sum is the ETL time its runs spent in that hour
                             statistic="Sum",
                             period=Duration.hours(1),
                         )
