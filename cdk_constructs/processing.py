@@ -848,6 +848,8 @@ class DatasetPipeline(Construct):
                 "Timeout": self.dataset.processing.timeout_minutes,
                 "NumberOfWorkers": EVALUATION_WORKERS,
                 "AdditionalRunOptions": {
+                    # the dashboard's metrics, and (Glue's alerts page) what lets the evaluation
+                    # publish the EventBridge event the failure rule waits for
                     "CloudWatchMetricsEnabled": True,
                     # an optional column's rules read "(bound) OR (ColumnValues c = NULL)", which
                     # holds row by row only: by default Glue evaluates each side over the whole

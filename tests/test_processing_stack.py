@@ -380,7 +380,8 @@ def test_a_run_that_rebuilt_no_day_skips_the_crawler_and_data_quality(template: 
     evaluation = states["StartDataQuality"]["Parameters"]
     table = evaluation["DataSource"]["GlueTable"]
     assert table["AdditionalOptions"] == {"pushDownPredicate.$": "$.run.summary.quality_predicate"}
-    # its outcome is published as the metrics the dashboard reads (rules passed and failed), and
+    # its outcome is published as the metrics the dashboard reads (rules passed and failed), which
+    # Glue also requires before it publishes the event the failure rule matches, and
     # an optional column's "(bound) OR (= NULL)" rules are held row by row, as the DQDL reference
     # asks for such rules (by default each side is judged over the whole column)
     assert evaluation["AdditionalRunOptions"] == {
