@@ -960,7 +960,11 @@ class DatasetPipeline(Construct):
                 sfn.Pass(
                     self,
                     "DataQualityRunFailed",
-                    parameters={"Error": "DataQualityRunFailed", "Cause.$": "$.dqRun.Status"},
+                    parameters={
+                        "Error": "DataQualityRunFailed",
+                        # the run id finds its ErrorString (present only for some statuses)
+                        "Cause.$": "States.Format('{} (evaluation run {})', $.dqRun.Status, $.dqRun.RunId)",
+                    },
                     result_path="$.error",
                 )
                 .next(

@@ -514,9 +514,16 @@ def test_a_failed_evaluation_run_alerts_with_its_status(lake: Lake, statuses: li
     assert run.states[-5:] == [
         "DataQualityDone?", "DataQualityRunFailed", "DataQualityRunStep", "NotifyFailure", "PipelineFailed",
     ]  # fmt: skip
-    assert (run.error, run.cause) == ("PipelineFailed", f"DataQualityRunFailed: {status}")
+    # the alert names the evaluation run, whose record gives the reason
+    assert (run.error, run.cause) == (
+        "PipelineFailed",
+        f"DataQualityRunFailed: {status} (evaluation run dqrun-1)",
+    )
     (notice,) = run.notices
-    assert f"failed at step DataQualityRun: DataQualityRunFailed - {status}" in notice["message"]
+    assert (
+        f"failed at step DataQualityRun: DataQualityRunFailed - {status} (evaluation run dqrun-1)"
+        in notice["message"]
+    )
 
 
 def test_a_crawler_still_running_from_before_does_not_stop_the_pipeline(lake: Lake) -> None:
