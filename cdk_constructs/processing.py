@@ -962,7 +962,7 @@ class DatasetPipeline(Construct):
                     "DataQualityRunFailed",
                     parameters={
                         "Error": "DataQualityRunFailed",
-                        # the run id finds its ErrorString (present only for some statuses)
+                        # the run id finds its ErrorString (optional in the response: not read here)
                         "Cause.$": "States.Format('{} (evaluation run {})', $.dqRun.Status, $.dqRun.RunId)",
                     },
                     result_path="$.error",
