@@ -15,6 +15,8 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import assertions
+from cfn_resolve import Resolver
+from moto.events.models import EventPattern
 
 from config import StageConfig, get_stage
 from datalake.dataset import Dataset, load_dataset, load_datasets
@@ -49,6 +51,11 @@ class Synth:
 
     def all_templates(self) -> dict[str, dict[str, Any]]:
         return {s.stack_name: self.template_json(s) for s in self.lake.stacks}
+
+    def event_pattern(self, stack: cdk.Stack, pattern: dict[str, Any]) -> EventPattern:
+        """A rule's event pattern as deployed (tokens resolved by ``tests/cfn_resolve.py``), which
+        moto's EventBridge matcher tests events against."""
+        return EventPattern(None, Resolver(self.all_templates()).resolve(stack.stack_name, pattern))
 
     def cdk_findings(self) -> list[str]:
         """The warnings and errors CDK attached to any stack of the app (``id: message``)."""

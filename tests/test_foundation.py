@@ -10,7 +10,6 @@ from aws_cdk import aws_kms as kms
 from aws_cdk.assertions import Annotations, Match, Template
 from cfn_resolve import ACCOUNT, REGION, Resolver, key_id
 from lake_app import Synth, app_context, synthesize
-from moto.events.models import EventPattern
 
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS, LakeBucket, LakeStorage
 from datalake.dataset import load_datasets
@@ -264,7 +263,7 @@ def test_a_lake_key_disabled_or_scheduled_for_deletion_alerts(sandbox: Synth, te
     assert len(keys) == 4
     # the pattern and the keys as a deployment fills them in (tests/cfn_resolve.py)
     resolver, stack = Resolver(sandbox.all_templates()), sandbox.lake.foundation.stack_name
-    pattern = EventPattern(None, resolver.resolve(stack, rule["EventPattern"]))
+    pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
     raw = next(k for k in keys if k.startswith("KeysRawKey"))
     # a lake key scheduled for deletion or disabled, named by id or by ARN: published
     raw_id, raw_arn = key_id(raw), resolver.resolve(stack, {"Fn::GetAtt": [raw, "Arn"]})
@@ -285,8 +284,7 @@ def test_a_lake_key_disabled_or_scheduled_for_deletion_alerts(sandbox: Synth, te
 
 def test_the_lake_trail_stopped_or_deleted_alerts(sandbox: Synth, template: Template) -> None:
     rule = _rule(template, "aws.cloudtrail")
-    stack = sandbox.lake.foundation.stack_name
-    pattern = EventPattern(None, Resolver(sandbox.all_templates()).resolve(stack, rule["EventPattern"]))
+    pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
     (trail,) = template.find_resources("AWS::CloudTrail::Trail").values()
     name = trail["Properties"]["TrailName"]
     assert name == "lake-sbx-audit"

@@ -18,9 +18,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Template
-from cfn_resolve import Resolver
 from lake_app import Synth, actions, joined_json, policy_statements, synthesize
-from moto.events.models import EventPattern
 from moto.events.utils import EventTemplateParser
 
 from cdk_constructs.processing import (
@@ -618,11 +616,9 @@ GLUE_SAMPLE_EVENTS = {
 
 
 def test_each_failure_rule_takes_the_event_glue_sends_and_names_what_failed(sandbox: Synth) -> None:
-    stack = sandbox.lake.processing.stack_name
-    resolver = Resolver(sandbox.all_templates())
     rules = {
         r["Properties"]["EventPattern"]["detail-type"][0]: (
-            EventPattern(None, resolver.resolve(stack, r["Properties"]["EventPattern"])),
+            sandbox.event_pattern(sandbox.lake.processing, r["Properties"]["EventPattern"]),
             r["Properties"]["Targets"][0]["InputTransformer"],
         )
         for r in sandbox.template_json(sandbox.lake.processing)["Resources"].values()
