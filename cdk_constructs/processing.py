@@ -613,7 +613,16 @@ class DatasetPipeline(Construct):
                 ]
             ),
             configuration=json.dumps(
-                {"Version": 1.0, "CrawlerOutput": {"Partitions": {"AddOrUpdateBehavior": "InheritFromTable"}}}
+                {
+                    "Version": 1.0,
+                    "CrawlerOutput": {"Partitions": {"AddOrUpdateBehavior": "InheritFromTable"}},
+                    # One table per include path whatever the days' schemas: by default a crawler
+                    # splits folders whose schemas differ enough (days curated before a column was
+                    # added) into tables of their own (year_2026, ...), which its role may not
+                    # create, instead of logging the drift.
+                    # https://docs.aws.amazon.com/glue/latest/dg/crawler-grouping-policy.html
+                    "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"},
+                }
             ),
             # Registered locations are read with credentials Lake Formation vends for its grants.
             lake_formation_configuration=glue.CfnCrawler.LakeFormationConfigurationProperty(

@@ -211,8 +211,26 @@ def test_crawler_is_incremental_and_never_rewrites_the_declared_schema(template:
     crawler = _one(template, "AWS::Glue::Crawler")
     assert crawler["RecrawlPolicy"] == {"RecrawlBehavior": "CRAWL_NEW_FOLDERS_ONLY"}
     assert crawler["SchemaChangePolicy"] == {"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"}
-    assert json.loads(crawler["Configuration"])["CrawlerOutput"]["Partitions"] == {
-        "AddOrUpdateBehavior": "InheritFromTable"
+    configuration = json.loads(crawler["Configuration"])
+    assert configuration["CrawlerOutput"]["Partitions"] == {"AddOrUpdateBehavior": "InheritFromTable"}
+    # one table per include path: days of another schema are drift to log, not tables to make
+    assert configuration["Grouping"] == {"TableGroupingPolicy": "CombineCompatibleSchemas"}
+    # and no new table in any case: its role may change partitions of the declared tables only
+    crawler_actions = {
+        action
+        for st in policy_statements(template, "OrdersCrawlerPolicy")
+        for action in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])
+    }
+    assert {a for a in crawler_actions if a.startswith("glue:")} == {
+        "glue:GetDatabase",
+        "glue:GetTable",
+        "glue:GetPartition",
+        "glue:GetPartitions",
+        "glue:BatchGetPartition",
+        "glue:BatchCreatePartition",
+        "glue:CreatePartition",
+        "glue:UpdatePartition",
+        "glue:BatchUpdatePartition",
     }
     # the curated and quarantined rows' folders alone: not the job's manifests, run summaries or
     # Spark event logs, which sit under the same bucket
