@@ -903,12 +903,39 @@ class DatasetPipeline(Construct):
             "DataQualityFailed",
             parameters={
                 "Error": "DataQualityFailed",
-                # the result id finds the rules that failed: aws glue get-data-quality-result
-                "Cause.$": "States.Format('Ruleset score {} is below 1.0 (result {})', "
-                "$.dqResult.Score, $.dqResult.ResultId)",
+                # the rules, so the alert says what to look at; the result id finds each rule's
+                # evaluation message: aws glue get-data-quality-result
+                "Cause.$": "States.Format('Ruleset score {} is below 1.0, rules not passed: {} (result {})', "
+                "$.dqResult.Score, States.JsonToString($.dqRules.NotPassed), $.dqResult.ResultId)",
             },
             result_path="$.error",
         )
+        # Read again on this branch only, where at least one rule did not pass: the filter is an
+        # indefinite JSONPath (the full syntax, which ResultSelector takes), so it gives the
+        # DQDL text of every rule whose Result is FAIL or ERROR, in the ruleset's order.
+        read_rules = tasks.CallAwsService(
+            self,
+            "ReadRulesNotPassed",
+            service="glue",
+            action="getDataQualityResult",
+            parameters={"ResultId.$": "$.dqResult.ResultId"},
+            iam_resources=[self._ruleset_arn(self.ruleset_name)],
+            result_selector={"NotPassed.$": "$.RuleResults[?(@.Result != 'PASS')].Description"},
+            result_path="$.dqRules",
+        )
+        retry(read_rules)
+        # the score alone still alerts when the rules cannot be read
+        read_rules.add_catch(
+            sfn.Pass(
+                self,
+                "RulesNotRead",
+                result=sfn.Result.from_object({"NotPassed": ["(not read: see the result)"]}),
+                result_path="$.dqRules",
+            ).next(dq_failed),
+            errors=["States.ALL"],
+            result_path="$.dqRulesError",
+        )
+        read_rules.next(dq_failed)
         dq_failed.next(
             sfn.Pass(
                 self,
@@ -990,7 +1017,7 @@ class DatasetPipeline(Construct):
         score_ok = (
             sfn.Choice(self, "DataQualityPassed?")
             .when(sfn.Condition.number_greater_than_equals("$.dqResult.Score", 1), checked)
-            .otherwise(dq_failed)
+            .otherwise(read_rules)
         )
         get_result.next(score_ok)
         wait.next(get_run).next(dq_status)

@@ -128,6 +128,8 @@ class Lake:
     summary: RunResult | None = field(default_factory=lambda: REBUILT)  # None: succeeds, writes none
     dq_statuses: list[str] = field(default_factory=lambda: ["SUCCEEDED"])
     dq_score: float = 1.0
+    #: Reads of the result after the first fail (with Glue's InternalServiceException).
+    dq_rules_unreadable: bool = False
     #: Starts of an evaluation that fail (with Glue's InternalServiceException) before one succeeds.
     dq_start_failures: int = 0
     job_runs: list[str] = field(default_factory=list)
@@ -183,7 +185,14 @@ class Lake:
         if action == "run":
             status = self.dq_statuses.pop(0) if len(self.dq_statuses) > 1 else self.dq_statuses[0]
             return {"RunId": params["RunId"], "Status": status, "ResultIds": ["dqresult-1"]}
-        return {"ResultId": params["ResultId"], "Score": self.dq_score}
+        reads = sum(r["action"] == "result" for r in self.dq_requests)
+        if reads > 1 and self.dq_rules_unreadable:
+            raise GlueClientError("InternalServiceException", "the result could not be read")
+        return {
+            "ResultId": params["ResultId"],
+            "Score": self.dq_score,
+            "RuleResults": rule_results(self.dq_score),
+        }
 
     # --- running it ----------------------------------------------------------------------------
     def run(self, timeout_s: float = 30, **execution_input: Any) -> Execution:
@@ -258,6 +267,17 @@ def lake(deployed: Deployed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lake]:
             monkeypatch.setattr(GlueResponse, method, handler, raising=False)
         yield lake
     state_manager.unset_transition("glue::job_run")
+
+
+def rule_results(score: float, total: int = 20) -> list[dict[str, Any]]:
+    """Glue's ``RuleResults`` for ``score`` (rules passed over rules): the first rules fail, the
+    second of them with an ERROR (a rule Glue could not evaluate), the others PASS."""
+    not_passed = round((1 - score) * total)
+    results = ["FAIL" if n != 1 else "ERROR" for n in range(not_passed)] + ["PASS"] * (total - not_passed)
+    return [
+        {"Name": f"Rule_{n + 1}", "Description": f'ColumnValues "c{n + 1}" >= 0', "Result": result}
+        for n, result in enumerate(results)
+    ]
 
 
 def _retry(definition: str, state: str) -> dict[str, Any]:
@@ -478,25 +498,50 @@ def test_a_job_that_left_no_summary_alerts_at_the_read_instead_of_guessing(lake:
     assert "failed at step ReadRunSummary: S3.NoSuchKeyException" in notice["message"]
 
 
-@pytest.mark.parametrize("score", [0.8, 0.95])  # 0.95: one rule failed of twenty
-def test_a_score_below_one_alerts_and_fails_the_execution(lake: Lake, score: float) -> None:
+@pytest.mark.parametrize(
+    ("score", "not_passed"),
+    [
+        (
+            0.8,
+            '["ColumnValues \\"c1\\" >= 0","ColumnValues \\"c2\\" >= 0","ColumnValues \\"c3\\" >= 0",'
+            '"ColumnValues \\"c4\\" >= 0"]',
+        ),
+        (0.95, '["ColumnValues \\"c1\\" >= 0"]'),  # one rule failed of twenty
+    ],
+)
+def test_a_score_below_one_alerts_naming_the_rules_not_passed_and_fails_the_execution(
+    lake: Lake, score: float, not_passed: str
+) -> None:
     lake.dq_score = score
 
     run = lake.run()
 
     assert run.status == "FAILED"
-    assert run.states[-5:] == [
-        "DataQualityPassed?", "DataQualityFailed", "DataQualityStep", "NotifyFailure", "PipelineFailed",
-    ]  # fmt: skip
-    # the alert names the evaluation's result, which lists the rules that failed
-    assert (run.error, run.cause) == (
+    assert run.states[-6:] == [
+        "DataQualityPassed?", "ReadRulesNotPassed", "DataQualityFailed", "DataQualityStep", "NotifyFailure",
         "PipelineFailed",
-        f"DataQualityFailed: Ruleset score {score} is below 1.0 (result dqresult-1)",
-    )
+    ]  # fmt: skip
+    # the rules that failed or could not be evaluated (ERROR), as DQDL, and the evaluation's result
+    cause = f"Ruleset score {score} is below 1.0, rules not passed: {not_passed} (result dqresult-1)"
+    assert (run.error, run.cause) == ("PipelineFailed", f"DataQualityFailed: {cause}")
     (notice,) = run.notices
-    assert (
-        f"failed at step DataQuality: DataQualityFailed - Ruleset score {score} is below 1.0 "
-        "(result dqresult-1)" in notice["message"]
+    assert f"failed at step DataQuality: DataQualityFailed - {cause}" in notice["message"]
+
+
+def test_a_score_below_one_alerts_with_the_score_when_the_rules_cannot_be_read(lake: Lake) -> None:
+    lake.dq_score = 0.8
+    lake.dq_rules_unreadable = True
+
+    run = lake.run()
+
+    assert run.states[-6:] == [
+        "ReadRulesNotPassed", "RulesNotRead", "DataQualityFailed", "DataQualityStep", "NotifyFailure",
+        "PipelineFailed",
+    ]  # fmt: skip
+    _assert_backoff(lake.retry_delays, _retry(lake.deployed.definition, "ReadRulesNotPassed"))
+    assert run.cause == (
+        "DataQualityFailed: Ruleset score 0.8 is below 1.0, rules not passed: "
+        '["(not read: see the result)"] (result dqresult-1)'
     )
 
 
