@@ -875,28 +875,39 @@ class DatasetPipeline(Construct):
         retry(start_dq)
         on_failure(start_dq, "StartDataQuality")
         wait = sfn.Wait(self, "WaitForDataQuality", time=sfn.WaitTime.duration(Duration.seconds(60)))
-        get_run = tasks.CallAwsService(
-            self,
-            "GetDataQualityRun",
-            service="glue",
-            action="getDataQualityRulesetEvaluationRun",
-            parameters={"RunId.$": "$.dq.RunId"},
-            iam_resources=[self._ruleset_arn(self.ruleset_name)],
-            result_path="$.dqRun",
+
+        def read_quality(
+            state_id: str,
+            action: str,
+            parameters: dict[str, str],
+            result_path: str,
+            selector: dict[str, str] | None = None,
+        ) -> tasks.CallAwsService:
+            """A read of the evaluation (its run or its result), retried; its catch is the caller's."""
+            task = tasks.CallAwsService(
+                self,
+                state_id,
+                service="glue",
+                action=action,
+                parameters=parameters,
+                iam_resources=[self._ruleset_arn(self.ruleset_name)],
+                result_selector=selector,
+                result_path=result_path,
+            )
+            retry(task)
+            return task
+
+        get_run = read_quality(
+            "GetDataQualityRun", "getDataQualityRulesetEvaluationRun", {"RunId.$": "$.dq.RunId"}, "$.dqRun"
         )
-        retry(get_run)
         on_failure(get_run, "GetDataQualityRun")
-        get_result = tasks.CallAwsService(
-            self,
+        get_result = read_quality(
             "GetDataQualityResult",
-            service="glue",
-            action="getDataQualityResult",
-            parameters={"ResultId.$": "States.ArrayGetItem($.dqRun.ResultIds, 0)"},
-            iam_resources=[self._ruleset_arn(self.ruleset_name)],
-            result_selector={"Score.$": "$.Score", "ResultId.$": "$.ResultId"},
-            result_path="$.dqResult",
+            "getDataQualityResult",
+            {"ResultId.$": "States.ArrayGetItem($.dqRun.ResultIds, 0)"},
+            "$.dqResult",
+            {"Score.$": "$.Score", "ResultId.$": "$.ResultId"},
         )
-        retry(get_result)
         on_failure(get_result, "GetDataQualityResult")
         dq_failed = sfn.Pass(
             self,
@@ -913,17 +924,13 @@ class DatasetPipeline(Construct):
         # Read again on this branch only, where at least one rule did not pass: the filter is an
         # indefinite JSONPath (the full syntax, which ResultSelector takes), so it gives the
         # DQDL text of every rule whose Result is FAIL or ERROR, in the ruleset's order.
-        read_rules = tasks.CallAwsService(
-            self,
+        read_rules = read_quality(
             "ReadRulesNotPassed",
-            service="glue",
-            action="getDataQualityResult",
-            parameters={"ResultId.$": "$.dqResult.ResultId"},
-            iam_resources=[self._ruleset_arn(self.ruleset_name)],
-            result_selector={"NotPassed.$": "$.RuleResults[?(@.Result != 'PASS')].Description"},
-            result_path="$.dqRules",
+            "getDataQualityResult",
+            {"ResultId.$": "$.dqResult.ResultId"},
+            "$.dqRules",
+            {"NotPassed.$": "$.RuleResults[?(@.Result != 'PASS')].Description"},
         )
-        retry(read_rules)
         # the score alone still alerts when the rules cannot be read
         read_rules.add_catch(
             sfn.Pass(
