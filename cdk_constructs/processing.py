@@ -622,6 +622,10 @@ class DatasetPipeline(Construct):
                     # create, instead of logging the drift.
                     # https://docs.aws.amazon.com/glue/latest/dg/crawler-grouping-policy.html
                     "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"},
+                    # Glue's crawlers add partition indexes to S3 tables by default; the declared
+                    # tables are not the crawler's to change, and its role may not index them.
+                    # https://docs.aws.amazon.com/glue/latest/dg/crawler-configure-partition-indexes.html
+                    "CreatePartitionIndex": False,
                 }
             ),
             # Registered locations are read with credentials Lake Formation vends for its grants.

@@ -215,6 +215,8 @@ def test_crawler_is_incremental_and_never_rewrites_the_declared_schema(template:
     assert configuration["CrawlerOutput"]["Partitions"] == {"AddOrUpdateBehavior": "InheritFromTable"}
     # one table per include path: days of another schema are drift to log, not tables to make
     assert configuration["Grouping"] == {"TableGroupingPolicy": "CombineCompatibleSchemas"}
+    # nor indexes on them (a crawler's default)
+    assert configuration["CreatePartitionIndex"] is False
     # and no new table in any case: its role may change partitions of the declared tables only
     crawler_actions = {
         action
