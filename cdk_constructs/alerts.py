@@ -17,11 +17,13 @@ from cdk_constructs.nag import acknowledge
 
 
 class AlertTopic(Construct):
-    """Where every alarm, failed pipeline run and security finding of the lake is published.
+    """Where every alarm, failed pipeline run and security finding of the lake is published (the
+    lake's alerts), or, with ``event_rules=False``, the notices of runs that succeeded.
 
     :param master_key: key that encrypts messages at rest; its policy must let CloudWatch and
         EventBridge use it (:class:`~cdk_constructs.keys.LakeKeys` does for its logs key).
     :param email: address subscribed to the topic. Default: none (subscribe later).
+    :param event_rules: let EventBridge rules of this account publish. Default: ``True``.
     """
 
     def __init__(
@@ -32,6 +34,7 @@ class AlertTopic(Construct):
         master_key: kms.IKey,
         display_name: str,
         email: str | None = None,
+        event_rules: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
         self.master_key = master_key
@@ -45,15 +48,16 @@ class AlertTopic(Construct):
         # EventBridge rules of any stack in this account (job failures, data-quality results,
         # Macie findings) publish here; granting by account keeps later stacks from editing this
         # policy and so from creating a reference back to them.
-        self.topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowEventBridgeRulesOfThisAccount",
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[self.topic.topic_arn],
-                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+        if event_rules:
+            self.topic.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="AllowEventBridgeRulesOfThisAccount",
+                    principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                    actions=["sns:Publish"],
+                    resources=[self.topic.topic_arn],
+                    conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+                )
             )
-        )
         if email is not None:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
 

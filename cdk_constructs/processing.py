@@ -361,6 +361,10 @@ class DatasetPipeline(Construct):
     is started once more, one that timed out is not; and every failure publishes the dataset, the
     step, the error and a link to the execution to the alert topic.
 
+    :param alert_topic: failures (the catches, the alarms, the failure rules).
+    :param notice_topic: notices of runs that rebuilt days (counts, data-quality score), kept
+        apart from the alerts since an hourly pipeline sends one an hour; encrypted, like the
+        alert topic, with ``logs_key``. Default: the alert topic.
     :param job_role: role of the job and data-quality runs (policies are added here).
     :param crawler_role: role of the crawler (policies are added here).
     :param lake_formation: the catalog is governed by Lake Formation: the roles get
@@ -387,6 +391,7 @@ class DatasetPipeline(Construct):
         alert_topic: sns.ITopic,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy | None = None,
+        notice_topic: sns.ITopic | None = None,
         job_role: iam.IRole,
         crawler_role: iam.IRole,
         schedule_group: str,
@@ -395,6 +400,8 @@ class DatasetPipeline(Construct):
         super().__init__(scope, construct_id)
         if removal_policy is None:
             removal_policy = RemovalPolicy.RETAIN
+        if notice_topic is None:
+            notice_topic = alert_topic
         self.dataset = dataset
         self._logs_key = logs_key
         ds = dataset.name
@@ -656,6 +663,7 @@ class DatasetPipeline(Construct):
             curated_bucket=curated_bucket,
             curated_key=curated_key,
             topic=alert_topic,
+            notice_topic=notice_topic,
             logs_key=logs_key,
             log_retention=log_retention,
             removal_policy=removal_policy,
@@ -731,6 +739,7 @@ class DatasetPipeline(Construct):
         curated_bucket: s3.IBucket,
         curated_key: kms.IKey,
         topic: sns.ITopic,
+        notice_topic: sns.ITopic,
         logs_key: kms.IKey,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
@@ -965,7 +974,7 @@ class DatasetPipeline(Construct):
             notice = tasks.SnsPublish(
                 self,
                 state_id,
-                topic=topic,
+                topic=notice_topic,
                 subject=f"Data lake pipeline succeeded: {ds}",
                 message=sfn.TaskInput.from_text(
                     sfn.JsonPath.format(
@@ -1071,6 +1080,8 @@ class DatasetPipeline(Construct):
             definition=definition,
             timeout=Duration.minutes(pipeline_timeout_minutes(self.dataset.processing)),
             statements=[
+                # the notices (the alerts are logged_state_machine's); same key as the alerts
+                iam.PolicyStatement(actions=["sns:Publish"], resources=[notice_topic.topic_arn]),
                 iam.PolicyStatement(
                     actions=["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"],
                     resources=[

@@ -94,6 +94,10 @@ class StageConfig:
     log_retention_days: int = 365
     #: Alerts go to this address (SNS e-mail subscription); None: topic without subscription.
     alarm_email: str | None = None
+    #: Notices of pipeline runs that succeeded (days rebuilt, counts, data-quality score) go to
+    #: this address, apart from the alerts: an hourly pipeline sends one an hour. None: topic
+    #: without subscription.
+    notice_email: str | None = None
     #: Extra Lake Formation admins (IAM role or user ARNs), appended to the existing ones.
     lake_admin_arns: tuple[str, ...] = ()
     #: Per-query bytes-scanned cutoff of the analysts' Athena workgroup.
@@ -122,8 +126,10 @@ class StageConfig:
             problems.append(f"account={self.account!r}: use a 12-digit account id or None")
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             problems.append(f"log_retention_days={self.log_retention_days}: use one of {LOG_RETENTION_DAYS}")
-        if self.alarm_email is not None and not _EMAIL_RE.fullmatch(self.alarm_email):
-            problems.append(f"alarm_email={self.alarm_email!r}: use an e-mail address or None")
+        for name in ("alarm_email", "notice_email"):
+            email = getattr(self, name)
+            if email is not None and not _EMAIL_RE.fullmatch(email):
+                problems.append(f"{name}={email!r}: use an e-mail address or None")
         for arn in self.lake_admin_arns:
             if not _ARN_RE.fullmatch(arn):
                 problems.append(f"lake_admin_arns: {arn!r} is not an IAM ARN")

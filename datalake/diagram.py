@@ -228,10 +228,12 @@ def build(assembly: Assembly) -> Diagram:
         if curated_db:
             d.edge(ruleset, databases[curated_db], "evaluates")
     machines: dict[str, str] = {}
+    definitions: dict[str, str] = {}  # logical id: the definition's template text, tokens included
     for stack, logical, props in assembly.resources("AWS::StepFunctions::StateMachine"):
         machines[logical] = machine = d.node(
             stack, f"Step Functions {text(props.get('StateMachineName', logical))}"
         )
+        definitions[machine] = json.dumps(props.get("DefinitionString", ""))
         definition = text(props.get("DefinitionString", ""))
         for name, node in {**jobs, **crawlers, **rulesets}.items():
             if name in definition:
@@ -296,11 +298,19 @@ def build(assembly: Assembly) -> Diagram:
         trail = d.node(stack, "CloudTrail (S3 data events)")
         if "access-logs" in buckets:
             d.edge(trail, buckets["access-logs"], "logs", "-.->")
-    alarms = sum(1 for _ in assembly.resources("AWS::CloudWatch::Alarm"))
-    for stack, _, props in assembly.resources("AWS::SNS::Topic"):
-        topic = d.node(stack, f"SNS {text(props.get('TopicName', 'alerts'))}", "round")
-        watch = d.node(assembly.stack_of("observability"), f"{alarms} CloudWatch alarms, dashboard")
-        d.edge(watch, topic, "alarm")
+    alarms = [props for _, _, props in assembly.resources("AWS::CloudWatch::Alarm")]
+    alarm_actions = json.dumps([a.get("AlarmActions") for a in alarms])
+    for stack, logical, props in assembly.resources("AWS::SNS::Topic"):
+        # "<prefix> data lake alerts", "<prefix> data lake pipeline notices"
+        name = props.get("TopicName") or text(props.get("DisplayName", "alerts")).rsplit("data lake ", 1)[-1]
+        topic = d.node(stack, f"SNS {name}", "round")
+        if logical in alarm_actions:  # a reference to the topic names its logical id
+            watch = d.node(assembly.stack_of("observability"), f"{len(alarms)} CloudWatch alarms, dashboard")
+            d.edge(watch, topic, "alarm")
+            continue
+        for machine, definition in definitions.items():
+            if logical in definition:
+                d.edge(machine, topic, "run succeeded")
     return d
 
 

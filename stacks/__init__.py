@@ -102,6 +102,7 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
         keys=foundation.keys,
         storage=foundation.storage,
         alerts=foundation.alerts,
+        notices=foundation.notices,
         schedule_group=foundation.schedules.schedule_group_name,
         catalog=catalog,
         personas=governance.personas,

@@ -74,6 +74,16 @@ class FoundationStack(Stack):
             display_name=f"{stage.prefix} data lake alerts",
             email=stage.alarm_email,
         )
+        # Runs that succeeded are news, not alerts: an hourly pipeline reports one an hour, which
+        # would bury the alerts of whoever is on call. Only the pipelines' roles publish here.
+        self.notices = AlertTopic(
+            self,
+            "Notices",
+            master_key=self.keys.logs,
+            display_name=f"{stage.prefix} data lake pipeline notices",
+            email=stage.notice_email,
+            event_rules=False,
+        )
         # Every schedule of the lake (pipelines, reports) is in this group, so that a start the
         # scheduler gave up on (its retries spent: a broken role, a deleted state machine) alarms;
         # the execution never existing, nothing else would.

@@ -30,6 +30,7 @@ class ProcessingStack(Stack):
         keys: LakeKeys,
         storage: LakeStorage,
         alerts: AlertTopic,
+        notices: AlertTopic,
         schedule_group: str,
         catalog: CatalogStack,
         personas: Personas,
@@ -59,6 +60,7 @@ class ProcessingStack(Stack):
         raw = storage.raw.reference(self, "RawBucket")
         curated = storage.curated.reference(self, "CuratedBucket")
         topic = alerts.reference(self, "AlertTopic")
+        notice_topic = notices.reference(self, "NoticeTopic")
         self.pipelines: dict[str, DatasetPipeline] = {}
         for ds in datasets:
             tables = catalog.curated_tables[ds.name]
@@ -80,6 +82,7 @@ class ProcessingStack(Stack):
                 ),
                 security_configuration=self.security_configuration.ref,
                 alert_topic=topic,
+                notice_topic=notice_topic,
                 job_role=personas.pipelines[ds.name].job,
                 crawler_role=personas.pipelines[ds.name].crawler,
                 lake_formation=stage.features.lake_formation,

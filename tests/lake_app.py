@@ -52,10 +52,13 @@ class Synth:
     def all_templates(self) -> dict[str, dict[str, Any]]:
         return {s.stack_name: self.template_json(s) for s in self.lake.stacks}
 
+    def resolved(self, stack: cdk.Stack, node: Any) -> Any:
+        """``node`` of ``stack``'s template as deployed: its tokens resolved by ``tests/cfn_resolve.py``."""
+        return Resolver(self.all_templates()).resolve(stack.stack_name, node)
+
     def event_pattern(self, stack: cdk.Stack, pattern: dict[str, Any]) -> EventPattern:
-        """A rule's event pattern as deployed (tokens resolved by ``tests/cfn_resolve.py``), which
-        moto's EventBridge matcher tests events against."""
-        return EventPattern(None, Resolver(self.all_templates()).resolve(stack.stack_name, pattern))
+        """A rule's event pattern as deployed, which moto's EventBridge matcher tests events against."""
+        return EventPattern(None, self.resolved(stack, pattern))
 
     def cdk_findings(self) -> list[str]:
         """The warnings and errors CDK attached to any stack of the app (``id: message``)."""

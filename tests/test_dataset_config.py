@@ -751,6 +751,7 @@ _REFUSED_STAGE_EDITS: list[tuple[dict[str, Any], str]] = [
     ({"log_retention_days": 2}, "log_retention_days=2: use one of (1, 3, 5, 7, 14, 30,"),
     ({"alarm_email": "ops@example"}, "alarm_email='ops@example': use an e-mail address or None"),
     ({"alarm_email": "ops@example.com\n"}, "alarm_email='ops@example.com\\n': use an e-mail"),
+    ({"notice_email": "data team@example.com"}, "notice_email='data team@example.com': use an e-mail"),
     (
         {"lake_admin_arns": (_ARN, "arn:aws:iam::12345678901:role/x")},
         "lake_admin_arns: 'arn:aws:iam::12345678901:role/x' is not an IAM ARN",
@@ -793,7 +794,10 @@ _REFUSED_STAGE_EDITS: list[tuple[dict[str, Any], str]] = [
 _ACCEPTED_STAGE_EDITS: list[dict[str, Any]] = [
     {"prefix": "lk", "account": "123456789012", "log_retention_days": 1},
     {"prefix": "l" + "-" * 19, "log_retention_days": 3653, "alarm_email": "ops+lake@example.co.uk"},
-    {"lake_admin_arns": (_ARN, "arn:aws-us-gov:iam::123456789012:user/admin")},
+    {
+        "lake_admin_arns": (_ARN, "arn:aws-us-gov:iam::123456789012:user/admin"),
+        "notice_email": "data@example.com",
+    },
     {"athena_bytes_scanned_cutoff": 10_000_000, "redshift_base_rpu": 4},
     {"redshift_base_rpu": 512, "redshift_usage_limit_action": "log", "macie_job_frequency": "DAILY"},
     {"redshift_base_rpu": 544, "lf_tag_prefix": "l" * 20},

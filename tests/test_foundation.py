@@ -190,17 +190,29 @@ def test_access_log_bucket_uses_sse_s3_because_s3_requires_it(template: Template
     ] == {"SSEAlgorithm": "AES256"}
 
 
-def test_alert_topic_is_encrypted_with_logs_key(template: Template) -> None:
-    template.has_resource_properties(
-        "AWS::SNS::Topic",
-        {"KmsMasterKeyId": {"Fn::GetAtt": [Match.string_like_regexp("^KeysLogsKey"), "Arn"]}},
-    )
-    # and takes no message over plain HTTP
-    (policy,) = template.find_resources("AWS::SNS::TopicPolicy").values()
-    assert any(
-        st["Effect"] == "Deny" and st["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-        for st in policy["Properties"]["PolicyDocument"]["Statement"]
-    )
+def test_alert_and_notice_topics_are_encrypted_with_logs_key(template: Template) -> None:
+    topics = template.find_resources("AWS::SNS::Topic")
+    assert sorted(t["Properties"]["DisplayName"] for t in topics.values()) == [
+        "lake-sbx data lake alerts",
+        "lake-sbx data lake pipeline notices",
+    ]
+    for topic in topics.values():
+        key, attribute = topic["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"]
+        assert key.startswith("KeysLogsKey") and attribute == "Arn"
+    # each takes no message over plain HTTP; EventBridge rules publish to the alerts alone
+    policies = {
+        p["Properties"]["Topics"][0]["Ref"]: p["Properties"]["PolicyDocument"]["Statement"]
+        for p in template.find_resources("AWS::SNS::TopicPolicy").values()
+    }
+    assert set(policies) == set(topics)
+    for topic_id, statements in policies.items():
+        assert any(
+            st["Effect"] == "Deny" and st["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            for st in statements
+        ), topic_id
+        rules = [st for st in statements if st.get("Principal") == {"Service": "events.amazonaws.com"}]
+        is_alerts = topics[topic_id]["Properties"]["DisplayName"].endswith("alerts")
+        assert len(rules) == (1 if is_alerts else 0), topic_id
 
 
 def test_a_start_the_scheduler_gave_up_on_alarms_to_the_alert_topic(template: Template) -> None:

@@ -79,6 +79,7 @@ class Deployed:
     job: dict[str, Any]
     crawler: dict[str, Any]
     topic_arn: str
+    notice_topic_arn: str
     ruleset: str
 
 
@@ -104,6 +105,7 @@ def deployed() -> Deployed:
         job=resolver.resolve(stack, one("AWS::Glue::Job")["Properties"]),
         crawler=resolver.resolve(stack, one("AWS::Glue::Crawler")["Properties"]),
         topic_arn=notify["TopicArn"],
+        notice_topic_arn=parsed["States"]["NotifySuccess"]["Parameters"]["TopicArn"],
         ruleset=one("AWS::Glue::DataQualityRuleset")["Properties"]["Name"],
     )
 
@@ -151,11 +153,13 @@ class Lake:
         )
         self.glue.create_job(**d.job)
         self.glue.create_crawler(**d.crawler)
-        topic = sns.create_topic(Name=d.topic_arn.rsplit(":", 1)[1])["TopicArn"]
-        assert topic == d.topic_arn
-        self.inbox = self.sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
+        # one inbox for the alerts and the notices; each message says which topic it came by
+        self.inbox = self.sqs.create_queue(QueueName="inbox")["QueueUrl"]
         inbox_arn = self.sqs.get_queue_attributes(QueueUrl=self.inbox, AttributeNames=["QueueArn"])
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn["Attributes"]["QueueArn"])
+        for arn in (d.topic_arn, d.notice_topic_arn):
+            topic = sns.create_topic(Name=arn.rsplit(":", 1)[1])["TopicArn"]
+            assert topic == arn
+            sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn["Attributes"]["QueueArn"])
         self.machine = self.sfn.create_state_machine(
             name=d.machine_name,
             definition=d.definition,
@@ -210,7 +214,8 @@ class Lake:
             "Messages", []
         ):
             envelope = json.loads(message["Body"])
-            notices.append({"subject": envelope["Subject"], "message": envelope["Message"]})
+            topic = "notices" if envelope["TopicArn"] == self.deployed.notice_topic_arn else "alerts"
+            notices.append({"topic": topic, "subject": envelope["Subject"], "message": envelope["Message"]})
         return Execution(
             arn=arn,
             status=described["status"],
@@ -329,7 +334,8 @@ def test_a_run_that_rebuilt_days_crawls_checks_quality_and_reports_its_counts(la
         }
     }
     (notice,) = run.notices
-    assert notice["subject"] == "Data lake pipeline succeeded: orders"
+    # news, not an alert: the notices topic, apart from whoever is on call
+    assert (notice["topic"], notice["subject"]) == ("notices", "Data lake pipeline succeeded: orders")
     assert notice["message"] == (
         "orders: 2 day(s) rebuilt with 1150 rows (4 quarantined, 50 duplicates dropped), "
         f"data-quality score 1.0 on the days written, job run {job_run}"
@@ -376,6 +382,7 @@ def test_a_run_that_left_no_curated_row_crawls_but_evaluates_nothing(lake: Lake)
     assert lake.dq_requests == []
     (job_run,) = lake.job_runs
     (notice,) = run.notices
+    assert notice["topic"] == "notices"
     assert notice["message"] == (
         "orders: 1 day(s) rebuilt with 0 rows (3 quarantined, 0 duplicates dropped), "
         f"no curated rows to check, job run {job_run}"
@@ -414,7 +421,7 @@ def test_a_failing_job_is_run_once_more_then_alerts_with_step_and_execution(lake
     assert run.error == "PipelineFailed"
     assert run.cause is not None and run.cause.startswith("States.TaskFailed: ")
     (notice,) = run.notices
-    assert notice["subject"] == "Data lake pipeline failed: orders"
+    assert (notice["topic"], notice["subject"]) == ("alerts", "Data lake pipeline failed: orders")
     assert notice["message"].startswith(
         "Data lake pipeline orders failed at step RunJob: States.TaskFailed - "
     )
@@ -579,4 +586,5 @@ def test_a_crawler_still_running_from_before_does_not_stop_the_pipeline(lake: La
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     assert run.states[5:9] == ["StartCrawler", "CrawlerAlreadyRunning", "AnyRowsWritten?", "StartDataQuality"]
     (notice,) = run.notices
-    assert notice["subject"] == "Data lake pipeline succeeded: orders"
+    # news, not an alert: the notices topic, apart from whoever is on call
+    assert (notice["topic"], notice["subject"]) == ("notices", "Data lake pipeline succeeded: orders")

@@ -765,3 +765,39 @@ def test_the_tools_name_the_pipeline_the_stack_deploys(template: Template) -> No
         ":stateMachine:lake-sbx-page-views-pipeline"
     )
     assert start_pipeline_command("my-raw-bucket", "orders") is None
+
+
+def test_runs_that_succeeded_notify_the_notices_topic_and_failures_the_alerts(
+    sandbox: Synth, template: Template
+) -> None:
+    # an hourly pipeline succeeds once an hour: its notices go apart from the alerts, so that whoever
+    # is on call for the alert topic is not sent every run
+    machine = _one(template, "AWS::StepFunctions::StateMachine")
+    states = json.loads(sandbox.resolved(sandbox.lake.processing, machine["DefinitionString"]))["States"]
+    topic = {
+        name: state["Parameters"]["TopicArn"].rsplit(":", 1)[1]
+        for name, state in states.items()
+        if state["Type"] == "Task" and "TopicArn" in state.get("Parameters", {})
+    }
+    assert {n: t.startswith("NoticesTopic") for n, t in topic.items()} == {
+        "NotifySuccess": True,
+        "NotifyNoRowsToCheck": True,
+        "NotifyFailure": False,
+    }
+    assert topic["NotifyFailure"].startswith("AlertsTopic")
+    # and the state machine may publish to both
+    publish = [
+        st
+        for st in policy_statements(template, "OrdersStateMachinePolicy")
+        if "sns:Publish" in json.dumps(st["Action"])
+    ]
+    published_to = json.dumps([st["Resource"] for st in publish])
+    assert "OutputRefNoticesTopic" in published_to and "OutputRefAlertsTopic" in published_to
+
+
+def test_a_pipeline_given_no_notice_topic_notifies_the_alert_topic() -> None:
+    # the construct's documented default
+    states = _definition(_standalone())["States"]
+    assert (
+        states["NotifySuccess"]["Parameters"]["TopicArn"] == states["NotifyFailure"]["Parameters"]["TopicArn"]
+    )
