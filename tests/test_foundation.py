@@ -11,6 +11,7 @@ from aws_cdk.assertions import Annotations, Match, Template
 from cfn_resolve import ACCOUNT, REGION, Resolver, key_id
 from lake_app import Synth, app_context, synthesize
 
+from cdk_constructs.alerts import AlertTopic
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS, LakeBucket, LakeStorage
 from datalake.dataset import load_datasets
 
@@ -213,6 +214,27 @@ def test_alert_and_notice_topics_are_encrypted_with_logs_key(template: Template)
         rules = [st for st in statements if st.get("Principal") == {"Service": "events.amazonaws.com"}]
         is_alerts = topics[topic_id]["Properties"]["DisplayName"].endswith("alerts")
         assert len(rules) == (1 if is_alerts else 0), topic_id
+
+
+@pytest.mark.parametrize(
+    ("email", "event_rules"), [(None, True), ("data@example.com", False)], ids=["defaults", "notices"]
+)
+def test_a_topic_subscribes_its_address_and_takes_event_rules_as_asked(
+    email: str | None, event_rules: bool
+) -> None:
+    # GIVEN the construct's defaults (no address, EventBridge rules may publish), or a notices topic
+    stack = cdk.Stack(cdk.App(context=app_context()), "Topics")
+    kwargs: dict[str, Any] = {} if email is None else {"email": email, "event_rules": event_rules}
+    AlertTopic(stack, "Topic", master_key=kms.Key(stack, "Key"), display_name="t", **kwargs)
+    template = Template.from_stack(stack)
+    # THEN the address, and only it, is subscribed by e-mail; the rules' grant is there when asked
+    subscriptions = template.find_resources("AWS::SNS::Subscription")
+    assert [(s["Properties"]["Protocol"], s["Properties"]["Endpoint"]) for s in subscriptions.values()] == (
+        [] if email is None else [("email", email)]
+    )
+    (policy,) = template.find_resources("AWS::SNS::TopicPolicy").values()
+    principals = [st.get("Principal") for st in policy["Properties"]["PolicyDocument"]["Statement"]]
+    assert ({"Service": "events.amazonaws.com"} in principals) is event_rules
 
 
 def test_a_start_the_scheduler_gave_up_on_alarms_to_the_alert_topic(template: Template) -> None:
