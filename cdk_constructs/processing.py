@@ -1166,6 +1166,16 @@ class DatasetPipeline(Construct):
                 "the Glue job had failed Spark tasks",
             ),
             (
+                # The job holds rows to the transform's rules, so in steady state it quarantines
+                # none: a row it refuses came around or against the transform (a backfill or
+                # replay, an object edited by hand, an event under another day's folder, a rule
+                # tightened before a rebuild) and is missing from the curated table.
+                self.metric_rows("RowsQuarantined"),
+                "QuarantinedRowsAlarm",
+                "the Glue job quarantined rows, which are not in the curated table (see the run "
+                "summary's quarantine_days and the quarantine table's reasons)",
+            ),
+            (
                 self.metric_rows("UnplacedObjects"),
                 "UnplacedObjectsAlarm",
                 "raw objects outside the year=/month=/day= folders of the dataset prefix are not curated "

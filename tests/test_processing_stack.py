@@ -573,6 +573,7 @@ def test_alarms_and_failure_rules_reach_the_alert_topic(template: Template) -> N
     assert names == [
         "ExecutionsFailed",
         "ExecutionsTimedOut",
+        "RowsQuarantined",
         "UnplacedObjects",
         "glue.driver.aggregate.numFailedTasks",
     ]
@@ -597,7 +598,7 @@ def test_alarms_and_failure_rules_reach_the_alert_topic(template: Template) -> N
             0,
             "GreaterThanThreshold",
             1,
-            3600 if name == "UnplacedObjects" else 300,
+            3600 if name in ("UnplacedObjects", "RowsQuarantined") else 300,
             "Sum",
             "notBreaching",
         )
@@ -735,7 +736,7 @@ def test_one_dashboard_covers_the_whole_pipeline(sandbox: Synth) -> None:
         for lid, r in template["Resources"].items()
         if r["Type"] == "AWS::CloudWatch::Alarm"
     ]
-    assert len(overview["properties"]["alarms"]) == len(alarms) == 18
+    assert len(overview["properties"]["alarms"]) == len(alarms) == 19
     # each the output of the stack that holds it, for that alarm's ARN: every alarm, once
     body = next(iter(dashboards.values()))["Properties"]["DashboardBody"]["Fn::Join"][1]
     outputs = [
