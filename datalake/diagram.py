@@ -228,7 +228,7 @@ def build(assembly: Assembly) -> Diagram:
         if curated_db:
             d.edge(ruleset, databases[curated_db], "evaluates")
     machines: dict[str, str] = {}
-    definitions: dict[str, str] = {}  # logical id: the definition's template text, tokens included
+    definitions: dict[str, str] = {}  # machine node: its definition as written, references included
     for stack, logical, props in assembly.resources("AWS::StepFunctions::StateMachine"):
         machines[logical] = machine = d.node(
             stack, f"Step Functions {text(props.get('StateMachineName', logical))}"
