@@ -218,11 +218,7 @@ def test_crawler_is_incremental_and_never_rewrites_the_declared_schema(template:
     # nor indexes on them (a crawler's default)
     assert configuration["CreatePartitionIndex"] is False
     # and no new table in any case: its role may change partitions of the declared tables only
-    crawler_actions = {
-        action
-        for st in policy_statements(template, "OrdersCrawlerPolicy")
-        for action in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])
-    }
+    crawler_actions = {a for st in policy_statements(template, "OrdersCrawlerPolicy") for a in actions(st)}
     glue_actions = {a for a in crawler_actions if a.startswith("glue:")}
     writes = {a for a in glue_actions if not a.startswith(("glue:Get", "glue:BatchGet"))}
     assert "glue:BatchCreatePartition" in writes and all(a.endswith("Partition") for a in writes), writes
@@ -788,9 +784,7 @@ def test_runs_that_succeeded_notify_the_notices_topic_and_failures_the_alerts(
     assert topic["NotifyFailure"].startswith("AlertsTopic")
     # and the state machine may publish to both
     publish = [
-        st
-        for st in policy_statements(template, "OrdersStateMachinePolicy")
-        if "sns:Publish" in json.dumps(st["Action"])
+        st for st in policy_statements(template, "OrdersStateMachinePolicy") if "sns:Publish" in actions(st)
     ]
     published_to = json.dumps([st["Resource"] for st in publish])
     assert "OutputRefNoticesTopic" in published_to and "OutputRefAlertsTopic" in published_to
