@@ -185,7 +185,9 @@ class CatalogPermissions(Construct):
     :param readers: SELECT on curated and analytics tables without PII columns (analysts,
         QuickSight).
     :param pii_readers: SELECT on curated tables including PII columns (Redshift Spectrum, whose
-        masking policies then decide per Redshift user).
+        masking policies then decide per Redshift user; Athena's Spark notebooks, which read the
+        curated zone from S3 because their engine does not support Lake Formation: the grant lets
+        the catalog show them the tables, and shows in Lake Formation who reads PII).
     """
 
     def __init__(

@@ -30,6 +30,33 @@ GLUE_READ = (
 )
 #: Human sessions are short: re-assume rather than hold credentials for a working day.
 HUMAN_SESSION = Duration.hours(1)
+#: What a person does in a Spark-enabled workgroup's notebooks (Athena's example policy for Spark
+#: notebooks, with the calls that run, stop and read calculations and end sessions); all on the
+#: workgroup's ARN.
+NOTEBOOK_USE = (
+    "athena:GetWorkGroup",
+    "athena:StartSession",
+    "athena:GetSession",
+    "athena:GetSessionStatus",
+    "athena:ListSessions",
+    "athena:TerminateSession",
+    "athena:CreateNotebook",
+    "athena:ImportNotebook",
+    "athena:ExportNotebook",
+    "athena:UpdateNotebook",
+    "athena:UpdateNotebookMetadata",
+    "athena:DeleteNotebook",
+    "athena:GetNotebookMetadata",
+    "athena:ListNotebookMetadata",
+    "athena:ListNotebookSessions",
+    "athena:CreatePresignedNotebookUrl",
+    "athena:StartCalculationExecution",
+    "athena:StopCalculationExecution",
+    "athena:GetCalculationExecution",
+    "athena:GetCalculationExecutionCode",
+    "athena:GetCalculationExecutionStatus",
+    "athena:ListCalculationExecutions",
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +99,10 @@ class Personas(Construct):
     * ``quicksight`` (when a QuickSight principal is configured): the role QuickSight's Athena data
       source runs queries as; it reads what analysts read, so the account-wide QuickSight service
       role needs no access to the lake's buckets or keys.
+    * ``notebooks`` (when ``notebook_workgroup`` is given): the role the Spark notebooks of that
+      Athena workgroup run as. Athena's PySpark engine version 3 does not support Lake Formation,
+      so it reads the curated zone whole from S3, PII included; only ``engineer`` may open its
+      notebooks.
 
     Human personas trust the account: who may assume them is decided by the account's IAM
     (an identity centre permission set or a policy naming them), not by this template.
@@ -88,6 +119,7 @@ class Personas(Construct):
         lake_formation: bool,
         spectrum: bool,
         quicksight: bool = False,
+        notebook_workgroup: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._access = access
@@ -103,7 +135,7 @@ class Personas(Construct):
             f"{prefix}-regional-analyst",
             "Queries the curated rows of some countries only (data-cells filter), without PII.",
         )
-        self._engineer_policy()
+        self._engineer_policy(notebook_workgroup)
         for name, role in (("Analyst", self.analyst), ("RegionalAnalyst", self.regional_analyst)):
             self._analyst_policy(name, role)
 
@@ -163,6 +195,19 @@ class Personas(Construct):
                 resources=[self._arn("athena", "datacatalog", "AwsDataCatalog")],
             )
             self._analyst_policy("QuickSight", self.quicksight, catalog)
+        self.notebooks: iam.Role | None = None
+        if notebook_workgroup is not None:
+            self.notebooks = iam.Role(
+                self,
+                "NotebookRole",
+                role_name=f"{prefix}-athena-notebooks",
+                assumed_by=iam.ServicePrincipal(
+                    "athena.amazonaws.com",
+                    conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+                ),
+                description="Athena Spark notebooks: read the curated zone whole, write calculation results",
+            )
+            self._notebook_policy(self.notebooks, notebook_workgroup)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -229,9 +274,22 @@ class Personas(Construct):
             resources=[self._arn("athena", "workgroup", workgroups)],
         )
 
-    def _engineer_policy(self) -> None:
+    def _engineer_policy(self, notebook_workgroup: str | None) -> None:
         a = self._access
         zones = (a.raw_bucket, a.curated_bucket, a.analytics_bucket)
+        notebooks: list[iam.PolicyStatement] = []
+        if notebook_workgroup is not None:
+            notebooks = [
+                iam.PolicyStatement(
+                    actions=list(NOTEBOOK_USE),
+                    resources=[self._arn("athena", "workgroup", notebook_workgroup)],
+                ),
+                # The console lists workgroups and engine versions before it opens a notebook;
+                # neither action takes a resource.
+                iam.PolicyStatement(
+                    actions=["athena:ListWorkGroups", "athena:ListEngineVersions"], resources=["*"]
+                ),
+            ]
         policy = iam.ManagedPolicy(
             self,
             "EngineerPolicy",
@@ -304,6 +362,7 @@ class Personas(Construct):
                     resources=[self._arn("kinesis", "stream", f"{a.workgroup_prefix}-*")],
                 ),
                 key_use_via("kinesis", [a.raw_key], ["kms:GenerateDataKey"]),
+                *notebooks,
             ],
         )
         acknowledge(
@@ -311,8 +370,9 @@ class Personas(Construct):
             "Engineers operate every dataset of this stage: the wildcards are the stage's own name "
             "prefix (databases, tables, crawlers, jobs, workgroups, state machines, delivery and data "
             "streams), generated object "
-            "keys in the lake's buckets, Glue read actions, and lakeformation:GetDataAccess, which "
-            "supports no resource-level permission.",
+            "keys in the lake's buckets, Glue read actions, and lakeformation:GetDataAccess, "
+            "athena:ListWorkGroups and athena:ListEngineVersions, which support no resource-level "
+            "permission.",
             *wildcard_findings(policy),
         )
 
@@ -351,5 +411,45 @@ class Personas(Construct):
             "Redshift Spectrum reads the curated database's tables through the Glue catalog; table "
             "and object wildcards stay inside that database and bucket, and "
             "lakeformation:GetDataAccess supports no resource-level permission.",
+            *wildcard_findings(policy),
+        )
+
+    def _notebook_policy(self, role: iam.Role, workgroup: str) -> None:
+        """Sessions and calculations of ``workgroup``, the curated zone read from S3 (the engine
+        does not support Lake Formation), results under the workgroup's prefix."""
+        a = self._access
+        statements = [
+            iam.PolicyStatement(
+                actions=[
+                    "athena:GetWorkGroup",
+                    "athena:CreatePresignedNotebookUrl",
+                    "athena:GetSession",
+                    "athena:GetSessionStatus",
+                    "athena:TerminateSession",
+                    "athena:GetCalculationExecution",
+                    "athena:GetCalculationExecutionCode",
+                    "athena:StartCalculationExecution",
+                    "athena:StopCalculationExecution",
+                ],
+                resources=[self._arn("athena", "workgroup", workgroup)],
+            ),
+            self._glue_read(a.curated_database),
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[a.curated_bucket.arn_for_objects("*")]),
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[a.athena_results_bucket.arn_for_objects(f"{workgroup}/*")],
+            ),
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[a.curated_bucket.bucket_arn, a.athena_results_bucket.bucket_arn],
+            ),
+            key_use_via("s3", [a.curated_key], ["kms:Decrypt"]),
+            key_use_via("s3", [a.analytics_key], ["kms:Decrypt", "kms:GenerateDataKey"]),
+        ]
+        policy = iam.ManagedPolicy(self, "NotebookPolicy", roles=[role], statements=statements)
+        acknowledge(
+            policy,
+            "Notebook sessions read any curated object (generated keys) and the curated database's "
+            "tables, and write results under their own workgroup's prefix only.",
             *wildcard_findings(policy),
         )

@@ -60,7 +60,8 @@ class Features:
     cloudtrail: bool = True
     #: Redshift Serverless with Spectrum over the curated zone.
     redshift: bool = False
-    #: A Spark-enabled Athena workgroup for notebook users.
+    #: A Spark-enabled Athena workgroup whose notebooks the data engineer opens; its sessions read
+    #: the curated zone whole, PII included (its engine does not support Lake Formation).
     athena_spark: bool = False
     #: QuickSight data source, dataset and dashboard; needs a principal ARN (README: prerequisites).
     quicksight_principal_arn: str | None = None

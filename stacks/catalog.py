@@ -196,7 +196,7 @@ class CatalogStack(Stack):
             tag_keys=(setup.zone_tag.ref, setup.classification_tag.ref),
             engineers=[personas.engineer.role_arn],
             readers=readers,
-            pii_readers=[personas.spectrum.role_arn] if personas.spectrum is not None else [],
+            pii_readers=[r.role_arn for r in (personas.spectrum, personas.notebooks) if r is not None],
             service_grants=service_grants,
             row_filters=row_filters,
         )

@@ -7,12 +7,10 @@ from typing import Any
 
 from aws_cdk import Fn, Stack
 from aws_cdk import aws_athena as athena
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from cdk_constructs.athena import sql_workgroup
-from cdk_constructs.nag import acknowledge, wildcard_findings
 from cdk_constructs.quicksight import QuickSightDashboard
 from cdk_constructs.reports import ScheduledReport
 from cdk_constructs.warehouse import RedshiftWarehouse
@@ -79,7 +77,7 @@ class ConsumptionStack(Stack):
 
         self.spark_workgroup: athena.CfnWorkGroup | None = None
         if stage.features.athena_spark:
-            self.spark_workgroup = self._spark_workgroup(stage, foundation)
+            self.spark_workgroup = self._spark_workgroup(stage, foundation, governance)
 
         self.quicksight: QuickSightDashboard | None = None
         principal = stage.features.quicksight_principal_arn
@@ -155,83 +153,21 @@ class ConsumptionStack(Stack):
         foundation.alerts.notify_on(*report.alarms)
         return report
 
-    def _spark_workgroup(self, stage: StageConfig, foundation: FoundationStack) -> athena.CfnWorkGroup:
-        """Athena for Apache Spark: notebooks run as a role that reads curated and writes results."""
+    def _spark_workgroup(
+        self, stage: StageConfig, foundation: FoundationStack, governance: GovernanceStack
+    ) -> athena.CfnWorkGroup:
+        """Athena for Apache Spark: notebooks run as the governance stack's notebook role, which
+        reads the curated zone and writes calculation results under the workgroup's prefix."""
         keys, storage = foundation.keys, foundation.storage
+        role = governance.personas.notebooks
+        assert role is not None
         name = athena_workgroup_name(stage, "notebooks")
         results = storage.athena_results.reference(self, "NotebookResults")
-        curated = storage.curated.reference(self, "NotebookCurated")
-        role = iam.Role(
-            self,
-            "NotebookRole",
-            assumed_by=iam.ServicePrincipal(
-                "athena.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": self.account}}
-            ),
-            description="Athena Spark notebooks: read curated data, write calculation results",
-        )
-        policy = iam.ManagedPolicy(
-            self,
-            "NotebookPolicy",
-            roles=[role],
-            statements=[
-                iam.PolicyStatement(
-                    actions=[
-                        "athena:GetWorkGroup",
-                        "athena:CreatePresignedNotebookUrl",
-                        "athena:GetSession",
-                        "athena:GetSessionStatus",
-                        "athena:TerminateSession",
-                        "athena:GetCalculationExecution",
-                        "athena:GetCalculationExecutionCode",
-                        "athena:StartCalculationExecution",
-                        "athena:StopCalculationExecution",
-                    ],
-                    resources=[self.format_arn(service="athena", resource="workgroup", resource_name=name)],
-                ),
-                iam.PolicyStatement(actions=["s3:GetObject"], resources=[curated.arn_for_objects("*")]),
-                iam.PolicyStatement(
-                    actions=["s3:GetObject", "s3:PutObject"], resources=[results.arn_for_objects(f"{name}/*")]
-                ),
-                iam.PolicyStatement(
-                    actions=["s3:ListBucket"], resources=[curated.bucket_arn, results.bucket_arn]
-                ),
-                iam.PolicyStatement(
-                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                    resources=[keys.curated.key_arn, keys.analytics.key_arn],
-                ),
-                iam.PolicyStatement(
-                    actions=[
-                        "glue:GetDatabase",
-                        "glue:GetDatabases",
-                        "glue:GetTable",
-                        "glue:GetTables",
-                        "glue:GetPartitions",
-                    ],
-                    resources=[
-                        self.format_arn(service="glue", resource="catalog"),
-                        self.format_arn(
-                            service="glue", resource="database", resource_name=database_name(stage, "curated")
-                        ),
-                        self.format_arn(
-                            service="glue",
-                            resource="table",
-                            resource_name=f"{database_name(stage, 'curated')}/*",
-                        ),
-                    ],
-                ),
-            ],
-        )
-        acknowledge(
-            policy,
-            "Notebook sessions read any curated object (generated keys) and the curated database's "
-            "tables, and write results under their own workgroup prefix only.",
-            *wildcard_findings(policy),
-        )
-        workgroup = athena.CfnWorkGroup(
+        return athena.CfnWorkGroup(
             self,
             "NotebookWorkgroup",
             name=name,
-            description="Athena for Apache Spark notebooks over the curated zone",
+            description="Athena for Apache Spark notebooks over the curated zone (data engineers)",
             recursive_delete_option=stage.destroy_on_removal,
             work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
                 engine_version=athena.CfnWorkGroup.EngineVersionProperty(
@@ -248,5 +184,3 @@ class ConsumptionStack(Stack):
                 ),
             ),
         )
-        workgroup.node.add_dependency(policy)
-        return workgroup

@@ -66,6 +66,7 @@ class GovernanceStack(Stack):
             lake_formation=features.lake_formation,
             spectrum=features.redshift,
             quicksight=features.quicksight_principal_arn is not None,
+            notebook_workgroup=athena_workgroup_name(stage, "notebooks") if features.athena_spark else None,
         )
         self.lake_formation: LakeFormationSetup | None = None
         if features.lake_formation:

@@ -15,18 +15,19 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from lake_app import (
-    SWITCHED,
     WITHOUT_AUDIT,
     Synth,
     actions,
     grant_principal,
     joined_json,
     lf_grants,
+    output_of,
     policy_statements,
     synthesize,
     tag_expression,
 )
 
+from cdk_constructs.personas import NOTEBOOK_USE
 from cdk_constructs.reports import DONE_MARKER, REPORTS_PREFIX, ScheduledReport, unload_statement
 from config import get_stage
 from datalake import sql
@@ -191,19 +192,70 @@ def test_report_runs_on_a_schedule(sandbox: Synth) -> None:
     assert schedule["ScheduleExpressionTimezone"] == "UTC"
 
 
-def test_spark_workgroup_is_switchable() -> None:
-    assert not [
-        w for w in _props(synthesize("sandbox"), "AWS::Athena::WorkGroup") if "notebooks" in w["Name"]
-    ]
-    synth = synthesize("sandbox", **SWITCHED)
+def test_spark_notebooks_are_the_engineers_and_read_curated_data_whole(sandbox: Synth) -> None:
+    # GIVEN the sandbox without and with the Spark workgroup (Lake Formation on in both)
+    assert not [w for w in _props(sandbox, "AWS::Athena::WorkGroup") if "notebooks" in w["Name"]]
+    default_governance = sandbox.template(sandbox.lake.governance)
+    assert not default_governance.find_resources(
+        "AWS::IAM::Role", {"Properties": {"RoleName": "lake-sbx-athena-notebooks"}}
+    )
+    engineer_by_default = {
+        a for st in policy_statements(default_governance, "PersonasEngineerPolicy") for a in actions(st)
+    }
+    assert not {a for a in engineer_by_default if a in NOTEBOOK_USE and a != "athena:GetWorkGroup"}
+    synth = synthesize("sandbox", athena_spark=True)
+    governance, catalog = synth.template(synth.lake.governance), synth.template(synth.lake.catalog)
+
+    # THEN the workgroup runs PySpark engine 3 as the notebook role, results encrypted, settings enforced
     (wg,) = [w for w in _props(synth, "AWS::Athena::WorkGroup") if w["Name"] == "lake-sbx-notebooks"]
     conf = wg["WorkGroupConfiguration"]
     assert conf["EngineVersion"] == {"SelectedEngineVersion": "PySpark engine version 3"}
-    assert conf["ExecutionRole"]["Fn::GetAtt"][0].startswith("NotebookRole")
+    assert "PersonasNotebookRole" in output_of(conf["ExecutionRole"])
     assert conf["ResultConfiguration"]["EncryptionConfiguration"]["EncryptionOption"] == "SSE_KMS"
     # notebooks cannot override the workgroup's role, results and encryption; usage is measured
     assert conf["EnforceWorkGroupConfiguration"] is True
     assert conf["PublishCloudWatchMetricsEnabled"] is True
+
+    # AND only Athena of this account assumes the role, which reads the curated zone from S3 (the
+    # engine does not support Lake Formation) and writes only its own results, keys through S3
+    (role,) = governance.find_resources(
+        "AWS::IAM::Role", {"Properties": {"RoleName": "lake-sbx-athena-notebooks"}}
+    ).values()
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "athena.amazonaws.com"}
+    assert list(trust["Condition"]["StringEquals"]) == ["aws:SourceAccount"]
+    statements = policy_statements(governance, "PersonasNotebookPolicy")
+    (writes,) = [st for st in statements if "s3:PutObject" in actions(st)]
+    assert json.dumps(writes["Resource"]).endswith('/lake-sbx-notebooks/*"]]}')
+    (reads,) = [st for st in statements if actions(st) == ["s3:GetObject"]]
+    assert ":s3:::lake-sbx-curated-" in json.dumps(reads["Resource"])
+    kms_statements = [st for st in statements if any(a.startswith("kms:") for a in actions(st))]
+    assert kms_statements and all(
+        "kms:ViaService" in st["Condition"]["StringEquals"] for st in kms_statements
+    )
+
+    # AND the data engineer alone may open its notebooks: sessions, notebooks and calculations on
+    # that workgroup; analysts get none of it
+    engineer = policy_statements(governance, "PersonasEngineerPolicy")
+    (use,) = [st for st in engineer if "athena:StartSession" in actions(st)]
+    assert set(actions(use)) == set(NOTEBOOK_USE)
+    assert json.dumps(use["Resource"]).endswith(':workgroup/lake-sbx-notebooks"]]}')
+    for analyst in ("PersonasAnalystPolicy", "PersonasRegionalAnalystPolicy"):
+        granted = {a for st in policy_statements(governance, analyst) for a in actions(st)}
+        assert not granted & {"athena:StartSession", "athena:CreatePresignedNotebookUrl"}
+
+    # AND Lake Formation shows the role as a reader of every curated table, PII columns included,
+    # so the catalog lists the tables to its sessions
+    notebook_output = next(o for o in governance.to_json()["Outputs"] if "PersonasNotebookRole" in o)
+    grants = {
+        g["Resource"]["LFTagPolicy"]["ResourceType"]: g
+        for g in lf_grants(catalog)
+        if grant_principal(g) == notebook_output
+    }
+    assert set(grants) == {"DATABASE", "TABLE"}
+    assert grants["DATABASE"]["Permissions"] == ["DESCRIBE"]
+    assert grants["TABLE"]["Permissions"] == ["SELECT", "DESCRIBE"]
+    assert tag_expression(grants["TABLE"]) == {"zone": ["curated"]}
 
 
 # --- Redshift Serverless -----------------------------------------------------------------
