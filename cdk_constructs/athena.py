@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Aws, RemovalPolicy
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -22,8 +22,10 @@ def sql_workgroup(
 ) -> athena.CfnWorkGroup:
     """A SQL workgroup whose settings clients cannot override (results location, encryption, cutoff).
 
-    Results go to ``s3://<results bucket>/<name>/`` encrypted with ``key`` (SSE-KMS); CloudWatch
-    metrics are on so the dashboard and alarms see bytes scanned per workgroup.
+    Results go to ``s3://<results bucket>/<name>/`` encrypted with ``key`` (SSE-KMS), and only if
+    this account owns that bucket (``ExpectedBucketOwner``: a bucket of the same name created by
+    another account after a teardown gets no results); CloudWatch metrics are on so the dashboard
+    and alarms see bytes scanned per workgroup.
     """
     workgroup = athena.CfnWorkGroup(
         scope,
@@ -45,7 +47,7 @@ def sql_workgroup(
                 encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
                     encryption_option="SSE_KMS", kms_key=key.key_arn
                 ),
-                expected_bucket_owner=None,
+                expected_bucket_owner=Aws.ACCOUNT_ID,
             ),
         ),
     )

@@ -181,6 +181,7 @@ class ConsumptionStack(Stack):
                     encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
                         encryption_option="SSE_KMS", kms_key=keys.analytics.key_arn
                     ),
+                    expected_bucket_owner=self.account,
                 ),
             ),
         )

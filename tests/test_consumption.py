@@ -69,6 +69,22 @@ def test_analysts_workgroup_enforces_engine_v3_encryption_and_cutoff(sandbox: Sy
     assert "lake-sbx-athena-results-" in json.dumps(result["OutputLocation"])
 
 
+def test_every_workgroup_writes_results_only_to_a_bucket_of_this_account() -> None:
+    # the analysts', the audit and the notebooks' workgroups: a results bucket of the same name
+    # owned by another account (created after a teardown) gets nothing
+    synth = synthesize("sandbox", athena_spark=True)
+    workgroups = {
+        r["Properties"]["Name"]: r["Properties"]["WorkGroupConfiguration"]["ResultConfiguration"]
+        for template in synth.all_templates().values()
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Athena::WorkGroup"
+    }
+    assert set(workgroups) == {"lake-sbx-analysts", "lake-sbx-audit", "lake-sbx-notebooks"}
+    for name, result in workgroups.items():
+        assert result["ExpectedBucketOwner"] == {"Ref": "AWS::AccountId"}
+        assert json.dumps(result["OutputLocation"]).endswith(f'"/{name}/"]]}}')
+
+
 def test_every_shipped_query_is_a_named_query(sandbox: Synth) -> None:
     queries = {q["Name"]: q for q in _props(sandbox, "AWS::Athena::NamedQuery")}
     shipped = sql.load("athena")
