@@ -520,13 +520,26 @@ def test_audit_named_queries_run_in_the_audit_workgroup(catalog: Template) -> No
 
 def _cloudtrail_rows(today: date) -> list[tuple[Any, ...]]:
     day = lambda n: (today - timedelta(days=n)).strftime("%Y/%m/%d")  # noqa: E731
-    iso = lambda n: (today - timedelta(days=n)).isoformat() + "T10:00:00Z"  # noqa: E731
+    iso = lambda n, h=10: (today - timedelta(days=n)).isoformat() + f"T{h:02}:00:00Z"  # noqa: E731
 
-    def s3(who: str, key: str, n: int, error: str | None = None, event: str = "GetObject") -> tuple[Any, ...]:
+    def s3(
+        who: str, key: str, n: int, error: str | None = None, event: str = "GetObject", h: int = 10
+    ) -> tuple[Any, ...]:
         params = json.dumps({"bucketName": "lake-sbx-curated-123456789012-eu-west-1", "key": key})
-        return (who, "AssumedRole", iso(n), "s3.amazonaws.com", event, error, params, "10.0.0.1", day(n))
+        return (
+            who,
+            "AssumedRole",
+            iso(n, h),
+            "s3.amazonaws.com",
+            event,
+            error,
+            params,
+            "10.0.0.1",
+            day(n),
+            None,
+        )
 
-    def lf(who: str, event: str, n: int) -> tuple[Any, ...]:
+    def lf(who: str, event: str, n: int, params: str = "{}", extra: str | None = None) -> tuple[Any, ...]:
         return (
             who,
             "AssumedRole",
@@ -534,18 +547,37 @@ def _cloudtrail_rows(today: date) -> list[tuple[Any, ...]]:
             "lakeformation.amazonaws.com",
             event,
             None,
-            "{}",
-            "10.0.0.2",
+            params,
+            "athena.amazonaws.com",
             day(n),
+            extra,
         )
 
+    def vend(who: str, session: str, table: str, n: int) -> tuple[Any, ...]:
+        # Lake Formation's GetDataAccess as Athena calls it for a query (the shape of the samples
+        # in aws/aws-lakeformation-best-practices, auditing/lake-formation-cloudtrail.md)
+        params = json.dumps({"tableArn": f"arn:aws:glue:eu-west-1:1:table/lake_sbx_curated/{table}"})
+        extra = json.dumps({"requesterService": "ATHENA", "lakeFormationRoleSessionName": session})
+        return lf(who, "GetDataAccess", n, params, extra)
+
+    registration = "arn:aws:sts::1:assumed-role/lake-sbx-curated-location"
     return [
-        s3("arn:aws:sts::1:assumed-role/analyst/kim", "orders/year=2026/month=11/day=20/part-0.parquet", 1),
+        # an analyst's Athena query: Lake Formation vends a session of the curated zone's
+        # registration role, which reads the object
+        vend("arn:aws:sts::1:assumed-role/analyst/kim", "AWSLF-00-AT-1-EXAMPLE01", "orders", 1),
+        s3(
+            f"{registration}/AWSLF-00-AT-1-EXAMPLE01",
+            "orders/year=2026/month=11/day=20/part-0.parquet",
+            1,
+            h=11,
+        ),
         s3(
             "arn:aws:sts::1:assumed-role/engineer/lee",
             "orders_quarantine/year=2026/month=11/day=20/q.parquet",
             3,
         ),
+        # a session vended before the window's first day: still shown, under the session
+        s3(f"{registration}/AWSLF-00-AT-1-EXAMPLE02", "orders/year=2026/month=11/day=01/part-0.parquet", 5),
         s3(
             "arn:aws:sts::1:assumed-role/analyst/park", "orders/year=2026/month=10/day=01/part-0.parquet", 40
         ),  # too old
@@ -562,19 +594,25 @@ def _cloudtrail_rows(today: date) -> list[tuple[Any, ...]]:
 def test_audit_queries_parse_as_trino_and_answer_on_sample_events(query: sql.SqlFile) -> None:
     text = query.render({"pii_key_regex": sql.regex_for_prefixes(pii_key_prefixes((ORDERS,)))})
     sqlglot.parse_one(text, read="trino")  # raises on a syntax error
+    assert text.count("?") == 1  # one execution parameter: the days
     con = duckdb.connect()
     con.execute(
         "CREATE TABLE cloudtrail (useridentity STRUCT(arn VARCHAR, type VARCHAR), eventtime VARCHAR, "
         "eventsource VARCHAR, eventname VARCHAR, errorcode VARCHAR, requestparameters VARCHAR, "
-        'sourceipaddress VARCHAR, "timestamp" VARCHAR)'
+        'sourceipaddress VARCHAR, "timestamp" VARCHAR, additionaleventdata VARCHAR)'
     )
     rows = [({"arn": who, "type": kind}, *rest) for who, kind, *rest in _cloudtrail_rows(date.today())]
-    con.executemany("INSERT INTO cloudtrail VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    con.executemany("INSERT INTO cloudtrail VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     result = con.execute(sql.athena_to_duckdb(text), [30]).fetchall()
     if query.name == "who_read_pii":
-        assert [(r[0].split("/")[-1], r[3].split("/")[0]) for r in result] == [
-            ("kim", "orders"),
-            ("lee", "orders_quarantine"),
+        # principal (last part of the ARN), through Lake Formation, table, via, object's first folder
+        assert [
+            (r[0].split("/")[-1], r[1], r[2] and r[2].split("/")[-1], r[3], r[5].split("/")[0])
+            for r in result
+        ] == [
+            ("kim", True, "orders", "athena.amazonaws.com", "orders"),
+            ("lee", False, None, "10.0.0.1", "orders_quarantine"),
+            ("AWSLF-00-AT-1-EXAMPLE02", True, None, "10.0.0.1", "orders"),
         ]
     else:
         assert [(r[1].split("/")[-1], r[2]) for r in result] == [("jung", "GrantPermissions")]
