@@ -523,7 +523,7 @@ def _cloudtrail_rows(today: date) -> list[tuple[Any, ...]]:
     iso = lambda n, h=10: (today - timedelta(days=n)).isoformat() + f"T{h:02}:00:00Z"  # noqa: E731
 
     def s3(
-        who: str, key: str, n: int, error: str | None = None, event: str = "GetObject", h: int = 10
+        who: str, key: str, n: int, *, error: str | None = None, event: str = "GetObject", h: int = 10
     ) -> tuple[Any, ...]:
         params = json.dumps({"bucketName": "lake-sbx-curated-123456789012-eu-west-1", "key": key})
         return (
