@@ -173,15 +173,11 @@ class Personas(Construct):
             self._spectrum_policy(self.spectrum)
         self.quicksight: iam.Role | None = None
         if quicksight:
-            self.quicksight = iam.Role(
-                self,
+            self.quicksight = self._service_of_this_account(
                 "QuickSightRole",
-                role_name=f"{prefix}-quicksight-athena",
-                assumed_by=iam.ServicePrincipal(
-                    "quicksight.amazonaws.com",
-                    conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
-                ),
-                description="QuickSight's Athena data source: analysts' workgroup, curated data without PII",
+                f"{prefix}-quicksight-athena",
+                "quicksight.amazonaws.com",
+                "QuickSight's Athena data source: analysts' workgroup, curated data without PII",
             )
             # QuickSight lists the catalog's databases and tables before it runs a query.
             catalog = iam.PolicyStatement(
@@ -197,15 +193,11 @@ class Personas(Construct):
             self._analyst_policy("QuickSight", self.quicksight, catalog)
         self.notebooks: iam.Role | None = None
         if notebook_workgroup is not None:
-            self.notebooks = iam.Role(
-                self,
+            self.notebooks = self._service_of_this_account(
                 "NotebookRole",
-                role_name=f"{prefix}-athena-notebooks",
-                assumed_by=iam.ServicePrincipal(
-                    "athena.amazonaws.com",
-                    conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
-                ),
-                description="Athena Spark notebooks: read the curated zone whole, write calculation results",
+                f"{prefix}-athena-notebooks",
+                "athena.amazonaws.com",
+                "Athena Spark notebooks: read the curated zone whole, write calculation results",
             )
             self._notebook_policy(self.notebooks, notebook_workgroup)
 
@@ -219,6 +211,20 @@ class Personas(Construct):
             assumed_by=iam.AccountRootPrincipal(),
             description=description,
             max_session_duration=HUMAN_SESSION,
+        )
+
+    def _service_of_this_account(
+        self, construct_id: str, name: str, service: str, description: str
+    ) -> iam.Role:
+        """A role ``service`` may assume only on behalf of this account (``aws:SourceAccount``)."""
+        return iam.Role(
+            self,
+            construct_id,
+            role_name=name,
+            assumed_by=iam.ServicePrincipal(
+                service, conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}
+            ),
+            description=description,
         )
 
     def _arn(self, service: str, resource: str, name: str, sep: ArnFormat | None = None) -> str:
