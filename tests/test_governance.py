@@ -585,6 +585,9 @@ def _cloudtrail_rows(today: date) -> list[tuple[Any, ...]]:
         s3("arn:aws:sts::1:assumed-role/analyst/kim", "reports/daily.parquet", 1),  # not a PII prefix
         s3("arn:aws:sts::1:assumed-role/writer/job", "orders/new.parquet", 1, event="PutObject"),  # a write
         lf("arn:aws:sts::1:assumed-role/admin/jung", "GrantPermissions", 2),
+        # a grant naming a tag expression changes with it; dropping an opt-in ends enforcement
+        lf("arn:aws:sts::1:assumed-role/admin/yoon", "UpdateLFTagExpression", 4),
+        lf("arn:aws:sts::1:assumed-role/admin/yoon", "DeleteLakeFormationOptIn", 6),
         lf("arn:aws:sts::1:assumed-role/admin/jung", "GetDataAccess", 2),  # a read, not a change
         lf("arn:aws:sts::1:assumed-role/admin/han", "DeleteLFTag", 50),  # too old
     ]
@@ -615,7 +618,11 @@ def test_audit_queries_parse_as_trino_and_answer_on_sample_events(query: sql.Sql
             ("AWSLF-00-AT-1-EXAMPLE02", True, None, "10.0.0.1", "orders"),
         ]
     else:
-        assert [(r[1].split("/")[-1], r[2]) for r in result] == [("jung", "GrantPermissions")]
+        assert [(r[1].split("/")[-1], r[2]) for r in result] == [
+            ("jung", "GrantPermissions"),
+            ("yoon", "UpdateLFTagExpression"),
+            ("yoon", "DeleteLakeFormationOptIn"),
+        ]
 
 
 # --- Key policies --------------------------------------------------------------------------
