@@ -32,6 +32,42 @@ from datalake.dataset import CLASSIFICATIONS
 ZONES = ("raw", "curated", "analytics", "audit")
 #: Table permissions that let a reader query (Athena, Spectrum, QuickSight).
 READ = ["SELECT", "DESCRIBE"]
+#: Lake Formation calls that change who may read what: grants, admins and settings, registrations,
+#: LF-Tags and their assignments, tag expressions (a grant may name one), data-cells filters,
+#: enforcement (opt-ins) and the IAM Identity Center connection. Both the alert on changes made
+#: outside a deployment and ``sql/audit/lake_formation_changes.sql`` watch these.
+CHANGES = (
+    "GrantPermissions",
+    "RevokePermissions",
+    "BatchGrantPermissions",
+    "BatchRevokePermissions",
+    "PutDataLakeSettings",
+    "RegisterResource",
+    "DeregisterResource",
+    "UpdateResource",
+    "CreateLFTag",
+    "UpdateLFTag",
+    "DeleteLFTag",
+    "AddLFTagsToResource",
+    "RemoveLFTagsFromResource",
+    "CreateDataCellsFilter",
+    "UpdateDataCellsFilter",
+    "DeleteDataCellsFilter",
+    "CreateLFTagExpression",
+    "UpdateLFTagExpression",
+    "DeleteLFTagExpression",
+    "CreateLakeFormationOptIn",
+    "DeleteLakeFormationOptIn",
+    "CreateLakeFormationIdentityCenterConfiguration",
+    "UpdateLakeFormationIdentityCenterConfiguration",
+    "DeleteLakeFormationIdentityCenterConfiguration",
+)
+
+
+def execution_role_arn(stack: Stack) -> str:
+    """The CDK execution role CloudFormation deploys ``stack`` with (the bootstrap's)."""
+    return Fn.sub(stack.synthesizer.cloud_formation_execution_role_arn)  # type: ignore[attr-defined]
+
 
 Permissions = lf.CfnPrincipalPermissions
 
@@ -66,8 +102,7 @@ class LakeFormationSetup(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        exec_role = Fn.sub(stack.synthesizer.cloud_formation_execution_role_arn)  # type: ignore[attr-defined]
-        self.admin_arns = [exec_role, *admins]
+        self.admin_arns = [execution_role_arn(stack), *admins]
         # APPEND adds these admins to the account's list; REPLACE (the CloudFormation default)
         # would remove admins someone else configured, the classic failure in shared accounts.
         self.settings = lf.CfnDataLakeSettings(

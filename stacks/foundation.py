@@ -13,6 +13,7 @@ from constructs import Construct
 from cdk_constructs.alerts import AlertRules, AlertTopic, alarm_above
 from cdk_constructs.audit import AuditTrail
 from cdk_constructs.keys import LakeKeys
+from cdk_constructs.lake_formation import CHANGES, execution_role_arn
 from cdk_constructs.macie import allow_macie_to_decrypt
 from cdk_constructs.storage import LakeStorage
 from config import StageConfig
@@ -119,6 +120,8 @@ class FoundationStack(Stack):
         )
         for watched in self._watched_calls():
             self._alert_on(watched)
+        if features.lake_formation:
+            self._alert_on_lake_formation_changes()
 
     def _watched_calls(self) -> list[WatchedCalls]:
         """A lake key disabled or scheduled for deletion (CloudFormation's own destroy included):
@@ -172,6 +175,45 @@ class FoundationStack(Stack):
             template=f'"{w.what} <name>: <call> by <caller> at <time>"',
             paths={
                 "name": f"$.detail.requestParameters.{w.parameter}",
+                "call": "$.detail.eventName",
+                "caller": "$.detail.userIdentity.arn",
+                "time": "$.detail.eventTime",
+            },
+        )
+
+    def _alert_on_lake_formation_changes(self) -> None:
+        """A successful change to Lake Formation's permissions, tags, filters, settings or
+        registrations by anyone but the CDK execution role, which makes every change this app
+        declares: a grant given by hand is drift from the declared lake, and may open PII. Lake
+        Formation's admins and settings are the account's, so in an account that other teams'
+        Lake Formation shares, their changes alert too. The root user and IAM users carry no
+        session issuer: they match too."""
+        by_deployment = execution_role_arn(self)
+        self.governance_alerts.add(
+            "LakeFormationChangedRule",
+            description="Lake Formation changed outside a deployment, to the alert topic",
+            pattern={
+                "source": ["aws.lakeformation"],
+                "detail-type": ["AWS API Call via CloudTrail"],
+                "detail": {
+                    "eventSource": ["lakeformation.amazonaws.com"],
+                    "eventName": list(CHANGES),
+                    "errorCode": [{"exists": False}],  # the call succeeded
+                    "$or": [
+                        {
+                            "userIdentity": {
+                                "sessionContext": {
+                                    "sessionIssuer": {"arn": [{"anything-but": [by_deployment]}]}
+                                }
+                            }
+                        },
+                        {"userIdentity": {"sessionContext": {"sessionIssuer": {"arn": [{"exists": False}]}}}},
+                    ],
+                },
+            },
+            template='"Lake Formation <call> by <caller> at <time>, outside a deployment '
+            "(who changed what: the audit workgroup's lake formation changes query)\"",
+            paths={
                 "call": "$.detail.eventName",
                 "caller": "$.detail.userIdentity.arn",
                 "time": "$.detail.eventTime",

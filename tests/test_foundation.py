@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import aws_cdk as cdk
@@ -12,8 +13,10 @@ from cfn_resolve import ACCOUNT, REGION, Resolver, key_id
 from lake_app import Synth, app_context, synthesize
 
 from cdk_constructs.alerts import AlertTopic
+from cdk_constructs.lake_formation import CHANGES
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS, LakeBucket, LakeStorage
 from datalake.dataset import load_datasets
+from datalake.sql import SQL_DIR
 
 
 @pytest.fixture(scope="module")
@@ -333,6 +336,55 @@ def test_the_lake_trail_stopped_or_deleted_alerts(sandbox: Synth, template: Temp
     assert not pattern.matches_event(refused)
     target = rule["Targets"][0]["InputTransformer"]
     assert target["InputTemplate"] == '"Lake audit trail <name>: <call> by <caller> at <time>"'
+
+
+def _lf_call(name: str, identity: dict[str, Any], **detail: Any) -> dict[str, Any]:
+    return _api_call("lakeformation", name, {"resource": {}}, userIdentity=identity, **detail)
+
+
+def _assumed(role: str) -> dict[str, Any]:
+    """A role session's identity as CloudTrail records it."""
+    return {
+        "type": "AssumedRole",
+        "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/session",
+        "sessionContext": {"sessionIssuer": {"type": "Role", "arn": f"arn:aws:iam::{ACCOUNT}:role/{role}"}},
+    }
+
+
+def test_a_lake_formation_change_outside_a_deployment_alerts(sandbox: Synth, template: Template) -> None:
+    rule = _rule(template, "aws.lakeformation")
+    pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
+    deployment = _assumed(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
+    # a grant, an admin change or a filter change by a person's role, an IAM user or the root
+    # user: published, whichever change it is
+    for identity in (
+        _assumed("lake-sbx-data-engineer"),
+        {"type": "IAMUser", "arn": f"arn:aws:iam::{ACCOUNT}:user/kim"},
+        {"type": "Root", "arn": f"arn:aws:iam::{ACCOUNT}:root"},
+    ):
+        assert pattern.matches_event(_lf_call("GrantPermissions", identity))
+    for change in CHANGES:
+        assert pattern.matches_event(_lf_call(change, _assumed("admin")))
+    # the same changes made by a deployment (the CDK execution role), a refused call, or a read
+    # (Lake Formation vending credentials to a query): not
+    assert not pattern.matches_event(_lf_call("GrantPermissions", deployment))
+    assert not pattern.matches_event(_lf_call("PutDataLakeSettings", deployment))
+    assert not pattern.matches_event(
+        _lf_call("GrantPermissions", _assumed("admin"), errorCode="AccessDenied")
+    )
+    assert not pattern.matches_event(_lf_call("GetDataAccess", _assumed("lake-sbx-data-analyst")))
+    # the notice names the call, the caller and the time
+    target = rule["Targets"][0]["InputTransformer"]
+    assert target["InputTemplate"].startswith(
+        '"Lake Formation <call> by <caller> at <time>, outside a deployment'
+    )
+    assert target["InputPathsMap"]["caller"] == "$.detail.userIdentity.arn"
+    # and the audit query lists the same changes
+    listed = re.search(
+        r"eventname IN \((.*?)\)", (SQL_DIR / "audit" / "lake_formation_changes.sql").read_text(), re.S
+    )
+    assert listed is not None
+    assert re.findall(r"'(\w+)'", listed.group(1)) == list(CHANGES)
 
 
 def test_sandbox_destroys_everything_and_empties_buckets(template: Template) -> None:

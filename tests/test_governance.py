@@ -344,6 +344,10 @@ def test_lake_formation_off_leaves_an_iam_only_lake() -> None:
     assert "lakeformation:GetDataAccess" not in policies
     # and the job and the crawler have no use for Lake Formation's credentials
     assert "lakeformation:GetDataAccess" not in json.dumps(synth.template_json(lake.processing))
+    # nor is a change to Lake Formation's permissions drift to alert on
+    rules = synth.template_json(lake.foundation)["Resources"].values()
+    assert [r for r in rules if r["Type"] == "AWS::Events::Rule"]  # the key and trail alerts stay
+    assert "aws.lakeformation" not in json.dumps([r for r in rules if r["Type"] == "AWS::Events::Rule"])
 
 
 # --- Macie ---------------------------------------------------------------------------------

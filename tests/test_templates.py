@@ -7,6 +7,7 @@ import json
 from collections import Counter
 
 import pytest
+from cfn_resolve import REGION
 from cfnlint.api import ManualArgs, lint_by_config
 from lake_app import SECOND_DATASET, SWITCHED, TWO_DATASETS, WITHOUT_AUDIT, Synth, synthesize
 
@@ -18,6 +19,8 @@ MAX_RESOURCES = 500
 MAX_OUTPUTS = 200
 MAX_PARAMETERS = 200
 MAX_TEMPLATE_BYTES = 1_000_000
+# https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-quota.html
+MAX_EVENT_PATTERN = 2048
 # cfn-lint checks that CDK itself triggers; each is a warning about generated code we do not write.
 CFN_LINT_IGNORE: list[str] = [
     # W3005 "obsolete DependsOn": CDK's Custom::S3AutoDeleteObjects provider (sandbox buckets only)
@@ -62,6 +65,22 @@ def test_templates_respect_cloudformation_quotas(synth: Synth) -> None:
         assert len(template.get("Outputs", {})) <= MAX_OUTPUTS, stack.stack_name
         assert len(template.get("Parameters", {})) <= MAX_PARAMETERS, stack.stack_name
         assert size < MAX_TEMPLATE_BYTES, stack.stack_name
+
+
+def test_event_patterns_fit_eventbridges_quota(synth: Synth) -> None:
+    # EventBridge's quotas page: an event pattern holds at most 2,048 characters by default;
+    # measured as deployed (names and ARNs filled in, in the longest region name of REGIONS)
+    patterns = {
+        f"{stack.stack_name}/{logical}": synth.resolved(stack, resource["Properties"]["EventPattern"])
+        for stack in synth.lake.stacks
+        for logical, resource in synth.template_json(stack)["Resources"].items()
+        if resource["Type"] == "AWS::Events::Rule" and "EventPattern" in resource["Properties"]
+    }
+    assert patterns
+    longest_region = max(len(r) for r in REGIONS)
+    for name, pattern in patterns.items():
+        text = json.dumps(pattern, separators=(",", ":"))
+        assert len(text) + text.count(REGION) * (longest_region - len(REGION)) <= MAX_EVENT_PATTERN, name
 
 
 def test_cdk_reports_no_warnings_or_errors(synth: Synth) -> None:
