@@ -118,17 +118,31 @@ class FoundationStack(Stack):
         self.governance_alerts = AlertRules(
             self, "GovernanceAlerts", topic=self.alerts.topic, key=self.keys.logs
         )
-        for watched in self._watched_calls():
+        for watched in self._watched_calls(lake_formation=features.lake_formation):
             self._alert_on(watched)
-        if features.lake_formation:
-            self._alert_on_lake_formation_changes()
 
-    def _watched_calls(self) -> list[WatchedCalls]:
+    def _watched_calls(self, *, lake_formation: bool) -> list[WatchedCalls]:
         """A lake key disabled or scheduled for deletion (CloudFormation's own destroy included):
         every object of its zone becomes unreadable then, or when the waiting period ends. The
         lake's trail stopped or deleted: the audit of who read what ends there. Each call names
-        its key by id or ARN (the API takes no alias for either), its trail by name or ARN."""
+        its key by id or ARN (the API takes no alias for either), its trail by name or ARN.
+
+        Outside a deployment (by anyone but the CDK execution role, which makes every change this
+        app declares): a lake bucket's policy, ACL, public access block, encryption, versioning,
+        lifecycle, object ownership or replication changed, which can open the bucket, stop
+        encrypting, expire or copy its objects; and, with Lake Formation on, a change to its
+        permissions, tags, filters, settings or registrations, which can open PII. Lake
+        Formation's admins and settings are the account's, so in an account that other teams'
+        Lake Formation shares, their changes alert too."""
         keys = [*self.keys.zone_keys.values(), self.keys.logs]
+        storage = self.storage
+        buckets = (
+            storage.raw,
+            storage.curated,
+            storage.analytics,
+            storage.athena_results,
+            storage.access_logs,
+        )
         watched = [
             WatchedCalls(
                 "KeyDisabledOrDeletedRule",
@@ -137,7 +151,17 @@ class FoundationStack(Stack):
                 ("DisableKey", "ScheduleKeyDeletion"),
                 "keyId",
                 (*(k.key_id for k in keys), *(k.key_arn for k in keys)),
-            )
+            ),
+            WatchedCalls(
+                "BucketGuardChangedRule",
+                "Lake bucket",
+                "s3",
+                BUCKET_GUARDS,
+                "bucketName",
+                tuple(b.bucket.bucket_name for b in buckets),
+                outside_deployments=True,
+                summary="policy, ACL, public access, encryption, versioning, lifecycle, ownership or replication changed",
+            ),
         ]
         if self.trail is not None:
             names = (self.trail.name, self.trail.trail.trail_arn)
@@ -151,74 +175,90 @@ class FoundationStack(Stack):
                     names,
                 )
             )
+        if lake_formation:
+            watched.append(
+                WatchedCalls(
+                    "LakeFormationChangedRule",
+                    "Lake Formation",
+                    "lakeformation",
+                    CHANGES,
+                    outside_deployments=True,
+                    summary="permissions, tags, filters, settings or registrations changed",
+                )
+            )
         return watched
 
     def _alert_on(self, watched: WatchedCalls) -> None:
-        """A successful call of ``watched.calls`` whose request names one of ``watched.names``,
-        published to the alert topic. EventBridge gets these management calls from CloudTrail when
-        a trail logs management events in the account ("AWS API Call via CloudTrail" needs one,
-        EventBridge's guide): the lake's own (``features.cloudtrail``) or the organization's."""
+        """A successful call of ``watched.calls`` (whose request names one of ``watched.names``,
+        made outside a deployment if so watched), published to the alert topic. EventBridge gets
+        these management calls from CloudTrail when a trail logs management events in the account
+        ("AWS API Call via CloudTrail" needs one, EventBridge's guide): the lake's own
+        (``features.cloudtrail``) or the organization's."""
         w = watched
+        detail: dict[str, object] = {
+            "eventSource": [f"{w.service}.amazonaws.com"],
+            "eventName": list(w.calls),
+            "errorCode": [{"exists": False}],  # the call succeeded
+        }
+        paths = {
+            "call": "$.detail.eventName",
+            "caller": "$.detail.userIdentity.arn",
+            "time": "$.detail.eventTime",
+        }
+        subject = w.what
+        if w.parameter is not None:
+            detail["requestParameters"] = {w.parameter: list(w.names)}
+            paths["name"] = f"$.detail.requestParameters.{w.parameter}"
+            subject += " <name>"
+        where = ""
+        if w.outside_deployments:
+            # A caller without a session issuer (an IAM user, the root user) is outside a
+            # deployment too: anything-but does not match a field that is absent.
+            issuer = ("userIdentity", "sessionContext", "sessionIssuer", "arn")
+            detail["$or"] = [
+                _nested(issuer, [{"anything-but": [execution_role_arn(self)]}]),
+                _nested(issuer, [{"exists": False}]),
+            ]
+            where = ", outside a deployment"
         self.governance_alerts.add(
             w.construct_id,
-            description=f"{w.what}: {' or '.join(w.calls)}, to the alert topic",
+            description=f"{w.what}: {w.summary or ' or '.join(w.calls)}{where}, to the alert topic",
             pattern={
                 "source": [f"aws.{w.service}"],
                 "detail-type": ["AWS API Call via CloudTrail"],
-                "detail": {
-                    "eventSource": [f"{w.service}.amazonaws.com"],
-                    "eventName": list(w.calls),
-                    "requestParameters": {w.parameter: list(w.names)},
-                    "errorCode": [{"exists": False}],  # the call succeeded
-                },
+                "detail": detail,
             },
-            template=f'"{w.what} <name>: <call> by <caller> at <time>"',
-            paths={
-                "name": f"$.detail.requestParameters.{w.parameter}",
-                "call": "$.detail.eventName",
-                "caller": "$.detail.userIdentity.arn",
-                "time": "$.detail.eventTime",
-            },
+            template=f'"{subject}: <call> by <caller> at <time>{where}"',
+            paths=paths,
         )
 
-    def _alert_on_lake_formation_changes(self) -> None:
-        """A successful change to Lake Formation's permissions, tags, filters, settings or
-        registrations by anyone but the CDK execution role, which makes every change this app
-        declares: a grant given by hand is drift from the declared lake, and may open PII. Lake
-        Formation's admins and settings are the account's, so in an account that other teams'
-        Lake Formation shares, their changes alert too. The root user and IAM users carry no
-        session issuer: they match too."""
-        by_deployment = execution_role_arn(self)
-        self.governance_alerts.add(
-            "LakeFormationChangedRule",
-            description="Lake Formation changed outside a deployment, to the alert topic",
-            pattern={
-                "source": ["aws.lakeformation"],
-                "detail-type": ["AWS API Call via CloudTrail"],
-                "detail": {
-                    "eventSource": ["lakeformation.amazonaws.com"],
-                    "eventName": list(CHANGES),
-                    "errorCode": [{"exists": False}],  # the call succeeded
-                    "$or": [
-                        {
-                            "userIdentity": {
-                                "sessionContext": {
-                                    "sessionIssuer": {"arn": [{"anything-but": [by_deployment]}]}
-                                }
-                            }
-                        },
-                        {"userIdentity": {"sessionContext": {"sessionIssuer": {"arn": [{"exists": False}]}}}},
-                    ],
-                },
-            },
-            template='"Lake Formation <call> by <caller> at <time>, outside a deployment '
-            "(who changed what: the audit workgroup's lake formation changes query)\"",
-            paths={
-                "call": "$.detail.eventName",
-                "caller": "$.detail.userIdentity.arn",
-                "time": "$.detail.eventTime",
-            },
-        )
+
+def _nested(path: tuple[str, ...], leaf: object) -> dict[str, object]:
+    """``{"a": {"b": leaf}}`` for the path ``("a", "b")``."""
+    node: object = leaf
+    for key in reversed(path):
+        node = {key: node}
+    assert isinstance(node, dict)
+    return node
+
+
+#: Bucket settings whose change can open a bucket, stop encrypting, expire or copy its objects
+#: (CloudTrail's event names: the lifecycle call is PutBucketLifecycle).
+BUCKET_GUARDS = (
+    "PutBucketPolicy",
+    "DeleteBucketPolicy",
+    "PutBucketAcl",
+    "PutBucketPublicAccessBlock",
+    "DeleteBucketPublicAccessBlock",
+    "PutBucketEncryption",
+    "DeleteBucketEncryption",
+    "PutBucketVersioning",
+    "PutBucketLifecycle",
+    "DeleteBucketLifecycle",
+    "PutBucketOwnershipControls",
+    "DeleteBucketOwnershipControls",
+    "PutBucketReplication",
+)
 
 
 class WatchedCalls(NamedTuple):
@@ -228,6 +268,10 @@ class WatchedCalls(NamedTuple):
     what: str
     service: str
     calls: tuple[str, ...]
-    #: The request parameter that names the resource, and the names it may take.
-    parameter: str
-    names: tuple[str, ...]
+    #: The request parameter that names the resource, and the names it may take (None: any).
+    parameter: str | None = None
+    names: tuple[str, ...] = ()
+    #: Only calls made outside a deployment, by anyone but the CDK execution role.
+    outside_deployments: bool = False
+    #: What the calls do, for the rule's description (default: the calls' names).
+    summary: str | None = None

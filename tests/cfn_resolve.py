@@ -1,7 +1,7 @@
 """Resolve the intrinsic functions of synthesized templates to the values a deployment would give.
 
-Enough of CloudFormation for the offline pipeline tests: the pseudo parameters, ``Ref`` and
-``Fn::GetAtt`` of the resource types the processing stack refers to, ``Fn::Join``, ``Fn::Sub``
+Enough of CloudFormation for the offline pipeline and alert tests: the pseudo parameters, ``Ref``
+and ``Fn::GetAtt`` of the resource types those stacks refer to, ``Fn::Join``, ``Fn::Sub``
 and the cross-stack ``Fn::GetStackOutput``. Anything else fails with the function and the stack named,
 so a template that grows a new kind of reference is noticed rather than half resolved.
 """
@@ -27,6 +27,7 @@ NAME_PROPERTY = {
     "AWS::SNS::Topic": "TopicName",
     "AWS::IAM::Role": "RoleName",
     "AWS::CloudTrail::Trail": "TrailName",
+    "AWS::S3::Bucket": "BucketName",
 }
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 

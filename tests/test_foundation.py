@@ -17,6 +17,7 @@ from cdk_constructs.lake_formation import CHANGES
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS, LakeBucket, LakeStorage
 from datalake.dataset import load_datasets
 from datalake.sql import SQL_DIR
+from stacks.foundation import BUCKET_GUARDS
 
 
 @pytest.fixture(scope="module")
@@ -375,9 +376,7 @@ def test_a_lake_formation_change_outside_a_deployment_alerts(sandbox: Synth, tem
     assert not pattern.matches_event(_lf_call("GetDataAccess", _assumed("lake-sbx-data-analyst")))
     # the notice names the call, the caller and the time
     target = rule["Targets"][0]["InputTransformer"]
-    assert target["InputTemplate"].startswith(
-        '"Lake Formation <call> by <caller> at <time>, outside a deployment'
-    )
+    assert target["InputTemplate"] == '"Lake Formation: <call> by <caller> at <time>, outside a deployment"'
     assert target["InputPathsMap"]["caller"] == "$.detail.userIdentity.arn"
     # and the audit query lists the same changes
     listed = re.search(
@@ -385,6 +384,46 @@ def test_a_lake_formation_change_outside_a_deployment_alerts(sandbox: Synth, tem
     )
     assert listed is not None
     assert re.findall(r"'(\w+)'", listed.group(1)) == list(CHANGES)
+
+
+def test_a_lake_buckets_guard_changed_outside_a_deployment_alerts(sandbox: Synth, template: Template) -> None:
+    rule = _rule(template, "aws.s3")
+    pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
+    buckets = [r["Properties"]["BucketName"] for r in template.find_resources("AWS::S3::Bucket").values()]
+    resolver, stack = Resolver(sandbox.all_templates()), sandbox.lake.foundation.stack_name
+    names = [resolver.resolve(stack, b) for b in buckets]
+    assert len(names) == 5 and all(n.startswith("lake-sbx-") for n in names)
+    deployment = _assumed(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
+
+    def call(name: str, bucket: str, identity: dict[str, Any], **detail: Any) -> dict[str, Any]:
+        return _api_call(
+            "s3",
+            name,
+            {"bucketName": bucket, "Host": f"{bucket}.s3.amazonaws.com"},
+            userIdentity=identity,
+            **detail,
+        )
+
+    # a policy, public access block, encryption, versioning, lifecycle or replication change of any
+    # lake bucket by a person: published
+    for bucket in names:
+        assert pattern.matches_event(call("PutBucketPolicy", bucket, _assumed("admin")))
+    for change in BUCKET_GUARDS:
+        assert pattern.matches_event(
+            call(change, names[0], {"type": "Root", "arn": f"arn:aws:iam::{ACCOUNT}:root"})
+        )
+    # by a deployment, on another bucket, refused, or an object call: not
+    assert not pattern.matches_event(call("PutBucketPolicy", names[0], deployment))
+    assert not pattern.matches_event(call("PutBucketPolicy", "someone-elses-bucket", _assumed("admin")))
+    assert not pattern.matches_event(
+        call("DeleteBucketPolicy", names[0], _assumed("admin"), errorCode="AccessDenied")
+    )
+    assert not pattern.matches_event(call("GetBucketPolicy", names[0], _assumed("admin")))
+    target = rule["Targets"][0]["InputTransformer"]
+    assert (
+        target["InputTemplate"] == '"Lake bucket <name>: <call> by <caller> at <time>, outside a deployment"'
+    )
+    assert target["InputPathsMap"]["name"] == "$.detail.requestParameters.bucketName"
 
 
 def test_sandbox_destroys_everything_and_empties_buckets(template: Template) -> None:
