@@ -166,7 +166,7 @@ class AuditQueries(Construct):
         construct_id: str,
         *,
         database_name: str,
-        logs_bucket_name: str,
+        trail_bucket_name: str,
         workgroup: athena.CfnWorkGroup,
         pii_prefixes: Sequence[str],
         lake_formation: bool,
@@ -177,10 +177,12 @@ class AuditQueries(Construct):
             "Database",
             name=database_name,
             description="Audit: the CloudTrail trail of the lake (who read and changed what).",
-            location=f"s3://{logs_bucket_name}/{TRAIL_PREFIX}/",
+            location=f"s3://{trail_bucket_name}/{TRAIL_PREFIX}/",
             lake_formation=lake_formation,
         )
-        location = f"s3://{logs_bucket_name}/{TRAIL_PREFIX}/AWSLogs/{Aws.ACCOUNT_ID}/CloudTrail/{Aws.REGION}/"
+        location = (
+            f"s3://{trail_bucket_name}/{TRAIL_PREFIX}/AWSLogs/{Aws.ACCOUNT_ID}/CloudTrail/{Aws.REGION}/"
+        )
         self.table = external_table(
             self,
             "CloudTrailTable",

@@ -71,7 +71,8 @@ class LakeAccess:
     curated_bucket: s3.IBucket
     analytics_bucket: s3.IBucket
     athena_results_bucket: s3.IBucket
-    logs_bucket: s3.IBucket
+    #: The audit trail's log files; ``None`` without the lake's trail.
+    audit_bucket: s3.IBucket | None
     raw_key: kms.IKey
     curated_key: kms.IKey
     analytics_key: kms.IKey
@@ -341,12 +342,17 @@ class Personas(Construct):
                     actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                     resources=[b.arn_for_objects("*") for b in (*zones, a.athena_results_bucket)],
                 ),
-                iam.PolicyStatement(
-                    actions=["s3:GetObject"], resources=[a.logs_bucket.arn_for_objects("cloudtrail/*")]
+                *(
+                    [iam.PolicyStatement(actions=["s3:GetObject"], resources=[audit.arn_for_objects("*")])]
+                    if (audit := a.audit_bucket) is not None
+                    else []
                 ),
                 iam.PolicyStatement(
                     actions=["s3:ListBucket", "s3:GetBucketLocation"],
-                    resources=[b.bucket_arn for b in (*zones, a.athena_results_bucket, a.logs_bucket)],
+                    resources=[
+                        b.bucket_arn
+                        for b in (*zones, a.athena_results_bucket, *filter(None, [a.audit_bucket]))
+                    ],
                 ),
                 key_use_via(
                     "s3",

@@ -76,6 +76,11 @@ class Lifecycle:
     noncurrent_versions_expire_after: int = 30
     athena_results_expire_after: int = 30
     access_logs_expire_after: int = 365
+    #: The audit trail's log files (the ``<prefix>-audit-...`` bucket) expire after this.
+    audit_logs_expire_after: int = 365
+    #: Keep the trail's log files under S3 Object Lock (governance mode) this long; 0: no lock.
+    #: Only a retained bucket can be locked: ``cdk destroy`` could not empty a locked one.
+    audit_logs_locked_for: int = 0
     #: The transform's rejections (``<dataset>_rejected/`` of the raw zone: the records as sent,
     #: PII whole) expire after this: long enough to fix a contract and replay them, no longer.
     rejected_expire_after: int = 365
@@ -144,6 +149,18 @@ class StageConfig:
             )
         if lc.rejected_expire_after < 1:
             problems.append("lifecycle.rejected_expire_after: use a whole number of days, 1 or more")
+        if lc.audit_logs_expire_after < 1:
+            problems.append("lifecycle.audit_logs_expire_after: use a whole number of days, 1 or more")
+        if not 0 <= lc.audit_logs_locked_for <= lc.audit_logs_expire_after:
+            problems.append(
+                f"lifecycle.audit_logs_locked_for={lc.audit_logs_locked_for}: use 0 (no Object Lock) or "
+                "days up to lifecycle.audit_logs_expire_after"
+            )
+        elif lc.audit_logs_locked_for and self.destroy_on_removal:
+            problems.append(
+                "lifecycle.audit_logs_locked_for: a stage with destroy_on_removal=True cannot lock the "
+                "trail's log files (cdk destroy could not empty the bucket); use 0"
+            )
         if self.athena_bytes_scanned_cutoff < ATHENA_MIN_CUTOFF_BYTES:
             problems.append(
                 f"athena_bytes_scanned_cutoff: Athena's minimum is {ATHENA_MIN_CUTOFF_BYTES:,} bytes (10 MB)"
@@ -175,7 +192,7 @@ SANDBOX = StageConfig(
     log_retention_days=30,
     # a sandbox stops spending when its budget of RPU-hours is used up
     redshift_usage_limit_action="deactivate",
-    lifecycle=Lifecycle(access_logs_expire_after=90),
+    lifecycle=Lifecycle(access_logs_expire_after=90, audit_logs_expire_after=90),
 )
 
 PROD = StageConfig(
@@ -184,6 +201,9 @@ PROD = StageConfig(
     destroy_on_removal=False,
     termination_protection=True,
     log_retention_days=731,
+    # the trail's log files can be neither deleted nor overwritten for a year, except by a
+    # principal allowed s3:BypassGovernanceRetention
+    lifecycle=Lifecycle(audit_logs_locked_for=365),
     features=Features(redshift=True),
 )
 

@@ -23,7 +23,7 @@ from typing import Any
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- diagram:start (make diagram) -->", "<!-- diagram:end -->"
 _PSEUDO = {"AWS::AccountId": "<account>", "AWS::Region": "<region>", "AWS::Partition": "aws"}
-ZONES = ("raw", "curated", "analytics", "athena-results", "access-logs")
+ZONES = ("raw", "curated", "analytics", "athena-results", "access-logs", "audit")
 
 
 def text(value: Any) -> str:
@@ -151,6 +151,7 @@ def build(assembly: Assembly) -> Diagram:
 
     # Zones and the keys that encrypt them.
     buckets: dict[str, str] = {}
+    zone_of_bucket: dict[str, str] = {}  # logical id -> zone
     keys: dict[str, str] = {}
     aliases = {
         next(iter(referenced(p["TargetKeyId"]))): p["AliasName"]
@@ -158,12 +159,13 @@ def build(assembly: Assembly) -> Diagram:
     }
     for stack, logical, _ in assembly.resources("AWS::KMS::Key"):
         keys[logical] = d.node(stack, "KMS " + aliases.get(logical, logical).removeprefix("alias/"), "key")
-    for stack, _, props in assembly.resources("AWS::S3::Bucket"):
+    for stack, logical, props in assembly.resources("AWS::S3::Bucket"):
         name = text(props.get("BucketName", ""))
         zone = _zone_of(name, prefix)
         if zone is None:
             continue
         buckets[zone] = d.node(stack, f"S3 {zone}: {name}", "store")
+        zone_of_bucket[logical] = zone
         rules = props.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])
         for rule in rules:
             for key in referenced(rule.get("ServerSideEncryptionByDefault", {})):
@@ -294,10 +296,11 @@ def build(assembly: Assembly) -> Diagram:
         for zone in ("raw", "curated"):
             if zone in buckets:
                 d.edge(macie, buckets[zone], "scans for PII", "-.->")
-    for stack, _, _props in assembly.resources("AWS::CloudTrail::Trail"):
+    for stack, _, props in assembly.resources("AWS::CloudTrail::Trail"):
         trail = d.node(stack, "CloudTrail (S3 data events)")
-        if "access-logs" in buckets:
-            d.edge(trail, buckets["access-logs"], "logs", "-.->")
+        for bucket in referenced(props.get("S3BucketName", "")):
+            if bucket in zone_of_bucket:
+                d.edge(trail, buckets[zone_of_bucket[bucket]], "logs", "-.->")
     alarms = [props for _, _, props in assembly.resources("AWS::CloudWatch::Alarm")]
     alarm_actions = json.dumps([a.get("AlarmActions") for a in alarms])
     for stack, logical, props in assembly.resources("AWS::SNS::Topic"):

@@ -94,7 +94,7 @@ class CatalogStack(Stack):
             )
 
         self.audit: AuditQueries | None = None
-        if stage.features.cloudtrail:
+        if storage.audit is not None:
             self.audit_workgroup = sql_workgroup(
                 self,
                 "AuditWorkgroup",
@@ -109,7 +109,7 @@ class CatalogStack(Stack):
                 self,
                 "Audit",
                 database_name=database_name(stage, "audit"),
-                logs_bucket_name=storage.access_logs.bucket_name,
+                trail_bucket_name=storage.audit.bucket_name,
                 workgroup=self.audit_workgroup,
                 pii_prefixes=pii_key_prefixes(datasets),
                 lake_formation=lake_formation,

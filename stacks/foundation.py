@@ -64,6 +64,11 @@ class FoundationStack(Stack):
             noncurrent_version_expiration=Duration.days(lc.noncurrent_versions_expire_after),
             athena_results_expire_after=Duration.days(lc.athena_results_expire_after),
             access_logs_expire_after=Duration.days(lc.access_logs_expire_after),
+            audit=features.cloudtrail,
+            audit_logs_expire_after=Duration.days(lc.audit_logs_expire_after),
+            audit_logs_locked_for=Duration.days(lc.audit_logs_locked_for)
+            if lc.audit_logs_locked_for
+            else None,
             rejected_prefixes=rejected_prefixes,
             rejected_expire_after=Duration.days(lc.rejected_expire_after),
             removal_policy=removal,
@@ -101,12 +106,12 @@ class FoundationStack(Stack):
         )
         self.alerts.notify_on(self.dropped_starts_alarm)
         self.trail: AuditTrail | None = None
-        if features.cloudtrail:
+        if self.storage.audit is not None:
             self.trail = AuditTrail(
                 self,
                 "Audit",
                 name=f"{stage.prefix}-audit",
-                bucket=self.storage.access_logs.bucket,
+                bucket=self.storage.audit.bucket,
                 key=self.keys.logs,
                 data_buckets=[
                     b.bucket for b in (self.storage.raw, self.storage.curated, self.storage.analytics)
@@ -129,8 +134,8 @@ class FoundationStack(Stack):
 
         Outside a deployment (by anyone but the CDK execution role, which makes every change this
         app declares): a lake bucket's policy, ACL, public access block, encryption, versioning,
-        lifecycle, object ownership or replication changed, which can open the bucket, stop
-        encrypting, expire or copy its objects; and, with Lake Formation on, a change to its
+        lifecycle, object ownership, replication or Object Lock changed, which can open the
+        bucket, stop encrypting, expire or copy its objects; and, with Lake Formation on, a change to its
         permissions, tags, filters, settings or registrations, which can open PII. Lake
         Formation's admins and settings are the account's, so in an account that other teams'
         Lake Formation shares, their changes alert too."""
@@ -142,6 +147,7 @@ class FoundationStack(Stack):
             storage.analytics,
             storage.athena_results,
             storage.access_logs,
+            *((storage.audit,) if storage.audit is not None else ()),
         )
         watched = [
             WatchedCalls(
@@ -160,7 +166,8 @@ class FoundationStack(Stack):
                 "bucketName",
                 tuple(b.bucket.bucket_name for b in buckets),
                 outside_deployments=True,
-                summary="policy, ACL, public access, encryption, versioning, lifecycle, ownership or replication changed",
+                summary="policy, ACL, public access, encryption, versioning, lifecycle, ownership, replication "
+                "or Object Lock changed",
             ),
         ]
         if self.trail is not None:
@@ -258,6 +265,7 @@ BUCKET_GUARDS = (
     "PutBucketOwnershipControls",
     "DeleteBucketOwnershipControls",
     "PutBucketReplication",
+    "PutObjectLockConfiguration",
 )
 
 

@@ -41,8 +41,9 @@ class GovernanceStack(Stack):
         # Deterministic names: no export, so the foundation can change without blocking on us.
         buckets = {
             zone: getattr(storage, zone).reference(self, f"{zone.title().replace('_', '')}Bucket")
-            for zone in ("raw", "curated", "analytics", "athena_results", "access_logs")
+            for zone in ("raw", "curated", "analytics", "athena_results")
         }
+        audit_bucket = storage.audit.reference(self, "AuditBucket") if storage.audit is not None else None
         self.personas = Personas(
             self,
             "Personas",
@@ -57,7 +58,7 @@ class GovernanceStack(Stack):
                 curated_bucket=buckets["curated"],
                 analytics_bucket=buckets["analytics"],
                 athena_results_bucket=buckets["athena_results"],
-                logs_bucket=buckets["access_logs"],
+                audit_bucket=audit_bucket,
                 raw_key=keys.raw,
                 curated_key=keys.curated,
                 analytics_key=keys.analytics,

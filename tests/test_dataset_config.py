@@ -785,6 +785,25 @@ _REFUSED_STAGE_EDITS: list[tuple[dict[str, Any], str]] = [
         "lifecycle.rejected_expire_after: use a whole number",
     ),
     (
+        {"lifecycle": Lifecycle(audit_logs_expire_after=0)},
+        "lifecycle.audit_logs_expire_after: use a whole number of days, 1 or more",
+    ),
+    (
+        {"destroy_on_removal": False, "lifecycle": Lifecycle(audit_logs_locked_for=-1)},
+        "lifecycle.audit_logs_locked_for=-1: use 0 (no Object Lock) or days up to",
+    ),
+    (
+        {
+            "destroy_on_removal": False,
+            "lifecycle": Lifecycle(audit_logs_expire_after=90, audit_logs_locked_for=91),
+        },
+        "lifecycle.audit_logs_locked_for=91: use 0 (no Object Lock) or days up to lifecycle.audit_logs_expire_after",
+    ),
+    (
+        {"lifecycle": Lifecycle(audit_logs_locked_for=1)},
+        "lifecycle.audit_logs_locked_for: a stage with destroy_on_removal=True cannot lock",
+    ),
+    (
         {"features": Features(quicksight_principal_arn="arn:aws:quicksight:eu-west-1:1:user/default/x")},
         "features.quicksight_principal_arn='arn:aws:quicksight:eu-west-1:1:user/default/x': use a QuickSight user or group ARN",
     ),
@@ -807,6 +826,7 @@ _ACCEPTED_STAGE_EDITS: list[dict[str, Any]] = [
             raw_infrequent_access_after=30, raw_glacier_ir_after=31, rejected_expire_after=1
         )
     },
+    {"destroy_on_removal": False, "lifecycle": Lifecycle(audit_logs_expire_after=1, audit_logs_locked_for=1)},
     {
         "features": Features(
             quicksight_principal_arn="arn:aws:quicksight:eu-west-1:123456789012:group/default/bi"

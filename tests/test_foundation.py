@@ -59,6 +59,7 @@ def test_logical_ids_of_stateful_resources_are_stable(template: Template) -> Non
         "StorageAccessLogsBucket",
         "StorageAnalyticsBucket",
         "StorageAthenaResultsBucket",
+        "StorageAuditBucket",
         "StorageCuratedBucket",
         "StorageRawBucket",
     ]
@@ -119,7 +120,7 @@ def test_zone_buckets_are_kms_encrypted_with_their_key_and_secure(
 
 def test_every_bucket_denies_plain_http_and_tls_before_1_2(template: Template) -> None:
     policies = template.find_resources("AWS::S3::BucketPolicy")
-    assert len(policies) == 5
+    assert len(policies) == 6
     for policy in policies.values():
         denied = [
             s["Condition"]
@@ -392,7 +393,7 @@ def test_a_lake_buckets_guard_changed_outside_a_deployment_alerts(sandbox: Synth
     buckets = [r["Properties"]["BucketName"] for r in template.find_resources("AWS::S3::Bucket").values()]
     resolver, stack = Resolver(sandbox.all_templates()), sandbox.lake.foundation.stack_name
     names = [resolver.resolve(stack, b) for b in buckets]
-    assert len(names) == 5 and all(n.startswith("lake-sbx-") for n in names)
+    assert len(names) == 6 and all(n.startswith("lake-sbx-") for n in names)
     deployment = _assumed(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
 
     def call(name: str, bucket: str, identity: dict[str, Any], **detail: Any) -> dict[str, Any]:
@@ -430,7 +431,7 @@ def test_sandbox_destroys_everything_and_empties_buckets(template: Template) -> 
     for type_ in ("AWS::KMS::Key", "AWS::S3::Bucket"):
         for resource in template.find_resources(type_).values():
             assert resource["DeletionPolicy"] == "Delete"
-    assert len(template.find_resources("Custom::S3AutoDeleteObjects")) == 5
+    assert len(template.find_resources("Custom::S3AutoDeleteObjects")) == 6
     # a destroyed key can be recovered for the shortest window KMS allows, 7 days
     keys = template.find_resources("AWS::KMS::Key").values()
     assert {k["Properties"]["PendingWindowInDays"] for k in keys} == {7}
@@ -447,6 +448,55 @@ def test_prod_retains_data_and_keys_and_protects_stacks(prod_template: Template)
     prod = synthesize("prod")
     assert all(s.termination_protection for s in prod.lake.stacks)
     assert not any(s.termination_protection for s in synthesize("sandbox").lake.stacks)
+
+
+def test_the_trails_log_files_have_a_bucket_of_their_own_locked_in_prod(
+    template: Template, prod_template: Template
+) -> None:
+    for stage_template, expire in ((template, 90), (prod_template, 365)):
+        lid = _logical_id(stage_template, "AWS::S3::Bucket", "StorageAuditBucket")
+        props = stage_template.find_resources("AWS::S3::Bucket")[lid]["Properties"]
+        # THEN the trail writes there, not to the access logs; the bucket's own reads are
+        # access-logged, and its files expire on the audit's schedule
+        (trail,) = stage_template.find_resources("AWS::CloudTrail::Trail").values()
+        assert trail["Properties"]["S3BucketName"] == {"Ref": lid}
+        assert props["LoggingConfiguration"] == {
+            "DestinationBucketName": {
+                "Ref": _logical_id(stage_template, "AWS::S3::Bucket", "StorageAccessLogsBucket")
+            },
+            "LogFilePrefix": "Audit/",
+        }
+        rules = {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
+        assert rules["ExpireAuditLogs"]["ExpirationInDays"] == expire
+        assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    # AND in prod each file is kept a year under Object Lock in governance mode; a sandbox,
+    # emptied by make destroy, has no lock
+    assert props["ObjectLockEnabled"] is True
+    assert props["ObjectLockConfiguration"] == {
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Days": 365, "Mode": "GOVERNANCE"}},
+    }
+    sandbox_lid = _logical_id(template, "AWS::S3::Bucket", "StorageAuditBucket")
+    assert (
+        "ObjectLockConfiguration" not in template.find_resources("AWS::S3::Bucket")[sandbox_lid]["Properties"]
+    )
+
+
+def test_a_lake_bucket_says_why_it_is_not_kms_encrypted_and_is_locked_only_when_retained() -> None:
+    stack = cdk.Stack(cdk.App(context=app_context()), "Refused")
+    with pytest.raises(ValueError, match="without encryption_key is SSE-S3; say why in sse_s3_because"):
+        LakeBucket(stack, "Plain", encryption_key=None, server_access_logs_bucket=None)
+    with pytest.raises(
+        ValueError, match="Object Lock keeps every object for 30 days, so cdk destroy could not"
+    ):
+        LakeBucket(
+            stack,
+            "Locked",
+            encryption_key=kms.Key(stack, "Key"),
+            server_access_logs_bucket=None,
+            locked_for=cdk.Duration.days(30),
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
 
 
 def test_the_storage_constructs_documented_defaults() -> None:
@@ -467,6 +517,7 @@ def test_the_storage_constructs_documented_defaults() -> None:
         stack,
         "Snapshot",
         encryption_key=None,
+        sse_s3_because="A bucket of this test alone, which holds no object and never will.",
         server_access_logs_bucket=None,
         removal_policy=cdk.RemovalPolicy.SNAPSHOT,
     )
@@ -486,6 +537,8 @@ def test_the_storage_constructs_documented_defaults() -> None:
     ]
     assert rules("AthenaResults")["ExpireQueryResults"]["ExpirationInDays"] == 30
     assert rules("AccessLogs")["ExpireAccessLogs"]["ExpirationInDays"] == 365
+    assert rules("Audit")["ExpireAuditLogs"]["ExpirationInDays"] == 365
+    assert not any("ObjectLockConfiguration" in b["Properties"] for b in buckets.values())  # no lock
     raw_expiring = [
         (r["Prefix"], r["ExpirationInDays"]) for r in rules("Raw").values() if "ExpirationInDays" in r
     ]
@@ -494,7 +547,7 @@ def test_the_storage_constructs_documented_defaults() -> None:
         r["ExpirationInDays"]
         for r in (rules("Curated")["ExpireRunSummaries"], rules("Curated")["ExpireSparkUiLogs"])
     } == {30}
-    for bucket in ("Raw", "Curated", "Analytics", "AthenaResults", "AccessLogs"):
+    for bucket in ("Raw", "Curated", "Analytics", "AthenaResults", "AccessLogs", "Audit"):
         common = rules(bucket)["AbortIncompleteUploadsAndExpireNoncurrent"]
         assert common["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
         assert common["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}

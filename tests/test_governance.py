@@ -230,12 +230,16 @@ def test_analysts_results_and_engineers_logs_stay_under_their_own_prefix(governa
     (results,) = [st for st in analyst if "s3:PutObject" in actions(st)]
     assert actions(results) == ["s3:GetObject", "s3:PutObject"]
     assert json.dumps(results["Resource"]).endswith('/lake-sbx-analysts/*"]]}')
-    # engineers read the trail's logs in the log bucket, not the buckets' access logs
+    # engineers read the trail's log files in their bucket; the buckets' access logs are no one's
     engineer = policy_statements(governance, "PersonasEngineerPolicy")
     (logs,) = [
-        st for st in engineer if "access-logs" in json.dumps(st["Resource"]) and "s3:GetObject" in actions(st)
+        st
+        for st in engineer
+        if "lake-sbx-audit-" in json.dumps(st["Resource"]) and "s3:GetObject" in actions(st)
     ]
-    assert json.dumps(logs["Resource"]).endswith('/cloudtrail/*"]]}')
+    assert actions(logs) == ["s3:GetObject"]
+    assert json.dumps(logs["Resource"]).endswith('/*"]]}')
+    assert "access-logs" not in json.dumps(engineer)
 
 
 def test_engineers_have_every_zone(governance: Template, catalog: Template) -> None:
@@ -479,7 +483,7 @@ def test_trail_is_encrypted_validated_and_logs_lake_data_events(sandbox: Synth) 
     assert props["IsMultiRegionTrail"] is True
     assert props["IncludeGlobalServiceEvents"] is True  # IAM and STS calls are global
     assert props["KMSKeyId"]["Fn::GetAtt"][0].startswith("KeysLogsKey")
-    assert props["S3BucketName"]["Ref"].startswith("StorageAccessLogsBucket")
+    assert props["S3BucketName"]["Ref"].startswith("StorageAuditBucket")
     assert props["S3KeyPrefix"] == "cloudtrail"
     assert props["CloudWatchLogsLogGroupArn"]
     management, data = props["EventSelectors"]
