@@ -284,6 +284,7 @@ class Personas(Construct):
     def _engineer_policy(self, notebook_workgroup: str | None) -> None:
         a = self._access
         zones = (a.raw_bucket, a.curated_bucket, a.analytics_bucket)
+        audit = [a.audit_bucket] if a.audit_bucket is not None else []
         notebooks: list[iam.PolicyStatement] = []
         if notebook_workgroup is not None:
             notebooks = [
@@ -343,16 +344,12 @@ class Personas(Construct):
                     resources=[b.arn_for_objects("*") for b in (*zones, a.athena_results_bucket)],
                 ),
                 *(
-                    [iam.PolicyStatement(actions=["s3:GetObject"], resources=[audit.arn_for_objects("*")])]
-                    if (audit := a.audit_bucket) is not None
-                    else []
+                    iam.PolicyStatement(actions=["s3:GetObject"], resources=[b.arn_for_objects("*")])
+                    for b in audit
                 ),
                 iam.PolicyStatement(
                     actions=["s3:ListBucket", "s3:GetBucketLocation"],
-                    resources=[
-                        b.bucket_arn
-                        for b in (*zones, a.athena_results_bucket, *filter(None, [a.audit_bucket]))
-                    ],
+                    resources=[b.bucket_arn for b in (*zones, a.athena_results_bucket, *audit)],
                 ),
                 key_use_via(
                     "s3",
