@@ -1,8 +1,10 @@
-"""The stage's alert topic: KMS-encrypted SNS, TLS-only, optional e-mail subscription."""
+"""The stage's alert topic (KMS-encrypted SNS, TLS-only, optional e-mail subscription), the alarms
+and rules that publish to it, and the account's cost budget."""
 
 from __future__ import annotations
 
 from aws_cdk import Aws, Duration
+from aws_cdk import aws_budgets as budgets
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
@@ -75,6 +77,84 @@ class AlertTopic(Construct):
         for alarm in alarms:
             alarm.add_alarm_action(self.alarm_action())
             alarm.add_ok_action(self.alarm_action())
+
+
+class CostBudget(Construct):
+    """A monthly cost budget of the account (AWS Budgets) that publishes to an :class:`AlertTopic`
+    when the month's spend passes 80 % and 100 % of ``limit_usd``, and when AWS forecasts that it
+    will pass 100 %.
+
+    Budgets publishes as ``budgets.amazonaws.com``: the topic's policy lets it for budgets of this
+    account (the statement of "Creating an Amazon SNS topic for budget notifications"), and the
+    topic's key lets it encrypt for SNS topics of this account and region, which is what the
+    encryption context SNS gives KMS names (``aws:sns:topicArn``). The topic's own ARN cannot be
+    named there: the topic refers to the key, and the key policy would refer back.
+
+    Credits and refunds are left out of the spend, so that promotional credits do not hide it.
+
+    :param name: the budget's name, unique in the account.
+    """
+
+    #: (what is compared, percentage of the limit), one notification each.
+    THRESHOLDS = (("ACTUAL", 80), ("ACTUAL", 100), ("FORECASTED", 100))
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, name: str, limit_usd: int, alerts: AlertTopic
+    ) -> None:
+        super().__init__(scope, construct_id)
+        topic = alerts.topic
+        principal = iam.ServicePrincipal("budgets.amazonaws.com")
+        allowed = topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowBudgetsOfThisAccount",
+                principals=[principal],
+                actions=["sns:Publish"],
+                resources=[topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {"aws:SourceArn": f"arn:{Aws.PARTITION}:budgets::{Aws.ACCOUNT_ID}:*"},
+                },
+            )
+        )
+        alerts.master_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowBudgetsToUseTopicKey",
+                principals=[principal],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={
+                    "StringLike": {
+                        "kms:EncryptionContext:aws:sns:topicArn": f"arn:{Aws.PARTITION}:sns:{Aws.REGION}:{Aws.ACCOUNT_ID}:*"
+                    }
+                },
+            )
+        )
+        subscriber = budgets.CfnBudget.SubscriberProperty(address=topic.topic_arn, subscription_type="SNS")
+        self.budget = budgets.CfnBudget(
+            self,
+            "Budget",
+            budget=budgets.CfnBudget.BudgetDataProperty(
+                budget_name=name,
+                budget_type="COST",
+                time_unit="MONTHLY",
+                budget_limit=budgets.CfnBudget.SpendProperty(amount=limit_usd, unit="USD"),
+                cost_types=budgets.CfnBudget.CostTypesProperty(include_credit=False, include_refund=False),
+            ),
+            notifications_with_subscribers=[
+                budgets.CfnBudget.NotificationWithSubscribersProperty(
+                    notification=budgets.CfnBudget.NotificationProperty(
+                        notification_type=compared,
+                        comparison_operator="GREATER_THAN",
+                        threshold=percent,
+                        threshold_type="PERCENTAGE",
+                    ),
+                    subscribers=[subscriber],
+                )
+                for compared, percent in self.THRESHOLDS
+            ],
+        )
+        if allowed.policy_dependable is not None:
+            self.budget.node.add_dependency(allowed.policy_dependable)
 
 
 def alarm_above(

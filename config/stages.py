@@ -104,6 +104,13 @@ class StageConfig:
     #: this address, apart from the alerts: an hourly pipeline sends one an hour. None: topic
     #: without subscription.
     notice_email: str | None = None
+    #: A monthly cost budget (AWS Budgets, US dollars) of the whole account: the alert topic hears
+    #: when the month's spend passes 80 % and 100 % of it, and when AWS forecasts that it will pass
+    #: 100 %. Credits and refunds are left out, so that promotional credits do not hide what the
+    #: lake spends. Give it to one stage per account (two would count the same spend); None: no
+    #: budget (an organization that budgets from its management account). ``make cost`` prints
+    #: the stage's idle cost beside it.
+    monthly_budget_usd: int | None = 100
     #: Extra Lake Formation admins (IAM role or user ARNs), appended to the existing ones.
     lake_admin_arns: tuple[str, ...] = ()
     #: Per-query bytes-scanned cutoff of the analysts' Athena workgroup.
@@ -136,6 +143,11 @@ class StageConfig:
             email = getattr(self, name)
             if email is not None and not _EMAIL_RE.fullmatch(email):
                 problems.append(f"{name}={email!r}: use an e-mail address or None")
+        budget = self.monthly_budget_usd
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+            problems.append(
+                f"monthly_budget_usd={budget!r}: use a whole number of US dollars, 1 or more, or None"
+            )
         for arn in self.lake_admin_arns:
             if not _ARN_RE.fullmatch(arn):
                 problems.append(f"lake_admin_arns: {arn!r} is not an IAM ARN")
@@ -192,6 +204,8 @@ SANDBOX = StageConfig(
     log_retention_days=30,
     # a sandbox stops spending when its budget of RPU-hours is used up
     redshift_usage_limit_action="deactivate",
+    # its idle cost is about 20 USD a month (`make cost`): the rest is room for traffic
+    monthly_budget_usd=100,
     lifecycle=Lifecycle(access_logs_expire_after=90, audit_logs_expire_after=90),
 )
 
@@ -201,6 +215,8 @@ PROD = StageConfig(
     destroy_on_removal=False,
     termination_protection=True,
     log_retention_days=731,
+    # its idle cost is about 130 USD a month (`make cost STAGE=prod`), most of it the VPC endpoints
+    monthly_budget_usd=500,
     # the trail's log files can be neither deleted nor overwritten for a year, except by a
     # principal allowed s3:BypassGovernanceRetention
     lifecycle=Lifecycle(audit_logs_locked_for=365),

@@ -32,6 +32,7 @@ BENCH = ROOT / "benchmarks" / "results.json"
 NO_IDLE_CHARGE = {
     "AWS::Athena::NamedQuery": "free",
     "AWS::Athena::WorkGroup": "per TB scanned",
+    "AWS::Budgets::Budget": "free without budget actions (the lake has none)",
     "AWS::CDK::Metadata": "free",
     "AWS::CloudTrail::Trail": "first copy of management events free; data events per 100k",
     "AWS::EC2::FlowLog": "per GB of logs (an idle VPC logs almost nothing)",
@@ -282,6 +283,57 @@ def per_unit(assembly: Assembly, prices: dict[str, Any], measured: dict[str, Any
     return lines
 
 
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    limit: float
+    unit: str
+    #: The smallest percentage of the limit that actual spend passes to alert.
+    first_alert_percent: float
+
+
+def budgets(assembly: Assembly) -> list[Budget]:
+    """The cost budgets the templates declare."""
+    found = []
+    for _, _, props in assembly.resources("AWS::Budgets::Budget"):
+        data = props["Budget"]
+        actual = [
+            n["Notification"]["Threshold"]
+            for n in props.get("NotificationsWithSubscribers", [])
+            if n["Notification"]["NotificationType"] == "ACTUAL"
+            and n["Notification"].get("ThresholdType") == "PERCENTAGE"
+        ]
+        found.append(
+            Budget(
+                data["BudgetName"],
+                float(data["BudgetLimit"]["Amount"]),
+                data["BudgetLimit"]["Unit"],
+                min(actual, default=100),
+            )
+        )
+    return found
+
+
+def budget_lines(assembly: Assembly, idle_total: float) -> list[str]:
+    """Each budget beside the idle cost, and a warning when the idle cost alone would alert."""
+    found = budgets(assembly)
+    if not found:
+        return ["Budget: none (monthly_budget_usd=None in config/stages.py)"]
+    out = []
+    for b in found:
+        share = 100 * idle_total / b.limit
+        out.append(
+            f"Budget {b.name}: {b.limit:.0f} {b.unit} a month for the whole account; "
+            f"the idle cost is {share:.0f} % of it"
+        )
+        if share >= b.first_alert_percent:
+            out.append(
+                f"  warning: the idle cost alone passes its first alert ({b.first_alert_percent:.0f} %) "
+                "every month; raise monthly_budget_usd in config/stages.py"
+            )
+    return out
+
+
 def unclassified(assembly: Assembly) -> set[str]:
     types = {r["Type"] for t in assembly.templates.values() for r in t.get("Resources", {}).values()}
     return types - set(NO_IDLE_CHARGE) - PRICED
@@ -302,6 +354,7 @@ def report(assembly: Assembly, prices: dict[str, Any], measured: dict[str, Any])
     out.append(
         "Dominated by: " + "; ".join(f"{line.component} ({100 * line.monthly / total:.0f} %)" for line in top)
     )
+    out += ["", *budget_lines(assembly, total)]
     out += ["", "Per unit of traffic:"]
     out += [
         f"  {line.component:<28}  {line.monthly:>9.4f}  {line.detail}"

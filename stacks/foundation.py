@@ -1,4 +1,5 @@
-"""Foundation (stateful): keys, zone buckets, access-log bucket, alert topic, schedule group."""
+"""Foundation (stateful): keys, zone buckets, access-log bucket, alert topic, cost budget, schedule
+group."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from aws_cdk import aws_macie as macie
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
-from cdk_constructs.alerts import AlertRules, AlertTopic, alarm_above
+from cdk_constructs.alerts import AlertRules, AlertTopic, CostBudget, alarm_above
 from cdk_constructs.audit import AuditTrail
 from cdk_constructs.keys import LakeKeys
 from cdk_constructs.lake_formation import CHANGES, execution_role_arn
@@ -80,6 +81,15 @@ class FoundationStack(Stack):
             display_name=f"{stage.prefix} data lake alerts",
             email=stage.alarm_email,
         )
+        self.budget: CostBudget | None = None
+        if stage.monthly_budget_usd is not None:
+            self.budget = CostBudget(
+                self,
+                "CostBudget",
+                name=f"{stage.prefix}-monthly-cost",
+                limit_usd=stage.monthly_budget_usd,
+                alerts=self.alerts,
+            )
         # Runs that succeeded are news, not alerts: an hourly pipeline reports one an hour, which
         # would bury the alerts of whoever is on call. Only the pipelines' roles publish here.
         self.notices = AlertTopic(

@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 from lake_app import SWITCHED, WITHOUT_AUDIT, synthesize
 
+from config import get_stage
 from datalake.cost import (
     PRICES,
     REPORT_TRANSITIONS,
     SKIP_WHEN_IDLE,
+    budget_lines,
+    budgets,
     idle,
     main,
     per_unit,
@@ -152,6 +155,41 @@ def test_idle_lines_count_what_the_templates_hold_and_leave_out_what_they_do_not
             lines["CloudWatch dashboards"] == count("AWS::CloudWatch::Dashboard") * p["dashboard_month"] > 0
         )
         assert lines.get("Macie") == (count("AWS::S3::Bucket") * p["macie_bucket_month"] if macie else None)
+
+
+@pytest.mark.parametrize("stage", ["sandbox", "prod"])
+def test_each_stages_budget_leaves_its_idle_cost_below_the_first_alert(stage: str) -> None:
+    # an idle cost past the budget's first alert would alert every month, until no one reads it
+    assembly = _assembly(stage)
+    total = sum(line.monthly for line in idle(assembly, PRICE_FILE))
+    (budget,) = budgets(assembly)
+    assert budget.limit == get_stage(stage).monthly_budget_usd
+    assert budget.first_alert_percent == 80
+    assert total < 0.8 * budget.limit
+    lines = budget_lines(assembly, total)
+    assert lines == [
+        f"Budget {budget.name}: {budget.limit:.0f} USD a month for the whole account; "
+        f"the idle cost is {100 * total / budget.limit:.0f} % of it"
+    ]
+    assert lines[0] in report(assembly, PRICE_FILE, {})
+
+
+def test_a_budget_the_idle_cost_alone_would_alert_on_is_pointed_out() -> None:
+    # GIVEN the sandbox's budget cut to 20 USD, and an assembly without one
+    assembly = _assembly()
+    (budget,) = [props for _, _, props in assembly.resources("AWS::Budgets::Budget")]
+    budget["Budget"]["BudgetLimit"]["Amount"] = 20
+    # THEN an idle cost of 16 USD (80 %) warns, with the field to raise; 15.99 does not
+    assert budget_lines(assembly, 16.0)[1] == (
+        "  warning: the idle cost alone passes its first alert (80 %) every month; "
+        "raise monthly_budget_usd in config/stages.py"
+    )
+    assert len(budget_lines(assembly, 15.99)) == 1
+    for template in assembly.templates.values():
+        resources = template.get("Resources", {})
+        for lid in [k for k, r in resources.items() if r["Type"] == "AWS::Budgets::Budget"]:
+            del resources[lid]
+    assert budget_lines(assembly, 16.0) == ["Budget: none (monthly_budget_usd=None in config/stages.py)"]
 
 
 def test_the_daily_report_pays_athenas_minimum_query_at_the_price_files_rate() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import replace
 from typing import Any
 
 import aws_cdk as cdk
@@ -15,9 +17,10 @@ from lake_app import Synth, app_context, synthesize
 from cdk_constructs.alerts import AlertTopic
 from cdk_constructs.lake_formation import CHANGES
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS, LakeBucket, LakeStorage
+from config import get_stage
 from datalake.dataset import load_datasets
 from datalake.sql import SQL_DIR
-from stacks.foundation import BUCKET_GUARDS
+from stacks.foundation import BUCKET_GUARDS, FoundationStack
 
 
 @pytest.fixture(scope="module")
@@ -240,6 +243,72 @@ def test_a_topic_subscribes_its_address_and_takes_event_rules_as_asked(
     (policy,) = template.find_resources("AWS::SNS::TopicPolicy").values()
     principals = [st.get("Principal") for st in policy["Properties"]["PolicyDocument"]["Statement"]]
     assert ({"Service": "events.amazonaws.com"} in principals) is event_rules
+
+
+def test_the_accounts_monthly_cost_budget_alerts_the_alert_topic(
+    sandbox: Synth, template: Template, prod_template: Template
+) -> None:
+    # each stage budgets its account: 100 USD a month in sandbox, 500 in prod
+    budgets = {}
+    for stage_template in (template, prod_template):
+        (budget,) = stage_template.find_resources("AWS::Budgets::Budget").values()
+        data = budget["Properties"]["Budget"]
+        budgets[data["BudgetName"]] = data["BudgetLimit"]
+        assert (data["BudgetType"], data["TimeUnit"]) == ("COST", "MONTHLY")
+        # credits and refunds left out: promotional credits would hide the spend
+        assert data["CostTypes"] == {"IncludeCredit": False, "IncludeRefund": False}
+        # THEN actual spend past 80 % and 100 %, and a forecast past 100 %, go to the alert topic
+        topic = {"Ref": _logical_id(stage_template, "AWS::SNS::Topic", "AlertsTopic")}
+        notifications = budget["Properties"]["NotificationsWithSubscribers"]
+        assert [
+            (n["Notification"]["NotificationType"], n["Notification"]["Threshold"]) for n in notifications
+        ] == [("ACTUAL", 80), ("ACTUAL", 100), ("FORECASTED", 100)]
+        for n in notifications:
+            assert n["Notification"]["ComparisonOperator"] == "GREATER_THAN"
+            assert n["Notification"]["ThresholdType"] == "PERCENTAGE"
+            assert n["Subscribers"] == [{"Address": topic, "SubscriptionType": "SNS"}]
+        # once the topic lets Budgets publish
+        assert budget["DependsOn"] == [
+            _logical_id(stage_template, "AWS::SNS::TopicPolicy", "AlertsTopicPolicy")
+        ]
+    assert budgets == {
+        "lake-sbx-monthly-cost": {"Amount": 100, "Unit": "USD"},
+        "lake-prd-monthly-cost": {"Amount": 500, "Unit": "USD"},
+    }
+    # AND Budgets may publish for budgets of this account alone, and use the topic's key for SNS
+    # topics of this account and region alone (the encryption context SNS gives KMS)
+    resolver = Resolver(sandbox.all_templates())
+    stack = sandbox.lake.foundation.stack_name
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for lid, p in template.find_resources("AWS::SNS::TopicPolicy").items()
+        if lid.startswith("AlertsTopicPolicy")
+    ]
+    (publish,) = [st for st in policy if st.get("Principal") == {"Service": "budgets.amazonaws.com"}]
+    assert resolver.resolve(stack, publish["Condition"]) == {
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:budgets::{ACCOUNT}:*"},
+    }
+    (key,) = [r for k, r in template.find_resources("AWS::KMS::Key").items() if k.startswith("KeysLogsKey")]
+    (use,) = [
+        st
+        for st in key["Properties"]["KeyPolicy"]["Statement"]
+        if st.get("Principal") == {"Service": "budgets.amazonaws.com"}
+    ]
+    assert use["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    assert resolver.resolve(stack, use["Condition"]) == {
+        "StringLike": {"kms:EncryptionContext:aws:sns:topicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:*"}
+    }
+
+
+def test_a_stage_without_a_budget_gives_budgets_no_grant() -> None:
+    # GIVEN a stage whose organization budgets from its management account
+    stage = replace(get_stage("sandbox"), monthly_budget_usd=None)
+    foundation = FoundationStack(cdk.App(context=app_context()), "NoBudget", stage=stage)
+    template = Template.from_stack(foundation)
+    # THEN there is no budget, and neither the topics nor the keys name Budgets
+    assert template.find_resources("AWS::Budgets::Budget") == {}
+    assert "budgets.amazonaws.com" not in json.dumps(template.to_json())
 
 
 def test_a_start_the_scheduler_gave_up_on_alarms_to_the_alert_topic(template: Template) -> None:
