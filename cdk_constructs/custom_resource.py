@@ -21,10 +21,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from cdk_constructs.functions import PYTHON_RUNTIME
 from cdk_constructs.nag import acknowledge, acknowledge_regulatory, wildcard_findings
 
 CODE_DIR = Path(__file__).resolve().parent.parent / "lambda" / "custom_resources"
-RUNTIME = lambda_.Runtime.PYTHON_3_14
 #: How long CloudFormation waits for an answer beyond the function's timeout: the asynchronous
 #: invocation's queueing and start, and the answer's PUT.
 ANSWER_GRACE = Duration.minutes(5)
@@ -82,7 +82,7 @@ class CustomResourceFunction(Construct):
             self,
             "Function",
             description=description,
-            runtime=RUNTIME,
+            runtime=PYTHON_RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
             handler=handler,
             code=lambda_.Code.from_asset(str(CODE_DIR), exclude=["__pycache__", "*.pyc"]),

@@ -15,6 +15,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk_constructs.functions import PYTHON_RUNTIME
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, acknowledge_regulatory, rendered
 from datalake.dataset import Dataset
@@ -23,8 +24,6 @@ TRANSFORM_CODE = Path(__file__).resolve().parent.parent / "lambda" / "firehose_t
 #: Namespace and service of the transform's EMF metrics (Powertools adds ``service`` as a dimension).
 METRICS_NAMESPACE = "DataLake/Ingestion"
 TRANSFORM_SERVICE = "firehose-transform"
-#: The newest Python for which Powertools publishes a layer, and Lambda runs.
-TRANSFORM_RUNTIME = lambda_.Runtime.PYTHON_3_14
 
 
 def raw_prefix(dataset: Dataset) -> str:
@@ -54,7 +53,7 @@ class DatasetDeliveryStream(Construct):
     :param raw_bucket: destination bucket; :param raw_key: its key (also encrypts the stream).
     :param logs_key: encrypts the function's and Firehose's log groups.
     :param log_retention: retention of both log groups.
-    :param powertools_layer: the public Powertools layer for :data:`TRANSFORM_RUNTIME`.
+    :param powertools_layer: the public Powertools layer (:func:`~cdk_constructs.functions.powertools_layer`).
     :param removal_policy: for the log groups and the optional Kinesis stream. Default: ``RETAIN``.
     """
 
@@ -116,7 +115,7 @@ class DatasetDeliveryStream(Construct):
             self,
             "Transform",
             description=f"Validates and partitions {dataset.name} records for Firehose",
-            runtime=TRANSFORM_RUNTIME,
+            runtime=PYTHON_RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
             handler="handler.lambda_handler",
             code=lambda_.Code.from_asset(str(TRANSFORM_CODE), exclude=["__pycache__", "*.pyc"]),

@@ -6,12 +6,11 @@ from typing import Any
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from cdk_constructs.alerts import AlertTopic, alarm_above, alarm_below, alarm_without
-from cdk_constructs.ingestion import TRANSFORM_RUNTIME, DatasetDeliveryStream
+from cdk_constructs.functions import powertools_layer
+from cdk_constructs.ingestion import DatasetDeliveryStream
 from cdk_constructs.keys import LakeKeys
 from cdk_constructs.storage import LakeStorage
 from config import StageConfig
@@ -20,15 +19,6 @@ from stacks.common import log_retention, removal_policy
 
 #: Rejected records above this share of a 5-minute window raise the alarm (percent).
 REJECTED_RATE_THRESHOLD = 5
-
-
-def powertools_layer_parameter(version: str) -> str:
-    """Public SSM parameter that Powertools publishes in every region with its layer ARN.
-
-    Resolving it at deploy time keeps the stacks environment-agnostic and the version pinned:
-    https://docs.powertools.aws.dev/lambda/python/latest/#lambda-layer
-    """
-    return f"/aws/service/powertools/python/arm64/{TRANSFORM_RUNTIME.name}/{version}"
 
 
 class IngestionStack(Stack):
@@ -45,10 +35,7 @@ class IngestionStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        layer_arn = ssm.StringParameter.value_for_string_parameter(
-            self, powertools_layer_parameter(stage.powertools_version)
-        )
-        layer = lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer", layer_arn)
+        layer = powertools_layer(self, "PowertoolsLayer", stage.powertools_version)
         raw_bucket = storage.raw.reference(self, "RawBucket")
         self.streams: dict[str, DatasetDeliveryStream] = {}
         self.alarms: list[cloudwatch.Alarm] = []
