@@ -35,6 +35,7 @@ PARTS = {
     "lambda": (
         "test_firehose_transform",
         "test_custom_resources",
+        "test_trail_check",
         "test_replay",
         "test_erase",
         "test_backfill",

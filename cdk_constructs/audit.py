@@ -1,24 +1,37 @@
-"""Audit: a CloudTrail trail over the lake and the Athena table and queries that read it."""
+"""Audit: a CloudTrail trail over the lake, its hourly check, and the Athena table and queries that
+read it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
-from aws_cdk import ArnFormat, Aws, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_cloudtrail as cloudtrail
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk_constructs.alerts import alarm_without
 from cdk_constructs.catalog import TEXT_OUTPUT, database, external_table
-from cdk_constructs.nag import acknowledge_regulatory
+from cdk_constructs.functions import PYTHON_RUNTIME
+from cdk_constructs.nag import acknowledge, acknowledge_regulatory
+from cdk_constructs.processing import schedule
 from datalake import sql
 
 TRAIL_PREFIX = "cloudtrail"
+TRAIL_CHECK_CODE = Path(__file__).resolve().parent.parent / "lambda" / "trail_check"
+#: Namespace and service of the trail check's EMF metric (Powertools adds ``service`` as a dimension).
+TRAIL_CHECK_NAMESPACE = "DataLake/Audit"
+TRAIL_CHECK_SERVICE = "trail-check"
+#: No check passed for this long: the alarm (the check runs every hour).
+TRAIL_CHECK_ALARM_HOURS = 2
 #: First day partition projection enumerates (a trail has nothing older).
 PROJECTION_START = "2025/01/01"
 
@@ -150,6 +163,122 @@ class AuditTrail(Construct):
             "IAMNoInlinePolicy",
             "The CDK Trail construct creates CloudTrail's delivery role with this inline policy, which "
             "allows only CreateLogStream and PutLogEvents on the trail's own log group.",
+        )
+
+
+class TrailCheck(Construct):
+    """Checks every hour that ``trail`` logs and delivers (log files and digest files to S3, events
+    to CloudWatch Logs), with ``lambda/trail_check``, and alarms when no check passed for
+    :data:`TRAIL_CHECK_ALARM_HOURS` hours: the trail stopped, a delivery late (a bucket or key
+    policy that refuses CloudTrail, a bucket that refuses its uploads), or the check itself not
+    running. CloudTrail publishes no metric of its own deliveries.
+
+    :param schedule_group: the schedule group of the lake's schedules (a dropped start alarms there).
+    :param powertools_layer: the public Powertools layer (:func:`~cdk_constructs.functions.powertools_layer`).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        trail: AuditTrail,
+        schedule_group: str,
+        powertools_layer: lambda_.ILayerVersion,
+        logs_key: kms.IKey,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        log_group = logs.LogGroup(
+            self, "Logs", encryption_key=logs_key, retention=log_retention, removal_policy=removal_policy
+        )
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Checks that the trail {trail.name} logs and delivers",
+        )
+        policy = iam.ManagedPolicy(
+            self,
+            "Policy",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
+                ),
+                iam.PolicyStatement(actions=["cloudtrail:GetTrailStatus"], resources=[trail.trail.trail_arn]),
+            ],
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description=f"Checks every hour that the trail {trail.name} logs and delivers",
+            runtime=PYTHON_RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="trail_check.lambda_handler",
+            code=lambda_.Code.from_asset(str(TRAIL_CHECK_CODE), exclude=["__pycache__", "*.pyc"]),
+            layers=[powertools_layer],
+            role=role.without_policy_updates(),
+            memory_size=256,
+            timeout=Duration.minutes(1),
+            # A check that failed publishes nothing, which the alarm counts; the next one is an hour away.
+            retry_attempts=0,
+            log_group=log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            environment={
+                "TRAIL_NAME": trail.name,
+                "POWERTOOLS_SERVICE_NAME": TRAIL_CHECK_SERVICE,
+                "POWERTOOLS_METRICS_NAMESPACE": TRAIL_CHECK_NAMESPACE,
+            },
+        )
+        self.function.node.add_dependency(policy)
+        reason = (
+            "The hourly schedule's invocation carries nothing to keep: a check that failed "
+            "publishes no TrailChecksPassed, which the trail check's alarm counts as a failed check."
+        )
+        acknowledge_regulatory(self.function, "LambdaDLQ", reason)
+        acknowledge(self.function, reason, "Serverless-LambdaDLQ", "Serverless-LambdaAsyncFailureDestination")
+        acknowledge_regulatory(
+            self.function,
+            "LambdaConcurrency",
+            "Runs once an hour; reserving concurrency would fail deployment in new accounts whose "
+            "limit is 10.",
+        )
+        acknowledge_regulatory(
+            self.function,
+            "LambdaInsideVPC",
+            "Calls only CloudTrail's GetTrailStatus over its public TLS endpoint and handles no lake "
+            "data; a VPC would add endpoints without reducing exposure.",
+        )
+        acknowledge(
+            self.function,
+            "One control-plane call an hour, itself in the trail, and a log line of what it found; "
+            "an X-Ray trace would add nothing to either.",
+            "Serverless-LambdaTracing",
+        )
+        self.schedule = schedule(
+            self,
+            "Schedule",
+            name=f"{trail.name}-check",
+            target_arn=self.function.function_arn,
+            action="lambda:InvokeFunction",
+            expression="rate(1 hour)",
+            what=f"the check of the trail {trail.name}",
+            group=schedule_group,
+        )
+        self.alarm = alarm_without(
+            self,
+            "Alarm",
+            cloudwatch.Metric(
+                namespace=TRAIL_CHECK_NAMESPACE,
+                metric_name="TrailChecksPassed",
+                dimensions_map={"service": TRAIL_CHECK_SERVICE, "trail": trail.name},
+            ),
+            hours=TRAIL_CHECK_ALARM_HOURS,
+            description=f"the trail {trail.name} has not logged or delivered (log files, digest "
+            f"files, CloudWatch Logs) as its hourly check expects for {TRAIL_CHECK_ALARM_HOURS} "
+            "hours, or the check has not run: the check's log group says which",
         )
 
 

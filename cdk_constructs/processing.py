@@ -128,6 +128,32 @@ def schedule_state_machine(
 ) -> scheduler.CfnSchedule:
     """An EventBridge Scheduler schedule (UTC) that starts ``state_machine``, with its own role,
     in the schedule group ``group`` (``default`` is the account's)."""
+    return schedule(
+        scope,
+        construct_id,
+        name=name,
+        target_arn=state_machine.state_machine_arn,
+        action="states:StartExecution",
+        expression=expression,
+        what=what,
+        group=group,
+    )
+
+
+def schedule(
+    scope: Construct,
+    construct_id: str,
+    *,
+    name: str,
+    target_arn: str,
+    action: str,
+    expression: str,
+    what: str,
+    group: str,
+) -> scheduler.CfnSchedule:
+    """An EventBridge Scheduler schedule (UTC) in the group ``group`` that calls ``target_arn``
+    (``action`` names what its own role may do to it: ``states:StartExecution``,
+    ``lambda:InvokeFunction``) with ``{"trigger": "schedule"}``, retried for an hour."""
     role = iam.Role(
         scope,
         f"{construct_id}Role",
@@ -140,11 +166,7 @@ def schedule_state_machine(
         scope,
         f"{construct_id}Policy",
         roles=[role],
-        statements=[
-            iam.PolicyStatement(
-                actions=["states:StartExecution"], resources=[state_machine.state_machine_arn]
-            )
-        ],
+        statements=[iam.PolicyStatement(actions=[action], resources=[target_arn])],
     )
     return scheduler.CfnSchedule(
         scope,
@@ -156,7 +178,7 @@ def schedule_state_machine(
         schedule_expression_timezone="UTC",
         flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
         target=scheduler.CfnSchedule.TargetProperty(
-            arn=state_machine.state_machine_arn,
+            arn=target_arn,
             role_arn=role.role_arn,
             input=json.dumps({"trigger": "schedule"}),
             retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(

@@ -184,9 +184,26 @@ def idle(assembly: Assembly, prices: dict[str, Any]) -> list[Line]:
         logical: text(props.get("DefinitionString", ""))
         for _, logical, props in assembly.resources("AWS::StepFunctions::StateMachine")
     }
-    for _, _, props in assembly.resources("AWS::Scheduler::Schedule"):
+    functions = {
+        (stack, logical): props for stack, logical, props in assembly.resources("AWS::Lambda::Function")
+    }
+    usage = {k: v["price"] for k, v in prices["usage"].items()}
+    for stack, _, props in assembly.resources("AWS::Scheduler::Schedule"):
         runs = runs_per_month(props["ScheduleExpression"], hours)
         name = props["Name"]
+        targets = referenced(props.get("Target", {}).get("Arn"))
+        function = next((functions[(stack, t)] for t in targets if (stack, t) in functions), None)
+        if function is not None:
+            # billed for what it runs, at most its timeout; a check takes about a second
+            gb, seconds = function.get("MemorySize", 128) / 1024, function.get("Timeout", 3)
+            lines.append(
+                Line(
+                    f"scheduled function {name}",
+                    f"{runs:.0f} runs: Lambda, at most {seconds} s at {gb:.2f} GB each (its timeout)",
+                    runs * (usage["lambda_request"] + seconds * gb * usage["lambda_gb_second_arm"]),
+                )
+            )
+            continue
         started = " ".join(definitions.get(t, "") for t in referenced(props.get("Target", {}).get("Arn")))
         job = next((j for n, ref, j in glue_jobs if n in started or ref in started), None)
         if job is not None:

@@ -242,11 +242,20 @@ def build(assembly: Assembly) -> Diagram:
                 d.edge(machine, node, "runs")
         if "UNLOAD" in definition and "analytics" in buckets:
             d.edge(machine, buckets["analytics"], "UNLOAD Parquet")
+    # A function a schedule invokes is named by its handler's module: "Lambda trail check".
+    scheduled: dict[str, dict[str, Any]] = {}
+    lambdas = {(stack, logical): p for stack, logical, p in assembly.resources("AWS::Lambda::Function")}
     for stack, _, props in assembly.resources("AWS::Scheduler::Schedule"):
         schedule = d.node(stack, f"schedule {props['ScheduleExpression']}", "round")
         for target in referenced(props.get("Target", {}).get("Arn")):
             if target in machines:
                 d.edge(schedule, machines[target], "starts")
+            elif (stack, target) in lambdas:
+                handler = lambdas[(stack, target)]
+                module = handler["Handler"].split(".")[0].replace("_", " ")
+                node = d.node(stack, f"Lambda {module}")
+                scheduled[node] = handler
+                d.edge(schedule, node, "invokes")
 
     # Consumption: Athena, Redshift, QuickSight.
     workgroups: dict[str, str] = {}
@@ -298,6 +307,9 @@ def build(assembly: Assembly) -> Diagram:
                 d.edge(macie, buckets[zone], "scans for PII", "-.->")
     for stack, _, props in assembly.resources("AWS::CloudTrail::Trail"):
         trail = d.node(stack, "CloudTrail (S3 data events)")
+        for node, handler in scheduled.items():
+            if handler.get("Environment", {}).get("Variables", {}).get("TRAIL_NAME") == props["TrailName"]:
+                d.edge(node, trail, "checks deliveries")
         for bucket in referenced(props.get("S3BucketName", "")):
             if bucket in zone_of_bucket:
                 d.edge(trail, buckets[zone_of_bucket[bucket]], "logs", "-.->")

@@ -12,7 +12,8 @@ from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
 from cdk_constructs.alerts import AlertRules, AlertTopic, CostBudget, alarm_above
-from cdk_constructs.audit import AuditTrail
+from cdk_constructs.audit import AuditTrail, TrailCheck
+from cdk_constructs.functions import powertools_layer
 from cdk_constructs.keys import LakeKeys
 from cdk_constructs.lake_formation import CHANGES, execution_role_arn
 from cdk_constructs.macie import allow_macie_to_decrypt
@@ -116,6 +117,7 @@ class FoundationStack(Stack):
         )
         self.alerts.notify_on(self.dropped_starts_alarm)
         self.trail: AuditTrail | None = None
+        self.trail_check: TrailCheck | None = None
         if self.storage.audit is not None:
             self.trail = AuditTrail(
                 self,
@@ -129,6 +131,18 @@ class FoundationStack(Stack):
                 log_retention=log_retention(stage),
                 removal_policy=removal,
             )
+            self.trail_check = TrailCheck(
+                self,
+                "AuditCheck",
+                trail=self.trail,
+                schedule_group=self.schedules.schedule_group_name,
+                powertools_layer=powertools_layer(self, "PowertoolsLayer", stage.powertools_version),
+                logs_key=self.keys.logs,
+                log_retention=log_retention(stage),
+                removal_policy=removal,
+            )
+            self.trail_check.schedule.add_dependency(self.schedules.node.default_child)  # type: ignore[arg-type]
+            self.alerts.notify_on(self.trail_check.alarm)
         # Governance changes that are not faults of any run: published as they happen.
         self.governance_alerts = AlertRules(
             self, "GovernanceAlerts", topic=self.alerts.topic, key=self.keys.logs

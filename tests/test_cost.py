@@ -211,6 +211,20 @@ def test_the_daily_report_pays_athenas_minimum_query_at_the_price_files_rate() -
         assert report_line(prices) == pytest.approx(athena + transitions)
 
 
+def test_a_scheduled_function_pays_its_requests_and_at_most_its_timeout() -> None:
+    # GIVEN the hourly trail check (a Lambda function the lake's schedule group invokes)
+    lines = {line.component: line for line in idle(_assembly(), PRICE_FILE)}
+    check = lines["scheduled function lake-sbx-audit-check"]
+    # THEN 730 runs a month, each billed a request and at most its 60 s at 0.25 GB
+    u = {k: v["price"] for k, v in PRICE_FILE["usage"].items()}
+    assert check.monthly == pytest.approx(730 * (u["lambda_request"] + 60 * 0.25 * u["lambda_gb_second_arm"]))
+    assert check.detail == "730 runs: Lambda, at most 60 s at 0.25 GB each (its timeout)"
+    # AND it is not taken for a report (whose line pays Athena's minimum query)
+    assert [name for name in lines if name.startswith("scheduled report")] == [
+        "scheduled report lake-sbx-daily-revenue-by-country-report"
+    ]
+
+
 @pytest.mark.parametrize(
     ("record_bytes", "billed_per_gb"),
     [(700, 5120 / 700), (5120, 1.0), (5121, 2.0 * 5120 / 5121), (12_000, 15_360 / 12_000)],

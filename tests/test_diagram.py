@@ -42,6 +42,9 @@ def test_diagram_shows_flow_and_guards(sandbox: Synth) -> None:
     # Edges come from the templates: the raw key encrypts the raw bucket, the job reads raw.
     assert "key_KMS_lake_sbx_raw -.->|encrypts| store_S3_raw_" in drawn
     assert "|new days| box_Glue_job_lake_sbx_orders_raw_to_curated_5_1" in drawn
+    # The hourly schedule of the foundation invokes the trail check, which checks the trail.
+    assert "round_schedule_rate_1_hour -->|invokes| box_Lambda_trail_check" in drawn
+    assert "box_Lambda_trail_check -->|checks deliveries| box_CloudTrail_S3_data_events" in drawn
 
 
 def test_switched_components_appear_in_the_diagram() -> None:

@@ -409,6 +409,77 @@ def test_the_lake_trail_stopped_or_deleted_alerts(sandbox: Synth, template: Temp
     assert target["InputTemplate"] == '"Lake audit trail <name>: <call> by <caller> at <time>"'
 
 
+def test_a_trail_that_stops_delivering_alarms_through_its_hourly_check(template: Template) -> None:
+    # GIVEN the check's function: the lake's trail by name, read with GetTrailStatus on it alone
+    (function,) = [
+        f["Properties"]
+        for lid, f in template.find_resources("AWS::Lambda::Function").items()
+        if lid.startswith("AuditCheckFunction")
+    ]
+    assert function["Handler"] == "trail_check.lambda_handler"
+    environment = function["Environment"]["Variables"]
+    assert environment["TRAIL_NAME"] == "lake-sbx-audit"
+    trail = _logical_id(template, "AWS::CloudTrail::Trail", "AuditTrail")
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for lid, p in template.find_resources("AWS::IAM::ManagedPolicy").items()
+        if lid.startswith("AuditCheckPolicy")
+    ]
+    assert [st["Action"] for st in policy] == [
+        ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "cloudtrail:GetTrailStatus",
+    ]
+    assert policy[1]["Resource"] == {"Fn::GetAtt": [trail, "Arn"]}
+    # AND it runs every hour, a schedule of the lake's group (whose dropped starts alarm), created
+    # after that group
+    (lid,) = [
+        lid for lid in template.find_resources("AWS::Scheduler::Schedule") if lid.startswith("AuditCheck")
+    ]
+    schedule = template.find_resources("AWS::Scheduler::Schedule")[lid]
+    assert (schedule["Properties"]["ScheduleExpression"], schedule["Properties"]["GroupName"]) == (
+        "rate(1 hour)",
+        "lake-sbx",
+    )
+    assert schedule["DependsOn"] == [_logical_id(template, "AWS::Scheduler::ScheduleGroup", "Schedules")]
+    function_id = _logical_id(template, "AWS::Lambda::Function", "AuditCheckFunction")
+    assert schedule["Properties"]["Target"]["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    # THEN the alarm reads what the function publishes (namespace, name, every dimension), and
+    # fires after two hours without a passed check, a check that did not run included
+    (alarm,) = [
+        a["Properties"]
+        for a in template.find_resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "TrailChecksPassed"
+    ]
+    assert alarm["Namespace"] == environment["POWERTOOLS_METRICS_NAMESPACE"]
+    assert alarm["Dimensions"] == [
+        {"Name": "service", "Value": environment["POWERTOOLS_SERVICE_NAME"]},
+        {"Name": "trail", "Value": "lake-sbx-audit"},
+    ]
+    assert (alarm["Period"], alarm["Statistic"], alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (
+        3600,
+        "Sum",
+        2,
+        2,
+    )
+    assert (alarm["ComparisonOperator"], alarm["Threshold"], alarm["TreatMissingData"]) == (
+        "LessThanThreshold",
+        1,
+        "breaching",
+    )
+    topic = [{"Ref": _logical_id(template, "AWS::SNS::Topic", "AlertsTopic")}]
+    assert alarm["AlarmActions"] == alarm["OKActions"] == topic
+
+
+def test_a_stage_without_the_trail_has_no_trail_check() -> None:
+    stage = get_stage("sandbox").with_features(cloudtrail=False)
+    template = Template.from_stack(FoundationStack(cdk.App(context=app_context()), "NoTrail", stage=stage))
+    assert template.find_resources("AWS::CloudTrail::Trail") == {}
+    assert not [
+        lid for lid in template.find_resources("AWS::Lambda::Function") if lid.startswith("AuditCheck")
+    ]
+    assert "TrailChecksPassed" not in json.dumps(template.to_json())
+
+
 def _lf_call(name: str, identity: dict[str, Any], **detail: Any) -> dict[str, Any]:
     return _api_call("lakeformation", name, {"resource": {}}, userIdentity=identity, **detail)
 

@@ -1,0 +1,92 @@
+"""Whether the lake's CloudTrail trail logs and delivers; run every hour, counted for an alarm.
+
+CloudTrail publishes no metric of its own deliveries. ``GetTrailStatus`` says whether the trail
+logs, and when it last delivered log files to S3, digest files to S3 and events to CloudWatch
+Logs, with the last error of each. Every hour has events to deliver (this check's own call is a
+management event the trail logs), so a delivery older than :data:`MAX_SILENCE` is a fault,
+reported with that delivery's last error. An error followed by a delivery since is logged and not
+counted: the field keeps the last error, not when it happened.
+
+Each run logs what it found and publishes ``TrailChecksPassed`` (1, or 0 with a fault; EMF, by
+Powertools); the alarm fires when no check passed for two hours, which also catches a check
+that did not run or failed.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger()
+metrics = Metrics()
+
+#: The longest a delivery may be late. CloudTrail delivers log files and CloudWatch Logs events
+#: within minutes of the calls, and digest files once an hour: two hours leave an hour's margin.
+MAX_SILENCE = timedelta(hours=2)
+#: What the lake's trail delivers (its file validation and CloudWatch Logs are on): what, when
+#: last, last error.
+DELIVERIES = (
+    ("log files to S3", "LatestDeliveryTime", "LatestDeliveryError"),
+    ("digest files to S3", "LatestDigestDeliveryTime", "LatestDigestDeliveryError"),
+    ("events to CloudWatch Logs", "LatestCloudWatchLogsDeliveryTime", "LatestCloudWatchLogsDeliveryError"),
+)
+
+
+def _when(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def faults(status: dict[str, Any], now: datetime) -> list[str]:
+    """What is wrong with a trail, from its ``GetTrailStatus`` (times as boto3 gives them, aware)."""
+    if not status.get("IsLogging"):
+        stopped = status.get("StopLoggingTime")
+        return ["not logging" + (f" (stopped at {_when(stopped)})" if stopped else "")]
+    started = status.get("StartLoggingTime")
+    if started is not None and now - started < MAX_SILENCE:
+        return []  # logging for less than the longest silence: nothing can be late yet
+    found = []
+    for what, time_field, error_field in DELIVERIES:
+        last = status.get(time_field)
+        if last is None or now - last > MAX_SILENCE:
+            since = f"last at {_when(last)}" if last is not None else "none yet"
+            error = status.get(error_field)
+            found.append(
+                f"no {what} for over {MAX_SILENCE.total_seconds() / 3600:g} hours ({since})"
+                + (f"; last error: {error}" if error else "")
+            )
+    return found
+
+
+def earlier_errors(status: dict[str, Any]) -> dict[str, str]:
+    """The last error of each delivery, which may be older than its last success."""
+    return {what: status[error] for what, _, error in DELIVERIES if status.get(error)}
+
+
+def _client() -> Any:
+    return boto3.client("cloudtrail")
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    trail = os.environ["TRAIL_NAME"]
+    status = _client().get_trail_status(Name=trail)
+    found = faults(status, datetime.now(UTC))
+    if found:
+        logger.error("the trail does not log or deliver", extra={"trail": trail, "faults": found})
+    elif errors := earlier_errors(status):
+        logger.warning(
+            "an earlier delivery failed; the trail has delivered since",
+            extra={"trail": trail, "errors": errors},
+        )
+    else:
+        logger.info("the trail logs and delivers", extra={"trail": trail})
+    metrics.add_dimension(name="trail", value=trail)
+    metrics.add_metric(name="TrailChecksPassed", unit=MetricUnit.Count, value=0 if found else 1)
+    return {"trail": trail, "faults": found}
