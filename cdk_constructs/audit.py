@@ -20,8 +20,8 @@ from constructs import Construct
 
 from cdk_constructs.alerts import alarm_without
 from cdk_constructs.catalog import TEXT_OUTPUT, database, external_table
-from cdk_constructs.functions import PYTHON_RUNTIME
-from cdk_constructs.nag import acknowledge, acknowledge_regulatory
+from cdk_constructs.functions import Unneeded, python_function
+from cdk_constructs.nag import acknowledge_regulatory
 from cdk_constructs.processing import schedule
 from datalake import sql
 
@@ -190,72 +190,37 @@ class TrailCheck(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        log_group = logs.LogGroup(
-            self, "Logs", encryption_key=logs_key, retention=log_retention, removal_policy=removal_policy
-        )
-        role = iam.Role(
+        self.function = python_function(
             self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"Checks that the trail {trail.name} logs and delivers",
-        )
-        policy = iam.ManagedPolicy(
-            self,
-            "Policy",
-            roles=[role],
-            statements=[
-                iam.PolicyStatement(
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
-                ),
-                iam.PolicyStatement(actions=["cloudtrail:GetTrailStatus"], resources=[trail.trail.trail_arn]),
-            ],
-        )
-        self.function = lambda_.Function(
-            self,
-            "Function",
-            description=f"Checks every hour that the trail {trail.name} logs and delivers",
-            runtime=PYTHON_RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
+            code=TRAIL_CHECK_CODE,
             handler="trail_check.lambda_handler",
-            code=lambda_.Code.from_asset(str(TRAIL_CHECK_CODE), exclude=["__pycache__", "*.pyc"]),
-            layers=[powertools_layer],
-            role=role.without_policy_updates(),
-            memory_size=256,
+            description=f"Checks every hour that the trail {trail.name} logs and delivers",
+            statements=[
+                iam.PolicyStatement(actions=["cloudtrail:GetTrailStatus"], resources=[trail.trail.trail_arn])
+            ],
+            logs_key=logs_key,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
             timeout=Duration.minutes(1),
-            # A check that failed publishes nothing, which the alarm counts; the next one is an hour away.
+            # a check that failed publishes nothing, which the alarm counts; the next is an hour away
             retry_attempts=0,
-            log_group=log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
+            layers=[powertools_layer],
             environment={
                 "TRAIL_NAME": trail.name,
                 "POWERTOOLS_SERVICE_NAME": TRAIL_CHECK_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": TRAIL_CHECK_NAMESPACE,
             },
-        )
-        self.function.node.add_dependency(policy)
-        reason = (
-            "The hourly schedule's invocation carries nothing to keep: a check that failed "
-            "publishes no TrailChecksPassed, which the trail check's alarm counts as a failed check."
-        )
-        acknowledge_regulatory(self.function, "LambdaDLQ", reason)
-        acknowledge(self.function, reason, "Serverless-LambdaDLQ", "Serverless-LambdaAsyncFailureDestination")
-        acknowledge_regulatory(
-            self.function,
-            "LambdaConcurrency",
-            "Runs once an hour; reserving concurrency would fail deployment in new accounts whose "
-            "limit is 10.",
-        )
-        acknowledge_regulatory(
-            self.function,
-            "LambdaInsideVPC",
-            "Calls only CloudTrail's GetTrailStatus over its public TLS endpoint and handles no lake "
-            "data; a VPC would add endpoints without reducing exposure.",
-        )
-        acknowledge(
-            self.function,
-            "One control-plane call an hour, itself in the trail, and a log line of what it found; "
-            "an X-Ray trace would add nothing to either.",
-            "Serverless-LambdaTracing",
+            unneeded=Unneeded(
+                dead_letter="The hourly schedule's invocation carries nothing to keep: a check that "
+                "failed publishes no TrailChecksPassed, which the trail check's alarm counts as a "
+                "failed check.",
+                reserved_concurrency="Runs once an hour; reserving concurrency would fail deployment in "
+                "new accounts whose limit is 10.",
+                vpc="Calls only CloudTrail's GetTrailStatus over its public TLS endpoint and handles no "
+                "lake data; a VPC would add endpoints without reducing exposure.",
+                tracing="One control-plane call an hour, itself in the trail, and a log line of what it "
+                "found; an X-Ray trace would add nothing to either.",
+            ),
         )
         self.schedule = schedule(
             self,

@@ -17,12 +17,10 @@ from typing import Any
 from aws_cdk import CustomResource, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from cdk_constructs.functions import PYTHON_RUNTIME
-from cdk_constructs.nag import acknowledge, acknowledge_regulatory, wildcard_findings
+from cdk_constructs.functions import Unneeded, python_function
 
 CODE_DIR = Path(__file__).resolve().parent.parent / "lambda" / "custom_resources"
 #: How long CloudFormation waits for an answer beyond the function's timeout: the asynchronous
@@ -56,71 +54,32 @@ class CustomResourceFunction(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.timeout = timeout or Duration.minutes(5)
-        log_group = logs.LogGroup(
-            self, "Logs", encryption_key=logs_key, retention=log_retention, removal_policy=removal_policy
-        )
-        role = iam.Role(
-            self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=description
-        )
-        policy = iam.ManagedPolicy(
+        self.function = python_function(
             self,
-            "Policy",
-            roles=[role],
-            statements=[
-                iam.PolicyStatement(
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
-                ),
-                *statements,
-            ],
-        )
-        findings = wildcard_findings(policy)
-        if findings:
-            if wildcard_reason is None:
-                raise ValueError(f"{construct_id}: wildcards {findings} need a wildcard_reason")
-            acknowledge(policy, wildcard_reason, *findings)
-        self.function = lambda_.Function(
-            self,
-            "Function",
-            description=description,
-            runtime=PYTHON_RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
+            code=CODE_DIR,
             handler=handler,
-            code=lambda_.Code.from_asset(str(CODE_DIR), exclude=["__pycache__", "*.pyc"]),
-            role=role.without_policy_updates(),
-            memory_size=256,
+            description=description,
+            statements=statements,
+            logs_key=logs_key,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
             timeout=self.timeout,
             # CloudFormation invokes asynchronously; a retry would run the request again after
             # CloudFormation has stopped waiting for it (see service_timeout in resource()).
             retry_attempts=0,
-            log_group=log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
-            environment=dict(environment or {}),
-        )
-        self.function.node.add_dependency(policy)
-        reason = (
-            "CloudFormation invokes custom-resource functions and waits for their answer; the "
-            "function reports every failure to CloudFormation itself, which fails the deployment, "
-            "so a DLQ or failure destination would hold nothing anyone acts on."
-        )
-        acknowledge_regulatory(self.function, "LambdaDLQ", reason)
-        acknowledge(self.function, reason, "Serverless-LambdaDLQ", "Serverless-LambdaAsyncFailureDestination")
-        acknowledge_regulatory(
-            self.function,
-            "LambdaConcurrency",
-            "Runs only during deployments, once per resource change; reserving concurrency would "
-            "fail deployment in new accounts whose limit is 10.",
-        )
-        acknowledge_regulatory(
-            self.function,
-            "LambdaInsideVPC",
-            "Calls only AWS control-plane APIs over their public TLS endpoints during deployment and "
-            "handles no lake data; a VPC would add endpoints without reducing exposure.",
-        )
-        acknowledge(
-            self.function,
-            "A deployment-time function with a handful of invocations per deploy; X-Ray traces would "
-            "record only control-plane calls already in CloudTrail.",
-            "Serverless-LambdaTracing",
+            environment=environment,
+            wildcard_reason=wildcard_reason,
+            unneeded=Unneeded(
+                dead_letter="CloudFormation invokes custom-resource functions and waits for their answer; "
+                "the function reports every failure to CloudFormation itself, which fails the "
+                "deployment, so a DLQ or failure destination would hold nothing anyone acts on.",
+                reserved_concurrency="Runs only during deployments, once per resource change; reserving "
+                "concurrency would fail deployment in new accounts whose limit is 10.",
+                vpc="Calls only AWS control-plane APIs over their public TLS endpoints during deployment "
+                "and handles no lake data; a VPC would add endpoints without reducing exposure.",
+                tracing="A deployment-time function with a handful of invocations per deploy; X-Ray "
+                "traces would record only control-plane calls already in CloudTrail.",
+            ),
         )
 
     def resource(

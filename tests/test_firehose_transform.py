@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import LambdaContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from records import RecordValidator, cause_of
@@ -625,14 +626,6 @@ def test_a_decimal_is_written_in_its_canonical_form_whatever_surrounds_it(amount
     assert (out["amount"], reasons) == ("1.50", [])
 
 
-@dataclass
-class _Context:
-    function_name: str = "transform"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:transform"
-    aws_request_id: str = "req-1"
-
-
 def _handler(monkeypatch: pytest.MonkeyPatch, spec_json: str) -> Any:
     """The handler module as Lambda loads it, in the environment the CDK construct sets."""
     from cdk_constructs.ingestion import METRICS_NAMESPACE, TRANSFORM_SERVICE  # (CDK: only here)
@@ -652,7 +645,7 @@ def test_handler_reads_the_spec_from_its_environment_and_emits_metrics(
     # GIVEN the environment the CDK construct sets
     handler = _handler(monkeypatch, ORDERS.to_spec_json())
     # WHEN it handles the Direct PUT fixture
-    response = handler.lambda_handler(_event("firehose_direct_put.json"), _Context())
+    response = handler.lambda_handler(_event("firehose_direct_put.json"), LambdaContext("transform"))
     # THEN it answers every record and publishes the counts as EMF metrics
     assert len(response["records"]) == 5
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
@@ -773,7 +766,7 @@ def test_the_log_names_the_field_a_record_failed_on_but_never_its_value(
     )
     # WHEN the function handles them
     with caplog.at_level("INFO"):
-        response = handler.lambda_handler(event, _Context())
+        response = handler.lambda_handler(event, LambdaContext("transform"))
     # THEN its log counts each field that failed, and holds no value of any record (the
     # records as Powertools receives them: message and extra fields)
     (log,) = [r for r in caplog.records if r.getMessage() == "records rejected or failed"]

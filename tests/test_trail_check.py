@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
@@ -13,6 +12,7 @@ import boto3
 import pytest
 import trail_check
 from botocore.stub import Stubber
+from fakes import LambdaContext
 
 from cdk_constructs.audit import TRAIL_CHECK_NAMESPACE, TRAIL_CHECK_SERVICE
 
@@ -77,14 +77,6 @@ def test_an_error_followed_by_a_delivery_is_reported_but_not_a_fault() -> None:
     assert trail_check.earlier_errors(status) == {"events to CloudWatch Logs": "ThrottlingException"}
 
 
-@dataclass
-class _Context:
-    function_name: str = "trail-check"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:trail-check"
-    aws_request_id: str = "req-1"
-
-
 @pytest.mark.parametrize(("status", "passed"), [(_status(), 1), (_status(age=timedelta(hours=3)), 0)])
 def test_the_handler_checks_the_trail_it_is_given_and_counts_a_passed_check(
     monkeypatch: pytest.MonkeyPatch,
@@ -108,7 +100,7 @@ def test_the_handler_checks_the_trail_it_is_given_and_counts_a_passed_check(
         clock.now.return_value = NOW
         stubber.add_response("get_trail_status", answer, {"Name": TRAIL})
         # WHEN the schedule invokes it
-        result = module.lambda_handler({"trigger": "schedule"}, _Context())
+        result = module.lambda_handler({"trigger": "schedule"}, LambdaContext("trail-check"))
         stubber.assert_no_pending_responses()
     # THEN it returns what it found, logs it, and publishes 1 for a passed check, 0 otherwise,
     # under the namespace and dimensions the alarm reads
