@@ -17,7 +17,8 @@ class LakeBucket(Construct):
     """An S3 bucket with the lake's secure defaults, beyond the L2's own.
 
     Always: all public access blocked, TLS only, object ownership enforced (no ACLs), versioning,
-    incomplete multipart uploads aborted after one day and noncurrent versions expired.
+    uploads encrypted with a customer-provided key (SSE-C) refused, incomplete multipart uploads
+    aborted after one day and noncurrent versions expired.
 
     :param encryption_key: customer-managed key for SSE-KMS with a bucket key. ``None`` means
         SSE-S3, and needs ``sse_s3_because``: S3 cannot deliver access logs to an SSE-KMS bucket
@@ -92,6 +93,8 @@ class LakeBucket(Construct):
             else s3.BucketEncryption.S3_MANAGED,
             encryption_key=encryption_key,
             bucket_key_enabled=encryption_key is not None,
+            # No upload with a key the lake does not hold (SSE-C), whatever the region's default.
+            blocked_encryption_types=[s3.BlockedEncryptionType.SSE_C],
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             minimum_tls_version=1.2,

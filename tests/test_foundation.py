@@ -134,6 +134,16 @@ def test_every_bucket_denies_plain_http_and_tls_before_1_2(template: Template) -
         assert {"NumericLessThan": {"s3:TlsVersion": 1.2}} in denied
 
 
+def test_every_bucket_refuses_uploads_encrypted_with_a_key_the_lake_does_not_hold(template: Template) -> None:
+    # SSE-C: the uploader's own key, which neither the lake's readers nor Macie could use; S3's
+    # default blocks it on new buckets of most regions only (not Bahrain's or the UAE's)
+    buckets = template.find_resources("AWS::S3::Bucket")
+    assert len(buckets) == 6
+    for bucket in buckets.values():
+        (rule,) = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert rule["BlockedEncryptionTypes"] == {"EncryptionType": ["SSE-C"]}
+
+
 def test_raw_zone_tiers_to_infrequent_access_then_glacier_ir(template: Template) -> None:
     lid = _logical_id(template, "AWS::S3::Bucket", "StorageRawBucket")
     rules = template.find_resources("AWS::S3::Bucket")[lid]["Properties"]["LifecycleConfiguration"]["Rules"]
