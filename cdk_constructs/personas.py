@@ -66,6 +66,8 @@ class LakeAccess:
     database_prefix: str
     curated_database: str
     analyst_workgroup: str
+    #: The regional analyst's own workgroup: the analysts' results hold every row.
+    regional_workgroup: str
     workgroup_prefix: str
     raw_bucket: s3.IBucket
     curated_bucket: s3.IBucket
@@ -94,7 +96,8 @@ class Personas(Construct):
       the lake's workgroups, reads the audit trail.
     * ``analyst``: queries curated data in the analysts' workgroup; with Lake Formation on it
       sees no PII column.
-    * ``regional_analyst``: like ``analyst``, limited by the worked data-cells filter to some rows.
+    * ``regional_analyst``: like ``analyst``, limited by the worked data-cells filter to some rows,
+      in a workgroup of its own (the analysts' query history and results hold every row).
     * per dataset a Glue ``job`` and ``crawler`` role (policies added by ``DatasetPipeline``).
     * ``spectrum`` (when Redshift is on): Redshift Serverless reading the curated zone.
     * ``quicksight`` (when a QuickSight principal is configured): the role QuickSight's Athena data
@@ -137,8 +140,8 @@ class Personas(Construct):
             "Queries the curated rows of some countries only (data-cells filter), without PII.",
         )
         self._engineer_policy(notebook_workgroup)
-        for name, role in (("Analyst", self.analyst), ("RegionalAnalyst", self.regional_analyst)):
-            self._analyst_policy(name, role)
+        self._analyst_policy("Analyst", self.analyst, access.analyst_workgroup)
+        self._analyst_policy("RegionalAnalyst", self.regional_analyst, access.regional_workgroup)
 
         self.pipelines: dict[str, PipelineRoles] = {}
         for ds in datasets:
@@ -191,7 +194,7 @@ class Personas(Construct):
                 ],
                 resources=[self._arn("athena", "datacatalog", "AwsDataCatalog")],
             )
-            self._analyst_policy("QuickSight", self.quicksight, catalog)
+            self._analyst_policy("QuickSight", self.quicksight, access.analyst_workgroup, catalog)
         self.notebooks: iam.Role | None = None
         if notebook_workgroup is not None:
             self.notebooks = self._service_of_this_account(
@@ -385,15 +388,20 @@ class Personas(Construct):
             *wildcard_findings(policy),
         )
 
-    def _analyst_policy(self, construct_id: str, role: iam.Role, *extra: iam.PolicyStatement) -> None:
+    def _analyst_policy(
+        self, construct_id: str, role: iam.Role, workgroup: str, *extra: iam.PolicyStatement
+    ) -> None:
+        """Queries in ``workgroup`` alone, whose results (under its prefix) the role reads: a role
+        that may see fewer rows or columns than another never shares its workgroup, whose query
+        history and results would show it the other's."""
         a = self._access
         statements = [
             *extra,
-            self._athena(a.analyst_workgroup),
+            self._athena(workgroup),
             self._glue_read(a.curated_database),
             iam.PolicyStatement(
                 actions=["s3:GetObject", "s3:PutObject"],
-                resources=[a.athena_results_bucket.arn_for_objects(f"{a.analyst_workgroup}/*")],
+                resources=[a.athena_results_bucket.arn_for_objects(f"{workgroup}/*")],
             ),
             iam.PolicyStatement(
                 actions=["s3:ListBucket", "s3:GetBucketLocation"],

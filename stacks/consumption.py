@@ -19,7 +19,7 @@ from datalake import sql
 from datalake.dataset import Dataset
 from stacks.common import database_name, log_retention, removal_policy
 from stacks.foundation import FoundationStack
-from stacks.governance import GovernanceStack, athena_workgroup_name
+from stacks.governance import REGIONAL, GovernanceStack, athena_workgroup_name
 
 #: The shipped query the scheduled report unloads.
 REPORT_QUERY = "daily_revenue_by_country"
@@ -52,18 +52,34 @@ class ConsumptionStack(Stack):
             bytes_scanned_cutoff=stage.athena_bytes_scanned_cutoff,
             removal_policy=removal,
         )
-        self.named_queries: dict[str, athena.CfnNamedQuery] = {}
+        # The regional analysts query apart: the analysts' query history and results hold every
+        # row, which the regional analysts' data-cells filter keeps from them.
+        self.regional_workgroup = sql_workgroup(
+            self,
+            "RegionalAnalystsWorkgroup",
+            name=athena_workgroup_name(stage, REGIONAL),
+            description="Regional analysts: the curated rows of their region without PII (Lake "
+            "Formation), per-query scan cutoff",
+            results_bucket=results,
+            key=keys.analytics,
+            bytes_scanned_cutoff=stage.athena_bytes_scanned_cutoff,
+            removal_policy=removal,
+        )
+        #: The shipped queries, in each analysts' workgroup: (workgroup name, query name) -> query.
+        self.named_queries: dict[tuple[str, str], athena.CfnNamedQuery] = {}
         queries = {q.name: q for q in sql.load("athena")}
-        for query in queries.values():
-            self.named_queries[query.name] = athena.CfnNamedQuery(
-                self,
-                query.name.title().replace("_", ""),
-                name=query.name.replace("_", " "),
-                description=query.description[:1024],
-                database=curated_db,
-                work_group=self.workgroup.ref,
-                query_string=query.text,
-            )
+        for id_prefix, workgroup in (("", self.workgroup), ("Regional", self.regional_workgroup)):
+            for query in queries.values():
+                assert workgroup.name is not None
+                self.named_queries[(workgroup.name, query.name)] = athena.CfnNamedQuery(
+                    self,
+                    id_prefix + query.name.title().replace("_", ""),
+                    name=query.name.replace("_", " "),
+                    description=query.description[:1024],
+                    database=curated_db,
+                    work_group=workgroup.ref,
+                    query_string=query.text,
+                )
         self.report: ScheduledReport | None = None
         if REPORT_QUERY in queries:  # a fork without the orders example drops the report with it
             self.report = self._report(

@@ -141,7 +141,7 @@ class FoundationStack(Stack):
                 log_retention=log_retention(stage),
                 removal_policy=removal,
             )
-            self.trail_check.schedule.add_dependency(self.schedules.node.default_child)  # type: ignore[arg-type]
+            self.trail_check.schedule.node.add_dependency(self.schedules)
             self.alerts.notify_on(self.trail_check.alarm)
         # Governance changes that are not faults of any run: published as they happen.
         self.governance_alerts = AlertRules(

@@ -24,6 +24,11 @@ def athena_workgroup_name(stage: StageConfig, purpose: str = "analysts") -> str:
     return f"{stage.prefix}-{purpose}"
 
 
+#: The regional analysts' workgroup (``<prefix>-regional-analysts``): apart from the analysts', so
+#: that neither reads the other's query results, which hold rows the other may not see.
+REGIONAL = "regional-analysts"
+
+
 class GovernanceStack(Stack):
     def __init__(
         self,
@@ -53,6 +58,7 @@ class GovernanceStack(Stack):
                 database_prefix=stage.prefix.replace("-", "_"),
                 curated_database=database_name(stage, "curated"),
                 analyst_workgroup=athena_workgroup_name(stage),
+                regional_workgroup=athena_workgroup_name(stage, REGIONAL),
                 workgroup_prefix=stage.prefix,
                 raw_bucket=buckets["raw"],
                 curated_bucket=buckets["curated"],

@@ -16,7 +16,7 @@ from constructs import Construct
 
 from cdk_constructs.processing import JOB_COUNTS
 from config import StageConfig
-from stacks.governance import athena_workgroup_name
+from stacks.governance import REGIONAL, athena_workgroup_name
 from stacks.ingestion import IngestionStack
 from stacks.processing import ProcessingStack
 
@@ -131,13 +131,10 @@ class ObservabilityStack(Stack):
             )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
-                title="Athena: bytes scanned (analysts' workgroup)",
+                title="Athena: bytes scanned (analysts' and regional analysts' workgroups)",
                 left=[
-                    searched(
-                        "AWS/Athena",
-                        f'MetricName="ProcessedBytes" WorkGroup="{athena_workgroup_name(stage)}"',
-                        "Sum",
-                    )
+                    searched("AWS/Athena", f'MetricName="ProcessedBytes" WorkGroup="{workgroup}"', "Sum")
+                    for workgroup in (athena_workgroup_name(stage), athena_workgroup_name(stage, REGIONAL))
                 ],
                 width=24,
             )

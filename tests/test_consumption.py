@@ -56,8 +56,9 @@ def _props(synth: Synth, type_: str) -> list[dict[str, Any]]:
     return [r["Properties"] for r in _of_type(synth, type_).values()]
 
 
-def test_analysts_workgroup_enforces_engine_v3_encryption_and_cutoff(sandbox: Synth) -> None:
-    (wg,) = [w for w in _props(sandbox, "AWS::Athena::WorkGroup") if w["Name"] == "lake-sbx-analysts"]
+@pytest.mark.parametrize("name", ["lake-sbx-analysts", "lake-sbx-regional-analysts"])
+def test_analysts_workgroups_enforce_engine_v3_encryption_and_cutoff(sandbox: Synth, name: str) -> None:
+    (wg,) = [w for w in _props(sandbox, "AWS::Athena::WorkGroup") if w["Name"] == name]
     conf = wg["WorkGroupConfiguration"]
     assert conf["EnforceWorkGroupConfiguration"] is True
     assert conf["PublishCloudWatchMetricsEnabled"] is True
@@ -79,21 +80,34 @@ def test_every_workgroup_writes_results_only_to_a_bucket_of_this_account() -> No
         for r in template["Resources"].values()
         if r["Type"] == "AWS::Athena::WorkGroup"
     }
-    assert set(workgroups) == {"lake-sbx-analysts", "lake-sbx-audit", "lake-sbx-notebooks"}
+    assert set(workgroups) == {
+        "lake-sbx-analysts",
+        "lake-sbx-regional-analysts",
+        "lake-sbx-audit",
+        "lake-sbx-notebooks",
+    }
     for name, result in workgroups.items():
         assert result["ExpectedBucketOwner"] == {"Ref": "AWS::AccountId"}
         assert json.dumps(result["OutputLocation"]).endswith(f'"/{name}/"]]}}')
 
 
-def test_every_shipped_query_is_a_named_query(sandbox: Synth) -> None:
-    queries = {q["Name"]: q for q in _props(sandbox, "AWS::Athena::NamedQuery")}
+def test_every_shipped_query_is_a_named_query_of_each_analysts_workgroup(sandbox: Synth) -> None:
+    workgroups = {
+        lid: w["Properties"]["Name"] for lid, w in _of_type(sandbox, "AWS::Athena::WorkGroup").items()
+    }
     shipped = sql.load("athena")
-    assert set(queries) == {q.name.replace("_", " ") for q in shipped}
-    for q in shipped:
-        named = queries[q.name.replace("_", " ")]
-        assert named["QueryString"] == q.text
-        assert named["Database"] == "lake_sbx_curated"
-        assert named["Description"] == q.description
+    for name in ("lake-sbx-analysts", "lake-sbx-regional-analysts"):
+        queries = {
+            q["Name"]: q
+            for q in _props(sandbox, "AWS::Athena::NamedQuery")
+            if workgroups[q["WorkGroup"]["Ref"]] == name
+        }
+        assert set(queries) == {q.name.replace("_", " ") for q in shipped}
+        for q in shipped:
+            named = queries[q.name.replace("_", " ")]
+            assert named["QueryString"] == q.text
+            assert named["Database"] == "lake_sbx_curated"
+            assert named["Description"] == q.description
 
 
 def _definition(synth: Synth) -> dict[str, Any]:

@@ -242,6 +242,27 @@ def test_analysts_results_and_engineers_logs_stay_under_their_own_prefix(governa
     assert "access-logs" not in json.dumps(engineer)
 
 
+def test_the_regional_analyst_queries_apart_from_the_analysts_whose_results_hold_every_row(
+    governance: Template,
+) -> None:
+    # the analysts' queries return every country's rows: their history and results, which a
+    # member of the workgroup may list and read, are out of the regional analyst's reach, and
+    # the analysts' reach holds nothing of the regional analyst's
+    def reach(policy: str) -> tuple[set[str], set[str]]:
+        statements = policy_statements(governance, policy)
+        (athena,) = [st for st in statements if "athena:ListQueryExecutions" in actions(st)]
+        (results,) = [st for st in statements if "s3:PutObject" in actions(st)]
+        workgroups = set(re.findall(r":workgroup/([^\"]+)", json.dumps(athena["Resource"])))
+        prefixes = set(re.findall(r"-athena-results-.*?/([^/\"]+)/\*", json.dumps(results["Resource"])))
+        return workgroups, prefixes
+
+    assert reach("PersonasAnalystPolicy") == ({"lake-sbx-analysts"}, {"lake-sbx-analysts"})
+    assert reach("PersonasRegionalAnalystPolicy") == (
+        {"lake-sbx-regional-analysts"},
+        {"lake-sbx-regional-analysts"},
+    )
+
+
 def test_engineers_have_every_zone(governance: Template, catalog: Template) -> None:
     engineer = _persona_output(governance, "PersonasDataEngineer")
     grants = [g for g in lf_grants(catalog) if grant_principal(g) == engineer]

@@ -713,6 +713,8 @@ def test_one_dashboard_covers_the_whole_pipeline(sandbox: Synth) -> None:
         "SEARCH(' Namespace=\"Glue Data Quality\" \"lake-sbx-orders-curated\" ', 'Maximum', 3600)",
         'SEARCH(\' Namespace="AWS/Athena" MetricName="ProcessedBytes" WorkGroup="lake-sbx-analysts" \', '
         "'Sum', 3600)",
+        'SEARCH(\' Namespace="AWS/Athena" MetricName="ProcessedBytes" WorkGroup="lake-sbx-regional-analysts" \', '
+        "'Sum', 3600)",
     ]
     # the job's ETL time: Glue reports it in deltas, so summed (per hour: one run's)
     (elapsed,) = [m for m in graphed if "glue.driver.aggregate.elapsedTime" in m]
