@@ -158,9 +158,10 @@ class LakeFormationSetup(Construct):
             self.registrations[zone.name] = registration
             self.registration_roles[zone.name] = role
 
-        self.zone_tag = lf.CfnTag(self, "ZoneTag", tag_key=f"{tag_prefix}zone", tag_values=list(ZONES))
+        zone_key, class_key = tag_key_names(tag_prefix)
+        self.zone_tag = lf.CfnTag(self, "ZoneTag", tag_key=zone_key, tag_values=list(ZONES))
         self.classification_tag = lf.CfnTag(
-            self, "ClassificationTag", tag_key=f"{tag_prefix}classification", tag_values=list(CLASSIFICATIONS)
+            self, "ClassificationTag", tag_key=class_key, tag_values=list(CLASSIFICATIONS)
         )
         for tag in (self.zone_tag, self.classification_tag):
             for registration in self.registrations.values():
@@ -301,35 +302,16 @@ class CatalogPermissions(Construct):
         def grant(
             cid: str, principal: str, resource: Permissions.ResourceProperty, permissions: Sequence[str]
         ) -> lf.CfnPrincipalPermissions:
-            permission = Permissions(
-                self,
-                cid,
-                catalog=account,
-                principal=Permissions.DataLakePrincipalProperty(data_lake_principal_identifier=principal),
-                resource=resource,
-                permissions=list(permissions),
-                permissions_with_grant_option=[],
-            )
+            permission = lf_grant(self, cid, principal, resource, permissions)
             for association in self.associations:
                 permission.node.add_dependency(association)
             self.grants.append(permission)
             return permission
 
         def tag_policy(resource_type: str, **expression: Sequence[str]) -> Permissions.ResourceProperty:
-            keys = {"zone": zone_key, "classification": class_key}
-            return Permissions.ResourceProperty(
-                lf_tag_policy=Permissions.LFTagPolicyResourceProperty(
-                    catalog_id=account,
-                    resource_type=resource_type,
-                    expression=[
-                        Permissions.LFTagProperty(tag_key=keys[k], tag_values=list(v))
-                        for k, v in expression.items()
-                    ],
-                )
-            )
+            return lf_tag_policy(resource_type, tag_keys, **expression)
 
         every_zone = list(ZONES)
-        non_pii = [c for c in CLASSIFICATIONS if c != "pii"]
         for i, principal in enumerate(engineers):
             grant(
                 f"EngineerDatabases{i}",
@@ -344,19 +326,8 @@ class CatalogPermissions(Construct):
                 ["SELECT", "INSERT", "DELETE", "DESCRIBE", "ALTER", "DROP"],
             )
         for i, principal in enumerate(readers):
-            grant(
-                f"ReaderDatabases{i}",
-                principal,
-                tag_policy("DATABASE", zone=["curated", "analytics"]),
-                ["DESCRIBE"],
-            )
-            # Columns tagged pii do not match classification in (public, internal): LF hides them.
-            grant(
-                f"ReaderTables{i}",
-                principal,
-                tag_policy("TABLE", zone=["curated", "analytics"], classification=non_pii),
-                READ,
-            )
+            for suffix, (resource, permissions) in reader_grants(tag_keys).items():
+                grant(f"Reader{suffix}{i}", principal, resource, permissions)
         for i, principal in enumerate(pii_readers):
             grant(f"PiiReaderDatabases{i}", principal, tag_policy("DATABASE", zone=["curated"]), ["DESCRIBE"])
             grant(f"PiiReaderTables{i}", principal, tag_policy("TABLE", zone=["curated"]), READ)
@@ -432,6 +403,63 @@ class CatalogPermissions(Construct):
                 ),
                 ["SELECT"],
             ).node.add_dependency(cells)
+
+
+def tag_key_names(tag_prefix: str) -> tuple[str, str]:
+    """The stage's ``zone`` and ``classification`` tag keys (``lf_tag_prefix`` of its config first)."""
+    return f"{tag_prefix}zone", f"{tag_prefix}classification"
+
+
+def lf_grant(
+    scope: Construct,
+    construct_id: str,
+    principal: str,
+    resource: lf.CfnPrincipalPermissions.ResourceProperty,
+    permissions: Sequence[str],
+) -> lf.CfnPrincipalPermissions:
+    """``permissions`` on ``resource`` to ``principal`` (an IAM ARN), without grant option."""
+    return Permissions(
+        scope,
+        construct_id,
+        catalog=Aws.ACCOUNT_ID,
+        principal=Permissions.DataLakePrincipalProperty(data_lake_principal_identifier=principal),
+        resource=resource,
+        permissions=list(permissions),
+        permissions_with_grant_option=[],
+    )
+
+
+def lf_tag_policy(
+    resource_type: str, tag_keys: tuple[str, str], **expression: Sequence[str]
+) -> lf.CfnPrincipalPermissions.ResourceProperty:
+    """The ``DATABASE`` or ``TABLE`` resources whose tags match ``expression`` (``zone=...``,
+    ``classification=...``), given the stage's ``zone`` and ``classification`` tag keys."""
+    keys = dict(zip(("zone", "classification"), tag_keys, strict=True))
+    return Permissions.ResourceProperty(
+        lf_tag_policy=Permissions.LFTagPolicyResourceProperty(
+            catalog_id=Aws.ACCOUNT_ID,
+            resource_type=resource_type,
+            expression=[
+                Permissions.LFTagProperty(tag_key=keys[k], tag_values=list(v)) for k, v in expression.items()
+            ],
+        )
+    )
+
+
+def reader_grants(
+    tag_keys: tuple[str, str],
+) -> dict[str, tuple[lf.CfnPrincipalPermissions.ResourceProperty, list[str]]]:
+    """What a reader gets, by construct id suffix: DESCRIBE on the curated and analytics databases,
+    SELECT and DESCRIBE on their tables, columns tagged ``pii`` excepted (they do not match
+    ``classification`` in public, internal, so Lake Formation hides them)."""
+    non_pii = [c for c in CLASSIFICATIONS if c != "pii"]
+    return {
+        "Databases": (lf_tag_policy("DATABASE", tag_keys, zone=["curated", "analytics"]), ["DESCRIBE"]),
+        "Tables": (
+            lf_tag_policy("TABLE", tag_keys, zone=["curated", "analytics"], classification=non_pii),
+            READ,
+        ),
+    }
 
 
 def _cid(name: str) -> str:

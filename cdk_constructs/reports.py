@@ -186,6 +186,7 @@ class ScheduledReport(Construct):
             removal_policy=removal_policy,
         )
         self.state_machine = machine.state_machine
+        self.role = machine.role
         # A failure the task catches is published by NotifyFailure; these take the rest.
         self.alarms = [
             *execution_alarms(self, self.state_machine, ids="", subject=f"report {query.name}: an execution"),

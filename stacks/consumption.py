@@ -11,6 +11,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from cdk_constructs.athena import sql_workgroup
+from cdk_constructs.lake_formation import lf_grant, reader_grants, tag_key_names
 from cdk_constructs.quicksight import QuickSightDashboard
 from cdk_constructs.reports import ScheduledReport
 from cdk_constructs.warehouse import RedshiftWarehouse
@@ -166,6 +167,15 @@ class ConsumptionStack(Stack):
             schedule_group=foundation.schedules.schedule_group_name,
         )
         report.state_machine.node.add_dependency(self.workgroup)
+        if stage.features.lake_formation:
+            # The UNLOAD reads the curated tables as the state machine's role, which Lake Formation
+            # must let read them: what analysts read (no PII column), granted once the role exists.
+            tag_keys = tag_key_names(stage.lf_tag_prefix)
+            for suffix, (resource, permissions) in reader_grants(tag_keys).items():
+                grant = lf_grant(
+                    self, f"DailyRevenueReportReader{suffix}", report.role.role_arn, resource, permissions
+                )
+                report.schedule.node.add_dependency(grant)
         foundation.alerts.notify_on(*report.alarms)
         return report
 

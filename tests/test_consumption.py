@@ -178,6 +178,55 @@ def test_a_report_run_is_marked_complete_only_after_its_unload_succeeded(sandbox
     assert f'/{REPORTS_PREFIX}/daily_revenue_by_country/*"' in json.dumps(writes["Resource"])
 
 
+def test_the_report_reads_through_lake_formation_as_analysts_do(sandbox: Synth) -> None:
+    # GIVEN the report's state machine role, whose UNLOAD Athena runs with Lake Formation checking
+    # it (the lake's tables give IAMAllowedPrincipals nothing)
+    template = sandbox.template(sandbox.lake.consumption)
+    (role,) = [
+        lid for lid in template.find_resources("AWS::IAM::Role") if lid.startswith("DailyRevenueReportRole")
+    ]
+    grants = {
+        lid: g
+        for lid, g in template.find_resources("AWS::LakeFormation::PrincipalPermissions").items()
+        if g["Properties"]["Principal"]["DataLakePrincipalIdentifier"] == {"Fn::GetAtt": [role, "Arn"]}
+    }
+    # THEN it gets what analysts get: DESCRIBE on the curated and analytics databases, SELECT on
+    # their tables' columns that are not tagged pii, and no grant option
+    expressions = {
+        g["Properties"]["Resource"]["LFTagPolicy"]["ResourceType"]: (
+            {e["TagKey"]: e["TagValues"] for e in g["Properties"]["Resource"]["LFTagPolicy"]["Expression"]},
+            g["Properties"]["Permissions"],
+            g["Properties"]["PermissionsWithGrantOption"],
+        )
+        for g in grants.values()
+    }
+    assert expressions == {
+        "DATABASE": ({"zone": ["curated", "analytics"]}, ["DESCRIBE"], []),
+        "TABLE": (
+            {"zone": ["curated", "analytics"], "classification": ["public", "internal"]},
+            ["SELECT", "DESCRIBE"],
+            [],
+        ),
+    }
+    catalog = sandbox.template(sandbox.lake.catalog)
+    analyst = [g for g in lf_grants(catalog) if "DataAnalyst" in grant_principal(g)]
+    assert sorted(json.dumps([tag_expression(g), g["Permissions"]]) for g in analyst) == sorted(
+        json.dumps([expression, permissions]) for expression, permissions, _ in expressions.values()
+    )
+    # AND the schedule starts it only once the grants exist; its query reads no PII column, which
+    # the grant would hide from it
+    (schedule,) = [
+        s
+        for lid, s in template.find_resources("AWS::Scheduler::Schedule").items()
+        if lid.startswith("DailyRevenue")
+    ]
+    assert set(grants) <= set(schedule["DependsOn"])
+    (query,) = [q for q in sql.load("athena") if q.name == "daily_revenue_by_country"]
+    read = {c.name for c in sqlglot.parse_one(query.text, read="trino").find_all(sqlglot.exp.Column)}
+    orders = load_dataset(DATASETS_DIR / "orders.json")
+    assert read and not read & set(orders.governance.pii_columns)
+
+
 @pytest.mark.parametrize("brace", ["{", "}"])
 def test_a_report_query_with_a_brace_is_refused_naming_its_file(brace: str, tmp_path: Path) -> None:
     # a brace would be read as a placeholder of States.Format, which fills in the run's name
