@@ -12,6 +12,7 @@ import duckdb
 import pytest
 import sqlglot
 from aws_cdk.assertions import Template
+from cfn_resolve import Resolver
 from lake_app import (
     SWITCHED,
     WITHOUT_AUDIT,
@@ -699,3 +700,28 @@ def test_no_principal_but_the_account_root_gets_kms_star(stage: str) -> None:
                             f"{name}/{logical}: {statement.get('Sid')} has no condition"
                         )
     assert keys == 4
+
+
+@pytest.mark.parametrize(("stage", "features"), [("sandbox", {}), ("prod", {}), ("sandbox", WITHOUT_AUDIT)])
+def test_every_role_that_may_ask_lake_formation_for_data_holds_a_grant(
+    stage: str, features: dict[str, Any]
+) -> None:
+    # a role allowed lakeformation:GetDataAccess reads through Lake Formation (Athena, Glue,
+    # QuickSight, Redshift); without a grant it reads nothing, as the daily report's role did
+    # until it had one. Lake Formation is on in these stages.
+    synth = synthesize(stage, **features)
+    templates = synth.all_templates()
+    resolver = Resolver(templates)
+    asking: set[str] = set()
+    granted: set[str] = set()
+    for stack, template in templates.items():
+        for resource in template["Resources"].values():
+            props = resource.get("Properties", {})
+            if resource["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"):
+                if "lakeformation:GetDataAccess" in json.dumps(props["PolicyDocument"]):
+                    asking |= {str(resolver.resolve(stack, role)) for role in props.get("Roles", [])}
+            elif resource["Type"] == "AWS::LakeFormation::PrincipalPermissions":
+                arn = str(resolver.resolve(stack, props["Principal"]["DataLakePrincipalIdentifier"]))
+                granted.add(arn.rsplit("/", 1)[-1])  # a role's ARN ends with its name
+    assert len(asking) >= 6  # the personas, the pipeline's job and crawler, the report...
+    assert asking <= granted, sorted(asking - granted)
