@@ -32,7 +32,7 @@ BENCH = ROOT / "benchmarks" / "results.json"
 NO_IDLE_CHARGE = {
     "AWS::Athena::NamedQuery": "free",
     "AWS::Athena::WorkGroup": "per TB scanned",
-    "AWS::Budgets::Budget": "free without budget actions (the lake has none)",
+    "AWS::Budgets::Budget": "an account's first two budgets free, each further one 0.02 USD a day (Budgets' guide)",
     "AWS::CDK::Metadata": "free",
     "AWS::CloudTrail::Trail": "first copy of management events free; data events per 100k",
     "AWS::EC2::FlowLog": "per GB of logs (an idle VPC logs almost nothing)",
