@@ -204,7 +204,7 @@ def idle(assembly: Assembly, prices: dict[str, Any]) -> list[Line]:
                 )
             )
             continue
-        started = " ".join(definitions.get(t, "") for t in referenced(props.get("Target", {}).get("Arn")))
+        started = " ".join(definitions.get(t, "") for t in targets)
         job = next((j for n, ref, j in glue_jobs if n in started or ref in started), None)
         if job is not None:
             dpus = job.get("NumberOfWorkers", 2) * WORKER_DPUS[job.get("WorkerType", "G.1X")]

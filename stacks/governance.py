@@ -25,7 +25,7 @@ def athena_workgroup_name(stage: StageConfig, purpose: str = "analysts") -> str:
 
 
 #: The regional analysts' workgroup (``<prefix>-regional-analysts``): apart from the analysts', so
-#: that neither reads the other's query results, which hold rows the other may not see.
+#: that the regional analyst reads none of the analysts' query results, which hold rows it may not see.
 REGIONAL = "regional-analysts"
 
 
