@@ -159,7 +159,8 @@ class FoundationStack(Stack):
         Outside a deployment (by anyone but the CDK execution role, which makes every change this
         app declares): a lake bucket's policy, ACL, public access block, encryption, versioning,
         lifecycle, object ownership, replication or Object Lock changed, which can open the
-        bucket, stop encrypting, expire or copy its objects; and, with Lake Formation on, a change to its
+        bucket, stop encrypting, expire or copy its objects; the trail's settings or event selectors
+        changed, which can end the audit while the trail still logs; and, with Lake Formation on, a change to its
         permissions, tags, filters, settings or registrations, which can open PII. Lake
         Formation's admins and settings are the account's, so in an account that other teams'
         Lake Formation shares, their changes alert too."""
@@ -196,7 +197,7 @@ class FoundationStack(Stack):
         ]
         if self.trail is not None:
             names = (self.trail.name, self.trail.trail.trail_arn)
-            watched.append(
+            watched += [
                 WatchedCalls(
                     "TrailStoppedOrDeletedRule",
                     "Lake audit trail",
@@ -204,8 +205,30 @@ class FoundationStack(Stack):
                     ("StopLogging", "DeleteTrail"),
                     "name",
                     names,
-                )
-            )
+                ),
+                WatchedCalls(
+                    "TrailChangedRule",
+                    "Lake audit trail",
+                    "cloudtrail",
+                    ("UpdateTrail",),
+                    "name",
+                    names,
+                    outside_deployments=True,
+                    summary="bucket, key, log file validation, regions or CloudWatch Logs changed",
+                ),
+                # Which events the trail logs: with the S3 data events gone (or management events
+                # excluded) it still logs and delivers, while the audit of reads has ended.
+                WatchedCalls(
+                    "TrailSelectorsChangedRule",
+                    "Lake audit trail",
+                    "cloudtrail",
+                    ("PutEventSelectors",),
+                    "trailName",
+                    names,
+                    outside_deployments=True,
+                    summary="event selectors changed (which management and data events it logs)",
+                ),
+            ]
         if lake_formation:
             watched.append(
                 WatchedCalls(

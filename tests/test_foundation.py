@@ -366,11 +366,13 @@ def _kms_call(name: str, key_id: str, **detail: Any) -> dict[str, Any]:
     return _api_call("kms", name, {"keyId": key_id, "pendingWindowInDays": 7}, **detail)
 
 
-def _rule(template: Template, source: str) -> dict[str, Any]:
+def _rule(template: Template, source: str, call: str | None = None) -> dict[str, Any]:
+    """The one rule on ``source``'s events (that names ``call``, when given)."""
     ((_, rule),) = [
         (k, r["Properties"])
         for k, r in template.find_resources("AWS::Events::Rule").items()
         if r["Properties"]["EventPattern"].get("source") == [source]
+        and (call is None or call in r["Properties"]["EventPattern"]["detail"]["eventName"])
     ]
     return rule
 
@@ -401,7 +403,7 @@ def test_a_lake_key_disabled_or_scheduled_for_deletion_alerts(sandbox: Synth, te
 
 
 def test_the_lake_trail_stopped_or_deleted_alerts(sandbox: Synth, template: Template) -> None:
-    rule = _rule(template, "aws.cloudtrail")
+    rule = _rule(template, "aws.cloudtrail", "StopLogging")
     pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
     (trail,) = template.find_resources("AWS::CloudTrail::Trail").values()
     name = trail["Properties"]["TrailName"]
@@ -488,6 +490,42 @@ def test_a_stage_without_the_trail_has_no_trail_check() -> None:
         lid for lid in template.find_resources("AWS::Lambda::Function") if lid.startswith("AuditCheck")
     ]
     assert "TrailChecksPassed" not in json.dumps(template.to_json())
+
+
+@pytest.mark.parametrize(
+    ("call", "parameter", "summary"),
+    [
+        ("UpdateTrail", "name", "bucket, key, log file validation, regions or CloudWatch Logs changed"),
+        ("PutEventSelectors", "trailName", "event selectors changed"),
+    ],
+)
+def test_the_lake_trail_changed_outside_a_deployment_alerts(
+    sandbox: Synth, template: Template, call: str, parameter: str, summary: str
+) -> None:
+    # a trail whose data events were dropped (or whose bucket or key changed) still logs and
+    # delivers: the hourly check passes while the audit of reads has ended
+    rule = _rule(template, "aws.cloudtrail", call)
+    pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
+    name = "lake-sbx-audit"
+    arn = f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/{name}"
+    deployment = _assumed(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
+
+    def changed(trail: str, identity: dict[str, Any], **detail: Any) -> dict[str, Any]:
+        return _api_call("cloudtrail", call, {parameter: trail}, userIdentity=identity, **detail)
+
+    # by a person, the trail named by name or ARN: published
+    assert pattern.matches_event(changed(name, _assumed("admin")))
+    assert pattern.matches_event(changed(arn, {"type": "IAMUser", "arn": f"arn:aws:iam::{ACCOUNT}:user/kim"}))
+    # by a deployment, on another trail, or refused: not
+    assert not pattern.matches_event(changed(name, deployment))
+    assert not pattern.matches_event(changed("org-trail", _assumed("admin")))
+    assert not pattern.matches_event(changed(name, _assumed("admin"), errorCode="AccessDenied"))
+    target = rule["Targets"][0]["InputTransformer"]
+    assert target["InputTemplate"] == (
+        '"Lake audit trail <name>: <call> by <caller> at <time>, outside a deployment"'
+    )
+    assert target["InputPathsMap"]["name"] == f"$.detail.requestParameters.{parameter}"
+    assert summary in rule["Description"]
 
 
 def _lf_call(name: str, identity: dict[str, Any], **detail: Any) -> dict[str, Any]:
