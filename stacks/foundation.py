@@ -159,7 +159,8 @@ class FoundationStack(Stack):
         Outside a deployment (by anyone but the CDK execution role, which makes every change this
         app declares): a lake bucket's policy, ACL, public access block, encryption, versioning,
         lifecycle, object ownership, replication or Object Lock changed, which can open the
-        bucket, stop encrypting, expire or copy its objects; the trail's settings or event selectors
+        bucket, stop encrypting, expire or copy its objects; a lake key's policy replaced (which can
+        let another principal or account decrypt a zone) or its rotation turned off; the trail's settings or event selectors
         changed, which can end the audit while the trail still logs; and, with Lake Formation on, a change to its
         permissions, tags, filters, settings or registrations, which can open PII. Lake
         Formation's admins and settings are the account's, so in an account that other teams'
@@ -182,6 +183,16 @@ class FoundationStack(Stack):
                 ("DisableKey", "ScheduleKeyDeletion"),
                 "keyId",
                 (*(k.key_id for k in keys), *(k.key_arn for k in keys)),
+            ),
+            WatchedCalls(
+                "KeyPolicyChangedRule",
+                "Lake KMS key",
+                "kms",
+                ("PutKeyPolicy", "DisableKeyRotation"),
+                "keyId",
+                (*(k.key_id for k in keys), *(k.key_arn for k in keys)),
+                outside_deployments=True,
+                summary="key policy replaced or rotation turned off",
             ),
             WatchedCalls(
                 "BucketGuardChangedRule",

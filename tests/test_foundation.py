@@ -378,7 +378,7 @@ def _rule(template: Template, source: str, call: str | None = None) -> dict[str,
 
 
 def test_a_lake_key_disabled_or_scheduled_for_deletion_alerts(sandbox: Synth, template: Template) -> None:
-    rule = _rule(template, "aws.kms")
+    rule = _rule(template, "aws.kms", "ScheduleKeyDeletion")
     keys = template.find_resources("AWS::KMS::Key")
     assert len(keys) == 4
     # the pattern and the keys as a deployment fills them in (tests/cfn_resolve.py)
@@ -400,6 +400,32 @@ def test_a_lake_key_disabled_or_scheduled_for_deletion_alerts(sandbox: Synth, te
     assert target["InputTemplate"] == '"Lake KMS key <name>: <call> by <caller> at <time>"'
     assert target["InputPathsMap"]["name"] == "$.detail.requestParameters.keyId"
     assert target["InputPathsMap"]["caller"] == "$.detail.userIdentity.arn"
+
+
+def test_a_lake_keys_policy_replaced_or_rotation_off_outside_a_deployment_alerts(
+    sandbox: Synth, template: Template
+) -> None:
+    # a key policy is where another principal or account is let decrypt a zone; the app declares
+    # every statement, so only the CDK execution role should replace it
+    rule = _rule(template, "aws.kms", "PutKeyPolicy")
+    pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
+    keys = template.find_resources("AWS::KMS::Key")
+    resolver, stack = Resolver(sandbox.all_templates()), sandbox.lake.foundation.stack_name
+    deployment = _assumed(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
+    for key in keys:
+        arn = resolver.resolve(stack, {"Fn::GetAtt": [key, "Arn"]})
+        for call, named in (("PutKeyPolicy", key_id(key)), ("DisableKeyRotation", arn)):
+            assert pattern.matches_event(_kms_call(call, named, userIdentity=_assumed("admin")))
+            assert not pattern.matches_event(_kms_call(call, named, userIdentity=deployment))
+    # another key, or a refused call: not
+    admin = _assumed("admin")
+    assert not pattern.matches_event(_kms_call("PutKeyPolicy", "id-someone-elses", userIdentity=admin))
+    raw_id = key_id(next(iter(keys)))
+    assert not pattern.matches_event(_kms_call("PutKeyPolicy", raw_id, userIdentity=admin, errorCode="X"))
+    target = rule["Targets"][0]["InputTransformer"]
+    assert target["InputTemplate"] == (
+        '"Lake KMS key <name>: <call> by <caller> at <time>, outside a deployment"'
+    )
 
 
 def test_the_lake_trail_stopped_or_deleted_alerts(sandbox: Synth, template: Template) -> None:
