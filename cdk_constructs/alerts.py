@@ -3,6 +3,9 @@ and rules that publish to it, and the account's cost budget."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import NamedTuple
+
 from aws_cdk import Aws, Duration
 from aws_cdk import aws_budgets as budgets
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -231,6 +234,34 @@ def alarm_without(
 MAX_WARM_UP_MINUTES = 2880
 
 
+class WatchedCalls(NamedTuple):
+    """Management calls that alert when they name one of the lake's resources."""
+
+    construct_id: str
+    what: str
+    service: str
+    calls: tuple[str, ...]
+    #: The request parameter that names the resource, and the names it may take (None: any).
+    parameter: str | None = None
+    names: tuple[str, ...] = ()
+    #: Only calls made outside a deployment, by anyone but the CDK execution role (and the roles
+    #: :meth:`AlertRules.watch` is told make such calls in their normal work).
+    outside_deployments: bool = False
+    #: What the calls do, for the rule's description (default: the calls' names).
+    summary: str | None = None
+    #: The calls' ``eventSource`` prefix, where it is not ``service`` (Macie: ``macie2``).
+    event_source: str | None = None
+
+
+def _nested(path: tuple[str, ...], leaf: object) -> dict[str, object]:
+    """``{"a": {"b": leaf}}`` for the path ``("a", "b")``."""
+    node: object = leaf
+    for key in reversed(path):
+        node = {key: node}
+    assert isinstance(node, dict)
+    return node
+
+
 class AlertRules(Construct):
     """EventBridge rules that turn service events into readable messages on the alert topic.
 
@@ -314,3 +345,51 @@ class AlertRules(Construct):
         )
         self.rules.append(rule)
         return rule
+
+    def watch(self, watched: WatchedCalls, *, deployer: str, expected: Sequence[str] = ()) -> events.CfnRule:
+        """A successful call of ``watched.calls`` (whose request names one of ``watched.names``,
+        made outside a deployment if so watched), published to the alert topic. EventBridge gets
+        these management calls from CloudTrail when a trail logs management events in the account
+        ("AWS API Call via CloudTrail" needs one, EventBridge's guide): the lake's own
+        (``features.cloudtrail``) or the organization's.
+
+        :param deployer: the CDK execution role, whose calls are the deployments'.
+        :param expected: roles that make such calls in their normal work (a custom resource's
+            function), left out with the deployer."""
+        w = watched
+        detail: dict[str, object] = {
+            "eventSource": [f"{w.event_source or w.service}.amazonaws.com"],
+            "eventName": list(w.calls),
+            "errorCode": [{"exists": False}],  # the call succeeded
+        }
+        paths = {
+            "call": "$.detail.eventName",
+            "caller": "$.detail.userIdentity.arn",
+            "time": "$.detail.eventTime",
+        }
+        subject = w.what
+        if w.parameter is not None:
+            detail["requestParameters"] = {w.parameter: list(w.names)}
+            paths["name"] = f"$.detail.requestParameters.{w.parameter}"
+            subject += " <name>"
+        where = ""
+        if w.outside_deployments:
+            # A caller without a session issuer (an IAM user, the root user) is outside a
+            # deployment too: anything-but does not match a field that is absent.
+            issuer = ("userIdentity", "sessionContext", "sessionIssuer", "arn")
+            detail["$or"] = [
+                _nested(issuer, [{"anything-but": [deployer, *expected]}]),
+                _nested(issuer, [{"exists": False}]),
+            ]
+            where = ", outside a deployment"
+        return self.add(
+            w.construct_id,
+            description=f"{w.what}: {w.summary or ' or '.join(w.calls)}{where}, to the alert topic",
+            pattern={
+                "source": [f"aws.{w.service}"],
+                "detail-type": ["AWS API Call via CloudTrail"],
+                "detail": detail,
+            },
+            template=f'"{subject}: <call> by <caller> at <time>{where}"',
+            paths=paths,
+        )

@@ -4,14 +4,14 @@ group."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_macie as macie
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
-from cdk_constructs.alerts import AlertRules, AlertTopic, CostBudget, alarm_above
+from cdk_constructs.alerts import AlertRules, AlertTopic, CostBudget, WatchedCalls, alarm_above
 from cdk_constructs.audit import AuditTrail, TrailCheck
 from cdk_constructs.functions import powertools_layer
 from cdk_constructs.keys import LakeKeys
@@ -148,7 +148,7 @@ class FoundationStack(Stack):
             self, "GovernanceAlerts", topic=self.alerts.topic, key=self.keys.logs
         )
         for watched in self._watched_calls(lake_formation=features.lake_formation):
-            self._alert_on(watched)
+            self.governance_alerts.watch(watched, deployer=execution_role_arn(self))
 
     def _watched_calls(self, *, lake_formation: bool) -> list[WatchedCalls]:
         """A lake key disabled or scheduled for deletion (CloudFormation's own destroy included):
@@ -253,59 +253,6 @@ class FoundationStack(Stack):
             )
         return watched
 
-    def _alert_on(self, watched: WatchedCalls) -> None:
-        """A successful call of ``watched.calls`` (whose request names one of ``watched.names``,
-        made outside a deployment if so watched), published to the alert topic. EventBridge gets
-        these management calls from CloudTrail when a trail logs management events in the account
-        ("AWS API Call via CloudTrail" needs one, EventBridge's guide): the lake's own
-        (``features.cloudtrail``) or the organization's."""
-        w = watched
-        detail: dict[str, object] = {
-            "eventSource": [f"{w.service}.amazonaws.com"],
-            "eventName": list(w.calls),
-            "errorCode": [{"exists": False}],  # the call succeeded
-        }
-        paths = {
-            "call": "$.detail.eventName",
-            "caller": "$.detail.userIdentity.arn",
-            "time": "$.detail.eventTime",
-        }
-        subject = w.what
-        if w.parameter is not None:
-            detail["requestParameters"] = {w.parameter: list(w.names)}
-            paths["name"] = f"$.detail.requestParameters.{w.parameter}"
-            subject += " <name>"
-        where = ""
-        if w.outside_deployments:
-            # A caller without a session issuer (an IAM user, the root user) is outside a
-            # deployment too: anything-but does not match a field that is absent.
-            issuer = ("userIdentity", "sessionContext", "sessionIssuer", "arn")
-            detail["$or"] = [
-                _nested(issuer, [{"anything-but": [execution_role_arn(self)]}]),
-                _nested(issuer, [{"exists": False}]),
-            ]
-            where = ", outside a deployment"
-        self.governance_alerts.add(
-            w.construct_id,
-            description=f"{w.what}: {w.summary or ' or '.join(w.calls)}{where}, to the alert topic",
-            pattern={
-                "source": [f"aws.{w.service}"],
-                "detail-type": ["AWS API Call via CloudTrail"],
-                "detail": detail,
-            },
-            template=f'"{subject}: <call> by <caller> at <time>{where}"',
-            paths=paths,
-        )
-
-
-def _nested(path: tuple[str, ...], leaf: object) -> dict[str, object]:
-    """``{"a": {"b": leaf}}`` for the path ``("a", "b")``."""
-    node: object = leaf
-    for key in reversed(path):
-        node = {key: node}
-    assert isinstance(node, dict)
-    return node
-
 
 #: Bucket settings whose change can open a bucket, stop encrypting, expire or copy its objects
 #: (CloudTrail's event names: the lifecycle call is PutBucketLifecycle).
@@ -325,19 +272,3 @@ BUCKET_GUARDS = (
     "PutBucketReplication",
     "PutObjectLockConfiguration",
 )
-
-
-class WatchedCalls(NamedTuple):
-    """Management calls that alert when they name one of the lake's resources."""
-
-    construct_id: str
-    what: str
-    service: str
-    calls: tuple[str, ...]
-    #: The request parameter that names the resource, and the names it may take (None: any).
-    parameter: str | None = None
-    names: tuple[str, ...] = ()
-    #: Only calls made outside a deployment, by anyone but the CDK execution role.
-    outside_deployments: bool = False
-    #: What the calls do, for the rule's description (default: the calls' names).
-    summary: str | None = None
