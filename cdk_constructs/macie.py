@@ -12,8 +12,9 @@ from aws_cdk import aws_macie as macie
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from cdk_constructs.alerts import AlertRules
+from cdk_constructs.alerts import AlertRules, WatchedCalls
 from cdk_constructs.custom_resource import CustomResourceFunction
+from cdk_constructs.lake_formation import execution_role_arn
 
 #: Identifiers Macie's managed set does not cover well for our users.
 #: https://docs.aws.amazon.com/macie/latest/user/custom-data-identifiers.html
@@ -30,6 +31,21 @@ CUSTOM_IDENTIFIERS = {
         "description": "Korean resident registration numbers (주민등록번호), with or without the hyphen",
     },
 }
+#: Macie calls that can stop or blind its discovery: the session disabled or paused, a job
+#: cancelled or paused, a findings filter that archives findings before anyone sees them, the
+#: allow list or an identifier changed or removed (Macie's API; their CloudTrail events come from
+#: ``macie2.amazonaws.com``, under EventBridge's source ``aws.macie``).
+MACIE_CHANGES = (
+    "DisableMacie",
+    "UpdateMacieSession",
+    "UpdateClassificationJob",
+    "CreateFindingsFilter",
+    "UpdateFindingsFilter",
+    "DeleteFindingsFilter",
+    "UpdateAllowList",
+    "DeleteAllowList",
+    "DeleteCustomDataIdentifier",
+)
 #: Text that looks sensitive but is not: the reserved documentation domains (RFC 2606).
 ALLOW_LIST_REGEX = r"[A-Za-z0-9._%+-]+@example\.(com|org|net)"
 
@@ -171,6 +187,22 @@ class MacieScanning(Construct):
         )
 
         self.alerts = AlertRules(self, "FindingAlerts", topic=alert_topic, key=logs_key)
+        # Discovery stopped or blinded by hand alerts: the deployments' own changes and the job
+        # function's (it cancels a replaced job) are left out. Macie's settings are the account's,
+        # so in an account whose Macie other teams use, their changes alert too.
+        self.alerts.watch(
+            WatchedCalls(
+                "ChangedRule",
+                "Macie",
+                "macie",
+                MACIE_CHANGES,
+                outside_deployments=True,
+                summary="session, job, findings filter, allow list or identifier changed",
+                event_source="macie2",
+            ),
+            deployer=execution_role_arn(Stack.of(self)),
+            expected=[self.job_function.function.role.role_arn],  # type: ignore[union-attr]
+        )
         self.alerts.add(
             "FindingRule",
             description="Macie findings to the alert topic, with their severity",

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 import sqlglot
 from aws_cdk.assertions import Template
-from cfn_resolve import Resolver
+from cfn_resolve import ACCOUNT, REGION, Resolver
 from lake_app import (
     SWITCHED,
     WITHOUT_AUDIT,
@@ -434,8 +434,8 @@ def test_allow_list_covers_the_sample_data_addresses() -> None:
 
 def test_macie_findings_reach_the_alert_topic_with_severity(governance: Template) -> None:
     rules = [r["Properties"] for r in _of_type(governance, "AWS::Events::Rule").values()]
-    (rule,) = [r for r in rules if r["EventPattern"].get("source") == ["aws.macie"]]
-    assert rule["EventPattern"]["detail-type"] == ["Macie Finding"]
+    (rule,) = [r for r in rules if r["EventPattern"].get("detail-type") == ["Macie Finding"]]
+    assert rule["EventPattern"]["source"] == ["aws.macie"]
     (target,) = rule["Targets"]
     transformer = target["InputTransformer"]
     paths = transformer["InputPathsMap"]
@@ -445,6 +445,56 @@ def test_macie_findings_reach_the_alert_topic_with_severity(governance: Template
     assert paths["key"] == "$.detail.resourcesAffected.s3Object.key"
     assert "severity <severity>" in transformer["InputTemplate"]
     assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 20
+
+
+def test_macie_stopped_or_blinded_outside_a_deployment_alerts(sandbox: Synth, governance: Template) -> None:
+    rules = [r["Properties"] for r in _of_type(governance, "AWS::Events::Rule").values()]
+    (rule,) = [r for r in rules if r["EventPattern"].get("detail-type") == ["AWS API Call via CloudTrail"]]
+    pattern = sandbox.event_pattern(sandbox.lake.governance, rule["EventPattern"])
+    (function_role,) = [
+        lid
+        for lid in _of_type(governance, "AWS::IAM::Role")
+        if lid.startswith("MacieClassificationJobFunctionRole")
+    ]
+
+    def call(name: str, issuer: str | None, **detail: Any) -> dict[str, Any]:
+        identity: dict[str, Any] = {"type": "IAMUser", "arn": f"arn:aws:iam::{ACCOUNT}:user/kim"}
+        if issuer is not None:
+            identity = {
+                "type": "AssumedRole",
+                "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{issuer}/s",
+                "sessionContext": {"sessionIssuer": {"arn": f"arn:aws:iam::{ACCOUNT}:role/{issuer}"}},
+            }
+        return {
+            "version": "0",
+            "detail-type": "AWS API Call via CloudTrail",
+            "source": "aws.macie",
+            "account": ACCOUNT,
+            "region": REGION,
+            "resources": [],
+            "detail": {
+                "eventSource": "macie2.amazonaws.com",
+                "eventName": name,
+                "eventTime": "2026-12-07T10:00:00Z",
+                "userIdentity": identity,
+                "requestParameters": {},
+                **detail,
+            },
+        }
+
+    # the session paused, a job cancelled, or an archiving filter made by a person: published
+    for name in ("UpdateMacieSession", "UpdateClassificationJob", "CreateFindingsFilter", "DisableMacie"):
+        assert pattern.matches_event(call(name, "admin")), name
+        assert pattern.matches_event(call(name, None)), name  # an IAM user: no session issuer
+    # by a deployment, by the job's own function (it cancels a replaced job), refused, or a read: not
+    assert not pattern.matches_event(
+        call("UpdateFindingsFilter", f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
+    )
+    assert not pattern.matches_event(call("UpdateClassificationJob", function_role))
+    assert not pattern.matches_event(call("UpdateMacieSession", "admin", errorCode="AccessDenied"))
+    assert not pattern.matches_event(call("GetMacieSession", "admin"))
+    template = rule["Targets"][0]["InputTransformer"]["InputTemplate"]
+    assert template == '"Macie: <call> by <caller> at <time>, outside a deployment"'
 
 
 def test_macie_can_decrypt_the_scanned_zones_only_through_s3(sandbox: Synth) -> None:
