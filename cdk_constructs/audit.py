@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Aws, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_cloudtrail as cloudtrail
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -105,6 +105,7 @@ class AuditTrail(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.name = name
+        self.data_buckets = list(data_buckets)
         trail_arn = Stack.of(self).format_arn(
             service="cloudtrail",
             resource="trail",
@@ -168,7 +169,8 @@ class AuditTrail(Construct):
 
 class TrailCheck(Construct):
     """Checks every hour that ``trail`` logs and delivers (log files and digest files to S3, events
-    to CloudWatch Logs), with ``lambda/trail_check``, and alarms when no check passed for
+    to CloudWatch Logs) and still logs every management event and its buckets' S3 data events,
+    with ``lambda/trail_check``, and alarms when no check passed for
     :data:`TRAIL_CHECK_ALARM_HOURS` hours: the trail stopped, a delivery late (a bucket or key
     policy that refuses CloudTrail, a bucket that refuses its uploads), or the check itself not
     running. CloudTrail publishes no metric of its own deliveries.
@@ -196,7 +198,10 @@ class TrailCheck(Construct):
             handler="trail_check.lambda_handler",
             description=f"Checks every hour that the trail {trail.name} logs and delivers",
             statements=[
-                iam.PolicyStatement(actions=["cloudtrail:GetTrailStatus"], resources=[trail.trail.trail_arn])
+                iam.PolicyStatement(
+                    actions=["cloudtrail:GetTrailStatus", "cloudtrail:GetEventSelectors"],
+                    resources=[trail.trail.trail_arn],
+                )
             ],
             logs_key=logs_key,
             log_retention=log_retention,
@@ -207,6 +212,7 @@ class TrailCheck(Construct):
             layers=[powertools_layer],
             environment={
                 "TRAIL_NAME": trail.name,
+                "DATA_EVENT_PREFIXES": Fn.join(",", [f"{b.bucket_arn}/" for b in trail.data_buckets]),
                 "POWERTOOLS_SERVICE_NAME": TRAIL_CHECK_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": TRAIL_CHECK_NAMESPACE,
             },

@@ -94,6 +94,8 @@ class Resolver:
             return f"arn:aws:iam::{ACCOUNT}:role/{self.physical_name(stack, logical_id)}"
         if (resource_type, attribute) == ("AWS::KMS::Key", "Arn"):
             return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{key_id(logical_id)}"
+        if (resource_type, attribute) == ("AWS::S3::Bucket", "Arn"):
+            return f"arn:aws:s3:::{self.physical_name(stack, logical_id)}"
         if (resource_type, attribute) == ("AWS::CloudTrail::Trail", "Arn"):
             return f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/{self.physical_name(stack, logical_id)}"
         raise NotImplementedError(f"{stack}: Fn::GetAtt {resource_type}.{attribute} is not resolved offline")

@@ -447,8 +447,11 @@ def test_the_lake_trail_stopped_or_deleted_alerts(sandbox: Synth, template: Temp
     assert target["InputTemplate"] == '"Lake audit trail <name>: <call> by <caller> at <time>"'
 
 
-def test_a_trail_that_stops_delivering_alarms_through_its_hourly_check(template: Template) -> None:
-    # GIVEN the check's function: the lake's trail by name, read with GetTrailStatus on it alone
+def test_a_trail_that_stops_delivering_alarms_through_its_hourly_check(
+    sandbox: Synth, template: Template
+) -> None:
+    # GIVEN the check's function: the lake's trail by name, read with GetTrailStatus and
+    # GetEventSelectors on it alone, and the bucket prefixes whose data events it must log
     (function,) = [
         f["Properties"]
         for lid, f in template.find_resources("AWS::Lambda::Function").items()
@@ -465,9 +468,19 @@ def test_a_trail_that_stops_delivering_alarms_through_its_hourly_check(template:
     ]
     assert [st["Action"] for st in policy] == [
         ["logs:CreateLogStream", "logs:PutLogEvents"],
-        "cloudtrail:GetTrailStatus",
+        ["cloudtrail:GetEventSelectors", "cloudtrail:GetTrailStatus"],
     ]
     assert policy[1]["Resource"] == {"Fn::GetAtt": [trail, "Arn"]}
+    (selectors,) = [
+        s
+        for s in template.find_resources("AWS::CloudTrail::Trail")[trail]["Properties"]["EventSelectors"]
+        if "DataResources" in s
+    ]
+    (objects,) = selectors["DataResources"]
+    resolver, stack = Resolver(sandbox.all_templates()), sandbox.lake.foundation.stack_name
+    declared = [str(resolver.resolve(stack, v)) for v in objects["Values"]]
+    assert str(resolver.resolve(stack, environment["DATA_EVENT_PREFIXES"])).split(",") == declared
+    assert [d.split(":::")[1].split("-")[2] for d in declared] == ["raw", "curated", "analytics"]
     # AND it runs every hour, a schedule of the lake's group (whose dropped starts alarm), created
     # after that group
     (lid,) = [

@@ -77,16 +77,70 @@ def test_an_error_followed_by_a_delivery_is_reported_but_not_a_fault() -> None:
     assert trail_check.earlier_errors(status) == {"events to CloudWatch Logs": "ThrottlingException"}
 
 
-@pytest.mark.parametrize(("status", "passed"), [(_status(), 1), (_status(age=timedelta(hours=3)), 0)])
+PREFIXES = [
+    "arn:aws:s3:::lake-sbx-raw-123456789012-eu-west-1/",
+    "arn:aws:s3:::lake-sbx-curated-123456789012-eu-west-1/",
+]
+
+
+def _selectors(*prefixes: str, management: bool = True) -> dict[str, Any]:
+    """Event selectors as the lake declares them: management events, then its buckets' objects."""
+    return {
+        "TrailARN": f"arn:aws:cloudtrail:eu-west-1:123456789012:trail/{TRAIL}",
+        "EventSelectors": [
+            {"ReadWriteType": "All", "IncludeManagementEvents": management},
+            {
+                "ReadWriteType": "All",
+                "IncludeManagementEvents": False,
+                "DataResources": [{"Type": "AWS::S3::Object", "Values": list(prefixes)}],
+            },
+        ],
+    }
+
+
+def test_a_trail_that_still_logs_management_and_every_buckets_data_events_has_no_selector_fault() -> None:
+    assert trail_check.selector_faults(_selectors(*PREFIXES), PREFIXES) == []
+    # CloudTrail's value for every bucket's objects covers the lake's too
+    assert trail_check.selector_faults(_selectors("arn:aws:s3"), PREFIXES) == []
+
+
+def test_each_bucket_whose_data_events_were_dropped_and_management_events_off_are_faults() -> None:
+    # GIVEN selectors changed by hand: the curated bucket dropped, management events off
+    found = trail_check.selector_faults(_selectors(PREFIXES[0], management=False), PREFIXES)
+    assert found == [
+        "not every management event is logged",
+        f"no S3 data events (reads and writes) for {PREFIXES[1]}",
+    ]
+    # reads only are not the lake's selectors either
+    read_only = _selectors(*PREFIXES)
+    read_only["EventSelectors"][1]["ReadWriteType"] = "ReadOnly"
+    assert len(trail_check.selector_faults(read_only, PREFIXES)) == 2
+    # and advanced selectors in their place are not what the lake declares
+    advanced = {"AdvancedEventSelectors": [{"Name": "x", "FieldSelectors": []}]}
+    assert trail_check.selector_faults(advanced, PREFIXES) == [
+        "advanced event selectors replace the ones the lake declares"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("answers", "passed"),
+    [
+        ((_status(), _selectors(*PREFIXES)), 1),  # logs and delivers what it should
+        ((_status(age=timedelta(hours=3)), _selectors(*PREFIXES)), 0),  # deliveries late
+        ((_status(), _selectors(PREFIXES[0])), 0),  # a bucket's data events dropped
+    ],
+)
 def test_the_handler_checks_the_trail_it_is_given_and_counts_a_passed_check(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
-    status: dict[str, Any],
+    answers: tuple[dict[str, Any], dict[str, Any]],
     passed: int,
 ) -> None:
-    # GIVEN the environment the CDK construct sets, and CloudTrail's answer for that trail
+    status, selectors = answers
+    # GIVEN the environment the CDK construct sets, and CloudTrail's answers for that trail
     monkeypatch.setenv("TRAIL_NAME", TRAIL)
+    monkeypatch.setenv("DATA_EVENT_PREFIXES", ",".join(PREFIXES))
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", TRAIL_CHECK_NAMESPACE)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", TRAIL_CHECK_SERVICE)
     module = importlib.reload(trail_check)
@@ -99,6 +153,9 @@ def test_the_handler_checks_the_trail_it_is_given_and_counts_a_passed_check(
     ):
         clock.now.return_value = NOW
         stubber.add_response("get_trail_status", answer, {"Name": TRAIL})
+        stubber.add_response(
+            "get_event_selectors", {**selectors, "ResponseMetadata": {}}, {"TrailName": TRAIL}
+        )
         # WHEN the schedule invokes it
         result = module.lambda_handler({"trigger": "schedule"}, LambdaContext("trail-check"))
         stubber.assert_no_pending_responses()
@@ -114,7 +171,13 @@ def test_the_handler_checks_the_trail_it_is_given_and_counts_a_passed_check(
     assert metrics["TrailChecksPassed"] == [float(passed)]
     (logged,) = [r for r in caplog.records if r.name == TRAIL_CHECK_SERVICE]
     if passed:
-        assert (logged.levelname, logged.getMessage()) == ("INFO", "the trail logs and delivers")
+        assert (logged.levelname, logged.getMessage()) == (
+            "INFO",
+            "the trail logs what it should and delivers",
+        )
     else:
-        assert (logged.levelname, logged.getMessage()) == ("ERROR", "the trail does not log or deliver")
+        assert (logged.levelname, logged.getMessage()) == (
+            "ERROR",
+            "the trail does not log or deliver what it should",
+        )
         assert logged.faults == result["faults"]  # type: ignore[attr-defined]

@@ -1,4 +1,5 @@
-"""Whether the lake's CloudTrail trail logs and delivers; run every hour, counted for an alarm.
+"""Whether the lake's CloudTrail trail logs what it should and delivers; run every hour, counted
+for an alarm.
 
 CloudTrail publishes no metric of its own deliveries. ``GetTrailStatus`` says whether the trail
 logs, and when it last delivered log files to S3, digest files to S3 and events to CloudWatch
@@ -6,6 +7,11 @@ Logs, with the last error of each. Every hour has events to deliver (this check'
 management event the trail logs), so a delivery older than :data:`MAX_SILENCE` is a fault,
 reported with that delivery's last error. An error followed by a delivery since is logged and not
 counted: the field keeps the last error, not when it happened.
+
+A trail can log and deliver while no longer logging what the lake needs: ``GetEventSelectors``
+shows whether it still logs every management event and the S3 data events (reads and writes) of
+each lake bucket (``DATA_EVENT_PREFIXES``), in the basic selectors the lake declares; advanced
+selectors in their place are a fault too, as they differ from what the lake declares.
 
 Each run logs what it found and publishes ``TrailChecksPassed`` (1, or 0 with a fault; EMF, by
 Powertools); the alarm fires when no check passed for two hours, which also catches a check
@@ -63,6 +69,29 @@ def faults(status: dict[str, Any], now: datetime) -> list[str]:
     return found
 
 
+def selector_faults(selectors: dict[str, Any], prefixes: list[str]) -> list[str]:
+    """What the trail no longer logs, from its ``GetEventSelectors``: every management event, and
+    each prefix's S3 object events (``arn:aws:s3:::<bucket>/``), reads and writes."""
+    if selectors.get("AdvancedEventSelectors"):
+        return ["advanced event selectors replace the ones the lake declares"]
+    basic = [s for s in selectors.get("EventSelectors", []) if s.get("ReadWriteType") == "All"]
+    found = []
+    if not any(s.get("IncludeManagementEvents") for s in basic):
+        found.append("not every management event is logged")
+    logged = {
+        value
+        for s in basic
+        for resource in s.get("DataResources", [])
+        if resource.get("Type") == "AWS::S3::Object"
+        for value in resource.get("Values", [])
+    }
+    for prefix in prefixes:
+        # "arn:aws:s3" stands for every bucket's objects (CloudTrail's selector syntax)
+        if prefix not in logged and not logged & {"arn:aws:s3", "arn:aws:s3:::"}:
+            found.append(f"no S3 data events (reads and writes) for {prefix}")
+    return found
+
+
 def earlier_errors(status: dict[str, Any]) -> dict[str, str]:
     """The last error of each delivery, which may be older than its last success."""
     return {what: status[error] for what, _, error in DELIVERIES if status.get(error)}
@@ -76,17 +105,22 @@ def _client() -> Any:
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     trail = os.environ["TRAIL_NAME"]
-    status = _client().get_trail_status(Name=trail)
+    prefixes = [p for p in os.environ.get("DATA_EVENT_PREFIXES", "").split(",") if p]
+    client = _client()
+    status = client.get_trail_status(Name=trail)
     found = faults(status, datetime.now(UTC))
+    found += selector_faults(client.get_event_selectors(TrailName=trail), prefixes)
     if found:
-        logger.error("the trail does not log or deliver", extra={"trail": trail, "faults": found})
+        logger.error(
+            "the trail does not log or deliver what it should", extra={"trail": trail, "faults": found}
+        )
     elif errors := earlier_errors(status):
         logger.warning(
             "an earlier delivery failed; the trail has delivered since",
             extra={"trail": trail, "errors": errors},
         )
     else:
-        logger.info("the trail logs and delivers", extra={"trail": trail})
+        logger.info("the trail logs what it should and delivers", extra={"trail": trail})
     metrics.add_dimension(name="trail", value=trail)
     metrics.add_metric(name="TrailChecksPassed", unit=MetricUnit.Count, value=0 if found else 1)
     return {"trail": trail, "faults": found}
