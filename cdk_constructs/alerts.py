@@ -241,9 +241,10 @@ class WatchedCalls(NamedTuple):
     what: str
     service: str
     calls: tuple[str, ...]
-    #: The request parameter that names the resource, and the names it may take (None: any).
+    #: The request parameter that names the resource, and the names it may take (None: any):
+    #: each a name, or an EventBridge matcher such as ``{"prefix": "lake-sbx-"}``.
     parameter: str | None = None
-    names: tuple[str, ...] = ()
+    names: tuple[str | dict[str, str], ...] = ()
     #: Only calls made outside a deployment, by anyone but the CDK execution role (and the roles
     #: :meth:`AlertRules.watch` is told make such calls in their normal work).
     outside_deployments: bool = False

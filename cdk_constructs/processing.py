@@ -22,9 +22,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from cdk_constructs.alerts import AlertRules, WatchedCalls, alarm_above, alarm_without
+from cdk_constructs.alerts import AlertRules, alarm_above, alarm_without
 from cdk_constructs.keys import key_use_via
-from cdk_constructs.lake_formation import execution_role_arn
 from cdk_constructs.nag import acknowledge, rendered
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS
 from datalake.dataset import MAX_STALE_HOURS, Dataset, Processing, schedule_interval_minutes
@@ -1232,48 +1231,10 @@ class DatasetPipeline(Construct):
     def _failure_rules(self, topic: sns.ITopic) -> list[events.CfnRule]:
         """Job and crawler failures and failed data-quality evaluations go to the alert topic as
         they happen. The crawler runs on after the state machine has started it, so its failure
-        (drift no longer logged) reaches no state: only this rule reports it.
-
-        The pipeline changed by hand alerts too: its job (whose script runs as a role that reads
-        the raw zone, PII included), crawler, data-quality ruleset (a weakened rule passes bad
-        data) or state machine updated or deleted by anyone but the CDK execution role."""
+        (drift no longer logged) reaches no state: only this rule reports it."""
         ds = self.dataset.name
         alerts = AlertRules(self, "AlertRules", topic=topic, key=self._logs_key)
-        what, deployer = f"Pipeline of {ds}", execution_role_arn(Stack.of(self))
-        changes = [
-            WatchedCalls(
-                "JobChangedRule",
-                what,
-                "glue",
-                ("UpdateJob", "DeleteJob"),
-                "jobName",
-                (self.job.ref,),
-                outside_deployments=True,
-                summary="Glue job updated or deleted",
-            ),
-            WatchedCalls(
-                "CrawlerOrRulesetChangedRule",
-                what,
-                "glue",
-                ("UpdateCrawler", "DeleteCrawler", "UpdateDataQualityRuleset", "DeleteDataQualityRuleset"),
-                "name",
-                (self.crawler.ref, self.ruleset_name),
-                outside_deployments=True,
-                summary="crawler or data-quality ruleset updated or deleted",
-            ),
-            WatchedCalls(
-                "StateMachineChangedRule",
-                what,
-                "states",
-                ("UpdateStateMachine", "DeleteStateMachine"),
-                "stateMachineArn",
-                (self.state_machine.state_machine_arn,),
-                outside_deployments=True,
-                summary="state machine updated or deleted",
-            ),
-        ]
         return [
-            *(alerts.watch(change, deployer=deployer) for change in changes),
             alerts.add(
                 "JobFailedRule",
                 description=f"{ds}: Glue job failures to the alert topic",

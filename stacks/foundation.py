@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_macie as macie
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
@@ -147,10 +147,10 @@ class FoundationStack(Stack):
         self.governance_alerts = AlertRules(
             self, "GovernanceAlerts", topic=self.alerts.topic, key=self.keys.logs
         )
-        for watched in self._watched_calls(lake_formation=features.lake_formation):
+        for watched in self._watched_calls(prefix=stage.prefix, lake_formation=features.lake_formation):
             self.governance_alerts.watch(watched, deployer=execution_role_arn(self))
 
-    def _watched_calls(self, *, lake_formation: bool) -> list[WatchedCalls]:
+    def _watched_calls(self, *, prefix: str, lake_formation: bool) -> list[WatchedCalls]:
         """A lake key disabled or scheduled for deletion (CloudFormation's own destroy included):
         every object of its zone becomes unreadable then, or when the waiting period ends. The
         lake's trail stopped or deleted: the audit of who read what ends there. Each call names
@@ -161,7 +161,9 @@ class FoundationStack(Stack):
         lifecycle, object ownership, replication or Object Lock changed, which can open the
         bucket, stop encrypting, expire or copy its objects; a lake key's policy replaced (which can
         let another principal or account decrypt a zone) or its rotation turned off; the trail's settings or event selectors
-        changed, which can end the audit while the trail still logs; and, with Lake Formation on, a change to its
+        changed, which can end the audit while the trail still logs; a pipeline's or report's Glue job,
+        crawler, data-quality ruleset or state machine updated or deleted (a job's script runs as a
+        role that reads raw PII; a weakened ruleset passes bad data); and, with Lake Formation on, a change to its
         permissions, tags, filters, settings or registrations, which can open PII. Lake
         Formation's admins and settings are the account's, so in an account that other teams'
         Lake Formation shares, their changes alert too."""
@@ -240,6 +242,45 @@ class FoundationStack(Stack):
                     summary="event selectors changed (which management and data events it logs)",
                 ),
             ]
+        # Every pipeline's and report's Glue job, crawler, data-quality ruleset and state machine,
+        # by the stage's name prefix: three rules for the stage, whatever its number of datasets.
+        stage_names = ({"prefix": f"{prefix}-"},)
+        watched += [
+            WatchedCalls(
+                "GlueJobChangedRule",
+                "Lake Glue job",
+                "glue",
+                ("UpdateJob", "DeleteJob"),
+                "jobName",
+                stage_names,
+                outside_deployments=True,
+                summary="updated or deleted (its script, role or arguments)",
+            ),
+            WatchedCalls(
+                "GlueCrawlerOrRulesetChangedRule",
+                "Lake crawler or data-quality ruleset",
+                "glue",
+                ("UpdateCrawler", "DeleteCrawler", "UpdateDataQualityRuleset", "DeleteDataQualityRuleset"),
+                "name",
+                stage_names,
+                outside_deployments=True,
+                summary="updated or deleted",
+            ),
+            WatchedCalls(
+                "StateMachineChangedRule",
+                "Lake state machine",
+                "states",
+                ("UpdateStateMachine", "DeleteStateMachine"),
+                "stateMachineArn",
+                (
+                    {
+                        "prefix": f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:stateMachine:{prefix}-"
+                    },
+                ),
+                outside_deployments=True,
+                summary="updated or deleted",
+            ),
+        ]
         if lake_formation:
             watched.append(
                 WatchedCalls(

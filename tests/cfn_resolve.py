@@ -28,7 +28,6 @@ NAME_PROPERTY = {
     "AWS::IAM::Role": "RoleName",
     "AWS::CloudTrail::Trail": "TrailName",
     "AWS::S3::Bucket": "BucketName",
-    "AWS::StepFunctions::StateMachine": "StateMachineName",
 }
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 
@@ -87,8 +86,6 @@ class Resolver:
         physical = self.physical_name(stack, name)
         if resource_type == "AWS::SNS::Topic":
             return f"arn:aws:sns:{REGION}:{ACCOUNT}:{physical}"
-        if resource_type == "AWS::StepFunctions::StateMachine":
-            return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{physical}"
         return physical
 
     def _get_att(self, stack: str, logical_id: str, attribute: str) -> str:

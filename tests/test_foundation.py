@@ -567,6 +567,44 @@ def test_the_lake_trail_changed_outside_a_deployment_alerts(
     assert summary in rule["Description"]
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("glue", "UpdateJob", "jobName", "lake-sbx-orders-raw-to-curated"),
+        ("glue", "DeleteJob", "jobName", "lake-sbx-orders-raw-to-curated"),
+        ("glue", "UpdateCrawler", "name", "lake-sbx-orders-curated"),
+        ("glue", "UpdateDataQualityRuleset", "name", "lake-sbx-orders-curated"),
+        ("states", "UpdateStateMachine", "stateMachineArn", "lake-sbx-orders-pipeline"),
+        ("states", "DeleteStateMachine", "stateMachineArn", "lake-sbx-daily-revenue-by-country-report"),
+    ],
+)
+def test_a_pipeline_or_report_changed_outside_a_deployment_alerts(
+    sandbox: Synth, template: Template, change: tuple[str, str, str, str]
+) -> None:
+    service, call, parameter, named = change  # the call, the request field naming what it changes
+    assert f'"{named}"' in json.dumps(sandbox.all_templates())  # a resource of this app
+    # a job's script runs as a role that reads raw PII; a weakened ruleset passes bad data. One
+    # rule per kind for the whole stage, by its name prefix, whatever its number of datasets
+    patterns = [
+        sandbox.event_pattern(sandbox.lake.foundation, r["Properties"]["EventPattern"])
+        for r in template.find_resources("AWS::Events::Rule").values()
+        if r["Properties"]["EventPattern"]["source"] in (["aws.glue"], ["aws.states"])
+    ]
+    assert len(patterns) == 3
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:"
+
+    def changed(resource: str, identity: dict[str, Any], **detail: Any) -> int:
+        value = arn + resource if service == "states" else resource
+        event = _api_call(service, call, {parameter: value}, userIdentity=identity, **detail)
+        return sum(p.matches_event(event) for p in patterns)
+
+    # by a person: one rule publishes it; by a deployment, another stage's, or refused: none
+    assert changed(named, _assumed("admin")) == 1
+    assert changed(named, _assumed(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")) == 0
+    assert changed(named.replace("lake-sbx-", "lake-prd-"), _assumed("admin")) == 0
+    assert changed(named, _assumed("admin"), errorCode="AccessDenied") == 0
+
+
 def _lf_call(name: str, identity: dict[str, Any], **detail: Any) -> dict[str, Any]:
     return _api_call("lakeformation", name, {"resource": {}}, userIdentity=identity, **detail)
 
