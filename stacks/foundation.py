@@ -159,14 +159,15 @@ class FoundationStack(Stack):
         Outside a deployment (by anyone but the CDK execution role, which makes every change this
         app declares): a lake bucket's policy, ACL, public access block, encryption, versioning,
         lifecycle, object ownership, replication or Object Lock changed, which can open the
-        bucket, stop encrypting, expire or copy its objects; a lake key's policy replaced (which can
-        let another principal or account decrypt a zone) or its rotation turned off; the trail's settings or event selectors
-        changed, which can end the audit while the trail still logs; a pipeline's or report's Glue job,
-        crawler, data-quality ruleset or state machine updated or deleted (a job's script runs as a
-        role that reads raw PII; a weakened ruleset passes bad data); and, with Lake Formation on, a change to its
-        permissions, tags, filters, settings or registrations, which can open PII. Lake
-        Formation's admins and settings are the account's, so in an account that other teams'
-        Lake Formation shares, their changes alert too."""
+        bucket, stop encrypting, expire or copy its objects; a lake key's policy replaced (which
+        can let another principal or account decrypt a zone) or its rotation turned off; the
+        trail's settings or event selectors changed, which can end the audit while the trail
+        still logs; a pipeline's or report's Glue job, crawler, data-quality ruleset or state
+        machine updated or deleted (a job's script runs as a role that reads raw PII; a weakened
+        ruleset passes bad data); and, with Lake Formation on, a change to its permissions, tags,
+        filters, settings or registrations, which can open PII. Lake Formation's admins and
+        settings are the account's, so in an account that other teams' Lake Formation shares,
+        their changes alert too."""
         keys = [*self.keys.zone_keys.values(), self.keys.logs]
         storage = self.storage
         buckets = (
