@@ -15,7 +15,7 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import assertions
-from cfn_resolve import Resolver
+from cfn_resolve import ACCOUNT, REGION, Resolver
 from moto.events.models import EventPattern
 
 from config import StageConfig, get_stage
@@ -170,3 +170,37 @@ def tag_expression(grant: dict[str, Any]) -> dict[str, list[str]]:
         (name,) = [n for part, n in names.items() if part in output]
         out[name] = e["TagValues"]
     return out
+
+
+def api_call_event(
+    service: str, name: str, parameters: dict[str, Any], *, source: str | None = None, **detail: Any
+) -> dict[str, Any]:
+    """An "AWS API Call via CloudTrail" event as EventBridge delivers it: ``service``'s call
+    ``name`` (``eventSource`` ``<service>.amazonaws.com``, EventBridge ``source`` ``aws.<service>``
+    unless ``source`` says otherwise), by an assumed role unless ``detail`` gives another
+    ``userIdentity``."""
+    return {
+        "version": "0",
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": source or f"aws.{service}",
+        "account": ACCOUNT,
+        "region": REGION,
+        "resources": [],
+        "detail": {
+            "eventSource": f"{service}.amazonaws.com",
+            "eventName": name,
+            "eventTime": "2026-12-06T22:00:00Z",
+            "userIdentity": {"arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/admin/kim"},
+            "requestParameters": parameters,
+            **detail,
+        },
+    }
+
+
+def assumed_role(role: str) -> dict[str, Any]:
+    """A role session's identity as CloudTrail records it."""
+    return {
+        "type": "AssumedRole",
+        "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/session",
+        "sessionContext": {"sessionIssuer": {"type": "Role", "arn": f"arn:aws:iam::{ACCOUNT}:role/{role}"}},
+    }

@@ -12,7 +12,7 @@ import pytest
 from aws_cdk import aws_kms as kms
 from aws_cdk.assertions import Annotations, Match, Template
 from cfn_resolve import ACCOUNT, REGION, Resolver, key_id
-from lake_app import Synth, app_context, synthesize
+from lake_app import Synth, api_call_event, app_context, assumed_role, synthesize
 
 from cdk_constructs.alerts import AlertTopic
 from cdk_constructs.lake_formation import CHANGES
@@ -342,28 +342,8 @@ def test_a_start_the_scheduler_gave_up_on_alarms_to_the_alert_topic(template: Te
     assert alarm["AlarmActions"] == alarm["OKActions"] == topic
 
 
-def _api_call(service: str, name: str, parameters: dict[str, Any], **detail: Any) -> dict[str, Any]:
-    """An "AWS API Call via CloudTrail" event as EventBridge delivers it."""
-    return {
-        "version": "0",
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": f"aws.{service}",
-        "account": "123456789012",
-        "region": "eu-west-1",
-        "resources": [],
-        "detail": {
-            "eventSource": f"{service}.amazonaws.com",
-            "eventName": name,
-            "eventTime": "2026-12-06T22:00:00Z",
-            "userIdentity": {"arn": "arn:aws:sts::123456789012:assumed-role/admin/kim"},
-            "requestParameters": parameters,
-            **detail,
-        },
-    }
-
-
 def _kms_call(name: str, key_id: str, **detail: Any) -> dict[str, Any]:
-    return _api_call("kms", name, {"keyId": key_id, "pendingWindowInDays": 7}, **detail)
+    return api_call_event("kms", name, {"keyId": key_id, "pendingWindowInDays": 7}, **detail)
 
 
 def _rule(template: Template, source: str, call: str | None = None) -> dict[str, Any]:
@@ -411,14 +391,14 @@ def test_a_lake_keys_policy_replaced_or_rotation_off_outside_a_deployment_alerts
     pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
     keys = template.find_resources("AWS::KMS::Key")
     resolver, stack = Resolver(sandbox.all_templates()), sandbox.lake.foundation.stack_name
-    deployment = _assumed(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
+    deployment = assumed_role(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
     for key in keys:
         arn = resolver.resolve(stack, {"Fn::GetAtt": [key, "Arn"]})
         for call, named in (("PutKeyPolicy", key_id(key)), ("DisableKeyRotation", arn)):
-            assert pattern.matches_event(_kms_call(call, named, userIdentity=_assumed("admin")))
+            assert pattern.matches_event(_kms_call(call, named, userIdentity=assumed_role("admin")))
             assert not pattern.matches_event(_kms_call(call, named, userIdentity=deployment))
     # another key, or a refused call: not
-    admin = _assumed("admin")
+    admin = assumed_role("admin")
     assert not pattern.matches_event(_kms_call("PutKeyPolicy", "id-someone-elses", userIdentity=admin))
     raw_id = key_id(next(iter(keys)))
     assert not pattern.matches_event(_kms_call("PutKeyPolicy", raw_id, userIdentity=admin, errorCode="X"))
@@ -436,12 +416,12 @@ def test_the_lake_trail_stopped_or_deleted_alerts(sandbox: Synth, template: Temp
     assert name == "lake-sbx-audit"
     # stopped or deleted, named by name or by ARN: published
     arn = f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/{name}"
-    assert pattern.matches_event(_api_call("cloudtrail", "StopLogging", {"name": name}))
-    assert pattern.matches_event(_api_call("cloudtrail", "DeleteTrail", {"name": arn}))
+    assert pattern.matches_event(api_call_event("cloudtrail", "StopLogging", {"name": name}))
+    assert pattern.matches_event(api_call_event("cloudtrail", "DeleteTrail", {"name": arn}))
     # another trail, a restart, or a refused call: not
-    assert not pattern.matches_event(_api_call("cloudtrail", "StopLogging", {"name": "org-trail"}))
-    assert not pattern.matches_event(_api_call("cloudtrail", "StartLogging", {"name": name}))
-    refused = _api_call("cloudtrail", "StopLogging", {"name": name}, errorCode="AccessDenied")
+    assert not pattern.matches_event(api_call_event("cloudtrail", "StopLogging", {"name": "org-trail"}))
+    assert not pattern.matches_event(api_call_event("cloudtrail", "StartLogging", {"name": name}))
+    refused = api_call_event("cloudtrail", "StopLogging", {"name": name}, errorCode="AccessDenied")
     assert not pattern.matches_event(refused)
     target = rule["Targets"][0]["InputTransformer"]
     assert target["InputTemplate"] == '"Lake audit trail <name>: <call> by <caller> at <time>"'
@@ -547,18 +527,18 @@ def test_the_lake_trail_changed_outside_a_deployment_alerts(
     pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
     name = "lake-sbx-audit"
     arn = f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/{name}"
-    deployment = _assumed(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
+    deployment = assumed_role(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
 
     def changed(trail: str, identity: dict[str, Any], **detail: Any) -> dict[str, Any]:
-        return _api_call("cloudtrail", call, {parameter: trail}, userIdentity=identity, **detail)
+        return api_call_event("cloudtrail", call, {parameter: trail}, userIdentity=identity, **detail)
 
     # by a person, the trail named by name or ARN: published
-    assert pattern.matches_event(changed(name, _assumed("admin")))
+    assert pattern.matches_event(changed(name, assumed_role("admin")))
     assert pattern.matches_event(changed(arn, {"type": "IAMUser", "arn": f"arn:aws:iam::{ACCOUNT}:user/kim"}))
     # by a deployment, on another trail, or refused: not
     assert not pattern.matches_event(changed(name, deployment))
-    assert not pattern.matches_event(changed("org-trail", _assumed("admin")))
-    assert not pattern.matches_event(changed(name, _assumed("admin"), errorCode="AccessDenied"))
+    assert not pattern.matches_event(changed("org-trail", assumed_role("admin")))
+    assert not pattern.matches_event(changed(name, assumed_role("admin"), errorCode="AccessDenied"))
     target = rule["Targets"][0]["InputTransformer"]
     assert target["InputTemplate"] == (
         '"Lake audit trail <name>: <call> by <caller> at <time>, outside a deployment"'
@@ -595,51 +575,42 @@ def test_a_pipeline_or_report_changed_outside_a_deployment_alerts(
 
     def changed(resource: str, identity: dict[str, Any], **detail: Any) -> int:
         value = arn + resource if service == "states" else resource
-        event = _api_call(service, call, {parameter: value}, userIdentity=identity, **detail)
+        event = api_call_event(service, call, {parameter: value}, userIdentity=identity, **detail)
         return sum(p.matches_event(event) for p in patterns)
 
     # by a person: one rule publishes it; by a deployment, another stage's, or refused: none
-    assert changed(named, _assumed("admin")) == 1
-    assert changed(named, _assumed(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")) == 0
-    assert changed(named.replace("lake-sbx-", "lake-prd-"), _assumed("admin")) == 0
-    assert changed(named, _assumed("admin"), errorCode="AccessDenied") == 0
+    assert changed(named, assumed_role("admin")) == 1
+    assert changed(named, assumed_role(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")) == 0
+    assert changed(named.replace("lake-sbx-", "lake-prd-"), assumed_role("admin")) == 0
+    assert changed(named, assumed_role("admin"), errorCode="AccessDenied") == 0
 
 
 def _lf_call(name: str, identity: dict[str, Any], **detail: Any) -> dict[str, Any]:
-    return _api_call("lakeformation", name, {"resource": {}}, userIdentity=identity, **detail)
-
-
-def _assumed(role: str) -> dict[str, Any]:
-    """A role session's identity as CloudTrail records it."""
-    return {
-        "type": "AssumedRole",
-        "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/session",
-        "sessionContext": {"sessionIssuer": {"type": "Role", "arn": f"arn:aws:iam::{ACCOUNT}:role/{role}"}},
-    }
+    return api_call_event("lakeformation", name, {"resource": {}}, userIdentity=identity, **detail)
 
 
 def test_a_lake_formation_change_outside_a_deployment_alerts(sandbox: Synth, template: Template) -> None:
     rule = _rule(template, "aws.lakeformation")
     pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
-    deployment = _assumed(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
+    deployment = assumed_role(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
     # a grant, an admin change or a filter change by a person's role, an IAM user or the root
     # user: published, whichever change it is
     for identity in (
-        _assumed("lake-sbx-data-engineer"),
+        assumed_role("lake-sbx-data-engineer"),
         {"type": "IAMUser", "arn": f"arn:aws:iam::{ACCOUNT}:user/kim"},
         {"type": "Root", "arn": f"arn:aws:iam::{ACCOUNT}:root"},
     ):
         assert pattern.matches_event(_lf_call("GrantPermissions", identity))
     for change in CHANGES:
-        assert pattern.matches_event(_lf_call(change, _assumed("admin")))
+        assert pattern.matches_event(_lf_call(change, assumed_role("admin")))
     # the same changes made by a deployment (the CDK execution role), a refused call, or a read
     # (Lake Formation vending credentials to a query): not
     assert not pattern.matches_event(_lf_call("GrantPermissions", deployment))
     assert not pattern.matches_event(_lf_call("PutDataLakeSettings", deployment))
     assert not pattern.matches_event(
-        _lf_call("GrantPermissions", _assumed("admin"), errorCode="AccessDenied")
+        _lf_call("GrantPermissions", assumed_role("admin"), errorCode="AccessDenied")
     )
-    assert not pattern.matches_event(_lf_call("GetDataAccess", _assumed("lake-sbx-data-analyst")))
+    assert not pattern.matches_event(_lf_call("GetDataAccess", assumed_role("lake-sbx-data-analyst")))
     # the notice names the call, the caller and the time
     target = rule["Targets"][0]["InputTransformer"]
     assert target["InputTemplate"] == '"Lake Formation: <call> by <caller> at <time>, outside a deployment"'
@@ -659,10 +630,10 @@ def test_a_lake_buckets_guard_changed_outside_a_deployment_alerts(sandbox: Synth
     resolver, stack = Resolver(sandbox.all_templates()), sandbox.lake.foundation.stack_name
     names = [resolver.resolve(stack, b) for b in buckets]
     assert len(names) == 6 and all(n.startswith("lake-sbx-") for n in names)
-    deployment = _assumed(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
+    deployment = assumed_role(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
 
     def call(name: str, bucket: str, identity: dict[str, Any], **detail: Any) -> dict[str, Any]:
-        return _api_call(
+        return api_call_event(
             "s3",
             name,
             {"bucketName": bucket, "Host": f"{bucket}.s3.amazonaws.com"},
@@ -673,18 +644,18 @@ def test_a_lake_buckets_guard_changed_outside_a_deployment_alerts(sandbox: Synth
     # a policy, public access block, encryption, versioning, lifecycle or replication change of any
     # lake bucket by a person: published
     for bucket in names:
-        assert pattern.matches_event(call("PutBucketPolicy", bucket, _assumed("admin")))
+        assert pattern.matches_event(call("PutBucketPolicy", bucket, assumed_role("admin")))
     for change in BUCKET_GUARDS:
         assert pattern.matches_event(
             call(change, names[0], {"type": "Root", "arn": f"arn:aws:iam::{ACCOUNT}:root"})
         )
     # by a deployment, on another bucket, refused, or an object call: not
     assert not pattern.matches_event(call("PutBucketPolicy", names[0], deployment))
-    assert not pattern.matches_event(call("PutBucketPolicy", "someone-elses-bucket", _assumed("admin")))
+    assert not pattern.matches_event(call("PutBucketPolicy", "someone-elses-bucket", assumed_role("admin")))
     assert not pattern.matches_event(
-        call("DeleteBucketPolicy", names[0], _assumed("admin"), errorCode="AccessDenied")
+        call("DeleteBucketPolicy", names[0], assumed_role("admin"), errorCode="AccessDenied")
     )
-    assert not pattern.matches_event(call("GetBucketPolicy", names[0], _assumed("admin")))
+    assert not pattern.matches_event(call("GetBucketPolicy", names[0], assumed_role("admin")))
     target = rule["Targets"][0]["InputTransformer"]
     assert (
         target["InputTemplate"] == '"Lake bucket <name>: <call> by <caller> at <time>, outside a deployment"'

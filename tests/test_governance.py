@@ -18,6 +18,8 @@ from lake_app import (
     WITHOUT_AUDIT,
     Synth,
     actions,
+    api_call_event,
+    assumed_role,
     grant_principal,
     lf_grants,
     output_of,
@@ -458,29 +460,9 @@ def test_macie_stopped_or_blinded_outside_a_deployment_alerts(sandbox: Synth, go
     ]
 
     def call(name: str, issuer: str | None, **detail: Any) -> dict[str, Any]:
-        identity: dict[str, Any] = {"type": "IAMUser", "arn": f"arn:aws:iam::{ACCOUNT}:user/kim"}
-        if issuer is not None:
-            identity = {
-                "type": "AssumedRole",
-                "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{issuer}/s",
-                "sessionContext": {"sessionIssuer": {"arn": f"arn:aws:iam::{ACCOUNT}:role/{issuer}"}},
-            }
-        return {
-            "version": "0",
-            "detail-type": "AWS API Call via CloudTrail",
-            "source": "aws.macie",
-            "account": ACCOUNT,
-            "region": REGION,
-            "resources": [],
-            "detail": {
-                "eventSource": "macie2.amazonaws.com",
-                "eventName": name,
-                "eventTime": "2026-12-07T10:00:00Z",
-                "userIdentity": identity,
-                "requestParameters": {},
-                **detail,
-            },
-        }
+        user = {"type": "IAMUser", "arn": f"arn:aws:iam::{ACCOUNT}:user/kim"}
+        identity = user if issuer is None else assumed_role(issuer)
+        return api_call_event("macie2", name, {}, source="aws.macie", userIdentity=identity, **detail)
 
     # the session paused, a job cancelled, or an archiving filter made by a person: published
     for name in ("UpdateMacieSession", "UpdateClassificationJob", "CreateFindingsFilter", "DisableMacie"):
