@@ -249,7 +249,25 @@ def logged_state_machine(
         scope, f"{ids}Logs", encryption_key=logs_key, retention=log_retention, removal_policy=removal_policy
     )
     role = iam.Role(
-        scope, f"{ids}Role", assumed_by=iam.ServicePrincipal("states.amazonaws.com"), description=description
+        scope,
+        f"{ids}Role",
+        # The confused-deputy guard of Step Functions' guide ("Creating an IAM role for your state
+        # machine"): only this account's state machines in this region may assume the role.
+        assumed_by=iam.ServicePrincipal(
+            "states.amazonaws.com",
+            conditions={
+                "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                "ArnLike": {
+                    "aws:SourceArn": Stack.of(scope).format_arn(
+                        service="states",
+                        resource="stateMachine",
+                        resource_name="*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                },
+            },
+        ),
+        description=description,
     )
     state_machine = sfn.StateMachine(
         scope,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -62,6 +62,24 @@ class RedshiftWarehouse(Construct):
         flow_logs = logs.LogGroup(
             self, "FlowLogs", encryption_key=logs_key, retention=log_retention, removal_policy=removal_policy
         )
+        # The flow-log role of the VPC guide's confused-deputy advice: assumed only for this
+        # account's flow logs (CDK's own role trusts the service for any account's flow log).
+        flow_log_role = iam.Role(
+            self,
+            "FlowLogRole",
+            assumed_by=iam.ServicePrincipal(
+                "vpc-flow-logs.amazonaws.com",
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {
+                        "aws:SourceArn": Stack.of(self).format_arn(
+                            service="ec2", resource="vpc-flow-log", resource_name="*"
+                        )
+                    },
+                },
+            ),
+            description="Delivers the warehouse VPC's flow logs to their log group",
+        )
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
@@ -74,13 +92,15 @@ class RedshiftWarehouse(Construct):
                 )
             ],
             flow_logs={
-                "All": ec2.FlowLogOptions(destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
+                "All": ec2.FlowLogOptions(
+                    destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs, flow_log_role)
+                )
             },
         )
         acknowledge_regulatory(
-            self.vpc.node.find_child("All").node.find_child("IAMRole").node.find_child("DefaultPolicy"),
+            flow_log_role.node.find_child("DefaultPolicy"),
             "IAMNoInlinePolicy",
-            "The CDK flow-log construct creates the delivery role with this inline policy, which only "
+            "The CDK flow-log construct grants the delivery role this inline policy, which only "
             "writes to the flow-log group and passes its own role.",
         )
         self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)

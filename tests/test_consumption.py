@@ -14,6 +14,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
+from cfn_resolve import ACCOUNT, REGION
 from lake_app import (
     WITHOUT_AUDIT,
     Synth,
@@ -349,6 +350,22 @@ def test_sandbox_has_no_warehouse(sandbox: Synth) -> None:
     ]
 
 
+def test_flow_logs_are_delivered_by_a_role_only_this_accounts_flow_logs_may_assume(prod: Synth) -> None:
+    (flow_log,) = _props(prod, "AWS::EC2::FlowLog")
+    assert flow_log["TrafficType"] == "ALL" and flow_log["LogDestinationType"] == "cloud-watch-logs"
+    role_id = flow_log["DeliverLogsPermissionArn"]["Fn::GetAtt"][0]
+    role = _of_type(prod, "AWS::IAM::Role")[role_id]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
+    # the condition block of the VPC guide ("IAM role for publishing flow logs to CloudWatch Logs")
+    assert prod.resolved(prod.lake.consumption, trust["Condition"]) == {
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:ec2:{REGION}:{ACCOUNT}:vpc-flow-log/*"},
+    }
+    group_id = flow_log["LogGroupName"]["Ref"]
+    assert "KmsKeyId" in _of_type(prod, "AWS::Logs::LogGroup")[group_id]["Properties"]
+
+
 def test_warehouse_network_is_private_with_endpoints_and_no_nat(prod: Synth) -> None:
     template = prod.template_json(prod.lake.consumption)
     types = [r["Type"] for r in template["Resources"].values()]
@@ -362,7 +379,6 @@ def test_warehouse_network_is_private_with_endpoints_and_no_nat(prod: Synth) -> 
     services = {json.dumps(e["ServiceName"]).split(".")[-1].rstrip('"]}') for e in interface}
     assert services == {"glue", "lakeformation", "sts", "kms", "secretsmanager"}
     assert all(e["PrivateDnsEnabled"] is True for e in interface)
-    assert _props(prod, "AWS::EC2::FlowLog")
     groups = _of_type(prod, "AWS::EC2::SecurityGroup")
     for group in groups.values():
         for rule in group["Properties"].get("SecurityGroupIngress", []):
