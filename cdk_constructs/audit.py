@@ -139,11 +139,36 @@ class AuditTrail(Construct):
         self.log_group = logs.LogGroup(
             self, "Logs", encryption_key=key, retention=log_retention, removal_policy=removal_policy
         )
+        # The bucket policy of CloudTrail's guide ("Amazon S3 bucket policy for CloudTrail"): only
+        # this trail may check the bucket's ACL and deliver, under its prefix for this account. The
+        # Trail construct's own statements name no trail, so it is handed the bucket by reference,
+        # to which it cannot add them.
+        trail_only = {"aws:SourceArn": trail_arn}
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudTrailAclCheck",
+                principals=[iam.ServicePrincipal("cloudtrail.amazonaws.com")],
+                actions=["s3:GetBucketAcl"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringEquals": trail_only},
+            )
+        )
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudTrailWrite",
+                principals=[iam.ServicePrincipal("cloudtrail.amazonaws.com")],
+                actions=["s3:PutObject"],
+                resources=[bucket.arn_for_objects(f"{TRAIL_PREFIX}/AWSLogs/{Aws.ACCOUNT_ID}/*")],
+                conditions={"StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control", **trail_only}},
+            )
+        )
         self.trail = cloudtrail.Trail(
             self,
             "Trail",
             trail_name=name,
-            bucket=bucket,
+            bucket=s3.Bucket.from_bucket_attributes(
+                self, "Delivery", bucket_arn=bucket.bucket_arn, bucket_name=bucket.bucket_name
+            ),
             s3_key_prefix=TRAIL_PREFIX,
             encryption_key=key,
             enable_file_validation=True,
@@ -158,6 +183,8 @@ class AuditTrail(Construct):
             include_management_events=False,
             read_write_type=cloudtrail.ReadWriteType.ALL,
         )
+        assert bucket.policy is not None
+        self.trail.node.add_dependency(bucket.policy)  # CloudTrail checks the policy on creation
         logs_role = self.trail.node.find_child("LogsRole")
         acknowledge_regulatory(
             logs_role.node.find_child("DefaultPolicy"),

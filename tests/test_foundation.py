@@ -718,6 +718,39 @@ def test_the_trails_log_files_have_a_bucket_of_their_own_locked_in_prod(
     )
 
 
+def test_only_the_lake_trail_may_deliver_to_the_audit_bucket(sandbox: Synth, template: Template) -> None:
+    bucket = _logical_id(template, "AWS::S3::Bucket", "StorageAuditBucket")
+    (policy_id,) = [
+        lid
+        for lid, policy in template.find_resources("AWS::S3::BucketPolicy").items()
+        if policy["Properties"]["Bucket"] == {"Ref": bucket}
+    ]
+    statements = template.find_resources("AWS::S3::BucketPolicy")[policy_id]["Properties"]["PolicyDocument"][
+        "Statement"
+    ]
+    by_cloudtrail = {
+        s["Sid"]: s
+        for s in sandbox.resolved(sandbox.lake.foundation, statements)
+        if s.get("Principal") == {"Service": "cloudtrail.amazonaws.com"}
+    }
+    # THEN CloudTrail may check the ACL and write this account's files under cloudtrail/, both only
+    # for the lake's trail (CloudTrail's guide: aws:SourceArn, the trail's home-region ARN)
+    trail_arn = f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/lake-sbx-audit"
+    assert set(by_cloudtrail) == {"CloudTrailAclCheck", "CloudTrailWrite"}
+    assert by_cloudtrail["CloudTrailAclCheck"]["Condition"] == {"StringEquals": {"aws:SourceArn": trail_arn}}
+    write = by_cloudtrail["CloudTrailWrite"]
+    assert write["Action"] == "s3:PutObject"
+    assert (
+        write["Resource"] == f"arn:aws:s3:::lake-sbx-audit-{ACCOUNT}-{REGION}/cloudtrail/AWSLogs/{ACCOUNT}/*"
+    )
+    assert write["Condition"] == {
+        "StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control", "aws:SourceArn": trail_arn}
+    }
+    # AND the trail is created after the policy that lets it deliver
+    (trail_resource,) = template.find_resources("AWS::CloudTrail::Trail").values()
+    assert policy_id in trail_resource["DependsOn"]
+
+
 def test_a_lake_bucket_says_why_it_is_not_kms_encrypted_and_is_locked_only_when_retained() -> None:
     stack = cdk.Stack(cdk.App(context=app_context()), "Refused")
     with pytest.raises(ValueError, match="without encryption_key is SSE-S3; say why in sse_s3_because"):
