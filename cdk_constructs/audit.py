@@ -18,7 +18,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from cdk_constructs.alerts import alarm_without
+from cdk_constructs.alerts import alarm_above, alarm_without
 from cdk_constructs.catalog import TEXT_OUTPUT, database, external_table
 from cdk_constructs.functions import Unneeded, python_function
 from cdk_constructs.nag import acknowledge_regulatory
@@ -277,6 +277,104 @@ class TrailCheck(Construct):
             description=f"the trail {trail.name} has not logged or delivered (log files, digest "
             f"files, CloudWatch Logs) as its hourly check expects for {TRAIL_CHECK_ALARM_HOURS} "
             "hours, or the check has not run: the check's log group says which",
+        )
+
+
+#: IAM calls that change what one of the lake's roles may do or who may assume it (by ``roleName``).
+IAM_ROLE_CALLS = (
+    "AttachRolePolicy",
+    "DetachRolePolicy",
+    "PutRolePolicy",
+    "DeleteRolePolicy",
+    "UpdateAssumeRolePolicy",
+    "PutRolePermissionsBoundary",
+    "DeleteRolePermissionsBoundary",
+    "DeleteRole",
+)
+#: IAM calls that change one of the lake's managed policies or give it to another principal (by
+#: ``policyArn``; ``AttachRolePolicy`` of a lake policy to a role outside the lake too).
+IAM_POLICY_CALLS = (
+    "CreatePolicyVersion",
+    "SetDefaultPolicyVersion",
+    "DeletePolicy",
+    "AttachUserPolicy",
+    "AttachGroupPolicy",
+)
+#: CloudWatch Logs' longest filter pattern (``PutMetricFilter``'s ``filterPattern``).
+MAX_FILTER_PATTERN = 1024
+
+
+def iam_change_pattern(prefix: str, deployer: str) -> str:
+    """A CloudWatch Logs filter pattern for a successful IAM call of :data:`IAM_ROLE_CALLS` on a
+    role named ``<prefix>-...``, or of :data:`IAM_POLICY_CALLS` on a policy named so, by anyone
+    but ``deployer`` (the CDK execution role): an IAM user or the root user, which have no session
+    issuer, included. Every role and managed policy of the lake is named so, by this app or by
+    CloudFormation after its stack (``tests/test_foundation.py`` holds the app to it); regexes,
+    as CloudWatch Logs' filter syntax allows two of them in a JSON pattern."""
+    issuer = "$.userIdentity.sessionContext.sessionIssuer.arn"
+    calls = " || ".join(f'($.eventName = "{c}")' for c in (*IAM_ROLE_CALLS, *IAM_POLICY_CALLS))
+    return (
+        '{ ($.eventSource = "iam.amazonaws.com") && '
+        f"({calls}) && "
+        f"(($.requestParameters.roleName = %^{prefix}-%) || ($.requestParameters.policyArn = %policy/{prefix}-%)) && "
+        "($.errorCode NOT EXISTS) && "
+        f'(({issuer} != "{deployer}") || ({issuer} NOT EXISTS)) }}'
+    )
+
+
+class IamChanges(Construct):
+    """An alarm on an IAM change to the lake's roles or managed policies outside a deployment
+    (:func:`iam_change_pattern`), counted by a metric filter on ``trail``'s log group, and a saved
+    Logs Insights query that lists them.
+
+    IAM is a global service: its calls reach EventBridge in us-east-1 only, where the lake's
+    other watched calls (EventBridge rules in its own region) cannot see them. A multi-region
+    trail that logs global service events delivers them to its log group, in the lake's region.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, trail: AuditTrail, prefix: str, deployer: str
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.filter = logs.MetricFilter(
+            self,
+            "Filter",
+            log_group=trail.log_group,
+            filter_pattern=logs.FilterPattern.literal(iam_change_pattern(prefix, deployer)),
+            metric_namespace=TRAIL_CHECK_NAMESPACE,
+            metric_name="LakeIamChanges",
+            metric_value="1",
+        )
+        self.query = logs.QueryDefinition(
+            self,
+            "Query",
+            query_definition_name=f"{prefix}/iam-changes",
+            log_groups=[trail.log_group],
+            query_string=logs.QueryString(
+                fields=[
+                    "eventTime",
+                    "eventName",
+                    "requestParameters.roleName",
+                    "requestParameters.policyArn",
+                    "userIdentity.arn",
+                    "sourceIPAddress",
+                    "errorCode",
+                ],
+                filter_statements=[
+                    'eventSource = "iam.amazonaws.com"',
+                    f"(requestParameters.roleName like /^{prefix}-/ or requestParameters.policyArn like /policy\\/{prefix}-/)",
+                ],
+                sort="eventTime desc",
+            ),
+        )
+        self.alarm = alarm_above(
+            self,
+            "Alarm",
+            self.filter.metric(statistic="Sum", period=Duration.minutes(5)),
+            threshold=0,
+            description=f"an IAM role or managed policy of {prefix} was changed outside a deployment "
+            f"(policies, trust, permissions boundary, deletion): the saved query {prefix}/iam-changes "
+            "in CloudWatch Logs Insights lists who changed what",
         )
 
 

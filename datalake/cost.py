@@ -65,6 +65,8 @@ NO_IDLE_CHARGE = {
     "AWS::Lambda::Function": "per request and GB-second",
     "AWS::Logs::LogGroup": "per GB ingested and stored",
     "AWS::Logs::LogStream": "free",
+    "AWS::Logs::MetricFilter": "free; its custom metric is charged pro rata for the hours it has data (a match)",
+    "AWS::Logs::QueryDefinition": "free; Logs Insights charges per GB a run scans",
     "AWS::Macie::AllowList": "free",
     "AWS::Macie::CustomDataIdentifier": "free",
     "AWS::Macie::FindingsFilter": "free",

@@ -12,7 +12,7 @@ from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
 from cdk_constructs.alerts import AlertRules, AlertTopic, CostBudget, WatchedCalls, alarm_above
-from cdk_constructs.audit import AuditTrail, TrailCheck
+from cdk_constructs.audit import AuditTrail, IamChanges, TrailCheck
 from cdk_constructs.functions import powertools_layer
 from cdk_constructs.keys import LakeKeys
 from cdk_constructs.lake_formation import CHANGES, execution_role_arn
@@ -118,6 +118,7 @@ class FoundationStack(Stack):
         self.alerts.notify_on(self.dropped_starts_alarm)
         self.trail: AuditTrail | None = None
         self.trail_check: TrailCheck | None = None
+        self.iam_changes: IamChanges | None = None
         if self.storage.audit is not None:
             self.trail = AuditTrail(
                 self,
@@ -143,6 +144,10 @@ class FoundationStack(Stack):
             )
             self.trail_check.schedule.node.add_dependency(self.schedules)
             self.alerts.notify_on(self.trail_check.alarm)
+            self.iam_changes = IamChanges(
+                self, "IamChanges", trail=self.trail, prefix=stage.prefix, deployer=execution_role_arn(self)
+            )
+            self.alerts.notify_on(self.iam_changes.alarm)
         # Governance changes that are not faults of any run: published as they happen.
         self.governance_alerts = AlertRules(
             self, "GovernanceAlerts", topic=self.alerts.topic, key=self.keys.logs

@@ -13,8 +13,10 @@ from aws_cdk import aws_kms as kms
 from aws_cdk.assertions import Annotations, Match, Template
 from cfn_resolve import ACCOUNT, REGION, Resolver, key_id
 from lake_app import Synth, api_call_event, app_context, assumed_role, synthesize
+from log_filter import matches
 
 from cdk_constructs.alerts import AlertTopic
+from cdk_constructs.audit import MAX_FILTER_PATTERN, iam_change_pattern
 from cdk_constructs.lake_formation import CHANGES
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS, LakeBucket, LakeStorage
 from config import get_stage
@@ -509,6 +511,84 @@ def test_a_stage_without_the_trail_has_no_trail_check() -> None:
         lid for lid in template.find_resources("AWS::Lambda::Function") if lid.startswith("AuditCheck")
     ]
     assert "TrailChecksPassed" not in json.dumps(template.to_json())
+    assert template.find_resources("AWS::Logs::MetricFilter") == {}  # no trail log group to count IAM in
+
+
+def test_the_iam_change_pattern_fits_cloudwatch_logs_for_the_longest_prefix_and_region() -> None:
+    # stage prefixes have at most 20 characters (config/stages.py); the deployer's ARN holds the
+    # partition, the account and the region
+    deployer = f"arn:aws-us-gov:iam::{ACCOUNT}:role/cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-ap-southeast-5"
+    assert len(iam_change_pattern("a" * 20, deployer)) <= MAX_FILTER_PATTERN
+
+
+def test_an_iam_change_to_a_lake_role_or_policy_outside_a_deployment_alarms(
+    sandbox: Synth, template: Template
+) -> None:
+    # GIVEN the metric filter on the trail's log group, as a deployment fills it in
+    (props,) = [f["Properties"] for f in template.find_resources("AWS::Logs::MetricFilter").values()]
+    trail_logs = _logical_id(template, "AWS::Logs::LogGroup", "AuditLogs")
+    assert props["LogGroupName"] == {"Ref": trail_logs}
+    pattern = sandbox.resolved(sandbox.lake.foundation, props["FilterPattern"])
+    assert len(pattern) <= MAX_FILTER_PATTERN
+    deployment = assumed_role(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
+    lake_policy = f"arn:aws:iam::{ACCOUNT}:policy/lake-sbx-processing-OrdersJobPolicy5C929DD5-AbCd"
+    admin_policy = "arn:aws:iam::aws:policy/AdministratorAccess"
+
+    def call(name: str, identity: dict[str, Any] | None = None, **parameters: str) -> dict[str, Any]:
+        detail = api_call_event("iam", name, parameters, userIdentity=identity or assumed_role("admin"))[
+            "detail"
+        ]
+        return dict(detail)
+
+    # THEN a person widening a lake role, its trust or a lake policy, or handing a lake policy to
+    # someone else, is counted; so is an IAM user (no session issuer) doing the same
+    for changed in (
+        call("AttachRolePolicy", roleName="lake-sbx-data-analyst", policyArn=admin_policy),
+        call("PutRolePolicy", roleName="lake-sbx-processing-OrdersStateMachineRoleE3B6-x1", policyName="p"),
+        call("UpdateAssumeRolePolicy", roleName="lake-sbx-orders-job"),
+        call("DeleteRolePermissionsBoundary", roleName="lake-sbx-data-engineer"),
+        call("CreatePolicyVersion", policyArn=lake_policy),
+        call("AttachUserPolicy", userName="kim", policyArn=lake_policy),
+        call("AttachRolePolicy", roleName="other-team-role", policyArn=lake_policy),
+        call(
+            "AttachRolePolicy",
+            {"type": "IAMUser", "arn": f"arn:aws:iam::{ACCOUNT}:user/kim"},
+            roleName="lake-sbx-orders-job",
+            policyArn=admin_policy,
+        ),
+    ):
+        assert matches(pattern, changed), changed
+    # AND a deployment, another stage's or team's role, a read, or a refused call is not
+    refused = call("PutRolePolicy", roleName="lake-sbx-orders-job", policyName="p")
+    refused["errorCode"] = "AccessDenied"
+    for unchanged in (
+        call("AttachRolePolicy", deployment, roleName="lake-sbx-orders-job", policyArn=lake_policy),
+        call("CreatePolicyVersion", deployment, policyArn=lake_policy),
+        call("AttachRolePolicy", roleName="lake-prd-orders-job", policyArn=admin_policy),
+        call("AttachRolePolicy", roleName="other-lake-sbx-role", policyArn=admin_policy),
+        call("GetRolePolicy", roleName="lake-sbx-orders-job", policyName="p"),
+        refused,
+    ):
+        assert not matches(pattern, unchanged), unchanged
+    # AND the count alarms the alert topic within five minutes, and a saved query lists the calls
+    (alarm,) = [
+        a["Properties"]
+        for a in template.find_resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "LakeIamChanges"
+    ]
+    (transformation,) = props["MetricTransformations"]
+    assert alarm["Namespace"] == transformation["MetricNamespace"] and transformation["MetricValue"] == "1"
+    assert (alarm["Period"], alarm["Statistic"], alarm["Threshold"], alarm["TreatMissingData"]) == (
+        300,
+        "Sum",
+        0,
+        "notBreaching",
+    )
+    topic = [{"Ref": _logical_id(template, "AWS::SNS::Topic", "AlertsTopic")}]
+    assert alarm["AlarmActions"] == topic
+    (query,) = template.find_resources("AWS::Logs::QueryDefinition").values()
+    assert query["Properties"]["Name"] in alarm["AlarmDescription"]
+    assert query["Properties"]["LogGroupNames"] == [{"Ref": trail_logs}]
 
 
 @pytest.mark.parametrize(
