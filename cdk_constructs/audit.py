@@ -1,5 +1,5 @@
-"""Audit: a CloudTrail trail over the lake, its hourly check, and the Athena table and queries that
-read it."""
+"""Audit: a CloudTrail trail over the lake, its hourly check, the alarm on IAM changes counted in its
+log group, and the Athena table and queries that read it."""
 
 from __future__ import annotations
 
@@ -309,7 +309,7 @@ def iam_change_pattern(prefix: str, deployer: str) -> str:
     role named ``<prefix>-...``, or of :data:`IAM_POLICY_CALLS` on a policy named so, by anyone
     but ``deployer`` (the CDK execution role): an IAM user or the root user, which have no session
     issuer, included. Every role and managed policy of the lake is named so, by this app or by
-    CloudFormation after its stack (``tests/test_foundation.py`` holds the app to it); regexes,
+    CloudFormation after its stack (``tests/test_templates.py`` holds the app to it); regexes,
     as CloudWatch Logs' filter syntax allows two of them in a JSON pattern."""
     issuer = "$.userIdentity.sessionContext.sessionIssuer.arn"
     calls = " || ".join(f'($.eventName = "{c}")' for c in (*IAM_ROLE_CALLS, *IAM_POLICY_CALLS))
