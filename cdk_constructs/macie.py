@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aws_cdk import ArnFormat, Aws, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_macie as macie
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -45,7 +47,10 @@ MACIE_CHANGES = (
     "UpdateAllowList",
     "DeleteAllowList",
     "DeleteCustomDataIdentifier",
+    "PutClassificationExportConfiguration",
 )
+#: Where Macie writes its sensitive data discovery results in their bucket.
+RESULTS_PREFIX = "macie-discovery-results"
 #: Text that looks sensitive but is not: the reserved documentation domains (RFC 2606).
 ALLOW_LIST_REGEX = r"[A-Za-z0-9._%+-]+@example\.(com|org|net)"
 
@@ -53,6 +58,61 @@ ALLOW_LIST_REGEX = r"[A-Za-z0-9._%+-]+@example\.(com|org|net)"
 def macie_service_role_arn() -> str:
     """The service-linked role Macie reads objects with (it decrypts SSE-KMS objects)."""
     return f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/aws-service-role/macie.amazonaws.com/AWSServiceRoleForAmazonMacie"
+
+
+def _results_sources() -> dict[str, dict[str, object]]:
+    """Macie writing discovery results for this account, as Macie's guide conditions its
+    repository's bucket and key policies (its export configuration and its jobs)."""
+    return {
+        "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+        "ArnLike": {
+            "aws:SourceArn": [
+                f"arn:{Aws.PARTITION}:macie2:{Aws.REGION}:{Aws.ACCOUNT_ID}:export-configuration:*",
+                f"arn:{Aws.PARTITION}:macie2:{Aws.REGION}:{Aws.ACCOUNT_ID}:classification-job/*",
+            ]
+        },
+    }
+
+
+def allow_macie_to_store_results(bucket: s3.Bucket, key: kms.Key) -> None:
+    """Let Macie write its discovery results under :data:`RESULTS_PREFIX` of ``bucket``,
+    encrypted with ``key`` ("Storing and retaining sensitive data discovery results")."""
+    macie_service = iam.ServicePrincipal("macie.amazonaws.com")
+    bucket.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="MacieWritesDiscoveryResults",
+            principals=[macie_service],
+            actions=["s3:PutObject"],
+            resources=[bucket.arn_for_objects(f"{RESULTS_PREFIX}/*")],
+            conditions=_results_sources(),
+        )
+    )
+    bucket.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="MacieLocatesTheResultsBucket",
+            principals=[macie_service],
+            actions=["s3:GetBucketLocation"],
+            resources=[bucket.bucket_arn],
+            conditions=_results_sources(),
+        )
+    )
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="AllowMacieToEncryptDiscoveryResults",
+            principals=[macie_service],
+            actions=["kms:GenerateDataKey", "kms:Encrypt"],
+            resources=["*"],
+            conditions=_results_sources(),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class ResultsRepository:
+    """The bucket (by name) and key Macie keeps its discovery results with."""
+
+    bucket_name: str
+    key_arn: str
 
 
 def allow_macie_to_decrypt(key: kms.Key) -> None:
@@ -77,6 +137,8 @@ class MacieScanning(Construct):
         bucket's tagged PII columns) are archived at low severity by the findings filter, so the
         alerts are about PII where nobody declared it.
     :param frequency: ``DAILY``, ``WEEKLY`` or ``MONTHLY``.
+    :param results: where Macie keeps its discovery results past its own 90 days (the account's
+        setting, so only where this app enabled Macie); None leaves the setting as it is.
     """
 
     def __init__(
@@ -92,6 +154,7 @@ class MacieScanning(Construct):
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
         frequency: str,
+        results: ResultsRepository | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.identifiers = [
@@ -185,6 +248,36 @@ class MacieScanning(Construct):
                 "AllowListIds": [self.allow_list.attr_id],
             },
         )
+        self.results_function: CustomResourceFunction | None = None
+        if results is not None:
+            self.results_function = CustomResourceFunction(
+                self,
+                "ResultsRepositoryFunction",
+                handler="macie_results.handler",
+                description="Points Macie's sensitive data discovery results at the lake's audit bucket",
+                statements=[
+                    iam.PolicyStatement(
+                        actions=["macie2:PutClassificationExportConfiguration"], resources=["*"]
+                    )
+                ],
+                wildcard_reason="Macie's export configuration is a setting of the account, not a resource "
+                "an IAM policy can name.",
+                logs_key=logs_key,
+                log_retention=log_retention,
+                removal_policy=removal_policy,
+            )
+            self.results_repository = self.results_function.resource(
+                self,
+                "ResultsRepository",
+                resource_type="Custom::MacieResultsRepository",
+                properties={
+                    "Bucket": results.bucket_name,
+                    "KeyPrefix": RESULTS_PREFIX,
+                    "KmsKeyArn": results.key_arn,
+                },
+            )
+            # the job's first run, at its creation, already keeps its results there
+            self.job.node.add_dependency(self.results_repository)
 
         self.alerts = AlertRules(self, "FindingAlerts", topic=alert_topic, key=logs_key)
         # Discovery stopped or blinded by hand alerts: the deployments' own changes and the job
@@ -201,7 +294,11 @@ class MacieScanning(Construct):
                 event_source="macie2",
             ),
             deployer=execution_role_arn(Stack.of(self)),
-            expected=[self.job_function.function.role.role_arn],  # type: ignore[union-attr]
+            expected=[
+                f.function.role.role_arn  # type: ignore[union-attr]
+                for f in (self.job_function, self.results_function)
+                if f is not None
+            ],
         )
         self.alerts.add(
             "FindingRule",

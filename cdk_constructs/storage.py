@@ -180,7 +180,7 @@ SPARK_UI_LOGS = "_spark-ui"
 
 class LakeStorage(Construct):
     """The lake's buckets: raw, curated and analytics zones, Athena query results, access logs,
-    and the audit trail's log files.
+    the audit trail's log files and Macie's discovery results.
 
     Buckets are named ``<prefix>-<zone>-<account>-<region>``: stable names that people, policies
     and compliance findings can refer to, unique per account and region.
@@ -201,6 +201,9 @@ class LakeStorage(Construct):
     :param audit_logs_expire_after: the trail's log files expire. Default: 365 days.
     :param audit_logs_locked_for: the trail's log files are kept under S3 Object Lock in
         governance mode this long. Default: no Object Lock.
+    :param macie_results_key: create a bucket for Macie's sensitive data discovery results
+        (``self.macie_results``; ``None`` without), whose objects Macie encrypts with this key;
+        they expire with the trail's log files (``audit_logs_expire_after``). Default: none.
     :param rejected_prefixes: raw-zone prefixes of records refused by contract (the transform's
         rejections, ``<dataset>_rejected/``), which expire; the rest of the raw zone never does.
     :param rejected_expire_after: when those records expire. Default: 365 days.
@@ -226,6 +229,7 @@ class LakeStorage(Construct):
         audit: bool = True,
         audit_logs_expire_after: Duration | None = None,
         audit_logs_locked_for: Duration | None = None,
+        macie_results_key: kms.IKey | None = None,
         rejected_prefixes: Sequence[str] = (),
         rejected_expire_after: Duration | None = None,
         removal_policy: RemovalPolicy | None = None,
@@ -282,6 +286,22 @@ class LakeStorage(Construct):
                 server_access_logs_bucket=logs_bucket,
                 lifecycle_rules=[s3.LifecycleRule(id="ExpireAuditLogs", expiration=audit_logs_expire_after)],
                 locked_for=audit_logs_locked_for,
+                **common,  # type: ignore[arg-type]
+            )
+        # Macie's discovery results: kept as long as the trail's files, in a bucket of their own that
+        # is never locked (whether Macie's writes carry the checksum Object Lock asks is unknown
+        # here, and its setting is refused, failing the deploy, when Macie cannot write).
+        self.macie_results: LakeBucket | None = None
+        if macie_results_key is not None:
+            self.macie_results = LakeBucket(
+                self,
+                "MacieResults",
+                bucket_name=name("macie-results"),
+                encryption_key=macie_results_key,
+                server_access_logs_bucket=logs_bucket,
+                lifecycle_rules=[
+                    s3.LifecycleRule(id="ExpireDiscoveryResults", expiration=audit_logs_expire_after)
+                ],
                 **common,  # type: ignore[arg-type]
             )
         self.raw = LakeBucket(

@@ -84,6 +84,7 @@ NO_IDLE_CHARGE = {
     "AWS::Scheduler::ScheduleGroup": "free",
     "AWS::StepFunctions::StateMachine": "per state transition (see the schedules)",
     "Custom::MacieClassificationJob": "per GB inspected",
+    "Custom::MacieResultsRepository": "free (a setting); the results it keeps are S3 storage",
     "Custom::RedshiftBootstrapSql": "once, at deploy",
     "Custom::RedshiftServerlessUsageLimit": "free",
     "Custom::S3AutoDeleteObjects": "once, at destroy",

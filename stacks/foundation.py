@@ -16,7 +16,7 @@ from cdk_constructs.audit import AuditTrail, IamChanges, TrailCheck
 from cdk_constructs.functions import powertools_layer
 from cdk_constructs.keys import LakeKeys
 from cdk_constructs.lake_formation import CHANGES, execution_role_arn
-from cdk_constructs.macie import allow_macie_to_decrypt
+from cdk_constructs.macie import ResultsRepository, allow_macie_to_decrypt, allow_macie_to_store_results
 from cdk_constructs.storage import LakeStorage
 from config import StageConfig
 from stacks.common import log_retention, removal_policy
@@ -68,6 +68,7 @@ class FoundationStack(Stack):
             access_logs_expire_after=Duration.days(lc.access_logs_expire_after),
             audit=features.cloudtrail,
             audit_logs_expire_after=Duration.days(lc.audit_logs_expire_after),
+            macie_results_key=self.keys.logs if self.macie_session is not None else None,
             audit_logs_locked_for=Duration.days(lc.audit_logs_locked_for)
             if lc.audit_logs_locked_for
             else None,
@@ -75,6 +76,14 @@ class FoundationStack(Stack):
             rejected_expire_after=Duration.days(lc.rejected_expire_after),
             removal_policy=removal,
         )
+        # Where this app enabled Macie, it keeps Macie's discovery results in a bucket of their own
+        # (the governance stack points Macie there), encrypted with the logs key.
+        self.macie_results: ResultsRepository | None = None
+        if self.storage.macie_results is not None:
+            allow_macie_to_store_results(self.storage.macie_results.bucket, self.keys.logs)
+            results_name = self.storage.macie_results.physical_name
+            assert results_name is not None  # the lake names every bucket
+            self.macie_results = ResultsRepository(bucket_name=results_name, key_arn=self.keys.logs.key_arn)
         self.alerts = AlertTopic(
             self,
             "Alerts",
@@ -182,6 +191,7 @@ class FoundationStack(Stack):
             storage.athena_results,
             storage.access_logs,
             *((storage.audit,) if storage.audit is not None else ()),
+            *((storage.macie_results,) if storage.macie_results is not None else ()),
         )
         watched = [
             WatchedCalls(

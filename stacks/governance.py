@@ -98,4 +98,5 @@ class GovernanceStack(Stack):
                 log_retention=log_retention(stage),
                 removal_policy=removal_policy(stage),
                 frequency=stage.macie_job_frequency,
+                results=foundation.macie_results,
             )

@@ -504,6 +504,7 @@ def test_custom_resources_fail_fast_when_their_function_dies_without_answering(p
         ("Custom::RedshiftBootstrapSql", 900),
         ("Custom::RedshiftServerlessUsageLimit", 300),
         ("Custom::MacieClassificationJob", 300),
+        ("Custom::MacieResultsRepository", 300),
     }
 
 

@@ -12,6 +12,7 @@ from unittest import mock
 import boto3
 import cfn
 import macie_job
+import macie_results as macie_results_module
 import pytest
 import redshift_sql
 import redshift_usage_limit
@@ -561,7 +562,7 @@ def test_the_margin_kept_to_answer_covers_a_last_slow_call_and_the_answer() -> N
     # up to 1 s of backoff between them), and the answer's PUT every attempt to its timeout (1 s,
     # then 2 s apart): all must fit, or CloudFormation never hears back. Every function's clients
     # are bounded alike.
-    clients = [m._client() for m in (redshift_sql, macie_job, redshift_usage_limit)]
+    clients = [m._client() for m in (redshift_sql, macie_job, macie_results_module, redshift_usage_limit)]
     for client in [*clients, redshift_sql._namespaces()]:
         config = client.meta.config
         attempts = config.retries["total_max_attempts"]
@@ -683,3 +684,82 @@ def test_usage_limit_rejects_bad_values(redshift: tuple[Stubber, Stubber]) -> No
     reply = run_limit(event("Create", props={**LIMIT_PROPS, "BreachAction": "shutdown"}))
     assert reply["Status"] == "FAILED"
     assert reply["Reason"] == "BreachAction='shutdown': use one of log, emit-metric, deactivate"
+
+
+# --- Macie's discovery results repository ------------------------------------------------------
+
+RESULTS_PROPS = {
+    "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:f",
+    "Bucket": "lake-sbx-audit-123456789012-eu-west-1",
+    "KeyPrefix": "macie-discovery-results",
+    "KmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+}
+RESULTS_DESTINATION = {
+    "s3Destination": {
+        "bucketName": "lake-sbx-audit-123456789012-eu-west-1",
+        "keyPrefix": "macie-discovery-results",
+        "kmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    }
+}
+
+
+@pytest.fixture
+def macie_results() -> Iterator[Stubber]:
+    client = boto3.client("macie2", region_name="eu-west-1")
+    with Stubber(client) as stubber, mock.patch.object(macie_results_module, "_client", return_value=client):
+        yield stubber
+        stubber.assert_no_pending_responses()
+
+
+def run_results(e: dict[str, Any]) -> dict[str, Any]:
+    m = macie_results_module
+    return cfn.handle(e, None, create=m.create, update=m.update, delete=m.delete, opener=Replies())
+
+
+def test_the_results_repository_is_put_on_create_and_update_and_left_on_delete(
+    macie_results: Stubber,
+) -> None:
+    location = "s3://lake-sbx-audit-123456789012-eu-west-1/macie-discovery-results"
+    macie_results.add_response(
+        "put_classification_export_configuration",
+        {"configuration": RESULTS_DESTINATION},
+        {"configuration": RESULTS_DESTINATION},
+    )
+    created = run_results(event("Create", props=RESULTS_PROPS))
+    assert (created["Status"], created["PhysicalResourceId"]) == ("SUCCESS", location)
+    # a changed prefix is put again, under a new physical id; CloudFormation's delete of the old
+    # one then calls nothing (Macie has no call that removes the setting)
+    moved = {**RESULTS_PROPS, "KeyPrefix": "macie"}
+    macie_results.add_response(
+        "put_classification_export_configuration",
+        {},
+        {"configuration": {"s3Destination": {**RESULTS_DESTINATION["s3Destination"], "keyPrefix": "macie"}}},
+    )
+    updated = run_results(event("Update", location, props=moved, old=RESULTS_PROPS))
+    assert updated["PhysicalResourceId"] == "s3://lake-sbx-audit-123456789012-eu-west-1/macie"
+    assert run_results(event("Delete", location, props=RESULTS_PROPS))["Status"] == "SUCCESS"
+
+
+def test_a_refused_results_repository_fails_naming_the_location_and_both_policies(
+    macie_results: Stubber,
+) -> None:
+    macie_results.add_client_error(
+        "put_classification_export_configuration",
+        "ValidationException",
+        "Macie can't write to the bucket",
+    )
+    reply = run_results(event("Create", props=RESULTS_PROPS))
+    assert reply["Status"] == "FAILED"
+    assert reply["Reason"].startswith(
+        "Macie PutClassificationExportConfiguration failed: ValidationException: Macie can't write to the bucket."
+    )
+    assert "s3://lake-sbx-audit-123456789012-eu-west-1/macie-discovery-results" in reply["Reason"]
+    assert "bucket policy" in reply["Reason"] and "key policy" in reply["Reason"]
+
+
+def test_a_results_repository_without_its_key_fails_before_calling_macie(macie_results: Stubber) -> None:
+    reply = run_results(event("Create", props={**RESULTS_PROPS, "KmsKeyArn": ""}))
+    assert (reply["Status"], reply["Reason"]) == (
+        "FAILED",
+        "KmsKeyArn missing: name the bucket, its key prefix and the KMS key",
+    )

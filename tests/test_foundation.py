@@ -66,6 +66,7 @@ def test_logical_ids_of_stateful_resources_are_stable(template: Template) -> Non
         "StorageAthenaResultsBucket",
         "StorageAuditBucket",
         "StorageCuratedBucket",
+        "StorageMacieResultsBucket",
         "StorageRawBucket",
     ]
 
@@ -125,7 +126,7 @@ def test_zone_buckets_are_kms_encrypted_with_their_key_and_secure(
 
 def test_every_bucket_denies_plain_http_and_tls_before_1_2(template: Template) -> None:
     policies = template.find_resources("AWS::S3::BucketPolicy")
-    assert len(policies) == 6
+    assert len(policies) == 7
     for policy in policies.values():
         denied = [
             s["Condition"]
@@ -140,7 +141,7 @@ def test_every_bucket_refuses_uploads_encrypted_with_a_key_the_lake_does_not_hol
     # SSE-C: the uploader's own key, which neither the lake's readers nor Macie could use; S3's
     # default blocks it on new buckets of most regions only (not Bahrain's or the UAE's)
     buckets = template.find_resources("AWS::S3::Bucket")
-    assert len(buckets) == 6
+    assert len(buckets) == 7
     for bucket in buckets.values():
         (rule,) = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
         assert rule["BlockedEncryptionTypes"] == {"EncryptionType": ["SSE-C"]}
@@ -709,7 +710,7 @@ def test_a_lake_buckets_guard_changed_outside_a_deployment_alerts(sandbox: Synth
     buckets = [r["Properties"]["BucketName"] for r in template.find_resources("AWS::S3::Bucket").values()]
     resolver, stack = Resolver(sandbox.all_templates()), sandbox.lake.foundation.stack_name
     names = [resolver.resolve(stack, b) for b in buckets]
-    assert len(names) == 6 and all(n.startswith("lake-sbx-") for n in names)
+    assert len(names) == 7 and all(n.startswith("lake-sbx-") for n in names)
     deployment = assumed_role(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
 
     def call(name: str, bucket: str, identity: dict[str, Any], **detail: Any) -> dict[str, Any]:
@@ -747,7 +748,7 @@ def test_sandbox_destroys_everything_and_empties_buckets(template: Template) -> 
     for type_ in ("AWS::KMS::Key", "AWS::S3::Bucket"):
         for resource in template.find_resources(type_).values():
             assert resource["DeletionPolicy"] == "Delete"
-    assert len(template.find_resources("Custom::S3AutoDeleteObjects")) == 6
+    assert len(template.find_resources("Custom::S3AutoDeleteObjects")) == 7
     # a destroyed key can be recovered for the shortest window KMS allows, 7 days
     keys = template.find_resources("AWS::KMS::Key").values()
     assert {k["Properties"]["PendingWindowInDays"] for k in keys} == {7}

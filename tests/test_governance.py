@@ -19,6 +19,7 @@ from lake_app import (
     Synth,
     actions,
     api_call_event,
+    app_context,
     assumed_role,
     grant_principal,
     lf_grants,
@@ -29,10 +30,12 @@ from lake_app import (
 )
 
 from cdk_constructs.lake_formation import LakeFormationSetup, Zone
-from cdk_constructs.macie import ALLOW_LIST_REGEX, CUSTOM_IDENTIFIERS
+from cdk_constructs.macie import ALLOW_LIST_REGEX, CUSTOM_IDENTIFIERS, RESULTS_PREFIX
+from config import get_stage
 from datalake import sql
 from datalake.dataset import DATASETS_DIR, load_dataset
 from stacks.catalog import pii_key_prefixes
+from stacks.foundation import FoundationStack
 
 ORDERS = load_dataset(DATASETS_DIR / "orders.json")
 EXEC_ROLE = "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-cfn-exec-role-${AWS::AccountId}-${AWS::Region}"
@@ -464,15 +467,29 @@ def test_macie_stopped_or_blinded_outside_a_deployment_alerts(sandbox: Synth, go
         identity = user if issuer is None else assumed_role(issuer)
         return api_call_event("macie2", name, {}, source="aws.macie", userIdentity=identity, **detail)
 
-    # the session paused, a job cancelled, or an archiving filter made by a person: published
-    for name in ("UpdateMacieSession", "UpdateClassificationJob", "CreateFindingsFilter", "DisableMacie"):
+    (results_role,) = [
+        lid
+        for lid in _of_type(governance, "AWS::IAM::Role")
+        if lid.startswith("MacieResultsRepositoryFunctionRole")
+    ]
+    # the session paused, a job cancelled, an archiving filter made, or the discovery results
+    # sent elsewhere by a person: published
+    for name in (
+        "UpdateMacieSession",
+        "UpdateClassificationJob",
+        "CreateFindingsFilter",
+        "DisableMacie",
+        "PutClassificationExportConfiguration",
+    ):
         assert pattern.matches_event(call(name, "admin")), name
         assert pattern.matches_event(call(name, None)), name  # an IAM user: no session issuer
-    # by a deployment, by the job's own function (it cancels a replaced job), refused, or a read: not
+    # by a deployment, by the job's own function (it cancels a replaced job) or the results
+    # repository's, refused, or a read: not
     assert not pattern.matches_event(
         call("UpdateFindingsFilter", f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
     )
     assert not pattern.matches_event(call("UpdateClassificationJob", function_role))
+    assert not pattern.matches_event(call("PutClassificationExportConfiguration", results_role))
     assert not pattern.matches_event(call("UpdateMacieSession", "admin", errorCode="AccessDenied"))
     assert not pattern.matches_event(call("GetMacieSession", "admin"))
     template = rule["Targets"][0]["InputTransformer"]["InputTemplate"]
@@ -497,6 +514,84 @@ def test_macie_can_decrypt_the_scanned_zones_only_through_s3(sandbox: Synth) -> 
         assert "kms:ViaService" in macie["Condition"]["StringEquals"]
         # the key is created after the session that creates Macie's service-linked role
         assert "MacieSession" in key["DependsOn"]
+
+
+def test_macie_keeps_its_discovery_results_in_a_bucket_of_their_own_under_the_logs_key(
+    sandbox: Synth, governance: Template
+) -> None:
+    # GIVEN the repository setting, as a deployment fills it in
+    (repository_id,) = _of_type(governance, "Custom::MacieResultsRepository")
+    repository = _of_type(governance, "Custom::MacieResultsRepository")[repository_id]
+    props = sandbox.resolved(
+        sandbox.lake.governance,
+        {k: repository["Properties"][k] for k in ("Bucket", "KeyPrefix", "KmsKeyArn")},
+    )
+    foundation = sandbox.template_json(sandbox.lake.foundation)
+    (logs_key,) = [
+        k
+        for k, r in foundation["Resources"].items()
+        if k.startswith("KeysLogsKey") and r["Type"] == "AWS::KMS::Key"
+    ]
+    logs_key_arn = sandbox.resolved(sandbox.lake.foundation, {"Fn::GetAtt": [logs_key, "Arn"]})
+    audit = f"lake-sbx-macie-results-{ACCOUNT}-{REGION}"
+    assert (props["Bucket"], props["KeyPrefix"], props["KmsKeyArn"]) == (audit, RESULTS_PREFIX, logs_key_arn)
+    # THEN the job is created after it (its first run keeps its results there), and the function
+    # that sets it may do that alone
+    (job,) = _of_type(governance, "Custom::MacieClassificationJob").values()
+    assert repository_id in job["DependsOn"]
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for lid, p in _of_type(governance, "AWS::IAM::ManagedPolicy").items()
+        if lid.startswith("MacieResultsRepositoryFunction")
+    ]
+    assert [st["Action"] for st in policy if "macie2" in json.dumps(st["Action"])] == [
+        "macie2:PutClassificationExportConfiguration"
+    ]
+    # AND Macie may write there and encrypt with the key for this account's export configuration
+    # and jobs only, as Macie's guide conditions both policies
+    sources = {
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnLike": {
+            "aws:SourceArn": [
+                f"arn:aws:macie2:{REGION}:{ACCOUNT}:export-configuration:*",
+                f"arn:aws:macie2:{REGION}:{ACCOUNT}:classification-job/*",
+            ]
+        },
+    }
+    statements = [
+        st
+        for r in foundation["Resources"].values()
+        if r["Type"] in ("AWS::S3::BucketPolicy", "AWS::KMS::Key")
+        for st in (r["Properties"].get("PolicyDocument") or r["Properties"]["KeyPolicy"])["Statement"]
+        if st.get("Principal") == {"Service": "macie.amazonaws.com"}
+    ]
+    by_sid = {st["Sid"]: sandbox.resolved(sandbox.lake.foundation, st) for st in statements}
+    assert set(by_sid) == {
+        "MacieWritesDiscoveryResults",
+        "MacieLocatesTheResultsBucket",
+        "AllowMacieToEncryptDiscoveryResults",
+    }
+    assert all(st["Condition"] == sources for st in by_sid.values())
+    write = by_sid["MacieWritesDiscoveryResults"]
+    assert (write["Action"], write["Resource"]) == (
+        "s3:PutObject",
+        f"arn:aws:s3:::{audit}/{RESULTS_PREFIX}/*",
+    )
+    assert by_sid["MacieLocatesTheResultsBucket"]["Resource"] == f"arn:aws:s3:::{audit}"
+    assert by_sid["AllowMacieToEncryptDiscoveryResults"]["Action"] == ["kms:Encrypt", "kms:GenerateDataKey"]
+
+
+def test_macies_results_setting_is_left_to_the_owner_of_a_reused_session() -> None:
+    # the setting is the account's: a reused session's owner sets it, and no bucket waits for it
+    reused = synthesize("sandbox", **SWITCHED)
+    assert not _of_type(reused.template(reused.lake.governance), "Custom::MacieResultsRepository")
+    foundation = reused.template_json(reused.lake.foundation)
+    assert '{"Service": "macie.amazonaws.com"}' not in json.dumps(foundation)
+    assert not [lid for lid in foundation["Resources"] if lid.startswith("StorageMacieResults")]
+    # the results' bucket does not need the trail's
+    stage = get_stage("sandbox").with_features(cloudtrail=False)
+    no_trail = FoundationStack(cdk.App(context=app_context()), "NoTrail", stage=stage)
+    assert no_trail.storage.audit is None and no_trail.macie_results is not None
 
 
 def test_reusing_the_accounts_macie_session() -> None:
