@@ -126,6 +126,40 @@ def test_service_roles_are_guarded_where_the_service_documents_how(synth: Synth)
     assert {"states.amazonaws.com", "scheduler.amazonaws.com", "firehose.amazonaws.com"} <= seen
 
 
+#: Where resource policies keep their statements.
+POLICY_DOCUMENTS = {
+    "AWS::S3::BucketPolicy": "PolicyDocument",
+    "AWS::SNS::TopicPolicy": "PolicyDocument",
+    "AWS::SQS::QueuePolicy": "PolicyDocument",
+    "AWS::KMS::Key": "KeyPolicy",
+}
+
+
+def test_resource_policies_let_services_act_only_for_this_account(synth: Synth) -> None:
+    # a service principal allowed on a bucket, topic, queue or key without a source condition acts
+    # for any account that points the service at it (the confused deputy): each such statement
+    # names the source account or resource, or an encryption context that does
+    unguarded = []
+    for stack in synth.lake.stacks:
+        for logical, resource in synth.template_json(stack)["Resources"].items():
+            if resource["Type"] not in POLICY_DOCUMENTS:
+                continue
+            for statement in resource["Properties"][POLICY_DOCUMENTS[resource["Type"]]]["Statement"]:
+                principal = statement.get("Principal")
+                if (
+                    statement["Effect"] != "Allow"
+                    or not isinstance(principal, dict)
+                    or "Service" not in principal
+                ):
+                    continue
+                keys = {key for operator in statement.get("Condition", {}).values() for key in operator}
+                if not keys & {"aws:SourceAccount", "aws:SourceArn"} and not any(
+                    key.startswith("kms:EncryptionContext:") for key in keys
+                ):
+                    unguarded.append((stack.stack_name, logical, statement.get("Sid"), statement["Action"]))
+    assert unguarded == []
+
+
 def test_state_machine_roles_serve_only_this_accounts_state_machines(synth: Synth) -> None:
     guards = [
         synth.resolved(stack, statement["Condition"])
