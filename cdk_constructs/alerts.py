@@ -19,6 +19,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk_constructs.nag import acknowledge
+from cdk_constructs.trust import for_this_account
 
 
 class AlertTopic(Construct):
@@ -60,7 +61,7 @@ class AlertTopic(Construct):
                     principals=[iam.ServicePrincipal("events.amazonaws.com")],
                     actions=["sns:Publish"],
                     resources=[self.topic.topic_arn],
-                    conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+                    conditions=for_this_account(),
                 )
             )
         if email is not None:
@@ -113,10 +114,7 @@ class CostBudget(Construct):
                 principals=[principal],
                 actions=["sns:Publish"],
                 resources=[topic.topic_arn],
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                    "ArnLike": {"aws:SourceArn": f"arn:{Aws.PARTITION}:budgets::{Aws.ACCOUNT_ID}:*"},
-                },
+                conditions=for_this_account(f"arn:{Aws.PARTITION}:budgets::{Aws.ACCOUNT_ID}:*"),
             )
         )
         alerts.master_key.add_to_resource_policy(

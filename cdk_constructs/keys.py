@@ -7,6 +7,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+from cdk_constructs.trust import for_this_account
+
 ZONES = ("raw", "curated", "analytics")
 
 
@@ -101,11 +103,7 @@ class LakeKeys(Construct):
                 ],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],
-                conditions={
-                    "StringEquals": {
-                        "aws:SourceAccount": Aws.ACCOUNT_ID,
-                    }
-                },
+                conditions=for_this_account(),
             )
         )
 

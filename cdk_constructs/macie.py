@@ -17,6 +17,7 @@ from constructs import Construct
 from cdk_constructs.alerts import AlertRules, WatchedCalls
 from cdk_constructs.custom_resource import CustomResourceFunction
 from cdk_constructs.lake_formation import execution_role_arn
+from cdk_constructs.trust import for_this_account
 
 #: Identifiers Macie's managed set does not cover well for our users.
 #: https://docs.aws.amazon.com/macie/latest/user/custom-data-identifiers.html
@@ -63,15 +64,12 @@ def macie_service_role_arn() -> str:
 def _results_sources() -> dict[str, dict[str, object]]:
     """Macie writing discovery results for this account, as Macie's guide conditions its
     repository's bucket and key policies (its export configuration and its jobs)."""
-    return {
-        "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-        "ArnLike": {
-            "aws:SourceArn": [
-                f"arn:{Aws.PARTITION}:macie2:{Aws.REGION}:{Aws.ACCOUNT_ID}:export-configuration:*",
-                f"arn:{Aws.PARTITION}:macie2:{Aws.REGION}:{Aws.ACCOUNT_ID}:classification-job/*",
-            ]
-        },
-    }
+    return for_this_account(
+        [
+            f"arn:{Aws.PARTITION}:macie2:{Aws.REGION}:{Aws.ACCOUNT_ID}:export-configuration:*",
+            f"arn:{Aws.PARTITION}:macie2:{Aws.REGION}:{Aws.ACCOUNT_ID}:classification-job/*",
+        ]
+    )
 
 
 def allow_macie_to_store_results(bucket: s3.Bucket, key: kms.Key) -> None:

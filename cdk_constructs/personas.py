@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import ArnFormat, Aws, Duration, Stack
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -17,6 +17,7 @@ from constructs import Construct
 
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, wildcard_findings
+from cdk_constructs.trust import service_for_this_account
 from datalake.dataset import Dataset
 
 GLUE_READ = (
@@ -225,9 +226,7 @@ class Personas(Construct):
             self,
             construct_id,
             role_name=name,
-            assumed_by=iam.ServicePrincipal(
-                service, conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}
-            ),
+            assumed_by=service_for_this_account(service),
             description=description,
         )
 

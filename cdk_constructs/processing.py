@@ -26,6 +26,7 @@ from cdk_constructs.alerts import AlertRules, alarm_above, alarm_without
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, rendered
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS
+from cdk_constructs.trust import service_for_this_account
 from datalake.dataset import MAX_STALE_HOURS, Dataset, Processing, schedule_interval_minutes
 from datalake.quality import EVALUATION_WORKERS, dqdl
 
@@ -157,9 +158,7 @@ def schedule(
     role = iam.Role(
         scope,
         f"{construct_id}Role",
-        assumed_by=iam.ServicePrincipal(
-            "scheduler.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}
-        ),
+        assumed_by=service_for_this_account("scheduler.amazonaws.com"),
         description=f"Starts {what} on its schedule",
     )
     iam.ManagedPolicy(
@@ -253,19 +252,14 @@ def logged_state_machine(
         f"{ids}Role",
         # The confused-deputy guard of Step Functions' guide ("Creating an IAM role for your state
         # machine"): only this account's state machines in this region may assume the role.
-        assumed_by=iam.ServicePrincipal(
+        assumed_by=service_for_this_account(
             "states.amazonaws.com",
-            conditions={
-                "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                "ArnLike": {
-                    "aws:SourceArn": Stack.of(scope).format_arn(
-                        service="states",
-                        resource="stateMachine",
-                        resource_name="*",
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                },
-            },
+            Stack.of(scope).format_arn(
+                service="states",
+                resource="stateMachine",
+                resource_name="*",
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            ),
         ),
         description=description,
     )

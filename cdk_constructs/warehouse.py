@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -15,6 +15,7 @@ from constructs import Construct
 from cdk_constructs.custom_resource import CustomResourceFunction
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, acknowledge_regulatory
+from cdk_constructs.trust import service_for_this_account
 
 #: Interface endpoints the workgroup reaches AWS through (S3 is a gateway endpoint).
 INTERFACE_ENDPOINTS = {
@@ -67,16 +68,9 @@ class RedshiftWarehouse(Construct):
         flow_log_role = iam.Role(
             self,
             "FlowLogRole",
-            assumed_by=iam.ServicePrincipal(
+            assumed_by=service_for_this_account(
                 "vpc-flow-logs.amazonaws.com",
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                    "ArnLike": {
-                        "aws:SourceArn": Stack.of(self).format_arn(
-                            service="ec2", resource="vpc-flow-log", resource_name="*"
-                        )
-                    },
-                },
+                Stack.of(self).format_arn(service="ec2", resource="vpc-flow-log", resource_name="*"),
             ),
             description="Delivers the warehouse VPC's flow logs to their log group",
         )
