@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import Any
 
+import aws_cdk as cdk
 import pytest
-from cfn_resolve import ACCOUNT, REGION
+from cfn_resolve import ACCOUNT, REGION, Resolver
 from cfnlint.api import ManualArgs, lint_by_config
 from lake_app import SECOND_DATASET, SWITCHED, TWO_DATASETS, WITHOUT_AUDIT, Synth, synthesize
 
@@ -158,6 +160,102 @@ def test_resource_policies_let_services_act_only_for_this_account(synth: Synth) 
                 ):
                     unguarded.append((stack.stack_name, logical, statement.get("Sid"), statement["Action"]))
     assert unguarded == []
+
+
+def _role_statements(synth: Synth, resolver: Resolver) -> dict[str, list[dict[str, Any]]]:
+    """Every role's allowed statements as deployed, from its inline policies and the policies
+    attached to it in any stack (by reference or by name); a value the resolver cannot give
+    offline stays None."""
+
+    def resolved(stack: cdk.Stack, node: Any) -> Any:
+        try:
+            return resolver.resolve(stack.stack_name, node)
+        except NotImplementedError:
+            return None
+
+    roles: dict[str, list[dict[str, Any]]] = {}
+    named: dict[str, str] = {}
+    for stack in synth.lake.stacks:
+        for logical, resource in synth.template_json(stack)["Resources"].items():
+            if resource["Type"] == "AWS::IAM::Role":
+                role = f"{stack.stack_name}/{logical}"
+                if "RoleName" in resource["Properties"]:
+                    named[resolved(stack, resource["Properties"]["RoleName"])] = role
+                roles[role] = [
+                    resolved(stack, st)
+                    for policy in resource["Properties"].get("Policies", [])
+                    for st in policy["PolicyDocument"]["Statement"]
+                ]
+    for stack in synth.lake.stacks:
+        for resource in synth.template_json(stack)["Resources"].values():
+            if resource["Type"] not in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+                continue
+            document = [
+                {
+                    **st,
+                    "Resource": [resolved(stack, r) for r in _list(st.get("Resource", []))],
+                    "Condition": resolved(stack, st.get("Condition", {})) or {},
+                }
+                for st in resource["Properties"]["PolicyDocument"]["Statement"]
+            ]
+            for attached in resource["Properties"].get("Roles", []):
+                is_ref = isinstance(attached, dict) and "Ref" in attached
+                role = f"{stack.stack_name}/{attached['Ref']}" if is_ref else named[resolved(stack, attached)]
+                roles[role].extend(document)
+    return {role: [st for st in sts if st and st.get("Effect") == "Allow"] for role, sts in roles.items()}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _allows(granted: set[str], action: str) -> bool:
+    return any(g == action or (g.endswith("*") and action.startswith(g[:-1])) for g in granted)
+
+
+def test_every_role_that_reads_or_writes_a_kms_bucket_may_use_its_key(synth: Synth) -> None:
+    # S3 decrypts and encrypts SSE-KMS objects with the caller's own KMS permissions: a role that
+    # may read or write a bucket but not use its key fails at run time with AccessDenied
+    resolver = Resolver(synth.all_templates())
+    foundation = synth.lake.foundation
+    bucket_keys = {}
+    for resource in synth.template_json(foundation)["Resources"].values():
+        if resource["Type"] == "AWS::S3::Bucket":
+            (rule,) = resource["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            key = rule["ServerSideEncryptionByDefault"].get("KMSMasterKeyID")
+            if key is not None:
+                name = resolver.resolve(foundation.stack_name, resource["Properties"]["BucketName"])
+                bucket_keys[name] = resolver.resolve(foundation.stack_name, key)
+    checked, missing = [], []
+    for role, statements in _role_statements(synth, resolver).items():
+        needs: dict[str, set[str]] = {}
+        keys: dict[str, set[str]] = {}
+        for st in statements:
+            actions = set(_list(st["Action"]))
+            for arn in _list(st.get("Resource", [])):
+                if not isinstance(arn, str):
+                    continue
+                bucket = arn.removeprefix("arn:aws:s3:::").split("/")[0] if "/" in arn else None
+                if bucket in bucket_keys:
+                    if _allows(actions, "s3:GetObject"):
+                        needs.setdefault(bucket, set()).add("kms:Decrypt")
+                    if _allows(actions, "s3:PutObject"):
+                        needs.setdefault(bucket, set()).add("kms:GenerateDataKey")
+                # a key used through another service (kms:ViaService) is no use to S3
+                via = (
+                    st.get("Condition", {})
+                    .get("StringEquals", {})
+                    .get("kms:ViaService", f"s3.{REGION}.amazonaws.com")
+                )
+                if (arn.startswith("arn:aws:kms:") or arn == "*") and via == f"s3.{REGION}.amazonaws.com":
+                    keys.setdefault(arn, set()).update(a for a in actions if a.startswith("kms:"))
+        for bucket, actions in needs.items():
+            granted = keys.get(bucket_keys[bucket], set()) | keys.get("*", set())
+            checked.append((role, bucket))
+            missing += [(role, bucket, a) for a in sorted(actions) if not _allows(granted, a)]
+    assert missing == []
+    # the job reads raw and writes curated, the delivery role writes raw, the analysts their results
+    assert len(checked) >= 15
 
 
 def test_state_machine_roles_serve_only_this_accounts_state_machines(synth: Synth) -> None:
