@@ -161,10 +161,12 @@ class FoundationStack(Stack):
         self.governance_alerts = AlertRules(
             self, "GovernanceAlerts", topic=self.alerts.topic, key=self.keys.logs
         )
-        for watched in self._watched_calls(prefix=stage.prefix, lake_formation=features.lake_formation):
+        for watched in self._watched_calls(
+            prefix=stage.prefix, lake_formation=features.lake_formation, redshift=features.redshift
+        ):
             self.governance_alerts.watch(watched, deployer=execution_role_arn(self))
 
-    def _watched_calls(self, *, prefix: str, lake_formation: bool) -> list[WatchedCalls]:
+    def _watched_calls(self, *, prefix: str, lake_formation: bool, redshift: bool) -> list[WatchedCalls]:
         """A lake key disabled or scheduled for deletion (CloudFormation's own destroy included):
         every object of its zone becomes unreadable then, or when the waiting period ends. The
         lake's trail stopped or deleted: the audit of who read what ends there. Each call names
@@ -178,7 +180,10 @@ class FoundationStack(Stack):
         trail's settings or event selectors changed, which can end the audit while the trail
         still logs; a pipeline's or report's Glue job, crawler, data-quality ruleset or state
         machine updated or deleted (a job's script runs as a role that reads raw PII; a weakened
-        ruleset passes bad data); and, with Lake Formation on, a change to its permissions, tags,
+        ruleset passes bad data); a lake Athena workgroup's settings changed or the workgroup
+        deleted (results unencrypted or elsewhere, settings no longer enforced over a client's);
+        with Redshift on, the warehouse's workgroup or namespace changed or deleted (made publicly
+        accessible, its key or roles changed); and, with Lake Formation on, a change to its permissions, tags,
         filters, settings or registrations, which can open PII. Lake Formation's admins and
         settings are the account's, so in an account that other teams' Lake Formation shares,
         their changes alert too."""
@@ -296,7 +301,44 @@ class FoundationStack(Stack):
                 outside_deployments=True,
                 summary="updated or deleted",
             ),
+            # What every query in a workgroup must do: results encrypted where the workgroup says,
+            # the settings enforced over a client's, the scan cutoff.
+            WatchedCalls(
+                "AthenaWorkgroupChangedRule",
+                "Lake Athena workgroup",
+                "athena",
+                ("UpdateWorkGroup", "DeleteWorkGroup"),
+                "workGroup",
+                stage_names,
+                outside_deployments=True,
+                summary="settings changed (results location and encryption, enforcement, scan cutoff) or deleted",
+            ),
         ]
+        if redshift:
+            # A workgroup made publicly accessible or moved to other subnets or security groups, a
+            # namespace's key, admin or roles changed, or either deleted.
+            watched += [
+                WatchedCalls(
+                    "RedshiftWorkgroupChangedRule",
+                    "Lake Redshift workgroup",
+                    "redshift-serverless",
+                    ("UpdateWorkgroup", "DeleteWorkgroup"),
+                    "workgroupName",
+                    stage_names,
+                    outside_deployments=True,
+                    summary="network access, capacity or settings changed, or deleted",
+                ),
+                WatchedCalls(
+                    "RedshiftNamespaceChangedRule",
+                    "Lake Redshift namespace",
+                    "redshift-serverless",
+                    ("UpdateNamespace", "DeleteNamespace"),
+                    "namespaceName",
+                    stage_names,
+                    outside_deployments=True,
+                    summary="key, admin, roles or logging changed, or deleted",
+                ),
+            ]
         if lake_formation:
             watched.append(
                 WatchedCalls(

@@ -637,6 +637,8 @@ def test_the_lake_trail_changed_outside_a_deployment_alerts(
         ("glue", "UpdateDataQualityRuleset", "name", "lake-sbx-orders-curated"),
         ("states", "UpdateStateMachine", "stateMachineArn", "lake-sbx-orders-pipeline"),
         ("states", "DeleteStateMachine", "stateMachineArn", "lake-sbx-daily-revenue-by-country-report"),
+        ("athena", "UpdateWorkGroup", "workGroup", "lake-sbx-analysts"),
+        ("athena", "DeleteWorkGroup", "workGroup", "lake-sbx-regional-analysts"),
     ],
 )
 def test_a_pipeline_or_report_changed_outside_a_deployment_alerts(
@@ -644,14 +646,15 @@ def test_a_pipeline_or_report_changed_outside_a_deployment_alerts(
 ) -> None:
     service, call, parameter, named = change  # the call, the request field naming what it changes
     assert f'"{named}"' in json.dumps(sandbox.all_templates())  # a resource of this app
-    # a job's script runs as a role that reads raw PII; a weakened ruleset passes bad data. One
-    # rule per kind for the whole stage, by its name prefix, whatever its number of datasets
+    # a job's script runs as a role that reads raw PII; a weakened ruleset passes bad data; a
+    # workgroup no longer enforced lets a query write its results unencrypted. One rule per kind
+    # for the whole stage, by its name prefix, whatever its number of datasets
     patterns = [
         sandbox.event_pattern(sandbox.lake.foundation, r["Properties"]["EventPattern"])
         for r in template.find_resources("AWS::Events::Rule").values()
-        if r["Properties"]["EventPattern"]["source"] in (["aws.glue"], ["aws.states"])
+        if r["Properties"]["EventPattern"]["source"] in (["aws.glue"], ["aws.states"], ["aws.athena"])
     ]
-    assert len(patterns) == 3
+    assert len(patterns) == 4
     arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:"
 
     def changed(resource: str, identity: dict[str, Any], **detail: Any) -> int:
@@ -664,6 +667,46 @@ def test_a_pipeline_or_report_changed_outside_a_deployment_alerts(
     assert changed(named, assumed_role(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")) == 0
     assert changed(named.replace("lake-sbx-", "lake-prd-"), assumed_role("admin")) == 0
     assert changed(named, assumed_role("admin"), errorCode="AccessDenied") == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "parameter"),
+    [
+        ("UpdateWorkgroup", "workgroupName"),
+        ("DeleteWorkgroup", "workgroupName"),
+        ("UpdateNamespace", "namespaceName"),
+        ("DeleteNamespace", "namespaceName"),
+    ],
+)
+def test_the_warehouse_changed_outside_a_deployment_alerts(
+    template: Template, call: str, parameter: str
+) -> None:
+    # a workgroup made publicly accessible, a namespace's key or roles changed: with Redshift on
+    prod = synthesize("prod")
+    assert '"lake-prd-warehouse"' in json.dumps(prod.all_templates())
+    patterns = [
+        prod.event_pattern(prod.lake.foundation, r["Properties"]["EventPattern"])
+        for r in prod.template(prod.lake.foundation).find_resources("AWS::Events::Rule").values()
+        if r["Properties"]["EventPattern"]["source"] == ["aws.redshift-serverless"]
+    ]
+    assert len(patterns) == 2
+
+    def changed(name: str, identity: dict[str, Any], **detail: Any) -> int:
+        event = api_call_event(
+            "redshift-serverless", call, {parameter: name}, userIdentity=identity, **detail
+        )
+        return sum(p.matches_event(event) for p in patterns)
+
+    assert changed("lake-prd-warehouse", assumed_role("admin")) == 1
+    assert changed("lake-prd-warehouse", assumed_role(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")) == 0
+    assert changed("other-team-warehouse", assumed_role("admin")) == 0
+    assert changed("lake-prd-warehouse", assumed_role("admin"), errorCode="ValidationException") == 0
+    # AND a stage without Redshift has no such rule
+    sources = [
+        r["Properties"]["EventPattern"]["source"]
+        for r in template.find_resources("AWS::Events::Rule").values()
+    ]
+    assert ["aws.redshift-serverless"] not in sources
 
 
 def _lf_call(name: str, identity: dict[str, Any], **detail: Any) -> dict[str, Any]:
