@@ -238,7 +238,9 @@ class WatchedCalls(NamedTuple):
     construct_id: str
     what: str
     service: str
-    calls: tuple[str, ...]
+    #: Event names, or EventBridge matchers such as ``{"prefix": "UpdateFunctionCode"}`` (Lambda
+    #: names its events with the API's version: ``UpdateFunctionCode20150331v2``).
+    calls: tuple[str | dict[str, str], ...]
     #: The request parameter that names the resource, and the names it may take (None: any):
     #: each a name, or an EventBridge matcher such as ``{"prefix": "lake-sbx-"}``.
     parameter: str | None = None
@@ -383,7 +385,7 @@ class AlertRules(Construct):
             where = ", outside a deployment"
         return self.add(
             w.construct_id,
-            description=f"{w.what}: {w.summary or ' or '.join(w.calls)}{where}, to the alert topic",
+            description=f"{w.what}: {w.summary or ' or '.join(map(str, w.calls))}{where}, to the alert topic",
             pattern={
                 "source": [f"aws.{w.service}"],
                 "detail-type": ["AWS API Call via CloudTrail"],

@@ -180,7 +180,10 @@ class FoundationStack(Stack):
         trail's settings or event selectors changed, which can end the audit while the trail
         still logs; a pipeline's or report's Glue job, crawler, data-quality ruleset or state
         machine updated or deleted (a job's script runs as a role that reads raw PII; a weakened
-        ruleset passes bad data); a lake Athena workgroup's settings changed or the workgroup
+        ruleset passes bad data); a lake Firehose stream's destination, transform or encryption
+        changed or the stream deleted, a lake function's code, configuration or permissions
+        changed or the function deleted (the transform sees every record); a lake Athena
+        workgroup's settings changed or the workgroup
         deleted (results unencrypted or elsewhere, settings no longer enforced over a client's);
         with Redshift on, the warehouse's workgroup or namespace changed or deleted (made publicly
         accessible, its key or roles changed); and, with Lake Formation on, a change to its permissions, tags,
@@ -300,6 +303,38 @@ class FoundationStack(Stack):
                 ),
                 outside_deployments=True,
                 summary="updated or deleted",
+            ),
+            # What reaches the raw zone: a stream's destination (another bucket), its transform, its
+            # encryption; the functions' code and settings (the transform sees every record).
+            WatchedCalls(
+                "DeliveryStreamChangedRule",
+                "Lake Firehose stream",
+                "firehose",
+                ("UpdateDestination", "DeleteDeliveryStream", "StopDeliveryStreamEncryption"),
+                "deliveryStreamName",
+                stage_names,
+                outside_deployments=True,
+                summary="destination, transform or encryption changed, or deleted",
+            ),
+            WatchedCalls(
+                "FunctionChangedRule",
+                "Lake Lambda function",
+                "lambda",
+                (
+                    {"prefix": "UpdateFunctionCode"},
+                    {"prefix": "UpdateFunctionConfiguration"},
+                    {"prefix": "DeleteFunction"},
+                    {"prefix": "AddPermission"},
+                ),
+                "functionName",
+                (
+                    *stage_names,
+                    {
+                        "prefix": f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{Aws.ACCOUNT_ID}:function:{prefix}-"
+                    },
+                ),
+                outside_deployments=True,
+                summary="code, configuration or invoke permissions changed, or deleted",
             ),
             # What every query in a workgroup must do: results encrypted where the workgroup says,
             # the settings enforced over a client's, the scan cutoff.

@@ -670,6 +670,50 @@ def test_a_pipeline_or_report_changed_outside_a_deployment_alerts(
 
 
 @pytest.mark.parametrize(
+    ("service", "call", "named"),
+    [
+        ("firehose", "UpdateDestination", "lake-sbx-orders"),
+        ("firehose", "StopDeliveryStreamEncryption", "lake-sbx-orders"),
+        # CloudFormation names the functions after their stack; Lambda's event names carry the
+        # API's version, and a call may name the function by ARN
+        ("lambda", "UpdateFunctionCode20150331v2", "lake-sbx-ingestion-OrdersTransform0790009F-x7Yz"),
+        (
+            "lambda",
+            "UpdateFunctionConfiguration20150331v2",
+            "lake-sbx-ingestion-OrdersTransform0790009F-x7Yz",
+        ),
+        (
+            "lambda",
+            "AddPermission20150331v2",
+            f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:lake-sbx-foundation-AuditCheck-1",
+        ),
+        ("lambda", "DeleteFunction20150331", "lake-sbx-governance-MacieResultsRepositoryFunction-2"),
+    ],
+)
+def test_what_reaches_the_raw_zone_changed_outside_a_deployment_alerts(
+    sandbox: Synth, template: Template, service: str, call: str, named: str
+) -> None:
+    # a stream sent to another bucket, a transform whose code now copies every record elsewhere
+    patterns = [
+        sandbox.event_pattern(sandbox.lake.foundation, r["Properties"]["EventPattern"])
+        for r in template.find_resources("AWS::Events::Rule").values()
+        if r["Properties"]["EventPattern"]["source"] == [f"aws.{service}"]
+    ]
+    assert len(patterns) == 1
+    parameter = {"firehose": "deliveryStreamName", "lambda": "functionName"}[service]
+
+    def changed(name: str, identity: dict[str, Any], event_name: str = call, **detail: Any) -> bool:
+        event = api_call_event(service, event_name, {parameter: name}, userIdentity=identity, **detail)
+        return patterns[0].matches_event(event)
+
+    assert changed(named, assumed_role("admin"))
+    assert not changed(named, assumed_role(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}"))
+    assert not changed(named.replace("lake-sbx-", "lake-prd-"), assumed_role("admin"))
+    assert not changed(named, assumed_role("admin"), errorCode="AccessDenied")
+    assert not changed(named, assumed_role("admin"), event_name="ListTagsForResource")
+
+
+@pytest.mark.parametrize(
     ("call", "parameter"),
     [
         ("UpdateWorkgroup", "workgroupName"),

@@ -275,16 +275,32 @@ def test_state_machine_roles_serve_only_this_accounts_state_machines(synth: Synt
         }
 
 
-def test_every_role_and_managed_policy_is_named_after_the_stage(synth: Synth) -> None:
-    # the IAM-change alarm finds the lake's roles and managed policies by the stage prefix
-    # (cdk_constructs/audit.py): a name this app gives starts with it, and CloudFormation names
-    # the others after their stack, whose name does
+#: The resources the alerts on changes outside a deployment find by the stage's name prefix (the
+#: IAM alarm in cdk_constructs/audit.py, the EventBridge rules in stacks/foundation.py), and the
+#: property that names each.
+NAMED_BY_PREFIX = {
+    "AWS::IAM::Role": "RoleName",
+    "AWS::IAM::ManagedPolicy": "ManagedPolicyName",
+    "AWS::Lambda::Function": "FunctionName",
+    "AWS::KinesisFirehose::DeliveryStream": "DeliveryStreamName",
+    "AWS::Glue::Job": "Name",
+    "AWS::Glue::Crawler": "Name",
+    "AWS::Glue::DataQualityRuleset": "Name",
+    "AWS::StepFunctions::StateMachine": "StateMachineName",
+    "AWS::Athena::WorkGroup": "Name",
+    "AWS::RedshiftServerless::Workgroup": "WorkgroupName",
+    "AWS::RedshiftServerless::Namespace": "NamespaceName",
+}
+
+
+def test_every_watched_resource_is_named_after_the_stage(synth: Synth) -> None:
+    # a name this app gives starts with the stage prefix, and CloudFormation names the others
+    # after their stack, whose name does
     prefix = synth.lake.foundation.stack_name.removesuffix("-foundation")
-    name_keys = {"AWS::IAM::Role": "RoleName", "AWS::IAM::ManagedPolicy": "ManagedPolicyName"}
     for stack in synth.lake.stacks:
         assert stack.stack_name.startswith(f"{prefix}-")
         for logical, resource in synth.template_json(stack)["Resources"].items():
-            key = name_keys.get(resource["Type"])
+            key = NAMED_BY_PREFIX.get(resource["Type"])
             if key is not None and key in resource["Properties"]:
                 name = synth.resolved(stack, resource["Properties"][key])
                 assert name.startswith(f"{prefix}-"), (stack.stack_name, logical, name)
