@@ -174,7 +174,7 @@ class FoundationStack(Stack):
 
         Outside a deployment (by anyone but the CDK execution role, which makes every change this
         app declares): a lake bucket's policy, ACL, public access block, encryption, versioning,
-        lifecycle, object ownership, replication or Object Lock changed, which can open the
+        lifecycle, object ownership, replication, Object Lock or access logging changed, which can open the
         bucket, stop encrypting, expire or copy its objects; a lake key's policy replaced (which
         can let another principal or account decrypt a zone) or its rotation turned off; the
         trail's settings or event selectors changed, which can end the audit while the trail
@@ -228,8 +228,8 @@ class FoundationStack(Stack):
                 "bucketName",
                 tuple(b.bucket.bucket_name for b in buckets),
                 outside_deployments=True,
-                summary="policy, ACL, public access, encryption, versioning, lifecycle, ownership, replication "
-                "or Object Lock changed",
+                summary="policy, ACL, public access, encryption, versioning, lifecycle, ownership, replication, "
+                "Object Lock or access logging changed",
             ),
         ]
         if self.trail is not None:
@@ -405,4 +405,7 @@ BUCKET_GUARDS = (
     "DeleteBucketOwnershipControls",
     "PutBucketReplication",
     "PutObjectLockConfiguration",
+    # Server access logging turned off or sent elsewhere: the record of the bucket's reads the
+    # trail's data events leave out (the Athena results', the audit bucket's).
+    "PutBucketLogging",
 )

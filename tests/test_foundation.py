@@ -809,7 +809,7 @@ def test_a_lake_buckets_guard_changed_outside_a_deployment_alerts(sandbox: Synth
             **detail,
         )
 
-    # a policy, public access block, encryption, versioning, lifecycle or replication change of any
+    # a policy, public access block, encryption, versioning, lifecycle, replication or logging change of any
     # lake bucket by a person: published
     for bucket in names:
         assert pattern.matches_event(call("PutBucketPolicy", bucket, assumed_role("admin")))
