@@ -248,6 +248,9 @@ class WatchedCalls(NamedTuple):
     #: Only calls made outside a deployment, by anyone but the CDK execution role (and the roles
     #: :meth:`AlertRules.watch` is told make such calls in their normal work).
     outside_deployments: bool = False
+    #: Only calls made by a person, not by a service on a caller's behalf (CloudTrail's
+    #: ``userIdentity.invokedBy``: Firehose and Redshift create grants on the keys they use).
+    by_people: bool = False
     #: What the calls do, for the rule's description (default: the calls' names).
     summary: str | None = None
     #: The calls' ``eventSource`` prefix, where it is not ``service`` (Macie: ``macie2``).
@@ -374,15 +377,19 @@ class AlertRules(Construct):
             paths["name"] = f"$.detail.requestParameters.{w.parameter}"
             subject += " <name>"
         where = ""
+        identity: dict[str, object] = {"invokedBy": [{"exists": False}]} if w.by_people else {}
         if w.outside_deployments:
             # A caller without a session issuer (an IAM user, the root user) is outside a
-            # deployment too: anything-but does not match a field that is absent.
-            issuer = ("userIdentity", "sessionContext", "sessionIssuer", "arn")
+            # deployment too: anything-but does not match a field that is absent. Each branch
+            # holds the whole identity condition (a field's path appears once in a branch).
+            issuer = ("sessionContext", "sessionIssuer", "arn")
             detail["$or"] = [
-                _nested(issuer, [{"anything-but": [deployer, *expected]}]),
-                _nested(issuer, [{"exists": False}]),
+                {"userIdentity": {**_nested(issuer, [{"anything-but": [deployer, *expected]}]), **identity}},
+                {"userIdentity": {**_nested(issuer, [{"exists": False}]), **identity}},
             ]
             where = ", outside a deployment"
+        elif identity:
+            detail["userIdentity"] = identity
         return self.add(
             w.construct_id,
             description=f"{w.what}: {w.summary or ' or '.join(map(str, w.calls))}{where}, to the alert topic",

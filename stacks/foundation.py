@@ -176,7 +176,8 @@ class FoundationStack(Stack):
         app declares): a lake bucket's policy, ACL, public access block, encryption, versioning,
         lifecycle, object ownership, replication, Object Lock or access logging changed, which can open the
         bucket, stop encrypting, expire or copy its objects; a lake key's policy replaced (which
-        can let another principal or account decrypt a zone) or its rotation turned off; the
+        can let another principal or account decrypt a zone), its rotation turned off, or a
+        grant on it created by a person (not a service on a caller's behalf); the
         trail's settings or event selectors changed, which can end the audit while the trail
         still logs; a pipeline's or report's Glue job, crawler, data-quality ruleset or state
         machine updated or deleted (a job's script runs as a role that reads raw PII; a weakened
@@ -219,6 +220,20 @@ class FoundationStack(Stack):
                 (*(k.key_id for k in keys), *(k.key_arn for k in keys)),
                 outside_deployments=True,
                 summary="key policy replaced or rotation turned off",
+            ),
+            # A grant lets its grantee (another account's principal too) use the key, with no
+            # change to its policy. Services create grants on the keys they encrypt with, on a
+            # caller's behalf: only a person's count. CreateGrant names a key by id or ARN.
+            WatchedCalls(
+                "KeyGrantCreatedRule",
+                "Lake KMS key",
+                "kms",
+                ("CreateGrant",),
+                "keyId",
+                (*(k.key_id for k in keys), *(k.key_arn for k in keys)),
+                outside_deployments=True,
+                by_people=True,
+                summary="grant created by a person",
             ),
             WatchedCalls(
                 "BucketGuardChangedRule",

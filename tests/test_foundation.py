@@ -411,6 +411,35 @@ def test_a_lake_keys_policy_replaced_or_rotation_off_outside_a_deployment_alerts
     )
 
 
+def test_a_grant_on_a_lake_key_made_by_a_person_outside_a_deployment_alerts(
+    sandbox: Synth, template: Template
+) -> None:
+    # a grant lets its grantee, another account's principal too, use the key without any change
+    # to the key's policy
+    rule = _rule(template, "aws.kms", "CreateGrant")
+    pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
+    keys = template.find_resources("AWS::KMS::Key")
+    resolver, stack = Resolver(sandbox.all_templates()), sandbox.lake.foundation.stack_name
+    deployment = assumed_role(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
+    kim = {"type": "IAMUser", "arn": f"arn:aws:iam::{ACCOUNT}:user/kim"}
+    for key in keys:
+        arn = resolver.resolve(stack, {"Fn::GetAtt": [key, "Arn"]})
+        for named, identity in ((key_id(key), assumed_role("admin")), (arn, kim)):
+            assert pattern.matches_event(_kms_call("CreateGrant", named, userIdentity=identity))
+        # by a deployment, or by a service on its caller's behalf (Firehose, Redshift): not
+        assert not pattern.matches_event(_kms_call("CreateGrant", arn, userIdentity=deployment))
+        by_service = {**assumed_role("admin"), "invokedBy": "firehose.amazonaws.com"}
+        assert not pattern.matches_event(_kms_call("CreateGrant", arn, userIdentity=by_service))
+    # another key, or a refused call: not
+    admin = assumed_role("admin")
+    assert not pattern.matches_event(_kms_call("CreateGrant", "id-someone-elses", userIdentity=admin))
+    raw_id = key_id(next(iter(keys)))
+    assert not pattern.matches_event(
+        _kms_call("CreateGrant", raw_id, userIdentity=admin, errorCode="AccessDeniedException")
+    )
+    assert "grant created by a person" in rule["Description"]
+
+
 def test_the_lake_trail_stopped_or_deleted_alerts(sandbox: Synth, template: Template) -> None:
     rule = _rule(template, "aws.cloudtrail", "StopLogging")
     pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
