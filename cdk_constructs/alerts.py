@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from aws_cdk import Aws, Duration
+import jsii
+from aws_cdk import Aws, Duration, IStableListProducer, Lazy
 from aws_cdk import aws_budgets as budgets
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -257,6 +258,17 @@ class WatchedCalls(NamedTuple):
     event_source: str | None = None
 
 
+@jsii.implements(IStableListProducer)
+class _RuleArns:
+    """The ARNs of ``rules`` as the list stands at synthesis."""
+
+    def __init__(self, rules: list[events.CfnRule]) -> None:
+        self._rules = rules
+
+    def produce(self) -> list[str]:
+        return [rule.attr_arn for rule in self._rules]
+
+
 def _nested(path: tuple[str, ...], leaf: object) -> dict[str, object]:
     """``{"a": {"b": leaf}}`` for the path ``("a", "b")``."""
     node: object = leaf
@@ -308,6 +320,17 @@ class AlertRules(Construct):
         self.undelivered_alarm.add_alarm_action(cw_actions.SnsAction(topic))
         self.undelivered_alarm.add_ok_action(cw_actions.SnsAction(topic))
         self.rules: list[events.CfnRule] = []
+        # One statement for every rule of the group, added as it is (an SQS policy holds at most
+        # 20 statements: SQS's policy quotas), the rules' ARNs filled in at synthesis.
+        self.dead_letter_queue.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlertRulesOfThisGroup",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sqs:SendMessage"],
+                resources=[self.dead_letter_queue.queue_arn],
+                conditions={"ArnEquals": {"aws:SourceArn": Lazy.list(_RuleArns(self.rules))}},
+            )
+        )
 
     def add(
         self,
@@ -338,14 +361,6 @@ class AlertRules(Construct):
                     ),
                 )
             ],
-        )
-        dlq.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["sqs:SendMessage"],
-                resources=[dlq.queue_arn],
-                conditions={"ArnEquals": {"aws:SourceArn": rule.attr_arn}},
-            )
         )
         self.rules.append(rule)
         return rule

@@ -98,6 +98,11 @@ class Resolver:
             return f"arn:aws:s3:::{self.physical_name(stack, logical_id)}"
         if (resource_type, attribute) == ("AWS::CloudTrail::Trail", "Arn"):
             return f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/{self.physical_name(stack, logical_id)}"
+        # unnamed in this app's templates: as long as the name CloudFormation would generate
+        if (resource_type, attribute) == ("AWS::SQS::Queue", "Arn"):
+            return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{generated_name(stack, logical_id, 80)}"
+        if (resource_type, attribute) == ("AWS::Events::Rule", "Arn"):
+            return f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{generated_name(stack, logical_id, 64)}"
         raise NotImplementedError(f"{stack}: Fn::GetAtt {resource_type}.{attribute} is not resolved offline")
 
     def _sub(self, stack: str, arg: Any) -> str:
@@ -112,6 +117,13 @@ class Resolver:
             return str(self._ref(stack, name))
 
         return _SUB_VARIABLE.sub(value, text)
+
+
+def generated_name(stack: str, logical_id: str, limit: int) -> str:
+    """A name of the shape CloudFormation generates for a resource the template names not
+    (``<stack>-<logical id>-<random suffix>``, cut to the resource type's ``limit``), for
+    measuring what holds it."""
+    return f"{stack}-{logical_id}-{uuid.uuid5(uuid.NAMESPACE_URL, logical_id).hex[:12].upper()}"[:limit]
 
 
 def key_id(logical_id: str) -> str:

@@ -137,6 +137,63 @@ POLICY_DOCUMENTS = {
 }
 
 
+#: Each service's quota on a resource policy: (statements, bytes). SQS's policy quotas page;
+#: S3's bucket policy (20 KB), SNS's topic policy (30 KB), KMS's key policy (32 KB) quotas.
+POLICY_QUOTAS = {
+    "AWS::SQS::QueuePolicy": (20, 8192),
+    "AWS::S3::BucketPolicy": (None, 20 * 1024),
+    "AWS::SNS::TopicPolicy": (None, 30 * 1024),
+    "AWS::KMS::Key": (None, 32 * 1024),
+}
+
+
+def test_resource_policies_fit_their_services_quotas(synth: Synth) -> None:
+    # measured as deployed (names and ARNs filled in), in the longest region name of REGIONS
+    resolver = Resolver(synth.all_templates())
+    longest_region = max(len(r) for r in REGIONS)
+    measured = 0
+    for stack in synth.lake.stacks:
+        for logical, resource in synth.template_json(stack)["Resources"].items():
+            if resource["Type"] not in POLICY_QUOTAS:
+                continue
+            document = resource["Properties"][POLICY_DOCUMENTS[resource["Type"]]]
+            text = json.dumps(resolver.resolve(stack.stack_name, document), separators=(",", ":"))
+            size = len(text) + text.count(REGION) * (longest_region - len(REGION))
+            statements, max_bytes = POLICY_QUOTAS[resource["Type"]]
+            assert statements is None or len(document["Statement"]) <= statements, (stack.stack_name, logical)
+            assert size <= max_bytes, (stack.stack_name, logical, size)
+            measured += 1
+    assert measured >= 10
+
+
+def test_every_rules_dead_letter_queue_lets_that_rule_send(synth: Synth) -> None:
+    # EventBridge puts an event it could not deliver in the target's dead-letter queue only if the
+    # queue's policy lets that rule send (aws:SourceArn): else the alert is lost a second time
+    resolver = Resolver(synth.all_templates())
+    allowed: dict[str, set[str]] = {}
+    rules = []
+    for stack in synth.lake.stacks:
+        for logical, resource in synth.template_json(stack)["Resources"].items():
+            if resource["Type"] == "AWS::SQS::QueuePolicy":
+                for queue in resource["Properties"]["Queues"]:
+                    arn = resolver.resolve(stack.stack_name, {"Fn::GetAtt": [queue["Ref"], "Arn"]})
+                    for st in resource["Properties"]["PolicyDocument"]["Statement"]:
+                        if st["Effect"] == "Allow" and st["Principal"] == {"Service": "events.amazonaws.com"}:
+                            sources = resolver.resolve(
+                                stack.stack_name, st["Condition"]["ArnEquals"]["aws:SourceArn"]
+                            )
+                            allowed.setdefault(arn, set()).update(_list(sources))
+            if resource["Type"] == "AWS::Events::Rule":
+                rule = resolver.resolve(stack.stack_name, {"Fn::GetAtt": [logical, "Arn"]})
+                for target in resource["Properties"].get("Targets", []):
+                    if "DeadLetterConfig" in target:
+                        queue = resolver.resolve(stack.stack_name, target["DeadLetterConfig"]["Arn"])
+                        rules.append((rule, queue))
+    assert len(rules) >= 10
+    for rule, queue in rules:
+        assert rule in allowed.get(queue, set()), (rule, queue)
+
+
 def test_resource_policies_let_services_act_only_for_this_account(synth: Synth) -> None:
     # a service principal allowed on a bucket, topic, queue or key without a source condition acts
     # for any account that points the service at it (the confused deputy): each such statement
