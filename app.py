@@ -37,7 +37,15 @@ def main() -> int:
         return 1
     build_lake(app, stage, datasets)
     add_compliance_packs(app)
-    app.synth()
+    try:
+        app.synth()
+    except RuntimeError as exc:
+        # A validation of the app (a stack over CloudFormation's quota, a compliance finding)
+        # reports what to fix; the JavaScript stack trace under it would only hide that.
+        if not str(exc).startswith("ValidationFailedWithErrors"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

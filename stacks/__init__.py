@@ -12,6 +12,7 @@ from config import StageConfig
 from datalake import sql
 from datalake.dataset import Dataset, check_name_lengths
 from stacks.catalog import CatalogStack
+from stacks.common import StackResourceQuota
 from stacks.consumption import ConsumptionStack
 from stacks.foundation import FoundationStack
 from stacks.governance import GovernanceStack
@@ -150,4 +151,5 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
     for stack in lake.stacks:
         Tags.of(stack).add("project", "governed-data-lake")
         Tags.of(stack).add("stage", stage.name)
+        stack.node.add_validation(StackResourceQuota(stack, len(datasets)))
     return lake

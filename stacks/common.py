@@ -1,9 +1,11 @@
-"""Small helpers the stacks share: stage-driven removal and log retention."""
+"""Small helpers the stacks share: stage-driven removal and log retention, the stack quota."""
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+import jsii
+from aws_cdk import CfnResource, RemovalPolicy, Stack
 from aws_cdk import aws_logs as logs
+from constructs import IValidation
 
 from config import StageConfig
 
@@ -47,3 +49,38 @@ def log_retention(stage: StageConfig) -> logs.RetentionDays:
 def database_name(stage: StageConfig, zone: str) -> str:
     """Glue database of a zone: ``<prefix>_<zone>`` with ``-`` as ``_`` (Athena-friendly)."""
     return f"{stage.prefix.replace('-', '_')}_{zone}"
+
+
+#: The most resources CloudFormation deploys in one stack (its quotas page).
+MAX_STACK_RESOURCES = 500
+
+
+@jsii.implements(IValidation)
+class StackResourceQuota:
+    """Fails synthesis, naming the way out, when ``stack`` holds more resources than
+    CloudFormation deploys in one stack: the catalog and processing stacks grow with every
+    dataset (``datasets`` of them here), and CloudFormation would refuse the template only at
+    deploy time."""
+
+    def __init__(self, stack: Stack, datasets: int) -> None:
+        self._stack = stack
+        self._datasets = datasets
+
+    def resources(self) -> int:
+        """The stack's resources as its template will hold them (CDK's metadata resource too)."""
+        return sum(
+            1
+            for c in self._stack.node.find_all()
+            if isinstance(c, CfnResource) and Stack.of(c) is self._stack
+        )
+
+    def validate(self) -> list[str]:
+        count = self.resources()
+        if count <= MAX_STACK_RESOURCES:
+            return []
+        return [
+            f"{self._stack.stack_name} holds {count} resources, more than the {MAX_STACK_RESOURCES} "
+            f"CloudFormation deploys in one stack; most grow with the stage's {self._datasets} "
+            "datasets: give some of the dataset files to another stage (its own prefix, or its own "
+            "datasets_dir), or split this stack"
+        ]

@@ -15,6 +15,7 @@ from lake_app import SECOND_DATASET, SWITCHED, TWO_DATASETS, WITHOUT_AUDIT, Synt
 
 from config import get_stage
 from datalake.dataset import load_dataset, longest_dataset_name
+from stacks.common import MAX_STACK_RESOURCES, StackResourceQuota
 
 # Quotas: https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html
 MAX_RESOURCES = 500
@@ -67,6 +68,35 @@ def test_templates_respect_cloudformation_quotas(synth: Synth) -> None:
         assert len(template.get("Outputs", {})) <= MAX_OUTPUTS, stack.stack_name
         assert len(template.get("Parameters", {})) <= MAX_PARAMETERS, stack.stack_name
         assert size < MAX_TEMPLATE_BYTES, stack.stack_name
+
+
+def test_each_stack_counts_its_resources_as_its_template_holds_them(synth: Synth) -> None:
+    # what the synth-time quota check counts is what CloudFormation will count
+    for stack in synth.lake.stacks:
+        counted = StackResourceQuota(stack, datasets=1).resources()
+        assert counted == len(synth.template_json(stack)["Resources"]), stack.stack_name
+
+
+def test_a_stack_over_cloudformations_resource_quota_fails_synth_saying_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a lake whose catalog stack outgrew the quota (as some 18 datasets would)
+    import app as cdk_app
+    import stacks
+
+    def crowded_lake(app: cdk.App, stage: Any, datasets: Any) -> None:
+        stack = cdk.Stack(app, f"{stage.prefix}-catalog")
+        for i in range(MAX_STACK_RESOURCES + 1):
+            cdk.CfnWaitConditionHandle(stack, f"Handle{i}")
+        stack.node.add_validation(StackResourceQuota(stack, datasets=19))
+
+    monkeypatch.setattr(stacks, "build_lake", crowded_lake)
+    # WHEN the app synthesizes THEN it stops with one line naming the stack, the count and the fix
+    assert cdk_app.main() == 1
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and "at " not in error.splitlines()[-1]
+    assert "lake-sbx-catalog holds 501 resources, more than the 500 CloudFormation deploys" in error
+    assert "give some of the dataset files to another stage" in error
 
 
 def test_event_patterns_fit_eventbridges_quota(synth: Synth) -> None:
