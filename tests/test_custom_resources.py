@@ -72,12 +72,17 @@ def event(
     return e
 
 
-@pytest.fixture
-def macie() -> Iterator[Stubber]:
+def _stubbed_macie(module: Any) -> Iterator[Stubber]:
+    """A stubbed macie2 client in place of ``module``'s; every stubbed call must be made."""
     client = boto3.client("macie2", region_name="eu-west-1")
-    with Stubber(client) as stubber, mock.patch.object(macie_job, "_client", return_value=client):
+    with Stubber(client) as stubber, mock.patch.object(module, "_client", return_value=client):
         yield stubber
         stubber.assert_no_pending_responses()
+
+
+@pytest.fixture
+def macie() -> Iterator[Stubber]:
+    yield from _stubbed_macie(macie_job)
 
 
 def run(e: dict[str, Any]) -> dict[str, Any]:
@@ -705,10 +710,7 @@ RESULTS_DESTINATION = {
 
 @pytest.fixture
 def macie_results() -> Iterator[Stubber]:
-    client = boto3.client("macie2", region_name="eu-west-1")
-    with Stubber(client) as stubber, mock.patch.object(macie_results_module, "_client", return_value=client):
-        yield stubber
-        stubber.assert_no_pending_responses()
+    yield from _stubbed_macie(macie_results_module)
 
 
 def run_results(e: dict[str, Any]) -> dict[str, Any]:

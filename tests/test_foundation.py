@@ -385,18 +385,27 @@ def test_a_lake_key_disabled_or_scheduled_for_deletion_alerts(sandbox: Synth, te
     assert target["InputPathsMap"]["caller"] == "$.detail.userIdentity.arn"
 
 
+def _key_rule(sandbox: Synth, template: Template, call: str) -> tuple[dict[str, Any], Any, dict[str, str]]:
+    """The rule on KMS ``call``, its pattern as deployed, and each lake key's ARN by logical id."""
+    rule = _rule(template, "aws.kms", call)
+    resolver, stack = Resolver(sandbox.all_templates()), sandbox.lake.foundation.stack_name
+    arns = {
+        key: str(resolver.resolve(stack, {"Fn::GetAtt": [key, "Arn"]}))
+        for key in template.find_resources("AWS::KMS::Key")
+    }
+    return rule, sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"]), arns
+
+
 def test_a_lake_keys_policy_replaced_or_rotation_off_outside_a_deployment_alerts(
     sandbox: Synth, template: Template
 ) -> None:
     # a key policy is where another principal or account is let decrypt a zone; the app declares
     # every statement, so only the CDK execution role should replace it
-    rule = _rule(template, "aws.kms", "PutKeyPolicy")
-    pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
+    rule, pattern, arns = _key_rule(sandbox, template, "PutKeyPolicy")
     keys = template.find_resources("AWS::KMS::Key")
-    resolver, stack = Resolver(sandbox.all_templates()), sandbox.lake.foundation.stack_name
     deployment = assumed_role(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
     for key in keys:
-        arn = resolver.resolve(stack, {"Fn::GetAtt": [key, "Arn"]})
+        arn = arns[key]
         for call, named in (("PutKeyPolicy", key_id(key)), ("DisableKeyRotation", arn)):
             assert pattern.matches_event(_kms_call(call, named, userIdentity=assumed_role("admin")))
             assert not pattern.matches_event(_kms_call(call, named, userIdentity=deployment))
@@ -416,14 +425,12 @@ def test_a_grant_on_a_lake_key_made_by_a_person_outside_a_deployment_alerts(
 ) -> None:
     # a grant lets its grantee, another account's principal too, use the key without any change
     # to the key's policy
-    rule = _rule(template, "aws.kms", "CreateGrant")
-    pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
+    rule, pattern, arns = _key_rule(sandbox, template, "CreateGrant")
     keys = template.find_resources("AWS::KMS::Key")
-    resolver, stack = Resolver(sandbox.all_templates()), sandbox.lake.foundation.stack_name
     deployment = assumed_role(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
     kim = {"type": "IAMUser", "arn": f"arn:aws:iam::{ACCOUNT}:user/kim"}
     for key in keys:
-        arn = resolver.resolve(stack, {"Fn::GetAtt": [key, "Arn"]})
+        arn = arns[key]
         for named, identity in ((key_id(key), assumed_role("admin")), (arn, kim)):
             assert pattern.matches_event(_kms_call("CreateGrant", named, userIdentity=identity))
         # by a deployment, or by a service on its caller's behalf (Firehose, Redshift): not
