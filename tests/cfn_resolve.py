@@ -28,6 +28,28 @@ NAME_PROPERTY = {
     "AWS::IAM::Role": "RoleName",
     "AWS::CloudTrail::Trail": "TrailName",
     "AWS::S3::Bucket": "BucketName",
+    "AWS::Athena::WorkGroup": "Name",
+    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::Glue::Database": "DatabaseInput.Name",
+}
+#: ``Fn::GetAtt <resource>.Arn`` of these types: the naming property, CloudFormation's longest
+#: generated name, and the ARN's shape.
+GENERATED_ARNS = {
+    "AWS::SQS::Queue": ("QueueName", 80, "arn:aws:sqs:{region}:{account}:{name}"),
+    "AWS::Events::Rule": ("Name", 64, "arn:aws:events:{region}:{account}:rule/{name}"),
+    "AWS::Logs::LogGroup": ("LogGroupName", 512, "arn:aws:logs:{region}:{account}:log-group:{name}:*"),
+    "AWS::Lambda::Function": ("FunctionName", 64, "arn:aws:lambda:{region}:{account}:function:{name}"),
+    "AWS::KinesisFirehose::DeliveryStream": (
+        "DeliveryStreamName",
+        64,
+        "arn:aws:firehose:{region}:{account}:deliverystream/{name}",
+    ),
+    "AWS::Kinesis::Stream": ("Name", 128, "arn:aws:kinesis:{region}:{account}:stream/{name}"),
+    "AWS::StepFunctions::StateMachine": (
+        "StateMachineName",
+        80,
+        "arn:aws:states:{region}:{account}:stateMachine:{name}",
+    ),
 }
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 
@@ -73,7 +95,9 @@ class Resolver:
             raise NotImplementedError(
                 f"{stack}: Ref of {resource['Type']} ({logical_id}) is not resolved offline"
             )
-        value = resource.get("Properties", {}).get(path)
+        value: Any = resource.get("Properties", {})
+        for part in path.split("."):  # a nested property: DatabaseInput.Name
+            value = value.get(part) if isinstance(value, dict) else None
         # CloudFormation generates a name when the template gives none; the logical id stands in.
         return logical_id if value is None else str(self.resolve(stack, value))
 
@@ -83,6 +107,8 @@ class Resolver:
         resource_type = self._template(stack)["Resources"][name]["Type"]
         if resource_type == "AWS::KMS::Key":
             return key_id(name)
+        if resource_type == "AWS::StepFunctions::StateMachine":  # its Ref is its ARN
+            return self._get_att(stack, name, "Arn")
         physical = self.physical_name(stack, name)
         if resource_type == "AWS::SNS::Topic":
             return f"arn:aws:sns:{REGION}:{ACCOUNT}:{physical}"
@@ -98,11 +124,20 @@ class Resolver:
             return f"arn:aws:s3:::{self.physical_name(stack, logical_id)}"
         if (resource_type, attribute) == ("AWS::CloudTrail::Trail", "Arn"):
             return f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/{self.physical_name(stack, logical_id)}"
-        # unnamed in this app's templates: as long as the name CloudFormation would generate
-        if (resource_type, attribute) == ("AWS::SQS::Queue", "Arn"):
-            return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{generated_name(stack, logical_id, 80)}"
-        if (resource_type, attribute) == ("AWS::Events::Rule", "Arn"):
-            return f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{generated_name(stack, logical_id, 64)}"
+        serverless = {
+            ("AWS::RedshiftServerless::Workgroup", "Workgroup.WorkgroupArn"): "workgroup",
+            ("AWS::RedshiftServerless::Namespace", "Namespace.NamespaceArn"): "namespace",
+        }
+        if (resource_type, attribute) in serverless:
+            # Redshift Serverless names them in their ARNs by ids it makes; the logical id's stands in
+            kind = serverless[(resource_type, attribute)]
+            return f"arn:aws:redshift-serverless:{REGION}:{ACCOUNT}:{kind}/{key_id(logical_id)}"
+        # named or not: an unnamed one as long as the name CloudFormation would generate
+        if attribute == "Arn" and resource_type in GENERATED_ARNS:
+            name_property, limit, arn = GENERATED_ARNS[resource_type]
+            given = self._template(stack)["Resources"][logical_id].get("Properties", {}).get(name_property)
+            name = generated_name(stack, logical_id, limit) if given is None else self.resolve(stack, given)
+            return arn.format(region=REGION, account=ACCOUNT, name=name)
         raise NotImplementedError(f"{stack}: Fn::GetAtt {resource_type}.{attribute} is not resolved offline")
 
     def _sub(self, stack: str, arg: Any) -> str:

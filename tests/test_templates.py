@@ -4,6 +4,7 @@ validation reports nothing; a second dataset file fans out to every stack."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import Any
 
@@ -194,6 +195,49 @@ def test_resource_policies_fit_their_services_quotas(synth: Synth) -> None:
             assert size <= max_bytes, (stack.stack_name, logical, size)
             measured += 1
     assert measured >= 10
+
+
+# IAM's quotas page: characters without white space, and managed policies a role may have.
+MAX_MANAGED_POLICY = 6144
+MAX_INLINE_POLICIES_PER_ROLE = 10240
+MAX_TRUST_POLICY = 2048
+MAX_MANAGED_POLICIES_PER_ROLE = 10
+
+
+def test_iam_policies_fit_iams_quotas(synth: Synth) -> None:
+    # measured as deployed, in the longest region name of REGIONS: a policy over its quota fails
+    # the deployment, and policies grow with names and datasets
+    resolver = Resolver(synth.all_templates())
+    longest_region = max(len(r) for r in REGIONS)
+
+    def size(stack: cdk.Stack, document: Any) -> int:
+        text = re.sub(r"\s", "", json.dumps(resolver.resolve(stack.stack_name, document)))
+        return len(text) + text.count(REGION) * (longest_region - len(REGION))
+
+    inline: dict[str, int] = {}
+    managed_per_role: dict[str, int] = {}
+    for stack in synth.lake.stacks:
+        for logical, resource in synth.template_json(stack)["Resources"].items():
+            props = resource["Properties"]
+            where = f"{stack.stack_name}/{logical}"
+            if resource["Type"] == "AWS::IAM::Role":
+                assert size(stack, props["AssumeRolePolicyDocument"]) <= MAX_TRUST_POLICY, where
+                managed_per_role[where] = managed_per_role.get(where, 0) + len(
+                    props.get("ManagedPolicyArns", [])
+                )
+            if resource["Type"] == "AWS::IAM::ManagedPolicy":
+                assert size(stack, props["PolicyDocument"]) <= MAX_MANAGED_POLICY, where
+                for role in props.get("Roles", []):
+                    key = json.dumps(resolver.resolve(stack.stack_name, role))
+                    managed_per_role[key] = managed_per_role.get(key, 0) + 1
+            if resource["Type"] == "AWS::IAM::Policy":
+                for role in props.get("Roles", []):
+                    key = json.dumps(resolver.resolve(stack.stack_name, role))
+                    inline[key] = inline.get(key, 0) + size(stack, props["PolicyDocument"])
+    assert all(total <= MAX_INLINE_POLICIES_PER_ROLE for total in inline.values()), inline
+    assert all(count <= MAX_MANAGED_POLICIES_PER_ROLE for count in managed_per_role.values()), (
+        managed_per_role
+    )
 
 
 def test_every_rules_dead_letter_queue_lets_that_rule_send(synth: Synth) -> None:
