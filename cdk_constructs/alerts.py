@@ -246,6 +246,9 @@ class WatchedCalls(NamedTuple):
     #: each a name, or an EventBridge matcher such as ``{"prefix": "lake-sbx-"}``.
     parameter: str | None = None
     names: tuple[str | dict[str, str], ...] = ()
+    #: Other request parameters a call may name the resource by instead (an ARN where
+    #: ``parameter`` is a name), each with the names it may take.
+    also: tuple[tuple[str, tuple[str | dict[str, str], ...]], ...] = ()
     #: Only calls made outside a deployment, by anyone but the CDK execution role (and the roles
     #: :meth:`AlertRules.watch` is told make such calls in their normal work).
     outside_deployments: bool = False
@@ -388,7 +391,8 @@ class AlertRules(Construct):
         }
         subject = w.what
         if w.parameter is not None:
-            detail["requestParameters"] = {w.parameter: list(w.names)}
+            named = [{w.parameter: list(w.names)}, *({p: list(n)} for p, n in w.also)]
+            detail["requestParameters"] = named[0] if len(named) == 1 else {"$or": named}
             paths["name"] = f"$.detail.requestParameters.{w.parameter}"
             subject += " <name>"
         where = ""

@@ -182,7 +182,8 @@ class FoundationStack(Stack):
         still logs; a pipeline's or report's Glue job, crawler, data-quality ruleset or state
         machine updated or deleted (a job's script runs as a role that reads raw PII; a weakened
         ruleset passes bad data); a lake Firehose stream's destination, transform or encryption
-        changed or the stream deleted, a lake function's code, configuration or permissions
+        changed or the stream deleted, a source stream's encryption stopped, the stream deleted
+        or opened by a resource policy, a lake function's code, configuration or permissions
         changed or the function deleted (the transform sees every record); a lake Athena
         workgroup's settings changed or the workgroup
         deleted (results unencrypted or elsewhere, settings no longer enforced over a client's);
@@ -284,6 +285,9 @@ class FoundationStack(Stack):
         # Every pipeline's and report's Glue job, crawler, data-quality ruleset and state machine,
         # by the stage's name prefix: three rules for the stage, whatever its number of datasets.
         stage_names = ({"prefix": f"{prefix}-"},)
+        stream_arns = (
+            {"prefix": f"arn:{Aws.PARTITION}:kinesis:{Aws.REGION}:{Aws.ACCOUNT_ID}:stream/{prefix}-"},
+        )
         watched += [
             WatchedCalls(
                 "GlueJobChangedRule",
@@ -330,6 +334,22 @@ class FoundationStack(Stack):
                 stage_names,
                 outside_deployments=True,
                 summary="destination, transform or encryption changed, or deleted",
+            ),
+            # A source stream (Kinesis-source datasets) decrypted, deleted or opened to another
+            # account by a resource policy; a call names the stream by name or by ARN.
+            WatchedCalls(
+                "SourceStreamChangedRule",
+                "Lake Kinesis stream",
+                "kinesis",
+                ("StopStreamEncryption", "DeleteStream", "PutResourcePolicy"),
+                "streamName",
+                stage_names,
+                outside_deployments=True,
+                summary="encryption stopped, deleted, or a resource policy put on it",
+                also=(
+                    ("streamARN", stream_arns),
+                    ("resourceARN", stream_arns),
+                ),
             ),
             WatchedCalls(
                 "FunctionChangedRule",

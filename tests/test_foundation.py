@@ -750,6 +750,46 @@ def test_what_reaches_the_raw_zone_changed_outside_a_deployment_alerts(
 
 
 @pytest.mark.parametrize(
+    ("call", "parameter", "named"),
+    [
+        ("StopStreamEncryption", "streamName", "lake-sbx-page-views-source"),
+        (
+            "StopStreamEncryption",
+            "streamARN",
+            f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/lake-sbx-page-views-source",
+        ),
+        ("DeleteStream", "streamName", "lake-sbx-page-views-source"),
+        (
+            "PutResourcePolicy",
+            "resourceARN",
+            f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/lake-sbx-page-views-source",
+        ),
+    ],
+)
+def test_a_source_stream_changed_outside_a_deployment_alerts(
+    sandbox: Synth, template: Template, call: str, parameter: str, named: str
+) -> None:
+    # a Kinesis-source dataset's stream decrypted, deleted, or opened to another account; the
+    # rule is the stage's, by name prefix, so it stands before any such dataset is added
+    (rule,) = [
+        r["Properties"]
+        for r in template.find_resources("AWS::Events::Rule").values()
+        if r["Properties"]["EventPattern"]["source"] == ["aws.kinesis"]
+    ]
+    pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
+
+    def changed(name: str, identity: dict[str, Any], **detail: Any) -> bool:
+        return pattern.matches_event(
+            api_call_event("kinesis", call, {parameter: name}, userIdentity=identity, **detail)
+        )
+
+    assert changed(named, assumed_role("admin"))
+    assert not changed(named, assumed_role(f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}"))
+    assert not changed(named.replace("lake-sbx-", "lake-prd-"), assumed_role("admin"))
+    assert not changed(named, assumed_role("admin"), errorCode="ResourceNotFoundException")
+
+
+@pytest.mark.parametrize(
     ("call", "parameter"),
     [
         ("UpdateWorkgroup", "workgroupName"),

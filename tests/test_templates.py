@@ -414,6 +414,7 @@ NAMED_BY_PREFIX = {
     "AWS::IAM::ManagedPolicy": "ManagedPolicyName",
     "AWS::Lambda::Function": "FunctionName",
     "AWS::KinesisFirehose::DeliveryStream": "DeliveryStreamName",
+    "AWS::Kinesis::Stream": "Name",
     "AWS::Glue::Job": "Name",
     "AWS::Glue::Crawler": "Name",
     "AWS::Glue::DataQualityRuleset": "Name",
