@@ -174,24 +174,23 @@ class FoundationStack(Stack):
 
         Outside a deployment (by anyone but the CDK execution role, which makes every change this
         app declares): a lake bucket's policy, ACL, public access block, encryption, versioning,
-        lifecycle, object ownership, replication, Object Lock or access logging changed, which can open the
-        bucket, stop encrypting, expire or copy its objects; a lake key's policy replaced (which
-        can let another principal or account decrypt a zone), its rotation turned off, or a
-        grant on it created by a person (not a service on a caller's behalf); the
-        trail's settings or event selectors changed, which can end the audit while the trail
-        still logs; a pipeline's or report's Glue job, crawler, data-quality ruleset or state
-        machine updated or deleted (a job's script runs as a role that reads raw PII; a weakened
-        ruleset passes bad data); a lake Firehose stream's destination, transform or encryption
-        changed or the stream deleted, a source stream's encryption stopped, the stream deleted
-        or opened by a resource policy, a lake function's code, configuration or permissions
-        changed or the function deleted (the transform sees every record); a lake Athena
-        workgroup's settings changed or the workgroup
-        deleted (results unencrypted or elsewhere, settings no longer enforced over a client's);
-        with Redshift on, the warehouse's workgroup or namespace changed or deleted (made publicly
-        accessible, its key or roles changed); and, with Lake Formation on, a change to its permissions, tags,
-        filters, settings or registrations, which can open PII. Lake Formation's admins and
-        settings are the account's, so in an account that other teams' Lake Formation shares,
-        their changes alert too."""
+        lifecycle, object ownership, replication, Object Lock or access logging changed, which can
+        open the bucket, stop encrypting, expire or copy its objects; a lake key's policy replaced
+        (which can let another principal or account decrypt a zone), its rotation turned off, or a
+        grant on it created by a person (not a service on a caller's behalf); the trail's settings
+        or event selectors changed, which can end the audit while the trail still logs; a
+        pipeline's or report's Glue job, crawler, data-quality ruleset or state machine updated or
+        deleted (a job's script runs as a role that reads raw PII; a weakened ruleset passes bad
+        data); a lake Firehose stream's destination, transform or encryption changed or the stream
+        deleted, a source stream's encryption stopped, the stream deleted or opened by a resource
+        policy, a lake function's code, configuration or permissions changed or the function
+        deleted (the transform sees every record); a lake Athena workgroup's settings changed or
+        the workgroup deleted (results unencrypted or elsewhere, settings no longer enforced over
+        a client's); with Redshift on, the warehouse's workgroup or namespace changed or deleted
+        (made publicly accessible, its key or roles changed); and, with Lake Formation on, a
+        change to its permissions, tags, filters, settings or registrations, which can open PII.
+        Lake Formation's admins and settings are the account's, so in an account that other teams'
+        Lake Formation shares, their changes alert too."""
         keys = [*self.keys.zone_keys.values(), self.keys.logs]
         storage = self.storage
         buckets = (
@@ -283,7 +282,8 @@ class FoundationStack(Stack):
                 ),
             ]
         # Every pipeline's and report's Glue job, crawler, data-quality ruleset and state machine,
-        # by the stage's name prefix: three rules for the stage, whatever its number of datasets.
+        # stream, function and workgroup, by the stage's name prefix: one rule per kind for the
+        # stage, whatever its number of datasets.
         stage_names = ({"prefix": f"{prefix}-"},)
         stream_arns = (
             {"prefix": f"arn:{Aws.PARTITION}:kinesis:{Aws.REGION}:{Aws.ACCOUNT_ID}:stream/{prefix}-"},
