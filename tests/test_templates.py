@@ -344,6 +344,53 @@ def _allows(granted: set[str], action: str) -> bool:
     return any(g == action or (g.endswith("*") and action.startswith(g[:-1])) for g in granted)
 
 
+#: What each optimized Step Functions integration the app uses calls, as its IAM page lists
+#: ("IAM policies for integrated services"); an AWS SDK integration calls its own action.
+OPTIMIZED_INTEGRATIONS = {
+    "glue:startJobRun.sync": (
+        "glue:StartJobRun",
+        "glue:GetJobRun",
+        "glue:GetJobRuns",
+        "glue:BatchStopJobRun",
+    ),
+    "sns:publish": ("sns:Publish",),
+    "athena:startQueryExecution.sync": (
+        "athena:StartQueryExecution",
+        "athena:GetQueryExecution",
+        "athena:StopQueryExecution",
+    ),
+}
+
+
+def test_every_state_machine_task_is_allowed_by_its_role(synth: Synth) -> None:
+    # a task its role may not call fails at run time, which the moto execution tests cannot see
+    resolver = Resolver(synth.all_templates())
+    roles = _role_statements(synth, resolver)
+    checked = 0
+    for stack in synth.lake.stacks:
+        for logical, resource in synth.template_json(stack)["Resources"].items():
+            if resource["Type"] != "AWS::StepFunctions::StateMachine":
+                continue
+            definition = json.loads(
+                resolver.resolve(stack.stack_name, resource["Properties"]["DefinitionString"])
+            )
+            role = f"{stack.stack_name}/{resource['Properties']['RoleArn']['Fn::GetAtt'][0]}"
+            granted = [set(_list(st["Action"])) for st in roles[role]]
+            tasks = [st for st in definition["States"].values() if st["Type"] == "Task"]
+            for task in tasks:
+                integration = task["Resource"].removeprefix("arn:aws:states:::")
+                service, _, call = integration.removeprefix("aws-sdk:").partition(":")
+                needed = (
+                    (f"{service}:{call[0].upper()}{call[1:]}",)
+                    if integration.startswith("aws-sdk:")
+                    else OPTIMIZED_INTEGRATIONS[integration]
+                )
+                for action in needed:
+                    assert any(_allows(actions, action) for actions in granted), (logical, action)
+                    checked += 1
+    assert checked >= 20
+
+
 def test_every_role_that_reads_or_writes_a_kms_bucket_may_use_its_key(synth: Synth) -> None:
     # S3 decrypts and encrypts SSE-KMS objects with the caller's own KMS permissions: a role that
     # may read or write a bucket but not use its key fails at run time with AccessDenied
