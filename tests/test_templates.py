@@ -391,6 +391,31 @@ def test_every_state_machine_task_is_allowed_by_its_role(synth: Synth) -> None:
     assert checked >= 20
 
 
+#: The call EventBridge Scheduler makes on each kind of target it starts.
+SCHEDULER_CALLS = {"states": "states:StartExecution", "lambda": "lambda:InvokeFunction"}
+
+
+def test_every_schedule_may_start_its_target(synth: Synth) -> None:
+    # a schedule whose role may not start its target drops every start after its retries
+    resolver = Resolver(synth.all_templates())
+    roles = _role_statements(synth, resolver)
+    schedules = 0
+    for stack in synth.lake.stacks:
+        for logical, resource in synth.template_json(stack)["Resources"].items():
+            if resource["Type"] != "AWS::Scheduler::Schedule":
+                continue
+            target = resource["Properties"]["Target"]
+            arn = resolver.resolve(stack.stack_name, target["Arn"])
+            role = f"{stack.stack_name}/{target['RoleArn']['Fn::GetAtt'][0]}"
+            action = SCHEDULER_CALLS[arn.split(":")[2]]
+            assert any(
+                _allows(set(_list(st["Action"])), action) and arn in _list(st.get("Resource", []))
+                for st in roles[role]
+            ), (logical, action, arn)
+            schedules += 1
+    assert schedules >= 2
+
+
 def test_every_role_that_reads_or_writes_a_kms_bucket_may_use_its_key(synth: Synth) -> None:
     # S3 decrypts and encrypts SSE-KMS objects with the caller's own KMS permissions: a role that
     # may read or write a bucket but not use its key fails at run time with AccessDenied
