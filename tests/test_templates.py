@@ -416,6 +416,32 @@ def test_every_schedule_may_start_its_target(synth: Synth) -> None:
     assert schedules >= 2
 
 
+def test_every_function_may_write_to_its_own_log_group(synth: Synth) -> None:
+    # a function that cannot write its log fails silently: no error, no line to read. CDK's own
+    # custom-resource providers (logical ids Custom...) log where Lambda's managed policy lets them
+    resolver = Resolver(synth.all_templates())
+    roles = _role_statements(synth, resolver)
+    functions = 0
+    for stack in synth.lake.stacks:
+        for logical, resource in synth.template_json(stack)["Resources"].items():
+            if resource["Type"] != "AWS::Lambda::Function":
+                continue
+            props = resource["Properties"]
+            if "LoggingConfig" not in props:
+                assert logical.startswith("Custom"), logical
+                continue
+            group = props["LoggingConfig"]["LogGroup"]["Ref"]
+            streams = resolver.resolve(stack.stack_name, {"Fn::GetAtt": [group, "Arn"]})
+            role = f"{stack.stack_name}/{props['Role']['Fn::GetAtt'][0]}"
+            assert any(
+                _allows(set(_list(st["Action"])), "logs:PutLogEvents")
+                and any(str(r).startswith(streams.removesuffix("*")) for r in _list(st.get("Resource", [])))
+                for st in roles[role]
+            ), logical
+            functions += 1
+    assert functions >= 1  # the transform at least; with the trail and Macie on, their functions too
+
+
 def test_every_role_that_reads_or_writes_a_kms_bucket_may_use_its_key(synth: Synth) -> None:
     # S3 decrypts and encrypts SSE-KMS objects with the caller's own KMS permissions: a role that
     # may read or write a bucket but not use its key fails at run time with AccessDenied
