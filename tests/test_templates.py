@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import aws_cdk as cdk
@@ -293,6 +294,14 @@ def test_resource_policies_let_services_act_only_for_this_account(synth: Synth) 
     assert unguarded == []
 
 
+def _resources_of(synth: Synth, type_: str) -> Iterator[tuple[cdk.Stack, str, dict[str, Any]]]:
+    """(stack, logical id, resource) of every resource of ``type_`` in the app."""
+    for stack in synth.lake.stacks:
+        for logical, resource in synth.template_json(stack)["Resources"].items():
+            if resource["Type"] == type_:
+                yield stack, logical, resource
+
+
 def _role_statements(synth: Synth, resolver: Resolver) -> dict[str, list[dict[str, Any]]]:
     """Every role's allowed statements as deployed, from its inline policies and the policies
     attached to it in any stack (by reference or by name); a value the resolver cannot give
@@ -367,27 +376,23 @@ def test_every_state_machine_task_is_allowed_by_its_role(synth: Synth) -> None:
     resolver = Resolver(synth.all_templates())
     roles = _role_statements(synth, resolver)
     checked = 0
-    for stack in synth.lake.stacks:
-        for logical, resource in synth.template_json(stack)["Resources"].items():
-            if resource["Type"] != "AWS::StepFunctions::StateMachine":
-                continue
-            definition = json.loads(
-                resolver.resolve(stack.stack_name, resource["Properties"]["DefinitionString"])
+    for stack, logical, resource in _resources_of(synth, "AWS::StepFunctions::StateMachine"):
+        definition = json.loads(
+            resolver.resolve(stack.stack_name, resource["Properties"]["DefinitionString"])
+        )
+        role = f"{stack.stack_name}/{resource['Properties']['RoleArn']['Fn::GetAtt'][0]}"
+        granted = [set(_list(st["Action"])) for st in roles[role]]
+        for task in [st for st in definition["States"].values() if st["Type"] == "Task"]:
+            integration = task["Resource"].removeprefix("arn:aws:states:::")
+            service, _, call = integration.removeprefix("aws-sdk:").partition(":")
+            needed = (
+                (f"{service}:{call[0].upper()}{call[1:]}",)
+                if integration.startswith("aws-sdk:")
+                else OPTIMIZED_INTEGRATIONS[integration]
             )
-            role = f"{stack.stack_name}/{resource['Properties']['RoleArn']['Fn::GetAtt'][0]}"
-            granted = [set(_list(st["Action"])) for st in roles[role]]
-            tasks = [st for st in definition["States"].values() if st["Type"] == "Task"]
-            for task in tasks:
-                integration = task["Resource"].removeprefix("arn:aws:states:::")
-                service, _, call = integration.removeprefix("aws-sdk:").partition(":")
-                needed = (
-                    (f"{service}:{call[0].upper()}{call[1:]}",)
-                    if integration.startswith("aws-sdk:")
-                    else OPTIMIZED_INTEGRATIONS[integration]
-                )
-                for action in needed:
-                    assert any(_allows(actions, action) for actions in granted), (logical, action)
-                    checked += 1
+            for action in needed:
+                assert any(_allows(actions, action) for actions in granted), (logical, action)
+                checked += 1
     assert checked >= 20
 
 
@@ -400,19 +405,16 @@ def test_every_schedule_may_start_its_target(synth: Synth) -> None:
     resolver = Resolver(synth.all_templates())
     roles = _role_statements(synth, resolver)
     schedules = 0
-    for stack in synth.lake.stacks:
-        for logical, resource in synth.template_json(stack)["Resources"].items():
-            if resource["Type"] != "AWS::Scheduler::Schedule":
-                continue
-            target = resource["Properties"]["Target"]
-            arn = resolver.resolve(stack.stack_name, target["Arn"])
-            role = f"{stack.stack_name}/{target['RoleArn']['Fn::GetAtt'][0]}"
-            action = SCHEDULER_CALLS[arn.split(":")[2]]
-            assert any(
-                _allows(set(_list(st["Action"])), action) and arn in _list(st.get("Resource", []))
-                for st in roles[role]
-            ), (logical, action, arn)
-            schedules += 1
+    for stack, logical, resource in _resources_of(synth, "AWS::Scheduler::Schedule"):
+        target = resource["Properties"]["Target"]
+        arn = resolver.resolve(stack.stack_name, target["Arn"])
+        role = f"{stack.stack_name}/{target['RoleArn']['Fn::GetAtt'][0]}"
+        action = SCHEDULER_CALLS[arn.split(":")[2]]
+        assert any(
+            _allows(set(_list(st["Action"])), action) and arn in _list(st.get("Resource", []))
+            for st in roles[role]
+        ), (logical, action, arn)
+        schedules += 1
     assert schedules >= 2
 
 
@@ -422,23 +424,20 @@ def test_every_function_may_write_to_its_own_log_group(synth: Synth) -> None:
     resolver = Resolver(synth.all_templates())
     roles = _role_statements(synth, resolver)
     functions = 0
-    for stack in synth.lake.stacks:
-        for logical, resource in synth.template_json(stack)["Resources"].items():
-            if resource["Type"] != "AWS::Lambda::Function":
-                continue
-            props = resource["Properties"]
-            if "LoggingConfig" not in props:
-                assert logical.startswith("Custom"), logical
-                continue
-            group = props["LoggingConfig"]["LogGroup"]["Ref"]
-            streams = resolver.resolve(stack.stack_name, {"Fn::GetAtt": [group, "Arn"]})
-            role = f"{stack.stack_name}/{props['Role']['Fn::GetAtt'][0]}"
-            assert any(
-                _allows(set(_list(st["Action"])), "logs:PutLogEvents")
-                and any(str(r).startswith(streams.removesuffix("*")) for r in _list(st.get("Resource", [])))
-                for st in roles[role]
-            ), logical
-            functions += 1
+    for stack, logical, resource in _resources_of(synth, "AWS::Lambda::Function"):
+        props = resource["Properties"]
+        if "LoggingConfig" not in props:
+            assert logical.startswith("Custom"), logical
+            continue
+        group = props["LoggingConfig"]["LogGroup"]["Ref"]
+        streams = resolver.resolve(stack.stack_name, {"Fn::GetAtt": [group, "Arn"]})
+        role = f"{stack.stack_name}/{props['Role']['Fn::GetAtt'][0]}"
+        assert any(
+            _allows(set(_list(st["Action"])), "logs:PutLogEvents")
+            and any(str(r).startswith(streams.removesuffix("*")) for r in _list(st.get("Resource", [])))
+            for st in roles[role]
+        ), logical
+        functions += 1
     assert functions >= 1  # the transform at least; with the trail and Macie on, their functions too
 
 
