@@ -252,7 +252,7 @@ class MacieScanning(Construct):
                 self,
                 "ResultsRepositoryFunction",
                 handler="macie_results.handler",
-                description="Points Macie's sensitive data discovery results at the lake's audit bucket",
+                description="Points Macie's sensitive data discovery results at the lake's Macie results bucket",
                 statements=[
                     iam.PolicyStatement(
                         actions=["macie2:PutClassificationExportConfiguration"], resources=["*"]
@@ -288,7 +288,7 @@ class MacieScanning(Construct):
                 "macie",
                 MACIE_CHANGES,
                 outside_deployments=True,
-                summary="session, job, findings filter, allow list or identifier changed",
+                summary="session, job, findings filter, allow list, identifier or results location changed",
                 event_source="macie2",
             ),
             deployer=execution_role_arn(Stack.of(self)),

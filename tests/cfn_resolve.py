@@ -124,6 +124,8 @@ class Resolver:
             return f"arn:aws:s3:::{self.physical_name(stack, logical_id)}"
         if (resource_type, attribute) == ("AWS::CloudTrail::Trail", "Arn"):
             return f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/{self.physical_name(stack, logical_id)}"
+        if (resource_type, attribute) == ("AWS::EC2::VPC", "DefaultSecurityGroup"):
+            return f"sg-{key_id(logical_id).replace('-', '')[:17]}"  # an id EC2 makes; one stands in
         serverless = {
             ("AWS::RedshiftServerless::Workgroup", "Workgroup.WorkgroupArn"): "workgroup",
             ("AWS::RedshiftServerless::Namespace", "Namespace.NamespaceArn"): "namespace",
