@@ -259,6 +259,9 @@ class WatchedCalls(NamedTuple):
     summary: str | None = None
     #: The calls' ``eventSource`` prefix, where it is not ``service`` (Macie: ``macie2``).
     event_source: str | None = None
+    #: A request parameter naming what within the resource the call acted on (an object's key),
+    #: which the message gives too.
+    item: str | None = None
 
 
 @jsii.implements(IStableListProducer)
@@ -395,6 +398,10 @@ class AlertRules(Construct):
             detail["requestParameters"] = named[0] if len(named) == 1 else {"$or": named}
             paths["name"] = f"$.detail.requestParameters.{w.parameter}"
             subject += " <name>"
+        call = "<call>"
+        if w.item is not None:
+            paths["item"] = f"$.detail.requestParameters.{w.item}"
+            call += " of <item>"
         where = ""
         identity: dict[str, object] = {"invokedBy": [{"exists": False}]} if w.by_people else {}
         if w.outside_deployments:
@@ -417,6 +424,6 @@ class AlertRules(Construct):
                 "detail-type": ["AWS API Call via CloudTrail"],
                 "detail": detail,
             },
-            template=f'"{subject}: <call> by <caller> at <time>{where}"',
+            template=f'"{subject}: {call} by <caller> at <time>{where}"',
             paths=paths,
         )

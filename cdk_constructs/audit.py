@@ -89,6 +89,10 @@ class AuditTrail(Construct):
     Log files are encrypted with ``key`` (CloudTrail SSE-KMS, scoped to this account's trails by
     encryption context), validated (digest files), delivered under ``cloudtrail/`` of the logs
     bucket and to a KMS-encrypted log group for alarms.
+
+    :param data_buckets: buckets whose object reads and writes are logged (the lake's data).
+    :param written_buckets: buckets whose object writes alone are logged (default: none): the CDK
+        assets bucket, where the Glue jobs' scripts are read from at every run.
     """
 
     def __init__(
@@ -100,12 +104,14 @@ class AuditTrail(Construct):
         bucket: s3.IBucket,
         key: kms.Key,
         data_buckets: Sequence[s3.IBucket],
+        written_buckets: Sequence[s3.IBucket] = (),
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
         self.name = name
         self.data_buckets = list(data_buckets)
+        self.written_buckets = list(written_buckets)
         trail_arn = Stack.of(self).format_arn(
             service="cloudtrail",
             resource="trail",
@@ -183,6 +189,12 @@ class AuditTrail(Construct):
             include_management_events=False,
             read_write_type=cloudtrail.ReadWriteType.ALL,
         )
+        if self.written_buckets:
+            self.trail.add_s3_event_selector(
+                [cloudtrail.S3EventSelector(bucket=b) for b in self.written_buckets],
+                include_management_events=False,
+                read_write_type=cloudtrail.ReadWriteType.WRITE_ONLY,
+            )
         assert bucket.policy is not None
         self.trail.node.add_dependency(bucket.policy)  # CloudTrail checks the policy on creation
         logs_role = self.trail.node.find_child("LogsRole")
@@ -196,11 +208,11 @@ class AuditTrail(Construct):
 
 class TrailCheck(Construct):
     """Checks every hour that ``trail`` logs and delivers (log files and digest files to S3, events
-    to CloudWatch Logs) and still logs every management event and its buckets' S3 data events,
-    with ``lambda/trail_check``, and alarms when no check passed for
-    :data:`TRAIL_CHECK_ALARM_HOURS` hours: the trail stopped, a delivery late (a bucket or key
-    policy that refuses CloudTrail, a bucket that refuses its uploads), or the check itself not
-    running. CloudTrail publishes no metric of its own deliveries.
+    to CloudWatch Logs) and still logs every management event, its data buckets' S3 data events
+    and its written buckets' object writes, with ``lambda/trail_check``, and alarms when no check
+    passed for :data:`TRAIL_CHECK_ALARM_HOURS` hours: the trail stopped, a delivery late (a bucket
+    or key policy that refuses CloudTrail, a bucket that refuses its uploads), or the check itself
+    not running. CloudTrail publishes no metric of its own deliveries.
 
     :param schedule_group: the schedule group of the lake's schedules (a dropped start alarms there).
     :param powertools_layer: the public Powertools layer (:func:`~cdk_constructs.functions.powertools_layer`).
@@ -240,6 +252,7 @@ class TrailCheck(Construct):
             environment={
                 "TRAIL_NAME": trail.name,
                 "DATA_EVENT_PREFIXES": Fn.join(",", [f"{b.bucket_arn}/" for b in trail.data_buckets]),
+                "WRITE_EVENT_PREFIXES": Fn.join(",", [f"{b.bucket_arn}/" for b in trail.written_buckets]),
                 "POWERTOOLS_SERVICE_NAME": TRAIL_CHECK_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": TRAIL_CHECK_NAMESPACE,
             },

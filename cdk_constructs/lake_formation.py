@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Aws, Fn, Stack
+from aws_cdk import Aws, Stack
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -24,6 +24,7 @@ from aws_cdk import aws_lakeformation as lf
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk_constructs.bootstrap import execution_role_arn
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, wildcard_findings
 from datalake.dataset import CLASSIFICATIONS
@@ -62,11 +63,6 @@ CHANGES = (
     "UpdateLakeFormationIdentityCenterConfiguration",
     "DeleteLakeFormationIdentityCenterConfiguration",
 )
-
-
-def execution_role_arn(stack: Stack) -> str:
-    """The CDK execution role CloudFormation deploys ``stack`` with (the bootstrap's)."""
-    return Fn.sub(stack.synthesizer.cloud_formation_execution_role_arn)  # type: ignore[attr-defined]
 
 
 Permissions = lf.CfnPrincipalPermissions

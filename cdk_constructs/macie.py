@@ -15,8 +15,8 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from cdk_constructs.alerts import AlertRules, WatchedCalls
+from cdk_constructs.bootstrap import execution_role_arn
 from cdk_constructs.custom_resource import CustomResourceFunction
-from cdk_constructs.lake_formation import execution_role_arn
 from cdk_constructs.trust import for_this_account
 
 #: Identifiers Macie's managed set does not cover well for our users.

@@ -8,14 +8,16 @@ from typing import Any
 
 from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_macie as macie
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
 from cdk_constructs.alerts import AlertRules, AlertTopic, CostBudget, WatchedCalls, alarm_above
 from cdk_constructs.audit import AuditTrail, IamChanges, TrailCheck
+from cdk_constructs.bootstrap import assets_bucket_name, execution_role_arn, file_publishing_role_arn
 from cdk_constructs.functions import powertools_layer
 from cdk_constructs.keys import LakeKeys
-from cdk_constructs.lake_formation import CHANGES, execution_role_arn
+from cdk_constructs.lake_formation import CHANGES
 from cdk_constructs.macie import ResultsRepository, allow_macie_to_decrypt, allow_macie_to_store_results
 from cdk_constructs.storage import LakeStorage
 from config import StageConfig
@@ -125,6 +127,13 @@ class FoundationStack(Stack):
             "(EventBridge Scheduler dropped the invocation after its retries)",
         )
         self.alerts.notify_on(self.dropped_starts_alarm)
+        # The CDK bootstrap's bucket, from which Glue reads the jobs' scripts at every run: an object
+        # overwritten there changes what a job runs (as a role that reads raw PII) with no call to
+        # Glue, and one a later deployment finds there is what it deploys. Deployments publish
+        # there as the bootstrap's file-publishing role; any other write alerts (below).
+        self.deployment_assets = s3.Bucket.from_bucket_name(
+            self, "DeploymentAssets", assets_bucket_name(self)
+        )
         self.trail: AuditTrail | None = None
         self.trail_check: TrailCheck | None = None
         self.iam_changes: IamChanges | None = None
@@ -138,6 +147,7 @@ class FoundationStack(Stack):
                 data_buckets=[
                     b.bucket for b in (self.storage.raw, self.storage.curated, self.storage.analytics)
                 ],
+                written_buckets=[self.deployment_assets],
                 log_retention=log_retention(stage),
                 removal_policy=removal,
             )
@@ -165,6 +175,22 @@ class FoundationStack(Stack):
             prefix=stage.prefix, lake_formation=features.lake_formation, redshift=features.redshift
         ):
             self.governance_alerts.watch(watched, deployer=execution_role_arn(self))
+        self.governance_alerts.watch(
+            WatchedCalls(
+                "DeploymentAssetWrittenRule",
+                "CDK assets bucket",
+                "s3",
+                ASSET_WRITES,
+                "bucketName",
+                (self.deployment_assets.bucket_name,),
+                outside_deployments=True,
+                summary="object written, deleted or its ACL changed (Glue reads the jobs' scripts "
+                "there at every run)",
+                item="key",
+            ),
+            deployer=execution_role_arn(self),
+            expected=[file_publishing_role_arn(self)],
+        )
 
     def _watched_calls(self, *, prefix: str, lake_formation: bool, redshift: bool) -> list[WatchedCalls]:
         """A lake key disabled or scheduled for deletion (CloudFormation's own destroy included):
@@ -425,6 +451,17 @@ class FoundationStack(Stack):
 
 #: Bucket settings whose change can open a bucket, stop encrypting, expire or copy its objects
 #: (CloudTrail's event names: the lifecycle call is PutBucketLifecycle).
+#: The S3 data events that write or remove an object (``DeleteObjects`` names no key: the
+#: message gives none).
+ASSET_WRITES = (
+    "PutObject",
+    "CopyObject",
+    "CompleteMultipartUpload",
+    "PutObjectAcl",
+    "DeleteObject",
+    "DeleteObjects",
+)
+
 BUCKET_GUARDS = (
     "PutBucketPolicy",
     "DeleteBucketPolicy",

@@ -17,6 +17,7 @@ from log_filter import matches
 
 from cdk_constructs.alerts import AlertTopic
 from cdk_constructs.audit import MAX_FILTER_PATTERN, iam_change_pattern
+from cdk_constructs.bootstrap import assets_bucket_name, execution_role_arn
 from cdk_constructs.lake_formation import CHANGES
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS, LakeBucket, LakeStorage
 from config import get_stage
@@ -490,16 +491,19 @@ def test_a_trail_that_stops_delivering_alarms_through_its_hourly_check(
         ["cloudtrail:GetEventSelectors", "cloudtrail:GetTrailStatus"],
     ]
     assert policy[1]["Resource"] == {"Fn::GetAtt": [trail, "Arn"]}
-    (selectors,) = [
-        s
+    resolver, stack = Resolver(sandbox.all_templates()), sandbox.lake.foundation.stack_name
+    declared = {
+        s["ReadWriteType"]: [str(resolver.resolve(stack, v)) for v in s["DataResources"][0]["Values"]]
         for s in template.find_resources("AWS::CloudTrail::Trail")[trail]["Properties"]["EventSelectors"]
         if "DataResources" in s
-    ]
-    (objects,) = selectors["DataResources"]
-    resolver, stack = Resolver(sandbox.all_templates()), sandbox.lake.foundation.stack_name
-    declared = [str(resolver.resolve(stack, v)) for v in objects["Values"]]
-    assert str(resolver.resolve(stack, environment["DATA_EVENT_PREFIXES"])).split(",") == declared
-    assert [d.split(":::")[1].split("-")[2] for d in declared] == ["raw", "curated", "analytics"]
+    }
+    assert str(resolver.resolve(stack, environment["DATA_EVENT_PREFIXES"])).split(",") == declared["All"]
+    assert [d.split(":::")[1].split("-")[2] for d in declared["All"]] == ["raw", "curated", "analytics"]
+    # and the bucket whose writes alone it logs, the CDK assets bucket
+    assert (
+        str(resolver.resolve(stack, environment["WRITE_EVENT_PREFIXES"])).split(",") == declared["WriteOnly"]
+    )
+    assert declared["WriteOnly"] == [f"arn:aws:s3:::cdk-hnb659fds-assets-{ACCOUNT}-{REGION}/"]
     # AND it runs every hour, a schedule of the lake's group (whose dropped starts alarm), created
     # after that group
     (lid,) = [
@@ -868,7 +872,7 @@ def test_a_lake_formation_change_outside_a_deployment_alerts(sandbox: Synth, tem
 
 
 def test_a_lake_buckets_guard_changed_outside_a_deployment_alerts(sandbox: Synth, template: Template) -> None:
-    rule = _rule(template, "aws.s3")
+    rule = _rule(template, "aws.s3", "PutBucketPolicy")
     pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
     buckets = [r["Properties"]["BucketName"] for r in template.find_resources("AWS::S3::Bucket").values()]
     resolver, stack = Resolver(sandbox.all_templates()), sandbox.lake.foundation.stack_name
@@ -905,6 +909,76 @@ def test_a_lake_buckets_guard_changed_outside_a_deployment_alerts(sandbox: Synth
         target["InputTemplate"] == '"Lake bucket <name>: <call> by <caller> at <time>, outside a deployment"'
     )
     assert target["InputPathsMap"]["name"] == "$.detail.requestParameters.bucketName"
+
+
+def test_an_object_written_to_the_cdk_assets_bucket_outside_a_deployment_alerts(
+    sandbox: Synth, template: Template
+) -> None:
+    # Glue reads a job's script from the bootstrap's bucket at every run: an object overwritten
+    # there changes the job with no call to Glue (and is what a later deployment of it deploys)
+    rule = _rule(template, "aws.s3", "PutObject")
+    pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
+    resolver, stack = Resolver(sandbox.all_templates()), sandbox.lake.foundation.stack_name
+    (watched,) = resolver.resolve(stack, rule["EventPattern"]["detail"]["requestParameters"]["bucketName"])
+
+    def placed(value: str) -> str:
+        """A value of an asset manifest, as a deployment to the tests' account fills it in."""
+        for name, value_of in (("AccountId", ACCOUNT), ("Region", REGION), ("Partition", "aws")):
+            value = value.replace(f"${{AWS::{name}}}", value_of)
+        return value
+
+    # GIVEN where every stack's assets (the jobs' scripts among them) are published, and by whom
+    destinations = [
+        d
+        for s in sandbox.lake.stacks
+        for asset in json.loads((sandbox.outdir / f"{s.artifact_id}.assets.json").read_text())[
+            "files"
+        ].values()
+        for d in asset["destinations"].values()
+    ]
+    follows = (
+        "cdk_constructs/bootstrap.py names the bootstrap's bucket and role as the default synthesizer does"
+    )
+    assert {placed(d["bucketName"]) for d in destinations} == {watched}, follows
+    (publisher,) = {placed(d["assumeRoleArn"]).split("/")[-1] for d in destinations}
+    assert publisher == f"cdk-hnb659fds-file-publishing-role-{ACCOUNT}-{REGION}", follows
+    (job,) = sandbox.template(sandbox.lake.processing).find_resources("AWS::Glue::Job").values()
+    script = job["Properties"]["Command"]["ScriptLocation"]
+    key = resolver.resolve(sandbox.lake.processing.stack_name, script).split(f"s3://{watched}/")[1]
+    assert key in {d["objectKey"] for d in destinations}
+
+    def call(name: str, identity: dict[str, Any], bucket: str = watched, **detail: Any) -> dict[str, Any]:
+        parameters = {"bucketName": bucket, "Host": f"{bucket}.s3.amazonaws.com", "key": key}
+        return api_call_event("s3", name, parameters, userIdentity=identity, **detail)
+
+    # THEN a script overwritten, copied over or deleted by a person or an IAM user is published
+    for written in ("PutObject", "CopyObject", "CompleteMultipartUpload", "DeleteObject"):
+        assert pattern.matches_event(call(written, assumed_role("admin")))
+    assert pattern.matches_event(
+        call("PutObject", {"type": "IAMUser", "arn": f"arn:aws:iam::{ACCOUNT}:user/kim"})
+    )
+    # AND a deployment publishing its assets, a read, a refused write or another bucket is not
+    assert not pattern.matches_event(call("PutObject", assumed_role(publisher)))
+    assert not pattern.matches_event(call("GetObject", assumed_role("admin")))
+    assert not pattern.matches_event(call("PutObject", assumed_role("admin"), errorCode="AccessDenied"))
+    assert not pattern.matches_event(call("PutObject", assumed_role("admin"), bucket="someone-elses-bucket"))
+    target = rule["Targets"][0]["InputTransformer"]
+    assert target["InputTemplate"] == (
+        '"CDK assets bucket <name>: <call> of <item> by <caller> at <time>, outside a deployment"'
+    )
+    assert target["InputPathsMap"]["item"] == "$.detail.requestParameters.key"
+
+
+def test_a_stack_without_the_default_synthesizers_bootstrap_roles_fails_synth_naming_the_fix() -> None:
+    # deployments are told from other changes by the bootstrap's roles: a synthesizer without
+    # them would turn every alert rule's exclusion into nothing
+    stack = cdk.Stack(cdk.App(), "Legacy", synthesizer=cdk.LegacyStackSynthesizer())
+    with pytest.raises(
+        ValueError, match=r"stack Legacy: .*LegacyStackSynthesizer has none; use DefaultStackSynthesizer"
+    ):
+        execution_role_arn(stack)
+    with pytest.raises(ValueError, match="LegacyStackSynthesizer"):
+        assets_bucket_name(stack)
 
 
 def test_sandbox_destroys_everything_and_empties_buckets(template: Template) -> None:

@@ -635,7 +635,7 @@ def test_trail_is_encrypted_validated_and_logs_lake_data_events(sandbox: Synth) 
     assert props["S3BucketName"]["Ref"].startswith("StorageAuditBucket")
     assert props["S3KeyPrefix"] == "cloudtrail"
     assert props["CloudWatchLogsLogGroupArn"]
-    management, data = props["EventSelectors"]
+    management, data, written = props["EventSelectors"]
     assert management == {"IncludeManagementEvents": True, "ReadWriteType": "All"}
     (resources,) = data["DataResources"]
     assert resources["Type"] == "AWS::S3::Object"
@@ -644,6 +644,10 @@ def test_trail_is_encrypted_validated_and_logs_lake_data_events(sandbox: Synth) 
     assert sorted(v["Fn::Join"][1][0]["Fn::GetAtt"][0][:14] for v in resources["Values"]) == sorted(
         ["StorageAnalyti", "StorageCurated", "StorageRawBuck"]
     )
+    # and the writes alone of the CDK assets bucket, from which Glue reads the jobs' scripts
+    assert (written["IncludeManagementEvents"], written["ReadWriteType"]) == (False, "WriteOnly")
+    (assets,) = written["DataResources"][0]["Values"]
+    assert {"Fn::Sub": "cdk-hnb659fds-assets-${AWS::AccountId}-${AWS::Region}"} in assets["Fn::Join"][1]
 
 
 def test_cloudtrail_table_uses_partition_projection(catalog: Template) -> None:

@@ -81,27 +81,56 @@ PREFIXES = [
     "arn:aws:s3:::lake-sbx-raw-123456789012-eu-west-1/",
     "arn:aws:s3:::lake-sbx-curated-123456789012-eu-west-1/",
 ]
+WRITTEN = ["arn:aws:s3:::cdk-hnb659fds-assets-123456789012-eu-west-1/"]
 
 
-def _selectors(*prefixes: str, management: bool = True) -> dict[str, Any]:
-    """Event selectors as the lake declares them: management events, then its buckets' objects."""
+def _selectors(*prefixes: str, management: bool = True, written: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Event selectors as the lake declares them: management events, its buckets' objects, then
+    the writes of the buckets watched for them."""
+    selectors: list[dict[str, Any]] = [
+        {"ReadWriteType": "All", "IncludeManagementEvents": management},
+        {
+            "ReadWriteType": "All",
+            "IncludeManagementEvents": False,
+            "DataResources": [{"Type": "AWS::S3::Object", "Values": list(prefixes)}],
+        },
+    ]
+    if written:
+        selectors.append(
+            {
+                "ReadWriteType": "WriteOnly",
+                "IncludeManagementEvents": False,
+                "DataResources": [{"Type": "AWS::S3::Object", "Values": list(written)}],
+            }
+        )
     return {
         "TrailARN": f"arn:aws:cloudtrail:eu-west-1:123456789012:trail/{TRAIL}",
-        "EventSelectors": [
-            {"ReadWriteType": "All", "IncludeManagementEvents": management},
-            {
-                "ReadWriteType": "All",
-                "IncludeManagementEvents": False,
-                "DataResources": [{"Type": "AWS::S3::Object", "Values": list(prefixes)}],
-            },
-        ],
+        "EventSelectors": selectors,
     }
 
 
 def test_a_trail_that_still_logs_management_and_every_buckets_data_events_has_no_selector_fault() -> None:
     assert trail_check.selector_faults(_selectors(*PREFIXES), PREFIXES) == []
-    # CloudTrail's value for every bucket's objects covers the lake's too
-    assert trail_check.selector_faults(_selectors("arn:aws:s3"), PREFIXES) == []
+    assert trail_check.selector_faults(_selectors(*PREFIXES, written=(*WRITTEN,)), PREFIXES, WRITTEN) == []
+    # CloudTrail's value for every bucket's objects covers the lake's too, writes included
+    assert trail_check.selector_faults(_selectors("arn:aws:s3"), PREFIXES, WRITTEN) == []
+    # and a bucket watched for writes may be logged for reads and writes
+    assert trail_check.selector_faults(_selectors(*PREFIXES, *WRITTEN), PREFIXES, WRITTEN) == []
+
+
+def test_a_bucket_whose_object_writes_are_no_longer_logged_is_a_fault() -> None:
+    # the assets bucket's selector dropped, or turned to reads only: a script overwritten there
+    # would no longer reach the alert rule
+    fault = f"no S3 object writes logged for {WRITTEN[0]}"
+    assert trail_check.selector_faults(_selectors(*PREFIXES), PREFIXES, WRITTEN) == [fault]
+    read_only = _selectors(*PREFIXES, written=(*WRITTEN,))
+    read_only["EventSelectors"][2]["ReadWriteType"] = "ReadOnly"
+    assert trail_check.selector_faults(read_only, PREFIXES, WRITTEN) == [fault]
+    # writes alone do not stand for a lake bucket's reads and writes
+    writes_only = _selectors(written=(*PREFIXES,))
+    assert trail_check.selector_faults(writes_only, PREFIXES) == [
+        f"no S3 data events (reads and writes) for {p}" for p in PREFIXES
+    ]
 
 
 def test_each_bucket_whose_data_events_were_dropped_and_management_events_off_are_faults() -> None:
@@ -125,9 +154,10 @@ def test_each_bucket_whose_data_events_were_dropped_and_management_events_off_ar
 @pytest.mark.parametrize(
     ("answers", "passed"),
     [
-        ((_status(), _selectors(*PREFIXES)), 1),  # logs and delivers what it should
-        ((_status(age=timedelta(hours=3)), _selectors(*PREFIXES)), 0),  # deliveries late
-        ((_status(), _selectors(PREFIXES[0])), 0),  # a bucket's data events dropped
+        ((_status(), _selectors(*PREFIXES, written=(*WRITTEN,))), 1),  # logs and delivers what it should
+        ((_status(age=timedelta(hours=3)), _selectors(*PREFIXES, written=(*WRITTEN,))), 0),  # deliveries late
+        ((_status(), _selectors(PREFIXES[0], written=(*WRITTEN,))), 0),  # a bucket's data events dropped
+        ((_status(), _selectors(*PREFIXES)), 0),  # the assets bucket's writes dropped
     ],
 )
 def test_the_handler_checks_the_trail_it_is_given_and_counts_a_passed_check(
@@ -141,6 +171,7 @@ def test_the_handler_checks_the_trail_it_is_given_and_counts_a_passed_check(
     # GIVEN the environment the CDK construct sets, and CloudTrail's answers for that trail
     monkeypatch.setenv("TRAIL_NAME", TRAIL)
     monkeypatch.setenv("DATA_EVENT_PREFIXES", ",".join(PREFIXES))
+    monkeypatch.setenv("WRITE_EVENT_PREFIXES", ",".join(WRITTEN))
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", TRAIL_CHECK_NAMESPACE)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", TRAIL_CHECK_SERVICE)
     module = importlib.reload(trail_check)

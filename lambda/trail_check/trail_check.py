@@ -9,9 +9,10 @@ reported with that delivery's last error. An error followed by a delivery since 
 counted: the field keeps the last error, not when it happened.
 
 A trail can log and deliver while no longer logging what the lake needs: ``GetEventSelectors``
-shows whether it still logs every management event and the S3 data events (reads and writes) of
-each lake bucket (``DATA_EVENT_PREFIXES``), in the basic selectors the lake declares; advanced
-selectors in their place are a fault too, as they differ from what the lake declares.
+shows whether it still logs every management event, the S3 data events (reads and writes) of
+each lake bucket (``DATA_EVENT_PREFIXES``) and the object writes of each bucket watched for them
+(``WRITE_EVENT_PREFIXES``: the CDK assets bucket), in the basic selectors the lake declares;
+advanced selectors in their place are a fault too, as they differ from what the lake declares.
 
 Each run logs what it found and publishes ``TrailChecksPassed`` (1, or 0 with a fault; EMF, by
 Powertools); the alarm fires when no check passed for two hours, which also catches a check
@@ -21,6 +22,7 @@ that did not run or failed.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,26 +71,38 @@ def faults(status: dict[str, Any], now: datetime) -> list[str]:
     return found
 
 
-def selector_faults(selectors: dict[str, Any], prefixes: list[str]) -> list[str]:
-    """What the trail no longer logs, from its ``GetEventSelectors``: every management event, and
-    each prefix's S3 object events (``arn:aws:s3:::<bucket>/``), reads and writes."""
-    if selectors.get("AdvancedEventSelectors"):
-        return ["advanced event selectors replace the ones the lake declares"]
-    basic = [s for s in selectors.get("EventSelectors", []) if s.get("ReadWriteType") == "All"]
-    found = []
-    if not any(s.get("IncludeManagementEvents") for s in basic):
-        found.append("not every management event is logged")
-    logged = {
+def _logged_objects(selectors: list[dict[str, Any]]) -> set[str]:
+    """The S3 object prefixes (``arn:aws:s3:::<bucket>/``) whose events ``selectors`` log."""
+    return {
         value
-        for s in basic
+        for s in selectors
         for resource in s.get("DataResources", [])
         if resource.get("Type") == "AWS::S3::Object"
         for value in resource.get("Values", [])
     }
+
+
+def selector_faults(selectors: dict[str, Any], prefixes: list[str], written: Sequence[str] = ()) -> list[str]:
+    """What the trail no longer logs, from its ``GetEventSelectors``: every management event,
+    each of ``prefixes``' S3 object events (``arn:aws:s3:::<bucket>/``), reads and writes, and the
+    object writes of each of ``written``."""
+    if selectors.get("AdvancedEventSelectors"):
+        return ["advanced event selectors replace the ones the lake declares"]
+    basic = selectors.get("EventSelectors", [])
+    every = [s for s in basic if s.get("ReadWriteType") == "All"]
+    found = []
+    if not any(s.get("IncludeManagementEvents") for s in every):
+        found.append("not every management event is logged")
+    # "arn:aws:s3" stands for every bucket's objects (CloudTrail's selector syntax)
+    any_bucket = {"arn:aws:s3", "arn:aws:s3:::"}
+    logged = _logged_objects(every)
     for prefix in prefixes:
-        # "arn:aws:s3" stands for every bucket's objects (CloudTrail's selector syntax)
-        if prefix not in logged and not logged & {"arn:aws:s3", "arn:aws:s3:::"}:
+        if prefix not in logged and not logged & any_bucket:
             found.append(f"no S3 data events (reads and writes) for {prefix}")
+    writes = _logged_objects([s for s in basic if s.get("ReadWriteType") in ("All", "WriteOnly")])
+    for prefix in written:
+        if prefix not in writes and not writes & any_bucket:
+            found.append(f"no S3 object writes logged for {prefix}")
     return found
 
 
@@ -106,10 +120,11 @@ def _client() -> Any:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     trail = os.environ["TRAIL_NAME"]
     prefixes = [p for p in os.environ.get("DATA_EVENT_PREFIXES", "").split(",") if p]
+    written = [p for p in os.environ.get("WRITE_EVENT_PREFIXES", "").split(",") if p]
     client = _client()
     status = client.get_trail_status(Name=trail)
     found = faults(status, datetime.now(UTC))
-    found += selector_faults(client.get_event_selectors(TrailName=trail), prefixes)
+    found += selector_faults(client.get_event_selectors(TrailName=trail), prefixes, written)
     if found:
         logger.error(
             "the trail does not log or deliver what it should", extra={"trail": trail, "faults": found}
