@@ -252,7 +252,10 @@ class TrailCheck(Construct):
             environment={
                 "TRAIL_NAME": trail.name,
                 "DATA_EVENT_PREFIXES": Fn.join(",", [f"{b.bucket_arn}/" for b in trail.data_buckets]),
-                "WRITE_EVENT_PREFIXES": Fn.join(",", [f"{b.bucket_arn}/" for b in trail.written_buckets]),
+                # (Fn.join refuses an empty list)
+                "WRITE_EVENT_PREFIXES": Fn.join(",", [f"{b.bucket_arn}/" for b in trail.written_buckets])
+                if trail.written_buckets
+                else "",
                 "POWERTOOLS_SERVICE_NAME": TRAIL_CHECK_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": TRAIL_CHECK_NAMESPACE,
             },

@@ -10,13 +10,16 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Annotations, Match, Template
 from cfn_resolve import ACCOUNT, REGION, Resolver, key_id
 from lake_app import Synth, api_call_event, app_context, assumed_role, synthesize
 from log_filter import matches
 
 from cdk_constructs.alerts import AlertTopic
-from cdk_constructs.audit import MAX_FILTER_PATTERN, iam_change_pattern
+from cdk_constructs.audit import MAX_FILTER_PATTERN, AuditTrail, TrailCheck, iam_change_pattern
 from cdk_constructs.bootstrap import assets_bucket_name, execution_role_arn
 from cdk_constructs.lake_formation import CHANGES
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS, LakeBucket, LakeStorage
@@ -1148,3 +1151,50 @@ def test_the_storage_constructs_documented_defaults() -> None:
     warned = Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp("not supported"))
     assert [w.id for w in warned] == [f"/{snapshot.node.path}"]
     assert "SNAPSHOT is not supported for lake buckets; the bucket is retained" in str(warned[0].entry.data)
+
+
+def test_the_trail_constructs_documented_defaults() -> None:
+    # GIVEN a trail given only its data buckets (a fork reusing the construct), and its check
+    stack = cdk.Stack(cdk.App(context=app_context()), "Defaults")
+    key = kms.Key(stack, "Key")
+    audit = LakeBucket(
+        stack,
+        "Audit",
+        encryption_key=None,
+        sse_s3_because="A bucket of this test alone, which holds no object and never will.",
+        server_access_logs_bucket=None,
+        removal_policy=cdk.RemovalPolicy.DESTROY,
+    )
+    data = s3.Bucket.from_bucket_name(stack, "Data", "t-data")
+    trail = AuditTrail(
+        stack,
+        "Trail",
+        name="t-audit",
+        bucket=audit.bucket,
+        key=key,
+        data_buckets=[data],
+        log_retention=logs.RetentionDays.ONE_WEEK,
+        removal_policy=cdk.RemovalPolicy.DESTROY,
+    )
+    TrailCheck(
+        stack,
+        "Check",
+        trail=trail,
+        schedule_group="t",
+        powertools_layer=lambda_.LayerVersion.from_layer_version_arn(
+            stack,
+            "Layer",
+            f"arn:aws:lambda:{REGION}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-arm64:1",
+        ),
+        logs_key=key,
+        log_retention=logs.RetentionDays.ONE_WEEK,
+        removal_policy=cdk.RemovalPolicy.DESTROY,
+    )
+    template = Template.from_stack(stack)
+    # THEN no bucket is logged for its writes alone, and the check is told of none
+    (props,) = [t["Properties"] for t in template.find_resources("AWS::CloudTrail::Trail").values()]
+    assert [s["ReadWriteType"] for s in props["EventSelectors"]] == ["All", "All"]
+    (function,) = template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": "trail_check.lambda_handler"}}
+    ).values()
+    assert function["Properties"]["Environment"]["Variables"]["WRITE_EVENT_PREFIXES"] == ""
