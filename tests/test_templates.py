@@ -486,6 +486,36 @@ def test_state_machine_roles_serve_only_this_accounts_state_machines(synth: Synt
         }
 
 
+#: Job arguments whose S3 locations Glue loads code from at the start of every run.
+CODE_ARGUMENTS = ("--extra-py-files", "--extra-jars", "--extra-files")
+
+
+def test_every_glue_job_runs_code_from_a_bucket_whose_writes_alert(synth: Synth) -> None:
+    # Glue reads a job's script and its extra files at every run: where anyone could overwrite
+    # them unseen, the job's role (raw PII) would run their code with no change to the job
+    foundation = synth.lake.foundation
+    (watched,) = [
+        synth.resolved(
+            foundation, r["Properties"]["EventPattern"]["detail"]["requestParameters"]["bucketName"]
+        )
+        for r in synth.template_json(foundation)["Resources"].values()
+        if r["Type"] == "AWS::Events::Rule"
+        and r["Properties"]["EventPattern"]["source"] == ["aws.s3"]
+        and "PutObject" in r["Properties"]["EventPattern"]["detail"]["eventName"]
+    ]
+    jobs = 0
+    for stack, logical, resource in _resources_of(synth, "AWS::Glue::Job"):
+        props = synth.resolved(stack, resource["Properties"])
+        arguments = props.get("DefaultArguments", {})
+        locations = [props["Command"]["ScriptLocation"]]
+        locations += [loc for arg in CODE_ARGUMENTS if arg in arguments for loc in arguments[arg].split(",")]
+        assert len(locations) >= 2, logical  # the entry point and the transforms
+        for location in locations:
+            assert location.removeprefix("s3://").split("/")[0] in watched, (logical, location)
+        jobs += 1
+    assert jobs >= 1
+
+
 #: The resources the alerts on changes outside a deployment find by the stage's name prefix (the
 #: IAM alarm in cdk_constructs/audit.py, the EventBridge rules in stacks/foundation.py), and the
 #: property that names each.
