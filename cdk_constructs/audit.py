@@ -398,7 +398,8 @@ class AuditQueries(Construct):
     """The ``cloudtrail`` table (partition projection, no crawler) and the audit named queries.
 
     The queries come from ``sql/audit/*.sql``; ``{{pii_key_regex}}`` becomes a regex of the
-    prefixes where PII lives (``pii_prefixes``, ``bucket/key-prefix``).
+    prefixes where PII lives (``pii_prefixes``, ``bucket/key-prefix``), ``{{assets_bucket}}`` the
+    CDK assets bucket (``assets_bucket``), whose object writes the trail logs.
     """
 
     def __init__(
@@ -410,6 +411,7 @@ class AuditQueries(Construct):
         trail_bucket_name: str,
         workgroup: athena.CfnWorkGroup,
         pii_prefixes: Sequence[str],
+        assets_bucket: str,
         lake_formation: bool,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -446,7 +448,7 @@ class AuditQueries(Construct):
             storage=CLOUDTRAIL_STORAGE,
         )
         self.queries: dict[str, athena.CfnNamedQuery] = {}
-        values = {"pii_key_regex": sql.regex_for_prefixes(list(pii_prefixes))}
+        values = {"pii_key_regex": sql.regex_for_prefixes(list(pii_prefixes)), "assets_bucket": assets_bucket}
         for query in sql.load("audit"):
             named = athena.CfnNamedQuery(
                 self,

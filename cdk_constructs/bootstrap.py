@@ -6,6 +6,17 @@ from __future__ import annotations
 
 from aws_cdk import DefaultStackSynthesizer, Fn, Stack
 
+#: The S3 data events that write or remove an object of :func:`assets_bucket_name`, or change its
+#: ACL (``DeleteObjects`` names no key). ``sql/audit/deployment_asset_writes.sql`` lists the same.
+ASSET_WRITES = (
+    "PutObject",
+    "CopyObject",
+    "CompleteMultipartUpload",
+    "PutObjectAcl",
+    "DeleteObject",
+    "DeleteObjects",
+)
+
 
 def _synthesizer(stack: Stack) -> DefaultStackSynthesizer:
     synthesizer = stack.synthesizer

@@ -15,6 +15,7 @@ from constructs import Construct
 
 from cdk_constructs.athena import sql_workgroup
 from cdk_constructs.audit import AuditQueries
+from cdk_constructs.bootstrap import assets_bucket_name
 from cdk_constructs.catalog import CuratedTables, RawTables, database
 from cdk_constructs.ingestion import error_prefix, raw_prefix, rejected_prefix
 from cdk_constructs.lake_formation import CatalogPermissions, GovernedTable, RowFilter, TableGrant
@@ -112,6 +113,7 @@ class CatalogStack(Stack):
                 trail_bucket_name=storage.audit.bucket_name,
                 workgroup=self.audit_workgroup,
                 pii_prefixes=pii_key_prefixes(datasets),
+                assets_bucket=assets_bucket_name(self),
                 lake_formation=lake_formation,
             )
 

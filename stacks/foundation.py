@@ -14,7 +14,12 @@ from constructs import Construct
 
 from cdk_constructs.alerts import AlertRules, AlertTopic, CostBudget, WatchedCalls, alarm_above
 from cdk_constructs.audit import AuditTrail, IamChanges, TrailCheck
-from cdk_constructs.bootstrap import assets_bucket_name, execution_role_arn, file_publishing_role_arn
+from cdk_constructs.bootstrap import (
+    ASSET_WRITES,
+    assets_bucket_name,
+    execution_role_arn,
+    file_publishing_role_arn,
+)
 from cdk_constructs.functions import powertools_layer
 from cdk_constructs.keys import LakeKeys
 from cdk_constructs.lake_formation import CHANGES
@@ -451,17 +456,6 @@ class FoundationStack(Stack):
 
 #: Bucket settings whose change can open a bucket, stop encrypting, expire or copy its objects
 #: (CloudTrail's event names: the lifecycle call is PutBucketLifecycle).
-#: The S3 data events that write or remove an object (``DeleteObjects`` names no key: the
-#: message gives none).
-ASSET_WRITES = (
-    "PutObject",
-    "CopyObject",
-    "CompleteMultipartUpload",
-    "PutObjectAcl",
-    "DeleteObject",
-    "DeleteObjects",
-)
-
 BUCKET_GUARDS = (
     "PutBucketPolicy",
     "DeleteBucketPolicy",

@@ -29,11 +29,13 @@ from lake_app import (
     tag_expression,
 )
 
+from cdk_constructs.bootstrap import ASSET_WRITES
 from cdk_constructs.lake_formation import LakeFormationSetup, Zone
 from cdk_constructs.macie import ALLOW_LIST_REGEX, CUSTOM_IDENTIFIERS, RESULTS_PREFIX
 from config import get_stage
 from datalake import sql
 from datalake.dataset import DATASETS_DIR, load_dataset
+from datalake.sql import SQL_DIR
 from stacks.catalog import pii_key_prefixes
 from stacks.foundation import FoundationStack
 
@@ -668,7 +670,11 @@ def test_audit_named_queries_run_in_the_audit_workgroup(catalog: Template) -> No
         q["Properties"]["Name"]: q["Properties"]
         for q in _of_type(catalog, "AWS::Athena::NamedQuery").values()
     }
-    assert set(queries) == {"audit: who read pii", "audit: lake formation changes"}
+    assert set(queries) == {
+        "audit: who read pii",
+        "audit: lake formation changes",
+        "audit: deployment asset writes",
+    }
     (wg_id,) = _of_type(catalog, "AWS::Athena::WorkGroup")
     for q in queries.values():
         assert q["WorkGroup"] == {"Ref": wg_id}
@@ -677,6 +683,18 @@ def test_audit_named_queries_run_in_the_audit_workgroup(catalog: Template) -> No
     assert (
         sql.regex_for_prefixes(pii_key_prefixes((ORDERS,))) in queries["audit: who read pii"]["QueryString"]
     )
+    # the writes are those of the bucket the trail logs them for, the calls those the rule watches
+    assets = {"Fn::Sub": "cdk-hnb659fds-assets-${AWS::AccountId}-${AWS::Region}"}
+    assert assets in queries["audit: deployment asset writes"]["QueryString"]["Fn::Join"][1]
+    listed = re.search(
+        r"eventname IN \((.*?)\)", (SQL_DIR / "audit" / "deployment_asset_writes.sql").read_text(), re.S
+    )
+    assert listed is not None
+    assert re.findall(r"'(\w+)'", listed.group(1)) == list(ASSET_WRITES)
+
+
+ASSETS_BUCKET = "cdk-hnb659fds-assets-123456789012-eu-west-1"
+PUBLISHER = "cdk-hnb659fds-file-publishing-role-123456789012-eu-west-1"
 
 
 def _cloudtrail_rows(today: date) -> list[tuple[Any, ...]]:
@@ -684,9 +702,16 @@ def _cloudtrail_rows(today: date) -> list[tuple[Any, ...]]:
     iso = lambda n, h=10: (today - timedelta(days=n)).isoformat() + f"T{h:02}:00:00Z"  # noqa: E731
 
     def s3(
-        who: str, key: str, n: int, *, error: str | None = None, event: str = "GetObject", h: int = 10
+        who: str,
+        key: str,
+        n: int,
+        *,
+        error: str | None = None,
+        event: str = "GetObject",
+        h: int = 10,
+        bucket: str = "lake-sbx-curated-123456789012-eu-west-1",
     ) -> tuple[Any, ...]:
-        params = json.dumps({"bucketName": "lake-sbx-curated-123456789012-eu-west-1", "key": key})
+        params = json.dumps({"bucketName": bucket, "key": key})
         return (
             who,
             "AssumedRole",
@@ -751,12 +776,26 @@ def _cloudtrail_rows(today: date) -> list[tuple[Any, ...]]:
         lf("arn:aws:sts::1:assumed-role/admin/yoon", "DeleteLakeFormationOptIn", 6),
         lf("arn:aws:sts::1:assumed-role/admin/jung", "GetDataAccess", 2),  # a read, not a change
         lf("arn:aws:sts::1:assumed-role/admin/han", "DeleteLFTag", 50),  # too old
+        # the CDK assets bucket: a deployment publishes a script, a person overwrites it later;
+        # a job run reads it, and an older write is out of the window
+        s3(
+            f"arn:aws:sts::1:assumed-role/{PUBLISHER}/cdk",
+            "f9226.py",
+            3,
+            event="PutObject",
+            bucket=ASSETS_BUCKET,
+        ),
+        s3("arn:aws:sts::1:assumed-role/admin/ko", "f9226.py", 2, event="PutObject", bucket=ASSETS_BUCKET),
+        s3("arn:aws:sts::1:assumed-role/orders-job/glue", "f9226.py", 1, bucket=ASSETS_BUCKET),
+        s3("arn:aws:sts::1:assumed-role/admin/ko", "old.py", 45, event="PutObject", bucket=ASSETS_BUCKET),
     ]
 
 
 @pytest.mark.parametrize("query", sql.load("audit"), ids=lambda q: q.name)
 def test_audit_queries_parse_as_trino_and_answer_on_sample_events(query: sql.SqlFile) -> None:
-    text = query.render({"pii_key_regex": sql.regex_for_prefixes(pii_key_prefixes((ORDERS,)))})
+    text = query.render(
+        {"pii_key_regex": sql.regex_for_prefixes(pii_key_prefixes((ORDERS,))), "assets_bucket": ASSETS_BUCKET}
+    )
     sqlglot.parse_one(text, read="trino")  # raises on a syntax error
     assert text.count("?") == 1  # one execution parameter: the days
     con = duckdb.connect()
@@ -777,6 +816,13 @@ def test_audit_queries_parse_as_trino_and_answer_on_sample_events(query: sql.Sql
             ("kim", True, "orders", "athena.amazonaws.com", "orders"),
             ("lee", False, None, "10.0.0.1", "orders_quarantine"),
             ("AWSLF-00-AT-1-EXAMPLE02", True, None, "10.0.0.1", "orders"),
+        ]
+    elif query.name == "deployment_asset_writes":
+        # role (of the assumed-role ARN), call, key: a deployment's publishing and a person's
+        # overwrite alike, newest first; reads, other buckets and older writes are not listed
+        assert [(r[1].split("/")[1], r[2], r[3]) for r in result] == [
+            ("admin", "PutObject", "f9226.py"),
+            (PUBLISHER, "PutObject", "f9226.py"),
         ]
     else:
         assert [(r[1].split("/")[-1], r[2]) for r in result] == [
