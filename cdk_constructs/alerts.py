@@ -257,8 +257,6 @@ class WatchedCalls(NamedTuple):
     by_people: bool = False
     #: What the calls do, for the rule's description (default: the calls' names).
     summary: str | None = None
-    #: The calls' ``eventSource`` prefix, where it is not ``service`` (Macie: ``macie2``).
-    event_source: str | None = None
     #: A request parameter naming what within the resource the call acted on (an object's key),
     #: which the message gives too.
     item: str | None = None
@@ -383,7 +381,7 @@ class AlertRules(Construct):
             function), left out with the deployer."""
         w = watched
         detail: dict[str, object] = {
-            "eventSource": [f"{w.event_source or w.service}.amazonaws.com"],
+            "eventSource": [f"{w.service}.amazonaws.com"],
             "eventName": list(w.calls),
             "errorCode": [{"exists": False}],  # the call succeeded
         }

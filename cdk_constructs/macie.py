@@ -37,7 +37,8 @@ CUSTOM_IDENTIFIERS = {
 #: Macie calls that can stop or blind its discovery: the session disabled or paused, a job
 #: cancelled or paused, a findings filter that archives findings before anyone sees them, the
 #: allow list or an identifier changed or removed (Macie's API; their CloudTrail events come from
-#: ``macie2.amazonaws.com``, under EventBridge's source ``aws.macie``).
+#: ``macie2.amazonaws.com``, under EventBridge's source ``aws.macie2``: EventBridge's event
+#: reference, "Amazon Macie events"; Macie's findings alone come as ``aws.macie``).
 MACIE_CHANGES = (
     "DisableMacie",
     "UpdateMacieSession",
@@ -285,11 +286,10 @@ class MacieScanning(Construct):
             WatchedCalls(
                 "ChangedRule",
                 "Macie",
-                "macie",
+                "macie2",
                 MACIE_CHANGES,
                 outside_deployments=True,
                 summary="session, job, findings filter, allow list, identifier or results location changed",
-                event_source="macie2",
             ),
             deployer=execution_role_arn(Stack.of(self)),
             expected=[

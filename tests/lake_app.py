@@ -172,17 +172,15 @@ def tag_expression(grant: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-def api_call_event(
-    service: str, name: str, parameters: dict[str, Any], *, source: str | None = None, **detail: Any
-) -> dict[str, Any]:
+def api_call_event(service: str, name: str, parameters: dict[str, Any], **detail: Any) -> dict[str, Any]:
     """An "AWS API Call via CloudTrail" event as EventBridge delivers it: ``service``'s call
-    ``name`` (``eventSource`` ``<service>.amazonaws.com``, EventBridge ``source`` ``aws.<service>``
-    unless ``source`` says otherwise), by an assumed role unless ``detail`` gives another
-    ``userIdentity``."""
+    ``name`` (``eventSource`` ``<service>.amazonaws.com``, EventBridge ``source`` ``aws.<service>``,
+    as EventBridge's event reference gives each service's), by an assumed role unless ``detail``
+    gives another ``userIdentity``."""
     return {
         "version": "0",
         "detail-type": "AWS API Call via CloudTrail",
-        "source": source or f"aws.{service}",
+        "source": f"aws.{service}",
         "account": ACCOUNT,
         "region": REGION,
         "resources": [],

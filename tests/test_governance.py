@@ -457,6 +457,9 @@ def test_macie_findings_reach_the_alert_topic_with_severity(governance: Template
 def test_macie_stopped_or_blinded_outside_a_deployment_alerts(sandbox: Synth, governance: Template) -> None:
     rules = [r["Properties"] for r in _of_type(governance, "AWS::Events::Rule").values()]
     (rule,) = [r for r in rules if r["EventPattern"].get("detail-type") == ["AWS API Call via CloudTrail"]]
+    # Macie's API calls reach EventBridge as aws.macie2 (its event reference, "Amazon Macie
+    # events"); its findings as aws.macie
+    assert rule["EventPattern"]["source"] == ["aws.macie2"]
     pattern = sandbox.event_pattern(sandbox.lake.governance, rule["EventPattern"])
     (function_role,) = [
         lid
@@ -467,7 +470,7 @@ def test_macie_stopped_or_blinded_outside_a_deployment_alerts(sandbox: Synth, go
     def call(name: str, issuer: str | None, **detail: Any) -> dict[str, Any]:
         user = {"type": "IAMUser", "arn": f"arn:aws:iam::{ACCOUNT}:user/kim"}
         identity = user if issuer is None else assumed_role(issuer)
-        return api_call_event("macie2", name, {}, source="aws.macie", userIdentity=identity, **detail)
+        return api_call_event("macie2", name, {}, userIdentity=identity, **detail)
 
     (results_role,) = [
         lid

@@ -486,6 +486,21 @@ def test_state_machine_roles_serve_only_this_accounts_state_machines(synth: Synt
         }
 
 
+def test_every_rule_on_api_calls_names_the_source_eventbridge_gives_their_service(synth: Synth) -> None:
+    # EventBridge delivers a call CloudTrail logged from <service>.amazonaws.com under the source
+    # aws.<service> (its event reference, for each service: Macie's calls as aws.macie2, while its
+    # findings come as aws.macie): a rule with another source matches nothing, silently
+    rules = 0
+    for _, logical, resource in _resources_of(synth, "AWS::Events::Rule"):
+        pattern = resource["Properties"]["EventPattern"]
+        if pattern.get("detail-type") != ["AWS API Call via CloudTrail"]:
+            continue
+        sources = [s.removesuffix(".amazonaws.com") for s in pattern["detail"]["eventSource"]]
+        assert pattern["source"] == [f"aws.{s}" for s in sources], logical
+        rules += 1
+    assert rules >= 10
+
+
 #: Job arguments whose S3 locations Glue loads code from at the start of every run.
 CODE_ARGUMENTS = ("--extra-py-files", "--extra-jars", "--extra-files")
 
