@@ -1089,6 +1089,18 @@ def test_a_lake_bucket_says_why_it_is_not_kms_encrypted_and_is_locked_only_when_
         )
 
 
+def _test_bucket(stack: cdk.Stack, construct_id: str, removal_policy: cdk.RemovalPolicy) -> LakeBucket:
+    """A lake bucket with nothing but what it requires."""
+    return LakeBucket(
+        stack,
+        construct_id,
+        encryption_key=None,
+        sse_s3_because="A bucket of this test alone, which holds no object and never will.",
+        server_access_logs_bucket=None,
+        removal_policy=removal_policy,
+    )
+
+
 def test_the_storage_constructs_documented_defaults() -> None:
     # GIVEN the lake's buckets with only what they require (a fork reusing the construct) and a
     # prefix of rejections, and one bucket given a removal policy the lake does not support
@@ -1103,14 +1115,7 @@ def test_the_storage_constructs_documented_defaults() -> None:
         analytics_key=keys["Analytics"],
         rejected_prefixes=["x_rejected/"],
     )
-    snapshot = LakeBucket(
-        stack,
-        "Snapshot",
-        encryption_key=None,
-        sse_s3_because="A bucket of this test alone, which holds no object and never will.",
-        server_access_logs_bucket=None,
-        removal_policy=cdk.RemovalPolicy.SNAPSHOT,
-    )
+    snapshot = _test_bucket(stack, "Snapshot", cdk.RemovalPolicy.SNAPSHOT)
     template = Template.from_stack(stack)
     buckets = template.find_resources("AWS::S3::Bucket")
 
@@ -1157,14 +1162,7 @@ def test_the_trail_constructs_documented_defaults() -> None:
     # GIVEN a trail given only its data buckets (a fork reusing the construct), and its check
     stack = cdk.Stack(cdk.App(context=app_context()), "Defaults")
     key = kms.Key(stack, "Key")
-    audit = LakeBucket(
-        stack,
-        "Audit",
-        encryption_key=None,
-        sse_s3_because="A bucket of this test alone, which holds no object and never will.",
-        server_access_logs_bucket=None,
-        removal_policy=cdk.RemovalPolicy.DESTROY,
-    )
+    audit = _test_bucket(stack, "Audit", cdk.RemovalPolicy.DESTROY)
     data = s3.Bucket.from_bucket_name(stack, "Data", "t-data")
     trail = AuditTrail(
         stack,
