@@ -10,6 +10,7 @@ import pytest
 from lake_app import SWITCHED, WITHOUT_AUDIT, synthesize
 
 from config import get_stage
+from datalake import cost as cost_model
 from datalake.cost import (
     PRICES,
     REPORT_TRANSITIONS,
@@ -37,6 +38,15 @@ def test_price_file_is_dated_and_sourced() -> None:
     for section in ("idle", "usage"):
         for name, entry in PRICE_FILE[section].items():
             assert entry["price"] > 0 and entry["source"].startswith("https://"), name
+
+
+def test_every_price_in_the_file_is_one_the_model_reads() -> None:
+    # a price no figure uses is one nobody checks when the file is copied for another region
+    model = Path(cost_model.__file__).read_text()
+    unread = [
+        name for section in ("idle", "usage") for name in PRICE_FILE[section] if f'"{name}"' not in model
+    ]
+    assert unread == []
 
 
 @pytest.mark.parametrize(
