@@ -36,6 +36,7 @@ PARTS = {
         "test_firehose_transform",
         "test_custom_resources",
         "test_trail_check",
+        "test_glue_log_retention",
         "test_replay",
         "test_erase",
         "test_backfill",

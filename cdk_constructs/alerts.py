@@ -14,6 +14,7 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
@@ -283,7 +284,8 @@ def _nested(path: tuple[str, ...], leaf: object) -> dict[str, object]:
 
 
 class AlertRules(Construct):
-    """EventBridge rules that turn service events into readable messages on the alert topic.
+    """EventBridge rules that turn service events into readable messages on the alert topic (and
+    hand a few to a function of the lake: :meth:`invoke`).
 
     Undeliverable alerts (a key or topic policy broken by hand) land in an encrypted dead-letter
     queue after a day of retries instead of vanishing, and a message waiting there alarms (to the
@@ -346,7 +348,52 @@ class AlertRules(Construct):
         paths: dict[str, str],
     ) -> events.CfnRule:
         """A rule matching ``pattern`` that publishes ``template`` (``<name>`` filled from ``paths``)."""
-        dlq = self.dead_letter_queue
+        return self._rule(
+            construct_id,
+            description=description,
+            pattern=pattern,
+            target_id="AlertTopic",
+            arn=self._topic.topic_arn,
+            input_transformer=events.CfnRule.InputTransformerProperty(
+                input_paths_map=paths, input_template=template
+            ),
+        )
+
+    def invoke(
+        self, construct_id: str, *, description: str, pattern: dict[str, object], function: lambda_.IFunction
+    ) -> events.CfnRule:
+        """A rule matching ``pattern`` that hands the event to ``function`` (asynchronously), with
+        the same retries and dead-letter queue as the alerts, and leave to invoke it for this rule
+        alone."""
+        rule = self._rule(
+            construct_id,
+            description=description,
+            pattern=pattern,
+            target_id="Function",
+            arn=function.function_arn,
+        )
+        lambda_.CfnPermission(
+            self,
+            f"{construct_id}Invoke",
+            action="lambda:InvokeFunction",
+            function_name=function.function_arn,
+            principal="events.amazonaws.com",
+            source_arn=rule.attr_arn,
+        )
+        return rule
+
+    def _rule(
+        self,
+        construct_id: str,
+        *,
+        description: str,
+        pattern: dict[str, object],
+        target_id: str,
+        arn: str,
+        input_transformer: events.CfnRule.InputTransformerProperty | None = None,
+    ) -> events.CfnRule:
+        """A rule of this group with its one target: a day of retries, then the dead-letter queue,
+        whose policy lets every rule of the group send."""
         rule = events.CfnRule(
             self,
             construct_id,
@@ -354,12 +401,12 @@ class AlertRules(Construct):
             event_pattern=pattern,
             targets=[
                 events.CfnRule.TargetProperty(
-                    id="AlertTopic",
-                    arn=self._topic.topic_arn,
-                    input_transformer=events.CfnRule.InputTransformerProperty(
-                        input_paths_map=paths, input_template=template
+                    id=target_id,
+                    arn=arn,
+                    input_transformer=input_transformer,
+                    dead_letter_config=events.CfnRule.DeadLetterConfigProperty(
+                        arn=self.dead_letter_queue.queue_arn
                     ),
-                    dead_letter_config=events.CfnRule.DeadLetterConfigProperty(arn=dlq.queue_arn),
                     retry_policy=events.CfnRule.RetryPolicyProperty(
                         maximum_event_age_in_seconds=86400, maximum_retry_attempts=20
                     ),

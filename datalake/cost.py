@@ -63,6 +63,7 @@ NO_IDLE_CHARGE = {
     "AWS::LakeFormation::TagAssociation": "free",
     "AWS::Lambda::EventInvokeConfig": "free",
     "AWS::Lambda::Function": "per request and GB-second",
+    "AWS::Lambda::Permission": "free",
     "AWS::Logs::LogGroup": "per GB ingested and stored",
     "AWS::Logs::LogStream": "free",
     "AWS::Logs::MetricFilter": "free; its custom metric is charged pro rata for the hours it has data (a match)",

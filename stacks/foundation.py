@@ -21,6 +21,7 @@ from cdk_constructs.bootstrap import (
     file_publishing_role_arn,
 )
 from cdk_constructs.functions import powertools_layer
+from cdk_constructs.glue_logs import GlueLogRetention
 from cdk_constructs.keys import LakeKeys
 from cdk_constructs.lake_formation import CHANGES
 from cdk_constructs.macie import ResultsRepository, allow_macie_to_decrypt, allow_macie_to_store_results
@@ -195,6 +196,19 @@ class FoundationStack(Stack):
             ),
             deployer=execution_role_arn(self),
             expected=[file_publishing_role_arn(self)],
+        )
+        # Glue creates the log groups of the jobs and crawlers itself: without this, they would
+        # keep their logs (a failed row's values among them) forever.
+        self.glue_log_retention = GlueLogRetention(
+            self,
+            "GlueLogRetention",
+            prefix=stage.prefix,
+            retention_days=stage.log_retention_days,
+            rules=self.governance_alerts,
+            alerts=self.alerts,
+            logs_key=self.keys.logs,
+            log_retention=log_retention(stage),
+            removal_policy=removal,
         )
 
     def _watched_calls(self, *, prefix: str, lake_formation: bool, redshift: bool) -> list[WatchedCalls]:

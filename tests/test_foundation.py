@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from dataclasses import replace
@@ -15,7 +16,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Annotations, Match, Template
 from cfn_resolve import ACCOUNT, REGION, Resolver, key_id
-from lake_app import Synth, api_call_event, app_context, assumed_role, synthesize
+from conftest import EVENTS
+from lake_app import Synth, api_call_event, app_context, assumed_role, policy_statements, synthesize
 from log_filter import matches
 
 from cdk_constructs.alerts import AlertTopic
@@ -1196,3 +1198,76 @@ def test_the_trail_constructs_documented_defaults() -> None:
         "AWS::Lambda::Function", {"Properties": {"Handler": "trail_check.lambda_handler"}}
     ).values()
     assert function["Properties"]["Environment"]["Variables"]["WRITE_EVENT_PREFIXES"] == ""
+
+
+def test_a_log_group_glue_creates_for_the_lake_is_handed_to_the_function_that_sets_its_retention(
+    sandbox: Synth, template: Template
+) -> None:
+    # GIVEN the rule on CloudTrail's CreateLogGroup, and the record of a group Glue created for the
+    # orders job (tests/events: an encrypted group, named after the role and configuration)
+    (rule_id,) = [
+        lid
+        for lid, r in template.find_resources("AWS::Events::Rule").items()
+        if r["Properties"]["EventPattern"]["source"] == ["aws.logs"]
+    ]
+    rule = template.find_resources("AWS::Events::Rule")[rule_id]["Properties"]
+    pattern = sandbox.event_pattern(sandbox.lake.foundation, rule["EventPattern"])
+    created = json.loads((EVENTS / "cloudtrail_create_log_group.json").read_text())
+
+    def by(role: str, group: str, **detail: Any) -> dict[str, Any]:
+        event = copy.deepcopy(created)
+        event["detail"]["userIdentity"] = assumed_role(role)
+        event["detail"]["requestParameters"]["logGroupName"] = group
+        event["detail"].update(detail)
+        return dict(event)
+
+    # THEN a job's or a crawler's group of this stage is handed over
+    assert pattern.matches_event(created)
+    assert pattern.matches_event(
+        by("lake-sbx-orders-crawler", "/aws-glue/crawlers-role/lake-sbx-orders-crawler-lake-sbx-lake")
+    )
+    # AND the groups every job of the account shares, another stage's, another team's, a group
+    # outside Glue's, or a refused call are not
+    assert not pattern.matches_event(by("lake-sbx-orders-job", "/aws-glue/jobs/output"))
+    assert not pattern.matches_event(
+        by("lake-prd-orders-job", "/aws-glue/jobs-lake-prd-orders-job-lake-prd-lake/output")
+    )
+    assert not pattern.matches_event(
+        by("other-team-job", "/aws-glue/jobs-other-team-job-lake-sbx-lake/output")
+    )
+    assert not pattern.matches_event(by("lake-sbx-orders-job", "/ecs/lake-sbx-orders"))
+    assert not pattern.matches_event(
+        by(
+            "lake-sbx-orders-job",
+            created["detail"]["requestParameters"]["logGroupName"],
+            errorCode="AccessDenied",
+        )
+    )
+    # AND the rule invokes the function, which it alone may, with the alerts' dead-letter queue
+    (target,) = rule["Targets"]
+    function_id = target["Arn"]["Fn::GetAtt"][0]
+    assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].startswith("GovernanceAlertsDlq")
+    (permission,) = template.find_resources("AWS::Lambda::Permission").values()
+    assert permission["Properties"]["SourceArn"] == {"Fn::GetAtt": [rule_id, "Arn"]}
+    assert permission["Properties"]["FunctionName"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    # AND the function sets the stage's retention, and may set it on Glue's groups alone
+    function = template.find_resources("AWS::Lambda::Function")[function_id]["Properties"]
+    assert function["Environment"]["Variables"]["RETENTION_DAYS"] == str(
+        get_stage("sandbox").log_retention_days
+    )
+    (statement,) = [
+        st
+        for st in policy_statements(template, "GlueLogRetentionPolicy")
+        if st["Action"] == "logs:PutRetentionPolicy"
+    ]
+    assert sandbox.resolved(sandbox.lake.foundation, statement["Resource"]) == (
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws-glue/*"
+    )
+    # AND a call that failed its retries alarms to the alert topic
+    (alarm,) = [
+        a["Properties"]
+        for a in template.find_resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "Errors"
+        and a["Properties"]["Dimensions"][0]["Value"] == {"Ref": function_id}
+    ]
+    assert alarm["AlarmActions"] == [{"Ref": _logical_id(template, "AWS::SNS::Topic", "AlertsTopic")}]

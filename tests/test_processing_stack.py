@@ -734,7 +734,7 @@ def test_one_dashboard_covers_the_whole_pipeline(sandbox: Synth) -> None:
         for lid, r in template["Resources"].items()
         if r["Type"] == "AWS::CloudWatch::Alarm"
     ]
-    assert len(overview["properties"]["alarms"]) == len(alarms) == 21
+    assert len(overview["properties"]["alarms"]) == len(alarms) == 22
     # each the output of the stack that holds it, for that alarm's ARN: every alarm, once
     body = next(iter(dashboards.values()))["Properties"]["DashboardBody"]["Fn::Join"][1]
     outputs = [

@@ -291,6 +291,11 @@ def test_resource_policies_let_services_act_only_for_this_account(synth: Synth) 
                     key.startswith("kms:EncryptionContext:") for key in keys
                 ):
                     unguarded.append((stack.stack_name, logical, statement.get("Sid"), statement["Action"]))
+    # a function's resource policy likewise (a permission for a service names its source)
+    for stack, logical, resource in _resources_of(synth, "AWS::Lambda::Permission"):
+        props = resource["Properties"]
+        if props["Principal"].endswith(".amazonaws.com") and not {"SourceArn", "SourceAccount"} & set(props):
+            unguarded.append((stack.stack_name, logical, None, props["Action"]))
     assert unguarded == []
 
 
