@@ -48,7 +48,8 @@ class GlueLogRetention(Construct):
     """Sets ``retention_days`` on each log group Glue creates for the stage's jobs and crawlers,
     as it creates it: an EventBridge rule on CloudTrail's ``CreateLogGroup``
     (:func:`glue_log_group_created`, one of ``rules``) hands the event to
-    ``lambda/glue_log_retention``. A call that failed three times alarms to ``alerts``.
+    ``lambda/glue_log_retention``. A failed call alarms to ``alerts`` at once, though Lambda tries
+    it twice more (the function's log says whether a retry set the retention).
 
     It needs a trail that logs management events in the account (the lake's, or the
     organization's), as every rule on CloudTrail's records does. Groups created before it was

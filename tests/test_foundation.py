@@ -1263,7 +1263,7 @@ def test_a_log_group_glue_creates_for_the_lake_is_handed_to_the_function_that_se
     assert sandbox.resolved(sandbox.lake.foundation, statement["Resource"]) == (
         f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws-glue/*"
     )
-    # AND a call that failed its retries alarms to the alert topic
+    # AND a failed call alarms to the alert topic
     (alarm,) = [
         a["Properties"]
         for a in template.find_resources("AWS::CloudWatch::Alarm").values()
