@@ -55,7 +55,7 @@ def test_a_group_deleted_before_the_call_is_no_failure(logs: Any) -> None:
     "code", ["ThrottlingException", "ServiceUnavailableException", "AccessDeniedException"]
 )
 def test_any_other_failure_fails_the_invocation_so_lambda_retries_and_the_alarm_counts_it(
-    code: str, monkeypatch: pytest.MonkeyPatch
+    code: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("RETENTION_DAYS", "30")
     client = boto3.client("logs", region_name="eu-west-1")
@@ -63,6 +63,9 @@ def test_any_other_failure_fails_the_invocation_so_lambda_retries_and_the_alarm_
         stubber.add_client_error("put_retention_policy", service_error_code=code)
         with pytest.raises(ClientError, match=code):
             glue_log_retention.lambda_handler(EVENT, LambdaContext("glue-log-retention"))
+    # and its log names the group, which the runbook sets by hand if no retry did
+    (logged,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert GROUP in logged.getMessage() and code in logged.getMessage()
 
 
 @pytest.mark.parametrize("name", ["/ecs/lake-sbx-orders", None, 7])

@@ -44,7 +44,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         _client().put_retention_policy(logGroupName=name, retentionInDays=days)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-            raise  # Lambda tries twice more, then the errors alarm says so
+            # the errors alarm sends whoever is on call here: name the group to set by hand
+            logger.error("could not set the retention of log group %s: %s", name, error)
+            raise  # Lambda tries twice more
         logger.warning("log group %s is gone already; nothing to keep", name)
         return {"logGroup": name, "retentionInDays": None}
     logger.info("log group %s now keeps its events for %d days", name, days)
