@@ -239,6 +239,8 @@ class WatchedCalls(NamedTuple):
 
     construct_id: str
     what: str
+    #: The prefix of the calls' ``eventSource`` (``<service>.amazonaws.com``), which is also
+    #: EventBridge's ``source`` for them (``aws.<service>``: Macie's calls are ``macie2``).
     service: str
     #: Event names, or EventBridge matchers such as ``{"prefix": "UpdateFunctionCode"}`` (Lambda
     #: names its events with the API's version: ``UpdateFunctionCode20150331v2``).
