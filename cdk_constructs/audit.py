@@ -206,6 +206,12 @@ class AuditTrail(Construct):
         )
 
 
+def _object_prefixes(buckets: Sequence[s3.IBucket]) -> str:
+    """``arn:aws:s3:::<bucket>/`` of each bucket, comma-separated, as the trail check reads them
+    (empty for none: ``Fn.join`` refuses an empty list)."""
+    return Fn.join(",", [f"{b.bucket_arn}/" for b in buckets]) if buckets else ""
+
+
 class TrailCheck(Construct):
     """Checks every hour that ``trail`` logs and delivers (log files and digest files to S3, events
     to CloudWatch Logs) and still logs every management event, its data buckets' S3 data events
@@ -251,11 +257,8 @@ class TrailCheck(Construct):
             layers=[powertools_layer],
             environment={
                 "TRAIL_NAME": trail.name,
-                "DATA_EVENT_PREFIXES": Fn.join(",", [f"{b.bucket_arn}/" for b in trail.data_buckets]),
-                # (Fn.join refuses an empty list)
-                "WRITE_EVENT_PREFIXES": Fn.join(",", [f"{b.bucket_arn}/" for b in trail.written_buckets])
-                if trail.written_buckets
-                else "",
+                "DATA_EVENT_PREFIXES": _object_prefixes(trail.data_buckets),
+                "WRITE_EVENT_PREFIXES": _object_prefixes(trail.written_buckets),
                 "POWERTOOLS_SERVICE_NAME": TRAIL_CHECK_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": TRAIL_CHECK_NAMESPACE,
             },
