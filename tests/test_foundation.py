@@ -927,10 +927,8 @@ def test_an_object_written_to_the_cdk_assets_bucket_outside_a_deployment_alerts(
     (watched,) = resolver.resolve(stack, rule["EventPattern"]["detail"]["requestParameters"]["bucketName"])
 
     def placed(value: str) -> str:
-        """A value of an asset manifest, as a deployment to the tests' account fills it in."""
-        for name, value_of in (("AccountId", ACCOUNT), ("Region", REGION), ("Partition", "aws")):
-            value = value.replace(f"${{AWS::{name}}}", value_of)
-        return value
+        """A value of an asset manifest (``${AWS::AccountId}``...), as a deployment fills it in."""
+        return str(resolver.resolve(stack, {"Fn::Sub": value}))
 
     # GIVEN where every stack's assets (the jobs' scripts among them) are published, and by whom
     destinations = [
