@@ -7,6 +7,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -33,6 +34,7 @@ CFN_LINT_IGNORE: list[str] = [
     "W3005",
 ]
 REGIONS = ["eu-west-1", "us-east-1", "ap-northeast-2"]
+RUNBOOK = Path(__file__).resolve().parent.parent / "docs" / "runbook.md"
 
 
 #: Both stages, every switch flipped (the variants other modules synthesize anyway), and a fork
@@ -566,6 +568,21 @@ def test_every_watched_resource_is_named_after_the_stage(synth: Synth) -> None:
             if key is not None and key in resource["Properties"]:
                 name = synth.resolved(stack, resource["Properties"][key])
                 assert name.startswith(f"{prefix}-"), (stack.stack_name, logical, name)
+
+
+def test_every_alarm_has_a_runbook_row(synth: Synth) -> None:
+    # An operator paged by an alarm knows its name alone (<stack>-<logical id>-<suffix>): the
+    # runbook's row for it is the one whose first cell's bold word ends its logical id.
+    words = set()
+    for line in RUNBOOK.read_text().splitlines():
+        if line.startswith("| ") and not line.startswith("| ---"):
+            first_cell = line.split(" | ")[0]
+            words |= {w.replace(" ", "") for w in re.findall(r"\*\*([A-Za-z ]+)\*\*", first_cell)}
+    for stack, logical, _ in _resources_of(synth, "AWS::CloudWatch::Alarm"):
+        stem = re.sub(r"[0-9A-F]{8}$", "", logical)
+        assert any(stem.endswith((w, f"{w}Alarm")) for w in words), (
+            f"{stack.stack_name} {logical}: docs/runbook.md has no row whose bold word ends {stem}"
+        )
 
 
 def test_cdk_reports_no_warnings_or_errors(synth: Synth) -> None:
