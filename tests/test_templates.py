@@ -35,6 +35,7 @@ CFN_LINT_IGNORE: list[str] = [
 ]
 REGIONS = ["eu-west-1", "us-east-1", "ap-northeast-2"]
 RUNBOOK = Path(__file__).resolve().parent.parent / "docs" / "runbook.md"
+SECURITY = RUNBOOK.with_name("security.md")
 
 
 #: Both stages, every switch flipped (the variants other modules synthesize anyway), and a fork
@@ -583,6 +584,30 @@ def test_every_alarm_has_a_runbook_row(synth: Synth) -> None:
         assert any(stem.endswith((w, f"{w}Alarm")) for w in words), (
             f"{stack.stack_name} {logical}: docs/runbook.md has no row whose bold word ends {stem}"
         )
+
+
+def test_every_role_has_a_row_in_the_security_model(synth: Synth) -> None:
+    # A reviewer finds a role of the account (by its name, or CloudFormation's
+    # <stack>-<logical id>-<suffix>) in docs/security.md's table of roles: a named role's row
+    # gives its name (<prefix>, <dataset> standing for any text), an unnamed one's the word that
+    # ends its logical id, in code.
+    names, endings = [], set()
+    for line in SECURITY.read_text().split("## Personas and service roles")[1].split("\n## ")[0].splitlines():
+        if line.startswith("| ") and not line.startswith("| ---"):
+            for code in re.findall(r"`([^`]+)`", line.split(" | ")[0]):
+                if re.fullmatch(r"[A-Za-z]+", code):
+                    endings.add(code)
+                else:
+                    names.append(re.compile(".+".join(map(re.escape, re.split(r"<[a-z]+>", code)))))
+    missing = []
+    for stack, logical, role in _resources_of(synth, "AWS::IAM::Role"):
+        name = role["Properties"].get("RoleName")
+        if name is not None:
+            if not any(n.fullmatch(synth.resolved(stack, name)) for n in names):
+                missing.append(f"{stack.stack_name}: {synth.resolved(stack, name)}")
+        elif not re.sub(r"[0-9A-F]{8}$", "", logical).endswith(tuple(endings)):
+            missing.append(f"{stack.stack_name}: {logical}")
+    assert not missing, "docs/security.md's table of roles does not name:\n" + "\n".join(missing)
 
 
 def test_cdk_reports_no_warnings_or_errors(synth: Synth) -> None:
