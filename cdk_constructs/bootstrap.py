@@ -8,6 +8,8 @@ from aws_cdk import DefaultStackSynthesizer, Fn, Stack
 
 #: The S3 data events that write or remove an object of :func:`assets_bucket_name`, or change its
 #: ACL (``DeleteObjects`` names no key). ``sql/audit/deployment_asset_writes.sql`` lists the same.
+#: The rule matches them by ``requestParameters.bucketName`` and reports ``requestParameters.key``,
+#: the fields aws-cdk-lib's own ``Bucket.on_cloud_trail_write_object`` matches for the first three.
 ASSET_WRITES = (
     "PutObject",
     "CopyObject",
