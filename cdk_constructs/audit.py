@@ -22,7 +22,7 @@ from cdk_constructs.alerts import alarm_above, alarm_without
 from cdk_constructs.catalog import TEXT_OUTPUT, database, external_table
 from cdk_constructs.functions import Unneeded, python_function
 from cdk_constructs.nag import acknowledge_regulatory
-from cdk_constructs.processing import schedule
+from cdk_constructs.state_machines import schedule
 from datalake import sql
 
 TRAIL_PREFIX = "cloudtrail"

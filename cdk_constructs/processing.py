@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from aws_cdk import Arn, ArnFormat, Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Arn, ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_glue as glue
@@ -16,19 +15,22 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
-from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from cdk_constructs.alerts import AlertRules, alarm_above, alarm_without
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, rendered
+from cdk_constructs.pipeline_definition import RUN_AGAIN_AFTER, PipelineDefinition, PipelineTargets
+from cdk_constructs.state_machines import (
+    execution_alarms,
+    logged_state_machine,
+    schedule_state_machine,
+)
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS
-from cdk_constructs.trust import service_for_this_account
 from datalake.dataset import MAX_STALE_HOURS, Dataset, Processing, schedule_interval_minutes
-from datalake.quality import EVALUATION_WORKERS, dqdl
+from datalake.quality import dqdl
 
 GLUE_JOB_DIR = Path(__file__).resolve().parent.parent / "glue_jobs" / "raw_to_curated"
 #: Glue 5.1: Spark 3.5.6, Python 3.11 (tests run the same code on pyspark 3.5.6).
@@ -37,23 +39,7 @@ METRICS_NAMESPACE = "DataLake/Processing"
 #: The counts the job publishes per run (``_publish_metrics`` in glue_jobs/raw_to_curated/job.py,
 #: which is deployed alone and cannot import this; a test keeps the two in step).
 JOB_COUNTS = ("RowsRead", "RowsWritten", "RowsQuarantined", "DuplicatesDropped", "UnplacedObjects")
-#: Retries of every state-machine task: exponential backoff with full jitter, capped.
-RETRY_INTERVAL = Duration.seconds(30)
-RETRY_MAX_DELAY = Duration.minutes(5)
-#: Errors of a StartJobRun call (not of the run it starts) worth retrying: throttling (which the
-#: optimized integration reports as Glue.AWSGlueException), a service error, the previous run still
-#: going, the account's limit of concurrent runs.
-GLUE_CALL_ERRORS = (
-    "Glue.AWSGlueException",
-    "Glue.ConcurrentRunsExceededException",
-    "Glue.InternalServiceException",
-    "Glue.OperationTimeoutException",
-    "Glue.ResourceNumberLimitExceededException",
-    "Glue.ThrottlingException",
-)
 
-#: A run that ended FAILED is started once more after this wait.
-RUN_AGAIN_AFTER = Duration.minutes(2)
 #: How long Glue may keep a new run WAITING for capacity, by execution class (Glue's "job run
 #: statuses"): a Standard run of a job without retries (this job's MaxRetries is 0) tries for up
 #: to 15 minutes, then ends FAILED; a Flex run waits up to 20 (a forced start is tried after 15),
@@ -115,274 +101,6 @@ class CatalogTarget:
     database: str
     table: str
     quarantine_table: str
-
-
-def schedule_state_machine(
-    scope: Construct,
-    construct_id: str,
-    *,
-    name: str,
-    state_machine: sfn.IStateMachine,
-    expression: str,
-    what: str,
-    group: str,
-) -> scheduler.CfnSchedule:
-    """An EventBridge Scheduler schedule (UTC) that starts ``state_machine``, with its own role,
-    in the schedule group ``group`` (``default`` is the account's)."""
-    return schedule(
-        scope,
-        construct_id,
-        name=name,
-        target_arn=state_machine.state_machine_arn,
-        action="states:StartExecution",
-        expression=expression,
-        what=what,
-        group=group,
-    )
-
-
-def schedule(
-    scope: Construct,
-    construct_id: str,
-    *,
-    name: str,
-    target_arn: str,
-    action: str,
-    expression: str,
-    what: str,
-    group: str,
-) -> scheduler.CfnSchedule:
-    """An EventBridge Scheduler schedule (UTC) in the group ``group`` that calls ``target_arn``
-    (``action`` names what its own role may do to it: ``states:StartExecution``,
-    ``lambda:InvokeFunction``) with ``{"trigger": "schedule"}``, retried for an hour."""
-    role = iam.Role(
-        scope,
-        f"{construct_id}Role",
-        assumed_by=service_for_this_account("scheduler.amazonaws.com"),
-        description=f"Starts {what} on its schedule",
-    )
-    iam.ManagedPolicy(
-        scope,
-        f"{construct_id}Policy",
-        roles=[role],
-        statements=[iam.PolicyStatement(actions=[action], resources=[target_arn])],
-    )
-    return scheduler.CfnSchedule(
-        scope,
-        construct_id,
-        name=name,
-        group_name=group,
-        description=f"Runs {what} ({expression})",
-        schedule_expression=expression,
-        schedule_expression_timezone="UTC",
-        flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
-        target=scheduler.CfnSchedule.TargetProperty(
-            arn=target_arn,
-            role_arn=role.role_arn,
-            input=json.dumps({"trigger": "schedule"}),
-            retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
-                maximum_event_age_in_seconds=3600, maximum_retry_attempts=5
-            ),
-        ),
-    )
-
-
-def state_machine_observability() -> iam.PolicyStatement:
-    """What a state machine needs for logging to CloudWatch Logs (vended delivery) and X-Ray;
-    these APIs support no resource-level permissions."""
-    return iam.PolicyStatement(
-        actions=[
-            "logs:CreateLogDelivery",
-            "logs:GetLogDelivery",
-            "logs:UpdateLogDelivery",
-            "logs:DeleteLogDelivery",
-            "logs:ListLogDeliveries",
-            "logs:PutResourcePolicy",
-            "logs:DescribeResourcePolicies",
-            "logs:DescribeLogGroups",
-            "xray:PutTraceSegments",
-            "xray:PutTelemetryRecords",
-            "xray:GetSamplingRules",
-            "xray:GetSamplingTargets",
-        ],
-        resources=["*"],
-    )
-
-
-def alert_publish_statements(topic: sns.ITopic, key: kms.IKey) -> list[iam.PolicyStatement]:
-    """Publishing to the KMS-encrypted alert topic: the topic, and its key only through SNS."""
-    return [
-        iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn]),
-        key_use_via("sns", [key], ["kms:GenerateDataKey", "kms:Decrypt"]),
-    ]
-
-
-@dataclass(frozen=True)
-class LoggedStateMachine:
-    state_machine: sfn.StateMachine
-    role: iam.Role
-    policy: iam.ManagedPolicy
-
-
-def logged_state_machine(
-    scope: Construct,
-    *,
-    ids: str,
-    name: str,
-    description: str,
-    definition: sfn.IChainable,
-    timeout: Duration,
-    statements: list[iam.PolicyStatement],
-    alert_topic: sns.ITopic,
-    logs_key: kms.IKey,
-    log_retention: logs.RetentionDays,
-    removal_policy: RemovalPolicy,
-) -> LoggedStateMachine:
-    """A traced state machine logging to a KMS-encrypted group, with a role of its own whose one
-    managed policy holds ``statements`` plus alert publishing, logging and tracing.
-
-    ``ids`` prefixes the construct ids of the log group, role and policy (``f"{ids}Logs"``...),
-    so the logical ids of existing stacks stay as they are.
-    """
-    log_group = logs.LogGroup(
-        scope, f"{ids}Logs", encryption_key=logs_key, retention=log_retention, removal_policy=removal_policy
-    )
-    role = iam.Role(
-        scope,
-        f"{ids}Role",
-        # The confused-deputy guard of Step Functions' guide ("Creating an IAM role for your state
-        # machine"): only this account's state machines in this region may assume the role.
-        assumed_by=service_for_this_account(
-            "states.amazonaws.com",
-            Stack.of(scope).format_arn(
-                service="states",
-                resource="stateMachine",
-                resource_name="*",
-                arn_format=ArnFormat.COLON_RESOURCE_NAME,
-            ),
-        ),
-        description=description,
-    )
-    state_machine = sfn.StateMachine(
-        scope,
-        "StateMachine",
-        state_machine_name=name,
-        definition_body=sfn.DefinitionBody.from_chainable(definition),
-        role=role.without_policy_updates(),
-        tracing_enabled=True,
-        timeout=timeout,
-        logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
-    )
-    policy = iam.ManagedPolicy(
-        scope,
-        f"{ids}Policy",
-        roles=[role],
-        statements=[
-            *statements,
-            *alert_publish_statements(alert_topic, logs_key),
-            state_machine_observability(),
-        ],
-    )
-    state_machine.node.add_dependency(policy)
-    return LoggedStateMachine(state_machine, role, policy)
-
-
-def execution_alarms(
-    scope: Construct, state_machine: sfn.StateMachine, *, ids: str, subject: str
-) -> list[cloudwatch.Alarm]:
-    """Alarms on ``state_machine``'s failed and timed-out executions, at the first in 5 minutes.
-    Beside the failure notices a catch publishes, they take what no catch can
-    (``States.Runtime``, ``States.DataLimitExceeded``) and the execution's own timeout.
-
-    ``ids`` prefixes the construct ids (``f"{ids}FailedAlarm"``); ``subject`` starts the
-    descriptions (``f"{subject} failed"``)."""
-    period = Duration.minutes(5)
-    return [
-        alarm_above(
-            scope,
-            f"{ids}{cid}",
-            metric,
-            threshold=0,
-            description=f"{subject} {what}",
-        )
-        for cid, metric, what in (
-            ("FailedAlarm", state_machine.metric_failed(period=period), "failed"),
-            ("TimedOutAlarm", state_machine.metric_timed_out(period=period), "timed out"),
-        )
-    ]
-
-
-def failure_notice(
-    scope: Construct,
-    *,
-    topic: sns.ITopic,
-    subject: str,
-    summary: str,
-    fail_id: str,
-    step_path: str | None = None,
-) -> tasks.SnsPublish:
-    """A ``NotifyFailure`` state: publishes "<summary> failed [at step <step>]: <error> - <cause>.
-    Execution: <console link>" (retried), then fails the execution as ``fail_id`` with the caught
-    error and its cause as the cause.
-
-    Catches route here with ``result_path="$.error"``; ``step_path`` names the failed step. The
-    caught error is not re-raised by name: it is often a reserved ``States.*`` name (a failed Glue
-    run is ``States.TaskFailed``), which a Fail state must not raise; the Step Functions
-    interpreter the tests run (moto's port of LocalStack's) fails the execution with
-    ``States.Runtime`` instead."""
-    values = [sfn.JsonPath.string_at(step_path)] if step_path else []
-    message = sfn.JsonPath.format(
-        f"{summary} failed{' at step {}' if step_path else ''}: {{}} - {{}}. Execution: "
-        f"https://console.aws.amazon.com/states/home?region={Aws.REGION}#/v2/executions/details/{{}}",
-        *values,
-        sfn.JsonPath.string_at("$.error.Error"),
-        sfn.JsonPath.string_at("$.error.Cause"),
-        sfn.JsonPath.execution_id,
-    )
-    notify = tasks.SnsPublish(
-        scope,
-        "NotifyFailure",
-        topic=topic,
-        subject=subject,
-        message=sfn.TaskInput.from_text(message),
-        result_path=sfn.JsonPath.DISCARD,
-    )
-    retry(notify)
-    cause = sfn.JsonPath.format(
-        "{}: {}", sfn.JsonPath.string_at("$.error.Error"), sfn.JsonPath.string_at("$.error.Cause")
-    )
-    notify.next(sfn.Fail(scope, fail_id, error=fail_id, cause_path=cause))
-    return notify
-
-
-def quality_source(database: str, table: str, scope: str) -> dict[str, Any]:
-    """The ``GlueTable`` a data-quality evaluation reads after a run: with ``days_written``, the
-    days the run wrote (the run summary's ``quality_predicate`` as Glue's ``pushDownPredicate``);
-    with ``table``, all of it (``Processing.quality_scope``)."""
-    source: dict[str, Any] = {"DatabaseName": database, "TableName": table}
-    if scope == "days_written":
-        predicate = sfn.JsonPath.string_at("$.run.summary.quality_predicate")
-        source["AdditionalOptions"] = {"pushDownPredicate": predicate}
-    return source
-
-
-def execution_token() -> str:
-    """The idempotency token of a start call made once per execution: the SHA-256 of the
-    execution's ARN (64 hex characters, within Athena's 32 to 128 and Glue's 1 to 255). A retried
-    call that the service had in fact carried out (a timeout or a service error after the run was
-    created) gets the run it started back instead of starting a second one."""
-    return sfn.JsonPath.hash(sfn.JsonPath.string_at("$$.Execution.Id"), "SHA-256")
-
-
-def retry(state: sfn.TaskStateBase, errors: list[str] | None = None, max_attempts: int = 3) -> None:
-    state.add_retry(
-        errors=errors or ["States.ALL"],
-        interval=RETRY_INTERVAL,
-        backoff_rate=2,
-        max_attempts=max_attempts,
-        max_delay=RETRY_MAX_DELAY,
-        jitter_strategy=sfn.JitterType.FULL,
-    )
 
 
 class DatasetPipeline(Construct):
@@ -779,356 +497,43 @@ class DatasetPipeline(Construct):
         removal_policy: RemovalPolicy,
     ) -> sfn.StateMachine:
         ds = self.dataset.name
-        notify_failure = failure_notice(
+        stack = Stack.of(self)
+        crawler_arn = stack.format_arn(service="glue", resource="crawler", resource_name=self.crawler.ref)
+        graph = PipelineDefinition(
             self,
-            topic=topic,
-            subject=f"Data lake pipeline failed: {ds}",
-            summary=f"Data lake pipeline {ds}",
-            fail_id="PipelineFailed",
-            step_path="$.failedStep",
-        )
-
-        def on_failure(state: sfn.TaskStateBase, step: str) -> sfn.Pass:
-            mark = sfn.Pass(
-                self, f"{step}Failed", result=sfn.Result.from_string(step), result_path="$.failedStep"
-            )
-            mark.next(notify_failure)
-            state.add_catch(mark, errors=["States.ALL"], result_path="$.error")
-            return mark
-
-        def start_job(state_id: str) -> tasks.GlueStartJobRun:
-            task = tasks.GlueStartJobRun(
-                self,
-                state_id,
-                glue_job_name=self.job.ref,
-                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-                arguments=sfn.TaskInput.from_object({"--rebuild_days": sfn.JsonPath.string_at("$.rebuild")}),
-                # No task timeout: for this task CDK sends it as the run's Timeout, which would
-                # override the job's own (the dataset file's timeout_minutes).
-                result_selector={"JobRunId.$": "$.Id", "ExecutionTime.$": "$.ExecutionTime"},
-                result_path="$.job",
-            )
-            # Errors of the call itself are retried. A run that ended FAILED or TIMEOUT is not
-            # (Step Functions reports both as States.TaskFailed, which in a retrier would match
-            # every error): a timed-out run would time out again, at the cost of a whole timeout.
-            retry(task, errors=list(GLUE_CALL_ERRORS), max_attempts=2)
-            return task
-
-        run_job = start_job("RunJob")
-        run_again = start_job("RunJobAgain")
-        # The previous run still going (a backfill longer than the schedule's period, or the next
-        # scheduled run, started while a failed run waited to run again) is no failure for a run
-        # that only looks for new data: that run, or the next, curates it. A start that asked for
-        # days to rebuild fails instead, so the request is not dropped unseen.
-        busy = sfn.Choice(self, "OnlyNewDataRequested?")
-        for task in (run_job, run_again):
-            task.add_catch(busy, errors=["Glue.ConcurrentRunsExceededException"], result_path="$.error")
-        job_failed = on_failure(run_again, "RunJob")
-        busy.when(
-            sfn.Condition.string_equals("$.rebuild", "none"),
-            sfn.Succeed(self, "PreviousRunStillRunning", comment="The job's previous run is still running"),
-        ).otherwise(job_failed)
-        # A run that ended FAILED is started once more, two minutes later: the job is idempotent
-        # (it rebuilds whole days, and a failed run recorded nothing). Anything else is reported at
-        # once: a run that timed out, or a call that kept failing. The cause of a failed run is its
-        # JobRun as JSON, matched as text: a cause in another form is reported, not run again.
-        ended = sfn.Choice(self, "JobRunFailed?")
-        run_job.add_catch(ended, errors=["States.ALL"], result_path="$.error")
-        # rules are tried in order: a caught error without a cause never reaches the match below
-        ended.when(sfn.Condition.not_(sfn.Condition.is_present("$.error.Cause")), job_failed).when(
-            sfn.Condition.or_(
-                *[
-                    sfn.Condition.string_matches("$.error.Cause", f'*"JobRunState":{space}"FAILED"*')
-                    for space in ("", " ")
-                ]
+            PipelineTargets(
+                dataset=self.dataset,
+                job_name=self.job.ref,
+                crawler_name=self.crawler.ref,
+                crawler_arn=crawler_arn,
+                job_role_arn=self.job_role.role_arn,
+                ruleset_name=self.ruleset_name,
+                ruleset_arn=self._ruleset_arn(self.ruleset_name),
+                database=catalog.database,
+                table=catalog.table,
+                curated_bucket=curated_bucket,
             ),
-            sfn.Wait(self, "WaitBeforeRunningAgain", time=sfn.WaitTime.duration(RUN_AGAIN_AFTER)).next(
-                run_again
-            ),
-        ).otherwise(job_failed)
-
-        # The job's last act is a summary under its run id: how many days it rebuilt.
-        summary_prefix = f"{RUN_SUMMARIES}/{ds}"
-        summaries_arn = curated_bucket.arn_for_objects(f"{summary_prefix}/*")
-        read_summary = tasks.CallAwsService(
-            self,
-            "ReadRunSummary",
-            service="s3",
-            action="getObject",
-            parameters={
-                "Bucket": curated_bucket.bucket_name,
-                "Key": sfn.JsonPath.format(
-                    f"{summary_prefix}/{{}}.json", sfn.JsonPath.string_at("$.job.JobRunId")
-                ),
-            },
-            iam_resources=[summaries_arn],
-            result_selector={"summary.$": "States.StringToJson($.Body)"},
-            result_path="$.run",
+            alert_topic=topic,
+            notice_topic=notice_topic,
         )
-        retry(read_summary)
-        on_failure(read_summary, "ReadRunSummary")
-
-        start_crawler = tasks.CallAwsService(
-            self,
-            "StartCrawler",
-            service="glue",
-            action="startCrawler",
-            parameters={"Name": self.crawler.ref},
-            iam_resources=[
-                Stack.of(self).format_arn(service="glue", resource="crawler", resource_name=self.crawler.ref)
-            ],
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        already_running = sfn.Pass(self, "CrawlerAlreadyRunning")
-        start_crawler.add_catch(
-            already_running, errors=["Glue.CrawlerRunningException"], result_path=sfn.JsonPath.DISCARD
-        )
-        retry(start_crawler, errors=["Glue.ThrottlingException", "Glue.OperationTimeoutException"])
-        on_failure(start_crawler, "StartCrawler")
-
-        start_dq = tasks.CallAwsService(
-            self,
-            "StartDataQuality",
-            service="glue",
-            action="startDataQualityRulesetEvaluationRun",
-            parameters={
-                "DataSource": {
-                    "GlueTable": quality_source(
-                        catalog.database, catalog.table, self.dataset.processing.quality_scope
-                    )
-                },
-                "Role": self.job_role.role_arn,
-                "RulesetNames": [self.ruleset_name],
-                # the job's timeout, not the API's default of 48 hours (of 5 DPU): the run ends
-                # TIMEOUT, which the pipeline reports, before the pipeline itself times out
-                "Timeout": self.dataset.processing.timeout_minutes,
-                "NumberOfWorkers": EVALUATION_WORKERS,
-                "AdditionalRunOptions": {
-                    # the dashboard's metrics, and (Glue's alerts page) what lets the evaluation
-                    # publish the EventBridge event the failure rule waits for
-                    "CloudWatchMetricsEnabled": True,
-                    # an optional column's rules read "(bound) OR (ColumnValues c = NULL)", which
-                    # holds row by row only: by default Glue evaluates each side over the whole
-                    # column and fails a day holding both NULLs and values (DQDL reference)
-                    "CompositeRuleEvaluationMethod": "ROW",
-                },
-                # a retried start that Glue had carried out returns that run, not a second one
-                "ClientToken": execution_token(),
-            },
-            iam_resources=[self._ruleset_arn(self.ruleset_name)],
-            result_selector={"RunId.$": "$.RunId"},
-            result_path="$.dq",
-        )
-        retry(start_dq)
-        on_failure(start_dq, "StartDataQuality")
-        wait = sfn.Wait(self, "WaitForDataQuality", time=sfn.WaitTime.duration(Duration.seconds(60)))
-
-        def read_quality(
-            state_id: str,
-            action: str,
-            parameters: dict[str, str],
-            result_path: str,
-            selector: dict[str, str] | None = None,
-        ) -> tasks.CallAwsService:
-            """A read of the evaluation (its run or its result), retried; its catch is the caller's."""
-            task = tasks.CallAwsService(
-                self,
-                state_id,
-                service="glue",
-                action=action,
-                parameters=parameters,
-                iam_resources=[self._ruleset_arn(self.ruleset_name)],
-                result_selector=selector,
-                result_path=result_path,
-            )
-            retry(task)
-            return task
-
-        get_run = read_quality(
-            "GetDataQualityRun", "getDataQualityRulesetEvaluationRun", {"RunId.$": "$.dq.RunId"}, "$.dqRun"
-        )
-        on_failure(get_run, "GetDataQualityRun")
-        get_result = read_quality(
-            "GetDataQualityResult",
-            "getDataQualityResult",
-            {"ResultId.$": "States.ArrayGetItem($.dqRun.ResultIds, 0)"},
-            "$.dqResult",
-            {"Score.$": "$.Score", "ResultId.$": "$.ResultId"},
-        )
-        on_failure(get_result, "GetDataQualityResult")
-        dq_failed = sfn.Pass(
-            self,
-            "DataQualityFailed",
-            parameters={
-                "Error": "DataQualityFailed",
-                # the rules, so the alert says what to look at; the result id finds each rule's
-                # evaluation message: aws glue get-data-quality-result
-                "Cause.$": "States.Format('Ruleset score {} is below 1.0, rules not passed: {} (result {})', "
-                "$.dqResult.Score, States.JsonToString($.dqRules.NotPassed), $.dqResult.ResultId)",
-            },
-            result_path="$.error",
-        )
-        # Read again on this branch only, where at least one rule did not pass: the filter is an
-        # indefinite JSONPath (the full syntax, which ResultSelector takes), so it gives the
-        # DQDL text of every rule whose Result is FAIL or ERROR, in the ruleset's order.
-        read_rules = read_quality(
-            "ReadRulesNotPassed",
-            "getDataQualityResult",
-            {"ResultId.$": "$.dqResult.ResultId"},
-            "$.dqRules",
-            {"NotPassed.$": "$.RuleResults[?(@.Result != 'PASS')].Description"},
-        )
-        # the score alone still alerts when the rules cannot be read
-        read_rules.add_catch(
-            sfn.Pass(
-                self,
-                "RulesNotRead",
-                result=sfn.Result.from_object({"NotPassed": ["(not read: see the result)"]}),
-                result_path="$.dqRules",
-            ).next(dq_failed),
-            errors=["States.ALL"],
-            result_path="$.dqRulesError",
-        )
-        read_rules.next(dq_failed)
-        dq_failed.next(
-            sfn.Pass(
-                self,
-                "DataQualityStep",
-                result=sfn.Result.from_string("DataQuality"),
-                result_path="$.failedStep",
-            )
-        ).next(notify_failure)
-        counts = [
-            sfn.JsonPath.string_at(f"States.JsonToString($.run.summary.{n})")
-            for n in ("partitions_rebuilt", "rows_written", "rows_quarantined", "duplicates_dropped")
-        ]
-        done = sfn.Succeed(self, "Done")
-
-        def notify_success(state_id: str, quality: str, *quality_args: str) -> tasks.SnsPublish:
-            notice = tasks.SnsPublish(
-                self,
-                state_id,
-                topic=notice_topic,
-                subject=f"Data lake pipeline succeeded: {ds}",
-                message=sfn.TaskInput.from_text(
-                    sfn.JsonPath.format(
-                        f"{ds}: {{}} day(s) rebuilt with {{}} rows ({{}} quarantined, {{}} duplicates "
-                        f"dropped), {quality}, job run {{}}",
-                        *counts,
-                        *quality_args,
-                        sfn.JsonPath.string_at("$.job.JobRunId"),
-                    )
-                ),
-                result_path=sfn.JsonPath.DISCARD,
-            )
-            retry(notice)
-            on_failure(notice, state_id)
-            notice.next(done)
-            return notice
-
-        checked = notify_success(
-            "NotifySuccess",
-            "data-quality score {} on the days written",
-            sfn.JsonPath.string_at("States.JsonToString($.dqResult.Score)"),
-        )
-        # Every rebuilt day was left empty (its rows quarantined, or its keys moved to days
-        # outside the run): there is nothing to evaluate, and an evaluation of no rows has no score.
-        unchecked = notify_success("NotifyNoRowsToCheck", "no curated rows to check")
-
-        dq_status = (
-            sfn.Choice(self, "DataQualityDone?")
-            .when(sfn.Condition.string_equals("$.dqRun.Status", "SUCCEEDED"), get_result)
-            .when(
-                sfn.Condition.or_(
-                    sfn.Condition.string_equals("$.dqRun.Status", "STARTING"),
-                    sfn.Condition.string_equals("$.dqRun.Status", "RUNNING"),
-                    sfn.Condition.string_equals("$.dqRun.Status", "STOPPING"),
-                ),
-                wait,
-            )
-            .otherwise(
-                sfn.Pass(
-                    self,
-                    "DataQualityRunFailed",
-                    parameters={
-                        "Error": "DataQualityRunFailed",
-                        # the run id finds its ErrorString (optional in the response: not read here)
-                        "Cause.$": "States.Format('{} (evaluation run {})', $.dqRun.Status, $.dqRun.RunId)",
-                    },
-                    result_path="$.error",
-                )
-                .next(
-                    sfn.Pass(
-                        self,
-                        "DataQualityRunStep",
-                        result=sfn.Result.from_string("DataQualityRun"),
-                        result_path="$.failedStep",
-                    )
-                )
-                .next(notify_failure)
-            )
-        )
-        score_ok = (
-            sfn.Choice(self, "DataQualityPassed?")
-            .when(sfn.Condition.number_greater_than_equals("$.dqResult.Score", 1), checked)
-            .otherwise(read_rules)
-        )
-        get_result.next(score_ok)
-        wait.next(get_run).next(dq_status)
-        any_rows = (
-            sfn.Choice(self, "AnyRowsWritten?")
-            .when(sfn.Condition.string_equals("$.run.summary.quality_predicate", ""), unchecked)
-            .otherwise(start_dq)
-        )
-        already_running.next(any_rows)
-        # Nothing new (no day rebuilt): the catalog and the data-quality score still hold, so the
-        # crawler (10-minute billing minimum) and the evaluation (5 DPU) are not started.
-        new_data = (
-            sfn.Choice(self, "AnyDayRebuilt?")
-            .when(sfn.Condition.number_greater_than("$.run.summary.partitions_rebuilt", 0), start_crawler)
-            .otherwise(
-                sfn.Succeed(self, "NothingNew", comment="The job rebuilt no day: nothing to crawl or check")
-            )
-        )
-        start_crawler.next(any_rows)
-        start_dq.next(wait)
-        run_job.next(read_summary).next(new_data)
-        run_again.next(read_summary)
-        # Started with {"rebuild": "2024-05-01..2024-05-31"} (after a rule in the dataset file
-        # changed), the job rebuilds those days too; a scheduled start has no such field.
-        definition = (
-            sfn.Choice(self, "RebuildRequested?")
-            .when(sfn.Condition.is_present("$.rebuild"), run_job)
-            .otherwise(
-                sfn.Pass(
-                    self, "OnlyNewData", result=sfn.Result.from_string("none"), result_path="$.rebuild"
-                ).next(run_job)
-            )
-        )
-
+        summaries_arn = graph.summaries_arn
         machine = logged_state_machine(
             self,
             ids="StateMachine",
             name=f"{name}-pipeline",
             description=f"Pipeline of {ds}: runs its job, crawler and data-quality checks, publishes alerts",
-            definition=definition,
+            definition=graph.definition,
             timeout=Duration.minutes(pipeline_timeout_minutes(self.dataset.processing)),
             statements=[
                 # the notices (the alerts are logged_state_machine's); same key as the alerts
                 iam.PolicyStatement(actions=["sns:Publish"], resources=[notice_topic.topic_arn]),
                 iam.PolicyStatement(
                     actions=["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"],
-                    resources=[
-                        Stack.of(self).format_arn(service="glue", resource="job", resource_name=self.job.ref)
-                    ],
+                    resources=[stack.format_arn(service="glue", resource="job", resource_name=self.job.ref)],
                 ),
                 iam.PolicyStatement(
                     actions=["glue:StartCrawler"],
-                    resources=[
-                        Stack.of(self).format_arn(
-                            service="glue", resource="crawler", resource_name=self.crawler.ref
-                        )
-                    ],
+                    resources=[crawler_arn],
                 ),
                 iam.PolicyStatement(
                     actions=[

@@ -18,7 +18,7 @@ from constructs import Construct
 from cdk_constructs.alerts import alarm_without
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, wildcard_findings
-from cdk_constructs.processing import (
+from cdk_constructs.state_machines import (
     execution_alarms,
     execution_token,
     failure_notice,

@@ -21,15 +21,14 @@ from aws_cdk.assertions import Template
 from lake_app import Synth, actions, joined_json, policy_statements, synthesize
 from moto.events.utils import EventTemplateParser
 
+from cdk_constructs.pipeline_definition import GLUE_CALL_ERRORS, quality_source
 from cdk_constructs.processing import (
-    GLUE_CALL_ERRORS,
     GLUE_JOB_DIR,
     GLUE_VERSION,
     CatalogTarget,
     DatasetPipeline,
     JobScripts,
     pipeline_timeout_minutes,
-    quality_source,
     stale_after_hours,
 )
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS
