@@ -2,7 +2,8 @@
 notify; every failure to the alert topic with the step that failed.
 
     RebuildRequested? -> RunJob -> ReadRunSummary -> AnyDayRebuilt? -> StartCrawler
-      -> AnyRowsWritten? -> StartDataQuality -> (WaitForDataQuality -> GetDataQualityRun)*
+      -> AnyRowsWritten? -> StartDataQuality
+      -> (WaitForDataQuality -> GetDataQualityRun -> DataQualityDone?), until it is done
       -> GetDataQualityResult -> DataQualityPassed? -> NotifySuccess -> Done
 
 :class:`PipelineDefinition` builds the states in the scope it is given (the dataset's
