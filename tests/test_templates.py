@@ -574,16 +574,42 @@ def test_every_watched_resource_is_named_after_the_stage(synth: Synth) -> None:
 def test_every_alarm_has_a_runbook_row(synth: Synth) -> None:
     # An operator paged by an alarm knows its name alone (<stack>-<logical id>-<suffix>): the
     # runbook's row for it is the one whose first cell's bold word ends its logical id.
-    words = set()
-    for line in RUNBOOK.read_text().splitlines():
-        if line.startswith("| ") and not line.startswith("| ---"):
-            first_cell = line.split(" | ")[0]
-            words |= {w.replace(" ", "") for w in re.findall(r"\*\*([A-Za-z ]+)\*\*", first_cell)}
+    words = {
+        w.replace(" ", "")
+        for cell in _runbook_first_cells()
+        for w in re.findall(r"\*\*([A-Za-z ]+)\*\*", cell)
+    }
     for stack, logical, _ in _resources_of(synth, "AWS::CloudWatch::Alarm"):
         stem = re.sub(r"[0-9A-F]{8}$", "", logical)
         assert any(stem.endswith((w, f"{w}Alarm")) for w in words), (
             f"{stack.stack_name} {logical}: docs/runbook.md has no row whose bold word ends {stem}"
         )
+
+
+def _runbook_first_cells() -> list[str]:
+    return [
+        line.split(" | ")[0]
+        for line in RUNBOOK.read_text().splitlines()
+        if line.startswith("| ") and not line.startswith("| ---")
+    ]
+
+
+def test_every_alert_message_has_a_runbook_row(synth: Synth) -> None:
+    # What an alert rule publishes starts with what it is about ("Lake KMS key <name>: ...",
+    # "Crawler of orders failed: ..."): the runbook's row for it says the same in bold.
+    bold = [b for cell in _runbook_first_cells() for b in re.findall(r"\*\*(.+?)\*\*", cell)]
+    datasets = "|".join(map(re.escape, synth.lake.processing.pipelines))
+    missing = []
+    for stack, logical, rule in _resources_of(synth, "AWS::Events::Rule"):
+        for target in rule["Properties"].get("Targets", []):
+            template = target.get("InputTransformer", {}).get("InputTemplate")
+            if template is None:
+                continue
+            message = re.sub(rf"\b({datasets})\b", "`<dataset>`", json.loads(template))
+            about = re.split(r"(?<!`)<(?!dataset>)|[:,]", message)[0].strip()
+            if not any(about in b for b in bold):
+                missing.append(f"{stack.stack_name} {logical}: {about!r}")
+    assert not missing, "docs/runbook.md has no row for these alerts:\n" + "\n".join(missing)
 
 
 def test_every_role_has_a_row_in_the_security_model(synth: Synth) -> None:
