@@ -101,13 +101,19 @@ PRICED = {
     "AWS::RedshiftServerless::Namespace",
     "AWS::Scheduler::Schedule",
 }
-#: State transitions of one pipeline run with nothing new: job, crawler, one data-quality poll...
-PIPELINE_TRANSITIONS = 12
-#: ...or job, run summary, choice, succeed when the state machine skips the rest on an idle run.
-PIPELINE_TRANSITIONS_SKIPPING = 4
+#: State transitions (Step Functions bills each state a run enters) of a pipeline run that
+#: rebuilt days and whose evaluation was done at its first poll: from RebuildRequested? through
+#: the job, its summary, the crawler, the evaluation's start, one wait and poll, its result and
+#: the notice to Done...
+PIPELINE_TRANSITIONS = 15
+#: ...or of a run that found nothing new: RebuildRequested?, OnlyNewData, RunJob, ReadRunSummary,
+#: AnyDayRebuilt?, NothingNew. ``tests/test_pipeline_execution.py`` counts both in executions.
+PIPELINE_TRANSITIONS_SKIPPING = 6
 #: What a pipeline definition tests to skip the crawler and data quality when the job rebuilt nothing.
 SKIP_WHEN_IDLE = "summary.partitions_rebuilt"
-REPORT_TRANSITIONS = 8
+#: A report run that succeeded: Unload (Athena's .sync integration waits within the state),
+#: MarkRunComplete, Done.
+REPORT_TRANSITIONS = 3
 #: Firehose bills ingestion per record in increments of 5 KB.
 FIREHOSE_INCREMENT = 5 * 1024
 

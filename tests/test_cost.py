@@ -57,6 +57,24 @@ def test_every_resource_type_is_priced_or_classified(variant: tuple[str, dict[st
     assert unclassified(_assembly(stage, **features)) == set()
 
 
+def test_the_report_transitions_priced_are_the_states_a_successful_run_enters() -> None:
+    synth = synthesize("sandbox")
+    stack = synth.lake.consumption
+    (props,) = [
+        r["Properties"]
+        for r in synth.template_json(stack)["Resources"].values()
+        if r["Type"] == "AWS::StepFunctions::StateMachine"
+    ]
+    definition = json.loads(synth.resolved(stack, props["DefinitionString"]))
+    # a run that succeeds goes from state to state by Next alone (no choice) to the end
+    entered, state = [], definition["StartAt"]
+    while state is not None:
+        entered.append(state)
+        state = definition["States"][state].get("Next")
+    assert definition["States"][entered[-1]]["Type"] == "Succeed"
+    assert len(entered) == REPORT_TRANSITIONS
+
+
 def test_schedules_are_counted_per_month() -> None:
     assert runs_per_month("rate(1 hour)", 730) == 730
     assert runs_per_month("rate(15 minutes)", 730) == 2920
@@ -83,7 +101,7 @@ def test_sandbox_idle_cost_counts_keys_alarms_and_the_hourly_pipeline() -> None:
     idle_run = PRICE_FILE["idle"]
     assert pipeline.monthly == pytest.approx(
         730
-        * (2 / 60 * idle_run["glue_dpu_hour"]["price"] + 4 * idle_run["step_functions_transition"]["price"])
+        * (2 / 60 * idle_run["glue_dpu_hour"]["price"] + 6 * idle_run["step_functions_transition"]["price"])
     )
 
 
@@ -100,7 +118,7 @@ def test_a_pipeline_that_always_crawls_and_checks_pays_their_minimums_every_run(
     p = {k: v["price"] for k, v in PRICE_FILE["idle"].items()}
     dpu_minutes = 2 * 1 + 10 + 5 * 1  # job 2 DPU, crawler's 10 minutes, evaluation 5 DPU
     assert pipeline.monthly == pytest.approx(
-        730 * (dpu_minutes / 60 * p["glue_dpu_hour"] + 12 * p["step_functions_transition"])
+        730 * (dpu_minutes / 60 * p["glue_dpu_hour"] + 15 * p["step_functions_transition"])
     )
     assert "crawler 10 min" in pipeline.detail
 
@@ -116,7 +134,7 @@ def test_a_job_on_larger_workers_pays_for_their_dpus() -> None:
     (pipeline,) = [line for line in idle(assembly, PRICE_FILE) if line.component.startswith("Glue pipeline")]
     p = {k: v["price"] for k, v in PRICE_FILE["idle"].items()}
     assert pipeline.monthly == pytest.approx(
-        730 * (6 / 60 * p["glue_dpu_hour"] + 4 * p["step_functions_transition"])
+        730 * (6 / 60 * p["glue_dpu_hour"] + 6 * p["step_functions_transition"])
     )
     assert "job 6 DPU x 1 min" in pipeline.detail
 
@@ -133,7 +151,7 @@ def test_a_job_on_flex_capacity_pays_the_flex_price_for_its_dpus() -> None:
     p = {k: v["price"] for k, v in PRICE_FILE["idle"].items()}
     assert p["glue_flex_dpu_hour"] < p["glue_dpu_hour"]
     assert pipeline.monthly == pytest.approx(
-        730 * (2 / 60 * p["glue_flex_dpu_hour"] + 4 * p["step_functions_transition"])
+        730 * (2 / 60 * p["glue_flex_dpu_hour"] + 6 * p["step_functions_transition"])
     )
     assert "job 2 DPU (Flex) x 1 min" in pipeline.detail
 

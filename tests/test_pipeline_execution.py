@@ -56,6 +56,8 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_funct
     WaitFunction,
 )
 
+from datalake.cost import PIPELINE_TRANSITIONS, PIPELINE_TRANSITIONS_SKIPPING
+
 REBUILT = RunResult(
     rows_read=1204, rows_written=1150, rows_quarantined=4, duplicates_dropped=50, new_objects=3,
     days=[("2024", "05", "01"), ("2024", "05", "02")], curated_days=[("2024", "05", "01"), ("2024", "05", "02")],
@@ -310,6 +312,8 @@ def test_a_run_that_rebuilt_days_crawls_checks_quality_and_reports_its_counts(la
         "WaitForDataQuality", "GetDataQualityRun", "DataQualityDone?",
         "GetDataQualityResult", "DataQualityPassed?", "NotifySuccess", "Done",
     ]  # fmt: skip
+    # the transitions `make cost` prices for such a run, done at the first poll (one poll fewer)
+    assert len(run.states) - 3 == PIPELINE_TRANSITIONS
     assert lake.waits == [60, 60]
     (job_run,) = lake.job_runs
     assert run.output["job"]["JobRunId"] == job_run
@@ -398,6 +402,7 @@ def test_a_run_with_nothing_new_stops_after_the_job_silently(lake: Lake) -> None
     assert run.states == [
         "RebuildRequested?", "OnlyNewData", "RunJob", "ReadRunSummary", "AnyDayRebuilt?", "NothingNew"
     ]  # fmt: skip
+    assert len(run.states) == PIPELINE_TRANSITIONS_SKIPPING  # what `make cost` prices an idle hour
     assert run.output["run"]["summary"]["partitions_rebuilt"] == 0
     assert lake.glue.get_crawler(Name=lake.deployed.crawler["Name"])["Crawler"]["State"] == "READY"
     assert lake.dq_requests == []
