@@ -78,13 +78,11 @@ def test_the_constraints_hold_every_pin_and_every_installed_package_at_its_versi
 
 def test_the_readme_names_every_lambda_and_glue_job_folder() -> None:
     """A newcomer reads the Folders table to find the code; a folder added without a row is lost."""
-    (row,) = [
-        line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `lambda/` |")
-    ]
+    readme = (ROOT / "README.md").read_text()
+    (row,) = [line for line in readme.splitlines() if line.startswith("| `lambda/` |")]
     for folder in sorted(p for p in (ROOT / "lambda").iterdir() if p.is_dir() and p.name != "__pycache__"):
         assert f"`{folder.name}/`" in row, (
             f"README's Folders table: add lambda/{folder.name}/ to the lambda/ row"
         )
-    readme = (ROOT / "README.md").read_text()
     for job in sorted(p for p in (ROOT / "glue_jobs").iterdir() if p.is_dir() and p.name != "__pycache__"):
         assert job.name in readme, f"the README does not name glue_jobs/{job.name}/"

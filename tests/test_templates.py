@@ -571,33 +571,40 @@ def test_every_watched_resource_is_named_after_the_stage(synth: Synth) -> None:
                 assert name.startswith(f"{prefix}-"), (stack.stack_name, logical, name)
 
 
+def _first_cells(markdown: str) -> list[str]:
+    """The first cell of every row of the tables in ``markdown``."""
+    return [
+        line.split(" | ")[0]
+        for line in markdown.splitlines()
+        if line.startswith("| ") and not line.startswith("| ---")
+    ]
+
+
+def _logical_stem(logical: str) -> str:
+    """A logical id without the hash CDK appends to it."""
+    return re.sub(r"[0-9A-F]{8}$", "", logical)
+
+
 def test_every_alarm_has_a_runbook_row(synth: Synth) -> None:
     # An operator paged by an alarm knows its name alone (<stack>-<logical id>-<suffix>): the
     # runbook's row for it is the one whose first cell's bold word ends its logical id.
     words = {
         w.replace(" ", "")
-        for cell in _runbook_first_cells()
+        for cell in _first_cells(RUNBOOK.read_text())
         for w in re.findall(r"\*\*([A-Za-z ]+)\*\*", cell)
     }
-    for stack, logical, _ in _resources_of(synth, "AWS::CloudWatch::Alarm"):
-        stem = re.sub(r"[0-9A-F]{8}$", "", logical)
-        assert any(stem.endswith((w, f"{w}Alarm")) for w in words), (
-            f"{stack.stack_name} {logical}: docs/runbook.md has no row whose bold word ends {stem}"
-        )
-
-
-def _runbook_first_cells() -> list[str]:
-    return [
-        line.split(" | ")[0]
-        for line in RUNBOOK.read_text().splitlines()
-        if line.startswith("| ") and not line.startswith("| ---")
+    missing = [
+        f"{stack.stack_name}: {logical}"
+        for stack, logical, _ in _resources_of(synth, "AWS::CloudWatch::Alarm")
+        if not any(_logical_stem(logical).endswith((w, f"{w}Alarm")) for w in words)
     ]
+    assert not missing, "docs/runbook.md has no row whose bold word ends these alarms:\n" + "\n".join(missing)
 
 
 def test_every_alert_message_has_a_runbook_row(synth: Synth) -> None:
     # What an alert rule publishes starts with what it is about ("Lake KMS key <name>: ...",
     # "Crawler of orders failed: ..."): the runbook's row for it says the same in bold.
-    bold = [b for cell in _runbook_first_cells() for b in re.findall(r"\*\*(.+?)\*\*", cell)]
+    bold = [b for cell in _first_cells(RUNBOOK.read_text()) for b in re.findall(r"\*\*(.+?)\*\*", cell)]
     datasets = "|".join(map(re.escape, synth.lake.processing.pipelines))
     missing = []
     for stack, logical, rule in _resources_of(synth, "AWS::Events::Rule"):
@@ -617,21 +624,21 @@ def test_every_role_has_a_row_in_the_security_model(synth: Synth) -> None:
     # <stack>-<logical id>-<suffix>) in docs/security.md's table of roles: a named role's row
     # gives its name (<prefix>, <dataset> standing for any text), an unnamed one's the word that
     # ends its logical id, in code.
+    roles_table = SECURITY.read_text().split("## Personas and service roles")[1].split("\n## ")[0]
     names, endings = [], set()
-    for line in SECURITY.read_text().split("## Personas and service roles")[1].split("\n## ")[0].splitlines():
-        if line.startswith("| ") and not line.startswith("| ---"):
-            for code in re.findall(r"`([^`]+)`", line.split(" | ")[0]):
-                if re.fullmatch(r"[A-Za-z]+", code):
-                    endings.add(code)
-                else:
-                    names.append(re.compile(".+".join(map(re.escape, re.split(r"<[a-z]+>", code)))))
+    for code in (c for cell in _first_cells(roles_table) for c in re.findall(r"`([^`]+)`", cell)):
+        if re.fullmatch(r"[A-Za-z]+", code):
+            endings.add(code)
+        else:
+            names.append(re.compile(".+".join(map(re.escape, re.split(r"<[a-z]+>", code)))))
+    resolver = Resolver(synth.all_templates())
     missing = []
     for stack, logical, role in _resources_of(synth, "AWS::IAM::Role"):
-        name = role["Properties"].get("RoleName")
-        if name is not None:
-            if not any(n.fullmatch(synth.resolved(stack, name)) for n in names):
-                missing.append(f"{stack.stack_name}: {synth.resolved(stack, name)}")
-        elif not re.sub(r"[0-9A-F]{8}$", "", logical).endswith(tuple(endings)):
+        if "RoleName" in role["Properties"]:
+            name = resolver.resolve(stack.stack_name, role["Properties"]["RoleName"])
+            if not any(n.fullmatch(name) for n in names):
+                missing.append(f"{stack.stack_name}: {name}")
+        elif not _logical_stem(logical).endswith(tuple(endings)):
             missing.append(f"{stack.stack_name}: {logical}")
     assert not missing, "docs/security.md's table of roles does not name:\n" + "\n".join(missing)
 
