@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -86,3 +87,12 @@ def test_the_readme_names_every_lambda_and_glue_job_folder() -> None:
         )
     for job in sorted(p for p in (ROOT / "glue_jobs").iterdir() if p.is_dir() and p.name != "__pycache__"):
         assert job.name in readme, f"the README does not name glue_jobs/{job.name}/"
+
+
+def test_the_readme_explains_every_make_target() -> None:
+    # `make help` lists the targets a `##` comment documents; the README's table explains each
+    makefile = (ROOT / "Makefile").read_text()
+    targets = re.findall(r"^([a-z-]+):.*## ", makefile, flags=re.MULTILINE)
+    table = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `make ")]
+    unexplained = [t for t in targets if not any(f"`make {t}`" in row.split(" | ")[0] for row in table)]
+    assert len(targets) > 10 and not unexplained, f"add a row to the README's table of targets: {unexplained}"
