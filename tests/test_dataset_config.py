@@ -402,6 +402,21 @@ def test_each_rule_of_the_dataset_file_takes_its_bound(path: str, value: Any) ->
     assert _problems(_broken(_edit(path, value))) == []
 
 
+@pytest.mark.parametrize("section", ["", "columns", "governance", "ingestion", "processing"])
+def test_every_field_a_dataset_file_takes_is_named_in_the_guide(section: str) -> None:
+    # GIVEN a field the parser does not know, at the top of the file or in a section
+    raw = copy.deepcopy(ORDERS)
+    target = raw if not section else raw[section][0] if section == "columns" else raw[section]
+    target["not_a_field"] = 1
+    # WHEN the file is parsed, THEN the error lists the fields there are
+    with pytest.raises(DatasetConfigError, match="not_a_field: unknown field") as refused:
+        parse_dataset(raw, "orders.json")
+    (listed,) = re.findall(r"use one of: ([a-z_, ]+)$", str(refused.value))
+    # AND the guide a fork follows names each of them
+    guide = (DATASETS_DIR.parent.parent / "docs" / "add-a-dataset.md").read_text()
+    assert [f for f in listed.split(", ") if f"`{f}`" not in guide] == []
+
+
 def test_a_file_of_the_required_fields_alone_takes_the_documented_defaults() -> None:
     # GIVEN a dataset file without governance, ingestion and processing, and columns bare
     raw = {
