@@ -49,7 +49,6 @@ class PipelineTargets:
     dataset: Dataset
     job_name: str
     crawler_name: str
-    crawler_arn: str
     #: the role data-quality evaluations run as (the job's)
     job_role_arn: str
     ruleset_name: str
@@ -220,15 +219,12 @@ class PipelineDefinition:
         self._on_failure(read_summary, "ReadRunSummary")
         return read_summary
 
-    def _crawler(self) -> tuple[tasks.CallAwsService, sfn.Pass]:
+    def _crawler(self) -> tuple[tasks.GlueStartCrawlerRun, sfn.Pass]:
         """The crawler's start, and the state a start finding it running goes on from."""
-        start_crawler = tasks.CallAwsService(
+        start_crawler = tasks.GlueStartCrawlerRun(
             self._scope,
             "StartCrawler",
-            service="glue",
-            action="startCrawler",
-            parameters={"Name": self._targets.crawler_name},
-            iam_resources=[self._targets.crawler_arn],
+            crawler_name=self._targets.crawler_name,
             result_path=sfn.JsonPath.DISCARD,
         )
         already_running = sfn.Pass(self._scope, "CrawlerAlreadyRunning")

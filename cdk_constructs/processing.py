@@ -505,7 +505,6 @@ class DatasetPipeline(Construct):
                 dataset=self.dataset,
                 job_name=self.job.ref,
                 crawler_name=self.crawler.ref,
-                crawler_arn=crawler_arn,
                 job_role_arn=self.job_role.role_arn,
                 ruleset_name=self.ruleset_name,
                 ruleset_arn=self._ruleset_arn(self.ruleset_name),
