@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -12,6 +13,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_redshiftserverless as redshift
 from constructs import Construct
 
+from cdk_constructs.alerts import alarm_above
 from cdk_constructs.custom_resource import CustomResourceFunction
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, acknowledge_regulatory
@@ -26,6 +28,16 @@ INTERFACE_ENDPOINTS = {
     "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
 }
 PORT = 5439
+#: The share of the month's RPU-hours (the usage limit) at which the warehouse alarms: a warning
+#: before the limit stops its queries (``deactivate``) or is passed with no one told
+#: (``emit-metric`` and ``log`` only record it).
+USAGE_ALARM_SHARE = 0.8
+#: What Redshift does at the limit, for the alarm's description.
+BREACH_ACTIONS = {
+    "log": "logs it to a system table and runs on",
+    "emit-metric": "emits a metric and runs on",
+    "deactivate": "stops its queries until next month",
+}
 ADMIN_USER = "lake_admin"
 DATABASE = "lake"
 
@@ -214,6 +226,29 @@ class RedshiftWarehouse(Construct):
                 "Period": "monthly",
                 "BreachAction": usage_limit_action,
             },
+        )
+        # Redshift Serverless publishes the RPU-hours a limit has counted this period as
+        # UsageLimitConsumed, under the limit's id, usage type and workgroup (the CloudWatch
+        # metrics of its management guide, "Audit logging for Amazon Redshift Serverless").
+        self.usage_alarm = alarm_above(
+            self,
+            "UsageLimitAlarm",
+            cloudwatch.Metric(
+                namespace="AWS/Redshift-Serverless",
+                metric_name="UsageLimitConsumed",
+                dimensions_map={
+                    "UsageLimitId": self.usage_limit.ref,
+                    "UsageType": "SERVERLESS_COMPUTE",
+                    "Workgroup": self.workgroup.workgroup_name,
+                },
+                statistic="Maximum",
+                period=Duration.hours(1),
+            ),
+            threshold=USAGE_ALARM_SHARE * usage_limit_rpu_hours,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            description=f"{prefix}: the warehouse has used {USAGE_ALARM_SHARE:.0%} of its "
+            f"{usage_limit_rpu_hours} RPU-hours this month; at all of them Redshift "
+            f"{BREACH_ACTIONS[usage_limit_action]} (runbook)",
         )
         self.sql_function = CustomResourceFunction(
             self,

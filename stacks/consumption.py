@@ -131,6 +131,7 @@ class ConsumptionStack(Stack):
                 log_retention=log_retention(stage),
                 removal_policy=removal,
             )
+            foundation.alerts.notify_on(self.warehouse.usage_alarm)
 
     @property
     def availability_zones(self) -> list[str]:

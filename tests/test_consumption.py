@@ -447,6 +447,28 @@ def test_workgroup_is_private_ssl_only_with_capacity_and_usage_limit(prod: Synth
     assert (limit["Period"], limit["BreachAction"]) == ("monthly", PROD.redshift_usage_limit_action)
 
 
+def test_the_warehouse_alarms_to_the_alert_topic_at_80_percent_of_its_usage_limit(prod: Synth) -> None:
+    # GIVEN prod's warehouse, whose limit emits a metric and runs on (no one is told by Redshift)
+    (limit_id,) = _of_type(prod, "Custom::RedshiftServerlessUsageLimit")
+    (workgroup,) = _props(prod, "AWS::RedshiftServerless::Workgroup")
+    # THEN an alarm watches the RPU-hours that limit has counted this month
+    (alarm,) = [
+        a for a in _props(prod, "AWS::CloudWatch::Alarm") if a.get("MetricName") == "UsageLimitConsumed"
+    ]
+    assert alarm["Namespace"] == "AWS/Redshift-Serverless"
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {
+        "UsageLimitId": {"Ref": limit_id},  # the custom resource's id is Redshift's usage limit id
+        "UsageType": "SERVERLESS_COMPUTE",
+        "Workgroup": workgroup["WorkgroupName"],
+    }
+    assert (alarm["Statistic"], alarm["Period"]) == ("Maximum", 3600)
+    # AND it fires at 80 % of the limit, before the month's RPU-hours are gone, saying what comes next
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["Threshold"] == 0.8 * PROD.redshift_usage_limit_rpu_hours
+    assert "at all of them Redshift emits a metric and runs on" in alarm["AlarmDescription"]
+    assert "AlertsTopic" in json.dumps(alarm["AlarmActions"]) and alarm["OKActions"] == alarm["AlarmActions"]
+
+
 def test_bootstrap_sql_is_every_redshift_file_in_order(prod: Synth) -> None:
     (boot,) = _props(prod, "Custom::RedshiftBootstrapSql")
     statements = boot["Statements"]
