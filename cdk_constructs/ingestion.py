@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Size
+from aws_cdk import Aws, Duration, RemovalPolicy, Size, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
@@ -252,6 +252,10 @@ class DatasetDeliveryStream(Construct):
             role=self.delivery_role.without_policy_updates(),
         )
         self.delivery_stream.node.add_dependency(self.delivery_policy)
+        # The Firehose L2 adds a mapping of Firehose's CIDR blocks to the stack, for Redshift and
+        # Splunk destinations; an S3 destination never refers to it, and CloudFormation's
+        # validation warns about an unreferenced mapping in any stack that holds this construct.
+        Stack.of(self).node.try_remove_child("@aws-cdk--aws-kinesisfirehose.CidrBlocks")
         if self.source_stream is not None:
             acknowledge(
                 self.delivery_stream,

@@ -56,9 +56,6 @@ class IngestionStack(Stack):
             self.streams[ds.name] = stream
             self.alarms += self._alarms(cid, ds, stream)
         alerts.notify_on(*self.alarms)
-        # The Firehose L2 adds a mapping of Firehose CIDR blocks for Redshift/Splunk destinations;
-        # unreferenced here, CloudFormation validation warns about it.
-        self.node.try_remove_child("@aws-cdk--aws-kinesisfirehose.CidrBlocks")
 
     def _alarms(self, cid: str, ds: Dataset, stream: DatasetDeliveryStream) -> list[cloudwatch.Alarm]:
         # Data older than two buffer intervals plus the transform's own buffering is not flowing.

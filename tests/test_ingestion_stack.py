@@ -297,6 +297,9 @@ def test_kinesis_source_is_on_demand_and_encrypted_with_the_raw_key() -> None:
     )
     props = _stream(template)
     assert props["DeliveryStreamType"] == "KinesisStreamAsSource"
+    # AND the construct leaves its stack no unreferenced mapping (the Firehose L2's CIDR blocks,
+    # which CloudFormation's validation warns about in any stack that holds a stream)
+    assert "Mappings" not in template.to_json()
     assert "DeliveryStreamEncryptionConfigurationInput" not in props
     statements = policy_statements(template, "OrdersDeliveryPolicy")
     assert any("kinesis:GetRecords" in s["Action"] for s in statements)
