@@ -43,6 +43,15 @@ RUN_AGAIN_AFTER = Duration.minutes(2)
 
 
 @dataclass(frozen=True)
+class CatalogTarget:
+    """Where the curated rows of a dataset live in S3 and in the catalog."""
+
+    database: str
+    table: str
+    quarantine_table: str
+
+
+@dataclass(frozen=True)
 class PipelineTargets:
     """What a pipeline's states call: its job, crawler and ruleset, and where they write."""
 
@@ -53,8 +62,7 @@ class PipelineTargets:
     job_role_arn: str
     ruleset_name: str
     ruleset_arn: str
-    database: str
-    table: str
+    catalog: CatalogTarget
     curated_bucket: s3.IBucket
 
 
@@ -267,7 +275,9 @@ class PipelineDefinition:
             action="startDataQualityRulesetEvaluationRun",
             parameters={
                 "DataSource": {
-                    "GlueTable": quality_source(t.database, t.table, t.dataset.processing.quality_scope)
+                    "GlueTable": quality_source(
+                        t.catalog.database, t.catalog.table, t.dataset.processing.quality_scope
+                    )
                 },
                 "Role": t.job_role_arn,
                 "RulesetNames": [t.ruleset_name],

@@ -22,7 +22,12 @@ from constructs import Construct
 from cdk_constructs.alerts import AlertRules, alarm_above, alarm_without
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, rendered
-from cdk_constructs.pipeline_definition import RUN_AGAIN_AFTER, PipelineDefinition, PipelineTargets
+from cdk_constructs.pipeline_definition import (
+    RUN_AGAIN_AFTER,
+    CatalogTarget,
+    PipelineDefinition,
+    PipelineTargets,
+)
 from cdk_constructs.state_machines import (
     execution_alarms,
     logged_state_machine,
@@ -92,15 +97,6 @@ class JobScripts:
                 scope, "RawToCuratedTransforms", path=str(GLUE_JOB_DIR / "transforms.py")
             ),
         )
-
-
-@dataclass(frozen=True)
-class CatalogTarget:
-    """Where the curated rows of a dataset live in S3 and in the catalog."""
-
-    database: str
-    table: str
-    quarantine_table: str
 
 
 class DatasetPipeline(Construct):
@@ -508,8 +504,7 @@ class DatasetPipeline(Construct):
                 job_role_arn=self.job_role.role_arn,
                 ruleset_name=self.ruleset_name,
                 ruleset_arn=self._ruleset_arn(self.ruleset_name),
-                database=catalog.database,
-                table=catalog.table,
+                catalog=catalog,
                 curated_bucket=curated_bucket,
             ),
             alert_topic=topic,

@@ -11,7 +11,8 @@ from constructs import Construct
 from cdk_constructs.alerts import AlertTopic
 from cdk_constructs.keys import LakeKeys
 from cdk_constructs.personas import Personas
-from cdk_constructs.processing import CatalogTarget, DatasetPipeline, JobScripts
+from cdk_constructs.pipeline_definition import CatalogTarget
+from cdk_constructs.processing import DatasetPipeline, JobScripts
 from cdk_constructs.storage import LakeStorage
 from config import StageConfig
 from datalake.dataset import Dataset

@@ -21,11 +21,10 @@ from aws_cdk.assertions import Template
 from lake_app import Synth, actions, joined_json, policy_statements, synthesize
 from moto.events.utils import EventTemplateParser
 
-from cdk_constructs.pipeline_definition import GLUE_CALL_ERRORS, quality_source
+from cdk_constructs.pipeline_definition import GLUE_CALL_ERRORS, CatalogTarget, quality_source
 from cdk_constructs.processing import (
     GLUE_JOB_DIR,
     GLUE_VERSION,
-    CatalogTarget,
     DatasetPipeline,
     JobScripts,
     pipeline_timeout_minutes,
