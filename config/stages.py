@@ -16,6 +16,11 @@ _ARN_RE = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+")
 #: Base capacities Redshift Serverless accepts (RPU): 4, then steps of 8 to 512, then of 32 to 1024
 #: ("Compute capacity for Amazon Redshift Serverless").
 REDSHIFT_BASE_RPUS = frozenset([4, *range(8, 513, 8), *range(544, 1025, 32)])
+#: What Redshift does when a usage limit is used up (its BreachAction); the custom resource that
+#: sets the limit accepts the same.
+REDSHIFT_USAGE_LIMIT_ACTIONS = ("log", "emit-metric", "deactivate")
+#: How often the Macie job runs; the custom resource that creates the job accepts the same.
+MACIE_JOB_FREQUENCIES = ("DAILY", "WEEKLY", "MONTHLY")
 #: The smallest per-query cutoff Athena takes, in bytes: ``minimum`` of ``BytesScannedCutoffPerQuery``
 #: in CloudFormation's ``AWS::Athena::WorkGroup`` schema (10 MB, not 10 MiB).
 ATHENA_MIN_CUTOFF_BYTES = 10_000_000
@@ -44,6 +49,11 @@ LOG_RETENTION_DAYS = (
     3288,
     3653,
 )
+
+
+def _one_of(choices: tuple[str, ...]) -> str:
+    """``a, b or c``."""
+    return f"{', '.join(choices[:-1])} or {choices[-1]}"
 
 
 @dataclass(frozen=True)
@@ -182,10 +192,15 @@ class StageConfig:
                 f"redshift_base_rpu={self.redshift_base_rpu}: use 4, a multiple of 8 from 8 to 512, or "
                 "of 32 from 512 to 1024 (above 512 in some regions only)"
             )
-        if self.redshift_usage_limit_action not in ("log", "emit-metric", "deactivate"):
-            problems.append("redshift_usage_limit_action: use log, emit-metric or deactivate")
-        if self.macie_job_frequency not in ("DAILY", "WEEKLY", "MONTHLY"):
-            problems.append(f"macie_job_frequency={self.macie_job_frequency!r}: use DAILY, WEEKLY or MONTHLY")
+        if self.redshift_usage_limit_action not in REDSHIFT_USAGE_LIMIT_ACTIONS:
+            problems.append(
+                f"redshift_usage_limit_action={self.redshift_usage_limit_action!r}: use "
+                f"{_one_of(REDSHIFT_USAGE_LIMIT_ACTIONS)}"
+            )
+        if self.macie_job_frequency not in MACIE_JOB_FREQUENCIES:
+            problems.append(
+                f"macie_job_frequency={self.macie_job_frequency!r}: use {_one_of(MACIE_JOB_FREQUENCIES)}"
+            )
         if not re.fullmatch(r"[a-z0-9_.:-]{0,20}", self.lf_tag_prefix):
             problems.append(f"lf_tag_prefix={self.lf_tag_prefix!r}: use up to 20 of a-z 0-9 _ . : -")
         if problems:

@@ -19,6 +19,9 @@ import redshift_usage_limit
 from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.stub import Stubber
 
+from cdk_constructs.warehouse import BREACH_ACTIONS
+from config.stages import MACIE_JOB_FREQUENCIES, REDSHIFT_USAGE_LIMIT_ACTIONS
+
 JOB_ID = "0123456789abcdef0123456789abcdef"
 PROPS = {
     "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:f",
@@ -219,6 +222,14 @@ def test_each_frequency_and_sampling_bound_is_taken(
 ) -> None:
     request = macie_job._job_request({**PROPS, **change}, "5f1b2c3d-aaaa")
     assert (request["scheduleFrequency"], request["samplingPercentage"]) == (schedule, sampling)
+
+
+def test_a_stage_file_takes_exactly_the_choices_the_custom_resources_take() -> None:
+    # A choice the stage file takes and the custom resource refuses fails at deploy, not at synth;
+    # one the custom resource takes and the stage file refuses cannot be chosen. The warehouse
+    # describes what each breach action does in its usage-limit alarm.
+    assert list(MACIE_JOB_FREQUENCIES) == list(macie_job.FREQUENCIES)
+    assert list(REDSHIFT_USAGE_LIMIT_ACTIONS) == list(redshift_usage_limit.ACTIONS) == list(BREACH_ACTIONS)
 
 
 @pytest.mark.parametrize(

@@ -785,7 +785,7 @@ _REFUSED_STAGE_EDITS: list[tuple[dict[str, Any], str]] = [
     ({"redshift_base_rpu": 1056}, "redshift_base_rpu=1056: use 4"),
     (
         {"redshift_usage_limit_action": "stop"},
-        "redshift_usage_limit_action: use log, emit-metric or deactivate",
+        "redshift_usage_limit_action='stop': use log, emit-metric or deactivate",
     ),
     (
         {"monthly_budget_usd": 0},
