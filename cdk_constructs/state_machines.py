@@ -64,7 +64,13 @@ def schedule(
 ) -> scheduler.CfnSchedule:
     """An EventBridge Scheduler schedule (UTC) in the group ``group`` that calls ``target_arn``
     (``action`` names what its own role may do to it: ``states:StartExecution``,
-    ``lambda:InvokeFunction``) with ``{"trigger": "schedule"}``, retried for an hour."""
+    ``lambda:InvokeFunction``) with ``{"trigger": "schedule"}``, retried for an hour.
+
+    The L1 ``CfnSchedule``, not the L2 ``Schedule``: the L2's targets grant through the role's
+    inline default policy (``IAMNoInlinePolicy`` in the three regulatory packs) unless handed a
+    role that takes no grants, and the L2 nests its ``CfnSchedule`` one level deeper, so moving to
+    it changes every schedule's logical id: CloudFormation would create each named schedule again
+    while the old one still holds its name, and the update would fail."""
     role = iam.Role(
         scope,
         f"{construct_id}Role",
