@@ -75,6 +75,8 @@ DASHBOARD_ACTIONS = (
 )
 #: Statuses whose orders count as revenue (as in ``sql/athena/daily_revenue_by_country.sql``).
 REVENUE_STATUSES = ("PAID", "SHIPPED")
+#: The non-PII columns the orders dashboard reads, besides the dataset's key and event time.
+DASHBOARD_COLUMNS = ("amount", "country", "currency", "status")
 
 
 def input_columns(dataset: Dataset) -> list[dict[str, Any]]:
@@ -111,9 +113,11 @@ def orders_definition(data_set_arn: str, dataset: Dataset) -> dict[str, Any]:
     """One sheet: daily revenue (line), revenue by country (bar), orders by status (funnel).
 
     Revenue is the sum of ``amount`` over paid and shipped orders, as the shipped Athena query
-    computes it; the funnel counts distinct orders by their latest status.
+    computes it, and always per currency (a line or a bar each): a sum of won and euros is no
+    amount. The funnel counts distinct orders by their latest status.
     """
     ds = dataset.name
+    per_currency = [{"CategoricalDimensionField": {"FieldId": "currency", "Column": _column(ds, "currency")}}]
     revenue = {
         "NumericalMeasureField": {
             "FieldId": "revenue",
@@ -123,7 +127,7 @@ def orders_definition(data_set_arn: str, dataset: Dataset) -> dict[str, Any]:
     }
     line = {
         "VisualId": "daily-revenue",
-        "Title": _title("Daily revenue (paid and shipped orders, UTC days)"),
+        "Title": _title("Daily revenue by currency (paid and shipped orders, UTC days)"),
         "ChartConfiguration": {
             "FieldWells": {
                 "LineChartAggregatedFieldWells": {
@@ -137,15 +141,18 @@ def orders_definition(data_set_arn: str, dataset: Dataset) -> dict[str, Any]:
                         }
                     ],
                     "Values": [revenue],
+                    "Colors": per_currency,
                 }
             },
         },
     }
     bar = {
         "VisualId": "revenue-by-country",
-        "Title": _title("Revenue by country"),
+        "Title": _title("Revenue by country and currency"),
         "ChartConfiguration": {
             "Orientation": "HORIZONTAL",
+            # Side by side, never stacked: a stack would add one currency to another.
+            "BarsArrangement": "CLUSTERED",
             "FieldWells": {
                 "BarChartAggregatedFieldWells": {
                     "Category": [
@@ -157,10 +164,12 @@ def orders_definition(data_set_arn: str, dataset: Dataset) -> dict[str, Any]:
                         }
                     ],
                     "Values": [revenue],
+                    "Colors": per_currency,
                 }
             },
+            # By country: an order by revenue would rank sums of several currencies.
             "SortConfiguration": {
-                "CategorySort": [{"FieldSort": {"FieldId": "revenue", "Direction": "DESC"}}]
+                "CategorySort": [{"FieldSort": {"FieldId": "country", "Direction": "ASC"}}]
             },
         },
     }
@@ -243,7 +252,7 @@ class QuickSightDashboard(Construct):
     :param role: the role the data source runs Athena queries as (``Personas.quicksight``).
     :param workgroup: the analysts' Athena workgroup (its cutoff and encryption apply).
     :param dashboard_dataset: name of the dataset the analysis and dashboard are built on; it
-        needs ``amount``, ``country`` and ``status`` columns (the shipped ``orders``).
+        needs the non-PII columns of ``DASHBOARD_COLUMNS`` (the shipped ``orders`` has them).
     """
 
     def __init__(
@@ -314,6 +323,13 @@ class QuickSightDashboard(Construct):
         if not chosen:
             return
         (ds,) = chosen
+        missing = [name for name in DASHBOARD_COLUMNS if name not in ds.non_pii_columns]
+        if missing:
+            raise ValueError(
+                f"{ds.source_file or ds.name}: the QuickSight dashboard reads the columns "
+                f"{', '.join(DASHBOARD_COLUMNS)} of {ds.name}, and {', '.join(missing)} is missing or PII "
+                "(governance.pii_columns): declare it, or leave features.quicksight_principal_arn unset"
+            )
         definition = orders_definition(self.data_sets[ds.name].attr_arn, ds)
         self.analysis = quicksight.CfnAnalysis(
             self,

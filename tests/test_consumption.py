@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
 import pytest
 import sqlglot
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -29,6 +31,7 @@ from lake_app import (
 )
 
 from cdk_constructs.personas import NOTEBOOK_USE
+from cdk_constructs.quicksight import QuickSightDashboard
 from cdk_constructs.reports import DONE_MARKER, REPORTS_PREFIX, ScheduledReport, unload_statement
 from config import get_stage
 from datalake import sql
@@ -37,6 +40,7 @@ from datalake.dataset import DATASETS_DIR, load_dataset
 SANDBOX = get_stage("sandbox")
 PROD = get_stage("prod")
 QUICKSIGHT_PRINCIPAL = WITHOUT_AUDIT["quicksight_principal_arn"]
+ORDERS = load_dataset(DATASETS_DIR / "orders.json")
 
 
 @pytest.fixture(scope="module")
@@ -641,8 +645,16 @@ def test_quicksight_analysis_and_dashboard_show_revenue_and_the_status_funnel(wi
         line = visuals["LineChartVisual"]["ChartConfiguration"]["FieldWells"]["LineChartAggregatedFieldWells"]
         assert line["Category"][0]["DateDimensionField"]["DateGranularity"] == "DAY"
         assert line["Values"][0]["NumericalMeasureField"]["Column"]["ColumnName"] == "amount"
-        bar = visuals["BarChartVisual"]["ChartConfiguration"]["FieldWells"]["BarChartAggregatedFieldWells"]
+        bar_chart = visuals["BarChartVisual"]["ChartConfiguration"]
+        bar = bar_chart["FieldWells"]["BarChartAggregatedFieldWells"]
         assert bar["Category"][0]["CategoricalDimensionField"]["Column"]["ColumnName"] == "country"
+        # Revenue is summed per currency (a line, a bar each), and bars stand side by side: no
+        # visual adds one currency's amounts to another's.
+        for wells in (line, bar):
+            (color,) = wells["Colors"]
+            assert color["CategoricalDimensionField"]["Column"]["ColumnName"] == "currency"
+        assert bar_chart["BarsArrangement"] == "CLUSTERED"
+        assert bar_chart["SortConfiguration"]["CategorySort"][0]["FieldSort"]["FieldId"] == "country"
         funnel = visuals["FunnelChartVisual"]["ChartConfiguration"]["FieldWells"]
         assert (
             funnel["FunnelChartAggregatedFieldWells"]["Category"][0]["CategoricalDimensionField"]["Column"][
@@ -662,6 +674,35 @@ def test_quicksight_analysis_and_dashboard_show_revenue_and_the_status_funnel(wi
         assert permission["Principal"] == QUICKSIGHT_PRINCIPAL
     (dashboard,) = _props(with_quicksight, "AWS::QuickSight::Dashboard")
     assert dashboard["DashboardPublishOptions"]["ExportToCSVOption"] == {"AvailabilityStatus": "DISABLED"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"columns": tuple(c for c in ORDERS.columns if c.name != "currency")},
+        {"governance": replace(ORDERS.governance, pii_columns=(*ORDERS.pii_columns, "currency"))},
+    ],
+    ids=["missing", "pii"],
+)
+def test_a_dashboard_dataset_without_a_column_the_dashboard_reads_fails_synth_naming_it(
+    change: dict[str, Any],
+) -> None:
+    dataset = replace(ORDERS, **change)
+    stack = cdk.Stack(cdk.App(), "QuickSightOnly")
+    role = iam.Role(stack, "Role", assumed_by=iam.ServicePrincipal("quicksight.amazonaws.com"))
+    with pytest.raises(ValueError) as refused:
+        QuickSightDashboard(
+            stack,
+            "QuickSight",
+            prefix="lake-sbx",
+            principal_arn=QUICKSIGHT_PRINCIPAL,
+            role=role,
+            workgroup="lake-sbx-analysts",
+            database="lake_sbx_curated_orders",
+            datasets=[dataset],
+        )
+    assert str(refused.value).startswith(f"{ORDERS.source_file}: the QuickSight dashboard reads the columns ")
+    assert "currency is missing or PII" in str(refused.value)
 
 
 def test_quicksight_role_reads_like_an_analyst_and_nothing_more(with_quicksight: Synth) -> None:
