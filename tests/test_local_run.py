@@ -20,7 +20,7 @@ from lake_app import SECOND_DATASET
 
 from datalake import sql
 from datalake.dataset import DATASETS_DIR, load_dataset
-from datalake.local_run import DEMO_START, QueryResult, Summary, main, run_pipeline
+from datalake.local_run import DEMO_START, QueryResult, Summary, main, run_pipeline, run_queries
 from datalake.sample import payloads
 
 pytestmark = pytest.mark.spark
@@ -102,10 +102,34 @@ def test_daily_revenue_by_country(known: tuple[Summary, dict[str, QueryResult]])
 
 def test_top_customers_by_spend(known: tuple[Summary, dict[str, QueryResult]]) -> None:
     result = known[1]["top_customers_by_spend"]
-    assert [r[:4] for r in result.rows] == [
-        ("c4", "KRW", 1, Decimal("2500.00")),
-        ("c1", "EUR", 1, Decimal("10.00")),
-        ("c2", "EUR", 1, Decimal("5.50")),
+    assert result.columns == ["currency", "spend_rank", "customer_id", "orders", "spend", "last_order_ts"]
+    # 2,500 won rank first among won only: euros and won are never ranked against each other
+    assert [r[:5] for r in result.rows] == [
+        ("EUR", 1, "c1", 1, Decimal("10.00")),
+        ("EUR", 2, "c2", 1, Decimal("5.50")),
+        ("KRW", 1, "c4", 1, Decimal("2500.00")),
+    ]
+
+
+def test_top_customers_are_twenty_in_each_currency() -> None:
+    # GIVEN 22 customers who paid in euros (customer eNN spent NN euros), two in won, and a
+    # cancelled order that would have been the largest euro spend
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE orders (customer_id VARCHAR, currency VARCHAR, amount DECIMAL(12, 2), "
+        "status VARCHAR, order_ts TIMESTAMP)"
+    )
+    rows = [(f"e{n:02d}", "EUR", n, "PAID") for n in range(1, 23)]
+    rows += [("k1", "KRW", 90000, "SHIPPED"), ("k2", "KRW", 1000, "PAID"), ("e99", "EUR", 999, "CANCELLED")]
+    con.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, TIMESTAMP '2024-05-01 10:00:00')", rows)
+    (query,) = [q for q in sql.load("athena") if q.name == "top_customers_by_spend"]
+    # WHEN the shipped query runs over them
+    result = run_queries(con, ORDERS, [query])["top_customers_by_spend"]
+    # THEN each currency has its own top 20, ranked by spend in that currency
+    assert [(r[0], r[1], r[2]) for r in result.rows] == [
+        *[("EUR", rank, f"e{23 - rank:02d}") for rank in range(1, 21)],
+        ("KRW", 1, "k1"),
+        ("KRW", 2, "k2"),
     ]
 
 
