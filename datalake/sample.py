@@ -10,18 +10,24 @@ from typing import Any
 STATUSES = ("PLACED", "PAID", "SHIPPED", "CANCELLED", "RETURNED")
 COUNTRIES = ("KR", "JP", "DE", "US", "FR", "GB")
 CURRENCIES = {"KR": "KRW", "JP": "JPY", "DE": "EUR", "US": "USD", "FR": "EUR", "GB": "GBP"}
+#: A price drawn as n (100-20,000) is n cents, n yen or 10n won: prices of the same goods, each in
+#: its currency's own units (won and yen have no minor unit).
+PRICE_UNITS = {"KRW": (10, 0), "JPY": (1, 0), "EUR": (0.01, 2), "USD": (0.01, 2), "GBP": (0.01, 2)}
 OFFSETS = (timezone(timedelta(hours=9)), UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=1)))
 
 
 def order(rng: random.Random, i: int, start: datetime, max_items: int = 3) -> dict[str, Any]:
     """One valid order event; its time is within three days after ``start``."""
     country = rng.choice(COUNTRIES)
+    currency = CURRENCIES[country]
+    scale, decimals = PRICE_UNITS[currency]
     when = start + timedelta(seconds=rng.randrange(3 * 86400))
     lines = [(rng.randint(1, 4), rng.randint(100, 20000)) for _ in range(rng.randint(1, max_items))]
     items = [
-        {"sku": f"SKU-{rng.randrange(500):04d}", "qty": q, "unit_price": f"{c / 100:.2f}"} for q, c in lines
+        {"sku": f"SKU-{rng.randrange(500):04d}", "qty": q, "unit_price": f"{c * scale:.{decimals}f}"}
+        for q, c in lines
     ]
-    amount = sum(q * c for q, c in lines) / 100
+    amount = sum(q * c for q, c in lines) * scale
     ts: Any = when.astimezone(rng.choice(OFFSETS)).isoformat() if i % 5 else int(when.timestamp() * 1000)
     return {
         "order_id": f"o-{i:08d}",
@@ -30,8 +36,8 @@ def order(rng: random.Random, i: int, start: datetime, max_items: int = 3) -> di
         "customer_phone": f"010-{rng.randrange(10000):04d}-{rng.randrange(10000):04d}",
         "order_ts": ts,
         "status": rng.choice(STATUSES),
-        "currency": CURRENCIES[country],
-        "amount": f"{amount:.2f}",
+        "currency": currency,
+        "amount": f"{amount:.{decimals}f}",
         "country": country,
         "channel": rng.choice(("web", "app", "store")),
         "items": items,
