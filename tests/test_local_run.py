@@ -250,6 +250,20 @@ def test_cli_takes_events_or_a_demo_a_dataset_and_a_workdir(args: list[str]) -> 
     assert usage.value.code == 2
 
 
+def test_sample_orders_are_priced_in_each_currencys_own_units() -> None:
+    orders = [json.loads(p) for p in payloads(600, seed=2, defects=False)]
+    assert {o["currency"] for o in orders} == {"EUR", "USD", "GBP", "JPY", "KRW"}
+    for order in orders:
+        # the total is its lines' sum; won and yen are whole (won in tens), the others in cents
+        lines = [Decimal(i["unit_price"]) * i["qty"] for i in order["items"]]
+        assert Decimal(order["amount"]) == sum(lines)
+        step = {"KRW": Decimal(10), "JPY": Decimal(1)}.get(order["currency"], Decimal("0.01"))
+        assert all(
+            Decimal(v) % step == 0 for v in [order["amount"], *(i["unit_price"] for i in order["items"])]
+        )
+        assert ("." in order["amount"]) == (order["currency"] not in ("KRW", "JPY"))
+
+
 def test_the_demo_writes_the_events_it_generated_and_runs_them(spark: Any, tmp_path: Path) -> None:
     # WHEN the demo runs (make demo): generated orders, malformed, duplicated and late ones too
     assert main(["--demo", "60", "--dataset", "orders", "--workdir", str(tmp_path)]) == 0
