@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
+import duckdb
 import pytest
 import sqlglot
 from aws_cdk import aws_iam as iam
@@ -562,6 +564,37 @@ def test_redshift_sql_parses_in_the_redshift_dialect(file: sql.SqlFile) -> None:
         assert not isinstance(parsed, sqlglot.exp.Command), code
         # what sqlglot models must come back out as Redshift
         assert parsed.sql(dialect="redshift")
+
+
+def test_customer_contacts_hold_each_customers_latest_known_contact() -> None:
+    # GIVEN c1's orders: an old address, a newer one, then an order that gave neither e-mail nor
+    # phone; and c2 with one order
+    (contacts,) = [f for f in sql.load("redshift") if f.name == "04_customer_contacts"]
+    (insert,) = [s for s in sql.statements(contacts.text) if "INSERT INTO public.customer_contacts" in s]
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA curated; CREATE SCHEMA public")
+    con.execute(
+        "CREATE TABLE curated.orders (order_id VARCHAR, customer_id VARCHAR, customer_email VARCHAR, "
+        "customer_phone VARCHAR, order_ts TIMESTAMP)"
+    )
+    con.execute(
+        "CREATE TABLE public.customer_contacts (customer_id VARCHAR, customer_email VARCHAR, "
+        "customer_phone VARCHAR, last_order_ts TIMESTAMP)"
+    )
+    con.execute(
+        "INSERT INTO curated.orders VALUES "
+        "('o1', 'c1', 'zoe@old.example', '010-0000-0001', TIMESTAMP '2024-05-01 10:00:00'), "
+        "('o2', 'c1', 'ann@new.example', '010-0000-0002', TIMESTAMP '2024-05-02 10:00:00'), "
+        "('o3', 'c1', NULL, NULL, TIMESTAMP '2024-05-03 10:00:00'), "
+        "('o4', 'c2', 'bo@example.com', NULL, TIMESTAMP '2024-05-01 09:00:00')"
+    )
+    # WHEN the bootstrap's INSERT runs (Redshift SQL, run by DuckDB through sqlglot)
+    con.execute(sqlglot.transpile(insert, read="redshift", write="duckdb")[0])
+    # THEN each customer has their latest e-mail and phone (not the largest) and latest order
+    assert con.execute("SELECT * FROM public.customer_contacts ORDER BY customer_id").fetchall() == [
+        ("c1", "ann@new.example", "010-0000-0002", datetime(2024, 5, 3, 10, 0)),
+        ("c2", "bo@example.com", None, datetime(2024, 5, 1, 9, 0)),
+    ]
 
 
 def test_a_script_is_split_at_each_semicolon_that_ends_a_line_of_code() -> None:

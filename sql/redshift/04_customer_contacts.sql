@@ -22,10 +22,26 @@ ATTACH MASKING POLICY mask_phone ON public.customer_contacts(customer_phone) TO 
 ATTACH MASKING POLICY clear_email ON public.customer_contacts(customer_email) TO ROLE pii_reader PRIORITY 10;
 -- ok-if-exists
 ATTACH MASKING POLICY clear_phone ON public.customer_contacts(customer_phone) TO ROLE pii_reader PRIORITY 10;
+-- Each customer's latest known contact: the e-mail and phone of their latest order that gave one
+-- (an order may leave either out), and the time of their latest order.
 TRUNCATE public.customer_contacts;
 INSERT INTO public.customer_contacts
-SELECT customer_id, MAX(customer_email), MAX(customer_phone), MAX(order_ts)
-FROM curated.orders
-GROUP BY customer_id;
+SELECT customer_id, customer_email, customer_phone, last_order_ts
+FROM (
+    SELECT
+        customer_id,
+        LAST_VALUE(customer_email) IGNORE NULLS OVER (
+            PARTITION BY customer_id ORDER BY order_ts, order_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+        ) AS customer_email,
+        LAST_VALUE(customer_phone) IGNORE NULLS OVER (
+            PARTITION BY customer_id ORDER BY order_ts, order_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+        ) AS customer_phone,
+        order_ts AS last_order_ts,
+        ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY order_ts DESC, order_id DESC) AS recency
+    FROM curated.orders
+) AS latest
+WHERE recency = 1;
 GRANT SELECT ON public.customer_contacts TO ROLE analyst;
 GRANT SELECT ON public.customer_contacts TO ROLE pii_reader;
