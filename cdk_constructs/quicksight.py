@@ -21,7 +21,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_quicksight as quicksight
 from constructs import Construct
 
-from datalake.dataset import Column, Dataset
+from datalake.dataset import Column, Dataset, DatasetConfigError
 
 #: QuickSight input column types of the dataset model's scalar types (arrays and structs are left out).
 _INPUT_TYPES = {
@@ -75,7 +75,9 @@ DASHBOARD_ACTIONS = (
 )
 #: Statuses whose orders count as revenue (as in ``sql/athena/daily_revenue_by_country.sql``).
 REVENUE_STATUSES = ("PAID", "SHIPPED")
-#: The non-PII columns the orders dashboard reads, besides the dataset's key and event time.
+#: The dataset the analysis and dashboard are built on, and the non-PII columns they read
+#: besides its key and event time.
+DASHBOARD_DATASET = "orders"
 DASHBOARD_COLUMNS = ("amount", "country", "currency", "status")
 
 
@@ -99,6 +101,27 @@ def _input_type(column: Column) -> tuple[str, str | None] | None:
     if column.type.startswith("decimal("):
         return ("DECIMAL", "FIXED")
     return _INPUT_TYPES.get(column.type)
+
+
+def check_dashboard_dataset(datasets: Sequence[Dataset], name: str = DASHBOARD_DATASET) -> None:
+    """Raises :class:`DatasetConfigError` when dataset ``name`` (if there is one: without it there is
+    no dashboard) lacks a column the dashboard reads, or declares it PII (QuickSight sees none)."""
+    for ds in datasets:
+        if ds.name != name:
+            continue
+        declared = {c.name for c in ds.columns}
+        problems = [
+            (
+                "governance.pii_columns" if column in declared else "columns",
+                f"the QuickSight dashboard reads {column}"
+                + (" and sees no PII: take it out" if column in declared else ": declare it")
+                + ", or leave features.quicksight_principal_arn unset",
+            )
+            for column in DASHBOARD_COLUMNS
+            if column not in ds.non_pii_columns
+        ]
+        if problems:
+            raise DatasetConfigError(ds.source_file or ds.name, problems)
 
 
 def _column(dataset_id: str, name: str) -> dict[str, str]:
@@ -266,7 +289,7 @@ class QuickSightDashboard(Construct):
         workgroup: str,
         database: str,
         datasets: Sequence[Dataset],
-        dashboard_dataset: str = "orders",
+        dashboard_dataset: str = DASHBOARD_DATASET,
     ) -> None:
         super().__init__(scope, construct_id)
         account = Aws.ACCOUNT_ID
@@ -323,13 +346,7 @@ class QuickSightDashboard(Construct):
         if not chosen:
             return
         (ds,) = chosen
-        missing = [name for name in DASHBOARD_COLUMNS if name not in ds.non_pii_columns]
-        if missing:
-            raise ValueError(
-                f"{ds.source_file or ds.name}: the QuickSight dashboard reads the columns "
-                f"{', '.join(DASHBOARD_COLUMNS)} of {ds.name}, and {', '.join(missing)} is missing or PII "
-                "(governance.pii_columns): declare it, or leave features.quicksight_principal_arn unset"
-            )
+        check_dashboard_dataset(chosen, dashboard_dataset)
         definition = orders_definition(self.data_sets[ds.name].attr_arn, ds)
         self.analysis = quicksight.CfnAnalysis(
             self,

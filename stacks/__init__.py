@@ -8,6 +8,7 @@ from aws_cdk import App, Environment, Stack, Tags
 from aws_cdk import aws_cloudwatch as cloudwatch
 
 from cdk_constructs.ingestion import rejected_prefix
+from cdk_constructs.quicksight import check_dashboard_dataset
 from config import StageConfig
 from datalake import sql
 from datalake.dataset import Dataset, check_name_lengths
@@ -51,6 +52,8 @@ def check_inputs(stage: StageConfig, datasets: tuple[Dataset, ...]) -> None:
     one clear error (``DatasetConfigError`` or ``ValueError``) naming the file and the fix."""
     check_name_lengths(datasets, stage.prefix)
     sql.check_tables({t for ds in datasets for t in (ds.name, ds.quarantine_name)})
+    if stage.features.quicksight_principal_arn:
+        check_dashboard_dataset(datasets)
 
 
 def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> Lake:

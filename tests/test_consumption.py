@@ -13,7 +13,6 @@ import aws_cdk as cdk
 import duckdb
 import pytest
 import sqlglot
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -33,11 +32,11 @@ from lake_app import (
 )
 
 from cdk_constructs.personas import NOTEBOOK_USE
-from cdk_constructs.quicksight import QuickSightDashboard
 from cdk_constructs.reports import DONE_MARKER, REPORTS_PREFIX, ScheduledReport, unload_statement
-from config import get_stage
+from config import features_from_context, get_stage
 from datalake import sql
-from datalake.dataset import DATASETS_DIR, load_dataset
+from datalake.dataset import DATASETS_DIR, DatasetConfigError, load_dataset
+from stacks import check_inputs
 
 SANDBOX = get_stage("sandbox")
 PROD = get_stage("prod")
@@ -710,32 +709,31 @@ def test_quicksight_analysis_and_dashboard_show_revenue_and_the_status_funnel(wi
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "field", "fix"),
     [
-        {"columns": tuple(c for c in ORDERS.columns if c.name != "currency")},
-        {"governance": replace(ORDERS.governance, pii_columns=(*ORDERS.pii_columns, "currency"))},
+        (
+            {"columns": tuple(c for c in ORDERS.columns if c.name != "currency")},
+            "columns",
+            "the QuickSight dashboard reads currency: declare it",
+        ),
+        (
+            {"governance": replace(ORDERS.governance, pii_columns=(*ORDERS.pii_columns, "currency"))},
+            "governance.pii_columns",
+            "the QuickSight dashboard reads currency and sees no PII: take it out",
+        ),
     ],
     ids=["missing", "pii"],
 )
-def test_a_dashboard_dataset_without_a_column_the_dashboard_reads_fails_synth_naming_it(
-    change: dict[str, Any],
+def test_a_dashboard_dataset_without_a_column_the_dashboard_reads_fails_before_synth(
+    change: dict[str, Any], field: str, fix: str
 ) -> None:
-    dataset = replace(ORDERS, **change)
-    stack = cdk.Stack(cdk.App(), "QuickSightOnly")
-    role = iam.Role(stack, "Role", assumed_by=iam.ServicePrincipal("quicksight.amazonaws.com"))
-    with pytest.raises(ValueError) as refused:
-        QuickSightDashboard(
-            stack,
-            "QuickSight",
-            prefix="lake-sbx",
-            principal_arn=QUICKSIGHT_PRINCIPAL,
-            role=role,
-            workgroup="lake-sbx-analysts",
-            database="lake_sbx_curated_orders",
-            datasets=[dataset],
-        )
-    assert str(refused.value).startswith(f"{ORDERS.source_file}: the QuickSight dashboard reads the columns ")
-    assert "currency is missing or PII" in str(refused.value)
+    datasets = (replace(ORDERS, **change),)
+    with_dashboard = features_from_context(SANDBOX, None, QUICKSIGHT_PRINCIPAL)
+    with pytest.raises(DatasetConfigError) as refused:
+        check_inputs(with_dashboard, datasets)
+    assert refused.value.path == ORDERS.source_file
+    assert refused.value.problems == [(field, f"{fix}, or leave features.quicksight_principal_arn unset")]
+    check_inputs(SANDBOX, datasets)  # without QuickSight, nothing reads the column
 
 
 def test_quicksight_role_reads_like_an_analyst_and_nothing_more(with_quicksight: Synth) -> None:
