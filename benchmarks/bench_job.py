@@ -8,12 +8,14 @@ The plain copy is given the job's read schema; the same copy with Spark's defaul
 inferred) is timed too, for readers who take "plain" to mean that.
 
 The raw zone is produced by the real transform (``datalake.local_firehose``) from generated
-orders and cached under ``benchmarks/.data/`` so a second run skips that step.
+orders and cached under ``benchmarks/.data/`` so a second run skips that step; the cache is keyed
+by the code and the dataset file that make it, so a change to any of them makes it again.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -53,6 +55,14 @@ from datalake.local_run import spark_session as local_spark  # noqa: E402
 from datalake.sample import payloads  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / ".data"
+#: What the cached raw zone is made from: the generator, the transform, the local Firehose and
+#: the dataset file.
+RAW_ZONE_SOURCES = (
+    ROOT / "datalake" / "sample.py",
+    ROOT / "datalake" / "local_firehose.py",
+    *sorted((ROOT / "lambda" / "firehose_transform").glob("*.py")),
+    DATASETS_DIR / "orders.json",
+)
 ORDERS = load_dataset(DATASETS_DIR / "orders.json")
 CHUNK = 100_000
 
@@ -63,11 +73,13 @@ def raw_zone(n: int) -> Path:
     The generated orders carry defects (malformed, invalid, re-sent); the real transform refuses
     the malformed and invalid ones, so orders are generated in chunks until the records it
     delivered, which are what the job reads, reach ``n``."""
-    root = DATA / f"raw-v3-{n}"
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in RAW_ZONE_SOURCES)).hexdigest()[:12]
+    root = DATA / f"raw-{digest}-{n}"
     marker = root / ".complete"
     if marker.exists():
         return root
-    shutil.rmtree(root, ignore_errors=True)
+    for stale in DATA.glob(f"raw-*-{n}"):  # made by other code: never read again
+        shutil.rmtree(stale, ignore_errors=True)
     delivered = first_id = i = 0
     while delivered < n:
         # about 6 % are refused: ask for a little more than is missing, at most one chunk
