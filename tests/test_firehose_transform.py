@@ -521,6 +521,8 @@ json_values = st.recursive(
     ),
     max_leaves=20,
 )
+# Whole numbers as text, as won and yen are sent, around decimal(12,2)'s ten integer digits.
+whole_numbers = st.integers(min_value=-5, max_value=2 * 10**10).map(str)
 order_like = st.fixed_dictionaries(
     {},
     optional={
@@ -532,7 +534,11 @@ order_like = st.fixed_dictionaries(
             st.text(max_size=30),
         ),
         "amount": st.one_of(
-            st.decimals(allow_nan=True, places=3).map(str), st.integers(), st.floats(), st.text(max_size=5)
+            st.decimals(allow_nan=True, places=3).map(str),
+            st.integers(),
+            whole_numbers,
+            st.floats(),
+            st.text(max_size=5),
         ),
         "status": st.sampled_from(["PLACED", "PAID", "paid", "", "LOST"]),
         "items": st.lists(
@@ -541,7 +547,7 @@ order_like = st.fixed_dictionaries(
                 optional={
                     "sku": st.text(max_size=5),
                     "qty": st.integers(),
-                    "unit_price": st.decimals(places=2).map(str),
+                    "unit_price": st.one_of(st.decimals(places=2).map(str), whole_numbers, st.integers()),
                 },
             ),
             max_size=3,
@@ -618,6 +624,23 @@ def test_fast_path_takes_normalized_records_and_hands_over_the_rest() -> None:
     for change in ({"customer_id": " c-1"}, {"amount": "1.5"}, {"status": "paid"}, {"items": [{"sku": "A"}]}):
         assert VALIDATOR._fast({**normalized, **change}) is None
     assert VALIDATOR.validate({**normalized, "amount": "1.5"})[0]["amount"] == "1.50"
+
+
+@pytest.mark.parametrize(
+    ("amount", "written"),
+    [("2500", "2500.00"), (2500, "2500.00"), ("0", "0.00"), ("9999999999", "9999999999.00"), (0, "0.00")],
+)
+def test_a_whole_amount_takes_the_fast_path_and_is_written_with_its_zeros(amount: Any, written: str) -> None:
+    # won and yen have no minor unit: producers send whole numbers, as text or as JSON numbers
+    record = {**_payload(), "amount": amount, "items": [{"sku": "A", "qty": 1, "unit_price": amount}]}
+    fast = VALIDATOR._fast(record)
+    assert fast is not None and (fast["amount"], fast["items"][0]["unit_price"]) == (written, written)
+    assert VALIDATOR.validate(record) == (fast, [])
+
+
+@pytest.mark.parametrize("amount", ["10000000000", 10**10, "02500", "-1", -1, True, "2500\n"])
+def test_a_whole_amount_the_fast_path_cannot_vouch_for_goes_to_the_general_path(amount: Any) -> None:
+    assert VALIDATOR._fast({**_payload(), "amount": amount}) is None
 
 
 @pytest.mark.parametrize("amount", ["1.50", " 1.50", "1.50 ", "1.50\n", "\t1.50\r\n", "1.5\n", 1.5])

@@ -294,18 +294,21 @@ def _check_decimal(ctype: str, col: dict[str, Any]) -> Callable[[Any], Any]:
     precision, scale = int(match.group(1)), int(match.group(2))
     quantum = Decimal(1).scaleb(-scale)
     # Fast path: a non-negative string already in canonical form ("12.30") needs no arithmetic
-    # when the column has no maximum and no minimum above zero.
-    canonical = (
-        re.compile(rf"(0|[1-9]\d{{0,{max(precision - scale - 1, 0)}}})\.\d{{{scale}}}", re.ASCII)
-        if scale
-        else None
-    )
-    fast = canonical is not None and "max" not in col and float(col.get("min", 0)) <= 0
+    # when the column has no maximum and no minimum above zero; nor does a whole number within
+    # the precision ("2500", a JSON 2500, as won and yen are written), which gains its zeros.
+    canonical, whole, zeros, bound = _decimal_forms(precision, scale)
+    fast = bool(scale) and "max" not in col and float(col.get("min", 0)) <= 0
 
     def check(value: Any) -> str:
-        # fullmatch: `$` also matches before a final newline, which kept "12.30\n" as it came
-        if fast and value.__class__ is str and canonical.fullmatch(value):  # type: ignore[union-attr]
-            return value  # type: ignore[no-any-return]
+        if fast:
+            # fullmatch: `$` also matches before a final newline, which kept "12.30\n" as it came
+            if value.__class__ is str:
+                if canonical.fullmatch(value):
+                    return value  # type: ignore[no-any-return]
+                if whole.fullmatch(value):
+                    return value + zeros  # type: ignore[no-any-return]
+            elif value.__class__ is int and 0 <= value < bound:
+                return f"{value}{zeros}"
         number = _to_decimal(value)
         try:
             exact = number.quantize(quantum)
@@ -320,6 +323,19 @@ def _check_decimal(ctype: str, col: dict[str, Any]) -> Callable[[Any], Any]:
         return str(exact)
 
     return check
+
+
+def _decimal_forms(precision: int, scale: int) -> tuple[re.Pattern[str], re.Pattern[str], str, int]:
+    """What ``decimal(precision,scale)`` takes without arithmetic: its canonical text (``12.30``),
+    a whole number's text (``2500``) and the zeros that make it canonical (``.00``), and the
+    bound a whole number stays under (``10 ** (precision - scale)``)."""
+    integer = rf"(0|[1-9]\d{{0,{max(precision - scale - 1, 0)}}})"
+    return (
+        re.compile(rf"{integer}\.\d{{{scale}}}", re.ASCII),
+        re.compile(integer, re.ASCII),
+        "." + "0" * scale,
+        10 ** (precision - scale),
+    )
 
 
 def _check_boolean(value: Any) -> bool:
@@ -460,10 +476,16 @@ def _fast_block(
             and float(col.get("min", 0)) <= 0
         ):
             precision, scale = int(match.group(1)), int(match.group(2))
-            ns[f"C{key}"] = re.compile(
-                rf"(0|[1-9]\d{{0,{max(precision - scale - 1, 0)}}})\.\d{{{scale}}}", re.ASCII
-            )
-            conds = [f"{v}.__class__ is str", f"C{key}.fullmatch({v}) is not None"]
+            ns[f"C{key}"], ns[f"W{key}"], ns[f"Z{key}"], ns[f"B{key}"] = _decimal_forms(precision, scale)
+            # canonical text as it is; a whole number (text or JSON) with its zeros added
+            after = [
+                f"if {v}.__class__ is str:",
+                f"    if C{key}.fullmatch({v}) is None:",
+                f"        if W{key}.fullmatch({v}) is None: return None",
+                f"        {v} = {v} + Z{key}",
+                f"elif {v}.__class__ is int and 0 <= {v} < B{key}: {v} = f'{{{v}}}{{Z{key}}}'",
+                "else: return None",
+            ]
         elif ctype == "array":
             # The elements' checks inline in the loop: no call per element.
             conds = [f"{v}.__class__ is list"]
