@@ -23,7 +23,9 @@ ATTACH MASKING POLICY clear_email ON public.customer_contacts(customer_email) TO
 -- ok-if-exists
 ATTACH MASKING POLICY clear_phone ON public.customer_contacts(customer_phone) TO ROLE pii_reader PRIORITY 10;
 -- Each customer's latest known contact: the e-mail and phone of their latest order that gave one
--- (an order may leave either out), and the time of their latest order.
+-- (an order may leave either out), and the time of their latest order. A copy taken when this
+-- script runs (a deploy that changes a file of sql/redshift/): run the TRUNCATE and INSERT again
+-- as the admin to refresh it, and after an erase at the latest (docs/runbook.md).
 TRUNCATE public.customer_contacts;
 INSERT INTO public.customer_contacts
 SELECT customer_id, customer_email, customer_phone, last_order_ts
