@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -563,6 +564,44 @@ def test_redshift_sql_parses_in_the_redshift_dialect(file: sql.SqlFile) -> None:
         assert not isinstance(parsed, sqlglot.exp.Command), code
         # what sqlglot models must come back out as Redshift
         assert parsed.sql(dialect="redshift")
+
+
+def test_the_redshift_view_sums_revenue_as_the_athena_query_does() -> None:
+    # GIVEN orders of two days, two currencies and every status, one a second before midnight UTC
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'; CREATE SCHEMA curated")
+    con.execute(
+        "CREATE TABLE curated.orders (order_id VARCHAR, status VARCHAR, currency VARCHAR, country VARCHAR, "
+        "amount DECIMAL(12, 2), order_ts TIMESTAMP)"
+    )
+    con.execute("CREATE VIEW orders AS SELECT * FROM curated.orders")  # Athena's name for it
+    rows = [
+        ("o1", "PAID", "EUR", "DE", "10.00", "2024-05-01 23:59:59"),
+        ("o2", "SHIPPED", "EUR", "DE", "5.50", "2024-05-01 08:00:00"),
+        ("o3", "PLACED", "EUR", "DE", "99.00", "2024-05-01 09:00:00"),
+        ("o4", "PAID", "KRW", "KR", "2500.00", "2024-05-02 00:00:00"),
+        ("o5", "CANCELLED", "KRW", "KR", "3000.00", "2024-05-02 01:00:00"),
+        ("o6", "RETURNED", "EUR", "DE", "20.00", "2024-05-02 02:00:00"),
+        ("o7", "SHIPPED", "EUR", "KR", "1.00", "2024-05-02 03:00:00"),
+    ]
+    con.executemany("INSERT INTO curated.orders VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))", rows)
+    (view,) = [f for f in sql.load("redshift") if f.name == "03_daily_revenue"]
+    (create,) = [s for s in sql.statements(view.text) if "CREATE MATERIALIZED VIEW" in s]
+    select = sqlglot.parse_one(create, read="redshift").expression.sql(dialect="duckdb")
+    (query,) = [q for q in sql.load("athena") if q.name == "daily_revenue_by_country"]
+    # WHEN both run over them (sqlglot to DuckDB)
+    in_redshift = sorted(con.execute(select).fetchall())
+    in_athena = sorted(con.execute(sql.athena_to_duckdb(query.text)).fetchall())
+    # THEN they give the same rows: paid and shipped orders, per UTC day, country and currency
+    assert (
+        in_redshift
+        == in_athena
+        == [
+            (date(2024, 5, 1), "DE", "EUR", 2, Decimal("15.50")),
+            (date(2024, 5, 2), "KR", "EUR", 1, Decimal("1.00")),
+            (date(2024, 5, 2), "KR", "KRW", 1, Decimal("2500.00")),
+        ]
+    )
 
 
 def test_customer_contacts_hold_each_customers_latest_known_contact() -> None:
