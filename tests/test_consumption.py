@@ -566,6 +566,13 @@ def test_redshift_sql_parses_in_the_redshift_dialect(file: sql.SqlFile) -> None:
         assert parsed.sql(dialect="redshift")
 
 
+def _redshift_statement(file: str, containing: str) -> str:
+    """The one statement of ``sql/redshift/<file>.sql`` that contains ``containing``."""
+    (script,) = [f for f in sql.load("redshift") if f.name == file]
+    (statement,) = [s for s in sql.statements(script.text) if containing in s]
+    return statement
+
+
 def test_the_redshift_view_sums_revenue_as_the_athena_query_does() -> None:
     # GIVEN orders of two days, two currencies and every status, one a second before midnight UTC
     con = duckdb.connect()
@@ -585,8 +592,7 @@ def test_the_redshift_view_sums_revenue_as_the_athena_query_does() -> None:
         ("o7", "SHIPPED", "EUR", "KR", "1.00", "2024-05-02 03:00:00"),
     ]
     con.executemany("INSERT INTO curated.orders VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))", rows)
-    (view,) = [f for f in sql.load("redshift") if f.name == "03_daily_revenue"]
-    (create,) = [s for s in sql.statements(view.text) if "CREATE MATERIALIZED VIEW" in s]
+    create = _redshift_statement("03_daily_revenue", "CREATE MATERIALIZED VIEW")
     select = sqlglot.parse_one(create, read="redshift").expression.sql(dialect="duckdb")
     (query,) = [q for q in sql.load("athena") if q.name == "daily_revenue_by_country"]
     # WHEN both run over them (sqlglot to DuckDB)
@@ -607,8 +613,7 @@ def test_the_redshift_view_sums_revenue_as_the_athena_query_does() -> None:
 def test_customer_contacts_hold_each_customers_latest_known_contact() -> None:
     # GIVEN c1's orders: an old address, a newer one, then an order that gave neither e-mail nor
     # phone; and c2 with one order
-    (contacts,) = [f for f in sql.load("redshift") if f.name == "04_customer_contacts"]
-    (insert,) = [s for s in sql.statements(contacts.text) if "INSERT INTO public.customer_contacts" in s]
+    insert = _redshift_statement("04_customer_contacts", "INSERT INTO public.customer_contacts")
     con = duckdb.connect()
     con.execute("CREATE SCHEMA curated; CREATE SCHEMA public")
     con.execute(
