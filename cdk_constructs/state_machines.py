@@ -5,6 +5,7 @@ alarms, its failure notice and the retry policy of its tasks (the pipelines', th
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
@@ -57,23 +58,31 @@ def schedule(
     *,
     name: str,
     target_arn: str,
-    action: str,
     expression: str,
     what: str,
     group: str,
+    action: str | None = None,
+    grants: Sequence[iam.PolicyStatement] = (),
+    payload: Mapping[str, object] | None = None,
+    role_name: str | None = None,
 ) -> scheduler.CfnSchedule:
     """An EventBridge Scheduler schedule (UTC) in the group ``group`` that calls ``target_arn``
-    (``action`` names what its own role may do to it: ``states:StartExecution``,
-    ``lambda:InvokeFunction``) with ``{"trigger": "schedule"}``, retried for an hour.
+    with ``payload`` (default ``{"trigger": "schedule"}``), retried for an hour. Its own role may
+    do ``action`` to ``target_arn`` (``states:StartExecution``, ``lambda:InvokeFunction``), or
+    what ``grants`` say (a universal target, ``arn:aws:scheduler:::aws-sdk:<service>:<call>``,
+    names an API call, not a resource).
 
     The L1 ``CfnSchedule``, not the L2 ``Schedule``: the L2's targets grant through the role's
     inline default policy (``IAMNoInlinePolicy`` in the three regulatory packs) unless handed a
     role that takes no grants, and the L2 nests its ``CfnSchedule`` one level deeper, so moving to
     it changes every schedule's logical id: CloudFormation would create each named schedule again
     while the old one still holds its name, and the update would fail."""
+    if (action is None) == (not grants):
+        raise ValueError(f"{construct_id}: give the schedule's role either an action or grants")
     role = iam.Role(
         scope,
         f"{construct_id}Role",
+        role_name=role_name,
         assumed_by=service_for_this_account("scheduler.amazonaws.com"),
         description=f"Starts {what} on its schedule",
     )
@@ -81,7 +90,9 @@ def schedule(
         scope,
         f"{construct_id}Policy",
         roles=[role],
-        statements=[iam.PolicyStatement(actions=[action], resources=[target_arn])],
+        statements=[iam.PolicyStatement(actions=[action], resources=[target_arn])]
+        if action
+        else list(grants),
     )
     return scheduler.CfnSchedule(
         scope,
@@ -95,7 +106,7 @@ def schedule(
         target=scheduler.CfnSchedule.TargetProperty(
             arn=target_arn,
             role_arn=role.role_arn,
-            input=json.dumps({"trigger": "schedule"}),
+            input=json.dumps(payload if payload is not None else {"trigger": "schedule"}),
             retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
                 maximum_event_age_in_seconds=3600, maximum_retry_attempts=5
             ),

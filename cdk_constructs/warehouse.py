@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_redshiftserverless as redshift
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from cdk_constructs.alerts import alarm_above
+from cdk_constructs.alerts import AlertRules, alarm_above
 from cdk_constructs.custom_resource import CustomResourceFunction
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, acknowledge_regulatory
+from cdk_constructs.state_machines import schedule
 from cdk_constructs.trust import service_for_this_account
 
 #: Interface endpoints the workgroup reaches AWS through (S3 is a gateway endpoint).
@@ -40,6 +44,28 @@ BREACH_ACTIONS = {
 }
 ADMIN_USER = "lake_admin"
 DATABASE = "lake"
+#: The Data API call the refresh schedule makes (an EventBridge Scheduler universal target): its
+#: statements run in one transaction, in order, and say when they end (``WithEvent``).
+REFRESH_CALL = "redshiftdata:batchExecuteStatement"
+#: The Data API's states of a statement that did not finish (its EventBridge events).
+REFRESH_FAILED_STATES = ("FAILED", "ABORTED")
+
+
+def refresh_user(role_name: str) -> str:
+    """The database user Redshift Serverless maps an IAM role to for the Data API's temporary
+    credentials: ``IAMR:<role name>`` (``IAM:<user name>`` for an IAM user)."""
+    return f"IAMR:{role_name}"
+
+
+def refresh_grants(role_name: str, procedures: Sequence[str]) -> list[str]:
+    """SQL that creates the refresh role's database user (no password: it signs in through IAM
+    only) and lets it call ``procedures``, which run as their owner (``SECURITY DEFINER``):
+    the user may do nothing else in the warehouse."""
+    user = refresh_user(role_name)
+    return [
+        f'-- ok-if-exists\nCREATE USER "{user}" PASSWORD DISABLE;',
+        *(f'GRANT EXECUTE ON PROCEDURE {procedure}() TO "{user}";' for procedure in procedures),
+    ]
 
 
 class RedshiftWarehouse(Construct):
@@ -53,6 +79,10 @@ class RedshiftWarehouse(Construct):
     * Workgroup: not publicly accessible, enhanced VPC routing, ``require_ssl`` on, base capacity
       and a usage limit (custom resource) from the stage.
     * Bootstrap SQL from ``sql/redshift/`` run through the Data API (custom resource).
+    * Refresh: with ``refresh_procedures`` (the ``public.sp_refresh_*()`` procedures the SQL
+      creates), an EventBridge Scheduler schedule calls them through the Data API on
+      ``refresh_schedule``, as a role whose database user may call them and nothing else; a
+      refresh that fails or is aborted is published to ``alert_topic``.
     """
 
     def __init__(
@@ -67,11 +97,19 @@ class RedshiftWarehouse(Construct):
         usage_limit_rpu_hours: int,
         usage_limit_action: str,
         statements: Sequence[str],
+        refresh_procedures: Sequence[str],
+        refresh_schedule: str,
+        schedule_group: str,
+        alert_topic: sns.ITopic,
         logs_key: kms.IKey,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
+        #: The refresh schedule's role, whose database user calls the refresh procedures.
+        self.refresh_role_name = f"{prefix}-warehouse-refresh"
+        if refresh_procedures:
+            statements = [*statements, *refresh_grants(self.refresh_role_name, refresh_procedures)]
         flow_logs = logs.LogGroup(
             self, "FlowLogs", encryption_key=logs_key, retention=log_retention, removal_policy=removal_policy
         )
@@ -289,3 +327,75 @@ class RedshiftWarehouse(Construct):
             },
         )
         self.bootstrap.node.add_dependency(self.workgroup)
+        self.refresh: scheduler.CfnSchedule | None = None
+        self.refresh_failed_rule: events.CfnRule | None = None
+        if refresh_procedures:
+            self.refresh, self.refresh_failed_rule = self._refresh(
+                prefix=prefix,
+                workgroup_arn=workgroup_arn,
+                procedures=refresh_procedures,
+                expression=refresh_schedule,
+                group=schedule_group,
+                alert_topic=alert_topic,
+                logs_key=logs_key,
+            )
+
+    def _refresh(
+        self,
+        *,
+        prefix: str,
+        workgroup_arn: str,
+        procedures: Sequence[str],
+        expression: str,
+        group: str,
+        alert_topic: sns.ITopic,
+        logs_key: kms.IKey,
+    ) -> tuple[scheduler.CfnSchedule, events.CfnRule]:
+        """The schedule that calls ``procedures`` and the rule that publishes a failed call."""
+        name = self.refresh_role_name
+        calls = [f"CALL {procedure}()" for procedure in procedures]
+        refresh = schedule(
+            self,
+            "Refresh",
+            name=name,
+            target_arn=f"arn:{Aws.PARTITION}:scheduler:::aws-sdk:{REFRESH_CALL}",
+            expression=expression,
+            what=f"the refresh of the warehouse's copies of curated data ({', '.join(procedures)})",
+            group=group,
+            # The Data API's temporary credentials for a serverless workgroup: no secret, the
+            # database user is the role's (refresh_user), which the bootstrap SQL created.
+            grants=[
+                iam.PolicyStatement(
+                    actions=["redshift-data:BatchExecuteStatement", "redshift-serverless:GetCredentials"],
+                    resources=[workgroup_arn],
+                )
+            ],
+            payload={
+                "WorkgroupName": self.workgroup.workgroup_name,
+                "Database": DATABASE,
+                "Sqls": calls,
+                "StatementName": name,
+                "WithEvent": True,
+            },
+            role_name=name,
+        )
+        # The first call waits for the procedures and the user's grants.
+        refresh.node.add_dependency(self.bootstrap)
+        # The schedule hands the statements to Redshift and is done: whether they end well is in
+        # the Data API's event (a call the Data API refuses counts as a dropped invocation of the
+        # schedule group after its retries, which the foundation alarms on).
+        rules = AlertRules(self, "RefreshAlerts", topic=alert_topic, key=logs_key)
+        failed = rules.add(
+            "RefreshFailedRule",
+            description=f"{prefix}: failed or aborted refreshes of the warehouse, to the alert topic",
+            pattern={
+                "source": ["aws.redshift-data"],
+                "detail-type": ["Redshift Data Statement Status Change"],
+                "detail": {"statementName": [name], "state": list(REFRESH_FAILED_STATES)},
+            },
+            template=f'"Warehouse refresh <state> at <time>: {"; ".join(calls)} (schedule {name}, '
+            "statement <id>: aws redshift-data describe-statement --id <id> gives its error for a day; "
+            'runbook)"',
+            paths={"state": "$.detail.state", "time": "$.time", "id": "$.detail.statementId"},
+        )
+        return refresh, failed

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields, replace
 
+from datalake.dataset import schedule_problem
+
 # Matched whole (fullmatch): `$` would let a value end in a newline.
 _PREFIX_RE = re.compile(r"[a-z][a-z0-9-]{1,19}")
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -130,6 +132,10 @@ class StageConfig:
     redshift_usage_limit_rpu_hours: int = 200
     #: What happens when the monthly RPU-hours are used up: log, emit-metric or deactivate.
     redshift_usage_limit_action: str = "emit-metric"
+    #: When the warehouse fills again what it keeps of the curated data (the materialized view
+    #: ``public.daily_revenue``, the table ``public.customer_contacts``), UTC: each refresh wakes
+    #: the warehouse for at least a minute of its base capacity (``make cost``).
+    redshift_refresh_schedule: str = "cron(0 5 * * ? *)"
     #: Prefix of the Lake Formation tag keys (``zone``, ``classification``), for accounts where
     #: those keys already exist with other values; e.g. ``"lake_"``.
     lf_tag_prefix: str = ""
@@ -197,6 +203,8 @@ class StageConfig:
                 f"redshift_usage_limit_action={self.redshift_usage_limit_action!r}: use "
                 f"{_one_of(REDSHIFT_USAGE_LIMIT_ACTIONS)}"
             )
+        if problem := schedule_problem(self.redshift_refresh_schedule):
+            problems.append(f"redshift_refresh_schedule: {problem}")
         if self.macie_job_frequency not in MACIE_JOB_FREQUENCIES:
             problems.append(
                 f"macie_job_frequency={self.macie_job_frequency!r}: use {_one_of(MACIE_JOB_FREQUENCIES)}"

@@ -198,10 +198,23 @@ def idle(assembly: Assembly, prices: dict[str, Any]) -> list[Line]:
         (stack, logical): props for stack, logical, props in assembly.resources("AWS::Lambda::Function")
     }
     usage = {k: v["price"] for k, v in prices["usage"].items()}
+    workgroups = [props for _, _, props in assembly.resources("AWS::RedshiftServerless::Workgroup")]
     for stack, _, props in assembly.resources("AWS::Scheduler::Schedule"):
         runs = runs_per_month(props["ScheduleExpression"], hours)
         name = props["Name"]
         targets = referenced(props.get("Target", {}).get("Arn"))
+        if ":aws-sdk:redshiftdata:" in json.dumps(props["Target"]["Arn"]):
+            # the Data API wakes the warehouse: its base capacity, for at least the billed minimum
+            (workgroup,) = workgroups
+            rpu, seconds = workgroup.get("BaseCapacity", 128), p["redshift_serverless_minimum_seconds"]
+            lines.append(
+                Line(
+                    f"scheduled warehouse refresh {name}",
+                    f"{runs:.0f} runs: Redshift Serverless {rpu} RPU x {seconds} s each (billing minimum)",
+                    runs * rpu * seconds / 3600 * usage["redshift_serverless_rpu_hour"],
+                )
+            )
+            continue
         function = next((functions[(stack, t)] for t in targets if (stack, t) in functions), None)
         if function is not None:
             # billed for what it runs, at most its timeout; a check takes about a second
@@ -299,7 +312,7 @@ def per_unit(assembly: Assembly, prices: dict[str, Any], measured: dict[str, Any
     ]
     if any(True for _ in assembly.resources("AWS::RedshiftServerless::Workgroup")):
         (workgroup,) = [props for _, _, props in assembly.resources("AWS::RedshiftServerless::Workgroup")]
-        rpu = workgroup.get("BaseCapacity", 8)
+        rpu = workgroup.get("BaseCapacity", 128)
         lines.append(
             Line(
                 "per hour of Redshift queries",

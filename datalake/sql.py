@@ -58,21 +58,63 @@ def load(engine: str, directory: Path | None = None) -> list[SqlFile]:
 
 
 def statements(text: str) -> list[str]:
-    """The statements of a script: each ends with ``;`` at the end of a line. Leading comment
-    lines stay with the statement they precede: the Redshift bootstrap function reads
-    ``-- ok-if-exists`` from them (``lambda/custom_resources/redshift_sql.py``)."""
+    """The statements of a script: each ends with ``;`` at the end of a line, outside a ``$$``
+    body (a stored procedure's, whose own statements end so too). Leading comment lines stay
+    with the statement they precede: the Redshift bootstrap function reads ``-- ok-if-exists``
+    from them (``lambda/custom_resources/redshift_sql.py``)."""
     out: list[str] = []
     current: list[str] = []
+    in_body = False
     for line in text.splitlines():
         if not line.strip() and not current:
             continue
         current.append(line)
-        if line.rstrip().endswith(";") and not line.lstrip().startswith("--"):
+        if line.lstrip().startswith("--"):
+            continue
+        if line.count("$$") % 2:
+            in_body = not in_body
+        if not in_body and line.rstrip().endswith(";"):
             out.append("\n".join(current).strip())
             current = []
+    if in_body:
+        raise ValueError("a $$ body is not closed: end it with $$ on a line of its own code")
     if any(line.strip() and not line.lstrip().startswith("--") for line in current):
         raise ValueError("the last statement does not end with ';' at the end of a line")
     return out
+
+
+#: A stored procedure the warehouse's refresh schedule calls: ``public.sp_refresh_<what>()``,
+#: without arguments (``cdk_constructs/warehouse.py``).
+_REFRESH_PROCEDURE = re.compile(
+    r"^\s*CREATE\s+OR\s+REPLACE\s+PROCEDURE\s+(public\.sp_refresh_[a-z0-9_]+)\s*\(\s*\)", re.IGNORECASE
+)
+
+
+def refresh_procedures(script: list[str]) -> list[str]:
+    """The refresh procedures the statements of ``script`` create, in order: those the warehouse
+    calls on its schedule to fill again what it keeps of the curated data."""
+    found = []
+    for statement in script:
+        code = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
+        if match := _REFRESH_PROCEDURE.match(code):
+            found.append(match.group(1).lower())
+    return found
+
+
+def procedure_body(statement: str) -> list[str]:
+    """The statements of a ``CREATE PROCEDURE``'s ``$$`` body, without its ``BEGIN`` and ``END``."""
+    # where the $$ marks are, comment lines blanked (a comment may name them)
+    code = "\n".join(
+        " " * len(line) if line.lstrip().startswith("--") else line for line in statement.splitlines()
+    )
+    marks = [m.start() for m in re.finditer(r"\$\$", code)]
+    if len(marks) != 2:
+        raise ValueError(f"not one $$ body: {statement[:80]!r}")
+    body = statement[marks[0] + 2 : marks[1]].strip()
+    head, tail = re.match(r"(?is)^BEGIN\b", body), re.search(r"(?is)\bEND\s*;\s*$", body)
+    if not (head and tail):
+        raise ValueError(f"the body does not run from BEGIN to END;: {body[:80]!r}")
+    return statements(body[head.end() : tail.start()])
 
 
 def regex_for_prefixes(prefixes: list[str]) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from aws_cdk import Fn, Stack
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from cdk_constructs.athena import sql_workgroup
@@ -39,6 +40,7 @@ class ConsumptionStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self._alerts: sns.ITopic | None = None
         keys, storage = foundation.keys, foundation.storage
         removal = removal_policy(stage)
         results = storage.athena_results.reference(self, "AthenaResults")
@@ -127,11 +129,21 @@ class ConsumptionStack(Stack):
                 usage_limit_rpu_hours=stage.redshift_usage_limit_rpu_hours,
                 usage_limit_action=stage.redshift_usage_limit_action,
                 statements=statements,
+                refresh_procedures=sql.refresh_procedures(statements),
+                refresh_schedule=stage.redshift_refresh_schedule,
+                schedule_group=foundation.schedules.schedule_group_name,
+                alert_topic=self._alert_topic(foundation),
                 logs_key=keys.logs,
                 log_retention=log_retention(stage),
                 removal_policy=removal,
             )
             foundation.alerts.notify_on(self.warehouse.usage_alarm)
+
+    def _alert_topic(self, foundation: FoundationStack) -> sns.ITopic:
+        """The foundation's alert topic, referenced once in this stack."""
+        if self._alerts is None:
+            self._alerts = foundation.alerts.reference(self, "AlertTopic")
+        return self._alerts
 
     @property
     def availability_zones(self) -> list[str]:
@@ -161,7 +173,7 @@ class ConsumptionStack(Stack):
             bucket_key=keys.analytics,
             results_bucket=results,
             tables=[ds.name for ds in datasets],
-            alert_topic=foundation.alerts.reference(self, "AlertTopic"),
+            alert_topic=self._alert_topic(foundation),
             logs_key=keys.logs,
             log_retention=log_retention(stage),
             removal_policy=removal_policy(stage),

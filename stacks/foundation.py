@@ -129,8 +129,8 @@ class FoundationStack(Stack):
             "DroppedSchedulesAlarm",
             self.schedules.metric_dropped(period=Duration.minutes(5), statistic="Sum"),
             threshold=0,
-            description=f"{stage.prefix}: a schedule could not start its pipeline or report "
-            "(EventBridge Scheduler dropped the invocation after its retries)",
+            description=f"{stage.prefix}: a schedule could not start its pipeline, report, trail "
+            "check or warehouse refresh (EventBridge Scheduler dropped the invocation after its retries)",
         )
         self.alerts.notify_on(self.dropped_starts_alarm)
         # The CDK bootstrap's bucket, from which Glue reads the jobs' scripts at every run: an object

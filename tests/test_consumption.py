@@ -506,6 +506,103 @@ def test_the_bootstrap_function_runs_sql_only_in_the_warehouse_with_its_admin_se
     ]
 
 
+def _refresh_schedule(synth: Synth) -> tuple[str, dict[str, Any]]:
+    (found,) = [
+        (lid, r)
+        for lid, r in _of_type(synth, "AWS::Scheduler::Schedule").items()
+        if r["Properties"]["Name"].endswith("-warehouse-refresh")
+    ]
+    return found
+
+
+def test_the_warehouse_refreshes_its_copies_on_the_stage_schedule_as_a_user_that_may_only_call_that(
+    prod: Synth,
+) -> None:
+    resources = prod.template(prod.lake.consumption).to_json()["Resources"]
+    _, schedule = _refresh_schedule(prod)
+    props = schedule["Properties"]
+    (boot_id,) = _of_type(prod, "Custom::RedshiftBootstrapSql")
+    boot = resources[boot_id]["Properties"]
+    (workgroup,) = _props(prod, "AWS::RedshiftServerless::Workgroup")
+    # GIVEN the refresh procedures the shipped SQL creates
+    procedures = sql.refresh_procedures(
+        [
+            s
+            for f in sql.load("redshift")
+            for s in sql.statements(f.render({"curated_database": "c", "spectrum_role_arn": "r"}))
+        ]
+    )
+    assert procedures == ["public.sp_refresh_daily_revenue", "public.sp_refresh_customer_contacts"]
+    # THEN a schedule of the stage's group calls them all, in one Data API batch, on the stage's schedule
+    assert (props["ScheduleExpression"], props["ScheduleExpressionTimezone"]) == (
+        PROD.redshift_refresh_schedule,
+        "UTC",
+    )
+    assert props["GroupName"] == "lake-prd"
+    assert joined_json_text(props["Target"]["Arn"]).endswith(
+        ":scheduler:::aws-sdk:redshiftdata:batchExecuteStatement"
+    )
+    payload = json.loads(props["Target"]["Input"])
+    assert payload == {
+        "WorkgroupName": workgroup["WorkgroupName"],
+        "Database": boot["Database"],
+        "Sqls": [f"CALL {p}()" for p in procedures],
+        "StatementName": props["Name"],
+        "WithEvent": True,  # its end is an EventBridge event (the alert rule below)
+    }
+    # AND it signs in as its role (no secret): the role may call the Data API on this workgroup only
+    role_id = props["Target"]["RoleArn"]["Fn::GetAtt"][0]
+    role_name = resources[role_id]["Properties"]["RoleName"]
+    assert role_name == props["Name"] == "lake-prd-warehouse-refresh"
+    (statement,) = policy_statements(prod.template(prod.lake.consumption), "WarehouseRefreshPolicy")
+    assert sorted(actions(statement)) == [
+        "redshift-data:BatchExecuteStatement",
+        "redshift-serverless:GetCredentials",
+    ]
+    assert statement["Resource"]["Fn::GetAtt"][0].startswith("WarehouseWorkgroup")
+    # AND the bootstrap SQL gives that role's database user the procedures to call, and nothing else
+    user = f'"IAMR:{role_name}"'
+    granted = [s for s in boot["Statements"] if isinstance(s, str) and user in s]
+    assert granted == [
+        f"-- ok-if-exists\nCREATE USER {user} PASSWORD DISABLE;",
+        *(f"GRANT EXECUTE ON PROCEDURE {p}() TO {user};" for p in procedures),
+    ]
+    assert boot["Statements"][-len(granted) :] == granted  # after the procedures exist
+    assert boot_id in schedule["DependsOn"]  # the first call waits for them
+
+
+def joined_json_text(value: Any) -> str:
+    """A string a template may build with ``Fn::Join``, its tokens read as ``TOKEN``."""
+    if isinstance(value, str):
+        return value
+    return "".join(p if isinstance(p, str) else "TOKEN" for p in value["Fn::Join"][1])
+
+
+def test_a_failed_or_aborted_refresh_is_published_to_the_alert_topic(prod: Synth) -> None:
+    _, schedule = _refresh_schedule(prod)
+    name = json.loads(schedule["Properties"]["Target"]["Input"])["StatementName"]
+    (rule,) = [
+        r for r in _props(prod, "AWS::Events::Rule") if r["EventPattern"]["source"] == ["aws.redshift-data"]
+    ]
+    assert rule["EventPattern"] == {
+        "source": ["aws.redshift-data"],
+        "detail-type": ["Redshift Data Statement Status Change"],
+        "detail": {"statementName": [name], "state": ["FAILED", "ABORTED"]},
+    }
+    (target,) = rule["Targets"]
+    assert "AlertsTopic" in json.dumps(target["Arn"])
+    transformer = target["InputTransformer"]
+    assert transformer["InputPathsMap"]["id"] == "$.detail.statementId"
+    assert "describe-statement --id <id>" in transformer["InputTemplate"]
+    assert "DeadLetterConfig" in target
+
+
+def test_without_redshift_there_is_no_refresh(sandbox: Synth) -> None:
+    names = [p["Name"] for p in _props(sandbox, "AWS::Scheduler::Schedule")]
+    assert names and not [n for n in names if "warehouse" in n]
+    assert not [r for r in _props(sandbox, "AWS::Events::Rule") if "aws.redshift-data" in json.dumps(r)]
+
+
 def test_custom_resources_fail_fast_when_their_function_dies_without_answering(prod: Synth) -> None:
     # Every custom resource of the lake (the warehouse's two, Macie's job): CloudFormation stops
     # waiting 5 minutes after its function's timeout, and Lambda does not run the request again.
@@ -544,6 +641,8 @@ REDSHIFT_ONLY = (
     "ATTACH MASKING POLICY",
     "GRANT",
     "REFRESH",
+    "CREATE OR REPLACE PROCEDURE",
+    "CALL",
 )
 
 
@@ -556,6 +655,8 @@ def test_redshift_sql_parses_in_the_redshift_dialect(file: sql.SqlFile) -> None:
     assert statements
     for statement in statements:
         code = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
+        if code.lstrip().upper().startswith("CREATE OR REPLACE PROCEDURE"):
+            statements += sql.procedure_body(statement)  # each statement of its body is checked too
         if code.lstrip().upper().startswith(REDSHIFT_ONLY):
             # sqlglot keeps these as commands or cannot parse them: check they tokenize cleanly
             assert sqlglot.tokenize(code, read="redshift")
@@ -612,8 +713,11 @@ def test_the_redshift_view_sums_revenue_as_the_athena_query_does() -> None:
 
 def test_customer_contacts_hold_each_customers_latest_known_contact() -> None:
     # GIVEN c1's orders: an old address, a newer one, then an order that gave neither e-mail nor
-    # phone; and c2 with one order
-    insert = _redshift_statement("04_customer_contacts", "INSERT INTO public.customer_contacts")
+    # phone; c2 with one order; and the copy of an earlier refresh, which still holds c9, since
+    # erased from the curated orders
+    procedure = _redshift_statement("04_customer_contacts", "PROCEDURE public.sp_refresh_customer_contacts()")
+    body = sql.procedure_body(procedure)
+    assert [s.split()[0] for s in body] == ["DELETE", "INSERT"]  # one transaction: old copy or new
     con = duckdb.connect()
     con.execute("CREATE SCHEMA curated; CREATE SCHEMA public")
     con.execute(
@@ -631,9 +735,15 @@ def test_customer_contacts_hold_each_customers_latest_known_contact() -> None:
         "('o3', 'c1', NULL, NULL, TIMESTAMP '2024-05-03 10:00:00'), "
         "('o4', 'c2', 'bo@example.com', NULL, TIMESTAMP '2024-05-01 09:00:00')"
     )
-    # WHEN the bootstrap's INSERT runs (Redshift SQL, run by DuckDB through sqlglot)
-    con.execute(sqlglot.transpile(insert, read="redshift", write="duckdb")[0])
-    # THEN each customer has their latest e-mail and phone (not the largest) and latest order
+    con.execute(
+        "INSERT INTO public.customer_contacts VALUES "
+        "('c9', 'erased@example.com', '010-9999-9999', TIMESTAMP '2024-04-01 10:00:00')"
+    )
+    # WHEN the refresh procedure's statements run (Redshift SQL, run by DuckDB through sqlglot)
+    for statement in body:
+        con.execute(sqlglot.transpile(statement, read="redshift", write="duckdb")[0])
+    # THEN each customer has their latest e-mail and phone (not the largest) and latest order,
+    # and the erased customer is gone
     assert con.execute("SELECT * FROM public.customer_contacts ORDER BY customer_id").fetchall() == [
         ("c1", "ann@new.example", "010-0000-0002", datetime(2024, 5, 3, 10, 0)),
         ("c2", "bo@example.com", None, datetime(2024, 5, 1, 9, 0)),
@@ -665,6 +775,45 @@ def test_a_script_is_split_at_each_semicolon_that_ends_a_line_of_code() -> None:
     ]
     with pytest.raises(ValueError, match="the last statement does not end with ';' at the end of a line"):
         sql.statements("SELECT 1;\nSELECT 2\n-- the end\n")
+
+
+def test_a_procedure_is_one_statement_whose_body_holds_its_own() -> None:
+    script = (
+        "CREATE TABLE t (a INT);\n"
+        "-- the refresh\n"
+        "CREATE OR REPLACE PROCEDURE public.sp_refresh_t()\n"
+        "AS $$\n"
+        "BEGIN\n"
+        "    -- a comment with $$ in it; does not end the body\n"
+        "    DELETE FROM t;\n"
+        "    INSERT INTO t SELECT 1;\n"
+        "END;\n"
+        "$$ LANGUAGE plpgsql\n"
+        "SECURITY DEFINER;\n"
+        "CREATE OR REPLACE PROCEDURE public.sp_other(x INT) AS $$ BEGIN NULL; END; $$ LANGUAGE plpgsql;\n"
+        "CALL public.sp_refresh_t();\n"
+    )
+    statements = sql.statements(script)
+    assert [s.splitlines()[-1] for s in statements] == [
+        "CREATE TABLE t (a INT);",
+        "SECURITY DEFINER;",
+        "CREATE OR REPLACE PROCEDURE public.sp_other(x INT) AS $$ BEGIN NULL; END; $$ LANGUAGE plpgsql;",
+        "CALL public.sp_refresh_t();",
+    ]
+    assert statements[1].startswith("-- the refresh\nCREATE OR REPLACE PROCEDURE")
+    # only refresh procedures without arguments are the schedule's to call
+    assert sql.refresh_procedures(statements) == ["public.sp_refresh_t"]
+    assert sql.procedure_body(statements[1]) == [
+        "-- a comment with $$ in it; does not end the body\n    DELETE FROM t;",
+        "INSERT INTO t SELECT 1;",
+    ]
+    assert sql.procedure_body(statements[2]) == ["NULL;"]
+    with pytest.raises(ValueError, match=r"a \$\$ body is not closed"):
+        sql.statements("CREATE PROCEDURE p() AS $$\nBEGIN\n  NULL;\nEND;\n")
+    with pytest.raises(ValueError, match="not one \\$\\$ body"):
+        sql.procedure_body("CALL p();")
+    with pytest.raises(ValueError, match="the body does not run from BEGIN to END;"):
+        sql.procedure_body("CREATE PROCEDURE p() AS $$ NULL; $$ LANGUAGE plpgsql;")
 
 
 # --- QuickSight ------------------------------------------------------------------------------

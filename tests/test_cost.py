@@ -253,6 +253,21 @@ def test_a_scheduled_function_pays_its_requests_and_at_most_its_timeout() -> Non
     ]
 
 
+def test_the_warehouse_refresh_pays_a_billed_minute_of_its_base_capacity_per_run() -> None:
+    # GIVEN prod's warehouse (8 RPU base capacity), refreshed once a day
+    lines = {line.component: line for line in idle(_assembly("prod"), PRICE_FILE)}
+    refresh = lines.pop("scheduled warehouse refresh lake-prd-warehouse-refresh")
+    # THEN each of its 30-odd runs pays 8 RPU for Redshift Serverless's 60-second minimum
+    runs = 730 / 24
+    rpu_hour = PRICE_FILE["usage"]["redshift_serverless_rpu_hour"]["price"]
+    assert refresh.monthly == pytest.approx(runs * 8 * 60 / 3600 * rpu_hour)
+    assert refresh.detail == "30 runs: Redshift Serverless 8 RPU x 60 s each (billing minimum)"
+    # AND it is not taken for a report (whose line pays Athena's minimum query)
+    assert [name for name in lines if name.startswith("scheduled report")] == [
+        "scheduled report lake-prd-daily-revenue-by-country-report"
+    ]
+
+
 @pytest.mark.parametrize(
     ("record_bytes", "billed_per_gb"),
     [(700, 5120 / 700), (5120, 1.0), (5121, 2.0 * 5120 / 5121), (12_000, 15_360 / 12_000)],

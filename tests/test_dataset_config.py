@@ -794,6 +794,14 @@ _REFUSED_STAGE_EDITS: list[tuple[dict[str, Any], str]] = [
     ({"monthly_budget_usd": 99.5}, "monthly_budget_usd=99.5: use a whole number of US dollars"),
     ({"monthly_budget_usd": True}, "monthly_budget_usd=True: use a whole number of US dollars"),
     ({"macie_job_frequency": "weekly"}, "macie_job_frequency='weekly': use DAILY, WEEKLY or MONTHLY"),
+    (
+        {"redshift_refresh_schedule": "cron(0 5 * * *)"},
+        "redshift_refresh_schedule: cron(0 5 * * *) has 5 fields; a cron expression has six",
+    ),
+    (
+        {"redshift_refresh_schedule": "daily"},
+        "redshift_refresh_schedule: use an EventBridge Scheduler expression",
+    ),
     ({"lf_tag_prefix": "l" * 21}, "lf_tag_prefix='lllllllllllllllllllll': use up to 20 of a-z 0-9 _ . : -"),
     ({"lf_tag_prefix": "Lake_"}, "lf_tag_prefix='Lake_': use up to 20"),
     (
@@ -841,7 +849,7 @@ _ACCEPTED_STAGE_EDITS: list[dict[str, Any]] = [
     {"athena_bytes_scanned_cutoff": 10_000_000, "redshift_base_rpu": 4, "monthly_budget_usd": 1},
     {"monthly_budget_usd": None},
     {"redshift_base_rpu": 512, "redshift_usage_limit_action": "log", "macie_job_frequency": "DAILY"},
-    {"redshift_base_rpu": 544, "lf_tag_prefix": "l" * 20},
+    {"redshift_base_rpu": 544, "lf_tag_prefix": "l" * 20, "redshift_refresh_schedule": "rate(1 hour)"},
     {"redshift_base_rpu": 1024, "lf_tag_prefix": "lake_tags.v1:-"},
     {
         "lifecycle": Lifecycle(

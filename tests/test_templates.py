@@ -393,6 +393,25 @@ def test_every_state_machine_task_is_allowed_by_its_role(synth: Synth) -> None:
 SCHEDULER_CALLS = {"states": "states:StartExecution", "lambda": "lambda:InvokeFunction"}
 
 
+def _data_api_calls(
+    synth: Synth, stack: cdk.Stack, arn: str, payload: dict[str, Any]
+) -> tuple[list[str], dict[str, Any]]:
+    """What a universal target of the Redshift Data API (``...:aws-sdk:redshiftdata:<call>``)
+    needs: its call, and with no secret the temporary credentials of the workgroup its input
+    names; the workgroup's ARN, as a template attribute."""
+    call = arn.rsplit(":", 1)[1]
+    needed = [f"redshift-data:{call[0].upper()}{call[1:]}"]
+    if "SecretArn" not in payload:
+        needed.append("redshift-serverless:GetCredentials")
+    (workgroup,) = [
+        lid
+        for lid, r in synth.template_json(stack)["Resources"].items()
+        if r["Type"] == "AWS::RedshiftServerless::Workgroup"
+        and r["Properties"]["WorkgroupName"] == payload["WorkgroupName"]
+    ]
+    return needed, {"Fn::GetAtt": [workgroup, "Workgroup.WorkgroupArn"]}
+
+
 def test_every_schedule_may_start_its_target(synth: Synth) -> None:
     # a schedule whose role may not start its target drops every start after its retries
     resolver = Resolver(synth.all_templates())
@@ -402,11 +421,16 @@ def test_every_schedule_may_start_its_target(synth: Synth) -> None:
         target = resource["Properties"]["Target"]
         arn = resolver.resolve(stack.stack_name, target["Arn"])
         role = f"{stack.stack_name}/{target['RoleArn']['Fn::GetAtt'][0]}"
-        action = SCHEDULER_CALLS[arn.split(":")[2]]
-        assert any(
-            _allows(set(_list(st["Action"])), action) and arn in _list(st.get("Resource", []))
-            for st in roles[role]
-        ), (logical, action, arn)
+        if ":aws-sdk:redshiftdata:" in arn:  # a universal target names a call, not a resource
+            needed, on = _data_api_calls(synth, stack, arn, json.loads(target["Input"]))
+            resource_arn = resolver.resolve(stack.stack_name, on)
+        else:
+            needed, resource_arn = [SCHEDULER_CALLS[arn.split(":")[2]]], arn
+        for action in needed:
+            assert any(
+                _allows(set(_list(st["Action"])), action) and resource_arn in _list(st.get("Resource", []))
+                for st in roles[role]
+            ), (logical, action, resource_arn)
         schedules += 1
     assert schedules >= 2
 

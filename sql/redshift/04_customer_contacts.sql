@@ -23,27 +23,37 @@ ATTACH MASKING POLICY clear_email ON public.customer_contacts(customer_email) TO
 -- ok-if-exists
 ATTACH MASKING POLICY clear_phone ON public.customer_contacts(customer_phone) TO ROLE pii_reader PRIORITY 10;
 -- Each customer's latest known contact: the e-mail and phone of their latest order that gave one
--- (an order may leave either out), and the time of their latest order. A copy taken when this
--- script runs (a deploy that changes a file of sql/redshift/): run the TRUNCATE and INSERT again
--- as the admin to refresh it, and after an erase at the latest (docs/runbook.md).
-TRUNCATE public.customer_contacts;
-INSERT INTO public.customer_contacts
-SELECT customer_id, customer_email, customer_phone, last_order_ts
-FROM (
-    SELECT
-        customer_id,
-        LAST_VALUE(customer_email) IGNORE NULLS OVER (
-            PARTITION BY customer_id ORDER BY order_ts, order_id
-            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
-        ) AS customer_email,
-        LAST_VALUE(customer_phone) IGNORE NULLS OVER (
-            PARTITION BY customer_id ORDER BY order_ts, order_id
-            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
-        ) AS customer_phone,
-        order_ts AS last_order_ts,
-        ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY order_ts DESC, order_id DESC) AS recency
-    FROM curated.orders
-) AS latest
-WHERE recency = 1;
+-- (an order may leave either out), and the time of their latest order. A copy of the curated
+-- orders, filled again by the warehouse's refresh schedule (stage setting
+-- redshift_refresh_schedule), which calls this procedure as its owner: rows go and come in one
+-- transaction, so a reader sees the old copy or the new, and a customer erased from the curated
+-- zone (docs/runbook.md) is gone from here after the next refresh.
+CREATE OR REPLACE PROCEDURE public.sp_refresh_customer_contacts()
+AS $$
+BEGIN
+    DELETE FROM public.customer_contacts;
+    INSERT INTO public.customer_contacts
+    SELECT customer_id, customer_email, customer_phone, last_order_ts
+    FROM (
+        SELECT
+            customer_id,
+            LAST_VALUE(customer_email) IGNORE NULLS OVER (
+                PARTITION BY customer_id ORDER BY order_ts, order_id
+                ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+            ) AS customer_email,
+            LAST_VALUE(customer_phone) IGNORE NULLS OVER (
+                PARTITION BY customer_id ORDER BY order_ts, order_id
+                ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+            ) AS customer_phone,
+            order_ts AS last_order_ts,
+            ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY order_ts DESC, order_id DESC) AS recency
+        FROM curated.orders
+    ) AS latest
+    WHERE recency = 1;
+END;
+$$ LANGUAGE plpgsql
+SECURITY DEFINER;
+-- The first fill, at deploy.
+CALL public.sp_refresh_customer_contacts();
 GRANT SELECT ON public.customer_contacts TO ROLE analyst;
 GRANT SELECT ON public.customer_contacts TO ROLE pii_reader;
