@@ -84,21 +84,48 @@ def statements(text: str) -> list[str]:
 
 
 #: A stored procedure the warehouse's refresh schedule calls: ``public.sp_refresh_<what>()``,
-#: without arguments (``cdk_constructs/warehouse.py``).
+#: without arguments, run as its owner (``cdk_constructs/warehouse.py``).
 _REFRESH_PROCEDURE = re.compile(
-    r"^\s*CREATE\s+OR\s+REPLACE\s+PROCEDURE\s+(public\.sp_refresh_[a-z0-9_]+)\s*\(\s*\)", re.IGNORECASE
+    r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?PROCEDURE\s+(public\.sp_refresh_[a-z0-9_]+)\s*\(([^)]*)\)",
+    re.IGNORECASE,
 )
 
 
 def refresh_procedures(script: list[str]) -> list[str]:
     """The refresh procedures the statements of ``script`` create, in order: those the warehouse
-    calls on its schedule to fill again what it keeps of the curated data."""
+    calls on its schedule to fill again what it keeps of the curated data. Raise, saying how to
+    fix it, for one the schedule could not call: one that takes an argument, or that would run
+    as the schedule's database user (who may call it and do nothing else) instead of its owner."""
     found = []
     for statement in script:
         code = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
-        if match := _REFRESH_PROCEDURE.match(code):
-            found.append(match.group(1).lower())
+        match = _REFRESH_PROCEDURE.match(code)
+        if match is None:
+            continue
+        name, arguments = match.group(1).lower(), match.group(2).strip()
+        if arguments:
+            raise ValueError(
+                f"{name}({arguments}): the refresh schedule calls each public.sp_refresh_* procedure "
+                "with no argument; take none, or give the procedure another name"
+            )
+        if not re.search(r"\bSECURITY\s+DEFINER\b", code.rsplit("$$", 1)[-1], re.IGNORECASE):
+            raise ValueError(
+                f"{name}(): add SECURITY DEFINER after LANGUAGE plpgsql; the refresh schedule's "
+                "database user may call it and do nothing else, so it must run as its owner"
+            )
+        found.append(name)
     return found
+
+
+def check_refresh_procedures(directory: Path | None = None) -> None:
+    """Raise, naming the file, when a file of ``sql/redshift/`` creates a refresh procedure the
+    warehouse's schedule could not call (:func:`refresh_procedures`)."""
+    root = directory or SQL_DIR
+    for script in load("redshift", directory):
+        try:
+            refresh_procedures(statements(script.text))
+        except ValueError as exc:
+            raise ValueError(f"{root.name}/{script.path.relative_to(root)}: {exc}") from None
 
 
 def procedure_body(statement: str) -> list[str]:

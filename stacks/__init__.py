@@ -52,6 +52,8 @@ def check_inputs(stage: StageConfig, datasets: tuple[Dataset, ...]) -> None:
     one clear error (``DatasetConfigError`` or ``ValueError``) naming the file and the fix."""
     check_name_lengths(datasets, stage.prefix)
     sql.check_tables({t for ds in datasets for t in (ds.name, ds.quarantine_name)})
+    if stage.features.redshift:
+        sql.check_refresh_procedures()
     if stage.features.quicksight_principal_arn:
         check_dashboard_dataset(datasets)
 

@@ -816,6 +816,55 @@ def test_a_procedure_is_one_statement_whose_body_holds_its_own() -> None:
         sql.procedure_body("CREATE PROCEDURE p() AS $$ NULL; $$ LANGUAGE plpgsql;")
 
 
+_REFRESH_BODY = "AS $$\nBEGIN\n    DELETE FROM public.mine;\nEND;\n$$ LANGUAGE plpgsql"
+
+
+@pytest.mark.parametrize(
+    ("head", "tail", "problem"),
+    [
+        (
+            "CREATE PROCEDURE public.sp_refresh_mine()",
+            "\n;",
+            r"sql/redshift/05_mine.sql: public.sp_refresh_mine\(\): add SECURITY DEFINER after LANGUAGE plpgsql; "
+            "the refresh schedule's database user may call it and do nothing else",
+        ),
+        (
+            "CREATE OR REPLACE PROCEDURE public.sp_refresh_mine(since DATE)",
+            "\nSECURITY DEFINER;",
+            r"sql/redshift/05_mine.sql: public.sp_refresh_mine\(since DATE\): the refresh schedule calls each "
+            "public.sp_refresh_\\* procedure with no argument",
+        ),
+    ],
+)
+def test_a_refresh_procedure_the_schedule_could_not_call_fails_synth_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, head: str, tail: str, problem: str
+) -> None:
+    # GIVEN the shipped SQL files and one more, whose refresh procedure is written wrong
+    for engine in ("athena", "redshift"):
+        (tmp_path / "sql" / engine).mkdir(parents=True)
+        for script in sql.load(engine):
+            (tmp_path / "sql" / engine / script.path.name).write_text(script.text)
+    folder = tmp_path / "sql" / "redshift"
+    sql.check_refresh_procedures(tmp_path / "sql")  # the shipped ones may be called
+    (folder / "05_mine.sql").write_text(f"-- my copy\n{head}\n{_REFRESH_BODY}{tail}\n")
+    # THEN the check names the file, the procedure and the fix
+    with pytest.raises(ValueError, match=problem):
+        sql.check_refresh_procedures(tmp_path / "sql")
+    # AND synth runs it with Redshift on, before any construct; with Redshift off the SQL is not deployed
+    monkeypatch.setattr(sql, "SQL_DIR", tmp_path / "sql")
+    with pytest.raises(ValueError, match=problem):
+        check_inputs(PROD, (ORDERS,))
+    check_inputs(SANDBOX, (ORDERS,))
+    monkeypatch.undo()
+    # AND written right (no argument, SECURITY DEFINER, with or without OR REPLACE) it is called too
+    (folder / "05_mine.sql").write_text(
+        f"-- my copy\nCREATE PROCEDURE public.sp_refresh_mine()\n{_REFRESH_BODY}\nSECURITY DEFINER;\n"
+    )
+    sql.check_refresh_procedures(tmp_path / "sql")
+    script = [s for f in sql.load("redshift", tmp_path / "sql") for s in sql.statements(f.text)]
+    assert sql.refresh_procedures(script)[-1] == "public.sp_refresh_mine"
+
+
 # --- QuickSight ------------------------------------------------------------------------------
 
 
