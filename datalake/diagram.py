@@ -274,6 +274,14 @@ def build(assembly: Assembly) -> Diagram:
         redshift = d.node(stack, f"Redshift Serverless {props['WorkgroupName']} (Spectrum, masking)")
         if curated_db:
             d.edge(databases[curated_db], redshift, "external schema")
+        # a schedule that calls the Data API on this workgroup (a universal target names a call)
+        for caller_stack, _, caller in assembly.resources("AWS::Scheduler::Schedule"):
+            target = caller.get("Target", {})
+            if ":aws-sdk:redshiftdata:" not in text(target.get("Arn", "")):
+                continue
+            if json.loads(target.get("Input", "{}")).get("WorkgroupName") == props["WorkgroupName"]:
+                node = d.node(caller_stack, f"schedule {caller['ScheduleExpression']}", "round")
+                d.edge(node, redshift, "refreshes")
     for stack, _, props in assembly.resources("AWS::QuickSight::Dashboard"):
         dashboard = d.node(stack, f"QuickSight dashboard {props['Name']}")
         for wg in workgroups.values():

@@ -51,6 +51,11 @@ def test_switched_components_appear_in_the_diagram() -> None:
     every = synthesize("prod")
     drawn = mermaid(every.outdir)
     assert "Redshift Serverless lake-prd" in drawn and "|external schema|" in drawn
+    # the warehouse's daily refresh of its copies
+    assert (
+        "round_schedule_cron_0_5 -->|refreshes| box_Redshift_Serverless_lake_prd_warehouse_Spectrum_masking"
+        in drawn
+    )
     # QuickSight on, Macie and CloudTrail off: the dashboard queries the analysts' workgroup
     drawn = mermaid(synthesize("sandbox", **WITHOUT_AUDIT).outdir)
     assert "box_Athena_workgroup_lake_sbx_analysts -->|direct query| box_QuickSight_dashboard_" in drawn
