@@ -638,6 +638,7 @@ REDSHIFT_ONLY = (
     "CREATE EXTERNAL SCHEMA",
     "CREATE ROLE",
     "CREATE MASKING POLICY",
+    "ALTER MASKING POLICY",
     "ATTACH MASKING POLICY",
     "GRANT",
     "REFRESH",
@@ -748,6 +749,57 @@ def test_customer_contacts_hold_each_customers_latest_known_contact() -> None:
         ("c1", "ann@new.example", "010-0000-0002", datetime(2024, 5, 3, 10, 0)),
         ("c2", "bo@example.com", None, datetime(2024, 5, 1, 9, 0)),
     ]
+
+
+def _mask(policy: str) -> str:
+    """The masking expression ``sql/redshift/04_customer_contacts.sql`` gives ``policy`` (its ALTER)."""
+    statement = _redshift_statement("04_customer_contacts", f"ALTER MASKING POLICY {policy} USING")
+    code = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
+    return code.split("USING (", 1)[1].rsplit(");", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("policy", "column", "shown"),
+    [
+        (
+            "mask_email",
+            "email",
+            {
+                "ann@new.example": "***@new.example",
+                "a@b@c.example": "***@c.example",  # the last @ starts the domain
+                "ann.new.example": "***",  # no @: hidden whole, not shown as it is
+                "@new.example": "***",
+                "ann@": "***",
+                None: None,  # no value is not made up
+            },
+        ),
+        (
+            "mask_phone",
+            "phone",
+            {
+                "010-0000-0002": "***-****-0002",
+                "+44 20 7946 0958": "***-****-0958",
+                "1234": "***",
+                None: None,
+            },
+        ),
+    ],
+)
+def test_the_masks_keep_a_hint_and_never_show_a_value_they_do_not_recognise(
+    policy: str, column: str, shown: dict[str | None, str | None]
+) -> None:
+    # GIVEN the expression the policy is given (Redshift SQL, run by DuckDB through sqlglot)
+    query = sqlglot.transpile(f"SELECT {_mask(policy)} AS shown FROM t", read="redshift", write="duckdb")[0]
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE t ({column} VARCHAR)")
+    for value, expected in shown.items():
+        con.execute("DELETE FROM t")
+        con.execute("INSERT INTO t VALUES (?)", [value])
+        # THEN each value is masked as expected
+        assert con.execute(query).fetchone() == (expected,), value
+    # AND the policy is created showing nothing, so a failed ALTER hides the whole value
+    create = _redshift_statement("04_customer_contacts", f"CREATE MASKING POLICY {policy} WITH")
+    assert "USING (CAST(NULL AS VARCHAR(" in create and "-- ok-if-exists" in create
 
 
 def test_a_script_is_split_at_each_semicolon_that_ends_a_line_of_code() -> None:

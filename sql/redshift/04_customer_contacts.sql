@@ -6,10 +6,28 @@ CREATE TABLE IF NOT EXISTS public.customer_contacts (
     customer_phone VARCHAR(32),
     last_order_ts TIMESTAMP
 );
+-- Each masking policy is created showing nothing, then given its expression: CREATE leaves a
+-- policy that exists as it was, ALTER brings an older deployment's up to date, and a policy
+-- whose ALTER failed hides the whole value.
 -- ok-if-exists
-CREATE MASKING POLICY mask_email WITH (email VARCHAR(254)) USING (REGEXP_REPLACE(email, '[^@]+@', '***@'));
+CREATE MASKING POLICY mask_email WITH (email VARCHAR(254)) USING (CAST(NULL AS VARCHAR(254)));
+-- The domain stays; a value without text on both sides of an @ (a typo, a phone number in the
+-- e-mail field) is hidden whole, never shown as it is.
+ALTER MASKING POLICY mask_email USING (
+    CASE
+        WHEN email LIKE '%_@_%' THEN REGEXP_REPLACE(email, '^.*@', '***@')
+        WHEN email IS NOT NULL THEN '***'
+    END
+);
 -- ok-if-exists
-CREATE MASKING POLICY mask_phone WITH (phone VARCHAR(32)) USING ('***-****-' || RIGHT(phone, 4));
+CREATE MASKING POLICY mask_phone WITH (phone VARCHAR(32)) USING (CAST(NULL AS VARCHAR(32)));
+-- The last four digits stay; a value of four characters or fewer is hidden whole.
+ALTER MASKING POLICY mask_phone USING (
+    CASE
+        WHEN LENGTH(phone) > 4 THEN '***-****-' || RIGHT(phone, 4)
+        WHEN phone IS NOT NULL THEN '***'
+    END
+);
 -- ok-if-exists
 CREATE MASKING POLICY clear_email WITH (email VARCHAR(254)) USING (email);
 -- ok-if-exists
