@@ -215,11 +215,12 @@ class CatalogPermissions(Construct):
         setup's tags so these resources depend on the tags existing.
     :param engineers: may do everything with every zone's tables.
     :param readers: SELECT on curated and analytics tables without PII columns (analysts,
-        QuickSight).
-    :param pii_readers: SELECT on curated tables including PII columns (Redshift Spectrum, whose
-        masking policies then decide per Redshift user; Athena's Spark notebooks, which read the
-        curated zone from S3 because their engine does not support Lake Formation: the grant lets
-        the catalog show them the tables, and shows in Lake Formation who reads PII).
+        QuickSight, the warehouse analysts' external schema).
+    :param pii_readers: SELECT on curated tables including PII columns (the warehouse's own
+        external schema, which only its admin and ``pii_reader`` may use: Redshift cannot mask an
+        external table's columns; Athena's Spark notebooks, which read the curated zone from S3
+        because their engine does not support Lake Formation: the grant lets the catalog show
+        them the tables, and shows in Lake Formation who reads PII).
     """
 
     def __init__(

@@ -100,7 +100,12 @@ class Personas(Construct):
     * ``regional_analyst``: like ``analyst``, limited by the worked data-cells filter to some rows,
       in a workgroup of its own (the analysts' query history and results hold every row).
     * per dataset a Glue ``job`` and ``crawler`` role (policies added by ``DatasetPipeline``).
-    * ``spectrum`` (when Redshift is on): Redshift Serverless reading the curated zone.
+    * ``spectrum`` and ``spectrum_analyst`` (when Redshift is on): the roles of the warehouse's
+      two external schemas over the curated database. Redshift Spectrum reads a schema's tables
+      as its role, for every database user who may use the schema, so Lake Formation's grants
+      to the role decide what they see: ``spectrum`` reads the tables whole (the warehouse's
+      admin, its refresh procedures, ``pii_reader``), ``spectrum_analyst`` as analysts do, no
+      PII column (Redshift's ``analyst`` role).
     * ``quicksight`` (when a QuickSight principal is configured): the role QuickSight's Athena data
       source runs queries as; it reads what analysts read, so the account-wide QuickSight service
       role needs no access to the lake's buckets or keys.
@@ -164,18 +169,19 @@ class Personas(Construct):
                 ),
             )
         self.spectrum: iam.Role | None = None
+        self.spectrum_analyst: iam.Role | None = None
         if spectrum:
-            self.spectrum = iam.Role(
-                self,
+            self.spectrum = self._spectrum_role(
                 "SpectrumRole",
-                role_name=f"{prefix}-redshift-spectrum",
-                assumed_by=iam.CompositePrincipal(
-                    iam.ServicePrincipal("redshift.amazonaws.com"),
-                    iam.ServicePrincipal("redshift-serverless.amazonaws.com"),
-                ),
-                description="Redshift Serverless: external schema over the curated Glue database",
+                f"{prefix}-redshift-spectrum",
+                "Redshift Serverless: external schema over the curated Glue database, PII columns included",
             )
-            self._spectrum_policy(self.spectrum)
+            self.spectrum_analyst = self._spectrum_role(
+                "SpectrumAnalystRole",
+                f"{prefix}-redshift-spectrum-analyst",
+                "Redshift Serverless: the analysts' external schema over the curated Glue database, "
+                "read as analysts read it",
+            )
         self.quicksight: iam.Role | None = None
         if quicksight:
             self.quicksight = self._service_of_this_account(
@@ -418,10 +424,24 @@ class Personas(Construct):
             *wildcard_findings(policy),
         )
 
-    def _spectrum_policy(self, role: iam.Role) -> None:
+    def _spectrum_role(self, construct_id: str, name: str, description: str) -> iam.Role:
+        """A role Redshift Serverless reads an external schema over the curated database as;
+        Lake Formation's grants to it decide which columns it reads."""
+        role = iam.Role(
+            self,
+            construct_id,
+            role_name=name,
+            assumed_by=iam.CompositePrincipal(
+                iam.ServicePrincipal("redshift.amazonaws.com"),
+                iam.ServicePrincipal("redshift-serverless.amazonaws.com"),
+            ),
+            description=description,
+        )
         a = self._access
         statements = [self._glue_read(a.curated_database), *self._curated_read()]
-        policy = iam.ManagedPolicy(self, "SpectrumPolicy", roles=[role], statements=statements)
+        policy = iam.ManagedPolicy(
+            self, construct_id.removesuffix("Role") + "Policy", roles=[role], statements=statements
+        )
         acknowledge(
             policy,
             "Redshift Spectrum reads the curated database's tables through the Glue catalog; table "
@@ -429,6 +449,7 @@ class Personas(Construct):
             "lakeformation:GetDataAccess supports no resource-level permission.",
             *wildcard_findings(policy),
         )
+        return role
 
     def _notebook_policy(self, role: iam.Role, workgroup: str) -> None:
         """Sessions and calculations of ``workgroup``, the curated zone read from S3 (the engine

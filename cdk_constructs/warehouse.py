@@ -93,6 +93,7 @@ class RedshiftWarehouse(Construct):
         prefix: str,
         key: kms.IKey,
         spectrum_role: iam.IRole,
+        analyst_spectrum_role: iam.IRole,
         base_rpu: int,
         usage_limit_rpu_hours: int,
         usage_limit_action: str,
@@ -191,7 +192,8 @@ class RedshiftWarehouse(Construct):
             manage_admin_password=True,
             admin_password_secret_kms_key_id=key.key_arn,
             kms_key_id=key.key_arn,
-            iam_roles=[spectrum_role.role_arn],
+            # both external schemas' roles: the whole curated tables, and the analysts' view of them
+            iam_roles=[spectrum_role.role_arn, analyst_spectrum_role.role_arn],
             default_iam_role_arn=spectrum_role.role_arn,
             log_exports=["userlog", "connectionlog", "useractivitylog"],
         )

@@ -164,8 +164,8 @@ def tables_read(text: str, dialect: str = "trino") -> set[str]:
     }
 
 
-#: A table of Redshift's external schema over the curated database (``01_external_schema.sql``).
-_SPECTRUM_TABLE = re.compile(r"\bcurated\.([A-Za-z_][A-Za-z0-9_]*)")
+#: A table of Redshift's external schemas over the curated database (``01_external_schema.sql``).
+_SPECTRUM_TABLE = re.compile(r"\bcurated(?:_analyst)?\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def check_tables(declared: set[str], directory: Path | None = None) -> None:

@@ -176,6 +176,9 @@ class CatalogStack(Stack):
                 ),
             ]
         readers = [personas.analyst.role_arn]
+        if personas.spectrum_analyst is not None:
+            # the warehouse's analysts read the curated tables through this role's external schema
+            readers.append(personas.spectrum_analyst.role_arn)
         if personas.quicksight is not None and stage.features.quicksight_principal_arn:
             # Athena checks the data source's role; QuickSight's Lake Formation integration also
             # evaluates grants to the QuickSight user or group. Both read as analysts do.

@@ -115,9 +115,14 @@ class ConsumptionStack(Stack):
 
         self.warehouse: RedshiftWarehouse | None = None
         if stage.features.redshift:
-            assert governance.personas.spectrum is not None
-            spectrum = governance.personas.spectrum
-            values = {"curated_database": curated_db, "spectrum_role_arn": spectrum.role_arn}
+            personas = governance.personas
+            assert personas.spectrum is not None and personas.spectrum_analyst is not None
+            spectrum, analyst_spectrum = personas.spectrum, personas.spectrum_analyst
+            values = {
+                "curated_database": curated_db,
+                "spectrum_role_arn": spectrum.role_arn,
+                "analyst_spectrum_role_arn": analyst_spectrum.role_arn,
+            }
             statements = [s for f in sql.load("redshift") for s in sql.statements(f.render(values))]
             self.warehouse = RedshiftWarehouse(
                 self,
@@ -125,6 +130,7 @@ class ConsumptionStack(Stack):
                 prefix=stage.prefix,
                 key=keys.analytics,
                 spectrum_role=spectrum,
+                analyst_spectrum_role=analyst_spectrum,
                 base_rpu=stage.redshift_base_rpu,
                 usage_limit_rpu_hours=stage.redshift_usage_limit_rpu_hours,
                 usage_limit_action=stage.redshift_usage_limit_action,

@@ -43,6 +43,12 @@ SANDBOX = get_stage("sandbox")
 PROD = get_stage("prod")
 QUICKSIGHT_PRINCIPAL = WITHOUT_AUDIT["quicksight_principal_arn"]
 ORDERS = load_dataset(DATASETS_DIR / "orders.json")
+#: Values for the placeholders of ``sql/redshift/``.
+RENDER_VALUES = {
+    "curated_database": "lake_prd_curated",
+    "spectrum_role_arn": "arn:aws:iam::123456789012:role/lake-prd-redshift-spectrum",
+    "analyst_spectrum_role_arn": "arn:aws:iam::123456789012:role/lake-prd-redshift-spectrum-analyst",
+}
 
 
 @pytest.fixture(scope="module")
@@ -422,12 +428,15 @@ def test_namespace_is_encrypted_with_a_managed_secret_and_audit_logs(prod: Synth
     assert sorted(ns["LogExports"]) == ["connectionlog", "useractivitylog", "userlog"]
     spectrum = ns["DefaultIamRoleArn"]["Fn::GetStackOutput"]["OutputName"]
     assert "PersonasSpectrumRole" in spectrum
-    assert ns["IamRoles"] == [ns["DefaultIamRoleArn"]]
+    # the roles of the two external schemas: the whole tables, and the analysts' view of them
+    assert ns["IamRoles"][0] == ns["DefaultIamRoleArn"]
+    (analysts,) = ns["IamRoles"][1:]
+    assert "PersonasSpectrumAnalystRole" in analysts["Fn::GetStackOutput"]["OutputName"]
 
 
 def test_spectrum_reads_the_curated_zone_alone_pii_columns_included(prod: Synth) -> None:
-    # Redshift's masking policies decide per user what a PII column shows: Lake Formation gives
-    # Spectrum the curated zone's tables whole, and nothing of the raw, analytics or audit zones
+    # The warehouse's own schema (its admin, the refresh procedures, pii_reader): Lake Formation
+    # gives it the curated zone's tables whole, and nothing of the raw, analytics or audit zones
     grants = {
         g["Resource"]["LFTagPolicy"]["ResourceType"]: g
         for g in lf_grants(prod.template(prod.lake.catalog))
@@ -438,6 +447,49 @@ def test_spectrum_reads_the_curated_zone_alone_pii_columns_included(prod: Synth)
         "TABLE": ["SELECT", "DESCRIBE"],
     }
     assert all(tag_expression(g) == {"zone": ["curated"]} for g in grants.values())
+
+
+_SCHEMA_USE = re.compile(r"^(GRANT|REVOKE) USAGE ON SCHEMA (\w+) (?:TO|FROM) ROLE (\w+);$")
+
+
+def test_a_redshift_analyst_reads_no_pii_column_of_the_curated_tables(prod: Synth) -> None:
+    # GIVEN the bootstrap SQL: the IAM role each external schema reads as, and the schemas each
+    # Redshift role may use once every statement has run (a REVOKE takes back an older GRANT)
+    (sql_props,) = _props(prod, "Custom::RedshiftBootstrapSql")
+    texts = [s if isinstance(s, str) else json.dumps(s) for s in sql_props["Statements"]]
+    # (an IAM_ROLE is the governance stack's output: the statement is a join naming it)
+    schema_roles = {
+        name.group(1): text
+        for text in texts
+        if (name := re.search(r"CREATE EXTERNAL SCHEMA IF NOT EXISTS (\w+)", text))
+    }
+    uses: dict[str, set[str]] = {}
+    for text in texts:
+        code = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+        if match := _SCHEMA_USE.match(code):
+            verb, schema, role = match.groups()
+            if verb == "GRANT":
+                uses.setdefault(role, set()).add(schema)
+            else:
+                uses.setdefault(role, set()).discard(schema)
+    assert uses == {"analyst": {"curated_analyst"}, "pii_reader": {"curated"}}
+    # THEN the analyst's schema reads as the analysts' Spectrum role, which Lake Formation gives
+    # the curated tables without their PII columns, as it gives the Athena analysts
+    assert "PersonasSpectrumAnalystRole" in schema_roles["curated_analyst"]
+    assert "PersonasSpectrumRole" in schema_roles["curated"]
+    grants = lf_grants(prod.template(prod.lake.catalog))
+
+    def expressions(principal: str) -> list[Any]:
+        return sorted(
+            (json.dumps(tag_expression(g)), g["Permissions"])
+            for g in grants
+            if principal in grant_principal(g)
+        )
+
+    analyst_schema = expressions("PersonasSpectrumAnalystRole")
+    assert analyst_schema and analyst_schema == expressions("PersonasDataAnalyst")
+    selects = [json.loads(e) for e, permissions in analyst_schema if "SELECT" in permissions]
+    assert selects and all("pii" not in e["classification"] for e in selects)
 
 
 def test_workgroup_is_private_ssl_only_with_capacity_and_usage_limit(prod: Synth) -> None:
@@ -526,11 +578,7 @@ def test_the_warehouse_refreshes_its_copies_on_the_stage_schedule_as_a_user_that
     (workgroup,) = _props(prod, "AWS::RedshiftServerless::Workgroup")
     # GIVEN the refresh procedures the shipped SQL creates
     procedures = sql.refresh_procedures(
-        [
-            s
-            for f in sql.load("redshift")
-            for s in sql.statements(f.render({"curated_database": "c", "spectrum_role_arn": "r"}))
-        ]
+        [s for f in sql.load("redshift") for s in sql.statements(f.render(RENDER_VALUES))]
     )
     assert procedures == ["public.sp_refresh_daily_revenue", "public.sp_refresh_customer_contacts"]
     # THEN a schedule of the stage's group calls them all, in one Data API batch, on the stage's schedule
@@ -649,9 +697,7 @@ REDSHIFT_ONLY = (
 
 @pytest.mark.parametrize("file", sql.load("redshift"), ids=lambda f: f.name)
 def test_redshift_sql_parses_in_the_redshift_dialect(file: sql.SqlFile) -> None:
-    text = file.render(
-        {"curated_database": "lake_prd_curated", "spectrum_role_arn": "arn:aws:iam::123456789012:role/x"}
-    )
+    text = file.render(RENDER_VALUES)
     statements = sql.statements(text)
     assert statements
     for statement in statements:
