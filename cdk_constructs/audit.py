@@ -309,6 +309,9 @@ IAM_ROLE_CALLS = (
     "PutRolePermissionsBoundary",
     "DeleteRolePermissionsBoundary",
     "DeleteRole",
+    # a role's tags are permissions too: RedshiftDbRoles names the warehouse roles it signs in as
+    "TagRole",
+    "UntagRole",
 )
 #: IAM calls that change one of the lake's managed policies or give it to another principal (by
 #: ``policyArn``; ``AttachRolePolicy`` of a lake policy to a role outside the lake too).

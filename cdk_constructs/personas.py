@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import ArnFormat, Duration, Stack, Tags
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -19,6 +19,14 @@ from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, wildcard_findings
 from cdk_constructs.trust import service_for_this_account
 from datalake.dataset import Dataset
+
+#: The principal tag whose value (database roles, ``:``-separated) Redshift Serverless grants to
+#: the database user of an IAM identity that signs in through IAM ("Defining database roles to
+#: grant to federated users in Amazon Redshift Serverless").
+REDSHIFT_DB_ROLES_TAG = "RedshiftDbRoles"
+#: The warehouse's database roles each persona signs in with (``sql/redshift/02_roles.sql``): the
+#: analyst reads as in Athena, the engineer reads PII as everywhere else.
+WAREHOUSE_ROLES = {"analyst": ("analyst",), "engineer": ("pii_reader",)}
 
 GLUE_READ = (
     "glue:GetDatabase",
@@ -182,6 +190,10 @@ class Personas(Construct):
                 "Redshift Serverless: the analysts' external schema over the curated Glue database, "
                 "read as analysts read it",
             )
+            # Signed in to the warehouse with their role (the Data API, JDBC or query editor v2
+            # through IAM), a persona's database user gets the database roles this tag names.
+            for person, db_roles in WAREHOUSE_ROLES.items():
+                Tags.of(getattr(self, person)).add(REDSHIFT_DB_ROLES_TAG, ":".join(db_roles))
         self.quicksight: iam.Role | None = None
         if quicksight:
             self.quicksight = self._service_of_this_account(

@@ -19,7 +19,7 @@ from constructs import Construct
 from cdk_constructs.alerts import AlertRules, alarm_above
 from cdk_constructs.custom_resource import CustomResourceFunction
 from cdk_constructs.keys import key_use_via
-from cdk_constructs.nag import acknowledge, acknowledge_regulatory
+from cdk_constructs.nag import acknowledge, acknowledge_regulatory, wildcard_findings
 from cdk_constructs.state_machines import schedule
 from cdk_constructs.trust import service_for_this_account
 
@@ -98,6 +98,7 @@ class RedshiftWarehouse(Construct):
         usage_limit_rpu_hours: int,
         usage_limit_action: str,
         statements: Sequence[str],
+        sign_in_roles: Sequence[iam.IRole],
         refresh_procedures: Sequence[str],
         refresh_schedule: str,
         schedule_group: str,
@@ -297,10 +298,14 @@ class RedshiftWarehouse(Construct):
             description="Runs sql/redshift/*.sql in the warehouse through the Data API at deploy time",
             statements=[
                 iam.PolicyStatement(actions=["redshift-data:ExecuteStatement"], resources=[workgroup_arn]),
-                # Describe and Cancel are authorised by the caller's own statement ids, not a resource.
+                # Describe and Cancel take no resource: the condition keeps them to the statements
+                # the function's own session ran.
                 iam.PolicyStatement(
                     actions=["redshift-data:DescribeStatement", "redshift-data:CancelStatement"],
                     resources=["*"],
+                    conditions={
+                        "StringEquals": {"redshift-data:statement-owner-iam-userid": "${aws:userid}"}
+                    },
                 ),
                 iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret_arn]),
                 iam.PolicyStatement(
@@ -329,6 +334,7 @@ class RedshiftWarehouse(Construct):
             },
         )
         self.bootstrap.node.add_dependency(self.workgroup)
+        self.sign_in_policy = self._sign_in(sign_in_roles, workgroup_arn) if sign_in_roles else None
         self.refresh: scheduler.CfnSchedule | None = None
         self.refresh_failed_rule: events.CfnRule | None = None
         if refresh_procedures:
@@ -341,6 +347,48 @@ class RedshiftWarehouse(Construct):
                 alert_topic=alert_topic,
                 logs_key=logs_key,
             )
+
+    def _sign_in(self, roles: Sequence[iam.IRole], workgroup_arn: str) -> iam.ManagedPolicy:
+        """Let ``roles`` sign in to the workgroup through IAM, no password: Redshift Serverless's
+        temporary credentials (JDBC, ODBC, query editor v2) and the Data API. Each signs in as
+        ``IAMR:<role name>``, whom Redshift creates at the first sign-in and gives the database
+        roles of the role's ``RedshiftDbRoles`` tag; the Data API shows each session only the
+        statements it ran itself."""
+        policy = iam.ManagedPolicy(
+            self,
+            "SignInPolicy",
+            description="Sign in to the lake's warehouse through IAM, as the database roles the role's tag names",
+            roles=list(roles),
+            statements=[
+                iam.PolicyStatement(
+                    actions=[
+                        "redshift-serverless:GetCredentials",
+                        "redshift-data:ExecuteStatement",
+                        "redshift-data:BatchExecuteStatement",
+                    ],
+                    resources=[workgroup_arn],
+                ),
+                iam.PolicyStatement(
+                    actions=[
+                        "redshift-data:DescribeStatement",
+                        "redshift-data:GetStatementResult",
+                        "redshift-data:CancelStatement",
+                        "redshift-data:ListStatements",
+                    ],
+                    resources=["*"],
+                    conditions={
+                        "StringEquals": {"redshift-data:statement-owner-iam-userid": "${aws:userid}"}
+                    },
+                ),
+            ],
+        )
+        acknowledge(
+            policy,
+            "The Data API's statement calls take no resource; the condition limits each session to the "
+            "statements it ran (the Data API guide's owner restriction).",
+            *wildcard_findings(policy),
+        )
+        return policy
 
     def _refresh(
         self,

@@ -13,6 +13,7 @@ from constructs import Construct
 
 from cdk_constructs.athena import sql_workgroup
 from cdk_constructs.lake_formation import lf_grant, reader_grants, tag_key_names
+from cdk_constructs.personas import WAREHOUSE_ROLES
 from cdk_constructs.quicksight import QuickSightDashboard
 from cdk_constructs.reports import ScheduledReport
 from cdk_constructs.warehouse import RedshiftWarehouse
@@ -131,6 +132,7 @@ class ConsumptionStack(Stack):
                 key=keys.analytics,
                 spectrum_role=spectrum,
                 analyst_spectrum_role=analyst_spectrum,
+                sign_in_roles=[getattr(personas, person) for person in WAREHOUSE_ROLES],
                 base_rpu=stage.redshift_base_rpu,
                 usage_limit_rpu_hours=stage.redshift_usage_limit_rpu_hours,
                 usage_limit_action=stage.redshift_usage_limit_action,

@@ -23,9 +23,9 @@ EXPECTED_ACKNOWLEDGEMENTS = {
         "Serverless-": 16,
     },
     # prod adds Redshift: the two Spectrum roles, two custom-resource functions, the VPC
-    # endpoints' group, the dead-letter queue of the refresh's alert rule
+    # endpoints' group, the dead-letter queue of the refresh's alert rule, the personas' sign-in
     "prod": {
-        "AwsSolutions-": 63,
+        "AwsSolutions-": 64,
         "NIST.800.53.R5-": 34,
         "HIPAA.Security-": 34,
         "PCI.DSS.321-": 34,

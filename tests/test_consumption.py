@@ -492,6 +492,52 @@ def test_a_redshift_analyst_reads_no_pii_column_of_the_curated_tables(prod: Synt
     assert selects and all("pii" not in e["classification"] for e in selects)
 
 
+def _role_tags(synth: Synth, logical_prefix: str) -> dict[str, str]:
+    (role,) = [
+        r
+        for lid, r in synth.template(synth.lake.governance).find_resources("AWS::IAM::Role").items()
+        if lid.startswith(logical_prefix)
+    ]
+    return {t["Key"]: t["Value"] for t in role["Properties"].get("Tags", [])}
+
+
+def test_the_personas_sign_in_to_the_warehouse_through_iam_as_their_database_roles(
+    prod: Synth, sandbox: Synth
+) -> None:
+    # GIVEN the warehouse's database roles (sql/redshift/02_roles.sql)
+    (roles_sql,) = [f for f in sql.load("redshift") if f.name == "02_roles"]
+    created = set(re.findall(r"^CREATE ROLE (\w+);$", roles_sql.text, re.MULTILINE))
+    # THEN the analyst signs in as analyst and the engineer as pii_reader (the tag Redshift
+    # Serverless reads at an IAM sign-in); the regional analyst, whose rows no warehouse role
+    # filters, does not sign in
+    assert _role_tags(prod, "PersonasDataAnalyst")["RedshiftDbRoles"] == "analyst"
+    assert _role_tags(prod, "PersonasDataEngineer")["RedshiftDbRoles"] == "pii_reader"
+    assert "RedshiftDbRoles" not in _role_tags(prod, "PersonasRegionalAnalyst")
+    assert {"analyst", "pii_reader"} <= created
+    # AND their sign-in policy: temporary credentials and the Data API on this workgroup, and the
+    # Data API's statements of their own session only
+    (policy,) = [
+        p["Properties"]
+        for lid, p in _of_type(prod, "AWS::IAM::ManagedPolicy").items()
+        if lid.startswith("WarehouseSignInPolicy")
+    ]
+    signed_in = sorted(json.dumps(r) for r in policy["Roles"])
+    assert len(signed_in) == 2
+    assert "PersonasDataAnalyst" in signed_in[0] and "PersonasDataEngineer" in signed_in[1]
+    use, own = policy["PolicyDocument"]["Statement"]
+    assert sorted(actions(use)) == [
+        "redshift-data:BatchExecuteStatement",
+        "redshift-data:ExecuteStatement",
+        "redshift-serverless:GetCredentials",
+    ]
+    assert use["Resource"]["Fn::GetAtt"][0].startswith("WarehouseWorkgroup")
+    assert own["Resource"] == "*"
+    assert own["Condition"] == {"StringEquals": {"redshift-data:statement-owner-iam-userid": "${aws:userid}"}}
+    # AND without Redshift no persona carries the tag
+    assert "RedshiftDbRoles" not in _role_tags(sandbox, "PersonasDataAnalyst")
+    assert "RedshiftDbRoles" not in _role_tags(sandbox, "PersonasDataEngineer")
+
+
 def test_workgroup_is_private_ssl_only_with_capacity_and_usage_limit(prod: Synth) -> None:
     (wg,) = _props(prod, "AWS::RedshiftServerless::Workgroup")
     assert wg["PubliclyAccessible"] is False
@@ -546,8 +592,11 @@ def test_the_bootstrap_function_runs_sql_only_in_the_warehouse_with_its_admin_se
     )
     resource = {json.dumps(s["Action"]): s["Resource"] for s in statements}
     assert resource['"redshift-data:ExecuteStatement"']["Fn::GetAtt"][0].startswith("WarehouseWorkgroup")
-    # waits on and, out of time, cancels its own statements: these actions take no resource
+    # waits on and, out of time, cancels its own statements: these actions take no resource, and
+    # the condition keeps them to its own session's
     assert resource['["redshift-data:CancelStatement", "redshift-data:DescribeStatement"]'] == "*"
+    (own,) = [s for s in statements if "redshift-data:DescribeStatement" in actions(s)]
+    assert own["Condition"] == {"StringEquals": {"redshift-data:statement-owner-iam-userid": "${aws:userid}"}}
     secret = json.dumps(resource['"secretsmanager:GetSecretValue"'])
     assert secret.endswith(':secret:redshift!lake-prd-warehouse-lake_admin-*"]]}')
     assert sorted(a for s in statements for a in actions(s) if a.startswith("redshift")) == [

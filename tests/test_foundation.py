@@ -593,6 +593,7 @@ def test_an_iam_change_to_a_lake_role_or_policy_outside_a_deployment_alarms(
         call("PutRolePolicy", roleName="lake-sbx-processing-OrdersStateMachineRoleE3B6-x1", policyName="p"),
         call("UpdateAssumeRolePolicy", roleName="lake-sbx-orders-job"),
         call("DeleteRolePermissionsBoundary", roleName="lake-sbx-data-engineer"),
+        call("TagRole", roleName="lake-sbx-data-analyst"),  # RedshiftDbRoles=pii_reader, say
         call("CreatePolicyVersion", policyArn=lake_policy),
         call("AttachUserPolicy", userName="kim", policyArn=lake_policy),
         call("AttachRolePolicy", roleName="other-team-role", policyArn=lake_policy),

@@ -1,6 +1,7 @@
 -- Warehouse roles: analyst reads the curated tables without their PII columns (curated_analyst)
--- and the contacts masked; pii_reader reads them whole and the contacts in clear. Grant them to
--- users (or identity-centre groups) with GRANT ROLE; nothing here grants a role to anyone.
+-- and the contacts masked; pii_reader reads them whole and the contacts in clear. The analyst
+-- and engineer personas sign in through IAM with them (their RedshiftDbRoles tag); grant them to
+-- other users with GRANT ROLE.
 -- ok-if-exists
 CREATE ROLE analyst;
 -- ok-if-exists
