@@ -37,6 +37,7 @@ from cdk_constructs.reports import DONE_MARKER, REPORTS_PREFIX, ScheduledReport,
 from config import features_from_context, get_stage
 from datalake import sql
 from datalake.dataset import DATASETS_DIR, DatasetConfigError, load_dataset
+from datalake.diagram import text as template_text
 from stacks import check_inputs
 
 SANDBOX = get_stage("sandbox")
@@ -636,7 +637,7 @@ def test_the_warehouse_refreshes_its_copies_on_the_stage_schedule_as_a_user_that
         "UTC",
     )
     assert props["GroupName"] == "lake-prd"
-    assert joined_json_text(props["Target"]["Arn"]).endswith(
+    assert template_text(props["Target"]["Arn"]).endswith(
         ":scheduler:::aws-sdk:redshiftdata:batchExecuteStatement"
     )
     payload = json.loads(props["Target"]["Input"])
@@ -666,13 +667,6 @@ def test_the_warehouse_refreshes_its_copies_on_the_stage_schedule_as_a_user_that
     ]
     assert boot["Statements"][-len(granted) :] == granted  # after the procedures exist
     assert boot_id in schedule["DependsOn"]  # the first call waits for them
-
-
-def joined_json_text(value: Any) -> str:
-    """A string a template may build with ``Fn::Join``, its tokens read as ``TOKEN``."""
-    if isinstance(value, str):
-        return value
-    return "".join(p if isinstance(p, str) else "TOKEN" for p in value["Fn::Join"][1])
 
 
 def test_a_failed_or_aborted_refresh_is_published_to_the_alert_topic(prod: Synth) -> None:
