@@ -14,6 +14,7 @@ import aws_cdk as cdk
 import duckdb
 import pytest
 import sqlglot
+import warehouse_sql
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -757,13 +758,6 @@ def test_redshift_sql_parses_in_the_redshift_dialect(file: sql.SqlFile) -> None:
         assert parsed.sql(dialect="redshift")
 
 
-def _redshift_statement(file: str, containing: str) -> str:
-    """The one statement of ``sql/redshift/<file>.sql`` that contains ``containing``."""
-    (script,) = [f for f in sql.load("redshift") if f.name == file]
-    (statement,) = [s for s in sql.statements(script.text) if containing in s]
-    return statement
-
-
 def test_the_redshift_view_sums_revenue_as_the_athena_query_does() -> None:
     # GIVEN orders of two days, two currencies and every status, one a second before midnight UTC
     con = duckdb.connect()
@@ -783,7 +777,7 @@ def test_the_redshift_view_sums_revenue_as_the_athena_query_does() -> None:
         ("o7", "SHIPPED", "EUR", "KR", "1.00", "2024-05-02 03:00:00"),
     ]
     con.executemany("INSERT INTO curated.orders VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))", rows)
-    create = _redshift_statement("03_daily_revenue", "CREATE MATERIALIZED VIEW")
+    create = warehouse_sql.statement("03_daily_revenue", "CREATE MATERIALIZED VIEW")
     select = sqlglot.parse_one(create, read="redshift").expression.sql(dialect="duckdb")
     (query,) = [q for q in sql.load("athena") if q.name == "daily_revenue_by_country"]
     # WHEN both run over them (sqlglot to DuckDB)
@@ -805,7 +799,9 @@ def test_customer_contacts_hold_each_customers_latest_known_contact() -> None:
     # GIVEN c1's orders: an old address, a newer one, then an order that gave neither e-mail nor
     # phone; c2 with one order; and the copy of an earlier refresh, which still holds c9, since
     # erased from the curated orders
-    procedure = _redshift_statement("04_customer_contacts", "PROCEDURE public.sp_refresh_customer_contacts()")
+    procedure = warehouse_sql.statement(
+        "04_customer_contacts", "PROCEDURE public.sp_refresh_customer_contacts()"
+    )
     body = sql.procedure_body(procedure)
     assert [s.split()[0] for s in body] == ["DELETE", "INSERT"]  # one transaction: old copy or new
     con = duckdb.connect()
@@ -831,20 +827,13 @@ def test_customer_contacts_hold_each_customers_latest_known_contact() -> None:
     )
     # WHEN the refresh procedure's statements run (Redshift SQL, run by DuckDB through sqlglot)
     for statement in body:
-        con.execute(sqlglot.transpile(statement, read="redshift", write="duckdb")[0])
+        con.execute(warehouse_sql.in_duckdb(statement))
     # THEN each customer has their latest e-mail and phone (not the largest) and latest order,
     # and the erased customer is gone
     assert con.execute("SELECT * FROM public.customer_contacts ORDER BY customer_id").fetchall() == [
         ("c1", "ann@new.example", "010-0000-0002", datetime(2024, 5, 3, 10, 0)),
         ("c2", "bo@example.com", None, datetime(2024, 5, 1, 9, 0)),
     ]
-
-
-def _mask(policy: str) -> str:
-    """The masking expression ``sql/redshift/04_customer_contacts.sql`` gives ``policy`` (its ALTER)."""
-    statement = _redshift_statement("04_customer_contacts", f"ALTER MASKING POLICY {policy} USING")
-    code = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
-    return code.split("USING (", 1)[1].rsplit(");", 1)[0]
 
 
 @pytest.mark.parametrize(
@@ -878,7 +867,7 @@ def test_the_masks_keep_a_hint_and_never_show_a_value_they_do_not_recognise(
     policy: str, column: str, shown: dict[str | None, str | None]
 ) -> None:
     # GIVEN the expression the policy is given (Redshift SQL, run by DuckDB through sqlglot)
-    query = sqlglot.transpile(f"SELECT {_mask(policy)} AS shown FROM t", read="redshift", write="duckdb")[0]
+    query = warehouse_sql.in_duckdb(f"SELECT {warehouse_sql.mask(policy)} AS shown FROM t")
     con = duckdb.connect()
     con.execute(f"CREATE TABLE t ({column} VARCHAR)")
     for value, expected in shown.items():
@@ -887,7 +876,7 @@ def test_the_masks_keep_a_hint_and_never_show_a_value_they_do_not_recognise(
         # THEN each value is masked as expected
         assert con.execute(query).fetchone() == (expected,), value
     # AND the policy is created showing nothing, so a failed ALTER hides the whole value
-    create = _redshift_statement("04_customer_contacts", f"CREATE MASKING POLICY {policy} WITH")
+    create = warehouse_sql.statement("04_customer_contacts", f"CREATE MASKING POLICY {policy} WITH")
     assert "USING (CAST(NULL AS VARCHAR(" in create and "-- ok-if-exists" in create
 
 

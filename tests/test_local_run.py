@@ -1,7 +1,8 @@
-"""The processing core end to end on this machine, and the shipped Athena SQL on its output.
+"""The processing core end to end on this machine, and the shipped Athena and Redshift SQL on its
+output.
 
-The transform, the Glue job (local Spark), the DQDL rules' SQL and the Athena named queries
-(sqlglot to DuckDB) all run as shipped. One known input checks every query's exact rows; a
+The transform, the Glue job (local Spark), the DQDL rules' SQL, the Athena named queries and the
+warehouse's view and refresh (sqlglot to DuckDB) all run as shipped. One known input checks every query's exact rows; a
 generated input with every kind of defect checks the CLI's conservation and partitioning.
 """
 
@@ -16,11 +17,20 @@ from typing import Any
 import duckdb
 import pytest
 import sqlglot
+import warehouse_sql
 from lake_app import SECOND_DATASET
 
 from datalake import sql
 from datalake.dataset import DATASETS_DIR, load_dataset
-from datalake.local_run import DEMO_START, QueryResult, Summary, main, run_pipeline, run_queries
+from datalake.local_run import (
+    DEMO_START,
+    QueryResult,
+    Summary,
+    duckdb_over,
+    main,
+    run_pipeline,
+    run_queries,
+)
 from datalake.sample import payloads
 
 pytestmark = pytest.mark.spark
@@ -150,6 +160,46 @@ def test_late_arriving_data(known: tuple[Summary, dict[str, QueryResult]]) -> No
         (date(2024, 5, 1), date(2024, 5, 3), 2, 2),
         (date(2024, 5, 2), date(2024, 5, 3), 1, 2),
     ]
+
+
+def test_the_warehouse_sql_runs_over_what_the_job_curated(
+    known: tuple[Summary, dict[str, QueryResult]],
+) -> None:
+    # GIVEN the job's curated Parquet, read as the warehouse's Spectrum schema reads it
+    summary, results = known
+    con = duckdb_over(Path(summary.paths["curated"]).parent, ORDERS)
+    con.execute("CREATE SCHEMA curated; CREATE VIEW curated.orders AS SELECT * FROM main.orders")
+    con.execute("CREATE SCHEMA public")
+    # WHEN the shipped Redshift SQL runs over it (through sqlglot): the view's query, the contacts'
+    # table and their refresh procedure's statements
+    view = sqlglot.parse_one(
+        warehouse_sql.statement("03_daily_revenue", "CREATE MATERIALIZED VIEW"), read="redshift"
+    )
+    daily_revenue = con.execute(view.expression.sql(dialect="duckdb")).fetchall()
+    con.execute(warehouse_sql.in_duckdb(warehouse_sql.statement("04_customer_contacts", "CREATE TABLE")))
+    procedure = warehouse_sql.statement(
+        "04_customer_contacts", "PROCEDURE public.sp_refresh_customer_contacts()"
+    )
+    for statement in sql.procedure_body(procedure):
+        con.execute(warehouse_sql.in_duckdb(statement))
+    # THEN the warehouse's daily revenue is the Athena query's, row for row
+    assert sorted(daily_revenue) == sorted(results["daily_revenue_by_country"].rows)
+    # AND each customer's contact is their latest order's, on the UTC time the job curated
+    contacts = con.execute("SELECT * FROM public.customer_contacts ORDER BY customer_id").fetchall()
+    assert contacts == [
+        ("c1", "c1@example.com", "010-1234-5678", datetime(2024, 5, 2, 8, 0)),
+        ("c2", "c2@example.com", "010-1234-5678", datetime(2024, 5, 3, 2, 0)),
+        ("c3", "c3@example.com", "010-1234-5678", datetime(2024, 5, 3, 1, 0)),
+        ("c4", "c4@example.com", "010-1234-5678", datetime(2024, 5, 2, 5, 0)),
+    ]
+    # AND the warehouse's analyst sees them masked
+    masked = con.execute(
+        warehouse_sql.in_duckdb(
+            f"SELECT {warehouse_sql.mask('mask_email')}, {warehouse_sql.mask('mask_phone')} "
+            "FROM (SELECT customer_email AS email, customer_phone AS phone FROM public.customer_contacts)"
+        )
+    ).fetchall()
+    assert set(masked) == {("***@example.com", "***-****-5678")}
 
 
 def test_cli_on_generated_events_conserves_every_record(spark: Any, tmp_path: Path) -> None:
