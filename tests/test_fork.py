@@ -58,6 +58,11 @@ def test_a_fork_that_replaces_orders_is_told_which_sql_to_remove_then_synthesize
     assert [name for name, text in templates.items() if "orders" in text.lower()] == []
     for stack in ("ingestion", "processing", "catalog", "governance", "consumption", "observability"):
         assert datasets[0].construct_id in templates[f"lake-prd-{stack}"], stack
+    # AND with the orders' refresh procedures gone, the warehouse has nothing to refresh: no
+    # schedule calls a procedure that no longer exists
+    assert synth.lake.consumption.warehouse is not None
+    assert synth.lake.consumption.warehouse.refresh is None
+    assert "warehouse-refresh" not in templates["lake-prd-consumption"]
 
 
 def test_the_sql_check_reads_what_a_file_queries_not_what_its_comments_say(tmp_path: Path) -> None:
