@@ -348,17 +348,21 @@ class AlertRules(Construct):
         pattern: dict[str, object],
         template: str,
         paths: dict[str, str],
+        topic: sns.ITopic | None = None,
+        name: str | None = None,
     ) -> events.CfnRule:
-        """A rule matching ``pattern`` that publishes ``template`` (``<name>`` filled from ``paths``)."""
+        """A rule matching ``pattern`` that publishes ``template`` (``<name>`` filled from ``paths``)
+        to the alert topic, or to ``topic`` (the notices'); ``name`` names the rule, for a metric."""
         return self._rule(
             construct_id,
             description=description,
             pattern=pattern,
-            target_id="AlertTopic",
-            arn=self._topic.topic_arn,
+            target_id="AlertTopic" if topic is None else "Topic",
+            arn=(topic or self._topic).topic_arn,
             input_transformer=events.CfnRule.InputTransformerProperty(
                 input_paths_map=paths, input_template=template
             ),
+            name=name,
         )
 
     def invoke(
@@ -393,12 +397,14 @@ class AlertRules(Construct):
         target_id: str,
         arn: str,
         input_transformer: events.CfnRule.InputTransformerProperty | None = None,
+        name: str | None = None,
     ) -> events.CfnRule:
         """A rule of this group with its one target: a day of retries, then the dead-letter queue,
         whose policy lets every rule of the group send."""
         rule = events.CfnRule(
             self,
             construct_id,
+            name=name,
             description=description,
             event_pattern=pattern,
             targets=[

@@ -16,7 +16,7 @@ from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from cdk_constructs.alerts import AlertRules, alarm_above
+from cdk_constructs.alerts import AlertRules, alarm_above, alarm_without
 from cdk_constructs.custom_resource import CustomResourceFunction
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, acknowledge_regulatory, wildcard_findings
@@ -49,6 +49,9 @@ DATABASE = "lake"
 REFRESH_CALL = "redshiftdata:batchExecuteStatement"
 #: The Data API's states of a statement that did not finish (its EventBridge events).
 REFRESH_FAILED_STATES = ("FAILED", "ABORTED")
+#: The name of the rule that hears a refresh finish is the refresh's with this after it; its
+#: count of notices sent (``AWS/Events`` ``Invocations`` by ``RuleName``) is the stale alarm's.
+FINISHED_RULE_SUFFIX = "-finished"
 
 
 def refresh_user(role_name: str) -> str:
@@ -101,8 +104,10 @@ class RedshiftWarehouse(Construct):
         sign_in_roles: Sequence[iam.IRole],
         refresh_procedures: Sequence[str],
         refresh_schedule: str,
+        refresh_stale_hours: int,
         schedule_group: str,
         alert_topic: sns.ITopic,
+        notice_topic: sns.ITopic,
         logs_key: kms.IKey,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
@@ -337,16 +342,35 @@ class RedshiftWarehouse(Construct):
         self.sign_in_policy = self._sign_in(sign_in_roles, workgroup_arn) if sign_in_roles else None
         self.refresh: scheduler.CfnSchedule | None = None
         self.refresh_failed_rule: events.CfnRule | None = None
+        self.refresh_finished_rule: events.CfnRule | None = None
+        self.refresh_stale_alarm: cloudwatch.Alarm | None = None
         if refresh_procedures:
-            self.refresh, self.refresh_failed_rule = self._refresh(
+            self.refresh, self.refresh_failed_rule, self.refresh_finished_rule = self._refresh(
                 prefix=prefix,
                 workgroup_arn=workgroup_arn,
                 procedures=refresh_procedures,
                 expression=refresh_schedule,
                 group=schedule_group,
                 alert_topic=alert_topic,
+                notice_topic=notice_topic,
                 logs_key=logs_key,
             )
+            if refresh_stale_hours:
+                # EventBridge counts the notices the rule sends (Invocations, per rule): none for
+                # these hours is a schedule disabled or deleted by hand, or refreshes that fail.
+                self.refresh_stale_alarm = alarm_without(
+                    self,
+                    "RefreshStaleAlarm",
+                    cloudwatch.Metric(
+                        namespace="AWS/Events",
+                        metric_name="Invocations",
+                        dimensions_map={"RuleName": f"{self.refresh_role_name}{FINISHED_RULE_SUFFIX}"},
+                    ),
+                    hours=refresh_stale_hours,
+                    description=f"{prefix}: no refresh of the warehouse has finished for "
+                    f"{refresh_stale_hours} hours: its daily_revenue and customer_contacts are older "
+                    "(the refresh schedule disabled or deleted, or its refreshes failing; runbook)",
+                )
 
     def _sign_in(self, roles: Sequence[iam.IRole], workgroup_arn: str) -> iam.ManagedPolicy:
         """Let ``roles`` sign in to the workgroup through IAM, no password: Redshift Serverless's
@@ -399,9 +423,11 @@ class RedshiftWarehouse(Construct):
         expression: str,
         group: str,
         alert_topic: sns.ITopic,
+        notice_topic: sns.ITopic,
         logs_key: kms.IKey,
-    ) -> tuple[scheduler.CfnSchedule, events.CfnRule]:
-        """The schedule that calls ``procedures`` and the rule that publishes a failed call."""
+    ) -> tuple[scheduler.CfnSchedule, events.CfnRule, events.CfnRule]:
+        """The schedule that calls ``procedures``, the rule that publishes a failed call to the
+        alerts and the rule that publishes a finished one to the notices."""
         name = self.refresh_role_name
         calls = [f"CALL {procedure}()" for procedure in procedures]
         refresh = schedule(
@@ -448,4 +474,17 @@ class RedshiftWarehouse(Construct):
             'runbook)"',
             paths={"state": "$.detail.state", "time": "$.time", "id": "$.detail.statementId"},
         )
-        return refresh, failed
+        finished = rules.add(
+            "RefreshFinishedRule",
+            description=f"{prefix}: finished refreshes of the warehouse, to the notices topic",
+            pattern={
+                "source": ["aws.redshift-data"],
+                "detail-type": ["Redshift Data Statement Status Change"],
+                "detail": {"statementName": [name], "state": ["FINISHED"]},
+            },
+            template=f'"Warehouse refresh <state> at <time>: {"; ".join(calls)} (schedule {name})"',
+            paths={"state": "$.detail.state", "time": "$.time"},
+            topic=notice_topic,
+            name=f"{name}{FINISHED_RULE_SUFFIX}",
+        )
+        return refresh, failed, finished

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields, replace
 
-from datalake.dataset import schedule_problem
+from datalake.dataset import MAX_STALE_HOURS, schedule_interval_minutes, schedule_problem
 
 # Matched whole (fullmatch): `$` would let a value end in a newline.
 _PREFIX_RE = re.compile(r"[a-z][a-z0-9-]{1,19}")
@@ -136,6 +136,10 @@ class StageConfig:
     #: ``public.daily_revenue``, the table ``public.customer_contacts``), UTC: each refresh wakes
     #: the warehouse for at least a minute of its base capacity (``make cost``).
     redshift_refresh_schedule: str = "cron(0 5 * * ? *)"
+    #: Hours without a refresh that finished after which the warehouse alarms (a schedule disabled
+    #: or deleted by hand, refreshes that fail); 49 suits the daily default: two days and an hour.
+    #: 0: no such alarm.
+    redshift_refresh_stale_hours: int = 49
     #: Prefix of the Lake Formation tag keys (``zone``, ``classification``), for accounts where
     #: those keys already exist with other values; e.g. ``"lake_"``.
     lf_tag_prefix: str = ""
@@ -205,6 +209,18 @@ class StageConfig:
             )
         if problem := schedule_problem(self.redshift_refresh_schedule):
             problems.append(f"redshift_refresh_schedule: {problem}")
+        stale = self.redshift_refresh_stale_hours
+        interval = None if problem else schedule_interval_minutes(self.redshift_refresh_schedule)
+        if isinstance(stale, bool) or not isinstance(stale, int) or not 0 <= stale <= MAX_STALE_HOURS:
+            problems.append(
+                f"redshift_refresh_stale_hours={stale!r}: use whole hours up to {MAX_STALE_HOURS} (7 days), "
+                "or 0 for no alarm"
+            )
+        elif stale and interval is not None and stale * 60 <= interval:
+            problems.append(
+                f"redshift_refresh_stale_hours={stale}: a {self.redshift_refresh_schedule} refresh leaves "
+                f"{interval // 60} hours between two; give more than that"
+            )
         if self.macie_job_frequency not in MACIE_JOB_FREQUENCIES:
             problems.append(
                 f"macie_job_frequency={self.macie_job_frequency!r}: use {_one_of(MACIE_JOB_FREQUENCIES)}"

@@ -139,13 +139,17 @@ class ConsumptionStack(Stack):
                 statements=statements,
                 refresh_procedures=sql.refresh_procedures(statements),
                 refresh_schedule=stage.redshift_refresh_schedule,
+                refresh_stale_hours=stage.redshift_refresh_stale_hours,
                 schedule_group=foundation.schedules.schedule_group_name,
                 alert_topic=self._alert_topic(foundation),
+                notice_topic=foundation.notices.reference(self, "NoticeTopic"),
                 logs_key=keys.logs,
                 log_retention=log_retention(stage),
                 removal_policy=removal,
             )
             foundation.alerts.notify_on(self.warehouse.usage_alarm)
+            if self.warehouse.refresh_stale_alarm is not None:
+                foundation.alerts.notify_on(self.warehouse.refresh_stale_alarm)
 
     def _alert_topic(self, foundation: FoundationStack) -> sns.ITopic:
         """The foundation's alert topic, referenced once in this stack."""

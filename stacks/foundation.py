@@ -109,14 +109,15 @@ class FoundationStack(Stack):
                 alerts=self.alerts,
             )
         # Runs that succeeded are news, not alerts: an hourly pipeline reports one an hour, which
-        # would bury the alerts of whoever is on call. Only the pipelines' roles publish here.
+        # would bury the alerts of whoever is on call. The pipelines' roles publish here, and with
+        # Redshift on the EventBridge rule that hears a warehouse refresh finish.
         self.notices = AlertTopic(
             self,
             "Notices",
             master_key=self.keys.logs,
             display_name=f"{stage.prefix} data lake pipeline notices",
             email=stage.notice_email,
-            event_rules=False,
+            event_rules=stage.features.redshift,
         )
         # Every schedule of the lake (pipelines, reports) is in this group, so that a start the
         # scheduler gave up on (its retries spent: a broken role, a deleted state machine) alarms;

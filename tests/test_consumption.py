@@ -674,7 +674,10 @@ def test_a_failed_or_aborted_refresh_is_published_to_the_alert_topic(prod: Synth
     _, schedule = _refresh_schedule(prod)
     name = json.loads(schedule["Properties"]["Target"]["Input"])["StatementName"]
     (rule,) = [
-        r for r in _props(prod, "AWS::Events::Rule") if r["EventPattern"]["source"] == ["aws.redshift-data"]
+        r
+        for r in _props(prod, "AWS::Events::Rule")
+        if r["EventPattern"]["source"] == ["aws.redshift-data"]
+        and r["EventPattern"]["detail"]["state"] != ["FINISHED"]
     ]
     assert rule["EventPattern"] == {
         "source": ["aws.redshift-data"],
@@ -687,6 +690,43 @@ def test_a_failed_or_aborted_refresh_is_published_to_the_alert_topic(prod: Synth
     assert transformer["InputPathsMap"]["id"] == "$.detail.statementId"
     assert "describe-statement --id <id>" in transformer["InputTemplate"]
     assert "DeadLetterConfig" in target
+
+
+def test_a_finished_refresh_is_news_and_none_for_two_days_alarms(prod: Synth, sandbox: Synth) -> None:
+    _, schedule = _refresh_schedule(prod)
+    name = json.loads(schedule["Properties"]["Target"]["Input"])["StatementName"]
+    # GIVEN the rule that hears a refresh finish
+    (rule,) = [
+        r
+        for r in _props(prod, "AWS::Events::Rule")
+        if r["EventPattern"]["source"] == ["aws.redshift-data"]
+        and r["EventPattern"]["detail"]["state"] == ["FINISHED"]
+    ]
+    assert rule["EventPattern"]["detail"]["statementName"] == [name]
+    # THEN it sends a notice, not an alert: the notices topic, which EventBridge may publish to
+    # only where the warehouse is on
+    (target,) = rule["Targets"]
+    assert "NoticesTopic" in json.dumps(target["Arn"]) and "AlertsTopic" not in json.dumps(target["Arn"])
+    assert json.loads(target["InputTransformer"]["InputTemplate"]).startswith("Warehouse refresh <state> at")
+
+    def eventbridge_may_publish(synth: Synth) -> bool:
+        policies = synth.template(synth.lake.foundation).find_resources("AWS::SNS::TopicPolicy")
+        return any(
+            "NoticesTopic" in json.dumps(p["Properties"]["Topics"])
+            and "events.amazonaws.com" in json.dumps(p["Properties"]["PolicyDocument"])
+            for p in policies.values()
+        )
+
+    assert eventbridge_may_publish(prod) and not eventbridge_may_publish(sandbox)
+    # AND no notice sent (EventBridge's count of them, by the rule's name) for the stage's hours
+    # alarms to the alert topic: a schedule disabled or deleted by hand leaves nothing else
+    (alarm,) = [a for a in _props(prod, "AWS::CloudWatch::Alarm") if a.get("Namespace") == "AWS/Events"]
+    assert alarm["MetricName"] == "Invocations"
+    assert alarm["Dimensions"] == [{"Name": "RuleName", "Value": rule["Name"]}]
+    assert rule["Name"] == f"{name}-finished"
+    assert (alarm["EvaluationPeriods"], alarm["Period"]) == (PROD.redshift_refresh_stale_hours, 3600)
+    assert alarm["TreatMissingData"] == "breaching"
+    assert "AlertsTopic" in json.dumps(alarm["AlarmActions"])
 
 
 def test_without_redshift_there_is_no_refresh(sandbox: Synth) -> None:

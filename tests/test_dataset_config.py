@@ -802,6 +802,13 @@ _REFUSED_STAGE_EDITS: list[tuple[dict[str, Any], str]] = [
         {"redshift_refresh_schedule": "daily"},
         "redshift_refresh_schedule: use an EventBridge Scheduler expression",
     ),
+    ({"redshift_refresh_stale_hours": -1}, "redshift_refresh_stale_hours=-1: use whole hours up to 168"),
+    ({"redshift_refresh_stale_hours": 169}, "redshift_refresh_stale_hours=169: use whole hours up to 168"),
+    ({"redshift_refresh_stale_hours": True}, "redshift_refresh_stale_hours=True: use whole hours"),
+    (
+        {"redshift_refresh_schedule": "rate(3 days)"},
+        "redshift_refresh_stale_hours=49: a rate(3 days) refresh leaves 72 hours between two",
+    ),
     ({"lf_tag_prefix": "l" * 21}, "lf_tag_prefix='lllllllllllllllllllll': use up to 20 of a-z 0-9 _ . : -"),
     ({"lf_tag_prefix": "Lake_"}, "lf_tag_prefix='Lake_': use up to 20"),
     (
@@ -850,6 +857,9 @@ _ACCEPTED_STAGE_EDITS: list[dict[str, Any]] = [
     {"monthly_budget_usd": None},
     {"redshift_base_rpu": 512, "redshift_usage_limit_action": "log", "macie_job_frequency": "DAILY"},
     {"redshift_base_rpu": 544, "lf_tag_prefix": "l" * 20, "redshift_refresh_schedule": "rate(1 hour)"},
+    {"redshift_refresh_schedule": "rate(2 days)", "redshift_refresh_stale_hours": 49},
+    {"redshift_refresh_stale_hours": 0},
+    {"redshift_refresh_stale_hours": 168},
     {"redshift_base_rpu": 1024, "lf_tag_prefix": "lake_tags.v1:-"},
     {
         "lifecycle": Lifecycle(
