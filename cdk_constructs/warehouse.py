@@ -49,9 +49,6 @@ DATABASE = "lake"
 REFRESH_CALL = "redshiftdata:batchExecuteStatement"
 #: The Data API's states of a statement that did not finish (its EventBridge events).
 REFRESH_FAILED_STATES = ("FAILED", "ABORTED")
-#: The name of the rule that hears a refresh finish is the refresh's with this after it; its
-#: count of notices sent (``AWS/Events`` ``Invocations`` by ``RuleName``) is the stale alarm's.
-FINISHED_RULE_SUFFIX = "-finished"
 
 
 def refresh_user(role_name: str) -> str:
@@ -364,7 +361,7 @@ class RedshiftWarehouse(Construct):
                     cloudwatch.Metric(
                         namespace="AWS/Events",
                         metric_name="Invocations",
-                        dimensions_map={"RuleName": f"{self.refresh_role_name}{FINISHED_RULE_SUFFIX}"},
+                        dimensions_map={"RuleName": str(self.refresh_finished_rule.name)},
                     ),
                     hours=refresh_stale_hours,
                     description=f"{prefix}: no refresh of the warehouse has finished for "
@@ -485,6 +482,6 @@ class RedshiftWarehouse(Construct):
             template=f'"Warehouse refresh <state> at <time>: {"; ".join(calls)} (schedule {name})"',
             paths={"state": "$.detail.state", "time": "$.time"},
             topic=notice_topic,
-            name=f"{name}{FINISHED_RULE_SUFFIX}",
+            name=f"{name}-finished",  # named: the stale alarm counts its notices by name
         )
         return refresh, failed, finished
