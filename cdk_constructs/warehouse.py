@@ -458,29 +458,31 @@ class RedshiftWarehouse(Construct):
         # the Data API's event (a call the Data API refuses counts as a dropped invocation of the
         # schedule group after its retries, which the foundation alarms on).
         rules = AlertRules(self, "RefreshAlerts", topic=alert_topic, key=logs_key)
+
+        def ended(*states: str) -> dict[str, object]:
+            """The Data API's event of the refresh's statements ending in one of ``states``."""
+            return {
+                "source": ["aws.redshift-data"],
+                "detail-type": ["Redshift Data Statement Status Change"],
+                "detail": {"statementName": [name], "state": list(states)},
+            }
+
+        message = f"Warehouse refresh <state> at <time>: {'; '.join(calls)} (schedule {name}"
+        when = {"state": "$.detail.state", "time": "$.time"}
         failed = rules.add(
             "RefreshFailedRule",
             description=f"{prefix}: failed or aborted refreshes of the warehouse, to the alert topic",
-            pattern={
-                "source": ["aws.redshift-data"],
-                "detail-type": ["Redshift Data Statement Status Change"],
-                "detail": {"statementName": [name], "state": list(REFRESH_FAILED_STATES)},
-            },
-            template=f'"Warehouse refresh <state> at <time>: {"; ".join(calls)} (schedule {name}, '
-            "statement <id>: aws redshift-data describe-statement --id <id> gives its error for a day; "
-            'runbook)"',
-            paths={"state": "$.detail.state", "time": "$.time", "id": "$.detail.statementId"},
+            pattern=ended(*REFRESH_FAILED_STATES),
+            template=f'"{message}, statement <id>: aws redshift-data describe-statement --id <id> gives '
+            'its error for a day; runbook)"',
+            paths={**when, "id": "$.detail.statementId"},
         )
         finished = rules.add(
             "RefreshFinishedRule",
             description=f"{prefix}: finished refreshes of the warehouse, to the notices topic",
-            pattern={
-                "source": ["aws.redshift-data"],
-                "detail-type": ["Redshift Data Statement Status Change"],
-                "detail": {"statementName": [name], "state": ["FINISHED"]},
-            },
-            template=f'"Warehouse refresh <state> at <time>: {"; ".join(calls)} (schedule {name})"',
-            paths={"state": "$.detail.state", "time": "$.time"},
+            pattern=ended("FINISHED"),
+            template=f'"{message})"',
+            paths=when,
             topic=notice_topic,
             name=f"{name}-finished",  # named: the stale alarm counts its notices by name
         )
