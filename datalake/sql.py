@@ -94,8 +94,10 @@ _REFRESH_PROCEDURE = re.compile(
 def refresh_procedures(script: list[str]) -> list[str]:
     """The refresh procedures the statements of ``script`` create, in order: those the warehouse
     calls on its schedule to fill again what it keeps of the curated data. Raise, saying how to
-    fix it, for one the schedule could not call: one that takes an argument, or that would run
-    as the schedule's database user (who may call it and do nothing else) instead of its owner."""
+    fix it, for one the schedule could not call: one that takes an argument, that would run as
+    the schedule's database user (who may call it and do nothing else) instead of its owner, or
+    that ends the transaction the schedule calls it in (``TRUNCATE``, ``COMMIT``, ``ROLLBACK``:
+    Redshift refuses them in a procedure called inside a transaction block)."""
     found = []
     for statement in script:
         code = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
@@ -113,6 +115,14 @@ def refresh_procedures(script: list[str]) -> list[str]:
                 f"{name}(): add SECURITY DEFINER after LANGUAGE plpgsql; the refresh schedule's "
                 "database user may call it and do nothing else, so it must run as its owner"
             )
+        for inner in procedure_body(statement):
+            inner_code = " ".join(line for line in inner.splitlines() if not line.lstrip().startswith("--"))
+            if verb := re.match(r"\s*(TRUNCATE|COMMIT|ROLLBACK)\b", inner_code, re.IGNORECASE):
+                raise ValueError(
+                    f"{name}(): the refresh schedule calls every refresh procedure in one transaction "
+                    f"(BatchExecuteStatement), where a procedure may not {verb.group(1).upper()}; "
+                    "empty a table with DELETE"
+                )
         found.append(name)
     return found
 

@@ -986,28 +986,38 @@ def test_a_procedure_is_one_statement_whose_body_holds_its_own() -> None:
         sql.procedure_body("CREATE PROCEDURE p() AS $$ NULL; $$ LANGUAGE plpgsql;")
 
 
-_REFRESH_BODY = "AS $$\nBEGIN\n    DELETE FROM public.mine;\nEND;\n$$ LANGUAGE plpgsql"
+def _refresh_procedure(
+    arguments: str = "", body: str = "DELETE FROM public.mine;", security: str = "SECURITY DEFINER"
+) -> str:
+    """A file of ``sql/redshift/`` that creates a refresh procedure, written right unless told."""
+    return (
+        f"-- my copy\nCREATE PROCEDURE public.sp_refresh_mine({arguments})\nAS $$\nBEGIN\n    {body}\nEND;\n"
+        f"$$ LANGUAGE plpgsql\n{security};\n"
+    )
 
 
 @pytest.mark.parametrize(
-    ("head", "tail", "problem"),
+    ("mine", "problem"),
     [
         (
-            "CREATE PROCEDURE public.sp_refresh_mine()",
-            "\n;",
+            _refresh_procedure(security=""),
             r"sql/redshift/05_mine.sql: public.sp_refresh_mine\(\): add SECURITY DEFINER after LANGUAGE plpgsql; "
             "the refresh schedule's database user may call it and do nothing else",
         ),
         (
-            "CREATE OR REPLACE PROCEDURE public.sp_refresh_mine(since DATE)",
-            "\nSECURITY DEFINER;",
+            _refresh_procedure(body="TRUNCATE public.mine;"),
+            r"sql/redshift/05_mine.sql: public.sp_refresh_mine\(\): the refresh schedule calls every refresh "
+            r"procedure in one transaction \(BatchExecuteStatement\), where a procedure may not TRUNCATE",
+        ),
+        (
+            _refresh_procedure(arguments="since DATE"),
             r"sql/redshift/05_mine.sql: public.sp_refresh_mine\(since DATE\): the refresh schedule calls each "
             "public.sp_refresh_\\* procedure with no argument",
         ),
     ],
 )
 def test_a_refresh_procedure_the_schedule_could_not_call_fails_synth_naming_the_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, head: str, tail: str, problem: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mine: str, problem: str
 ) -> None:
     # GIVEN the shipped SQL files and one more, whose refresh procedure is written wrong
     for engine in ("athena", "redshift"):
@@ -1016,7 +1026,7 @@ def test_a_refresh_procedure_the_schedule_could_not_call_fails_synth_naming_the_
             (tmp_path / "sql" / engine / script.path.name).write_text(script.text)
     folder = tmp_path / "sql" / "redshift"
     sql.check_refresh_procedures(tmp_path / "sql")  # the shipped ones may be called
-    (folder / "05_mine.sql").write_text(f"-- my copy\n{head}\n{_REFRESH_BODY}{tail}\n")
+    (folder / "05_mine.sql").write_text(mine)
     # THEN the check names the file, the procedure and the fix
     with pytest.raises(ValueError, match=problem):
         sql.check_refresh_procedures(tmp_path / "sql")
@@ -1027,9 +1037,7 @@ def test_a_refresh_procedure_the_schedule_could_not_call_fails_synth_naming_the_
     check_inputs(SANDBOX, (ORDERS,))
     monkeypatch.undo()
     # AND written right (no argument, SECURITY DEFINER, with or without OR REPLACE) it is called too
-    (folder / "05_mine.sql").write_text(
-        f"-- my copy\nCREATE PROCEDURE public.sp_refresh_mine()\n{_REFRESH_BODY}\nSECURITY DEFINER;\n"
-    )
+    (folder / "05_mine.sql").write_text(_refresh_procedure())
     sql.check_refresh_procedures(tmp_path / "sql")
     script = [s for f in sql.load("redshift", tmp_path / "sql") for s in sql.statements(f.text)]
     assert sql.refresh_procedures(script)[-1] == "public.sp_refresh_mine"
