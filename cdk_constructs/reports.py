@@ -27,7 +27,7 @@ from cdk_constructs.state_machines import (
     schedule_state_machine,
 )
 from datalake.dataset import schedule_problem
-from datalake.sql import SqlFile
+from datalake.sql import SqlFile, code
 
 REPORTS_PREFIX = "reports"
 #: Put into a run's folder once its UNLOAD succeeded, holding the query's id. Athena does not
@@ -40,7 +40,7 @@ def unload_statement(query: SqlFile, location: str) -> str:
 
     UNLOAD refuses a non-empty target, so every run writes under its own ``run=<execution>/``.
     """
-    body = "\n".join(line for line in query.text.splitlines() if not line.lstrip().startswith("--")).strip()
+    body = code(query.text).strip()
     if "{" in body or "}" in body:
         raise ValueError(f"{query.path}: braces would be read as Step Functions format placeholders")
     body = re.sub(r"\s+", " ", body)

@@ -57,6 +57,11 @@ def load(engine: str, directory: Path | None = None) -> list[SqlFile]:
     return files
 
 
+def code(text: str) -> str:
+    """``text`` without its comment lines (those that start with ``--``)."""
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+
+
 def statements(text: str) -> list[str]:
     """The statements of a script: each ends with ``;`` at the end of a line, outside a ``$$``
     body (a stored procedure's, whose own statements end so too). Leading comment lines stay
@@ -100,8 +105,8 @@ def refresh_procedures(script: list[str]) -> list[str]:
     Redshift refuses them in a procedure called inside a transaction block)."""
     found = []
     for statement in script:
-        code = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
-        match = _REFRESH_PROCEDURE.match(code)
+        text = code(statement)
+        match = _REFRESH_PROCEDURE.match(text)
         if match is None:
             continue
         name, arguments = match.group(1).lower(), match.group(2).strip()
@@ -110,14 +115,13 @@ def refresh_procedures(script: list[str]) -> list[str]:
                 f"{name}({arguments}): the refresh schedule calls each public.sp_refresh_* procedure "
                 "with no argument; take none, or give the procedure another name"
             )
-        if not re.search(r"\bSECURITY\s+DEFINER\b", code.rsplit("$$", 1)[-1], re.IGNORECASE):
+        if not re.search(r"\bSECURITY\s+DEFINER\b", text.rsplit("$$", 1)[-1], re.IGNORECASE):
             raise ValueError(
                 f"{name}(): add SECURITY DEFINER after LANGUAGE plpgsql; the refresh schedule's "
                 "database user may call it and do nothing else, so it must run as its owner"
             )
         for inner in procedure_body(statement):
-            inner_code = " ".join(line for line in inner.splitlines() if not line.lstrip().startswith("--"))
-            if verb := re.match(r"\s*(TRUNCATE|COMMIT|ROLLBACK)\b", inner_code, re.IGNORECASE):
+            if verb := re.match(r"\s*(TRUNCATE|COMMIT|ROLLBACK)\b", code(inner), re.IGNORECASE):
                 raise ValueError(
                     f"{name}(): the refresh schedule calls every refresh procedure in one transaction "
                     f"(BatchExecuteStatement), where a procedure may not {verb.group(1).upper()}; "
@@ -188,8 +192,9 @@ def check_tables(declared: set[str], directory: Path | None = None) -> None:
         tables = {t.split(".")[-1] for t in tables_read(query.text)}
         found += [(query.path, t) for t in sorted(tables - declared)]
     for script in load("redshift", directory):
-        code = "\n".join(line for line in script.text.splitlines() if not line.lstrip().startswith("--"))
-        found += [(script.path, t) for t in sorted(set(_SPECTRUM_TABLE.findall(code)) - declared)]
+        found += [
+            (script.path, t) for t in sorted(set(_SPECTRUM_TABLE.findall(code(script.text))) - declared)
+        ]
     if found:
         lines = [f"{root.name}/{path.relative_to(root)} reads table {table!r}" for path, table in found]
         raise ValueError(

@@ -467,8 +467,7 @@ def test_a_redshift_analyst_reads_no_pii_column_of_the_curated_tables(prod: Synt
     }
     uses: dict[str, set[str]] = {}
     for text in texts:
-        code = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
-        if match := _SCHEMA_USE.match(code):
+        if match := _SCHEMA_USE.match(sql.code(text)):
             verb, schema, role = match.groups()
             if verb == "GRANT":
                 uses.setdefault(role, set()).add(schema)
@@ -785,7 +784,7 @@ def test_redshift_sql_parses_in_the_redshift_dialect(file: sql.SqlFile) -> None:
     statements = sql.statements(text)
     assert statements
     for statement in statements:
-        code = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
+        code = sql.code(statement)
         if code.lstrip().upper().startswith("CREATE OR REPLACE PROCEDURE"):
             statements += sql.procedure_body(statement)  # each statement of its body is checked too
         if code.lstrip().upper().startswith(REDSHIFT_ONLY):

@@ -18,8 +18,7 @@ def statement(file: str, containing: str) -> str:
 def mask(policy: str) -> str:
     """The masking expression ``sql/redshift/04_customer_contacts.sql`` gives ``policy`` (its ALTER)."""
     altered = statement("04_customer_contacts", f"ALTER MASKING POLICY {policy} USING")
-    code = "\n".join(line for line in altered.splitlines() if not line.lstrip().startswith("--"))
-    return code.split("USING (", 1)[1].rsplit(");", 1)[0]
+    return sql.code(altered).split("USING (", 1)[1].rsplit(");", 1)[0]
 
 
 def in_duckdb(text: str) -> str:
