@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Aws, CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
@@ -42,6 +42,9 @@ BREACH_ACTIONS = {
     "emit-metric": "emits a metric and runs on",
     "deactivate": "stops its queries until next month",
 }
+#: The logs the namespace exports. Redshift Serverless writes each type to one group of the
+#: account (:func:`exported_log_group`), which every namespace of the account shares.
+LOG_EXPORTS = ("userlog", "connectionlog", "useractivitylog")
 ADMIN_USER = "lake_admin"
 DATABASE = "lake"
 #: The Data API call the refresh schedule makes (an EventBridge Scheduler universal target): its
@@ -49,6 +52,12 @@ DATABASE = "lake"
 REFRESH_CALL = "redshiftdata:batchExecuteStatement"
 #: The Data API's states of a statement that did not finish (its EventBridge events).
 REFRESH_FAILED_STATES = ("FAILED", "ABORTED")
+
+
+def exported_log_group(log_type: str) -> str:
+    """The account's log group Redshift Serverless exports a namespace's ``log_type`` log to (its
+    management guide, "Monitoring log events in CloudWatch")."""
+    return f"/aws/redshift/serverless/{log_type}"
 
 
 def refresh_user(role_name: str) -> str:
@@ -107,6 +116,7 @@ class RedshiftWarehouse(Construct):
         notice_topic: sns.ITopic,
         logs_key: kms.IKey,
         log_retention: logs.RetentionDays,
+        log_retention_days: int,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -198,9 +208,15 @@ class RedshiftWarehouse(Construct):
             # both external schemas' roles: the whole curated tables, and the analysts' view of them
             iam_roles=[spectrum_role.role_arn, analyst_spectrum_role.role_arn],
             default_iam_role_arn=spectrum_role.role_arn,
-            log_exports=["userlog", "connectionlog", "useractivitylog"],
+            log_exports=list(LOG_EXPORTS),
         )
         self.namespace.apply_removal_policy(removal_policy)
+        self.log_groups = self._exported_log_groups(
+            log_retention_days, logs_key, log_retention, removal_policy
+        )
+        # the groups exist, with their retention, before the namespace's first event: Redshift
+        # would create a missing one that keeps its events forever
+        self.namespace.node.add_dependency(self.log_groups)
         self.workgroup = redshift.CfnWorkgroup(
             self,
             "Workgroup",
@@ -368,6 +384,51 @@ class RedshiftWarehouse(Construct):
                     f"{refresh_stale_hours} hours: its daily_revenue and customer_contacts are older "
                     "(the refresh schedule disabled or deleted, or its refreshes failing; runbook)",
                 )
+
+    def _exported_log_groups(
+        self, days: int, logs_key: kms.IKey, log_retention: logs.RetentionDays, removal_policy: RemovalPolicy
+    ) -> CustomResource:
+        """The account's groups the namespace exports its logs to, created when missing and kept
+        at least ``days`` days (``lambda/custom_resources/shared_log_groups.py``): no stack can own
+        them, since every namespace of the account writes to them, and none is deleted with the
+        stage."""
+        stack = Stack.of(self)
+        names = [exported_log_group(log) for log in LOG_EXPORTS]
+        groups = [
+            stack.format_arn(
+                service="logs",
+                resource="log-group",
+                resource_name=name,
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            )
+            for name in names
+        ]
+        function = CustomResourceFunction(
+            self,
+            "LogGroupsFunction",
+            handler="shared_log_groups.handler",
+            description="Creates the account's Redshift Serverless log groups when missing and keeps "
+            f"their events at least {days} days",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["logs:CreateLogGroup", "logs:PutRetentionPolicy"],
+                    resources=[*groups, *(f"{arn}:*" for arn in groups)],
+                ),
+                iam.PolicyStatement(actions=["logs:DescribeLogGroups"], resources=["*"]),
+            ],
+            wildcard_reason="logs:DescribeLogGroups, a list of the account's groups (names, retention, "
+            "sizes; no events), supports no resource-level permission; a log group's ARN ends in :* "
+            "where CloudWatch Logs compares it for the other calls.",
+            logs_key=logs_key,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+        )
+        return function.resource(
+            self,
+            "ExportedLogGroups",
+            resource_type="Custom::SharedLogGroups",
+            properties={"LogGroupNames": names, "RetentionInDays": str(days)},
+        )
 
     def _sign_in(self, roles: Sequence[iam.IRole], workgroup_arn: str) -> iam.ManagedPolicy:
         """Let ``roles`` sign in to the workgroup through IAM, no password: Redshift Serverless's

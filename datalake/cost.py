@@ -89,6 +89,7 @@ NO_IDLE_CHARGE = {
     "Custom::RedshiftBootstrapSql": "once, at deploy",
     "Custom::RedshiftServerlessUsageLimit": "free",
     "Custom::S3AutoDeleteObjects": "once, at destroy",
+    "Custom::SharedLogGroups": "per GB of the warehouse's logs ingested and stored (the account's groups)",
     "Custom::S3BucketNotifications": "once, at deploy",
     "Custom::VpcRestrictDefaultSG": "once, at deploy",
 }

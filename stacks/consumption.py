@@ -145,6 +145,7 @@ class ConsumptionStack(Stack):
                 notice_topic=foundation.notices.reference(self, "NoticeTopic"),
                 logs_key=keys.logs,
                 log_retention=log_retention(stage),
+                log_retention_days=stage.log_retention_days,
                 removal_policy=removal,
             )
             foundation.alerts.notify_on(self.warehouse.usage_alarm)

@@ -436,6 +436,25 @@ def test_namespace_is_encrypted_with_a_managed_secret_and_audit_logs(prod: Synth
     assert "PersonasSpectrumAnalystRole" in analysts["Fn::GetStackOutput"]["OutputName"]
 
 
+def test_the_accounts_groups_of_the_exported_logs_exist_with_the_stages_retention_first(prod: Synth) -> None:
+    # Redshift Serverless exports each log type to one group of the account and creates a missing
+    # one with no retention: the stage creates them first and keeps them as long as its own logs
+    consumption = prod.lake.consumption
+    ((groups_id, groups),) = _of_type(prod, "Custom::SharedLogGroups").items()
+    (namespace,) = _of_type(prod, "AWS::RedshiftServerless::Namespace").values()
+    names = [f"/aws/redshift/serverless/{log}" for log in namespace["Properties"]["LogExports"]]
+    assert groups["Properties"]["LogGroupNames"] == names
+    assert groups["Properties"]["RetentionInDays"] == str(get_stage("prod").log_retention_days) == "731"
+    assert groups_id in namespace["DependsOn"]
+    # the function may create those groups and set their retention, and only list any other
+    statements = policy_statements(prod.template(consumption), "WarehouseLogGroupsFunctionPolicy")
+    owned = {json.dumps(actions(s)): prod.resolved(consumption, s["Resource"]) for s in statements[1:]}
+    arns = [f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}" for name in names]
+    assert owned.pop('["logs:DescribeLogGroups"]') == "*"
+    assert list(owned) == ['["logs:CreateLogGroup", "logs:PutRetentionPolicy"]']
+    assert sorted(*owned.values()) == sorted([*arns, *(f"{arn}:*" for arn in arns)])
+
+
 def test_spectrum_reads_the_curated_zone_alone_pii_columns_included(prod: Synth) -> None:
     # The warehouse's own schema (its admin, the refresh procedures, pii_reader): Lake Formation
     # gives it the curated zone's tables whole, and nothing of the raw, analytics or audit zones
@@ -759,6 +778,7 @@ def test_custom_resources_fail_fast_when_their_function_dies_without_answering(p
     assert seen == {
         ("Custom::RedshiftBootstrapSql", 900),
         ("Custom::RedshiftServerlessUsageLimit", 300),
+        ("Custom::SharedLogGroups", 300),
         ("Custom::MacieClassificationJob", 300),
         ("Custom::MacieResultsRepository", 300),
     }

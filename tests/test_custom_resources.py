@@ -16,8 +16,10 @@ import macie_results as macie_results_module
 import pytest
 import redshift_sql
 import redshift_usage_limit
+import shared_log_groups
 from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.stub import Stubber
+from moto import mock_aws
 
 from cdk_constructs.warehouse import BREACH_ACTIONS
 from config.stages import MACIE_JOB_FREQUENCIES, REDSHIFT_USAGE_LIMIT_ACTIONS
@@ -700,6 +702,115 @@ def test_usage_limit_rejects_bad_values(redshift: tuple[Stubber, Stubber]) -> No
     reply = run_limit(event("Create", props={**LIMIT_PROPS, "BreachAction": "shutdown"}))
     assert reply["Status"] == "FAILED"
     assert reply["Reason"] == "BreachAction='shutdown': use one of log, emit-metric, deactivate"
+
+
+# --- The account's log groups of the warehouse's exported logs -----------------------------------
+
+GROUPS = ["/aws/redshift/serverless/userlog", "/aws/redshift/serverless/useractivitylog"]
+GROUPS_PROPS = {"LogGroupNames": GROUPS, "RetentionInDays": "365"}
+
+
+def run_groups(e: dict[str, Any]) -> dict[str, Any]:
+    m = shared_log_groups
+    return cfn.handle(e, None, create=m.create, update=m.update, delete=m.delete, opener=Replies())
+
+
+@pytest.fixture
+def logs() -> Iterator[Any]:
+    with mock_aws():
+        yield boto3.client("logs", region_name="eu-west-1")
+
+
+def retention(logs: Any) -> dict[str, int | None]:
+    """Each log group of the account with its retention in days (``None``: kept forever)."""
+    groups = logs.describe_log_groups()["logGroups"]
+    return {g["logGroupName"]: g.get("retentionInDays") for g in groups}
+
+
+def test_missing_groups_are_created_keeping_their_events_as_long_as_the_stage(logs: Any) -> None:
+    # GIVEN an account where no namespace has exported a log yet, and a group of another service
+    logs.create_log_group(logGroupName="/aws/redshift/serverless/userlog-archive")
+    # WHEN the stage is created
+    reply = run_groups(event("Create", props=GROUPS_PROPS))
+    # THEN Redshift will write to groups that expire their events after the stage's 365 days
+    assert (reply["Status"], reply["PhysicalResourceId"]) == ("SUCCESS", "shared-log-groups")
+    assert reply["Data"] == {"RetentionInDays": "365"}
+    assert retention(logs) == {
+        "/aws/redshift/serverless/userlog": 365,
+        "/aws/redshift/serverless/useractivitylog": 365,
+        "/aws/redshift/serverless/userlog-archive": None,  # a name that merely starts alike
+    }
+
+
+def test_a_group_redshift_created_forever_or_shorter_gets_the_stages_retention_and_a_longer_stays(
+    logs: Any,
+) -> None:
+    # GIVEN the user log created by Redshift (kept forever) and the activity log kept longer by
+    # another stage of the account
+    logs.create_log_group(logGroupName=GROUPS[0])
+    logs.create_log_group(logGroupName=GROUPS[1])
+    logs.put_retention_policy(logGroupName=GROUPS[1], retentionInDays=731)
+    # WHEN this stage, which keeps its logs 365 days, is created, then updated to 30 days
+    created = run_groups(event("Create", props=GROUPS_PROPS))
+    assert retention(logs) == {GROUPS[0]: 365, GROUPS[1]: 731}
+    shorter = {**GROUPS_PROPS, "RetentionInDays": "30"}
+    updated = run_groups(event("Update", "shared-log-groups", shorter, old=GROUPS_PROPS))
+    # THEN no retention got shorter, and the resource says what every group keeps at least
+    assert retention(logs) == {GROUPS[0]: 365, GROUPS[1]: 731}
+    assert created["Data"] == updated["Data"] == {"RetentionInDays": "365"}
+    assert updated["PhysicalResourceId"] == "shared-log-groups"  # nothing for CloudFormation to delete
+    # AND a longer retention for the stage raises both
+    longer = {**GROUPS_PROPS, "RetentionInDays": "1096"}
+    assert run_groups(event("Update", "shared-log-groups", longer, old=shorter))["Status"] == "SUCCESS"
+    assert retention(logs) == {GROUPS[0]: 1096, GROUPS[1]: 1096}
+
+
+def test_deleting_the_stage_leaves_the_accounts_groups_and_their_events(logs: Any) -> None:
+    run_groups(event("Create", props=GROUPS_PROPS))
+    logs.create_log_stream(logGroupName=GROUPS[0], logStreamName="lake-prd-warehouse")
+    reply = run_groups(event("Delete", "shared-log-groups", GROUPS_PROPS))
+    assert reply["Status"] == "SUCCESS"
+    assert retention(logs) == {GROUPS[0]: 365, GROUPS[1]: 365}
+    assert logs.describe_log_streams(logGroupName=GROUPS[0])["logStreams"][0]["logStreamName"] == (
+        "lake-prd-warehouse"
+    )
+
+
+@pytest.mark.parametrize(
+    ("props", "reason"),
+    [
+        ({"LogGroupNames": [], "RetentionInDays": "365"}, "LogGroupNames=[]: give a list of log group names"),
+        ({"LogGroupNames": GROUPS[0], "RetentionInDays": "365"}, "LogGroupNames='/aws/redshift/serverless"),
+        ({"LogGroupNames": GROUPS}, "RetentionInDays=None: use a whole number of days"),
+        ({"LogGroupNames": GROUPS, "RetentionInDays": "a year"}, "RetentionInDays='a year': use a whole"),
+        ({"LogGroupNames": GROUPS, "RetentionInDays": "0"}, "RetentionInDays=0: use at least 1"),
+    ],
+)
+def test_bad_group_properties_fail_before_calling_cloudwatch_logs(
+    logs: Any, props: dict[str, Any], reason: str
+) -> None:
+    reply = run_groups(event("Create", props=props))
+    assert (reply["Status"], reply["Reason"][: len(reason)]) == ("FAILED", reason)
+    assert retention(logs) == {}
+
+
+def test_a_refused_call_fails_naming_the_group_and_cloudwatch_logs_words() -> None:
+    client = boto3.client("logs", region_name="eu-west-1")
+    with Stubber(client) as stub, mock.patch.object(shared_log_groups, "_client", return_value=client):
+        stub.add_client_error("create_log_group", "ResourceAlreadyExistsException", "exists", 400)
+        stub.add_response(
+            "describe_log_groups",
+            {"logGroups": [{"logGroupName": GROUPS[0]}]},
+            {"logGroupNamePrefix": GROUPS[0]},
+        )
+        stub.add_client_error("put_retention_policy", "AccessDeniedException", "not authorized", 403)
+        reply = run_groups(event("Create", props={**GROUPS_PROPS, "LogGroupNames": GROUPS[:1]}))
+        stub.assert_no_pending_responses()
+    assert reply["Status"] == "FAILED"
+    assert reply["Reason"] == (
+        "CloudWatch Logs on log group /aws/redshift/serverless/userlog failed: "
+        "AccessDeniedException: not authorized"
+    )
 
 
 # --- Macie's discovery results repository ------------------------------------------------------
