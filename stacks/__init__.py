@@ -140,6 +140,7 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
         stage=stage,
         ingestion=ingestion,
         processing=processing,
+        warehouse=consumption.warehouse,
         alarms=[c for s in stacks for c in s.node.find_all() if isinstance(c, cloudwatch.Alarm)],
         description=f"Governed data lake ({stage.name}): pipeline dashboard",
         **common,  # type: ignore[arg-type]

@@ -15,21 +15,23 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
 from cdk_constructs.processing import JOB_COUNTS
+from cdk_constructs.warehouse import RedshiftWarehouse
 from config import StageConfig
 from stacks.governance import REGIONAL, athena_workgroup_name
 from stacks.ingestion import IngestionStack
 from stacks.processing import ProcessingStack
 
 
-def searched(namespace: str, terms: str, statistic: str) -> cloudwatch.SearchExpression:
-    """Every metric of ``namespace`` that ``terms`` find, per hour, whatever its dimensions.
+def searched(namespace: str, terms: str, statistic: str, period: int = 3600) -> cloudwatch.SearchExpression:
+    """Every metric of ``namespace`` that ``terms`` find, per ``period`` seconds (an hour),
+    whatever its dimensions.
 
     A metric given by name and dimensions shows only when those are all of its dimensions, and
-    neither Glue Data Quality nor Athena documents the dimension sets they publish under. A
-    search (CloudWatch's search expression syntax: exact values in double quotes, dimension
-    names as designators) finds them either way."""
+    neither Glue Data Quality, Athena nor Redshift Serverless documents the dimension sets they
+    publish under. A search (CloudWatch's search expression syntax: exact values in double
+    quotes, dimension names as designators) finds them either way."""
     return cloudwatch.SearchExpression(
-        expression=f"SEARCH(' Namespace=\"{namespace}\" {terms} ', '{statistic}', 3600)", label=""
+        expression=f"SEARCH(' Namespace=\"{namespace}\" {terms} ', '{statistic}', {period})", label=""
     )
 
 
@@ -42,11 +44,12 @@ class ObservabilityStack(Stack):
         stage: StageConfig,
         ingestion: IngestionStack,
         processing: ProcessingStack,
+        warehouse: RedshiftWarehouse | None = None,
         alarms: Sequence[cloudwatch.IAlarm] = (),
         **kwargs: Any,
     ) -> None:
         """``alarms``: every alarm of the lake, shown first with its state (the app passes those
-        of all its other stacks)."""
+        of all its other stacks); ``warehouse``: the consumption stack's, when Redshift is on."""
         super().__init__(scope, construct_id, **kwargs)
         self.dashboard = cloudwatch.Dashboard(
             self,
@@ -139,3 +142,67 @@ class ObservabilityStack(Stack):
                 width=24,
             )
         )
+        if warehouse is not None:
+            self._warehouse(warehouse)
+
+    def _warehouse(self, warehouse: RedshiftWarehouse) -> None:
+        """A row for the warehouse: the RPUs it runs on, its month's RPU-hours against the usage
+        limit's alarm, its queries, and its refreshes."""
+        name = warehouse.workgroup.workgroup_name
+        # the workgroup's name, as a search term: the metrics' dimension sets are not documented
+        # (the namespace bears the same name)
+        serverless = "AWS/Redshift-Serverless"
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(markdown=f"## Warehouse `{name}`", width=24, height=1),
+        )
+        refresh_rules = {
+            "finished": warehouse.refresh_finished_rule,
+            "failed or aborted": warehouse.refresh_failed_rule,
+        }
+        refreshes = [
+            cloudwatch.Metric(
+                namespace="AWS/Events",
+                metric_name="Invocations",
+                dimensions_map={"RuleName": rule.ref},
+                statistic="Sum",
+                period=Duration.hours(1),
+                label=f"refreshes {outcome}",
+            )
+            for outcome, rule in refresh_rules.items()
+            if rule is not None
+        ]
+        # one row across the dashboard's 24 columns (no refresh widget without refresh procedures
+        # in the warehouse's SQL)
+        width = 24 // (4 if refreshes else 3)
+        widgets: list[cloudwatch.IWidget] = [
+            cloudwatch.GraphWidget(
+                title="Warehouse: RPUs in use (highest per hour)",
+                width=width,
+                # the average RPUs of the past 30 minutes, as Redshift Serverless publishes it
+                left=[searched(serverless, f'MetricName="ComputeCapacity" "{name}"', "Maximum")],
+            ),
+            cloudwatch.AlarmWidget(
+                title="Warehouse: RPU-hours used this month, and the alarm's threshold",
+                alarm=warehouse.usage_alarm,
+                width=width,
+            ),
+            cloudwatch.GraphWidget(
+                title="Warehouse: queries succeeded and failed (per 5 minutes)",
+                # each a count of the past 5 minutes: the highest in each 5 minutes, not a sum of
+                # windows that may overlap
+                left=[
+                    searched(serverless, f'MetricName="{metric}" "{name}"', "Maximum", 300)
+                    for metric in ("QueriesSucceeded", "QueriesFailed")
+                ],
+                width=width,
+            ),
+        ]
+        if refreshes:
+            widgets.append(
+                cloudwatch.GraphWidget(
+                    title="Warehouse: refreshes finished and failed (notices and alerts sent)",
+                    left=refreshes,
+                    width=width,
+                )
+            )
+        self.dashboard.add_widgets(*widgets)

@@ -455,6 +455,52 @@ def test_the_accounts_groups_of_the_exported_logs_exist_with_the_stages_retentio
     assert sorted(*owned.values()) == sorted([*arns, *(f"{arn}:*" for arn in arns)])
 
 
+def _dashboard_body(synth: Synth) -> dict[str, Any]:
+    (dashboard,) = (
+        synth.template(synth.lake.observability).find_resources("AWS::CloudWatch::Dashboard").values()
+    )
+    body: dict[str, Any] = dashboard["Properties"]["DashboardBody"]
+    return body
+
+
+def test_the_dashboard_has_a_row_for_the_warehouse_when_redshift_is_on(prod: Synth, sandbox: Synth) -> None:
+    body = _dashboard_body(prod)
+    layout = joined_json(body)
+    (heading,) = [w for w in layout["widgets"] if "Warehouse" in w["properties"].get("markdown", "")]
+    assert heading["properties"]["markdown"] == "## Warehouse `lake-prd-warehouse`"
+    row = [w for w in layout["widgets"] if w["y"] == heading["y"] + heading["height"]]
+    assert [w["width"] for w in row] == [6, 6, 6, 6]
+    rpus, used, queries, refreshes = (w["properties"] for w in row)
+    # Redshift Serverless's metrics found by the workgroup's name, whatever their dimensions
+    assert [m[0]["expression"] for m in rpus["metrics"]] == [
+        'SEARCH(\' Namespace="AWS/Redshift-Serverless" MetricName="ComputeCapacity" '
+        "\"lake-prd-warehouse\" ', 'Maximum', 3600)"
+    ]
+    assert [m[0]["expression"] for m in queries["metrics"]] == [
+        f'SEARCH(\' Namespace="AWS/Redshift-Serverless" MetricName="{metric}" '
+        "\"lake-prd-warehouse\" ', 'Maximum', 300)"
+        for metric in ("QueriesSucceeded", "QueriesFailed")
+    ]
+    # the usage limit's alarm, with its threshold: the RPU-hours used this month
+    assert used["annotations"]["alarms"] == ["TOKEN"]
+    parts = body["Fn::Join"][1]
+    outputs = [
+        p["Fn::GetStackOutput"]["OutputName"]
+        for p in parts
+        if isinstance(p, dict) and "Fn::GetStackOutput" in p
+    ]
+    assert any("WarehouseUsageLimitAlarm" in o for o in outputs)
+    # the notices and alerts EventBridge sent for the refresh's statements, by rule
+    assert [(m[:3], m[-1]["label"]) for m in refreshes["metrics"]] == [
+        (["AWS/Events", "Invocations", "RuleName"], "refreshes finished"),
+        (["AWS/Events", "Invocations", "RuleName"], "refreshes failed or aborted"),
+    ]
+    assert any("WarehouseRefreshAlertsRefreshFinishedRule" in o for o in outputs)
+    assert any("WarehouseRefreshAlertsRefreshFailedRule" in o for o in outputs)
+    # no warehouse, no row
+    assert "Warehouse" not in json.dumps(_dashboard_body(sandbox))
+
+
 def test_spectrum_reads_the_curated_zone_alone_pii_columns_included(prod: Synth) -> None:
     # The warehouse's own schema (its admin, the refresh procedures, pii_reader): Lake Formation
     # gives it the curated zone's tables whole, and nothing of the raw, analytics or audit zones
