@@ -520,12 +520,20 @@ class RedshiftWarehouse(Construct):
         # schedule group after its retries, which the foundation alarms on).
         rules = AlertRules(self, "RefreshAlerts", topic=alert_topic, key=logs_key)
 
+        # Who ran the statements: the event's principal, the refresh role's session (or the role,
+        # should the Data API name it so). Anyone who may run statements may give theirs the
+        # refresh's name; only the refresh role's count as a refresh.
+        principal = [
+            {"prefix": f"arn:{Aws.PARTITION}:sts::{Aws.ACCOUNT_ID}:assumed-role/{name}/"},
+            f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{name}",
+        ]
+
         def ended(*states: str) -> dict[str, object]:
             """The Data API's event of the refresh's statements ending in one of ``states``."""
             return {
                 "source": ["aws.redshift-data"],
                 "detail-type": ["Redshift Data Statement Status Change"],
-                "detail": {"statementName": [name], "state": list(states)},
+                "detail": {"statementName": [name], "state": list(states), "principal": principal},
             }
 
         message = f"Warehouse refresh <state> at <time>: {'; '.join(calls)} (schedule {name}"

@@ -734,6 +734,30 @@ def test_the_warehouse_refreshes_its_copies_on_the_stage_schedule_as_a_user_that
     assert boot_id in schedule["DependsOn"]  # the first call waits for them
 
 
+def _statement_ended(name: str, state: str, principal: str) -> dict[str, Any]:
+    """The Data API's event of a statement that ended (its guide's example, "Monitoring events for
+    the Amazon Redshift Data API in Amazon EventBridge")."""
+    return {
+        "version": "0",
+        "id": "18e7079c-dd4b-dd64-caf9-e2a31640dab0",
+        "detail-type": "Redshift Data Statement Status Change",
+        "source": "aws.redshift-data",
+        "account": ACCOUNT,
+        "time": "2026-12-07T05:00:41Z",
+        "region": REGION,
+        "resources": [f"arn:aws:redshift-serverless:{REGION}:{ACCOUNT}:workgroup/0b1c"],
+        "detail": {
+            "principal": principal,
+            "statementName": name,
+            "statementId": "dd2e1ec9-2ee3-49a0-819f-905fa7d75a4a",
+            "redshiftQueryId": -1,
+            "state": state,
+            "rows": 1,
+            "expireAt": 1796792441,
+        },
+    }
+
+
 def test_a_failed_or_aborted_refresh_is_published_to_the_alert_topic(prod: Synth) -> None:
     _, schedule = _refresh_schedule(prod)
     name = json.loads(schedule["Properties"]["Target"]["Input"])["StatementName"]
@@ -743,11 +767,15 @@ def test_a_failed_or_aborted_refresh_is_published_to_the_alert_topic(prod: Synth
         if r["EventPattern"]["source"] == ["aws.redshift-data"]
         and r["EventPattern"]["detail"]["state"] != ["FINISHED"]
     ]
-    assert rule["EventPattern"] == {
-        "source": ["aws.redshift-data"],
-        "detail-type": ["Redshift Data Statement Status Change"],
-        "detail": {"statementName": [name], "state": ["FAILED", "ABORTED"]},
-    }
+    pattern = prod.event_pattern(prod.lake.consumption, rule["EventPattern"])
+    refresh_role = f"arn:aws:sts::{ACCOUNT}:assumed-role/{name}/scheduler-session"
+    assert pattern.matches_event(_statement_ended(name, "FAILED", refresh_role))
+    assert pattern.matches_event(_statement_ended(name, "ABORTED", f"arn:aws:iam::{ACCOUNT}:role/{name}"))
+    assert not pattern.matches_event(_statement_ended(name, "FINISHED", refresh_role))
+    assert not pattern.matches_event(_statement_ended("another-statement", "FAILED", refresh_role))
+    # a statement someone else ran under the refresh's name is no refresh
+    analyst = f"arn:aws:sts::{ACCOUNT}:assumed-role/lake-prd-data-analyst/ann"
+    assert not pattern.matches_event(_statement_ended(name, "FAILED", analyst))
     (target,) = rule["Targets"]
     assert "AlertsTopic" in json.dumps(target["Arn"])
     transformer = target["InputTransformer"]
@@ -767,6 +795,13 @@ def test_a_finished_refresh_is_news_and_none_for_two_days_alarms(prod: Synth, sa
         and r["EventPattern"]["detail"]["state"] == ["FINISHED"]
     ]
     assert rule["EventPattern"]["detail"]["statementName"] == [name]
+    pattern = prod.event_pattern(prod.lake.consumption, rule["EventPattern"])
+    refresh_role = f"arn:aws:sts::{ACCOUNT}:assumed-role/{name}/scheduler-session"
+    assert pattern.matches_event(_statement_ended(name, "FINISHED", refresh_role))
+    assert not pattern.matches_event(_statement_ended(name, "FAILED", refresh_role))
+    # no one else's statement named alike passes for a refresh, nor holds the alarm below off
+    analyst = f"arn:aws:sts::{ACCOUNT}:assumed-role/lake-prd-data-analyst/ann"
+    assert not pattern.matches_event(_statement_ended(name, "FINISHED", analyst))
     # THEN it sends a notice, not an alert: the notices topic, which EventBridge may publish to
     # only where the warehouse is on
     (target,) = rule["Targets"]
