@@ -51,6 +51,28 @@ def test_deploy_is_manual_and_assumes_a_role_through_oidc() -> None:
     assert "make deploy" in _runs(deploy)
 
 
+def test_every_action_is_pinned_to_a_commit_with_its_release_named() -> None:
+    # a tag can be moved to other code; a commit cannot
+    lines = (ROOT / ".github" / "workflows" / "ci.yml").read_text().splitlines()
+    used = [
+        line.split("uses:", 1)[1].strip() for line in lines if line.strip().startswith(("uses:", "- uses:"))
+    ]
+    assert len(used) == 8
+    for action in used:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+", action), action
+    # and the checkouts leave no token in .git/config for a later step to find
+    checkouts = [
+        s
+        for job in WORKFLOW["jobs"].values()
+        for s in job["steps"]
+        if s.get("uses", "").startswith("actions/checkout@")
+    ]
+    assert [s["with"]["persist-credentials"] for s in checkouts] == [False, False]
+    # Dependabot proposes new pins of the actions, and of nothing else
+    dependabot = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    assert [u["package-ecosystem"] for u in dependabot["updates"]] == ["github-actions"]
+
+
 def test_local_ci_entry_point_is_the_readme_test_command() -> None:
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     assert "make test" in (ROOT / "README.md").read_text().split("\n\n")[1]
