@@ -160,6 +160,18 @@ class CostBudget(Construct):
             self.budget.node.add_dependency(allowed.policy_dependable)
 
 
+def rule_invocations(rule_name: str) -> cloudwatch.Metric:
+    """The targets an EventBridge rule invoked (the notices or alerts it sent) per hour: the
+    ``Invocations`` of ``AWS/Events`` under the rule's name."""
+    return cloudwatch.Metric(
+        namespace="AWS/Events",
+        metric_name="Invocations",
+        dimensions_map={"RuleName": rule_name},
+        statistic="Sum",
+        period=Duration.hours(1),
+    )
+
+
 def alarm_above(
     scope: Construct,
     construct_id: str,

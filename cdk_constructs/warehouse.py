@@ -16,7 +16,7 @@ from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from cdk_constructs.alerts import AlertRules, alarm_above, alarm_without
+from cdk_constructs.alerts import AlertRules, alarm_above, alarm_without, rule_invocations
 from cdk_constructs.custom_resource import CustomResourceFunction
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, acknowledge_regulatory, wildcard_findings
@@ -374,11 +374,7 @@ class RedshiftWarehouse(Construct):
                 self.refresh_stale_alarm = alarm_without(
                     self,
                     "RefreshStaleAlarm",
-                    cloudwatch.Metric(
-                        namespace="AWS/Events",
-                        metric_name="Invocations",
-                        dimensions_map={"RuleName": str(self.refresh_finished_rule.name)},
-                    ),
+                    rule_invocations(str(self.refresh_finished_rule.name)),
                     hours=refresh_stale_hours,
                     description=f"{prefix}: no refresh of the warehouse has finished for "
                     f"{refresh_stale_hours} hours: its daily_revenue and customer_contacts are older "

@@ -14,6 +14,7 @@ from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
+from cdk_constructs.alerts import rule_invocations
 from cdk_constructs.processing import JOB_COUNTS
 from cdk_constructs.warehouse import RedshiftWarehouse
 from config import StageConfig
@@ -160,14 +161,7 @@ class ObservabilityStack(Stack):
             "failed or aborted": warehouse.refresh_failed_rule,
         }
         refreshes = [
-            cloudwatch.Metric(
-                namespace="AWS/Events",
-                metric_name="Invocations",
-                dimensions_map={"RuleName": rule.ref},
-                statistic="Sum",
-                period=Duration.hours(1),
-                label=f"refreshes {outcome}",
-            )
+            rule_invocations(rule.ref).with_(label=f"refreshes {outcome}")
             for outcome, rule in refresh_rules.items()
             if rule is not None
         ]

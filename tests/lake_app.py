@@ -56,6 +56,21 @@ class Synth:
         """``node`` of ``stack``'s template as deployed: its tokens resolved by ``tests/cfn_resolve.py``."""
         return Resolver(self.all_templates()).resolve(stack.stack_name, node)
 
+    def dashboard_body(self) -> dict[str, Any]:
+        """The body (an ``Fn::Join``) of the lake's one CloudWatch dashboard."""
+        (dashboard,) = (
+            self.template(self.lake.observability).find_resources("AWS::CloudWatch::Dashboard").values()
+        )
+        body: dict[str, Any] = dashboard["Properties"]["DashboardBody"]
+        return body
+
+    def dashboard_row(self, heading: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The dashboard's text widget whose markdown holds ``heading``, and the widgets of the row
+        right under it."""
+        widgets = joined_json(self.dashboard_body())["widgets"]
+        (text,) = [w for w in widgets if heading in w["properties"].get("markdown", "")]
+        return text, [w for w in widgets if w["y"] == text["y"] + text["height"]]
+
     def event_pattern(self, stack: cdk.Stack, pattern: dict[str, Any]) -> EventPattern:
         """A rule's event pattern as deployed, which moto's EventBridge matcher tests events against."""
         return EventPattern(None, self.resolved(stack, pattern))

@@ -455,20 +455,9 @@ def test_the_accounts_groups_of_the_exported_logs_exist_with_the_stages_retentio
     assert sorted(*owned.values()) == sorted([*arns, *(f"{arn}:*" for arn in arns)])
 
 
-def _dashboard_body(synth: Synth) -> dict[str, Any]:
-    (dashboard,) = (
-        synth.template(synth.lake.observability).find_resources("AWS::CloudWatch::Dashboard").values()
-    )
-    body: dict[str, Any] = dashboard["Properties"]["DashboardBody"]
-    return body
-
-
 def test_the_dashboard_has_a_row_for_the_warehouse_when_redshift_is_on(prod: Synth, sandbox: Synth) -> None:
-    body = _dashboard_body(prod)
-    layout = joined_json(body)
-    (heading,) = [w for w in layout["widgets"] if "Warehouse" in w["properties"].get("markdown", "")]
+    heading, row = prod.dashboard_row("Warehouse")
     assert heading["properties"]["markdown"] == "## Warehouse `lake-prd-warehouse`"
-    row = [w for w in layout["widgets"] if w["y"] == heading["y"] + heading["height"]]
     assert [w["width"] for w in row] == [6, 6, 6, 6]
     rpus, used, queries, refreshes = (w["properties"] for w in row)
     # Redshift Serverless's metrics found by the workgroup's name, whatever their dimensions
@@ -483,7 +472,7 @@ def test_the_dashboard_has_a_row_for_the_warehouse_when_redshift_is_on(prod: Syn
     ]
     # the usage limit's alarm, with its threshold: the RPU-hours used this month
     assert used["annotations"]["alarms"] == ["TOKEN"]
-    parts = body["Fn::Join"][1]
+    parts = prod.dashboard_body()["Fn::Join"][1]
     outputs = [
         p["Fn::GetStackOutput"]["OutputName"]
         for p in parts
@@ -498,7 +487,7 @@ def test_the_dashboard_has_a_row_for_the_warehouse_when_redshift_is_on(prod: Syn
     assert any("WarehouseRefreshAlertsRefreshFinishedRule" in o for o in outputs)
     assert any("WarehouseRefreshAlertsRefreshFailedRule" in o for o in outputs)
     # no warehouse, no row
-    assert "Warehouse" not in json.dumps(_dashboard_body(sandbox))
+    assert "Warehouse" not in json.dumps(sandbox.dashboard_body())
 
 
 def test_spectrum_reads_the_curated_zone_alone_pii_columns_included(prod: Synth) -> None:

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from lake_app import SECOND_DATASET, TWO_DATASETS, build, joined_json
+from lake_app import SECOND_DATASET, TWO_DATASETS, build
 
 from config import get_stage
 from datalake import sql
@@ -64,12 +64,7 @@ def test_a_fork_that_replaces_orders_is_told_which_sql_to_remove_then_synthesize
     assert synth.lake.consumption.warehouse.refresh is None
     assert "warehouse-refresh" not in templates["lake-prd-consumption"]
     # and its row of the dashboard has no graph of refreshes: three graphs across its 24 columns
-    (dashboard,) = (
-        synth.template(synth.lake.observability).find_resources("AWS::CloudWatch::Dashboard").values()
-    )
-    widgets = joined_json(dashboard["Properties"]["DashboardBody"])["widgets"]
-    (heading,) = [w for w in widgets if "Warehouse" in w["properties"].get("markdown", "")]
-    row = [w for w in widgets if w["y"] == heading["y"] + heading["height"]]
+    _, row = synth.dashboard_row("Warehouse")
     assert [w["width"] for w in row] == [8, 8, 8]
     assert not [w for w in row if "refreshes" in w["properties"].get("title", "")]
 
