@@ -15,6 +15,19 @@ from datalake.dataset import MAX_STALE_HOURS, schedule_interval_minutes, schedul
 _PREFIX_RE = re.compile(r"[a-z][a-z0-9-]{1,19}")
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _ARN_RE = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+")
+#: A managed policy's name, after an optional path (``boundaries/corp``), and its ARN (an AWS
+#: managed policy's too): the characters IAM allows in each part.
+_POLICY_RE = r"(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,128}"
+_BOUNDARY_NAME_RE = re.compile(_POLICY_RE, re.ASCII)
+_BOUNDARY_ARN_RE = re.compile(rf"arn:aws[a-z-]*:iam::(?:[0-9]{{12}}|aws):policy/{_POLICY_RE}", re.ASCII)
+#: The placeholders CDK fills in a permissions boundary's name or ARN, with the stage field each
+#: needs (None: the bootstrap qualifier, always known) and a value of the right form to check the
+#: rest of the name with. ``${AWS::Partition}`` is not among them: CDK leaves it unfilled.
+_BOUNDARY_PLACEHOLDERS = {
+    "${Qualifier}": (None, "hnb659fds"),
+    "${AWS::AccountId}": ("account", "123456789012"),
+    "${AWS::Region}": ("region", "eu-west-1"),
+}
 #: Base capacities Redshift Serverless accepts (RPU): 4, then steps of 8 to 512, then of 32 to 1024
 #: ("Compute capacity for Amazon Redshift Serverless").
 REDSHIFT_BASE_RPUS = frozenset([4, *range(8, 513, 8), *range(544, 1025, 32)])
@@ -98,6 +111,34 @@ class Lifecycle:
     rejected_expire_after: int = 365
 
 
+def _boundary_problem(stage: StageConfig) -> str | None:
+    """What is wrong with ``stage.permissions_boundary``, if anything, with the fix."""
+    boundary = stage.permissions_boundary
+    if boundary is None:
+        return None
+    if not isinstance(boundary, str):
+        return f"permissions_boundary={boundary!r}: use a policy's name or ARN, or None"
+    checked = boundary
+    for placeholder, (needs, example) in _BOUNDARY_PLACEHOLDERS.items():
+        if placeholder not in checked:
+            continue
+        if needs is not None and getattr(stage, needs) is None:
+            return (
+                f"permissions_boundary={boundary!r}: CDK fills {placeholder} from the stage's {needs}, "
+                f"which is None; set {needs}=..., or write the value in the name"
+            )
+        checked = checked.replace(placeholder, example)
+    pattern = _BOUNDARY_ARN_RE if checked.startswith("arn:") else _BOUNDARY_NAME_RE
+    if pattern.fullmatch(checked):
+        return None
+    return (
+        f"permissions_boundary={boundary!r}: use the name of a managed policy of the stage's account "
+        "('corp-boundary', with its path if it has one: 'boundaries/corp'), its ARN "
+        "('arn:aws:iam::123456789012:policy/corp-boundary'), or None; of the placeholders, "
+        f"{', '.join(_BOUNDARY_PLACEHOLDERS)} are filled in"
+    )
+
+
 @dataclass(frozen=True)
 class StageConfig:
     name: str
@@ -125,6 +166,15 @@ class StageConfig:
     monthly_budget_usd: int | None = 100
     #: Extra Lake Formation admins (IAM role or user ARNs), appended to the existing ones.
     lake_admin_arns: tuple[str, ...] = ()
+    #: The permissions boundary of every IAM role the stage creates, CDK's own function roles
+    #: included: the name of a managed policy of the stage's account (with its path, if it has
+    #: one: ``boundaries/corp``) or a policy's ARN. Set it where the account refuses a role
+    #: without that boundary, as the CDK bootstrap's example boundary does
+    #: (``cdk bootstrap --example-permissions-boundary``, a policy named
+    #: ``cdk-${Qualifier}-permissions-boundary-${AWS::AccountId}-${AWS::Region}``).
+    #: ``${Qualifier}`` is filled with the bootstrap qualifier; ``${AWS::AccountId}`` and
+    #: ``${AWS::Region}`` need the stage's ``account`` and ``region``. None: no boundary.
+    permissions_boundary: str | None = None
     #: Per-query bytes-scanned cutoff of the analysts' Athena workgroup.
     athena_bytes_scanned_cutoff: int = 10 * 1024**3
     #: Redshift Serverless base capacity (RPU) and monthly usage limit (RPU-hours).
@@ -171,6 +221,8 @@ class StageConfig:
         for arn in self.lake_admin_arns:
             if not _ARN_RE.fullmatch(arn):
                 problems.append(f"lake_admin_arns: {arn!r} is not an IAM ARN")
+        if problem := _boundary_problem(self):
+            problems.append(problem)
         qs = self.features.quicksight_principal_arn
         if qs is not None and not _ARN_RE.fullmatch(qs):
             problems.append(f"features.quicksight_principal_arn={qs!r}: use a QuickSight user or group ARN")

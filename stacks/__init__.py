@@ -13,7 +13,7 @@ from config import StageConfig
 from datalake import sql
 from datalake.dataset import Dataset, check_name_lengths
 from stacks.catalog import CatalogStack
-from stacks.common import StackResourceQuota
+from stacks.common import StackResourceQuota, permissions_boundary
 from stacks.consumption import ConsumptionStack
 from stacks.foundation import FoundationStack
 from stacks.governance import GovernanceStack
@@ -61,7 +61,11 @@ def check_inputs(stage: StageConfig, datasets: tuple[Dataset, ...]) -> None:
 def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> Lake:
     """Add every stack of ``stage`` to ``app``. Dependencies flow one way: stateful to stateless."""
     env = Environment(account=stage.account, region=stage.region) if stage.account or stage.region else None
-    common = {"env": env, "termination_protection": stage.termination_protection}
+    common = {
+        "env": env,
+        "termination_protection": stage.termination_protection,
+        "permissions_boundary": permissions_boundary(stage),
+    }
     foundation = FoundationStack(
         app,
         f"{stage.prefix}-foundation",

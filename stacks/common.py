@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import jsii
-from aws_cdk import CfnResource, RemovalPolicy, Stack
+from aws_cdk import CfnResource, PermissionsBoundary, RemovalPolicy, Stack
 from aws_cdk import aws_logs as logs
 from constructs import IValidation
 
@@ -13,6 +13,18 @@ from config import StageConfig
 def removal_policy(stage: StageConfig) -> RemovalPolicy:
     """Sandbox stages destroy everything with the stack; other stages retain data and keys."""
     return RemovalPolicy.DESTROY if stage.destroy_on_removal else RemovalPolicy.RETAIN
+
+
+def permissions_boundary(stage: StageConfig) -> PermissionsBoundary | None:
+    """The stage's boundary for every role of a stack (``StageConfig`` checks its form); CDK's
+    aspect sets it on each ``AWS::IAM::Role`` as it is synthesized, function roles of CDK's own
+    custom resources included."""
+    boundary = stage.permissions_boundary
+    if boundary is None:
+        return None
+    if boundary.startswith("arn:"):
+        return PermissionsBoundary.from_arn(boundary)
+    return PermissionsBoundary.from_name(boundary)
 
 
 _RETENTION = {

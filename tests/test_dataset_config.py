@@ -840,6 +840,37 @@ _REFUSED_STAGE_EDITS: list[tuple[dict[str, Any], str]] = [
         "lifecycle.audit_logs_locked_for: a stage with destroy_on_removal=True cannot lock",
     ),
     (
+        {"permissions_boundary": "corp boundary"},
+        "permissions_boundary='corp boundary': use the name of a managed policy of the stage's account",
+    ),
+    ({"permissions_boundary": ""}, "permissions_boundary='': use the name of a managed policy"),
+    ({"permissions_boundary": "/corp"}, "permissions_boundary='/corp': use the name"),
+    ({"permissions_boundary": "corp\n"}, "permissions_boundary='corp\\n': use the name"),
+    ({"permissions_boundary": "p" * 129}, "use the name of a managed policy"),
+    (
+        {"permissions_boundary": "arn:aws:iam::123456789012:role/corp"},
+        "permissions_boundary='arn:aws:iam::123456789012:role/corp': use the name",
+    ),
+    ({"permissions_boundary": "arn:aws:iam::1234:policy/corp"}, "use the name of a managed policy"),
+    (
+        {"permissions_boundary": "pb-${AWS::Partition}"},
+        "${Qualifier}, ${AWS::AccountId}, ${AWS::Region} are filled in",
+    ),
+    (
+        {"permissions_boundary": "cdk-${Qualifier}-permissions-boundary-${AWS::AccountId}-${AWS::Region}"},
+        "permissions_boundary='cdk-${Qualifier}-permissions-boundary-${AWS::AccountId}-${AWS::Region}': "
+        "CDK fills ${AWS::AccountId} from the stage's account, which is None; set account=..., or write "
+        "the value in the name",
+    ),
+    (
+        {"account": "123456789012", "permissions_boundary": "pb-${AWS::Region}"},
+        "CDK fills ${AWS::Region} from the stage's region, which is None",
+    ),
+    (
+        {"permissions_boundary": ("corp",)},
+        "permissions_boundary=('corp',): use a policy's name or ARN, or None",
+    ),
+    (
         {"features": Features(quicksight_principal_arn="arn:aws:quicksight:eu-west-1:1:user/default/x")},
         "features.quicksight_principal_arn='arn:aws:quicksight:eu-west-1:1:user/default/x': use a QuickSight user or group ARN",
     ),
@@ -867,6 +898,16 @@ _ACCEPTED_STAGE_EDITS: list[dict[str, Any]] = [
         )
     },
     {"destroy_on_removal": False, "lifecycle": Lifecycle(audit_logs_expire_after=1, audit_logs_locked_for=1)},
+    {"permissions_boundary": "corp-boundary"},
+    {"permissions_boundary": "boundaries/lake/" + "p" * 128},
+    {"permissions_boundary": "cdk-${Qualifier}-permissions-boundary-123456789012-eu-west-1"},
+    {
+        "account": "123456789012",
+        "region": "eu-west-1",
+        "permissions_boundary": "cdk-${Qualifier}-permissions-boundary-${AWS::AccountId}-${AWS::Region}",
+    },
+    {"permissions_boundary": "arn:aws-cn:iam::123456789012:policy/boundaries/corp"},
+    {"permissions_boundary": "arn:aws:iam::aws:policy/PowerUserAccess"},
     {
         "features": Features(
             quicksight_principal_arn="arn:aws:quicksight:eu-west-1:123456789012:group/default/bi"

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from cfn_resolve import ACCOUNT, REGION
 from lake_app import SECOND_DATASET, TWO_DATASETS, build
 
 from config import get_stage
@@ -20,12 +22,14 @@ from datalake.dataset import load_dataset
 def test_a_fork_that_replaces_orders_is_told_which_sql_to_remove_then_synthesizes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN a fork whose only dataset file is its own, with the shipped SQL still in place
+    # GIVEN a fork whose only dataset file is its own, with the shipped SQL still in place, in an
+    # account bootstrapped with CDK's example permissions boundary (which refuses a role without it)
     fork_sql = tmp_path / "sql"
     shutil.copytree(sql.SQL_DIR, fork_sql)
     monkeypatch.setattr(sql, "SQL_DIR", fork_sql)
     every_component = {k: v for k, v in TWO_DATASETS.items() if k != "extra_datasets"}
-    stage = get_stage("prod").with_features(**every_component)
+    boundary = f"cdk-${{Qualifier}}-permissions-boundary-{ACCOUNT}-{REGION}"
+    stage = replace(get_stage("prod").with_features(**every_component), permissions_boundary=boundary)
     datasets = (load_dataset(SECOND_DATASET),)
 
     # WHEN it synthesizes, THEN synth stops and names each file that reads orders, and only those
@@ -58,6 +62,21 @@ def test_a_fork_that_replaces_orders_is_told_which_sql_to_remove_then_synthesize
     assert [name for name, text in templates.items() if "orders" in text.lower()] == []
     for stack in ("ingestion", "processing", "catalog", "governance", "consumption", "observability"):
         assert datasets[0].construct_id in templates[f"lake-prd-{stack}"], stack
+    # AND every role of every stack, those of CDK's own custom-resource functions too, has the
+    # boundary, the bootstrap qualifier filled in
+    policy = f"arn:aws:iam::{ACCOUNT}:policy/cdk-hnb659fds-permissions-boundary-{ACCOUNT}-{REGION}"
+    boundaries = {
+        (stack.stack_name, logical_id): synth.resolved(stack, role["Properties"].get("PermissionsBoundary"))
+        for stack in synth.lake.stacks
+        for logical_id, role in synth.template(stack).find_resources("AWS::IAM::Role").items()
+    }
+    assert {stack for stack, _ in boundaries} == {
+        f"lake-prd-{stack}"
+        for stack in ("foundation", "governance", "ingestion", "processing", "consumption")
+    }
+    assert {key for key, arn in boundaries.items() if arn != policy} == set()
+    assert any("CustomResourceProviderRole" in logical_id for _, logical_id in boundaries)
+    assert [t for t in templates.values() if "AWS::IAM::User" in t] == []
     # AND with the orders' refresh procedures gone, the warehouse has nothing to refresh: no
     # schedule calls a procedure that no longer exists
     assert synth.lake.consumption.warehouse is not None
