@@ -43,7 +43,14 @@ GLUE_VERSION = "5.1"
 METRICS_NAMESPACE = "DataLake/Processing"
 #: The counts the job publishes per run (``_publish_metrics`` in glue_jobs/raw_to_curated/job.py,
 #: which is deployed alone and cannot import this; a test keeps the two in step).
-JOB_COUNTS = ("RowsRead", "RowsWritten", "RowsQuarantined", "DuplicatesDropped", "UnplacedObjects")
+JOB_COUNTS = (
+    "RowsRead",
+    "RowsWritten",
+    "RowsQuarantined",
+    "DuplicatesDropped",
+    "UnplacedObjects",
+    "ExpiredObjects",
+)
 
 #: How long Glue may keep a new run WAITING for capacity, by execution class (Glue's "job run
 #: statuses"): a Standard run of a job without retries (this job's MaxRetries is 0) tries for up
@@ -167,6 +174,10 @@ class DatasetPipeline(Construct):
         # --- Glue job -------------------------------------------------------------------------
         self.job_role = job_role
         table_arns = [self._table_arn(catalog.database, t) for t in (catalog.table, catalog.quarantine_table)]
+        # With a retention, the job removes the raw days past it: the day folders, nothing else of
+        # the raw zone (rejections and delivery errors are under other prefixes).
+        raw_days = raw_bucket.arn_for_objects(f"{ds}/year=*")
+        expiry = dataset.governance.retention_days is not None
         job_policy = iam.ManagedPolicy(
             self,
             "JobPolicy",
@@ -175,6 +186,7 @@ class DatasetPipeline(Construct):
                 iam.PolicyStatement(
                     actions=["s3:GetObject"], resources=[raw_bucket.arn_for_objects(f"{ds}/*")]
                 ),
+                *([iam.PolicyStatement(actions=["s3:DeleteObject"], resources=[raw_days])] if expiry else []),
                 iam.PolicyStatement(
                     actions=["s3:ListBucket"],
                     resources=[raw_bucket.bucket_arn],
@@ -232,14 +244,16 @@ class DatasetPipeline(Construct):
         )
         acknowledge(
             job_policy,
-            "Object ARNs under the dataset's own prefixes: the job reads raw objects and rewrites "
-            "curated partitions whose keys it generates. PutMetricData supports no resource, so "
+            "Object ARNs under the dataset's own prefixes: the job reads raw objects (and, with a "
+            "retention, removes the raw day folders past it) and rewrites curated partitions whose "
+            "keys it generates. PutMetricData supports no resource, so "
             "the namespace condition scopes it (and lakeformation:GetDataAccess has none either); "
             "Glue creates its log groups under /aws-glue/.",
             *(
                 f"AwsSolutions-IAM5[Resource::{rendered(self, r)}]"
                 for r in (
                     raw_bucket.arn_for_objects(f"{ds}/*"),
+                    *([raw_days] if expiry else []),
                     *(curated_bucket.arn_for_objects(f"{p}*") for p in curated_prefixes),
                     "*",
                     self._glue_logs_arn(),
@@ -291,6 +305,7 @@ class DatasetPipeline(Construct):
                 "--key_lookback_days": str(dataset.processing.key_lookback_days or "all"),
                 # Days to rebuild though nothing new arrived; the state machine passes its input's.
                 "--rebuild_days": "none",
+                "--retention_days": str(dataset.governance.retention_days or "none"),
                 "--curated_database": catalog.database,
                 "--curated_table": catalog.table,
                 "--quarantine_table": catalog.quarantine_table,

@@ -16,6 +16,10 @@ from history must not replace one that came live after it. So a live version win
 history's is a later event than the live one's arrival, and of two history versions the later
 event wins. ``late_arriving_data`` sees history as on time.
 
+A dataset with a retention (``governance.retention_days``) keeps no event day older than that:
+the job would remove such a day at its next run. The tool leaves out the accepted records of
+those days (counted and reported, the first day kept named), rather than store them for an hour.
+
 Objects are named ``backfill-<load id>-<chunk>`` and never overwrite one another: loading a file
 twice puts its records in the raw zone twice, and the job keeps one version of each record key,
 so the curated rows are the same.
@@ -31,12 +35,13 @@ key. ``--dry-run`` runs the transform and counts, and writes nothing.
 from __future__ import annotations
 
 import argparse
+import gzip
 import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -67,6 +72,22 @@ class Loaded:
     #: Event days (``year=YYYY/month=MM/day=DD``) that received accepted records: the days the
     #: next pipeline run curates.
     days: set[str] = field(default_factory=set)
+    #: Accepted records of event days past the dataset's retention, left out, and their days.
+    past_retention: int = 0
+    past_retention_days: set[str] = field(default_factory=set)
+
+
+def first_day_kept(dataset: Dataset, load: datetime) -> date | None:
+    """The first event day the dataset keeps on the load's date; ``None`` without a retention. The
+    job counts its retention back from the date it runs on, as here (``JobConfig.retention_cutoff``)."""
+    retention = dataset.governance.retention_days
+    return None if retention is None else load.date() - timedelta(days=retention)
+
+
+def _folder_date(folder: str) -> date:
+    """The date of a ``year=YYYY/month=MM/day=DD`` folder."""
+    year, month, day = (part.split("=")[1] for part in folder.split("/"))
+    return date(int(year), int(month), int(day))
 
 
 def chunks(lines: IO[bytes], size: int) -> Iterator[list[bytes]]:
@@ -119,6 +140,7 @@ def backfill(
         raise BackfillError(f"--chunk-records {chunk_records}: use 1 or more")
     load_id = uuid.uuid4().hex[:12]
     arrival = (now or datetime.now(UTC)).astimezone(UTC)
+    kept_from = first_day_kept(dataset, arrival)
     done = Loaded()
     verb = "would write" if dry_run else "wrote"
     for number, records in enumerate(chunks(lines, chunk_records)):
@@ -134,6 +156,18 @@ def backfill(
                 arrivals=arrivals(records, dataset, arrival),
             )
             keys = sorted(path.relative_to(root).as_posix() for path in delivery.objects)
+            if kept_from is not None:
+                past = {
+                    key: folder
+                    for key in keys
+                    if key.startswith(f"{dataset.name}/")
+                    and (folder := day_folder(key))
+                    and _folder_date(folder) < kept_from
+                }
+                for key, folder in past.items():
+                    done.past_retention += gzip.decompress((root / key).read_bytes()).count(b"\n")
+                    done.past_retention_days.add(folder)
+                keys = [key for key in keys if key not in past]
             if not dry_run:
                 for key in keys:
                     s3.put_object(Bucket=bucket, Key=key, Body=(root / key).read_bytes())
@@ -156,6 +190,12 @@ def backfill(
         f"{done.records} record(s): {done.ok} accepted, {done.rejected} rejected{failed}; {verb} "
         f"{done.objects} object(s) to s3://{bucket}/, load {load_id}"
     )
+    if done.past_retention:
+        report(
+            f"{done.past_retention} accepted record(s) of {len(done.past_retention_days)} day(s) before "
+            f"{kept_from} left out: past the dataset's retention (governance.retention_days="
+            f"{dataset.governance.retention_days} in {dataset.source_file})"
+        )
     if done.days:
         first, last = min(done.days), max(done.days)
         report(f"the next pipeline run of {dataset.name} curates {len(done.days)} day(s), {first} to {last}")

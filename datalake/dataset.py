@@ -73,7 +73,15 @@ _COLUMN_FIELDS = {
     "items",
     "fields",
 }
-_GOVERNANCE_FIELDS = {"classification", "pii_columns", "row_filter_column", "row_filter_values"}
+_GOVERNANCE_FIELDS = {
+    "classification",
+    "pii_columns",
+    "row_filter_column",
+    "row_filter_values",
+    "retention_days",
+}
+#: The longest retention a dataset file may give, in days (a hundred years).
+MAX_RETENTION_DAYS = 36_500
 _INGESTION_FIELDS = {"source", "buffer_size_mib", "buffer_interval_seconds", "silent_after_hours"}
 _PROCESSING_FIELDS = {
     "schedule",
@@ -208,6 +216,10 @@ class Governance:
     row_filter_column: str | None = None
     #: Values of ``row_filter_column`` the filter lets through (e.g. ``["KR"]``).
     row_filter_values: tuple[str, ...] = ()
+    #: How long the lake keeps an event, in days after its event day: each job run removes the
+    #: days older than that from the raw, curated and quarantine zones and from the catalog, and
+    #: curates no event that arrives for one. ``None``: kept for good.
+    retention_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -680,11 +692,21 @@ def _parse_governance(
             "governance.row_filter_values",
             "row_filter_column and row_filter_values go together: give both or neither",
         )
+    retention = section.get("retention_days")
+    if retention is not None and (not _whole(retention) or not 1 <= retention <= MAX_RETENTION_DAYS):
+        _problem(
+            problems,
+            "governance.retention_days",
+            f"use a whole number of days from 1 to {MAX_RETENTION_DAYS:,}, or leave it out to keep "
+            "every event",
+        )
+        retention = None
     return Governance(
         classification=classification,
         pii_columns=tuple(dict.fromkeys(pii)),
         row_filter_column=row_filter,
         row_filter_values=tuple(values),
+        retention_days=retention,
     )
 
 

@@ -219,6 +219,7 @@ def run_pipeline(
             manifest_path=(curated / "_manifests" / dataset.name).as_uri() + "/",
             target_file_size_mib=dataset.processing.target_file_size_mib,
             key_lookback_days=dataset.processing.key_lookback_days,
+            retention_days=dataset.governance.retention_days,
         ),
     )
     summary.curated_rows = result.rows_written

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,39 @@ def test_a_loaded_record_counts_as_ingested_at_its_event_time_so_a_later_live_on
     assert key.startswith("orders_rejected/year=2026/month=12/day=07/hour=09/")
     assert h3["reason"].startswith("status:")
     assert h3["raw_text"] == refused.decode()  # the record as sent, without its line end
+
+
+def test_records_of_days_past_the_retention_are_left_out_counted_and_named(s3: Any) -> None:
+    # GIVEN orders kept 30 days, and a file of two orders of 6 November (past it on 7 December)
+    # and one of 7 November (the first day kept)
+    kept_30_days = replace(ORDERS, governance=replace(ORDERS.governance, retention_days=30))
+
+    def order(order_id: str, ts: str) -> bytes:
+        return json.dumps(
+            {"order_id": order_id, "customer_id": "c-1", "order_ts": ts, "amount": "5.00"}
+        ).encode()
+
+    text = b"\n".join(
+        [
+            order("o-1", "2026-11-06T08:00:00Z"),
+            order("o-2", "2026-11-06T23:59:59Z"),
+            order("o-3", "2026-11-07T00:00:00Z"),
+        ]
+    )
+    lines: list[str] = []
+    # WHEN it is loaded on 7 December
+    done = backfill(s3, io.BytesIO(text), bucket=RAW, dataset=kept_30_days, now=NOW, report=lines.append)
+    # THEN only the order of the day kept is written, and the pipeline is told of its day alone
+    written = _objects(s3)
+    assert [k.rsplit("/", 2)[0] for k in written] == ["orders/year=2026/month=11/day=07"]
+    assert done.days == {"year=2026/month=11/day=07"}
+    # AND the two left out are counted with their day, and the report names the retention
+    assert (done.ok, done.past_retention, done.past_retention_days) == (3, 2, {"year=2026/month=11/day=06"})
+    (left_out,) = [line for line in lines if "left out" in line]
+    assert left_out == (
+        "2 accepted record(s) of 1 day(s) before 2026-11-07 left out: past the dataset's retention "
+        f"(governance.retention_days=30 in {ORDERS.source_file})"
+    )
 
 
 def test_a_dry_run_counts_and_writes_nothing(s3: Any) -> None:

@@ -88,9 +88,14 @@ def test_job_runs_on_glue_51_with_arguments_from_the_dataset_file(template: Temp
     assert extra.startswith("s3://") and extra.endswith(".py")
 
 
-def _standalone(**processing: Any) -> Template:
-    """The pipeline of orders alone in a stack, with ``processing`` settings changed."""
-    dataset = dataclasses.replace(ORDERS, processing=dataclasses.replace(ORDERS.processing, **processing))
+def _standalone(retention_days: int | None = None, **processing: Any) -> Template:
+    """The pipeline of orders alone in a stack, with ``processing`` settings (and its retention)
+    changed."""
+    dataset = dataclasses.replace(
+        ORDERS,
+        processing=dataclasses.replace(ORDERS.processing, **processing),
+        governance=dataclasses.replace(ORDERS.governance, retention_days=retention_days),
+    )
     app = cdk.App(context={"aws:cdk:bundling-stacks": []})
     stack = cdk.Stack(app, "Test")
     glue_role = iam.Role(stack, "Job", assumed_by=iam.ServicePrincipal("glue.amazonaws.com"))
@@ -114,6 +119,26 @@ def _standalone(**processing: Any) -> Template:
         schedule_group="default",
     )
     return Template.from_stack(stack)
+
+
+def test_a_retention_lets_the_job_remove_raw_day_folders_of_its_dataset_and_nothing_else() -> None:
+    def raw_deletes(template: Template) -> list[Any]:
+        return [
+            s["Resource"]
+            for s in policy_statements(template, "OrdersJobPolicy")
+            if "s3:DeleteObject" in actions(s) and "Raw" in json.dumps(s["Resource"])
+        ]
+
+    # GIVEN orders as shipped (kept for good), and orders kept 400 days
+    kept, expiring = _standalone(), _standalone(retention_days=400)
+    # THEN the job gets the retention as an argument, "none" without one
+    assert _one(kept, "AWS::Glue::Job")["DefaultArguments"]["--retention_days"] == "none"
+    assert _one(expiring, "AWS::Glue::Job")["DefaultArguments"]["--retention_days"] == "400"
+    # AND only with a retention may its role delete raw objects: in the dataset's day folders
+    # alone, not its rejections (orders_rejected/) or Firehose's error records
+    assert raw_deletes(kept) == []
+    (resource,) = raw_deletes(expiring)
+    assert resource["Fn::Join"][1][-1] == "/orders/year=*"
 
 
 def test_workers_and_timeouts_come_from_the_dataset_file() -> None:

@@ -355,7 +355,7 @@ def test_rerun_gives_the_same_rows(spark: Any, tmp_path: Path) -> None:
     # summary), and again after the manifest is lost
     assert run(spark, cfg).as_dict() == {
         **dict.fromkeys(("rows_read", "rows_written", "rows_quarantined", "duplicates_dropped"), 0),
-        **dict.fromkeys(("new_objects", "files_written"), 0),
+        **dict.fromkeys(("new_objects", "files_written", "expired_objects"), 0),
         **{
             name: []
             for name in (
@@ -365,6 +365,7 @@ def test_rerun_gives_the_same_rows(spark: Any, tmp_path: Path) -> None:
                 "unplaced_objects",
                 "resumed_days",
                 "stale_staging",
+                "expired_days",
             )
         },
     }
@@ -597,6 +598,93 @@ def test_late_event_keeps_the_days_earlier_rows(spark: Any, tmp_path: Path) -> N
     assert sorted(r["order_id"] for r in _curated(spark, cfg)) == sorted(
         [f"o-{i}" for i in range(5)] + ["o-late"]
     )
+
+
+def _raw_days(tmp: Path) -> list[str]:
+    """The raw day folders under ``tmp``, as ``2024-05-01``."""
+    return sorted(
+        "-".join(part.split("=")[1] for part in folder.parts[-3:])
+        for folder in (tmp / "raw" / "orders").glob("year=*/month=*/day=*")
+    )
+
+
+def test_days_past_the_retention_leave_every_zone_and_an_event_late_for_one_is_not_curated(
+    spark: Any, tmp_path: Path
+) -> None:
+    # GIVEN 10 May (an order and a malformed line) and 20 May (two orders) curated by a run
+    # before the dataset had a retention
+    _write_raw(tmp_path, "2024-05-10", "a", [_record("o-1", ts="2024-05-10T10:00:00.000Z"), "{not json"])
+    _write_raw(
+        tmp_path, "2024-05-20", "b", [_record(f"o-{i}", ts="2024-05-20T10:00:00.000Z") for i in (2, 3)]
+    )
+    kept_for_good = _config(tmp_path)
+    run(spark, kept_for_good)
+    # AND since then, an event late for 10 May, and a later version of its order on 21 May
+    late = _record("o-4", ts="2024-05-10T11:00:00.000Z", ingested="2024-06-14T10:00:00.000Z")
+    _write_raw(tmp_path, "2024-05-10", "late", [late], hour="11")
+    moved = _record("o-1", ts="2024-05-21T10:00:00.000Z", ingested="2024-06-14T10:00:00.000Z")
+    _write_raw(tmp_path, "2024-05-21", "c", [moved])
+    # WHEN the job runs on 15 June with a retention of 30 days (the first day kept: 16 May)
+    cfg = replace(kept_for_good, retention_days=30, today=date(2024, 6, 15))
+    assert cfg.retention_cutoff() == date(2024, 5, 16)
+    published: list[RunResult] = []
+    result = run(spark, cfg, publish=published.append)
+    # THEN 10 May is gone from the curated and quarantine zones and from the raw zone, with both
+    # of its objects, the late one never read; the catalog hears of it before the raw day goes
+    assert result.expired_days == [("2024", "05", "10")] == published[0].expired_days
+    assert result.expired_objects == 2
+    assert _raw_days(tmp_path) == ["2024-05-20", "2024-05-21"]
+    assert sorted(r["order_id"] for r in _curated(spark, cfg)) == ["o-1", "o-2", "o-3"]
+    assert {(r["day"], r["order_id"]) for r in _curated(spark, cfg)} >= {("21", "o-1")}
+    assert not (tmp_path / "curated" / "orders_quarantine" / "year=2024" / "month=05" / "day=10").exists()
+    # AND the new version of o-1 is curated on its day without a search of the day removed
+    # (which no longer has raw objects to rebuild it from), and the rows are conserved
+    assert (result.new_objects, result.days) == (1, [("2024", "05", "21")])
+    _assert_conserved(result)
+    # WHEN the job runs again the same day
+    again = run(spark, cfg)
+    # THEN there is nothing more to remove
+    assert (again.expired_days, again.expired_objects, again.new_objects) == ([], 0, 0)
+    # WHEN one more event arrives for a day past the retention, and the next run is idle otherwise
+    _write_raw(tmp_path, "2024-05-11", "later", [_record("o-5", ts="2024-05-11T10:00:00.000Z")])
+    idle = run(spark, cfg)
+    # THEN it is removed, counted, and not curated
+    assert (idle.expired_days, idle.expired_objects, idle.days) == ([("2024", "05", "11")], 1, [])
+    assert _raw_days(tmp_path) == ["2024-05-20", "2024-05-21"]
+    assert "o-5" not in {r["order_id"] for r in _curated(spark, cfg)}
+
+
+def test_a_curated_day_past_the_retention_goes_though_its_raw_day_is_gone(spark: Any, tmp_path: Path) -> None:
+    # GIVEN a curated day (with quarantined rows) whose raw objects were since removed by hand
+    _write_raw(tmp_path, "2024-05-01", "a", [_record("o-1"), "{not json"])
+    cfg = replace(_config(tmp_path), retention_days=10, today=date(2024, 6, 1))
+    run(spark, replace(cfg, retention_days=None))
+    shutil.rmtree(tmp_path / "raw" / "orders" / "year=2024")
+    # WHEN a run with a retention that it is past runs
+    result = run(spark, cfg)
+    # THEN the day leaves both tables all the same, with no raw object counted
+    assert (result.expired_days, result.expired_objects) == ([("2024", "05", "01")], 0)
+    for table in ("orders", "orders_quarantine"):
+        assert not list((tmp_path / "curated" / table).glob("year=*/month=*/day=*")), table
+
+
+def test_the_compacted_manifest_forgets_the_objects_removed_past_the_retention(
+    spark: Any, tmp_path: Path
+) -> None:
+    # GIVEN two days processed by separate runs, with a manifest compacted at 3 files
+    cfg = replace(_config(tmp_path), manifest_compact_at=3, retention_days=30, today=date(2024, 6, 15))
+    _write_raw(tmp_path, "2024-05-01", "old", [_record("o-1")])
+    run(spark, replace(cfg, retention_days=None))
+    _write_raw(tmp_path, "2024-06-01", "new", [_record("o-2", ts="2024-06-01T10:00:00.000Z")])
+    run(spark, cfg)  # 1 May is past the retention: removed
+    assert len(read_manifest(spark, cfg.manifest_path).files) == 2
+    # WHEN a third run compacts the manifest
+    _write_raw(tmp_path, "2024-06-02", "newer", [_record("o-3", ts="2024-06-02T10:00:00.000Z")])
+    run(spark, cfg)
+    # THEN its one file lists the objects still in the raw zone, not the one removed
+    manifest = read_manifest(spark, cfg.manifest_path)
+    assert len(manifest.files) == 1
+    assert sorted(Path(p).name for p in manifest.objects) == ["new.json.gz", "newer.json.gz"]
 
 
 def test_the_quality_predicate_selects_exactly_the_days_a_run_wrote(spark: Any, tmp_path: Path) -> None:
@@ -1734,7 +1822,7 @@ class GlueRuns:
     cfg: JobConfig
     glue: Any
 
-    def run(self, run_id: str) -> None:
+    def run(self, run_id: str, retention_days: str = "none") -> None:
         args = {
             "JOB_NAME": "orders-raw-to-curated",
             "JOB_RUN_ID": run_id,
@@ -1751,6 +1839,7 @@ class GlueRuns:
             "run_summary_path": f"file://{self.tmp}/curated/_runs/orders/",
             "key_lookback_days": "all",
             "rebuild_days": "none",
+            "retention_days": retention_days,
         }
         main(["job.py", *[x for k, v in args.items() for x in (f"--{k}", v)]])
 
@@ -1835,6 +1924,7 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
         "RowsQuarantined": 1,
         "DuplicatesDropped": 1,
         "UnplacedObjects": 0,
+        "ExpiredObjects": 0,
     }
     assert summary("jr_1") == {
         "dataset": "orders",
@@ -1853,6 +1943,8 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
         "unplaced_objects": [],
         "resumed_days": [],
         "stale_staging": [],
+        "expired_days": [],
+        "expired_objects": 0,
     }
     assert glue_runtime == ["init orders-raw-to-curated", "commit"]
 
@@ -1896,6 +1988,28 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
 
     assert (columns("2024-05-02"), columns("2024-05-03")) == (["order_id", "coupon"], ["order_id"])
     assert partitions("orders")["2024-05-02"] == cfg.curated_path + day2
+
+    # WHEN the dataset gets a retention that 1 and 2 May are past, 3 May not (counted from the
+    # run's UTC date), and the job runs with nothing new
+    kept_days = (datetime.now(UTC).date() - date(2024, 5, 3)).days
+    glue_run("jr_5", retention_days=str(kept_days))
+    # THEN their partitions leave both tables, the quarantine's included; the raw objects removed
+    # are counted in the summary and in the published metric
+    assert partitions("orders") == {"2024-05-03": cfg.curated_path + day3}
+    assert partitions("orders_quarantine") == {}
+    expired = summary("jr_5")
+    assert (expired["expired_days"], expired["expired_objects"]) == (["2024-05-01", "2024-05-02"], 3)
+    assert expired["partitions_rebuilt"] == 0
+    removed = cloudwatch.get_metric_statistics(
+        Namespace="DataLake/Processing",
+        MetricName="ExpiredObjects",
+        Dimensions=[{"Name": "dataset", "Value": "orders"}],
+        StartTime=now.replace(year=now.year - 1),
+        EndTime=now.replace(year=now.year + 1),
+        Period=60,
+        Statistics=["Maximum"],
+    )["Datapoints"]
+    assert max(d["Maximum"] for d in removed) == 3
 
 
 def test_a_run_killed_while_it_replaced_its_days_has_them_all_rebuilt_by_the_next(

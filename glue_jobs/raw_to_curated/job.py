@@ -27,6 +27,12 @@ Each run:
    the manifest: a run killed while it replaced them leaves the record, and the next run rebuilds
    those days too.
 
+With a retention (``governance.retention_days``), a run also removes every event day older than
+that many days: from the curated and quarantine zones first, from the catalog as it publishes,
+and from the raw zone last, so a run that fails on the way leaves the raw day to the next run,
+which removes the rest. It reads, curates and widens to no such day, so an event that arrives
+for one is removed with it, counted, never curated.
+
 The same :func:`run` runs on local Spark in the tests, the demo and the benchmarks.
 """
 
@@ -37,7 +43,7 @@ import math
 import re
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -101,6 +107,17 @@ class JobConfig:
     #: Rebuild every day in this range (first, last; inclusive) that has raw objects, new or not:
     #: after a rule in the dataset file changed (:func:`rebuild_range`).
     rebuild: tuple[date, date] | None = None
+    #: Event days more than this many days before ``today`` are past the dataset's retention
+    #: (``governance.retention_days``) and removed; ``None``: kept for good.
+    retention_days: int | None = None
+    #: The day the retention counts back from; ``None``: the run's UTC date.
+    today: date | None = None
+
+    def retention_cutoff(self) -> date | None:
+        """The first event day kept; every day before it is past the retention."""
+        if self.retention_days is None:
+            return None
+        return (self.today or datetime.now(UTC).date()) - timedelta(days=self.retention_days)
 
 
 def rebuild_range(text: str) -> tuple[date, date] | None:
@@ -145,9 +162,13 @@ class RunResult:
     resumed_days: list[Day] = field(default_factory=list)
     #: Staging folders a killed run's write left under the curated or quarantine path, removed.
     stale_staging: list[str] = field(default_factory=list)
+    #: Event days past the retention that this run removed (curated, quarantine, raw, catalog),
+    #: and the raw objects removed with them: late events for such a day among them.
+    expired_days: list[Day] = field(default_factory=list)
+    expired_objects: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        lists = ("days", "curated_days", "quarantine_days", "resumed_days")
+        lists = ("days", "curated_days", "quarantine_days", "resumed_days", "expired_days")
         return {**self.__dict__, **{n: ["-".join(d) for d in getattr(self, n)] for n in lists}}
 
 
@@ -351,17 +372,25 @@ def read_manifest(spark: SparkSession, path: str) -> Manifest:
 
 
 def append_manifest(
-    spark: SparkSession, path: str, manifest: Manifest, new: dict[str, Stored], compact_at: int
+    spark: SparkSession,
+    path: str,
+    manifest: Manifest,
+    new: dict[str, Stored],
+    compact_at: int,
+    *,
+    listed: Collection[str],
 ) -> None:
     """Record ``new`` in a file of its own; or, when the manifest would reach ``compact_at`` files,
-    in one file holding every entry, then remove the files ``manifest`` was read from.
+    in one file holding the entries of every object still ``listed`` (not those removed since:
+    past the retention, or erased whole), then remove the files ``manifest`` was read from.
 
     Crash-safe either way: until the removal finishes, entries are only recorded twice.
     """
     if len(manifest.files) + 1 < compact_at:
         write_manifest(spark, path, new)
         return
-    write_manifest(spark, path, {**manifest.objects, **new})
+    kept = {p: stored for p, stored in manifest.objects.items() if p in listed}
+    write_manifest(spark, path, {**kept, **new})
     for file in manifest.files:
         delete_path(spark, file)
 
@@ -523,6 +552,51 @@ def _near(spark: SparkSession, base: str, days: set[Day], lookback: int) -> list
     return sorted(found)
 
 
+def _day_folders_before(spark: SparkSession, base: str, cutoff: date) -> set[Day]:
+    """The ``year=/month=/day=`` folders under ``base`` of days before ``cutoff``: one listing of
+    the year folders, then one per month folder of the years that reach before it."""
+    if not _exists(spark, base):
+        return set()
+    fs, jvm = _fs(spark, base)
+    root = qualified(spark, base)
+    years = [
+        status.getPath().getName()
+        for status in fs.globStatus(jvm.org.apache.hadoop.fs.Path(f"{root}/year=*")) or []
+    ]
+    found = set()
+    for year in years:
+        if not re.fullmatch(r"year=\d{4}", year) or int(year[5:]) > cutoff.year:
+            continue
+        glob = jvm.org.apache.hadoop.fs.Path(f"{root}/{year}/month=*/day=*")
+        for status in fs.globStatus(glob) or []:
+            day = day_of(f"{status.getPath().toString()}/", root)
+            if day is not None and _calendar_day(day) < cutoff:
+                found.add(day)
+    return found
+
+
+def _expire_curated_days(spark: SparkSession, cfg: JobConfig, raw_days: set[Day], result: RunResult) -> None:
+    """Remove the curated and quarantine days past the retention: those of the raw days past it,
+    and any other curated or quarantine day folder before the cutoff. The catalog follows in
+    ``publish`` (``result.expired_days``), the raw days last (:func:`_expire_raw_days`)."""
+    cutoff = cfg.retention_cutoff()
+    assert cutoff is not None
+    days = set(raw_days)
+    for base in (cfg.curated_path, cfg.quarantine_path):
+        days |= _day_folders_before(spark, base, cutoff)
+    for day in days:
+        for base in (cfg.curated_path, cfg.quarantine_path):
+            delete_path(spark, _partition_path(base, day))
+    result.expired_days = sorted(days)
+
+
+def _expire_raw_days(spark: SparkSession, cfg: JobConfig, raw_days: set[Day]) -> None:
+    """Last of a run: each raw day past the retention goes whole (its folder, not object by object),
+    once the curated zone and the catalog no longer hold it."""
+    for day in sorted(raw_days):
+        delete_path(spark, _partition_path(cfg.raw_path, day))
+
+
 def _calendar_day(day: Day) -> date:
     return date(int(day[0]), int(day[1]), int(day[2]))
 
@@ -572,6 +646,16 @@ def run(
     objects = list_objects(spark, cfg.raw_path)
     root = qualified(spark, cfg.raw_path)
     day_by_path = {p: day_of(p, root) for p in objects}
+    # Days past the retention: out of everything below (not read, curated or widened to), and out
+    # of the curated and quarantine zones before anything is read from them.
+    expired_raw_days: set[Day] = set()
+    if (cutoff := cfg.retention_cutoff()) is not None:
+        expired = [p for p, d in day_by_path.items() if d is not None and _calendar_day(d) < cutoff]
+        expired_raw_days = {d for p in expired if (d := day_by_path.pop(p)) is not None}
+        for path in expired:
+            del objects[path]
+        result.expired_objects = len(expired)
+        _expire_curated_days(spark, cfg, expired_raw_days, result)
     manifest = read_manifest(spark, cfg.manifest_path)
     result.stale_staging = remove_stale_staging(spark, cfg.curated_path, cfg.quarantine_path)
     # An object outside a day folder of the prefix has no day to rebuild. It is reported (and
@@ -593,6 +677,7 @@ def run(
         publish(result)
         if rebuilding:  # days whose raw folders are gone since: nothing to rebuild them from
             delete_path(spark, rebuilding_path(cfg.manifest_path))
+        _expire_raw_days(spark, cfg, expired_raw_days)
         return result
     days: set[Day] = set(new.values()) | requested
     raw_bytes: dict[Day, int] = {}  # per day, for file sizing
@@ -675,8 +760,16 @@ def run(
     result.quarantine_days = sorted(quarantined_days)
     publish(result)
     # Last: a run that failed before this point is re-run on the same objects.
-    append_manifest(spark, cfg.manifest_path, manifest, {p: objects[p] for p in new}, cfg.manifest_compact_at)
+    append_manifest(
+        spark,
+        cfg.manifest_path,
+        manifest,
+        {p: objects[p] for p in new},
+        cfg.manifest_compact_at,
+        listed=objects.keys(),
+    )
     delete_path(spark, rebuilding_path(cfg.manifest_path))
+    _expire_raw_days(spark, cfg, expired_raw_days)
     checked.unpersist()
     return result
 
@@ -736,6 +829,7 @@ def _publish_metrics(cloudwatch: Any, namespace: str, dataset: str, result: RunR
         "RowsQuarantined": result.rows_quarantined,
         "DuplicatesDropped": result.duplicates_dropped,
         "UnplacedObjects": len(result.unplaced_objects),
+        "ExpiredObjects": result.expired_objects,
     }
     cloudwatch.put_metric_data(
         Namespace=namespace,
@@ -778,6 +872,7 @@ def main(argv: list[str]) -> None:
             "run_summary_path",
             "key_lookback_days",
             "rebuild_days",
+            "retention_days",
         ],
     )
     glue_context = GlueContext(SparkContext.getOrCreate())
@@ -793,6 +888,7 @@ def main(argv: list[str]) -> None:
         target_file_size_mib=float(args["target_file_size_mib"]),
         key_lookback_days=None if args["key_lookback_days"] == "all" else int(args["key_lookback_days"]),
         rebuild=rebuild_range(args["rebuild_days"]),
+        retention_days=None if args["retention_days"] == "none" else int(args["retention_days"]),
     )
 
     def publish(result: RunResult) -> None:
@@ -805,7 +901,8 @@ def main(argv: list[str]) -> None:
             (args["curated_table"], cfg.curated_path, result.curated_days),
             (args["quarantine_table"], cfg.quarantine_path, result.quarantine_days),
         ):
-            emptied = sorted(set(result.days) - set(present))
+            # days left empty by the run, and days past the retention
+            emptied = sorted((set(result.days) - set(present)) | set(result.expired_days))
             _sync_partitions(
                 glue, args["curated_database"], table, location, present=present, emptied=emptied
             )
