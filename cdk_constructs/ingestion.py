@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Size, Stack
@@ -39,6 +40,28 @@ def rejected_prefix(dataset: Dataset) -> str:
 def error_prefix(dataset: Dataset) -> str:
     """Firehose's own failures, by error type, so processing and partitioning failures stay apart."""
     return f"errors/{dataset.name}/"
+
+
+def raw_expirations(datasets: Iterable[Dataset], rejected_expire_after_days: int) -> dict[str, Duration]:
+    """The raw-zone prefixes S3 expires, with the age each expires at (counted from an object's
+    upload, which is its records' arrival).
+
+    Each dataset's rejections (records refused by contract, PII whole) after the stage's
+    ``lifecycle.rejected_expire_after``, or the dataset's ``governance.retention_days`` if that is
+    shorter; with a retention, Firehose's error records too (valid records that failed on the way,
+    otherwise kept until replayed): one that arrived that long ago holds an event at least as old,
+    which the job would remove as soon as it was replayed. The accepted records' days are removed by
+    the job, by event day (``glue_jobs/raw_to_curated/job.py``)."""
+    expiring: dict[str, Duration] = {}
+    for dataset in datasets:
+        retention = dataset.governance.retention_days
+        rejected = (
+            rejected_expire_after_days if retention is None else min(rejected_expire_after_days, retention)
+        )
+        expiring[rejected_prefix(dataset)] = Duration.days(rejected)
+        if retention is not None:
+            expiring[error_prefix(dataset)] = Duration.days(retention)
+    return expiring
 
 
 class DatasetDeliveryStream(Construct):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import Annotations, Aws, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
@@ -204,9 +204,10 @@ class LakeStorage(Construct):
     :param macie_results_key: create a bucket for Macie's sensitive data discovery results
         (``self.macie_results``; ``None`` without), whose objects Macie encrypts with this key;
         they expire with the trail's log files (``audit_logs_expire_after``). Default: none.
-    :param rejected_prefixes: raw-zone prefixes of records refused by contract (the transform's
-        rejections, ``<dataset>_rejected/``), which expire; the rest of the raw zone never does.
-    :param rejected_expire_after: when those records expire. Default: 365 days.
+    :param raw_expirations: raw-zone prefixes whose objects expire, each with the age it expires
+        at (:func:`cdk_constructs.ingestion.raw_expirations`: each dataset's rejections, and a
+        dataset with a retention's error records); the rest of the raw zone never expires by S3.
+        Default: none.
     :param removal_policy: ``RETAIN`` (default) or ``DESTROY`` (buckets emptied).
     """
 
@@ -230,8 +231,7 @@ class LakeStorage(Construct):
         audit_logs_expire_after: Duration | None = None,
         audit_logs_locked_for: Duration | None = None,
         macie_results_key: kms.IKey | None = None,
-        rejected_prefixes: Sequence[str] = (),
-        rejected_expire_after: Duration | None = None,
+        raw_expirations: Mapping[str, Duration] | None = None,
         removal_policy: RemovalPolicy | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -247,8 +247,6 @@ class LakeStorage(Construct):
             spark_ui_logs_expire_after = Duration.days(30)
         if access_logs_expire_after is None:
             access_logs_expire_after = Duration.days(365)
-        if rejected_expire_after is None:
-            rejected_expire_after = Duration.days(365)
         if audit_logs_expire_after is None:
             audit_logs_expire_after = Duration.days(365)
 
@@ -331,14 +329,14 @@ class LakeStorage(Construct):
                 ),
                 # Refused records are PII whole and kept only as long as a contract fix and their
                 # replay may take. Firehose's error records (errors/) are valid data that failed
-                # on the way; they stay until replayed, like the rest of the zone.
+                # on the way; they stay until replayed, unless their dataset's retention is over.
                 *(
                     s3.LifecycleRule(
-                        id=f"ExpireRejected-{rejected.rstrip('/')}",
-                        prefix=rejected,
-                        expiration=rejected_expire_after,
+                        id=f"Expire-{prefix.rstrip('/').replace('/', '-')}",
+                        prefix=prefix,
+                        expiration=expire_after,
                     )
-                    for rejected in rejected_prefixes
+                    for prefix, expire_after in sorted((raw_expirations or {}).items())
                 ),
             ],
             **common,  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aws_cdk import App, Environment, Stack, Tags
 from aws_cdk import aws_cloudwatch as cloudwatch
 
-from cdk_constructs.ingestion import rejected_prefix
+from cdk_constructs.ingestion import raw_expirations
 from cdk_constructs.quicksight import check_dashboard_dataset
 from config import StageConfig
 from datalake import sql
@@ -70,7 +70,7 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
         app,
         f"{stage.prefix}-foundation",
         stage=stage,
-        rejected_prefixes=[rejected_prefix(ds) for ds in datasets],
+        raw_expirations=raw_expirations(datasets, stage.lifecycle.rejected_expire_after),
         description=f"Governed data lake ({stage.name}): keys, zone buckets, alert topic",
         **common,  # type: ignore[arg-type]
     )

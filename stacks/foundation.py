@@ -3,7 +3,7 @@ group."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import Aws, Duration, Stack
@@ -44,7 +44,7 @@ class FoundationStack(Stack):
         construct_id: str,
         *,
         stage: StageConfig,
-        rejected_prefixes: Sequence[str] = (),
+        raw_expirations: Mapping[str, Duration] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -80,8 +80,7 @@ class FoundationStack(Stack):
             audit_logs_locked_for=Duration.days(lc.audit_logs_locked_for)
             if lc.audit_logs_locked_for
             else None,
-            rejected_prefixes=rejected_prefixes,
-            rejected_expire_after=Duration.days(lc.rejected_expire_after),
+            raw_expirations=raw_expirations,
             removal_policy=removal,
         )
         # Where this app enabled Macie, it keeps Macie's discovery results in a bucket of their own

@@ -23,10 +23,11 @@ from log_filter import matches
 from cdk_constructs.alerts import AlertTopic
 from cdk_constructs.audit import MAX_FILTER_PATTERN, AuditTrail, TrailCheck, iam_change_pattern
 from cdk_constructs.bootstrap import assets_bucket_name, execution_role_arn
+from cdk_constructs.ingestion import raw_expirations
 from cdk_constructs.lake_formation import CHANGES
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS, LakeBucket, LakeStorage
 from config import get_stage
-from datalake.dataset import load_datasets
+from datalake.dataset import Dataset, load_datasets
 from datalake.sql import SQL_DIR
 from stacks.foundation import BUCKET_GUARDS, FoundationStack
 
@@ -165,19 +166,67 @@ def test_raw_zone_tiers_to_infrequent_access_then_glacier_ir(template: Template)
 
 def test_only_the_transforms_rejections_expire_in_the_raw_zone(template: Template) -> None:
     # the rejected records (PII whole) expire after a year; the accepted records, which every
-    # rebuild reads, and Firehose's error records, valid data until replayed, never do
+    # rebuild reads, and Firehose's error records, valid data until replayed, never do (the
+    # shipped datasets set no retention)
     lid = _logical_id(template, "AWS::S3::Bucket", "StorageRawBucket")
     rules = template.find_resources("AWS::S3::Bucket")[lid]["Properties"]["LifecycleConfiguration"]["Rules"]
     expiring = [r for r in rules if "ExpirationInDays" in r]
     assert expiring == [
         {
-            "Id": f"ExpireRejected-{name}_rejected",
+            "Id": f"Expire-{name}_rejected",
             "Prefix": f"{name}_rejected/",
             "ExpirationInDays": 365,
             "Status": "Enabled",
         }
         for name in sorted(d.name for d in load_datasets())
     ]
+
+
+def test_a_datasets_retention_shortens_what_s3_keeps_of_its_rejected_and_failed_records() -> None:
+    # GIVEN three datasets: one kept for good, one kept 30 days, one kept 3,650 days, in a stage
+    # that keeps rejections 365 days
+    (orders,) = load_datasets()
+
+    def kept(name: str, days: int | None) -> Dataset:
+        return replace(orders, name=name, governance=replace(orders.governance, retention_days=days))
+
+    datasets = [kept("a", None), kept("b", 30), kept("c", 3650)]
+    # WHEN the raw zone's expirations are derived
+    expiring = {prefix: age.to_days() for prefix, age in raw_expirations(datasets, 365).items()}
+    # THEN each dataset's rejections expire at the stage's age or its retention, the shorter; the
+    # error records of a dataset with a retention expire at it, the others' never
+    assert expiring == {
+        "a_rejected/": 365,
+        "b_rejected/": 30,
+        "errors/b/": 30,
+        "c_rejected/": 365,
+        "errors/c/": 3650,
+    }
+    # AND the raw bucket gets a rule for each, named for its prefix
+    stack = cdk.Stack(cdk.App(context=app_context()), "Expirations")
+    keys = {zone: kms.Key(stack, zone) for zone in ("Raw", "Curated", "Analytics")}
+    LakeStorage(
+        stack,
+        "Storage",
+        prefix="t",
+        raw_key=keys["Raw"],
+        curated_key=keys["Curated"],
+        analytics_key=keys["Analytics"],
+        raw_expirations=raw_expirations(datasets, 365),
+    )
+    (raw,) = [
+        b["Properties"]
+        for lid, b in Template.from_stack(stack).find_resources("AWS::S3::Bucket").items()
+        if lid.startswith("StorageRawBucket")
+    ]
+    rules = raw["LifecycleConfiguration"]["Rules"]
+    assert {r["Id"]: (r["Prefix"], r["ExpirationInDays"]) for r in rules if "ExpirationInDays" in r} == {
+        "Expire-a_rejected": ("a_rejected/", 365),
+        "Expire-b_rejected": ("b_rejected/", 30),
+        "Expire-errors-b": ("errors/b/", 30),
+        "Expire-c_rejected": ("c_rejected/", 365),
+        "Expire-errors-c": ("errors/c/", 3650),
+    }
 
 
 def test_curated_run_summaries_and_spark_logs_expire_and_nothing_else_does(template: Template) -> None:
@@ -1103,8 +1152,8 @@ def _test_bucket(stack: cdk.Stack, construct_id: str, removal_policy: cdk.Remova
 
 
 def test_the_storage_constructs_documented_defaults() -> None:
-    # GIVEN the lake's buckets with only what they require (a fork reusing the construct) and a
-    # prefix of rejections, and one bucket given a removal policy the lake does not support
+    # GIVEN the lake's buckets with only what they require (a fork reusing the construct), and one
+    # bucket given a removal policy the lake does not support
     stack = cdk.Stack(cdk.App(context=app_context()), "Defaults")
     keys = {zone: kms.Key(stack, zone) for zone in ("Raw", "Curated", "Analytics")}
     LakeStorage(
@@ -1114,7 +1163,6 @@ def test_the_storage_constructs_documented_defaults() -> None:
         raw_key=keys["Raw"],
         curated_key=keys["Curated"],
         analytics_key=keys["Analytics"],
-        rejected_prefixes=["x_rejected/"],
     )
     snapshot = _test_bucket(stack, "Snapshot", cdk.RemovalPolicy.SNAPSHOT)
     template = Template.from_stack(stack)
@@ -1124,8 +1172,8 @@ def test_the_storage_constructs_documented_defaults() -> None:
         (props,) = [b["Properties"] for lid, b in buckets.items() if lid.startswith(f"Storage{bucket}Bucket")]
         return {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
 
-    # THEN each default is the documented one: raw tiers after 30 and 90 days, query results
-    # expire after 30 days, access logs and rejections after 365, noncurrent versions after 30
+    # THEN each default is the documented one: raw tiers after 30 and 90 days and never expires,
+    # query results expire after 30 days, access logs after 365, noncurrent versions after 30
     # everywhere
     assert rules("Raw")["TierRawData"]["Transitions"] == [
         {"StorageClass": "STANDARD_IA", "TransitionInDays": 30},
@@ -1138,7 +1186,7 @@ def test_the_storage_constructs_documented_defaults() -> None:
     raw_expiring = [
         (r["Prefix"], r["ExpirationInDays"]) for r in rules("Raw").values() if "ExpirationInDays" in r
     ]
-    assert raw_expiring == [("x_rejected/", 365)]  # the rejections alone
+    assert raw_expiring == []
     assert {
         r["ExpirationInDays"]
         for r in (rules("Curated")["ExpireRunSummaries"], rules("Curated")["ExpireSparkUiLogs"])
