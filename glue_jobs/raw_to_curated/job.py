@@ -575,12 +575,12 @@ def _day_folders_before(spark: SparkSession, base: str, cutoff: date) -> set[Day
     return found
 
 
-def _expire_curated_days(spark: SparkSession, cfg: JobConfig, raw_days: set[Day], result: RunResult) -> None:
-    """Remove the curated and quarantine days past the retention: those of the raw days past it,
-    and any other curated or quarantine day folder before the cutoff. The catalog follows in
-    ``publish`` (``result.expired_days``), the raw days last (:func:`_expire_raw_days`)."""
-    cutoff = cfg.retention_cutoff()
-    assert cutoff is not None
+def _expire_curated_days(
+    spark: SparkSession, cfg: JobConfig, cutoff: date, raw_days: set[Day], result: RunResult
+) -> None:
+    """Remove the curated and quarantine days before ``cutoff``: those of the raw days before it,
+    and any other curated or quarantine day folder before it. The catalog follows in ``publish``
+    (``result.expired_days``), the raw days last (:func:`_expire_raw_days`)."""
     days = set(raw_days)
     for base in (cfg.curated_path, cfg.quarantine_path):
         days |= _day_folders_before(spark, base, cutoff)
@@ -655,7 +655,7 @@ def run(
         for path in expired:
             del objects[path]
         result.expired_objects = len(expired)
-        _expire_curated_days(spark, cfg, expired_raw_days, result)
+        _expire_curated_days(spark, cfg, cutoff, expired_raw_days, result)
     manifest = read_manifest(spark, cfg.manifest_path)
     result.stale_staging = remove_stale_staging(spark, cfg.curated_path, cfg.quarantine_path)
     # An object outside a day folder of the prefix has no day to rebuild. It is reported (and
