@@ -36,6 +36,7 @@ from job import (
     _near,
     _sync_partitions,
     day_of,
+    delete_s3_objects,
     files_per_day,
     main,
     quality_predicate,
@@ -666,6 +667,52 @@ def test_a_curated_day_past_the_retention_goes_though_its_raw_day_is_gone(spark:
     assert (result.expired_days, result.expired_objects) == ([("2024", "05", "01")], 0)
     for table in ("orders", "orders_quarantine"):
         assert not list((tmp_path / "curated" / table).glob("year=*/month=*/day=*")), table
+
+
+def test_raw_objects_past_the_retention_are_deleted_from_s3_exactly_a_thousand_keys_a_call() -> None:
+    # GIVEN a versioned raw bucket with 1,001 objects of an expired day and one of a day kept
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="eu-west-1")
+        bucket = "lake-tst-raw"
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        old = [f"orders/year=2024/month=05/day=01/hour=10/part-{i:04d}.json.gz" for i in range(1001)]
+        kept = "orders/year=2024/month=06/day=01/hour=10/part-0000.json.gz"
+        for key in [*old, kept]:
+            s3.put_object(Bucket=bucket, Key=key, Body=b"{}\n")
+        calls: list[int] = []
+        original = s3.delete_objects
+
+        def counted(**kwargs: Any) -> Any:
+            calls.append(len(kwargs["Delete"]["Objects"]))
+            return original(**kwargs)
+
+        s3.delete_objects = counted
+        # WHEN the expired objects are deleted
+        delete_s3_objects(s3, [f"s3://{bucket}/{key}" for key in old])
+        # THEN only the kept day's object is left, in two calls, and the deleted ones' versions
+        # remain behind delete markers (the bucket's noncurrent versions expire them)
+        left = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+        assert (left, calls) == ([kept], [1000, 1])
+        pages = s3.get_paginator("list_object_versions").paginate(
+            Bucket=bucket, Prefix="orders/year=2024/month=05/"
+        )
+        listed = [(len(page.get("Versions", [])), len(page.get("DeleteMarkers", []))) for page in pages]
+        assert tuple(map(sum, zip(*listed, strict=True))) == (1001, 1001)
+
+
+def test_a_raw_object_s3_would_not_delete_fails_the_run_naming_it() -> None:
+    class Refusing:
+        def delete_objects(self, **kwargs: Any) -> dict[str, Any]:
+            keys = [o["Key"] for o in kwargs["Delete"]["Objects"]]
+            return {"Errors": [{"Key": keys[0], "Code": "AccessDenied", "Message": "Access Denied"}]}
+
+    with pytest.raises(RuntimeError) as refused:
+        delete_s3_objects(Refusing(), ["s3://raw/orders/year=2024/month=05/day=01/a.gz"])
+    assert str(refused.value) == (
+        "DeleteObjects left 1 object(s) past the retention: "
+        "s3://raw/orders/year=2024/month=05/day=01/a.gz (AccessDenied: Access Denied)"
+    )
 
 
 def test_the_compacted_manifest_forgets_the_objects_removed_past_the_retention(

@@ -590,11 +590,51 @@ def _expire_curated_days(
     result.expired_days = sorted(days)
 
 
-def _expire_raw_days(spark: SparkSession, cfg: JobConfig, raw_days: set[Day]) -> None:
-    """Last of a run: each raw day past the retention goes whole (its folder, not object by object),
-    once the curated zone and the catalog no longer hold it."""
-    for day in sorted(raw_days):
-        delete_path(spark, _partition_path(cfg.raw_path, day))
+#: The most keys S3's DeleteObjects takes in one call.
+DELETE_OBJECTS_LIMIT = 1000
+
+
+def delete_s3_objects(s3: Any, paths: list[str]) -> None:
+    """Delete ``s3://bucket/key`` objects with DeleteObjects, 1,000 keys a call: exactly these keys,
+    with ``s3:DeleteObject`` on them and nothing else of the bucket (no listing of a folder or
+    writing of a marker by a file system). In a versioned bucket each gets a delete marker; its
+    versions expire with the bucket's noncurrent versions. A key S3 did not delete fails the run,
+    named with S3's error."""
+    by_bucket: dict[str, list[str]] = {}
+    for path in paths:
+        bucket, _, key = path.removeprefix("s3://").partition("/")
+        by_bucket.setdefault(bucket, []).append(key)
+    for bucket, keys in sorted(by_bucket.items()):
+        for start in range(0, len(keys), DELETE_OBJECTS_LIMIT):
+            batch = keys[start : start + DELETE_OBJECTS_LIMIT]
+            response = s3.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+            )
+            if errors := response.get("Errors"):
+                named = ", ".join(
+                    f"s3://{bucket}/{e['Key']} ({e['Code']}: {e['Message']})" for e in errors[:5]
+                )
+                raise RuntimeError(f"DeleteObjects left {len(errors)} object(s) past the retention: {named}")
+
+
+def _expire_raw_days(spark: SparkSession, cfg: JobConfig, paths: list[str], raw_days: set[Day]) -> None:
+    """Last of a run: the raw objects past the retention that the run listed (and counted), once
+    the curated zone and the catalog no longer hold their days. On S3 through DeleteObjects
+    (:func:`delete_s3_objects`); in a local zone (the tests, the demo) through the file system,
+    with each day folder left empty."""
+    if not paths:
+        return
+    if cfg.raw_path.startswith("s3://"):
+        import boto3
+
+        delete_s3_objects(boto3.client("s3"), sorted(paths))
+        return
+    for path in paths:
+        delete_path(spark, path)
+    for day in raw_days:
+        folder = _partition_path(cfg.raw_path, day)
+        if not list_objects(spark, folder):
+            delete_path(spark, folder)
 
 
 def _calendar_day(day: Day) -> date:
@@ -648,6 +688,7 @@ def run(
     day_by_path = {p: day_of(p, root) for p in objects}
     # Days past the retention: out of everything below (not read, curated or widened to), and out
     # of the curated and quarantine zones before anything is read from them.
+    expired: list[str] = []
     expired_raw_days: set[Day] = set()
     if (cutoff := cfg.retention_cutoff()) is not None:
         expired = [p for p, d in day_by_path.items() if d is not None and _calendar_day(d) < cutoff]
@@ -677,7 +718,7 @@ def run(
         publish(result)
         if rebuilding:  # days whose raw folders are gone since: nothing to rebuild them from
             delete_path(spark, rebuilding_path(cfg.manifest_path))
-        _expire_raw_days(spark, cfg, expired_raw_days)
+        _expire_raw_days(spark, cfg, expired, expired_raw_days)
         return result
     days: set[Day] = set(new.values()) | requested
     raw_bytes: dict[Day, int] = {}  # per day, for file sizing
@@ -769,7 +810,7 @@ def run(
         listed=objects.keys(),
     )
     delete_path(spark, rebuilding_path(cfg.manifest_path))
-    _expire_raw_days(spark, cfg, expired_raw_days)
+    _expire_raw_days(spark, cfg, expired, expired_raw_days)
     checked.unpersist()
     return result
 
