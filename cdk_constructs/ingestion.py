@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Size, Stack
+from aws_cdk import Aws, Duration, RemovalPolicy, Size, Stack, Tags
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
@@ -19,7 +19,7 @@ from constructs import Construct
 from cdk_constructs.functions import PYTHON_RUNTIME
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, acknowledge_regulatory, rendered
-from datalake.dataset import Dataset
+from datalake.dataset import DATASET_TAG, Dataset
 
 TRANSFORM_CODE = Path(__file__).resolve().parent.parent / "lambda" / "firehose_transform"
 #: Namespace and service of the transform's EMF metrics (Powertools adds ``service`` as a dimension).
@@ -95,6 +95,7 @@ class DatasetDeliveryStream(Construct):
         removal_policy: RemovalPolicy | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        Tags.of(self).add(DATASET_TAG, dataset.name)
         if removal_policy is None:
             removal_policy = RemovalPolicy.RETAIN
         self.dataset = dataset

@@ -18,7 +18,7 @@ from constructs import Construct
 from cdk_constructs.keys import key_use_via
 from cdk_constructs.nag import acknowledge, wildcard_findings
 from cdk_constructs.trust import service_for_this_account
-from datalake.dataset import Dataset
+from datalake.dataset import DATASET_TAG, Dataset
 
 #: The principal tag whose value (database roles, ``:``-separated) Redshift Serverless grants to
 #: the database user of an IAM identity that signs in through IAM ("Defining database roles to
@@ -176,6 +176,8 @@ class Personas(Construct):
                     description=f"Crawler of the curated {ds.name} tables: logs drift, adds partitions",
                 ),
             )
+            for role in (self.pipelines[ds.name].job, self.pipelines[ds.name].crawler):
+                Tags.of(role).add(DATASET_TAG, ds.name)
         self.spectrum: iam.Role | None = None
         self.spectrum_analyst: iam.Role | None = None
         if spectrum:

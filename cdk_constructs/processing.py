@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Arn, ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import Arn, ArnFormat, Duration, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_glue as glue
@@ -34,7 +34,7 @@ from cdk_constructs.state_machines import (
     schedule_state_machine,
 )
 from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS
-from datalake.dataset import MAX_STALE_HOURS, Dataset, Processing, schedule_interval_minutes
+from datalake.dataset import DATASET_TAG, MAX_STALE_HOURS, Dataset, Processing, schedule_interval_minutes
 from datalake.quality import dqdl
 
 GLUE_JOB_DIR = Path(__file__).resolve().parent.parent / "glue_jobs" / "raw_to_curated"
@@ -153,6 +153,7 @@ class DatasetPipeline(Construct):
         lake_formation: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
+        Tags.of(self).add(DATASET_TAG, dataset.name)
         if removal_policy is None:
             removal_policy = RemovalPolicy.RETAIN
         if notice_topic is None:

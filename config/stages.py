@@ -7,9 +7,10 @@ receive the values and never read context or the environment themselves.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 
-from datalake.dataset import MAX_STALE_HOURS, schedule_interval_minutes, schedule_problem
+from datalake.dataset import DATASET_TAG, MAX_STALE_HOURS, schedule_interval_minutes, schedule_problem
 
 # Matched whole (fullmatch): `$` would let a value end in a newline.
 _PREFIX_RE = re.compile(r"[a-z][a-z0-9-]{1,19}")
@@ -20,6 +21,13 @@ _ARN_RE = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+")
 _POLICY_RE = r"(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,128}"
 _BOUNDARY_NAME_RE = re.compile(_POLICY_RE, re.ASCII)
 _BOUNDARY_ARN_RE = re.compile(rf"arn:aws[a-z-]*:iam::(?:[0-9]{{12}}|aws):policy/{_POLICY_RE}", re.ASCII)
+#: Tag keys the lake sets on every resource itself (``stacks.build_lake``, ``DATASET_TAG``).
+LAKE_TAG_KEYS = ("project", "stage", DATASET_TAG)
+#: The most tags a stage may add: AWS resources take 50, and the lake sets up to three.
+MAX_STAGE_TAGS = 47
+#: What a tag's key or value may hold (the Tagging API's pattern); a key is 1 to 128 of them, a
+#: value up to 256, and a key starting with ``aws:`` is AWS's.
+_TAG_TEXT_RE = re.compile(r"[\w\s.:/=+\-@]*")
 #: The placeholders CDK fills in a permissions boundary's name or ARN, with the stage field each
 #: needs (None: the bootstrap qualifier, always known) and a value of the right form to check the
 #: rest of the name with. ``${AWS::Partition}`` is not among them: CDK leaves it unfilled.
@@ -111,6 +119,29 @@ class Lifecycle:
     rejected_expire_after: int = 365
 
 
+def _tag_problems(tags: Mapping[str, str]) -> list[str]:
+    """What is wrong with a stage's ``tags``, each with the fix."""
+    if not isinstance(tags, Mapping):
+        return [f"tags={tags!r}: use a dict of tag keys to values, e.g. {{'cost-center': '1234'}}"]
+    problems = []
+    if len(tags) > MAX_STAGE_TAGS:
+        problems.append(
+            f"tags: {len(tags)} tags; a resource takes 50, the lake sets 3: use {MAX_STAGE_TAGS} at most"
+        )
+    for key, value in tags.items():
+        if not isinstance(key, str) or not 1 <= len(key) <= 128 or not _TAG_TEXT_RE.fullmatch(key):
+            problems.append(f"tags: key {key!r}: use 1 to 128 letters, digits, spaces or _ . : / = + - @")
+        elif key.lower().startswith("aws:"):
+            problems.append(f"tags: key {key!r}: the aws: prefix is AWS's own; use another")
+        elif key in LAKE_TAG_KEYS:
+            problems.append(f"tags: key {key!r}: the lake sets it itself; use another key")
+        if not isinstance(value, str) or len(value) > 256 or not _TAG_TEXT_RE.fullmatch(value):
+            problems.append(
+                f"tags: value {value!r} of {key!r}: use up to 256 letters, digits, spaces or _ . : / = + - @"
+            )
+    return problems
+
+
 def _boundary_problem(stage: StageConfig) -> str | None:
     """What is wrong with ``stage.permissions_boundary``, if anything, with the fix."""
     boundary = stage.permissions_boundary
@@ -175,6 +206,10 @@ class StageConfig:
     #: ``${Qualifier}`` is filled with the bootstrap qualifier; ``${AWS::AccountId}`` and
     #: ``${AWS::Region}`` need the stage's ``account`` and ``region``. None: no boundary.
     permissions_boundary: str | None = None
+    #: Tags for every resource of the stage besides the lake's own (``project``, ``stage``, and
+    #: ``dataset`` on each dataset's resources): what the organization's tag policy asks for, or
+    #: a cost centre to group the bill by (activate them as cost allocation tags).
+    tags: Mapping[str, str] = field(default_factory=dict)
     #: Per-query bytes-scanned cutoff of the analysts' Athena workgroup.
     athena_bytes_scanned_cutoff: int = 10 * 1024**3
     #: Redshift Serverless base capacity (RPU) and monthly usage limit (RPU-hours).
@@ -223,6 +258,7 @@ class StageConfig:
                 problems.append(f"lake_admin_arns: {arn!r} is not an IAM ARN")
         if problem := _boundary_problem(self):
             problems.append(problem)
+        problems += _tag_problems(self.tags)
         qs = self.features.quicksight_principal_arn
         if qs is not None and not _ARN_RE.fullmatch(qs):
             problems.append(f"features.quicksight_principal_arn={qs!r}: use a QuickSight user or group ARN")

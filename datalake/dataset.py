@@ -80,6 +80,9 @@ _GOVERNANCE_FIELDS = {
     "row_filter_values",
     "retention_days",
 }
+#: The tag key every resource of one dataset carries, its name the value (its stream, transform,
+#: job, crawler, pipeline and their roles), so that Cost Explorer can group by dataset.
+DATASET_TAG = "dataset"
 #: The longest retention a dataset file may give, in days (a hundred years).
 MAX_RETENTION_DAYS = 36_500
 _INGESTION_FIELDS = {"source", "buffer_size_mib", "buffer_interval_seconds", "silent_after_hours"}

@@ -161,5 +161,7 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
     for stack in lake.stacks:
         Tags.of(stack).add("project", "governed-data-lake")
         Tags.of(stack).add("stage", stage.name)
+        for key, value in stage.tags.items():
+            Tags.of(stack).add(key, value)
         stack.node.add_validation(StackResourceQuota(stack, len(datasets)))
     return lake

@@ -877,6 +877,23 @@ _REFUSED_STAGE_EDITS: list[tuple[dict[str, Any], str]] = [
         "permissions_boundary=('corp',): use a policy's name or ARN, or None",
     ),
     (
+        {"tags": {"cost center!": "1"}},
+        "tags: key 'cost center!': use 1 to 128 letters, digits, spaces or _ . : / = + - @",
+    ),
+    ({"tags": {"": "1"}}, "tags: key '': use 1 to 128"),
+    ({"tags": {"k" * 129: "1"}}, "use 1 to 128 letters"),
+    ({"tags": {"AWS:owner": "me"}}, "tags: key 'AWS:owner': the aws: prefix is AWS's own; use another"),
+    ({"tags": {"stage": "qa"}}, "tags: key 'stage': the lake sets it itself; use another key"),
+    ({"tags": {"dataset": "x"}}, "tags: key 'dataset': the lake sets it itself"),
+    ({"tags": {"owner": "v" * 257}}, "of 'owner': use up to 256 letters, digits, spaces or _ . : / = + - @"),
+    ({"tags": {"owner": "a;b"}}, "tags: value 'a;b' of 'owner': use up to 256"),
+    ({"tags": {"owner": 7}}, "tags: value 7 of 'owner': use up to 256"),
+    (
+        {"tags": {f"k{i}": "v" for i in range(48)}},
+        "tags: 48 tags; a resource takes 50, the lake sets 3: use 47 at most",
+    ),
+    ({"tags": [("owner", "me")]}, "tags=[('owner', 'me')]: use a dict of tag keys to values"),
+    (
         {"features": Features(quicksight_principal_arn="arn:aws:quicksight:eu-west-1:1:user/default/x")},
         "features.quicksight_principal_arn='arn:aws:quicksight:eu-west-1:1:user/default/x': use a QuickSight user or group ARN",
     ),
@@ -914,6 +931,15 @@ _ACCEPTED_STAGE_EDITS: list[dict[str, Any]] = [
     },
     {"permissions_boundary": "arn:aws-cn:iam::123456789012:policy/boundaries/corp"},
     {"permissions_boundary": "arn:aws:iam::aws:policy/PowerUserAccess"},
+    {
+        "tags": {
+            "cost-center": "",
+            "owner": "Data platform",
+            "k" * 128: "v" * 256,
+            "a:b/c=d+e-f@g_h.i": "한국",
+        }
+    },
+    {"tags": {f"k{i}": "v" for i in range(47)}},
     {
         "features": Features(
             quicksight_principal_arn="arn:aws:quicksight:eu-west-1:123456789012:group/default/bi"

@@ -9,6 +9,7 @@ import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cfn_resolve import ACCOUNT, REGION
@@ -24,12 +25,17 @@ def test_a_fork_that_replaces_orders_is_told_which_sql_to_remove_then_synthesize
 ) -> None:
     # GIVEN a fork whose only dataset file is its own, with the shipped SQL still in place, in an
     # account bootstrapped with CDK's example permissions boundary (which refuses a role without it)
+    # and a tag policy that asks for a cost centre
     fork_sql = tmp_path / "sql"
     shutil.copytree(sql.SQL_DIR, fork_sql)
     monkeypatch.setattr(sql, "SQL_DIR", fork_sql)
     every_component = {k: v for k, v in TWO_DATASETS.items() if k != "extra_datasets"}
     boundary = f"cdk-${{Qualifier}}-permissions-boundary-{ACCOUNT}-{REGION}"
-    stage = replace(get_stage("prod").with_features(**every_component), permissions_boundary=boundary)
+    stage = replace(
+        get_stage("prod").with_features(**every_component),
+        permissions_boundary=boundary,
+        tags={"cost-center": "cc-1234"},
+    )
     datasets = (load_dataset(SECOND_DATASET),)
 
     # WHEN it synthesizes, THEN synth stops and names each file that reads orders, and only those
@@ -77,6 +83,26 @@ def test_a_fork_that_replaces_orders_is_told_which_sql_to_remove_then_synthesize
     assert {key for key, arn in boundaries.items() if arn != policy} == set()
     assert any("CustomResourceProviderRole" in logical_id for _, logical_id in boundaries)
     assert [t for t in templates.values() if "AWS::IAM::User" in t] == []
+    # AND every resource that takes tags has the cost centre beside the lake's own; the dataset's
+    # stream, transform, job, crawler, pipeline and roles are tagged with its name
+    tagged = {
+        (stack.stack_name, logical_id): (resource["Type"], _tags(resource["Properties"]["Tags"]))
+        for stack in synth.lake.stacks
+        for logical_id, resource in synth.template_json(stack)["Resources"].items()
+        if "Tags" in resource.get("Properties", {})
+    }
+    assert len(tagged) > 50
+    assert {key for key, (_, tags) in tagged.items() if tags.get("cost-center") != "cc-1234"} == set()
+    assert {key for key, (_, tags) in tagged.items() if tags.get("project") != "governed-data-lake"} == set()
+    of_dataset = {type_ for type_, tags in tagged.values() if tags.get("dataset") == datasets[0].name}
+    assert of_dataset >= {
+        "AWS::KinesisFirehose::DeliveryStream",
+        "AWS::Lambda::Function",
+        "AWS::Glue::Job",
+        "AWS::Glue::Crawler",
+        "AWS::StepFunctions::StateMachine",
+        "AWS::IAM::Role",
+    }
     # AND with the orders' refresh procedures gone, the warehouse has nothing to refresh: no
     # schedule calls a procedure that no longer exists
     assert synth.lake.consumption.warehouse is not None
@@ -107,3 +133,8 @@ def test_the_sql_check_reads_what_a_file_queries_not_what_its_comments_say(tmp_p
         script.write("CREATE VIEW w AS SELECT * FROM curated.orders;\n")
     with pytest.raises(ValueError, match=r"sql/redshift/10_view.sql reads table 'orders'"):
         sql.check_tables({"events"}, root)
+
+
+def _tags(tags: Any) -> dict[str, Any]:
+    """A resource's tags as a dict: most types list ``{Key, Value}`` pairs, Glue's map them."""
+    return tags if isinstance(tags, dict) else {t["Key"]: t["Value"] for t in tags}
