@@ -182,6 +182,22 @@ def test_only_the_transforms_rejections_expire_in_the_raw_zone(template: Templat
     ]
 
 
+def _lake_storage(stack_name: str, **options: Any) -> cdk.Stack:
+    """A stack holding the lake's buckets (``LakeStorage``) with only what they require, and ``options``."""
+    stack = cdk.Stack(cdk.App(context=app_context()), stack_name)
+    keys = {zone: kms.Key(stack, zone) for zone in ("Raw", "Curated", "Analytics")}
+    LakeStorage(
+        stack,
+        "Storage",
+        prefix="t",
+        raw_key=keys["Raw"],
+        curated_key=keys["Curated"],
+        analytics_key=keys["Analytics"],
+        **options,
+    )
+    return stack
+
+
 def test_a_datasets_retention_shortens_what_s3_keeps_of_its_rejected_and_failed_records() -> None:
     # GIVEN three datasets: one kept for good, one kept 30 days, one kept 3,650 days, in a stage
     # that keeps rejections 365 days
@@ -203,17 +219,7 @@ def test_a_datasets_retention_shortens_what_s3_keeps_of_its_rejected_and_failed_
         "errors/c/": 3650,
     }
     # AND the raw bucket gets a rule for each, named for its prefix
-    stack = cdk.Stack(cdk.App(context=app_context()), "Expirations")
-    keys = {zone: kms.Key(stack, zone) for zone in ("Raw", "Curated", "Analytics")}
-    LakeStorage(
-        stack,
-        "Storage",
-        prefix="t",
-        raw_key=keys["Raw"],
-        curated_key=keys["Curated"],
-        analytics_key=keys["Analytics"],
-        raw_expirations=raw_expirations(datasets, 365),
-    )
+    stack = _lake_storage("Expirations", raw_expirations=raw_expirations(datasets, 365))
     (raw,) = [
         b["Properties"]
         for lid, b in Template.from_stack(stack).find_resources("AWS::S3::Bucket").items()
@@ -1154,16 +1160,7 @@ def _test_bucket(stack: cdk.Stack, construct_id: str, removal_policy: cdk.Remova
 def test_the_storage_constructs_documented_defaults() -> None:
     # GIVEN the lake's buckets with only what they require (a fork reusing the construct), and one
     # bucket given a removal policy the lake does not support
-    stack = cdk.Stack(cdk.App(context=app_context()), "Defaults")
-    keys = {zone: kms.Key(stack, zone) for zone in ("Raw", "Curated", "Analytics")}
-    LakeStorage(
-        stack,
-        "Storage",
-        prefix="t",
-        raw_key=keys["Raw"],
-        curated_key=keys["Curated"],
-        analytics_key=keys["Analytics"],
-    )
+    stack = _lake_storage("Defaults")
     snapshot = _test_bucket(stack, "Snapshot", cdk.RemovalPolicy.SNAPSHOT)
     template = Template.from_stack(stack)
     buckets = template.find_resources("AWS::S3::Bucket")
