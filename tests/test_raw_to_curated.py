@@ -701,6 +701,25 @@ def test_raw_objects_past_the_retention_are_deleted_from_s3_exactly_a_thousand_k
         assert tuple(map(sum, zip(*listed, strict=True))) == (1001, 1001)
 
 
+def test_a_job_on_s3_deletes_the_raw_objects_it_listed_and_leaves_a_later_one(
+    spark: Any, tmp_path: Path
+) -> None:
+    # GIVEN a raw zone on S3 with an expired day's object the run listed, and one that arrived
+    # in that day's folder after the listing
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="raw", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        listed, later = (f"orders/year=2024/month=05/day=01/hour=10/{n}.json.gz" for n in ("listed", "later"))
+        for key in (listed, later):
+            s3.put_object(Bucket="raw", Key=key, Body=b"{}\n")
+        cfg = replace(_config(tmp_path), raw_path="s3://raw/orders/")
+        # WHEN the run removes what it listed past the retention
+        job_module._expire_raw_days(spark, cfg, [f"s3://raw/{listed}"], {("2024", "05", "01")})
+        # THEN that object is gone through S3 itself; the later one waits for the next run, which
+        # lists and counts it
+        assert [o["Key"] for o in s3.list_objects_v2(Bucket="raw")["Contents"]] == [later]
+
+
 def test_a_raw_object_s3_would_not_delete_fails_the_run_naming_it() -> None:
     class Refusing:
         def delete_objects(self, **kwargs: Any) -> dict[str, Any]:
