@@ -24,9 +24,14 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 # constraints.txt holds every package's version, the requirements' dependencies too: a fork's
-# fresh install gets what CI tested, not whatever the registry holds that day.
+# fresh install gets what CI tested, not whatever the registry holds that day. A change of pins
+# builds the environment again from nothing: an upgrade in place can leave a package's file
+# overwritten by another's (aws-cdk-lib and aws-cdk.cloud-assembly-schema both install
+# aws_cdk/cloud_assembly_schema/__init__.py, the one installed last wins, and jsii then cannot
+# read CDK's annotations).
 $(PY_STAMP): requirements.txt requirements-dev.txt constraints.txt
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	touch $@
 

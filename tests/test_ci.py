@@ -99,6 +99,18 @@ def test_the_constraints_hold_every_pin_and_every_installed_package_at_its_versi
     assert not unlocked, f"installed but not in constraints.txt (run make lock): {sorted(unlocked)}"
 
 
+def test_the_environment_holds_aws_cdk_libs_own_cloud_assembly_schema_module() -> None:
+    # aws-cdk-lib and aws-cdk.cloud-assembly-schema both install this file, and the one installed
+    # last wins: after an upgrade of the second alone, jsii could no longer read CDK's annotations
+    # (Unknown interface: aws-cdk-lib.cloud_assembly_schema.MetadataEntry, seen). A fresh
+    # environment has aws-cdk-lib's, which make install builds whenever a pin changes.
+    import aws_cdk.cloud_assembly_schema as schema
+
+    assert 'jsii_type="aws-cdk-lib.cloud_assembly_schema.' in Path(schema.__file__).read_text(), (
+        "aws_cdk/cloud_assembly_schema/__init__.py is not aws-cdk-lib's: rm -rf .venv && make install"
+    )
+
+
 def test_the_readme_names_every_lambda_and_glue_job_folder() -> None:
     """A newcomer reads the Folders table to find the code; a folder added without a row is lost."""
     readme = (ROOT / "README.md").read_text()
