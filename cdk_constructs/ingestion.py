@@ -50,8 +50,9 @@ def raw_expirations(datasets: Iterable[Dataset], rejected_expire_after_days: int
     ``lifecycle.rejected_expire_after``, or the dataset's ``governance.retention_days`` if that is
     shorter; with a retention, Firehose's error records too (valid records that failed on the way,
     otherwise kept until replayed): one that arrived that long ago holds an event at least as old
-    (unless its producer's clock ran ahead), which the job would remove as soon as it was replayed. The accepted records' days are removed by
-    the job, by event day (``glue_jobs/raw_to_curated/job.py``)."""
+    (unless its producer's clock ran ahead), which the job would remove as soon as it was
+    replayed. The accepted records' days are removed by the job, by event day
+    (``glue_jobs/raw_to_curated/job.py``)."""
     expiring: dict[str, Duration] = {}
     for dataset in datasets:
         retention = dataset.governance.retention_days

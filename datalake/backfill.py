@@ -18,7 +18,7 @@ event wins. ``late_arriving_data`` sees history as on time.
 
 A dataset with a retention (``governance.retention_days``) keeps no event day older than that:
 the job would remove such a day at its next run. The tool leaves out the accepted records of
-those days (counted and reported, the first day kept named), rather than store them for an hour.
+those days (counted and reported, the first day kept named), rather than store them until then.
 
 Objects are named ``backfill-<load id>-<chunk>`` and never overwrite one another: loading a file
 twice puts its records in the raw zone twice, and the job keeps one version of each record key,
