@@ -186,21 +186,30 @@ def test_every_argument_the_entry_point_resolves_is_passed_to_the_job(template: 
 def test_the_job_policy_allows_every_aws_call_of_the_entry_point(template: Template) -> None:
     # moto does not enforce IAM, so the entry point's own test cannot catch a missing action
     tree = ast.parse((GLUE_JOB_DIR / "job.py").read_text())
-    clients = {"glue", "cloudwatch"}  # what main() names its boto3 clients (S3 goes through Hadoop)
-    calls = {
-        (n.func.value.id, n.func.attr)
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Call)
-        and isinstance(n.func, ast.Attribute)
-        and isinstance(n.func.value, ast.Name)
-        and n.func.value.id in clients
-    }
-    needed = {f"{svc}:{boto3.client(svc).meta.method_to_api_mapping[method]}" for svc, method in calls}
+    # what the job names its boto3 clients: main()'s, and the raw zone's deletion past a retention
+    # (the rest of S3 goes through Hadoop)
+    clients = {"glue", "cloudwatch", "s3"}
+    calls = set()
+    for n in ast.walk(tree):
+        if (
+            isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute)
+            and isinstance(n.func.value, ast.Name)
+            and n.func.value.id in clients
+        ):
+            # a paginator's operation is its argument
+            method = n.args[0].value if n.func.attr == "get_paginator" else n.func.attr
+            calls.add((n.func.value.id, method))
+    apis = {f"{svc}:{boto3.client(svc).meta.method_to_api_mapping[method]}" for svc, method in calls}
+    # S3 authorizes DeleteObjects key by key, as s3:DeleteObject
+    needed = {{"s3:DeleteObjects": "s3:DeleteObject"}.get(api, api) for api in apis}
     assert {
         "glue:BatchCreatePartition",
         "glue:BatchUpdatePartition",
         "glue:BatchDeletePartition",
+        "glue:GetPartitions",
         "cloudwatch:PutMetricData",
+        "s3:DeleteObject",
     } <= needed
     statements = policy_statements(template, "OrdersJobPolicy")
     allowed = {a for st in statements if st["Effect"] == "Allow" for a in actions(st)}

@@ -357,6 +357,7 @@ def test_rerun_gives_the_same_rows(spark: Any, tmp_path: Path) -> None:
     assert run(spark, cfg).as_dict() == {
         **dict.fromkeys(("rows_read", "rows_written", "rows_quarantined", "duplicates_dropped"), 0),
         **dict.fromkeys(("new_objects", "files_written", "expired_objects"), 0),
+        "first_day_kept": None,
         **{
             name: []
             for name in (
@@ -2011,6 +2012,7 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
         "stale_staging": [],
         "expired_days": [],
         "expired_objects": 0,
+        "first_day_kept": None,
     }
     assert glue_runtime == ["init orders-raw-to-curated", "commit"]
 
@@ -2056,15 +2058,22 @@ def test_the_glue_entry_point_keeps_the_catalog_in_step_with_the_curated_zone(
     assert partitions("orders")["2024-05-02"] == cfg.curated_path + day2
 
     # WHEN the dataset gets a retention that 1 and 2 May are past, 3 May not (counted from the
-    # run's UTC date), and the job runs with nothing new
+    # run's UTC date), the catalog also lists a day of April that no zone holds any more (a run
+    # that removed its files failed before it published), and the job runs with nothing new
+    stale = {"Values": ["2024", "04", "30"], "StorageDescriptor": {"Location": cfg.curated_path + "x/"}}
+    for table in ("orders", "orders_quarantine"):
+        glue_runs.glue.batch_create_partition(
+            DatabaseName="lake_curated", TableName=table, PartitionInputList=[stale]
+        )
     kept_days = (datetime.now(UTC).date() - date(2024, 5, 3)).days
     glue_run("jr_5", retention_days=str(kept_days))
-    # THEN their partitions leave both tables, the quarantine's included; the raw objects removed
-    # are counted in the summary and in the published metric
+    # THEN their partitions leave both tables, the quarantine's included, and so does April's;
+    # the raw objects removed are counted in the summary and in the published metric
     assert partitions("orders") == {"2024-05-03": cfg.curated_path + day3}
     assert partitions("orders_quarantine") == {}
     expired = summary("jr_5")
     assert (expired["expired_days"], expired["expired_objects"]) == (["2024-05-01", "2024-05-02"], 3)
+    assert expired["first_day_kept"] == "2024-05-03"
     assert expired["partitions_rebuilt"] == 0
     removed = cloudwatch.get_metric_statistics(
         Namespace="DataLake/Processing",

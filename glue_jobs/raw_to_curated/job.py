@@ -166,6 +166,9 @@ class RunResult:
     #: and the raw objects removed with them: late events for such a day among them.
     expired_days: list[Day] = field(default_factory=list)
     expired_objects: int = 0
+    #: The first event day the retention keeps (``2024-05-16``), as this run counted it; ``None``
+    #: without a retention. ``publish`` removes the catalog's partitions of days before it.
+    first_day_kept: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         lists = ("days", "curated_days", "quarantine_days", "resumed_days", "expired_days")
@@ -691,6 +694,7 @@ def run(
     expired: list[str] = []
     expired_raw_days: set[Day] = set()
     if (cutoff := cfg.retention_cutoff()) is not None:
+        result.first_day_kept = cutoff.isoformat()
         expired = [p for p, d in day_by_path.items() if d is not None and _calendar_day(d) < cutoff]
         expired_raw_days = {d for p in expired if (d := day_by_path.pop(p)) is not None}
         for path in expired:
@@ -863,6 +867,22 @@ def _sync_partitions(
             raise RuntimeError(f"BatchDeletePartition failed for {table}: {errors}")
 
 
+def catalog_days_before(glue: Any, database: str, table: str, first_day_kept: str) -> list[Day]:
+    """The days of ``table``'s partitions before ``first_day_kept``: the ones the run removed, and
+    any a run that failed before publishing left behind with its files already gone (the next
+    run would no longer find those days in any zone)."""
+    days = []
+    pages = glue.get_paginator("get_partitions").paginate(
+        DatabaseName=database, TableName=table, ExcludeColumnSchema=True
+    )
+    for page in pages:
+        for partition in page["Partitions"]:
+            year, month, day = partition["Values"]
+            if f"{year}-{month}-{day}" < first_day_kept:
+                days.append((year, month, day))
+    return sorted(days)
+
+
 def _publish_metrics(cloudwatch: Any, namespace: str, dataset: str, result: RunResult) -> None:
     names = {
         "RowsRead": result.rows_read,
@@ -944,6 +964,9 @@ def main(argv: list[str]) -> None:
         ):
             # days left empty by the run, and days past the retention
             emptied = sorted((set(result.days) - set(present)) | set(result.expired_days))
+            if result.first_day_kept is not None:
+                before = catalog_days_before(glue, args["curated_database"], table, result.first_day_kept)
+                emptied = sorted(set(emptied) | set(before))
             _sync_partitions(
                 glue, args["curated_database"], table, location, present=present, emptied=emptied
             )
