@@ -61,6 +61,8 @@ class Summary:
     curated_rows: int = 0
     quarantined_rows: int = 0
     duplicates_dropped: int = 0
+    #: Raw objects of event days past the dataset's retention, removed by the job, not curated.
+    expired_objects: int = 0
     curated_files: int = 0
     data_quality: dict[str, bool] = field(default_factory=dict)
     queries: dict[str, int] = field(default_factory=dict)
@@ -225,12 +227,19 @@ def run_pipeline(
     summary.curated_rows = result.rows_written
     summary.quarantined_rows = result.rows_quarantined
     summary.duplicates_dropped = result.duplicates_dropped
+    summary.expired_objects = result.expired_objects
     summary.curated_files = result.files_written
     summary.seconds["job"] = round(time.perf_counter() - started, 2)
     progress(
         f"job: {result.rows_written} curated, {result.rows_quarantined} quarantined, "
         f"{result.duplicates_dropped} duplicates dropped ({summary.seconds['job']} s)"
     )
+    if result.expired_objects:
+        progress(
+            f"job: {result.expired_objects} raw object(s) removed, not curated: their event days are "
+            f"before {result.first_day_kept}, past the dataset's retention "
+            f"(governance.retention_days={dataset.governance.retention_days})"
+        )
 
     started = time.perf_counter()
     con = duckdb_over(curated, dataset)
@@ -254,6 +263,11 @@ def report(summary: Summary, results: dict[str, QueryResult], rows: int = 5) -> 
         f"  curated rows         {summary.curated_rows:>8}",
         f"  quarantined rows     {summary.quarantined_rows:>8}",
         f"  duplicates dropped   {summary.duplicates_dropped:>8}",
+        *(
+            [f"  past the retention   {summary.expired_objects:>8} raw objects"]
+            if summary.expired_objects
+            else []
+        ),
         "data quality",
         *(f"  {'PASS' if ok else 'FAIL'}  {rule}" for rule, ok in summary.data_quality.items()),
     ]

@@ -9,6 +9,7 @@ generated input with every kind of defect checks the CLI's conservation and part
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +29,7 @@ from datalake.local_run import (
     Summary,
     duckdb_over,
     main,
+    report,
     run_pipeline,
     run_queries,
 )
@@ -200,6 +202,27 @@ def test_the_warehouse_sql_runs_over_what_the_job_curated(
         )
     ).fetchall()
     assert set(masked) == {("***@example.com", "***-****-5678")}
+
+
+def test_events_past_the_datasets_retention_are_removed_and_the_run_says_so(
+    spark: Any, tmp_path: Path
+) -> None:
+    # GIVEN orders kept 30 days, and events of May 2024 (the job counts from the day it runs)
+    kept_30_days = replace(ORDERS, governance=replace(ORDERS.governance, retention_days=30))
+    said: list[str] = []
+    # WHEN they run through the local pipeline
+    summary, _ = run_pipeline(
+        KNOWN, kept_30_days, tmp_path, spark=spark, arrival=ARRIVAL, progress=said.append
+    )
+    # THEN nothing is curated, every raw object of theirs is removed and counted, and the run
+    # names the retention instead of leaving an empty table unexplained
+    raw_days = sorted(p.name for p in (tmp_path / "raw" / "orders").rglob("day=*"))
+    assert (summary.transform_ok, summary.curated_rows, raw_days) == (7, 0, [])
+    assert summary.expired_objects == 6  # one object per event hour: six hours of 1, 2 and 3 May
+    (line,) = [s for s in said if "retention" in s]
+    assert line.startswith("job: 6 raw object(s) removed, not curated: their event days are before ")
+    assert line.endswith("past the dataset's retention (governance.retention_days=30)")
+    assert "  past the retention          6 raw objects" in report(summary, {}).splitlines()
 
 
 def test_cli_on_generated_events_conserves_every_record(spark: Any, tmp_path: Path) -> None:
