@@ -21,8 +21,9 @@ _ARN_RE = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+")
 _POLICY_RE = r"(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,128}"
 _BOUNDARY_NAME_RE = re.compile(_POLICY_RE, re.ASCII)
 _BOUNDARY_ARN_RE = re.compile(rf"arn:aws[a-z-]*:iam::(?:[0-9]{{12}}|aws):policy/{_POLICY_RE}", re.ASCII)
-#: Tag keys the lake sets on every resource itself (``stacks.build_lake``, ``DATASET_TAG``).
-LAKE_TAG_KEYS = ("project", "stage", DATASET_TAG)
+#: Tag keys the lake sets itself: on every resource (``stacks.build_lake``), and on each dataset's.
+PROJECT_TAG, STAGE_TAG = "project", "stage"
+LAKE_TAG_KEYS = (PROJECT_TAG, STAGE_TAG, DATASET_TAG)
 #: The most tags a stage may add: AWS resources take 50, and the lake sets up to three.
 MAX_STAGE_TAGS = 47
 #: What a tag's key or value may hold (the Tagging API's pattern); a key is 1 to 128 of them, a

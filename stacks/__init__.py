@@ -10,6 +10,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from cdk_constructs.ingestion import raw_expirations
 from cdk_constructs.quicksight import check_dashboard_dataset
 from config import StageConfig
+from config.stages import PROJECT_TAG, STAGE_TAG
 from datalake import sql
 from datalake.dataset import Dataset, check_name_lengths
 from stacks.catalog import CatalogStack
@@ -159,8 +160,8 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
         observability=observability,
     )
     for stack in lake.stacks:
-        Tags.of(stack).add("project", "governed-data-lake")
-        Tags.of(stack).add("stage", stage.name)
+        Tags.of(stack).add(PROJECT_TAG, "governed-data-lake")
+        Tags.of(stack).add(STAGE_TAG, stage.name)
         for key, value in stage.tags.items():
             Tags.of(stack).add(key, value)
         stack.node.add_validation(StackResourceQuota(stack, len(datasets)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import itertools
 import json
 from pathlib import Path
@@ -88,6 +89,7 @@ def test_job_runs_on_glue_51_with_arguments_from_the_dataset_file(template: Temp
     assert extra.startswith("s3://") and extra.endswith(".py")
 
 
+@functools.cache
 def _standalone(retention_days: int | None = None, **processing: Any) -> Template:
     """The pipeline of orders alone in a stack, with ``processing`` settings (and its retention)
     changed."""

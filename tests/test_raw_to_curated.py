@@ -715,7 +715,7 @@ def test_a_job_on_s3_deletes_the_raw_objects_it_listed_and_leaves_a_later_one(
             s3.put_object(Bucket="raw", Key=key, Body=b"{}\n")
         cfg = replace(_config(tmp_path), raw_path="s3://raw/orders/")
         # WHEN the run removes what it listed past the retention
-        job_module._expire_raw_days(spark, cfg, [f"s3://raw/{listed}"], {("2024", "05", "01")})
+        job_module._expire_raw_days(spark, cfg, {f"s3://raw/{listed}": ("2024", "05", "01")})
         # THEN that object is gone through S3 itself; the later one waits for the next run, which
         # lists and counts it
         assert [o["Key"] for o in s3.list_objects_v2(Bucket="raw")["Contents"]] == [later]

@@ -620,21 +620,22 @@ def delete_s3_objects(s3: Any, paths: list[str]) -> None:
                 raise RuntimeError(f"DeleteObjects left {len(errors)} object(s) past the retention: {named}")
 
 
-def _expire_raw_days(spark: SparkSession, cfg: JobConfig, paths: list[str], raw_days: set[Day]) -> None:
-    """Last of a run: the raw objects past the retention that the run listed (and counted), once
+def _expire_raw_days(spark: SparkSession, cfg: JobConfig, expired: dict[str, Day]) -> None:
+    """Last of a run: the raw objects past the retention that the run listed (and counted), each
+    with its day, once
     the curated zone and the catalog no longer hold their days. On S3 through DeleteObjects
     (:func:`delete_s3_objects`); in a local zone (the tests, the demo) through the file system,
     with each day folder left empty."""
-    if not paths:
+    if not expired:
         return
     if cfg.raw_path.startswith("s3://"):
         import boto3
 
-        delete_s3_objects(boto3.client("s3"), sorted(paths))
+        delete_s3_objects(boto3.client("s3"), sorted(expired))
         return
-    for path in paths:
+    for path in expired:
         delete_path(spark, path)
-    for day in raw_days:
+    for day in set(expired.values()):
         folder = _partition_path(cfg.raw_path, day)
         if not list_objects(spark, folder):
             delete_path(spark, folder)
@@ -691,16 +692,14 @@ def run(
     day_by_path = {p: day_of(p, root) for p in objects}
     # Days past the retention: out of everything below (not read, curated or widened to), and out
     # of the curated and quarantine zones before anything is read from them.
-    expired: list[str] = []
-    expired_raw_days: set[Day] = set()
+    expired: dict[str, Day] = {}  # raw object -> its day
     if (cutoff := cfg.retention_cutoff()) is not None:
         result.first_day_kept = cutoff.isoformat()
-        expired = [p for p, d in day_by_path.items() if d is not None and _calendar_day(d) < cutoff]
-        expired_raw_days = {d for p in expired if (d := day_by_path.pop(p)) is not None}
+        expired = {p: d for p, d in day_by_path.items() if d is not None and _calendar_day(d) < cutoff}
         for path in expired:
-            del objects[path]
+            del objects[path], day_by_path[path]
         result.expired_objects = len(expired)
-        _expire_curated_days(spark, cfg, cutoff, expired_raw_days, result)
+        _expire_curated_days(spark, cfg, cutoff, set(expired.values()), result)
     manifest = read_manifest(spark, cfg.manifest_path)
     result.stale_staging = remove_stale_staging(spark, cfg.curated_path, cfg.quarantine_path)
     # An object outside a day folder of the prefix has no day to rebuild. It is reported (and
@@ -722,7 +721,7 @@ def run(
         publish(result)
         if rebuilding:  # days whose raw folders are gone since: nothing to rebuild them from
             delete_path(spark, rebuilding_path(cfg.manifest_path))
-        _expire_raw_days(spark, cfg, expired, expired_raw_days)
+        _expire_raw_days(spark, cfg, expired)
         return result
     days: set[Day] = set(new.values()) | requested
     raw_bytes: dict[Day, int] = {}  # per day, for file sizing
@@ -814,7 +813,7 @@ def run(
         listed=objects.keys(),
     )
     delete_path(spark, rebuilding_path(cfg.manifest_path))
-    _expire_raw_days(spark, cfg, expired, expired_raw_days)
+    _expire_raw_days(spark, cfg, expired)
     checked.unpersist()
     return result
 
