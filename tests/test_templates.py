@@ -647,14 +647,16 @@ def test_every_role_has_a_row_in_the_security_model(synth: Synth) -> None:
     # A reviewer finds a role of the account (by its name, or CloudFormation's
     # <stack>-<logical id>-<suffix>) in docs/security.md's table of roles: a named role's row
     # gives its name (<prefix>, <dataset> standing for any text), an unnamed one's the word that
-    # ends its logical id, in code.
+    # ends its logical id, in code. A name of placeholders alone (the stream `<prefix>-<dataset>`
+    # beside its role) would match any role's name: it names none.
     roles_table = SECURITY.read_text().split("## Personas and service roles")[1].split("\n## ")[0]
     names, endings = [], set()
     for code in (c for cell in _first_cells(roles_table) for c in re.findall(r"`([^`]+)`", cell)):
+        literals = re.split(r"<[a-z]+>", code)
         if re.fullmatch(r"[A-Za-z]+", code):
             endings.add(code)
-        else:
-            names.append(re.compile(".+".join(map(re.escape, re.split(r"<[a-z]+>", code)))))
+        elif re.search(r"[a-z]", "".join(literals)):
+            names.append(re.compile(".+".join(map(re.escape, literals))))
     resolver = Resolver(synth.all_templates())
     missing = []
     for stack, logical, role in _resources_of(synth, "AWS::IAM::Role"):
