@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Size, Stack, Tags
@@ -25,6 +25,16 @@ TRANSFORM_CODE = Path(__file__).resolve().parent.parent / "lambda" / "firehose_t
 #: Namespace and service of the transform's EMF metrics (Powertools adds ``service`` as a dimension).
 METRICS_NAMESPACE = "DataLake/Ingestion"
 TRANSFORM_SERVICE = "firehose-transform"
+#: A producer's credentials from its role last an hour; the SDKs assume it again before then.
+PRODUCER_SESSION = Duration.hours(1)
+
+
+def producer_principal(principal: str) -> iam.IPrincipal:
+    """A principal a producer role trusts, from a stage's ``producers`` entry (checked there): an
+    account id, an account's root ARN, or a role's ARN."""
+    if principal.isdigit():
+        return iam.AccountPrincipal(principal)
+    return iam.ArnPrincipal(principal)
 
 
 def raw_prefix(dataset: Dataset) -> str:
@@ -79,6 +89,10 @@ class DatasetDeliveryStream(Construct):
     :param log_retention: retention of both log groups.
     :param powertools_layer: the public Powertools layer (:func:`~cdk_constructs.functions.powertools_layer`).
     :param removal_policy: for the log groups and the optional Kinesis stream. Default: ``RETAIN``.
+    :param producers: who may assume the producer role (``<name>-producer``), the one way in: it may
+        put records into the stream the dataset's producers write to (the delivery stream, or its
+        Kinesis source) and nothing else. Default: principals of this account that their IAM
+        policies allow to assume it.
     """
 
     def __init__(
@@ -94,6 +108,7 @@ class DatasetDeliveryStream(Construct):
         log_retention: logs.RetentionDays,
         powertools_layer: lambda_.ILayerVersion,
         removal_policy: RemovalPolicy | None = None,
+        producers: Sequence[iam.IPrincipal] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         Tags.of(self).add(DATASET_TAG, dataset.name)
@@ -289,6 +304,17 @@ class DatasetDeliveryStream(Construct):
                 "key, and Firehose writes them to the raw zone encrypted with the same key.",
                 "AwsSolutions-KDF1",
             )
+        self.producer_role = iam.Role(
+            self,
+            "ProducerRole",
+            role_name=f"{name}-producer",
+            assumed_by=iam.CompositePrincipal(*producers) if producers else iam.AccountRootPrincipal(),
+            max_session_duration=PRODUCER_SESSION,
+            description=f"Producers of {dataset.name}: put records into its stream, nothing else",
+        )
+        iam.ManagedPolicy(
+            self, "ProducerPolicy", roles=[self.producer_role], statements=self._producer_statements(raw_key)
+        )
 
     def _delivery_statements(
         self,
@@ -349,6 +375,33 @@ class DatasetDeliveryStream(Construct):
                 key_use_via("kinesis", [key], ["kms:Decrypt"]),
             ]
         return statements
+
+    def _producer_statements(self, key: kms.IKey) -> list[iam.PolicyStatement]:
+        """Put records into the stream producers write to, nothing else (no reads, no describes):
+        a Direct PUT stream needs no key of its sender (Firehose encrypts with its own grant), a
+        Kinesis source a data key of the raw key for that stream alone (Kinesis Data Streams'
+        "Example producer permissions"; the stream's ARN is its encryption context)."""
+        if self.source_stream is None:
+            return [
+                iam.PolicyStatement(
+                    actions=["firehose:PutRecord", "firehose:PutRecordBatch"],
+                    resources=[self.delivery_stream.delivery_stream_arn],
+                )
+            ]
+        stream_arn = self.source_stream.stream_arn
+        return [
+            iam.PolicyStatement(actions=["kinesis:PutRecord", "kinesis:PutRecords"], resources=[stream_arn]),
+            iam.PolicyStatement(
+                actions=["kms:GenerateDataKey"],
+                resources=[key.key_arn],
+                conditions={
+                    "StringEquals": {
+                        "kms:ViaService": f"kinesis.{Aws.REGION}.amazonaws.com",
+                        "kms:EncryptionContext:aws:kinesis:arn": stream_arn,
+                    }
+                },
+            ),
+        ]
 
     def metric_freshness(self) -> cloudwatch.Metric:
         """Age of the oldest record not yet delivered to S3 (seconds, maximum over 5 minutes)."""

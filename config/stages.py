@@ -7,7 +7,7 @@ receive the values and never read context or the environment themselves.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
 
 from datalake.dataset import DATASET_TAG, MAX_STALE_HOURS, schedule_interval_minutes, schedule_problem
@@ -21,6 +21,12 @@ _ARN_RE = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+")
 _POLICY_RE = r"(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,128}"
 _BOUNDARY_NAME_RE = re.compile(_POLICY_RE, re.ASCII)
 _BOUNDARY_ARN_RE = re.compile(rf"arn:aws[a-z-]*:iam::(?:[0-9]{{12}}|aws):policy/{_POLICY_RE}", re.ASCII)
+#: Who may be a dataset's producer: an account (its id, or its root ARN) or a role of one (the
+#: characters IAM allows in a role's path and name).
+_ACCOUNT_RE = re.compile(r"[0-9]{12}")
+_PRODUCER_ARN_RE = re.compile(
+    r"arn:aws[a-z-]*:iam::[0-9]{12}:(?:root|role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64})", re.ASCII
+)
 #: Tag keys the lake sets itself: on every resource (``stacks.build_lake``), and on each dataset's.
 PROJECT_TAG, STAGE_TAG = "project", "stage"
 LAKE_TAG_KEYS = (PROJECT_TAG, STAGE_TAG, DATASET_TAG)
@@ -143,6 +149,45 @@ def _tag_problems(tags: Mapping[str, str]) -> list[str]:
     return problems
 
 
+def _producer_problems(producers: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """What is wrong with a stage's ``producers``, each with the fix (the datasets' names are
+    checked against the dataset files by :func:`check_producers`)."""
+    example = "{'orders': ('arn:aws:iam::111122223333:role/shop-backend',)}"
+    if not isinstance(producers, Mapping):
+        return [f"producers={producers!r}: use a dict of dataset names to principals, e.g. {example}"]
+    problems = []
+    for dataset, principals in producers.items():
+        if isinstance(principals, str) or not isinstance(principals, (tuple, list)) or not principals:
+            problems.append(
+                f"producers[{dataset!r}]={principals!r}: use a tuple of one or more principals, e.g. "
+                f"{example}; leave the dataset out for principals of the stage's own account"
+            )
+            continue
+        for principal in principals:
+            if isinstance(principal, str) and (
+                _ACCOUNT_RE.fullmatch(principal) or _PRODUCER_ARN_RE.fullmatch(principal)
+            ):
+                continue
+            problems.append(
+                f"producers[{dataset!r}]: {principal!r}: use an account id (12 digits), an account's "
+                "root ARN (arn:aws:iam::111122223333:root) or a role's ARN "
+                "(arn:aws:iam::111122223333:role/shop-backend); a user's long-lived keys should not "
+                "send to the lake: give the producer a role"
+            )
+    return problems
+
+
+def check_producers(stage: StageConfig, dataset_names: Collection[str]) -> None:
+    """Raise when ``stage.producers`` names a dataset that no dataset file declares."""
+    unknown = sorted(set(stage.producers) - set(dataset_names))
+    if unknown:
+        raise ValueError(
+            f"Invalid stage configuration in config/stages.py stage {stage.name!r}:\n  - producers: "
+            f"no dataset file declares {', '.join(map(repr, unknown))}; use the name of one of "
+            f"{', '.join(sorted(dataset_names))}, or remove the entry"
+        )
+
+
 def _boundary_problem(stage: StageConfig) -> str | None:
     """What is wrong with ``stage.permissions_boundary``, if anything, with the fix."""
     boundary = stage.permissions_boundary
@@ -211,6 +256,13 @@ class StageConfig:
     #: ``dataset`` on each dataset's resources): what the organization's tag policy asks for, or
     #: a cost centre to group the bill by (activate them as cost allocation tags).
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: Who may send each dataset's records: by dataset name, the principals its producer role
+    #: (``<prefix>-<dataset>-producer``, which may put records into the dataset's stream and
+    #: nothing else) trusts: account ids, accounts' root ARNs or role ARNs, of this account or
+    #: another, e.g. ``{"orders": ("arn:aws:iam::111122223333:role/shop-backend",)}``. Each must
+    #: also be allowed ``sts:AssumeRole`` on the role by its own account's IAM. A dataset left out:
+    #: principals of the stage's account that their IAM policies allow to assume it.
+    producers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: Per-query bytes-scanned cutoff of the analysts' Athena workgroup.
     athena_bytes_scanned_cutoff: int = 10 * 1024**3
     #: Redshift Serverless base capacity (RPU) and monthly usage limit (RPU-hours).
@@ -260,6 +312,7 @@ class StageConfig:
         if problem := _boundary_problem(self):
             problems.append(problem)
         problems += _tag_problems(self.tags)
+        problems += _producer_problems(self.producers)
         qs = self.features.quicksight_principal_arn
         if qs is not None and not _ARN_RE.fullmatch(qs):
             problems.append(f"features.quicksight_principal_arn={qs!r}: use a QuickSight user or group ARN")

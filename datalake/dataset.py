@@ -933,8 +933,9 @@ def load_datasets(directory: Path | str = DATASETS_DIR) -> tuple[Dataset, ...]:
 
 
 #: AWS caps these names at 64 characters. The longest the lake builds from a dataset's name is its
-#: pipeline's EventBridge Scheduler schedule, ``<prefix>-<name>-pipeline``; the Firehose stream
-#: ``<prefix>-<name>`` and the job's and crawler's IAM roles (``-job``, ``-crawler``) are shorter.
+#: pipeline's EventBridge Scheduler schedule, ``<prefix>-<name>-pipeline``, and its producer's IAM
+#: role, ``<prefix>-<name>-producer``, as long; the Firehose stream ``<prefix>-<name>`` and the
+#: job's and crawler's IAM roles (``-job``, ``-crawler``) are shorter.
 NAME_LIMIT = 64
 LONGEST_NAME_SUFFIX = "-pipeline"
 

@@ -10,7 +10,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from cdk_constructs.ingestion import raw_expirations
 from cdk_constructs.quicksight import check_dashboard_dataset
 from config import StageConfig
-from config.stages import PROJECT_TAG, STAGE_TAG
+from config.stages import PROJECT_TAG, STAGE_TAG, check_producers
 from datalake import sql
 from datalake.dataset import Dataset, check_name_lengths
 from stacks.catalog import CatalogStack
@@ -52,6 +52,7 @@ def check_inputs(stage: StageConfig, datasets: tuple[Dataset, ...]) -> None:
     """What the stage and the dataset files must agree on before any construct is built; raises
     one clear error (``DatasetConfigError`` or ``ValueError``) naming the file and the fix."""
     check_name_lengths(datasets, stage.prefix)
+    check_producers(stage, [ds.name for ds in datasets])
     sql.check_tables({t for ds in datasets for t in (ds.name, ds.quarantine_name)})
     if stage.features.redshift:
         sql.check_refresh_procedures()

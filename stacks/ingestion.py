@@ -10,7 +10,7 @@ from constructs import Construct
 
 from cdk_constructs.alerts import AlertTopic, alarm_above, alarm_below, alarm_without
 from cdk_constructs.functions import powertools_layer
-from cdk_constructs.ingestion import DatasetDeliveryStream
+from cdk_constructs.ingestion import DatasetDeliveryStream, producer_principal
 from cdk_constructs.keys import LakeKeys
 from cdk_constructs.storage import LakeStorage
 from config import StageConfig
@@ -52,6 +52,7 @@ class IngestionStack(Stack):
                 log_retention=log_retention(stage),
                 powertools_layer=layer,
                 removal_policy=removal_policy(stage),
+                producers=[producer_principal(p) for p in stage.producers.get(ds.name, ())],
             )
             self.streams[ds.name] = stream
             self.alarms += self._alarms(cid, ds, stream)

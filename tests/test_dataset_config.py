@@ -33,11 +33,13 @@ from datalake.dataset import (
     Ingestion,
     Processing,
     load_dataset,
+    load_datasets,
     longest_dataset_name,
     parse_dataset,
     pattern_for_re2,
     pattern_portability_problem,
 )
+from stacks import check_inputs
 from stacks.common import log_retention
 
 ORDERS = json.loads((DATASETS_DIR / "orders.json").read_text())
@@ -894,6 +896,30 @@ _REFUSED_STAGE_EDITS: list[tuple[dict[str, Any], str]] = [
     ),
     ({"tags": [("owner", "me")]}, "tags=[('owner', 'me')]: use a dict of tag keys to values"),
     (
+        {"producers": {"orders": ("arn:aws:iam::123456789012:user/shop",)}},
+        "producers['orders']: 'arn:aws:iam::123456789012:user/shop': use an account id (12 digits), an "
+        "account's root ARN (arn:aws:iam::111122223333:root) or a role's ARN "
+        "(arn:aws:iam::111122223333:role/shop-backend); a user's long-lived keys should not send to "
+        "the lake: give the producer a role",
+    ),
+    ({"producers": {"orders": ("12345678901",)}}, "producers['orders']: '12345678901': use an account id"),
+    ({"producers": {"orders": ("123456789012\n",)}}, "'123456789012\\n': use an account id"),
+    ({"producers": {"orders": ("\u0661" * 12,)}}, "use an account id (12 digits)"),
+    ({"producers": {"orders": (_ARN + "\n",)}}, "use an account id (12 digits)"),
+    ({"producers": {"orders": ("arn:aws:iam::123456789012:role/" + "r" * 65,)}}, "use an account id"),
+    ({"producers": {"orders": ("arn:aws:iam::123456789012:role/a b",)}}, "use an account id"),
+    ({"producers": {"orders": ("arn:aws:sts::123456789012:assumed-role/shop/s",)}}, "use an account id"),
+    ({"producers": {"orders": ("firehose.amazonaws.com",)}}, "use an account id"),
+    ({"producers": {"orders": (123456789012,)}}, "producers['orders']: 123456789012: use an account id"),
+    (
+        {"producers": {"orders": _ARN}},
+        f"producers['orders']='{_ARN}': use a tuple of one or more principals, e.g. "
+        "{'orders': ('arn:aws:iam::111122223333:role/shop-backend',)}; leave the dataset out for "
+        "principals of the stage's own account",
+    ),
+    ({"producers": {"orders": ()}}, "producers['orders']=(): use a tuple of one or more principals"),
+    ({"producers": [("orders", (_ARN,))]}, "use a dict of dataset names to principals, e.g."),
+    (
         {"features": Features(quicksight_principal_arn="arn:aws:quicksight:eu-west-1:1:user/default/x")},
         "features.quicksight_principal_arn='arn:aws:quicksight:eu-west-1:1:user/default/x': use a QuickSight user or group ARN",
     ),
@@ -941,6 +967,18 @@ _ACCEPTED_STAGE_EDITS: list[dict[str, Any]] = [
     },
     {"tags": {f"k{i}": "v" for i in range(47)}},
     {
+        "producers": {
+            "orders": (
+                "123456789012",
+                "arn:aws:iam::123456789012:root",
+                "arn:aws-cn:iam::123456789012:role/shop-backend",
+                "arn:aws:iam::123456789012:role/teams/shop/" + "r" * 64,
+                "arn:aws:iam::123456789012:role/a+=,.@_-b",
+            ),
+            "anything": ["123456789012"],
+        }
+    },
+    {
         "features": Features(
             quicksight_principal_arn="arn:aws:quicksight:eu-west-1:123456789012:group/default/bi"
         )
@@ -963,6 +1001,18 @@ def test_a_stage_past_a_bound_is_refused_naming_the_field_and_the_fix(
 @pytest.mark.parametrize("changes", _ACCEPTED_STAGE_EDITS, ids=lambda v: repr(v)[:40])
 def test_a_stage_at_each_bound_is_taken(changes: dict[str, Any]) -> None:
     assert replace(get_stage("prod"), **changes).name == "prod"
+
+
+def test_producers_of_a_dataset_no_file_declares_stop_synth_naming_the_datasets() -> None:
+    # GIVEN a stage whose producers name a dataset that is not there (a typo, or a file removed)
+    stage = replace(get_stage("sandbox"), producers={"order": ("123456789012",), "orders": (_ARN,)})
+    # WHEN the app checks its inputs, THEN it stops naming the file, the entry and the datasets
+    with pytest.raises(ValueError) as refused:
+        check_inputs(stage, load_datasets())
+    assert str(refused.value) == (
+        "Invalid stage configuration in config/stages.py stage 'sandbox':\n  - producers: no dataset "
+        "file declares 'order'; use the name of one of orders, or remove the entry"
+    )
 
 
 def test_every_log_retention_a_stage_takes_is_that_many_days_in_the_template() -> None:

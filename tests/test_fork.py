@@ -25,18 +25,20 @@ def test_a_fork_that_replaces_orders_is_told_which_sql_to_remove_then_synthesize
 ) -> None:
     # GIVEN a fork whose only dataset file is its own, with the shipped SQL still in place, in an
     # account bootstrapped with CDK's example permissions boundary (which refuses a role without it)
-    # and a tag policy that asks for a cost centre
+    # and a tag policy that asks for a cost centre, its dataset sent by a role of another account
     fork_sql = tmp_path / "sql"
     shutil.copytree(sql.SQL_DIR, fork_sql)
     monkeypatch.setattr(sql, "SQL_DIR", fork_sql)
     every_component = {k: v for k, v in TWO_DATASETS.items() if k != "extra_datasets"}
     boundary = f"cdk-${{Qualifier}}-permissions-boundary-{ACCOUNT}-{REGION}"
+    datasets = (load_dataset(SECOND_DATASET),)
+    producer = "arn:aws:iam::111122223333:role/web-storefront"
     stage = replace(
         get_stage("prod").with_features(**every_component),
         permissions_boundary=boundary,
         tags={"cost-center": "cc-1234"},
+        producers={datasets[0].name: (producer,)},
     )
-    datasets = (load_dataset(SECOND_DATASET),)
 
     # WHEN it synthesizes, THEN synth stops and names each file that reads orders, and only those
     with pytest.raises(ValueError, match="no dataset file declares") as refused:
@@ -83,6 +85,13 @@ def test_a_fork_that_replaces_orders_is_told_which_sql_to_remove_then_synthesize
     assert {key for key, arn in boundaries.items() if arn != policy} == set()
     assert any("CustomResourceProviderRole" in logical_id for _, logical_id in boundaries)
     assert [t for t in templates.values() if "AWS::IAM::User" in t] == []
+    # AND its producer role trusts the producer the stage names, and nothing else
+    (trust,) = [
+        role["Properties"]["AssumeRolePolicyDocument"]
+        for role in synth.template(synth.lake.ingestion).find_resources("AWS::IAM::Role").values()
+        if role["Properties"].get("RoleName", "").endswith("-producer")
+    ]
+    assert [st["Principal"] for st in trust["Statement"]] == [{"AWS": producer}]
     # AND every resource that takes tags has the cost centre beside the lake's own; the dataset's
     # stream, transform, job, crawler, pipeline and roles are tagged with its name
     tagged = {

@@ -15,7 +15,12 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 from lake_app import Synth, actions, policy_statements, synthesize
 
-from cdk_constructs.ingestion import METRICS_NAMESPACE, TRANSFORM_SERVICE, DatasetDeliveryStream
+from cdk_constructs.ingestion import (
+    METRICS_NAMESPACE,
+    TRANSFORM_SERVICE,
+    DatasetDeliveryStream,
+    producer_principal,
+)
 from datalake.dataset import DATASETS_DIR, Ingestion, load_dataset
 
 ORDERS = load_dataset(DATASETS_DIR / "orders.json")
@@ -158,6 +163,46 @@ def test_delivery_role_is_least_privilege(template: Template) -> None:
     assert template.find_resources("AWS::IAM::Policy") == {}  # no inline policies anywhere
 
 
+def _producer_role(template: Template) -> dict[str, Any]:
+    roles = [r for lid, r in template.find_resources("AWS::IAM::Role").items() if "ProducerRole" in lid]
+    assert len(roles) == 1
+    return roles[0]["Properties"]
+
+
+def _trusted(role: dict[str, Any]) -> list[Any]:
+    """The AWS principals a role's trust policy names, each allowed to assume it unconditionally."""
+    trusted = []
+    for statement in role["AssumeRolePolicyDocument"]["Statement"]:
+        assert statement["Effect"] == "Allow" and statement["Action"] == "sts:AssumeRole"
+        assert set(statement) == {"Effect", "Action", "Principal"} and set(statement["Principal"]) == {"AWS"}
+        principal = statement["Principal"]["AWS"]
+        trusted += principal if isinstance(principal, list) else [principal]
+    return trusted
+
+
+def _root_of(account: str | None) -> dict[str, Any]:
+    """An account's root ARN as CDK writes it: ``None`` for the stack's own account."""
+    parts = [":iam::", {"Ref": "AWS::AccountId"}, ":root"] if account is None else [f":iam::{account}:root"]
+    return {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, *parts]]}
+
+
+def test_the_producer_role_may_only_put_records_into_its_stream(template: Template) -> None:
+    # GIVEN a stage that names no producer for orders: principals of the lake's own account may
+    # assume the role, for an hour at a time, if their IAM policies allow them to
+    role = _producer_role(template)
+    assert role["RoleName"] == "lake-sbx-orders-producer"
+    assert role["MaxSessionDuration"] == 3600
+    assert _trusted(role) == [_root_of(None)]
+    assert {"Key": "dataset", "Value": "orders"} in role["Tags"]
+    # AND its one policy puts records into the orders stream: no describe, no read, no key (a
+    # Direct PUT stream encrypts with Firehose's own grant of the raw key)
+    (statement,) = policy_statements(template, "OrdersProducerPolicy")
+    assert sorted(actions(statement)) == ["firehose:PutRecord", "firehose:PutRecordBatch"]
+    (stream_id,) = template.find_resources("AWS::KinesisFirehose::DeliveryStream")
+    assert statement["Resource"] == {"Fn::GetAtt": [stream_id, "Arn"]}
+    assert "Condition" not in statement and statement["Effect"] == "Allow"
+
+
 def test_transform_role_can_only_log_and_trace(template: Template) -> None:
     statements = policy_statements(template, "OrdersTransformPolicy")
     assert [sorted(s["Action"]) for s in statements] == [
@@ -270,11 +315,14 @@ def test_kinesis_source_is_on_demand_and_encrypted_with_the_raw_key() -> None:
     app = cdk.App(context={"aws:cdk:bundling-stacks": []})
     stack = cdk.Stack(app, "Test")
     raw_key, logs_key = kms.Key(stack, "Raw"), kms.Key(stack, "Logs")
+    # and two producers: a role of another account, and a third account whole
+    shop = "arn:aws:iam::111122223333:role/teams/shop-backend"
     DatasetDeliveryStream(
         stack,
         "Orders",
         dataset=dataset,
         name="t-orders",
+        producers=[producer_principal(shop), producer_principal("444455556666")],
         raw_bucket=s3.Bucket(stack, "B"),
         raw_key=raw_key,
         logs_key=logs_key,
@@ -311,3 +359,21 @@ def test_kinesis_source_is_on_demand_and_encrypted_with_the_raw_key() -> None:
     assert stream["Properties"]["RetentionPeriodHours"] == 24
     kept = [stream, *template.find_resources("AWS::Logs::LogGroup").values()]
     assert len(kept) == 3 and all(r["DeletionPolicy"] == "Retain" for r in kept)
+    # AND the producer role trusts those two alone, not this account, and may put records into
+    # the Kinesis stream (not Firehose, which takes no Direct PUT from a stream with a Kinesis
+    # source), with a data key of the raw key for that stream alone
+    role = _producer_role(template)
+    assert role["RoleName"] == "t-orders-producer"
+    assert _trusted(role) == [shop, _root_of("444455556666")]
+    (stream_id,) = template.find_resources("AWS::Kinesis::Stream")
+    (key_id,) = [k for k in template.find_resources("AWS::KMS::Key") if k.startswith("Raw")]
+    arn = {"Fn::GetAtt": [stream_id, "Arn"]}
+    put, data_key = policy_statements(template, "OrdersProducerPolicy")
+    assert (sorted(actions(put)), put["Resource"]) == (["kinesis:PutRecord", "kinesis:PutRecords"], arn)
+    assert (actions(data_key), data_key["Resource"]) == (
+        ["kms:GenerateDataKey"],
+        {"Fn::GetAtt": [key_id, "Arn"]},
+    )
+    conditions = data_key["Condition"]["StringEquals"]
+    assert conditions["kms:EncryptionContext:aws:kinesis:arn"] == arn
+    assert conditions["kms:ViaService"]["Fn::Join"][1][0] == "kinesis."
