@@ -6,9 +6,10 @@ Two constructs, one per stack boundary:
   *append* admins (the CDK execution role and the stage's admins), each zone bucket registered
   with its own role, and the LF-Tags. Chained with ``DependsOn``.
 * :class:`CatalogPermissions` (catalog stack, after the tables): tag associations on databases,
-  tables and PII columns, then tag-based and named-resource grants (each ``DependsOn`` every
-  association), and a worked data-cells filter. The processing stack, whose jobs and crawlers
-  use these grants, deploys after the catalog stack.
+  tables and PII columns, then tag-based grants (each ``DependsOn`` every association) and
+  named-resource grants (each ``DependsOn`` the associations of the database and table it names),
+  and a worked data-cells filter. The processing stack, whose jobs and crawlers use these grants,
+  deploys after the catalog stack.
 """
 
 from __future__ import annotations
@@ -209,6 +210,12 @@ class TableGrant:
 class CatalogPermissions(Construct):
     """Tag associations, then the grants that rely on them, then the worked data-cells filter.
 
+    A grant by tag expression reaches what carries its tags when it is made: it waits for every
+    association, or a reader could see a PII column in the moment before its ``pii`` tag. A grant
+    on a named database or table does not read tags: it waits for that database's and table's
+    associations alone, so each dataset adds dependencies of its own, not ones on every other
+    dataset (which grew the template with the square of the datasets).
+
     :param databases: database name to (database resource, zone).
     :param tables: every governed table.
     :param tag_keys: the ``zone`` and ``classification`` tag keys; pass the ``CfnTag.ref`` of the
@@ -241,9 +248,15 @@ class CatalogPermissions(Construct):
         account = Aws.ACCOUNT_ID
         zone_key, class_key = tag_keys
         self.associations: list[lf.CfnTagAssociation] = []
+        #: The associations on each database (``(name,)``) and table (``(database, name)``).
+        on: dict[tuple[str, ...], list[lf.CfnTagAssociation]] = {}
 
         def associate(
-            cid: str, resource: lf.CfnTagAssociation.ResourceProperty, tags: dict[str, str], after: object
+            cid: str,
+            resource: lf.CfnTagAssociation.ResourceProperty,
+            tags: dict[str, str],
+            after: object,
+            *names: str,
         ) -> None:
             association = lf.CfnTagAssociation(
                 self,
@@ -256,6 +269,7 @@ class CatalogPermissions(Construct):
             )
             association.node.add_dependency(after)  # type: ignore[arg-type]
             self.associations.append(association)
+            on.setdefault(names, []).append(association)
 
         # Databases carry the zone and a default classification every table inherits; tables and
         # columns override the classification where they hold more sensitive data.
@@ -267,6 +281,7 @@ class CatalogPermissions(Construct):
                 ),
                 {zone_key: zone, class_key: "internal"},
                 database,
+                db_name,
             )
         for table in tables:
             associate(
@@ -278,6 +293,8 @@ class CatalogPermissions(Construct):
                 ),
                 {class_key: table.classification},
                 table.resource,
+                table.database,
+                table.name,
             )
             if table.pii_columns:
                 associate(
@@ -292,15 +309,28 @@ class CatalogPermissions(Construct):
                     ),
                     {class_key: "pii"},
                     table.resource,
+                    table.database,
+                    table.name,
                 )
 
         self.grants: list[lf.CfnPrincipalPermissions] = []
 
         def grant(
-            cid: str, principal: str, resource: Permissions.ResourceProperty, permissions: Sequence[str]
+            cid: str,
+            principal: str,
+            resource: Permissions.ResourceProperty,
+            permissions: Sequence[str],
+            *named: str,
         ) -> lf.CfnPrincipalPermissions:
+            """A grant after every association, or, on a ``named`` database (and table), after
+            theirs alone (a data location names none)."""
             permission = lf_grant(self, cid, principal, resource, permissions)
-            for association in self.associations:
+            after = (
+                self.associations
+                if resource.lf_tag_policy is not None
+                else [a for n in range(1, len(named) + 1) for a in on.get(named[:n], [])]
+            )
+            for association in after:
                 permission.node.add_dependency(association)
             self.grants.append(permission)
             return permission
@@ -339,6 +369,7 @@ class CatalogPermissions(Construct):
                         database=Permissions.DatabaseResourceProperty(catalog_id=account, name=db)
                     ),
                     sg.database_permissions,
+                    db,
                 )
             for table in sg.tables:
                 grant(
@@ -350,6 +381,8 @@ class CatalogPermissions(Construct):
                         )
                     ),
                     sg.permissions,
+                    table.database,
+                    table.name,
                 )
             for j, location in enumerate(sg.locations):
                 grant(
@@ -386,6 +419,7 @@ class CatalogPermissions(Construct):
                     database=Permissions.DatabaseResourceProperty(catalog_id=account, name=rf.table.database)
                 ),
                 ["DESCRIBE"],
+                rf.table.database,
             )
             grant(
                 f"RowFilterSelect{i}",
@@ -399,6 +433,8 @@ class CatalogPermissions(Construct):
                     )
                 ),
                 ["SELECT"],
+                rf.table.database,
+                rf.table.name,
             ).node.add_dependency(cells)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from datetime import date, timedelta
 from typing import Any
 
@@ -66,6 +67,14 @@ def _depends_on(resource: dict[str, Any]) -> set[str]:
     return set(resource.get("DependsOn", []))
 
 
+def _names(resource: dict[str, Any]) -> tuple[str, str | None]:
+    """The database and table (``None`` for a database) a tag association's resource names."""
+    if "Database" in resource:
+        return resource["Database"]["Name"], None
+    named = resource.get("Table") or resource["TableWithColumns"]
+    return named["DatabaseName"], named["Name"]
+
+
 def _stack_dependencies(synth: Synth, stack: cdk.Stack) -> set[str]:
     manifest = json.loads((synth.outdir / "manifest.json").read_text())
     return set(manifest["artifacts"][stack.artifact_id].get("dependencies", []))
@@ -97,11 +106,31 @@ def test_lake_formation_deploys_in_order_settings_registration_tags_associations
     for assoc in associations.values():
         for pair in assoc["Properties"]["LFTags"]:
             assert output_of(pair["TagKey"]) in tag_outputs
-    # associations -> grants (named, tag-based and data-cells-filter grants alike)
+    # associations -> grants: one by tag expression after every association (a reader never sees
+    # a PII column before its tag); one on a named database, table or data-cells filter after the
+    # associations of that database and table, and no other; one on a data location after none
     grants = _of_type(catalog, "AWS::LakeFormation::PrincipalPermissions")
     assert len(grants) >= 10
+    kinds = Counter()
     for grant in grants.values():
-        assert set(associations) <= _depends_on(grant)
+        resource = grant["Properties"]["Resource"]
+        kind = next(iter(resource))
+        kinds[kind] += 1
+        if kind == "LFTagPolicy":
+            assert set(associations) <= _depends_on(grant)
+            continue
+        named = resource[kind]
+        database = named.get("DatabaseName", named.get("Name") if kind == "Database" else None)
+        table = named.get("TableName", named.get("Name") if kind == "Table" else None)
+        expected = {
+            lid
+            for lid, assoc in associations.items()
+            if _names(assoc["Properties"]["Resource"]) in {(database, None), (database, table)}
+        }
+        assert (kind == "DataLocation") is (database is None), kind
+        assert bool(expected) is (database is not None), (kind, database, table)
+        assert set(associations) & _depends_on(grant) == expected, (kind, database, table)
+    assert set(kinds) == {"LFTagPolicy", "Database", "Table", "DataLocation", "DataCellsFilter"}
     # grants -> jobs and crawlers: the processing stack deploys after the catalog stack.
     assert lake.catalog.artifact_id in _stack_dependencies(sandbox, lake.processing)
     processing = sandbox.template(lake.processing)
