@@ -22,6 +22,7 @@ def main() -> int:
         # into an invalid one fails this import, and is reported as any other configuration error.
         from config import features_from_context, get_stage
         from stacks import build_lake, check_inputs
+        from stacks.common import template_size_problems
         from stacks.compliance import add_compliance_packs
 
         stage = features_from_context(
@@ -38,13 +39,18 @@ def main() -> int:
     build_lake(app, stage, datasets)
     add_compliance_packs(app)
     try:
-        app.synth()
+        assembly = app.synth()
     except RuntimeError as exc:
         # A validation of the app (a stack over CloudFormation's quota, a compliance finding)
         # reports what to fix; the JavaScript stack trace under it would only hide that.
         if not str(exc).startswith("ValidationFailedWithErrors"):
             raise
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if problems := template_size_problems(assembly, len(datasets)):
+        print(
+            "error: a template CloudFormation would refuse:\n  - " + "\n  - ".join(problems), file=sys.stderr
+        )
         return 1
     return 0
 

@@ -1,9 +1,11 @@
-"""Small helpers the stacks share: stage-driven removal and log retention, the stack quota."""
+"""Small helpers the stacks share: stage-driven removal and log retention, the stack quotas."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jsii
-from aws_cdk import CfnResource, PermissionsBoundary, RemovalPolicy, Stack
+from aws_cdk import CfnResource, PermissionsBoundary, RemovalPolicy, Stack, cx_api
 from aws_cdk import aws_logs as logs
 from constructs import IValidation
 
@@ -65,6 +67,30 @@ def database_name(stage: StageConfig, zone: str) -> str:
 
 #: The most resources CloudFormation deploys in one stack (its quotas page).
 MAX_STACK_RESOURCES = 500
+#: The largest template CloudFormation deploys, from S3 as CDK hands it over (its quotas page:
+#: "Template body size in an Amazon S3 object", 1 MB; CDK's own warning counts 1,000,000 bytes).
+MAX_TEMPLATE_BYTES = 1_000_000
+#: What a stack's problem says to do when it outgrows a quota as datasets are added.
+_WAY_OUT = (
+    "give some of the dataset files to another stage (its own prefix, or its own datasets_dir), or "
+    "split this stack"
+)
+
+
+def template_size_problems(assembly: cx_api.CloudAssembly, datasets: int) -> list[str]:
+    """A line for each stack of ``assembly`` whose template, as written, is larger than
+    CloudFormation deploys: known only once it is synthesized, after every validation, so the app
+    checks it then (``app.py``); CDK only warns."""
+    problems = []
+    for artifact in assembly.stacks:
+        size = (Path(assembly.directory) / artifact.template_file).stat().st_size
+        if size > MAX_TEMPLATE_BYTES:
+            problems.append(
+                f"{artifact.stack_name}'s template has {size:,} bytes, more than the "
+                f"{MAX_TEMPLATE_BYTES:,} CloudFormation deploys; most of it grows with the stage's "
+                f"{datasets} datasets: {_WAY_OUT}"
+            )
+    return problems
 
 
 @jsii.implements(IValidation)
@@ -93,6 +119,5 @@ class StackResourceQuota:
         return [
             f"{self._stack.stack_name} holds {count} resources, more than the {MAX_STACK_RESOURCES} "
             f"CloudFormation deploys in one stack; most grow with the stage's {self._datasets} "
-            "datasets: give some of the dataset files to another stage (its own prefix, or its own "
-            "datasets_dir), or split this stack"
+            f"datasets: {_WAY_OUT}"
         ]

@@ -18,13 +18,11 @@ from lake_app import SECOND_DATASET, SWITCHED, TWO_DATASETS, WITHOUT_AUDIT, Synt
 
 from config import get_stage
 from datalake.dataset import load_dataset, longest_dataset_name
-from stacks.common import MAX_STACK_RESOURCES, StackResourceQuota
+from stacks.common import MAX_STACK_RESOURCES, MAX_TEMPLATE_BYTES, StackResourceQuota
 
 # Quotas: https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html
-MAX_RESOURCES = 500
 MAX_OUTPUTS = 200
 MAX_PARAMETERS = 200
-MAX_TEMPLATE_BYTES = 1_000_000
 # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-quota.html
 MAX_EVENT_PATTERN = 2048
 # cfn-lint checks that CDK itself triggers; each is a warning about generated code we do not write.
@@ -69,7 +67,7 @@ def test_templates_respect_cloudformation_quotas(synth: Synth) -> None:
     for stack in synth.lake.stacks:
         template = synth.template_json(stack)
         size = len(json.dumps(template, separators=(",", ":")))
-        assert len(template.get("Resources", {})) <= MAX_RESOURCES, stack.stack_name
+        assert len(template.get("Resources", {})) <= MAX_STACK_RESOURCES, stack.stack_name
         assert len(template.get("Outputs", {})) <= MAX_OUTPUTS, stack.stack_name
         assert len(template.get("Parameters", {})) <= MAX_PARAMETERS, stack.stack_name
         assert size < MAX_TEMPLATE_BYTES, stack.stack_name
@@ -102,6 +100,33 @@ def test_a_stack_over_cloudformations_resource_quota_fails_synth_saying_what_to_
     assert "Traceback" not in error and "at " not in error.splitlines()[-1]
     assert "lake-sbx-catalog holds 501 resources, more than the 500 CloudFormation deploys" in error
     assert "give some of the dataset files to another stage" in error
+
+
+def test_a_template_over_cloudformations_size_quota_fails_synth_saying_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a lake whose processing stack's template outgrew 1 MB (as some 20 datasets would),
+    # beside one whose template is a little within it
+    import app as cdk_app
+    import stacks
+
+    def heavy_lake(app: cdk.App, stage: Any, datasets: Any) -> None:
+        for name, padding in (("processing", MAX_TEMPLATE_BYTES), ("catalog", MAX_TEMPLATE_BYTES - 5_000)):
+            stack = cdk.Stack(app, f"{stage.prefix}-{name}")
+            cdk.CfnWaitConditionHandle(stack, "Handle").add_metadata("padding", "x" * padding)
+
+    monkeypatch.setattr(stacks, "build_lake", heavy_lake)
+    # WHEN the app synthesizes THEN it stops with one line naming the stack, its size and the fix,
+    # and none for the stack within the quota
+    assert cdk_app.main() == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: a template CloudFormation would refuse:\n  - lake-sbx-processing's ")
+    size = re.search(r"processing's template has ([\d,]+) bytes, more than the 1,000,000 ", error)
+    assert (
+        size is not None and MAX_TEMPLATE_BYTES < int(size[1].replace(",", "")) < MAX_TEMPLATE_BYTES + 5_000
+    )
+    assert "give some of the dataset files to another stage" in error
+    assert "catalog" not in error and len(error.splitlines()) == 2
 
 
 def test_event_patterns_fit_eventbridges_quota(synth: Synth) -> None:
