@@ -22,6 +22,26 @@ from stacks.governance import REGIONAL, athena_workgroup_name
 from stacks.ingestion import IngestionStack
 from stacks.processing import ProcessingStack
 
+#: The most alarms one alarm status widget shows (CloudWatch's dashboard body structure: its
+#: ``alarms`` holds 1 to 100 ARNs); a lake of seven datasets has more.
+ALARMS_PER_WIDGET = 100
+
+
+def alarm_status_widgets(alarms: Sequence[cloudwatch.IAlarm]) -> list[cloudwatch.AlarmStatusWidget]:
+    """The state of every alarm in ``alarms``, in as few full-width widgets as CloudWatch allows,
+    each a little taller for every eight of its alarms, numbered when there is more than one."""
+    chunks = [alarms[i : i + ALARMS_PER_WIDGET] for i in range(0, len(alarms), ALARMS_PER_WIDGET)]
+    return [
+        cloudwatch.AlarmStatusWidget(
+            title="Alarms of the lake" + (f" ({i} of {len(chunks)})" if len(chunks) > 1 else ""),
+            alarms=list(chunk),
+            width=24,
+            height=3 + len(chunk) // 8,
+            sort_by=cloudwatch.AlarmStatusWidgetSortBy.STATE_UPDATED_TIMESTAMP,
+        )
+        for i, chunk in enumerate(chunks, start=1)
+    ]
+
 
 def searched(namespace: str, terms: str, statistic: str, period: int = 3600) -> cloudwatch.SearchExpression:
     """Every metric of ``namespace`` that ``terms`` find, per ``period`` seconds (an hour),
@@ -58,17 +78,8 @@ class ObservabilityStack(Stack):
             dashboard_name=f"{stage.prefix}-pipeline",
             default_interval=Duration.days(1),
         )
-        if alarms:
-            # Across the full width, a little taller for every eight alarms.
-            self.dashboard.add_widgets(
-                cloudwatch.AlarmStatusWidget(
-                    title="Alarms of the lake",
-                    alarms=list(alarms),
-                    width=24,
-                    height=3 + len(alarms) // 8,
-                    sort_by=cloudwatch.AlarmStatusWidgetSortBy.STATE_UPDATED_TIMESTAMP,
-                )
-            )
+        for widget in alarm_status_widgets(alarms):
+            self.dashboard.add_widgets(widget)
         for name, stream in ingestion.streams.items():
             pipeline = processing.pipelines[name]
             self.dashboard.add_widgets(

@@ -13,6 +13,7 @@ from typing import Any
 import aws_cdk as cdk
 import boto3
 import pytest
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -35,6 +36,7 @@ from cdk_constructs.storage import RUN_SUMMARIES, SPARK_UI_LOGS
 from datalake.dataset import DATASETS_DIR, load_dataset, parse_dataset, start_pipeline_command
 from datalake.local_run import duckdb_over, evaluate_quality
 from datalake.quality import dqdl, rules
+from stacks.observability import ALARMS_PER_WIDGET, alarm_status_widgets
 
 ORDERS = load_dataset(DATASETS_DIR / "orders.json")
 EVENTS = Path(__file__).resolve().parent / "events"
@@ -782,6 +784,29 @@ def test_one_dashboard_covers_the_whole_pipeline(sandbox: Synth) -> None:
         edges = sorted(widgets)
         assert edges[0][0] == 0 and sum(w for _, w in edges) == 24, edges
         assert all(x + w == next_x for (x, w), (next_x, _) in itertools.pairwise(edges)), edges
+
+
+def test_more_alarms_than_a_status_widget_shows_fill_as_many_widgets_as_they_need() -> None:
+    # GIVEN the alarms of a lake of 20 datasets: 14 each beside the stage's own, more than the
+    # 100 one alarm status widget shows
+    stack = cdk.Stack(cdk.App(), "Alarms")
+    metric = cloudwatch.Metric(namespace="Test", metric_name="Errors")
+    alarms = [metric.create_alarm(stack, f"Alarm{i}", threshold=1, evaluation_periods=1) for i in range(292)]
+    # WHEN they are laid out THEN three full-width widgets of at most 100, numbered, show every
+    # alarm once, in order, each a little taller for every eight of its own
+    widgets = [stack.resolve(w.to_json())[0] for w in alarm_status_widgets(alarms)]
+    assert [w["properties"]["title"] for w in widgets] == [
+        f"Alarms of the lake ({i} of 3)" for i in (1, 2, 3)
+    ]
+    shown = [arn["Fn::GetAtt"][0] for w in widgets for arn in w["properties"]["alarms"]]
+    assert shown == [stack.resolve(a.alarm_arn)["Fn::GetAtt"][0] for a in alarms]
+    assert [len(w["properties"]["alarms"]) for w in widgets] == [ALARMS_PER_WIDGET, ALARMS_PER_WIDGET, 92]
+    assert [(w["width"], w["height"]) for w in widgets] == [(24, 15), (24, 15), (24, 14)]
+    # AND 100 alarms, or none, take one widget, or none
+    assert [w.to_json()[0]["properties"]["title"] for w in alarm_status_widgets(alarms[:100])] == [
+        "Alarms of the lake"
+    ]
+    assert alarm_status_widgets([]) == []
 
 
 def test_the_tools_name_the_pipeline_the_stack_deploys(template: Template) -> None:
