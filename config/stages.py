@@ -6,6 +6,7 @@ receive the values and never read context or the environment themselves.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -149,6 +150,19 @@ def _tag_problems(tags: Mapping[str, str]) -> list[str]:
     return problems
 
 
+#: The longest a role's trust policy may be (IAM's quotas page: characters without white space).
+MAX_TRUST_POLICY = 2048
+
+
+def producer_trust_size(principals: Collection[str]) -> int:
+    """How long a producer role's trust policy is, as IAM counts it, for ``principals``: one
+    statement naming them all (CDK merges the statements, ``@aws-cdk/aws-iam:minimizePolicies``),
+    an account's root ARN in the longest partition name."""
+    arns = [f"arn:aws-us-gov:iam::{p}:root" if p.isdigit() else p for p in principals]
+    statement = {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"AWS": arns}}
+    return len(json.dumps({"Statement": [statement], "Version": "2012-10-17"}, separators=(",", ":")))
+
+
 def _producer_problems(producers: Mapping[str, tuple[str, ...]]) -> list[str]:
     """What is wrong with a stage's ``producers``, each with the fix (the datasets' names are
     checked against the dataset files by :func:`check_producers`)."""
@@ -163,16 +177,23 @@ def _producer_problems(producers: Mapping[str, tuple[str, ...]]) -> list[str]:
                 f"{example}; leave the dataset out for principals of the stage's own account"
             )
             continue
-        for principal in principals:
-            if isinstance(principal, str) and (
-                _ACCOUNT_RE.fullmatch(principal) or _PRODUCER_ARN_RE.fullmatch(principal)
-            ):
-                continue
+        malformed = [
+            p
+            for p in principals
+            if not (isinstance(p, str) and (_ACCOUNT_RE.fullmatch(p) or _PRODUCER_ARN_RE.fullmatch(p)))
+        ]
+        problems += [
+            f"producers[{dataset!r}]: {principal!r}: use an account id (12 digits), an account's "
+            "root ARN (arn:aws:iam::111122223333:root) or a role's ARN "
+            "(arn:aws:iam::111122223333:role/shop-backend); a user's long-lived keys should not "
+            "send to the lake: give the producer a role"
+            for principal in malformed
+        ]
+        if not malformed and (size := producer_trust_size(principals)) > MAX_TRUST_POLICY:
             problems.append(
-                f"producers[{dataset!r}]: {principal!r}: use an account id (12 digits), an account's "
-                "root ARN (arn:aws:iam::111122223333:root) or a role's ARN "
-                "(arn:aws:iam::111122223333:role/shop-backend); a user's long-lived keys should not "
-                "send to the lake: give the producer a role"
+                f"producers[{dataset!r}]: {len(principals)} principals make a trust policy of {size:,} "
+                f"characters, more than the {MAX_TRUST_POLICY:,} IAM takes: name fewer (an account id "
+                "trusts the roles that account's own IAM lets assume it)"
             )
     return problems
 
@@ -260,7 +281,8 @@ class StageConfig:
     #: (``<prefix>-<dataset>-producer``, which may put records into the dataset's stream and
     #: nothing else) trusts: account ids, accounts' root ARNs or role ARNs, of this account or
     #: another, e.g. ``{"orders": ("arn:aws:iam::111122223333:role/shop-backend",)}``. Each must
-    #: also be allowed ``sts:AssumeRole`` on the role by its own account's IAM. A dataset left out:
+    #: also be allowed ``sts:AssumeRole`` on the role by its own account's IAM. As many as fit the
+    #: 2,048 characters of a trust policy (about 40 role ARNs; synth counts). A dataset left out:
     #: principals of the stage's account that their IAM policies allow to assume it.
     producers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: Per-query bytes-scanned cutoff of the analysts' Athena workgroup.

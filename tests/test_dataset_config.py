@@ -920,6 +920,15 @@ _REFUSED_STAGE_EDITS: list[tuple[dict[str, Any], str]] = [
     ({"producers": {"orders": ()}}, "producers['orders']=(): use a tuple of one or more principals"),
     ({"producers": [("orders", (_ARN,))]}, "use a dict of dataset names to principals, e.g."),
     (
+        {
+            "producers": {
+                "orders": tuple(f"arn:aws:iam::123456789012:role/producer-{i:02d}" for i in range(44))
+            }
+        },
+        "producers['orders']: 44 principals make a trust policy of 2,085 characters, more than the 2,048 "
+        "IAM takes: name fewer (an account id trusts the roles that account's own IAM lets assume it)",
+    ),
+    (
         {"features": Features(quicksight_principal_arn="arn:aws:quicksight:eu-west-1:1:user/default/x")},
         "features.quicksight_principal_arn='arn:aws:quicksight:eu-west-1:1:user/default/x': use a QuickSight user or group ARN",
     ),
@@ -978,6 +987,7 @@ _ACCEPTED_STAGE_EDITS: list[dict[str, Any]] = [
             "anything": ["123456789012"],
         }
     },
+    {"producers": {"orders": tuple(f"arn:aws:iam::123456789012:role/producer-{i:02d}" for i in range(43))}},
     {
         "features": Features(
             quicksight_principal_arn="arn:aws:quicksight:eu-west-1:123456789012:group/default/bi"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import replace
 from typing import Any
 
 import aws_cdk as cdk
@@ -13,7 +14,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
-from lake_app import Synth, actions, policy_statements, synthesize
+from lake_app import Synth, actions, app_context, policy_statements, synthesize
 
 from cdk_constructs.ingestion import (
     METRICS_NAMESPACE,
@@ -21,6 +22,8 @@ from cdk_constructs.ingestion import (
     DatasetDeliveryStream,
     producer_principal,
 )
+from config import get_stage
+from config.stages import MAX_TRUST_POLICY, producer_trust_size
 from datalake.dataset import DATASETS_DIR, Ingestion, load_dataset
 
 ORDERS = load_dataset(DATASETS_DIR / "orders.json")
@@ -201,6 +204,43 @@ def test_the_producer_role_may_only_put_records_into_its_stream(template: Templa
     (stream_id,) = template.find_resources("AWS::KinesisFirehose::DeliveryStream")
     assert statement["Resource"] == {"Fn::GetAtt": [stream_id, "Arn"]}
     assert "Condition" not in statement and statement["Effect"] == "Allow"
+
+
+def test_the_most_producers_a_stage_takes_fit_iams_trust_policy_quota() -> None:
+    # GIVEN as many producers as the stage check takes for a dataset (roles, and an account), and
+    # one more, which it refuses
+    roles = [f"arn:aws:iam::123456789012:role/producer-{i:02d}" for i in range(43)]
+    producers = [*roles[:42], "444455556666"]
+    assert replace(get_stage("sandbox"), producers={"orders": tuple(producers)}).producers
+    with pytest.raises(ValueError, match="44 principals make a trust policy of 2,080 characters"):
+        replace(get_stage("sandbox"), producers={"orders": (*producers, roles[42])})
+    # WHEN its role is synthesized with the project's feature flags (cdk.json: statements merged)
+    # and written as IAM counts it, in the longest partition name
+    app = cdk.App(context=app_context())
+    stack = cdk.Stack(app, "Producers")
+    DatasetDeliveryStream(
+        stack,
+        "Orders",
+        dataset=ORDERS,
+        name="t-orders",
+        raw_bucket=s3.Bucket(stack, "B"),
+        raw_key=kms.Key(stack, "Raw"),
+        logs_key=kms.Key(stack, "Logs"),
+        log_retention=logs.RetentionDays.ONE_MONTH,
+        powertools_layer=lambda_.LayerVersion.from_layer_version_arn(
+            stack, "L", "arn:aws:lambda:eu-west-1:017000801446:layer:x:1"
+        ),
+        producers=[producer_principal(p) for p in producers],
+    )
+    trust = _producer_role(Template.from_stack(stack))["AssumeRolePolicyDocument"]
+    text = json.dumps(trust, separators=(",", ":"))
+    text = text.replace(
+        '{"Fn::Join":["",["arn:",{"Ref":"AWS::Partition"},":iam::444455556666:root"]]}',
+        '"arn:aws-us-gov:iam::444455556666:root"',
+    )
+    # THEN it is one statement, exactly as long as the stage check reckons, within IAM's quota
+    assert len(trust["Statement"]) == 1 and "Fn::" not in text
+    assert len(text) == producer_trust_size(producers) <= MAX_TRUST_POLICY
 
 
 def test_transform_role_can_only_log_and_trace(template: Template) -> None:
