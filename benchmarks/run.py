@@ -28,6 +28,18 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 TARGETS: list[tuple[str, str, float, str]] = [
     ("synth_default_s", "<=", 20, "issue 8: full synth within 20 s"),
     ("synth_all_components_s", "<=", 20, "issue 8: full synth within 20 s"),
+    (
+        "capacity_max_stack_resources",
+        "<=",
+        500,
+        "CloudFormation: 500 resources a stack, at the stated capacity",
+    ),
+    (
+        "capacity_max_template_bytes",
+        "<=",
+        1_000_000,
+        "CloudFormation: a 1 MB template, at the stated capacity",
+    ),
     ("make_test_s", "<=", 120, "issue 8: make test within 120 s"),
     ("transform_vs_floor", ">=", 0.5, "issue 3: at least 0.5 of the floor"),
     ("job_vs_plain_copy", ">=", 0.7, "issue 4: at least 0.7 of a plain Spark copy"),
