@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -22,11 +25,40 @@ from cdk_constructs.nag import acknowledge, acknowledge_regulatory, rendered
 from datalake.dataset import DATASET_TAG, Dataset
 
 TRANSFORM_CODE = Path(__file__).resolve().parent.parent / "lambda" / "firehose_transform"
+#: The dataset's spec, beside the transform's modules in its deployment package (``handler.py``
+#: reads it from there).
+SPEC_FILE = "dataset_spec.json"
 #: Namespace and service of the transform's EMF metrics (Powertools adds ``service`` as a dimension).
 METRICS_NAMESPACE = "DataLake/Ingestion"
 TRANSFORM_SERVICE = "firehose-transform"
 #: A producer's credentials from its role last an hour; the SDKs assume it again before then.
 PRODUCER_SESSION = Duration.hours(1)
+
+
+def stage_transform(dataset: Dataset) -> Path:
+    """A folder holding the transform's modules and ``dataset``'s spec (:data:`SPEC_FILE`): the
+    function's deployment package. The spec travels with the code, not in the function's
+    environment, which Lambda caps at 4 KB in all: a dataset of some 60 columns has a longer one.
+
+    Made once per content, in the system's temporary folder (CDK copies it into the assembly);
+    a folder made by another process first is used as it is."""
+    modules = sorted(TRANSFORM_CODE.glob("*.py"))
+    spec = dataset.to_spec_json().encode()
+    digest = hashlib.sha256(spec)
+    for module in modules:
+        digest.update(module.name.encode() + b"\0" + module.read_bytes())
+    staged = Path(tempfile.gettempdir()) / "datalake-transform" / digest.hexdigest()[:32]
+    if not staged.exists():
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=".building-", dir=staged.parent))
+        for module in modules:
+            shutil.copyfile(module, building / module.name)
+        (building / SPEC_FILE).write_bytes(spec)
+        try:
+            building.rename(staged)
+        except OSError:  # staged meanwhile by another synth: same content
+            shutil.rmtree(building)
+    return staged
 
 
 def producer_principal(principal: str) -> iam.IPrincipal:
@@ -79,7 +111,7 @@ class DatasetDeliveryStream(Construct):
     """A Firehose stream for one dataset, with its transform function, into the raw zone.
 
     Records are validated and normalized by ``lambda/firehose_transform`` against the dataset file
-    (passed as ``DATASET_SPEC``), partitioned on ``year/month/day/hour`` of the event time in UTC
+    (its spec in the deployment package: :func:`stage_transform`), partitioned on ``year/month/day/hour`` of the event time in UTC
     with keys from the transform, GZIP-compressed and encrypted with the raw-zone key.
 
     :param dataset: the dataset model (buffering and source come from its ``ingestion`` section).
@@ -158,7 +190,7 @@ class DatasetDeliveryStream(Construct):
             runtime=PYTHON_RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
             handler="handler.lambda_handler",
-            code=lambda_.Code.from_asset(str(TRANSFORM_CODE), exclude=["__pycache__", "*.pyc"]),
+            code=lambda_.Code.from_asset(str(stage_transform(dataset))),
             layers=[powertools_layer],
             role=transform_role.without_policy_updates(),
             memory_size=512,
@@ -167,7 +199,6 @@ class DatasetDeliveryStream(Construct):
             log_group=function_logs,
             logging_format=lambda_.LoggingFormat.JSON,
             environment={
-                "DATASET_SPEC": dataset.to_spec_json(),
                 "DELIVERY_STREAM_NAME": name,
                 "POWERTOOLS_SERVICE_NAME": TRANSFORM_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,

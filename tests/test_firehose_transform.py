@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import importlib
 import json
-import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from records import RecordValidator, cause_of
 from transform import MAX_RESPONSE_BYTES, transform_event
 
-from datalake.dataset import DATASETS_DIR, load_dataset, parse_dataset
+from datalake.dataset import DATASETS_DIR, Dataset, load_dataset, parse_dataset
 from datalake.local_firehose import INVOCATION_BYTES, deliver, invocation_events
 from datalake.sample import payloads as sample_payloads
 
@@ -649,15 +649,22 @@ def test_a_decimal_is_written_in_its_canonical_form_whatever_surrounds_it(amount
     assert (out["amount"], reasons) == ("1.50", [])
 
 
-def _handler(monkeypatch: pytest.MonkeyPatch, spec_json: str) -> Any:
-    """The handler module as Lambda loads it, in the environment the CDK construct sets."""
-    from cdk_constructs.ingestion import METRICS_NAMESPACE, TRANSFORM_SERVICE  # (CDK: only here)
+def _handler(monkeypatch: pytest.MonkeyPatch, dataset: Dataset) -> Any:
+    """The handler module as Lambda loads it: from the deployment package the CDK construct makes
+    for ``dataset`` (its modules and spec), in the environment the construct sets."""
+    # (CDK: only here)
+    from cdk_constructs.ingestion import METRICS_NAMESPACE, TRANSFORM_SERVICE, stage_transform
 
-    monkeypatch.setenv("DATASET_SPEC", spec_json)
+    package = stage_transform(dataset)
     monkeypatch.setenv("DELIVERY_STREAM_NAME", "lake-sbx-orders")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", TRANSFORM_SERVICE)
-    return importlib.reload(importlib.import_module("handler"))
+    monkeypatch.syspath_prepend(str(package))
+    for name in ("handler", "records", "transform"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    handler = importlib.import_module("handler")
+    assert Path(handler.__file__).parent == package
+    return handler
 
 
 def test_handler_reads_the_spec_from_its_environment_and_emits_metrics(
@@ -666,7 +673,7 @@ def test_handler_reads_the_spec_from_its_environment_and_emits_metrics(
     from cdk_constructs.ingestion import METRICS_NAMESPACE, TRANSFORM_SERVICE
 
     # GIVEN the environment the CDK construct sets
-    handler = _handler(monkeypatch, ORDERS.to_spec_json())
+    handler = _handler(monkeypatch, ORDERS)
     # WHEN it handles the Direct PUT fixture
     response = handler.lambda_handler(_event("firehose_direct_put.json"), LambdaContext("transform"))
     # THEN it answers every record and publishes the counts as EMF metrics
@@ -691,7 +698,8 @@ def test_handler_reads_the_spec_from_its_environment_and_emits_metrics(
     assert {(m["Name"], m["Unit"]) for m in published["Metrics"]} == {
         (name, "Count") for name in ("RecordsIn", "RecordsOk", "RecordsRejected", "RecordsProcessingFailed")
     }
-    assert os.environ["DATASET_SPEC"]
+    # AND it read the spec the package holds (the dataset file's)
+    assert handler.VALIDATOR.name == "orders"
 
 
 # --- the local Firehose (datalake/local_firehose.py) that the job, replay and demo tests use -----
@@ -776,8 +784,7 @@ def test_the_log_names_the_field_a_record_failed_on_but_never_its_value(
             column["pattern"] = "^[a-z]+@example[.]org$"
         if column["name"] == "items":
             column["items"][0]["pattern"] = "^SKU-[0-9]+$"
-    spec = parse_dataset(raw, DATASETS_DIR / "orders.json").to_spec()
-    handler = _handler(monkeypatch, json.dumps(spec))
+    handler = _handler(monkeypatch, parse_dataset(raw, DATASETS_DIR / "orders.json"))
     email, sku = "kim.private@example.com", "SECRET-SKU"
     event = _event_of(
         _payload(customer_email=email),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -18,13 +19,15 @@ from lake_app import Synth, actions, app_context, policy_statements, synthesize
 
 from cdk_constructs.ingestion import (
     METRICS_NAMESPACE,
+    SPEC_FILE,
+    TRANSFORM_CODE,
     TRANSFORM_SERVICE,
     DatasetDeliveryStream,
     producer_principal,
 )
 from config import get_stage
 from config.stages import MAX_TRUST_POLICY, producer_trust_size
-from datalake.dataset import DATASETS_DIR, Ingestion, load_dataset
+from datalake.dataset import DATASETS_DIR, Ingestion, load_dataset, parse_dataset
 
 ORDERS = load_dataset(DATASETS_DIR / "orders.json")
 
@@ -119,13 +122,25 @@ def test_firehose_logs_to_an_encrypted_log_group_with_stage_retention(template: 
     )
 
 
-def test_transform_gets_the_spec_from_the_dataset_file(template: Template) -> None:
+def _package(synth: Synth, props: dict[str, Any]) -> Path:
+    """The folder of the assembly that holds a function's deployment package."""
+    key = props["Code"]["S3Key"]
+    return synth.outdir / f"asset.{key.removesuffix('.zip')}"
+
+
+def test_transform_gets_the_spec_from_the_dataset_file(sandbox: Synth, template: Template) -> None:
     fns = template.find_resources(
         "AWS::Lambda::Function", {"Properties": {"Handler": "handler.lambda_handler"}}
     )
     props = next(iter(fns.values()))["Properties"]
+    # the deployment package: the transform's modules as they are in lambda/firehose_transform/,
+    # and the spec of the dataset file beside them
+    package = _package(sandbox, props)
+    assert json.loads((package / SPEC_FILE).read_text()) == ORDERS.to_spec()
+    modules = sorted(TRANSFORM_CODE.glob("*.py"))
+    assert sorted(p.name for p in package.iterdir()) == sorted([SPEC_FILE, *(m.name for m in modules)])
+    assert all((package / m.name).read_bytes() == m.read_bytes() for m in modules)
     env = props["Environment"]["Variables"]
-    assert json.loads(env["DATASET_SPEC"]) == ORDERS.to_spec()
     assert env["DELIVERY_STREAM_NAME"] == "lake-sbx-orders"
     # the namespace and service its metrics carry, as the alarms read them (the handler's test)
     assert (env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"]) == (
@@ -241,6 +256,44 @@ def test_the_most_producers_a_stage_takes_fit_iams_trust_policy_quota() -> None:
     # THEN it is one statement, exactly as long as the stage check reckons, within IAM's quota
     assert len(trust["Statement"]) == 1 and "Fn::" not in text
     assert len(text) == producer_trust_size(producers) <= MAX_TRUST_POLICY
+
+
+def test_a_dataset_of_many_columns_keeps_the_transforms_environment_within_lambdas_4_kb() -> None:
+    # GIVEN a dataset of 300 columns, whose spec alone is many times Lambda's 4 KB of environment
+    raw = json.loads((DATASETS_DIR / "orders.json").read_text())
+    raw["columns"] += [
+        {**c, "name": f"{c['name']}_{i}", "required": False}
+        for i in range(30)
+        for c in raw["columns"][1:11]
+        if c["name"] != "order_ts"
+    ]
+    wide = parse_dataset(raw, DATASETS_DIR / "orders.json")
+    assert len(wide.columns) >= 250 and len(wide.to_spec_json()) > 5 * 4096
+    # WHEN its stream is synthesized
+    app = cdk.App(context={"aws:cdk:bundling-stacks": []})
+    stack = cdk.Stack(app, "Wide")
+    DatasetDeliveryStream(
+        stack,
+        "Orders",
+        dataset=wide,
+        name="t-orders",
+        raw_bucket=s3.Bucket(stack, "B"),
+        raw_key=kms.Key(stack, "Raw"),
+        logs_key=kms.Key(stack, "Logs"),
+        log_retention=logs.RetentionDays.ONE_MONTH,
+        powertools_layer=lambda_.LayerVersion.from_layer_version_arn(
+            stack, "L", "arn:aws:lambda:eu-west-1:017000801446:layer:x:1"
+        ),
+    )
+    assembly = app.synth()
+    # THEN the function's environment holds a few names only, and its package the whole spec
+    template = assembly.get_stack_by_name("Wide").template
+    (props,) = [
+        r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"
+    ]
+    assert len(json.dumps(props["Environment"]["Variables"])) < 512
+    package = Path(assembly.directory) / f"asset.{props['Code']['S3Key'].removesuffix('.zip')}"
+    assert json.loads((package / SPEC_FILE).read_text()) == wide.to_spec()
 
 
 def test_transform_role_can_only_log_and_trace(template: Template) -> None:

@@ -269,6 +269,26 @@ def test_iam_policies_fit_iams_quotas(synth: Synth) -> None:
     )
 
 
+#: Lambda's quotas page: a function's environment variables, 4 KB in all.
+MAX_FUNCTION_ENVIRONMENT = 4096
+
+
+def test_function_environments_fit_lambdas_quota(synth: Synth) -> None:
+    # measured as deployed (names and ARNs filled in), as JSON: a function over it fails the
+    # deployment, and the dataset's spec once made the transform's grow with its columns
+    resolver = Resolver(synth.all_templates())
+    measured = 0
+    for stack in synth.lake.stacks:
+        for logical, resource in synth.template_json(stack)["Resources"].items():
+            if resource["Type"] != "AWS::Lambda::Function":
+                continue
+            variables = resource["Properties"].get("Environment", {}).get("Variables", {})
+            size = len(json.dumps(resolver.resolve(stack.stack_name, variables), separators=(",", ":")))
+            assert size <= MAX_FUNCTION_ENVIRONMENT, (stack.stack_name, logical, size)
+            measured += 1
+    assert measured >= 3
+
+
 def test_every_rules_dead_letter_queue_lets_that_rule_send(synth: Synth) -> None:
     # EventBridge puts an event it could not deliver in the target's dead-letter queue only if the
     # queue's policy lets that rule send (aws:SourceArn): else the alert is lost a second time

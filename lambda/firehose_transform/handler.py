@@ -6,6 +6,7 @@ import json
 import os
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -16,8 +17,9 @@ from transform import transform_event
 
 logger = Logger()
 metrics = Metrics()
-# The dataset spec comes from config/datasets/<name>.json through the function's environment.
-VALIDATOR = RecordValidator(json.loads(os.environ["DATASET_SPEC"]))
+# The dataset spec of config/datasets/<name>.json, which the CDK app puts beside this module in
+# the deployment package (cdk_constructs.ingestion.stage_transform).
+VALIDATOR = RecordValidator(json.loads(Path(__file__).with_name("dataset_spec.json").read_text()))
 DELIVERY_STREAM_NAME = os.environ.get("DELIVERY_STREAM_NAME", "")
 
 

@@ -1,7 +1,8 @@
 """Validation and normalization of one record against the dataset spec. Pure standard library.
 
 The spec is the compact form of ``config/datasets/<name>.json`` that the CDK app puts in the
-function's environment (``DATASET_SPEC``), so there is exactly one definition of each dataset.
+function's deployment package (``dataset_spec.json``), so there is exactly one definition of each
+dataset.
 """
 
 from __future__ import annotations
