@@ -27,7 +27,7 @@ from cdk_constructs.ingestion import (
 )
 from config import get_stage
 from config.stages import MAX_TRUST_POLICY, producer_trust_size
-from datalake.dataset import DATASETS_DIR, Ingestion, load_dataset, parse_dataset
+from datalake.dataset import DATASETS_DIR, Dataset, Ingestion, load_dataset, parse_dataset
 
 ORDERS = load_dataset(DATASETS_DIR / "orders.json")
 
@@ -204,6 +204,24 @@ def _root_of(account: str | None) -> dict[str, Any]:
     return {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, *parts]]}
 
 
+def _standalone(stack: cdk.Stack, dataset: Dataset, **props: Any) -> DatasetDeliveryStream:
+    """A dataset's stream alone in ``stack``, with its own bucket and keys (``Raw``, ``Logs``)."""
+    return DatasetDeliveryStream(
+        stack,
+        "Orders",
+        dataset=dataset,
+        name="t-orders",
+        raw_bucket=s3.Bucket(stack, "B"),
+        raw_key=kms.Key(stack, "Raw"),
+        logs_key=kms.Key(stack, "Logs"),
+        log_retention=logs.RetentionDays.ONE_MONTH,
+        powertools_layer=lambda_.LayerVersion.from_layer_version_arn(
+            stack, "L", "arn:aws:lambda:eu-west-1:017000801446:layer:x:1"
+        ),
+        **props,
+    )
+
+
 def test_the_producer_role_may_only_put_records_into_its_stream(template: Template) -> None:
     # GIVEN a stage that names no producer for orders: principals of the lake's own account may
     # assume the role, for an hour at a time, if their IAM policies allow them to
@@ -233,20 +251,7 @@ def test_the_most_producers_a_stage_takes_fit_iams_trust_policy_quota() -> None:
     # and written as IAM counts it, in the longest partition name
     app = cdk.App(context=app_context())
     stack = cdk.Stack(app, "Producers")
-    DatasetDeliveryStream(
-        stack,
-        "Orders",
-        dataset=ORDERS,
-        name="t-orders",
-        raw_bucket=s3.Bucket(stack, "B"),
-        raw_key=kms.Key(stack, "Raw"),
-        logs_key=kms.Key(stack, "Logs"),
-        log_retention=logs.RetentionDays.ONE_MONTH,
-        powertools_layer=lambda_.LayerVersion.from_layer_version_arn(
-            stack, "L", "arn:aws:lambda:eu-west-1:017000801446:layer:x:1"
-        ),
-        producers=[producer_principal(p) for p in producers],
-    )
+    _standalone(stack, ORDERS, producers=[producer_principal(p) for p in producers])
     trust = _producer_role(Template.from_stack(stack))["AssumeRolePolicyDocument"]
     text = json.dumps(trust, separators=(",", ":"))
     text = text.replace(
@@ -272,19 +277,7 @@ def test_a_dataset_of_many_columns_keeps_the_transforms_environment_within_lambd
     # WHEN its stream is synthesized
     app = cdk.App(context={"aws:cdk:bundling-stacks": []})
     stack = cdk.Stack(app, "Wide")
-    DatasetDeliveryStream(
-        stack,
-        "Orders",
-        dataset=wide,
-        name="t-orders",
-        raw_bucket=s3.Bucket(stack, "B"),
-        raw_key=kms.Key(stack, "Raw"),
-        logs_key=kms.Key(stack, "Logs"),
-        log_retention=logs.RetentionDays.ONE_MONTH,
-        powertools_layer=lambda_.LayerVersion.from_layer_version_arn(
-            stack, "L", "arn:aws:lambda:eu-west-1:017000801446:layer:x:1"
-        ),
-    )
+    _standalone(stack, wide)
     assembly = app.synth()
     # THEN the function's environment holds a few names only, and its package the whole spec
     template = assembly.get_stack_by_name("Wide").template
@@ -407,23 +400,9 @@ def test_kinesis_source_is_on_demand_and_encrypted_with_the_raw_key() -> None:
     dataset = dataclasses.replace(ORDERS, ingestion=Ingestion(source="kinesis_stream"))
     app = cdk.App(context={"aws:cdk:bundling-stacks": []})
     stack = cdk.Stack(app, "Test")
-    raw_key, logs_key = kms.Key(stack, "Raw"), kms.Key(stack, "Logs")
     # and two producers: a role of another account, and a third account whole
     shop = "arn:aws:iam::111122223333:role/teams/shop-backend"
-    DatasetDeliveryStream(
-        stack,
-        "Orders",
-        dataset=dataset,
-        name="t-orders",
-        producers=[producer_principal(shop), producer_principal("444455556666")],
-        raw_bucket=s3.Bucket(stack, "B"),
-        raw_key=raw_key,
-        logs_key=logs_key,
-        log_retention=logs.RetentionDays.ONE_MONTH,
-        powertools_layer=lambda_.LayerVersion.from_layer_version_arn(
-            stack, "L", "arn:aws:lambda:eu-west-1:017000801446:layer:x:1"
-        ),
-    )
+    _standalone(stack, dataset, producers=[producer_principal(shop), producer_principal("444455556666")])
     template = Template.from_stack(stack)
     # THEN the stream is on-demand and KMS-encrypted, and Firehose reads it
     template.has_resource_properties(
