@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Size, Stack, Tags
+from aws_cdk import Aws, Duration, RemovalPolicy, Size, Stack, Stage, Tags
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
@@ -35,25 +35,28 @@ TRANSFORM_SERVICE = "firehose-transform"
 PRODUCER_SESSION = Duration.hours(1)
 
 
-def stage_transform(dataset: Dataset) -> Path:
-    """A folder holding the transform's modules and ``dataset``'s spec (:data:`SPEC_FILE`): the
-    function's deployment package. The spec travels with the code, not in the function's
-    environment, which Lambda caps at 4 KB in all: a dataset of some 60 columns has a longer one.
+def stage_transform(dataset: Dataset, root: Path) -> Path:
+    """A folder under ``root`` holding the transform's modules and ``dataset``'s spec
+    (:data:`SPEC_FILE`): the function's deployment package. The spec travels with the code, not in
+    the function's environment, which Lambda caps at 4 KB in all: a dataset of some 60 columns has
+    a longer one.
 
-    Made once per content, in the system's temporary folder (CDK copies it into the assembly);
-    a folder made by another process first is used as it is."""
+    Made once per content (the construct's ``root`` is the assembly's folder, whose ``asset.*``
+    copy CDK packages); a folder made by another process first is used as it is."""
     modules = sorted(TRANSFORM_CODE.glob("*.py"))
     spec = dataset.to_spec_json().encode()
     digest = hashlib.sha256(spec)
     for module in modules:
         digest.update(module.name.encode() + b"\0" + module.read_bytes())
-    staged = Path(tempfile.gettempdir()) / "datalake-transform" / digest.hexdigest()[:32]
+    staged = root / ".transform" / digest.hexdigest()[:32]
     if not staged.exists():
         staged.parent.mkdir(parents=True, exist_ok=True)
         building = Path(tempfile.mkdtemp(prefix=".building-", dir=staged.parent))
         for module in modules:
-            shutil.copyfile(module, building / module.name)
+            shutil.copy(module, building / module.name)  # with its mode, as a source folder is
         (building / SPEC_FILE).write_bytes(spec)
+        (building / SPEC_FILE).chmod(0o644)  # Lambda's runtime user reads the package
+        building.chmod(0o755)
         try:
             building.rename(staged)
         except OSError:  # staged meanwhile by another synth: same content
@@ -190,7 +193,7 @@ class DatasetDeliveryStream(Construct):
             runtime=PYTHON_RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
             handler="handler.lambda_handler",
-            code=lambda_.Code.from_asset(str(stage_transform(dataset))),
+            code=lambda_.Code.from_asset(str(stage_transform(dataset, self._assembly_dir()))),
             layers=[powertools_layer],
             role=transform_role.without_policy_updates(),
             memory_size=512,
@@ -406,6 +409,13 @@ class DatasetDeliveryStream(Construct):
                 key_use_via("kinesis", [key], ["kms:Decrypt"]),
             ]
         return statements
+
+    def _assembly_dir(self) -> Path:
+        """The folder the app synthesizes into (``cdk.out`` under the CLI)."""
+        stage = Stage.of(self)
+        if stage is None:
+            raise ValueError(f"{self.node.path}: a delivery stream must be built inside a CDK app")
+        return Path(stage.outdir)
 
     def _producer_statements(self, key: kms.IKey) -> list[iam.PolicyStatement]:
         """Put records into the stream producers write to, nothing else (no reads, no describes):

@@ -649,13 +649,13 @@ def test_a_decimal_is_written_in_its_canonical_form_whatever_surrounds_it(amount
     assert (out["amount"], reasons) == ("1.50", [])
 
 
-def _handler(monkeypatch: pytest.MonkeyPatch, dataset: Dataset) -> Any:
+def _handler(monkeypatch: pytest.MonkeyPatch, dataset: Dataset, root: Path) -> Any:
     """The handler module as Lambda loads it: from the deployment package the CDK construct makes
     for ``dataset`` (its modules and spec), in the environment the construct sets."""
     # (CDK: only here)
     from cdk_constructs.ingestion import METRICS_NAMESPACE, TRANSFORM_SERVICE, stage_transform
 
-    package = stage_transform(dataset)
+    package = stage_transform(dataset, root)
     monkeypatch.setenv("DELIVERY_STREAM_NAME", "lake-sbx-orders")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", TRANSFORM_SERVICE)
@@ -667,13 +667,13 @@ def _handler(monkeypatch: pytest.MonkeyPatch, dataset: Dataset) -> Any:
     return handler
 
 
-def test_handler_reads_the_spec_from_its_environment_and_emits_metrics(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_handler_reads_the_spec_from_its_package_and_emits_metrics(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     from cdk_constructs.ingestion import METRICS_NAMESPACE, TRANSFORM_SERVICE
 
     # GIVEN the environment the CDK construct sets
-    handler = _handler(monkeypatch, ORDERS)
+    handler = _handler(monkeypatch, ORDERS, tmp_path)
     # WHEN it handles the Direct PUT fixture
     response = handler.lambda_handler(_event("firehose_direct_put.json"), LambdaContext("transform"))
     # THEN it answers every record and publishes the counts as EMF metrics
@@ -775,7 +775,7 @@ def test_a_record_the_transform_wrote_passes_it_again_unchanged_but_for_its_arri
 
 
 def test_the_log_names_the_field_a_record_failed_on_but_never_its_value(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     # GIVEN a PII column with a pattern, and records whose values break it, one in an element
     raw = json.loads((DATASETS_DIR / "orders.json").read_text())
@@ -784,7 +784,7 @@ def test_the_log_names_the_field_a_record_failed_on_but_never_its_value(
             column["pattern"] = "^[a-z]+@example[.]org$"
         if column["name"] == "items":
             column["items"][0]["pattern"] = "^SKU-[0-9]+$"
-    handler = _handler(monkeypatch, parse_dataset(raw, DATASETS_DIR / "orders.json"))
+    handler = _handler(monkeypatch, parse_dataset(raw, DATASETS_DIR / "orders.json"), tmp_path)
     email, sku = "kim.private@example.com", "SECRET-SKU"
     event = _event_of(
         _payload(customer_email=email),

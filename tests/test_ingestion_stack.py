@@ -24,6 +24,7 @@ from cdk_constructs.ingestion import (
     TRANSFORM_SERVICE,
     DatasetDeliveryStream,
     producer_principal,
+    stage_transform,
 )
 from config import get_stage
 from config.stages import MAX_TRUST_POLICY, producer_trust_size
@@ -287,6 +288,20 @@ def test_a_dataset_of_many_columns_keeps_the_transforms_environment_within_lambd
     assert len(json.dumps(props["Environment"]["Variables"])) < 512
     package = Path(assembly.directory) / f"asset.{props['Code']['S3Key'].removesuffix('.zip')}"
     assert json.loads((package / SPEC_FILE).read_text()) == wide.to_spec()
+
+
+def test_a_transform_package_is_made_once_per_content_and_readable_by_lambda(tmp_path: Path) -> None:
+    # GIVEN the package of orders, made twice, and that of another dataset
+    first = stage_transform(ORDERS, tmp_path)
+    again = stage_transform(ORDERS, tmp_path)
+    other = stage_transform(dataclasses.replace(ORDERS, record_key="customer_id"), tmp_path)
+    # THEN orders has one folder, the other dataset its own, and nothing half-made is left
+    assert again == first != other
+    assert sorted(p.name for p in (tmp_path / ".transform").iterdir()) == sorted([first.name, other.name])
+    # AND Lambda's runtime user may read every file of it (a folder's mode, files' at least 0644)
+    assert first.stat().st_mode & 0o777 == 0o755
+    assert all(f.stat().st_mode & 0o444 == 0o444 for f in first.iterdir())
+    assert json.loads((other / SPEC_FILE).read_text())["record_key"] == "customer_id"
 
 
 def test_transform_role_can_only_log_and_trace(template: Template) -> None:
