@@ -85,6 +85,9 @@ _GOVERNANCE_FIELDS = {
 DATASET_TAG = "dataset"
 #: The longest retention a dataset file may give, in days (a hundred years).
 MAX_RETENTION_DAYS = 36_500
+#: The longest description a dataset file may give: its raw and curated Glue tables' descriptions
+#: hold it with the lake's own words (about 150 characters), and Glue takes 2,048 (TableInput).
+MAX_DESCRIPTION = 1024
 _INGESTION_FIELDS = {"source", "buffer_size_mib", "buffer_interval_seconds", "silent_after_hours"}
 _PROCESSING_FIELDS = {
     "schedule",
@@ -766,8 +769,8 @@ def parse_dataset(raw: Any, path: Path | str) -> Dataset:
     elif name != stem:
         _problem(problems, "name", f"{name!r} differs from the file name; rename the file to {name}.json")
     description = raw.get("description", "")
-    if not isinstance(description, str):
-        _problem(problems, "description", "must be a string")
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+        _problem(problems, "description", f"must be a string of at most {MAX_DESCRIPTION:,} characters")
         description = ""
 
     columns: list[Column] = []
