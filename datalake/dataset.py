@@ -88,6 +88,10 @@ MAX_RETENTION_DAYS = 36_500
 #: The longest description a dataset file may give: its raw and curated Glue tables' descriptions
 #: hold it with the lake's own words (about 150 characters), and Glue takes 2,048 (TableInput).
 MAX_DESCRIPTION = 1024
+#: What Glue takes in a column's comment and a table's description (its API's patterns): no
+#: control character but a tab, and in a description line breaks too; no lone surrogate.
+_GLUE_COMMENT_RE = re.compile("[\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff\t]*")
+_GLUE_DESCRIPTION_RE = re.compile("[\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff\t\r\n]*")
 _INGESTION_FIELDS = {"source", "buffer_size_mib", "buffer_interval_seconds", "silent_after_hours"}
 _PROCESSING_FIELDS = {
     "schedule",
@@ -583,8 +587,13 @@ def _parse_column(
                 problems, f"{where}.enum", f"{long[0]!r} is longer than max_length {max_length}; raise it"
             )
     comment = raw.get("comment", "")
-    if not isinstance(comment, str) or len(comment) > 255:
-        _problem(problems, f"{where}.comment", "must be a string of at most 255 characters")
+    if not isinstance(comment, str) or len(comment) > 255 or not _GLUE_COMMENT_RE.fullmatch(comment):
+        _problem(
+            problems,
+            f"{where}.comment",
+            "must be a string of at most 255 characters, on one line (Glue takes no line break or "
+            "other control character but a tab in a column's comment)",
+        )
         comment = ""
     children: list[Column] = []
     child_key = "items" if ctype == "array" else "fields" if ctype == "struct" else None
@@ -769,8 +778,17 @@ def parse_dataset(raw: Any, path: Path | str) -> Dataset:
     elif name != stem:
         _problem(problems, "name", f"{name!r} differs from the file name; rename the file to {name}.json")
     description = raw.get("description", "")
-    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
-        _problem(problems, "description", f"must be a string of at most {MAX_DESCRIPTION:,} characters")
+    if (
+        not isinstance(description, str)
+        or len(description) > MAX_DESCRIPTION
+        or not _GLUE_DESCRIPTION_RE.fullmatch(description)
+    ):
+        _problem(
+            problems,
+            "description",
+            f"must be a string of at most {MAX_DESCRIPTION:,} characters, with no control character "
+            "but tabs and line breaks (Glue's tables carry it)",
+        )
         description = ""
 
     columns: list[Column] = []

@@ -7,9 +7,10 @@ check over the curated table, so ``make demo`` evaluates the very same rules wit
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from datalake.dataset import Dataset, pattern_for_re2
+from datalake.dataset import Dataset, DatasetConfigError, pattern_for_re2
 
 #: G.1X workers of a ruleset evaluation: the API's default, passed by the pipeline all the same,
 #: so `make cost` prices what runs even if the default changes.
@@ -110,3 +111,25 @@ def rules(dataset: Dataset) -> list[Rule]:
 def dqdl(dataset: Dataset) -> str:
     """The Glue Data Quality ruleset (DQDL) of a dataset."""
     return "Rules = [\n    " + ",\n    ".join(r.dqdl for r in rules(dataset)) + "\n]"
+
+
+#: The longest ruleset Glue Data Quality takes (CreateDataQualityRuleset's ``Ruleset``).
+MAX_RULESET = 65_536
+
+
+def check_rulesets(datasets: Iterable[Dataset]) -> None:
+    """Raise for the first dataset whose generated ruleset is longer than Glue takes, naming its
+    file and the way out, rather than its deployment failing."""
+    for dataset in datasets:
+        if (size := len(dqdl(dataset))) > MAX_RULESET:
+            raise DatasetConfigError(
+                dataset.source_file,
+                [
+                    (
+                        "columns",
+                        f"the data-quality ruleset made from them has {size:,} characters, more than "
+                        f"the {MAX_RULESET:,} Glue takes: split the dataset, or drop constraints "
+                        "(each enum, min, max, pattern and required column is a rule)",
+                    )
+                ],
+            )

@@ -13,6 +13,7 @@ from config import StageConfig
 from config.stages import PROJECT_TAG, STAGE_TAG, check_producers
 from datalake import sql
 from datalake.dataset import Dataset, check_name_lengths
+from datalake.quality import check_rulesets
 from stacks.catalog import CatalogStack
 from stacks.common import StackResourceQuota, permissions_boundary
 from stacks.consumption import ConsumptionStack
@@ -53,6 +54,7 @@ def check_inputs(stage: StageConfig, datasets: tuple[Dataset, ...]) -> None:
     one clear error (``DatasetConfigError`` or ``ValueError``) naming the file and the fix."""
     check_name_lengths(datasets, stage.prefix)
     check_producers(stage, [ds.name for ds in datasets])
+    check_rulesets(datasets)
     sql.check_tables({t for ds in datasets for t in (ds.name, ds.quarantine_name)})
     if stage.features.redshift:
         sql.check_refresh_procedures()

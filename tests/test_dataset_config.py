@@ -39,6 +39,7 @@ from datalake.dataset import (
     pattern_for_re2,
     pattern_portability_problem,
 )
+from datalake.quality import MAX_RULESET, dqdl
 from stacks import check_inputs
 from stacks.common import log_retention
 
@@ -266,6 +267,15 @@ _REFUSED = [
     ("name", "sales", "name", "'sales' differs from the file name; rename the file to sales.json"),
     ("description", 5, "description", "must be a string"),
     ("description", "d" * 1025, "description", "must be a string of at most 1,024 characters"),
+    ("description", "Orders\x00", "description", "with no control character but tabs and line breaks"),
+    ("description", "Orders \ud800", "description", "with no control character but tabs"),
+    ("columns.amount.comment", "Order total\nin currency units.", "columns[amount].comment", "on one line"),
+    (
+        "columns.amount.comment",
+        "Order total\x1b",
+        "columns[amount].comment",
+        "no line break or other control",
+    ),
     ("columns", _DROP, "columns", "missing; list the dataset's columns"),
     ("columns", [], "columns", "missing; list the dataset's columns"),
     ("columns", {"order_id": "string"}, "columns", "missing; list the dataset's columns"),
@@ -376,6 +386,8 @@ def test_a_column_without_a_type_is_named_once_and_a_file_not_one_object_as_such
         ("columns.customer_email.max_length", 1),
         ("columns.amount.comment", "c" * 255),
         ("description", "d" * 1024),
+        ("description", "Orders\n\tas the shop sends them, \U0001f6d2 and 한국어 too.\r\n"),
+        ("columns.amount.comment", "Total\tin currency units, \U0001f4b0 and 원 too."),
         ("columns.status.required", False),
         ("columns.+", {"name": "at", "type": "struct", "fields": [{"name": "d", "type": "date"}]}),
         ("governance", {"pii_columns": []}),
@@ -1025,6 +1037,35 @@ def test_producers_of_a_dataset_no_file_declares_stop_synth_naming_the_datasets(
         "Invalid stage configuration in config/stages.py stage 'sandbox':\n  - producers: no dataset "
         "file declares 'order'; use the name of one of orders, or remove the entry"
     )
+
+
+def test_a_dataset_whose_quality_ruleset_glue_would_refuse_stops_synth_naming_its_file(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a dataset file of 1,000 columns, each with a rule or two (an enum, a range)
+    raw = json.loads((DATASETS_DIR / "orders.json").read_text())
+    raw["name"] = "wide"
+    raw["columns"] += [
+        {"name": f"c{i:04d}", "type": "string", "enum": ["A", "B"]}
+        if i % 2
+        else {"name": f"c{i:04d}", "type": "int", "min": 0, "max": 9}
+        for i in range(1000)
+    ]
+    path = tmp_path / "wide.json"
+    path.write_text(json.dumps(raw))
+    wide = load_dataset(path)
+    assert len(dqdl(wide)) > MAX_RULESET
+    # WHEN the app checks its inputs, THEN it stops naming the file, the ruleset's size and the fix
+    with pytest.raises(DatasetConfigError) as refused:
+        check_inputs(get_stage("sandbox"), (*load_datasets(), wide))
+    assert str(refused.value).startswith(
+        f"Invalid dataset file {path}:\n  - columns: the data-quality ruleset"
+    )
+    assert f"{len(dqdl(wide)):,} characters, more than the 65,536 Glue takes: split the dataset" in str(
+        refused.value
+    )
+    # AND orders' ruleset, as shipped, is far within it
+    assert len(dqdl(load_dataset(DATASETS_DIR / "orders.json"))) < MAX_RULESET // 10
 
 
 def test_every_log_retention_a_stage_takes_is_that_many_days_in_the_template() -> None:
