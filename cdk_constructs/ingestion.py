@@ -114,8 +114,9 @@ class DatasetDeliveryStream(Construct):
     """A Firehose stream for one dataset, with its transform function, into the raw zone.
 
     Records are validated and normalized by ``lambda/firehose_transform`` against the dataset file
-    (its spec in the deployment package: :func:`stage_transform`), partitioned on ``year/month/day/hour`` of the event time in UTC
-    with keys from the transform, GZIP-compressed and encrypted with the raw-zone key.
+    (its spec in the deployment package: :func:`stage_transform`), partitioned on
+    ``year/month/day/hour`` of the event time in UTC with keys from the transform, GZIP-compressed
+    and encrypted with the raw-zone key.
 
     :param dataset: the dataset model (buffering and source come from its ``ingestion`` section).
     :param name: physical name of the delivery stream.
