@@ -727,6 +727,35 @@ def test_every_stack_of_the_app_is_checked(synth: Synth) -> None:
     assert len(in_app) == 7
 
 
+def test_each_dataset_adds_as_much_to_every_stack_as_the_one_before(tmp_path: Path) -> None:
+    # GIVEN the two-dataset lake, and the same lake with one and two more datasets shaped and
+    # named like the second (the last letter of its name changed)
+    spec = json.loads(Path(SECOND_DATASET).read_text())
+    copies = []
+    for letter in "yz":
+        name = spec["name"][:-1] + letter
+        copies.append(str(tmp_path / f"{name}.json"))
+        Path(copies[-1]).write_text(json.dumps({**spec, "name": name}))
+    lakes = [
+        synthesize("prod", **{**TWO_DATASETS, "extra_datasets": (SECOND_DATASET, *copies[:n])})
+        for n in (0, 1, 2)
+    ]
+    sizes = [
+        {
+            name: (len(t["Resources"]), len(json.dumps(t, separators=(",", ":"))))
+            for name, t in lake.all_templates().items()
+        }
+        for lake in lakes
+    ]
+    # THEN the third dataset adds to every stack the resources the fourth adds, and as many bytes
+    # give or take a few (the dashboard's coordinates grow a digit): nothing grows with the square
+    # of the datasets, as the catalog's grants once did
+    for stack in sizes[0]:
+        (r2, b2), (r3, b3), (r4, b4) = (size[stack] for size in sizes)
+        assert r4 - r3 == r3 - r2, stack
+        assert abs((b4 - b3) - (b3 - b2)) <= 16, (stack, b3 - b2, b4 - b3)
+
+
 def test_a_second_dataset_file_fans_out_to_every_stack() -> None:
     # GIVEN the shipped orders file and a second dataset file with a Kinesis source, every column
     # type and the longest name the stage prefix allows (its synth passing every pack and cfn-lint
