@@ -123,10 +123,10 @@ def test_firehose_logs_to_an_encrypted_log_group_with_stage_retention(template: 
     )
 
 
-def _package(synth: Synth, props: dict[str, Any]) -> Path:
+def _package(assembly_dir: Path, props: dict[str, Any]) -> Path:
     """The folder of the assembly that holds a function's deployment package."""
     key = props["Code"]["S3Key"]
-    return synth.outdir / f"asset.{key.removesuffix('.zip')}"
+    return assembly_dir / f"asset.{key.removesuffix('.zip')}"
 
 
 def test_transform_gets_the_spec_from_the_dataset_file(sandbox: Synth, template: Template) -> None:
@@ -136,7 +136,7 @@ def test_transform_gets_the_spec_from_the_dataset_file(sandbox: Synth, template:
     props = next(iter(fns.values()))["Properties"]
     # the deployment package: the transform's modules as they are in lambda/firehose_transform/,
     # and the spec of the dataset file beside them
-    package = _package(sandbox, props)
+    package = _package(sandbox.outdir, props)
     assert json.loads((package / SPEC_FILE).read_text()) == ORDERS.to_spec()
     modules = sorted(TRANSFORM_CODE.glob("*.py"))
     assert sorted(p.name for p in package.iterdir()) == sorted([SPEC_FILE, *(m.name for m in modules)])
@@ -286,7 +286,7 @@ def test_a_dataset_of_many_columns_keeps_the_transforms_environment_within_lambd
         r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"
     ]
     assert len(json.dumps(props["Environment"]["Variables"])) < 512
-    package = Path(assembly.directory) / f"asset.{props['Code']['S3Key'].removesuffix('.zip')}"
+    package = _package(Path(assembly.directory), props)
     assert json.loads((package / SPEC_FILE).read_text()) == wide.to_spec()
 
 

@@ -17,6 +17,7 @@ from cfnlint.api import ManualArgs, lint_by_config
 from lake_app import SECOND_DATASET, SWITCHED, TWO_DATASETS, WITHOUT_AUDIT, Synth, synthesize
 
 from config import get_stage
+from config.stages import MAX_TRUST_POLICY
 from datalake.dataset import load_dataset, longest_dataset_name
 from stacks.common import MAX_STACK_RESOURCES, MAX_TEMPLATE_BYTES, StackResourceQuota
 
@@ -229,7 +230,6 @@ def test_resource_policies_fit_their_services_quotas(synth: Synth) -> None:
 # IAM's quotas page: characters without white space, and managed policies a role may have.
 MAX_MANAGED_POLICY = 6144
 MAX_INLINE_POLICIES_PER_ROLE = 10240
-MAX_TRUST_POLICY = 2048
 MAX_MANAGED_POLICIES_PER_ROLE = 10
 
 
