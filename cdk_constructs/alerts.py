@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import jsii
-from aws_cdk import Aws, Duration, IStableListProducer, Lazy
+from aws_cdk import ArnFormat, Aws, Duration, IStableListProducer, Lazy, Stack
 from aws_cdk import aws_budgets as budgets
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -18,7 +18,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.trust import for_this_account
@@ -172,6 +172,51 @@ def rule_invocations(rule_name: str) -> cloudwatch.Metric:
     )
 
 
+#: The longest alarm name CloudWatch accepts (``PutMetricAlarm``'s ``AlarmName``).
+MAX_ALARM_NAME = 255
+
+
+def alarm_name(scope: Construct, construct_id: str) -> str:
+    """The name of the alarm ``construct_id`` under ``scope``: its top-level stack's name, then the
+    construct ids of its path below that stack, nested stacks left out, joined by ``-`` (the
+    trailing ``Alarm`` dropped), e.g. ``lake-prd-processing-Orders-PipelineFailed``.
+
+    Readable where an alarm is read (its notification's subject, the console), unique in the
+    account and region as the stack names are, and known at synthesis: another stack, the
+    dashboard's, builds its ARN from it instead of importing one output per alarm from the stack
+    that holds it (CloudFormation's 200 outputs a stack would otherwise cap the datasets)."""
+    stack = Stack.of(scope)
+    while stack.nested_stack_parent is not None:
+        stack = stack.nested_stack_parent
+    ids: list[str] = []
+    node: IConstruct | None = scope
+    while node is not None and node is not stack:
+        if not (isinstance(node, Stack) and node.nested):
+            ids.append(node.node.id)
+        node = node.node.scope
+    ids.reverse()
+    last = construct_id.removesuffix("Alarm") or construct_id
+    name = "-".join([stack.stack_name, *ids, last])
+    if len(name) > MAX_ALARM_NAME:
+        raise ValueError(
+            f"alarm name {name!r} has {len(name)} characters, over CloudWatch's {MAX_ALARM_NAME}"
+        )
+    return name
+
+
+def alarm_arn(scope: Construct, alarm: cloudwatch.Alarm) -> str:
+    """``alarm``'s ARN as ``scope``'s stack writes it: from its name (:func:`alarm_name`), with no
+    reference to the stack that holds it."""
+    cfn = alarm.node.default_child
+    assert isinstance(cfn, cloudwatch.CfnAlarm) and isinstance(cfn.alarm_name, str)
+    return Stack.of(scope).format_arn(
+        service="cloudwatch",
+        resource="alarm",
+        resource_name=cfn.alarm_name,
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+
+
 def alarm_above(
     scope: Construct,
     construct_id: str,
@@ -189,6 +234,7 @@ def alarm_above(
     return cloudwatch.Alarm(
         scope,
         construct_id,
+        alarm_name=alarm_name(scope, construct_id),
         metric=metric,
         threshold=threshold,
         evaluation_periods=evaluation_periods,

@@ -153,6 +153,9 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
         description=f"Governed data lake ({stage.name}): pipeline dashboard",
         **common,  # type: ignore[arg-type]
     )
+    # The dashboard shows every stack's alarms by name, not by reference: deployed after them.
+    for shown in stacks:
+        observability.add_stack_dependency(shown)
     lake = Lake(
         foundation=foundation,
         governance=governance,

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration, Names, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
-from cdk_constructs.alerts import rule_invocations
+from cdk_constructs.alerts import alarm_arn, rule_invocations
 from cdk_constructs.processing import JOB_COUNTS
 from cdk_constructs.warehouse import RedshiftWarehouse
 from config import StageConfig
@@ -66,11 +66,13 @@ class ObservabilityStack(Stack):
         ingestion: IngestionStack,
         processing: ProcessingStack,
         warehouse: RedshiftWarehouse | None = None,
-        alarms: Sequence[cloudwatch.IAlarm] = (),
+        alarms: Sequence[cloudwatch.Alarm] = (),
         **kwargs: Any,
     ) -> None:
         """``alarms``: every alarm of the lake, shown first with its state (the app passes those
-        of all its other stacks); ``warehouse``: the consumption stack's, when Redshift is on."""
+        of all its other stacks), by the ARNs their names give (:func:`alarm_arn`: no output of
+        their stacks, which would otherwise need one an alarm); ``warehouse``: the consumption
+        stack's, when Redshift is on."""
         super().__init__(scope, construct_id, **kwargs)
         self.dashboard = cloudwatch.Dashboard(
             self,
@@ -78,7 +80,7 @@ class ObservabilityStack(Stack):
             dashboard_name=f"{stage.prefix}-pipeline",
             default_interval=Duration.days(1),
         )
-        for widget in alarm_status_widgets(alarms):
+        for widget in alarm_status_widgets([self._alarm(alarm) for alarm in alarms]):
             self.dashboard.add_widgets(widget)
         for name, stream in ingestion.streams.items():
             pipeline = processing.pipelines[name]
@@ -157,6 +159,14 @@ class ObservabilityStack(Stack):
         if warehouse is not None:
             self._warehouse(warehouse)
 
+    def _alarm(self, alarm: cloudwatch.Alarm) -> cloudwatch.IAlarm:
+        """``alarm`` of another stack, by the ARN its name gives (imported once)."""
+        construct_id = f"Alarm{Names.unique_id(alarm)}"
+        found = self.node.try_find_child(construct_id)
+        if found is not None:
+            return found  # type: ignore[return-value]
+        return cloudwatch.Alarm.from_alarm_arn(self, construct_id, alarm_arn(self, alarm))
+
     def _warehouse(self, warehouse: RedshiftWarehouse) -> None:
         """A row for the warehouse: the RPUs it runs on, its month's RPU-hours against the usage
         limit's alarm, its queries, and its refreshes."""
@@ -188,7 +198,7 @@ class ObservabilityStack(Stack):
             ),
             cloudwatch.AlarmWidget(
                 title="Warehouse: RPU-hours used this month, and the alarm's threshold",
-                alarm=warehouse.usage_alarm,
+                alarm=self._alarm(warehouse.usage_alarm),
                 width=width,
             ),
             cloudwatch.GraphWidget(

@@ -31,6 +31,8 @@ NAME_PROPERTY = {
     "AWS::Athena::WorkGroup": "Name",
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::Glue::Database": "DatabaseInput.Name",
+    "AWS::KinesisFirehose::DeliveryStream": "DeliveryStreamName",
+    "AWS::Lambda::Function": "FunctionName",
 }
 #: ``Fn::GetAtt <resource>.Arn`` of these types: the naming property, CloudFormation's longest
 #: generated name, and the ARN's shape.

@@ -471,14 +471,21 @@ def test_the_dashboard_has_a_row_for_the_warehouse_when_redshift_is_on(prod: Syn
         for metric in ("QueriesSucceeded", "QueriesFailed")
     ]
     # the usage limit's alarm, with its threshold: the RPU-hours used this month
-    assert used["annotations"]["alarms"] == ["TOKEN"]
+    assert used["annotations"]["alarms"] == [
+        "arn:TOKEN:cloudwatch:TOKEN:TOKEN:alarm:lake-prd-consumption-Warehouse-UsageLimit"
+    ]
+    (usage_alarm,) = [
+        r["Properties"]
+        for r in prod.template_json(prod.lake.consumption)["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and "RPU" in r["Properties"]["AlarmDescription"]
+    ]
+    assert usage_alarm["AlarmName"] == "lake-prd-consumption-Warehouse-UsageLimit"
     parts = prod.dashboard_body()["Fn::Join"][1]
     outputs = [
         p["Fn::GetStackOutput"]["OutputName"]
         for p in parts
         if isinstance(p, dict) and "Fn::GetStackOutput" in p
     ]
-    assert any("WarehouseUsageLimitAlarm" in o for o in outputs)
     # the notices and alerts EventBridge sent for the refresh's statements, by rule
     assert [(m[:3], m[-1]["label"]) for m in refreshes["metrics"]] == [
         (["AWS/Events", "Invocations", "RuleName"], "refreshes finished"),

@@ -20,9 +20,12 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Template
+from cfn_resolve import ACCOUNT, REGION
+from constructs import Construct
 from lake_app import Synth, actions, joined_json, policy_statements, synthesize
 from moto.events.utils import EventTemplateParser
 
+from cdk_constructs.alerts import alarm_above, alarm_arn
 from cdk_constructs.pipeline_definition import GLUE_CALL_ERRORS, CatalogTarget, quality_source
 from cdk_constructs.processing import (
     GLUE_JOB_DIR,
@@ -764,26 +767,45 @@ def test_one_dashboard_covers_the_whole_pipeline(sandbox: Synth) -> None:
     # first, the state of every alarm of the lake, whichever stack holds it
     overview = layout["widgets"][0]
     assert (overview["type"], overview["y"], overview["width"]) == ("alarm", 0, 24)
-    alarms = [
-        lid
+    names = [
+        r["Properties"]["AlarmName"]
         for template in sandbox.all_templates().values()
-        for lid, r in template["Resources"].items()
+        for r in template["Resources"].values()
         if r["Type"] == "AWS::CloudWatch::Alarm"
     ]
-    assert len(overview["properties"]["alarms"]) == len(alarms) == 22
-    # each the output of the stack that holds it, for that alarm's ARN: every alarm, once
-    body = next(iter(dashboards.values()))["Properties"]["DashboardBody"]["Fn::Join"][1]
-    outputs = [
-        p["Fn::GetStackOutput"]["OutputName"]
-        for p in body
-        if isinstance(p, dict) and "Fn::GetStackOutput" in p
-    ]
-    referenced = [lid for out in outputs for lid in alarms if lid in out]
-    assert sorted(referenced) == sorted(alarms)
+    assert len(overview["properties"]["alarms"]) == len(names) == 22
+    # each by the ARN its name gives, every alarm once, named after its stack and construct path
+    deployed = json.loads(sandbox.resolved(sandbox.lake.observability, sandbox.dashboard_body()))
+    shown = deployed["widgets"][0]["properties"]["alarms"]
+    assert sorted(shown) == sorted(f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{n}" for n in names)
+    assert "lake-sbx-processing-Orders-PipelineFailed" in names
+    # and no output of the stacks that hold them: a stack's outputs do not grow with its alarms
+    outputs = [o for t in sandbox.all_templates().values() for o in t.get("Outputs", {})]
+    assert not [o for o in outputs if "Alarm" in o]
     for widgets in rows.values():
         edges = sorted(widgets)
         assert edges[0][0] == 0 and sum(w for _, w in edges) == 24, edges
         assert all(x + w == next_x for (x, w), (next_x, _) in itertools.pairwise(edges)), edges
+
+
+def test_an_alarm_is_named_after_its_stack_and_its_path_nested_stacks_left_out() -> None:
+    # GIVEN an alarm under a dataset's construct in a nested stack of a stack, and one at the top
+    stack = cdk.Stack(cdk.App(), "lake-x-processing")
+    pipeline = Construct(cdk.NestedStack(stack, "Orders"), "Orders")
+    metric = cloudwatch.Metric(namespace="Test", metric_name="Errors")
+    nested = alarm_above(pipeline, "PipelineFailedAlarm", metric, threshold=0, description="d")
+    top = alarm_above(stack, "Alarm", metric, threshold=0, description="d")
+    # WHEN named THEN by the top-level stack and the construct ids below it, "Alarm" dropped at
+    # the end (unless it is the whole id), in the template and in the ARN another stack builds
+    assert stack.resolve(nested.node.default_child.alarm_name) == "lake-x-processing-Orders-PipelineFailed"  # type: ignore[union-attr]
+    assert stack.resolve(top.node.default_child.alarm_name) == "lake-x-processing-Alarm"  # type: ignore[union-attr]
+    other = cdk.Stack(stack.node.scope, "lake-x-observability")  # type: ignore[arg-type]
+    assert other.resolve(alarm_arn(other, nested))["Fn::Join"][1][-1] == (
+        ":alarm:lake-x-processing-Orders-PipelineFailed"
+    )
+    # AND a name over CloudWatch's 255 characters stops synthesis, naming it
+    with pytest.raises(ValueError, match=r"has 256 characters, over CloudWatch's 255"):
+        alarm_above(stack, "A" * (256 - len("lake-x-processing-")), metric, threshold=0, description="d")
 
 
 def test_more_alarms_than_a_status_widget_shows_fill_as_many_widgets_as_they_need() -> None:

@@ -785,7 +785,7 @@ def test_a_second_dataset_file_fans_out_to_every_stack() -> None:
     # the second's silent-source alarm among the states of every alarm
     body = json.dumps(synth.all_templates()["lake-prd-observability"]["Resources"])
     assert body.count(ids[second.name]) == body.count("Orders") + 1 > 1
-    assert f"{ids[second.name]}SilentAlarm" in body
+    assert f":alarm:lake-prd-ingestion-{ids[second.name]}Silent" in body
     # AND that alarm: no record read from the second's Kinesis source in each of the 3 hours its
     # file names, an hour without data counting, after a warm-up of those hours; orders has none
     ingestion = synth.all_templates()["lake-prd-ingestion"]["Resources"]
