@@ -108,8 +108,38 @@ class Diagram:
         return "\n".join(lines)
 
 
+def nested_template_files(outdir: Path) -> dict[str, str]:
+    """The nested stacks' template files of a cloud assembly, by the asset hash that names them
+    in their parent's ``TemplateURL`` (from the assets manifests CDK writes beside them)."""
+    files: dict[str, str] = {}
+    for manifest in outdir.glob("*.assets.json"):
+        for asset_hash, asset in json.loads(manifest.read_text()).get("files", {}).items():
+            if asset["source"].get("path", "").endswith(".nested.template.json"):
+                files[asset_hash] = asset["source"]["path"]
+    return files
+
+
+def with_nested(outdir: Path, template: dict[str, Any], files: dict[str, str]) -> dict[str, Any]:
+    """``template`` with the resources and outputs of its nested stacks (a dataset's each, whose
+    templates CDK writes beside it; ``files`` from :func:`nested_template_files`) merged in, as
+    if it held them: their logical ids are distinct. The ``AWS::CloudFormation::Stack`` resources
+    that deploy them are left out: they are how the parent holds them, not a part of the lake."""
+    merged = {**template, "Resources": {}, "Outputs": dict(template.get("Outputs", {}))}
+    for logical, resource in template.get("Resources", {}).items():
+        if resource["Type"] != "AWS::CloudFormation::Stack":
+            merged["Resources"][logical] = resource
+            continue
+        url = resource["Properties"]["TemplateURL"]["Fn::Join"][1][-1]  # ".../<asset hash>.json"
+        path = files[url.rsplit("/", 1)[-1].removesuffix(".json")]
+        inner = with_nested(outdir, json.loads((outdir / path).read_text()), files)
+        merged["Resources"].update(inner["Resources"])
+        merged["Outputs"].update(inner["Outputs"])
+    return merged
+
+
 class Assembly:
-    """The templates of one synthesized app: ``{stack name: template}``."""
+    """The templates of one synthesized app: ``{stack name: template}``, each with its nested
+    stacks' resources."""
 
     def __init__(self, templates: dict[str, dict[str, Any]]) -> None:
         self.templates = templates
@@ -118,11 +148,14 @@ class Assembly:
     def from_dir(cls, outdir: Path) -> Assembly:
         manifest = json.loads((outdir / "manifest.json").read_text())
         templates = {}
+        nested = nested_template_files(outdir)
         for artifact in manifest["artifacts"].values():
             if artifact["type"] == "aws:cloudformation:stack":
                 props = artifact["properties"]
                 name = props.get("stackName") or Path(props["templateFile"]).name.split(".")[0]
-                templates[name] = json.loads((outdir / props["templateFile"]).read_text())
+                templates[name] = with_nested(
+                    outdir, json.loads((outdir / props["templateFile"]).read_text()), nested
+                )
         return cls(templates)
 
     def resources(self, type_: str) -> Iterator[tuple[str, str, dict[str, Any]]]:

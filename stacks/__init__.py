@@ -15,7 +15,7 @@ from datalake import sql
 from datalake.dataset import Dataset, check_name_lengths
 from datalake.quality import check_rulesets
 from stacks.catalog import CatalogStack
-from stacks.common import StackResourceQuota, permissions_boundary
+from stacks.common import StackQuotas, permissions_boundary
 from stacks.consumption import ConsumptionStack
 from stacks.foundation import FoundationStack
 from stacks.governance import GovernanceStack
@@ -170,5 +170,5 @@ def build_lake(app: App, stage: StageConfig, datasets: tuple[Dataset, ...]) -> L
         Tags.of(stack).add(STAGE_TAG, stage.name)
         for key, value in stage.tags.items():
             Tags.of(stack).add(key, value)
-        stack.node.add_validation(StackResourceQuota(stack, len(datasets)))
+        stack.node.add_validation(StackQuotas(stack, len(datasets)))
     return lake

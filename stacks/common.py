@@ -5,11 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import jsii
-from aws_cdk import CfnResource, PermissionsBoundary, RemovalPolicy, Stack, cx_api
+from aws_cdk import (
+    CfnOutput,
+    CfnParameter,
+    CfnResource,
+    NestedStack,
+    PermissionsBoundary,
+    RemovalPolicy,
+    Stack,
+    cx_api,
+)
 from aws_cdk import aws_logs as logs
 from constructs import IValidation
 
 from config import StageConfig
+from datalake.dataset import Dataset
 
 
 def removal_policy(stage: StageConfig) -> RemovalPolicy:
@@ -60,6 +70,18 @@ def log_retention(stage: StageConfig) -> logs.RetentionDays:
     return _RETENTION[stage.log_retention_days]
 
 
+def dataset_stack(stack: Stack, dataset: Dataset, holds: str) -> NestedStack:
+    """A nested stack of ``stack`` for ``dataset``'s resources (``holds`` says which), its
+    construct id the dataset's: the resources' logical ids in it are those they would have in
+    ``stack``, and :func:`~cdk_constructs.alerts.alarm_name` leaves it out of alarm names.
+
+    ``stack`` then holds one resource a dataset instead of every one of them: a stack deploys at
+    most 500 resources (:data:`MAX_STACK_RESOURCES`), and a nested stack as many again."""
+    return NestedStack(
+        stack, dataset.construct_id, description=f"{stack.stack_name}: {holds} of {dataset.name}"
+    )
+
+
 def database_name(stage: StageConfig, zone: str) -> str:
     """Glue database of a zone: ``<prefix>_<zone>`` with ``-`` as ``_`` (Athena-friendly)."""
     return f"{stage.prefix.replace('-', '_')}_{zone}"
@@ -93,31 +115,63 @@ def template_size_problems(assembly: cx_api.CloudAssembly, datasets: int) -> lis
     return problems
 
 
+#: The most outputs and parameters a template declares (CloudFormation's quotas page).
+MAX_OUTPUTS = 200
+MAX_PARAMETERS = 200
+#: The most resources one operation on a stack creates, updates or deletes across its nested
+#: stacks (the quotas page's "Nested stacks").
+MAX_NESTED_OPERATION = 2_500
+
+
 @jsii.implements(IValidation)
-class StackResourceQuota:
-    """Fails synthesis, naming the way out, when ``stack`` holds more resources than
-    CloudFormation deploys in one stack: the catalog and processing stacks grow with every
-    dataset (``datasets`` of them here), and CloudFormation would refuse the template only at
-    deploy time."""
+class StackQuotas:
+    """Fails synthesis, naming the way out, when ``stack`` or one of its nested stacks declares
+    more resources, outputs or parameters than CloudFormation deploys in one template, or the
+    stack with its nested stacks more resources than one operation may touch: the catalog,
+    ingestion and processing stacks grow with every dataset (``datasets`` of them here), and
+    CloudFormation would refuse the template only at deploy time."""
 
     def __init__(self, stack: Stack, datasets: int) -> None:
         self._stack = stack
         self._datasets = datasets
 
-    def resources(self) -> int:
-        """The stack's resources as its template will hold them (CDK's metadata resource too)."""
-        return sum(
-            1
-            for c in self._stack.node.find_all()
-            if isinstance(c, CfnResource) and Stack.of(c) is self._stack
-        )
+    def _count(self, kind: type, stack: Stack) -> int:
+        return sum(1 for c in self._stack.node.find_all() if isinstance(c, kind) and Stack.of(c) is stack)
+
+    def stacks(self) -> list[Stack]:
+        """The stack and its nested stacks, each with a template of its own."""
+        return [c for c in self._stack.node.find_all() if isinstance(c, Stack)]
+
+    def resources(self, stack: Stack | None = None) -> int:
+        """Resources of ``stack`` (default: this one) as its template will hold them (CDK's
+        metadata resource too, and a nested stack's resource in its parent)."""
+        return self._count(CfnResource, stack or self._stack)
+
+    def outputs(self, stack: Stack | None = None) -> int:
+        return self._count(CfnOutput, stack or self._stack)
+
+    def parameters(self, stack: Stack | None = None) -> int:
+        return self._count(CfnParameter, stack or self._stack)
 
     def validate(self) -> list[str]:
-        count = self.resources()
-        if count <= MAX_STACK_RESOURCES:
-            return []
-        return [
-            f"{self._stack.stack_name} holds {count} resources, more than the {MAX_STACK_RESOURCES} "
-            f"CloudFormation deploys in one stack; most grow with the stage's {self._datasets} "
-            f"datasets: {_WAY_OUT}"
-        ]
+        problems = []
+        for stack in self.stacks():
+            name = stack.node.path if stack.nested else stack.stack_name
+            for what, count, most in (
+                ("resources", self.resources(stack), MAX_STACK_RESOURCES),
+                ("outputs", self.outputs(stack), MAX_OUTPUTS),
+                ("parameters", self.parameters(stack), MAX_PARAMETERS),
+            ):
+                if count > most:
+                    problems.append(
+                        f"{name} holds {count} {what}, more than the {most} CloudFormation deploys in "
+                        f"one stack; most grow with the stage's {self._datasets} datasets: {_WAY_OUT}"
+                    )
+        total = sum(self.resources(stack) for stack in self.stacks())
+        if total > MAX_NESTED_OPERATION:
+            problems.append(
+                f"{self._stack.stack_name} holds {total:,} resources with its nested stacks, more than the "
+                f"{MAX_NESTED_OPERATION:,} one CloudFormation operation creates; most grow with the stage's "
+                f"{self._datasets} datasets: {_WAY_OUT}"
+            )
+        return problems

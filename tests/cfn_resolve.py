@@ -118,6 +118,10 @@ class Resolver:
 
     def _get_att(self, stack: str, logical_id: str, attribute: str) -> str:
         resource_type = self._template(stack)["Resources"][logical_id]["Type"]
+        if resource_type == "AWS::CloudFormation::Stack" and attribute.startswith("Outputs."):
+            # a nested stack's output: the templates given hold it merged into its parent's
+            output = attribute.removeprefix("Outputs.")
+            return str(self.resolve(stack, self._template(stack)["Outputs"][output]["Value"]))
         if (resource_type, attribute) == ("AWS::IAM::Role", "Arn"):
             return f"arn:aws:iam::{ACCOUNT}:role/{self.physical_name(stack, logical_id)}"
         if (resource_type, attribute) == ("AWS::KMS::Key", "Arn"):

@@ -47,10 +47,31 @@ class Synth:
         return self._templates[name]
 
     def template_json(self, stack: cdk.Stack) -> dict[str, Any]:
+        """``stack``'s template with the resources and outputs of its nested stacks (a dataset's
+        each: ``stacks.common.dataset_stack``) merged in, as if it held them: their logical ids
+        are those they would have in it. :meth:`own_template_json` reads its file alone."""
+        template = self.own_template_json(stack)
+        for nested in nested_stacks(stack):
+            inner = self.template_json(nested)
+            template["Resources"].update(inner["Resources"])
+            template.setdefault("Outputs", {}).update(inner.get("Outputs", {}))
+        return template
+
+    def own_template_json(self, stack: cdk.Stack) -> dict[str, Any]:
+        """The template file of ``stack`` (or of a nested stack) as synthesized."""
         return json.loads((self.outdir / stack.template_file).read_text())
 
     def all_templates(self) -> dict[str, dict[str, Any]]:
         return {s.stack_name: self.template_json(s) for s in self.lake.stacks}
+
+    def template_files(self) -> dict[str, dict[str, Any]]:
+        """Every template file of the lake, nested stacks' too, by its file name."""
+        return {
+            s.template_file: self.own_template_json(s)
+            for top in self.lake.stacks
+            for s in top.node.find_all()
+            if isinstance(s, cdk.Stack)
+        }
 
     def resolved(self, stack: cdk.Stack, node: Any) -> Any:
         """``node`` of ``stack``'s template as deployed: its tokens resolved by ``tests/cfn_resolve.py``."""
@@ -132,6 +153,11 @@ def build(stage: StageConfig, datasets: tuple[Dataset, ...]) -> Synth:
     add_compliance_packs(app)
     assembly = app.synth()
     return Synth(app=app, lake=lake, assembly=assembly, outdir=outdir)
+
+
+def nested_stacks(stack: cdk.Stack) -> list[cdk.Stack]:
+    """The nested stacks whose parent is ``stack``."""
+    return [c for c in stack.node.find_all() if isinstance(c, cdk.Stack) and c.nested_stack_parent is stack]
 
 
 def joined_json(value: dict[str, Any]) -> Any:

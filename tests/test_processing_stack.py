@@ -230,8 +230,12 @@ def test_job_and_crawler_use_the_security_configuration(template: Template) -> N
     assert enc["S3Encryptions"][0]["S3EncryptionMode"] == "SSE-KMS"
     assert enc["CloudWatchEncryption"]["CloudWatchEncryptionMode"] == "SSE-KMS"
     assert enc["JobBookmarksEncryption"]["JobBookmarksEncryptionMode"] == "CSE-KMS"
-    assert _one(template, "AWS::Glue::Job")["SecurityConfiguration"] == {"Ref": sec_id}
-    assert _one(template, "AWS::Glue::Crawler")["CrawlerSecurityConfiguration"] == {"Ref": sec_id}
+    # by its name, from the dataset's nested stack, which deploys after it
+    name = sec_res["Properties"]["Name"]
+    assert _one(template, "AWS::Glue::Job")["SecurityConfiguration"] == name == "lake-sbx-lake"
+    assert _one(template, "AWS::Glue::Crawler")["CrawlerSecurityConfiguration"] == name
+    (nested,) = template.find_resources("AWS::CloudFormation::Stack").values()
+    assert nested["DependsOn"] == [sec_id]
 
 
 def test_each_run_leaves_spark_event_logs_where_the_job_role_may_write_them(template: Template) -> None:

@@ -19,11 +19,16 @@ from lake_app import SECOND_DATASET, SWITCHED, TWO_DATASETS, WITHOUT_AUDIT, Synt
 from config import get_stage
 from config.stages import MAX_TRUST_POLICY
 from datalake.dataset import load_dataset, longest_dataset_name
-from stacks.common import MAX_STACK_RESOURCES, MAX_TEMPLATE_BYTES, StackResourceQuota
+from stacks.common import (
+    MAX_NESTED_OPERATION,
+    MAX_OUTPUTS,
+    MAX_PARAMETERS,
+    MAX_STACK_RESOURCES,
+    MAX_TEMPLATE_BYTES,
+    StackQuotas,
+)
 
 # Quotas: https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html
-MAX_OUTPUTS = 200
-MAX_PARAMETERS = 200
 # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-quota.html
 MAX_EVENT_PATTERN = 2048
 # cfn-lint checks that CDK itself triggers; each is a warning about generated code we do not write.
@@ -65,20 +70,63 @@ def test_cfn_lint_reports_nothing(synth: Synth) -> None:
 
 
 def test_templates_respect_cloudformation_quotas(synth: Synth) -> None:
-    for stack in synth.lake.stacks:
-        template = synth.template_json(stack)
+    # every template file, each dataset's nested stacks' too
+    for name, template in synth.template_files().items():
         size = len(json.dumps(template, separators=(",", ":")))
-        assert len(template.get("Resources", {})) <= MAX_STACK_RESOURCES, stack.stack_name
-        assert len(template.get("Outputs", {})) <= MAX_OUTPUTS, stack.stack_name
-        assert len(template.get("Parameters", {})) <= MAX_PARAMETERS, stack.stack_name
-        assert size < MAX_TEMPLATE_BYTES, stack.stack_name
+        assert len(template.get("Resources", {})) <= MAX_STACK_RESOURCES, name
+        assert len(template.get("Outputs", {})) <= MAX_OUTPUTS, name
+        assert len(template.get("Parameters", {})) <= MAX_PARAMETERS, name
+        assert size < MAX_TEMPLATE_BYTES, name
 
 
-def test_each_stack_counts_its_resources_as_its_template_holds_them(synth: Synth) -> None:
-    # what the synth-time quota check counts is what CloudFormation will count
-    for stack in synth.lake.stacks:
-        counted = StackResourceQuota(stack, datasets=1).resources()
-        assert counted == len(synth.template_json(stack)["Resources"]), stack.stack_name
+def test_each_stack_counts_its_resources_outputs_and_parameters_as_its_template_holds_them(
+    synth: Synth,
+) -> None:
+    # what the synth-time quota check counts is what CloudFormation will count, in every
+    # template (a nested stack's too; the cross-stack outputs CDK adds included)
+    checked = 0
+    for top in synth.lake.stacks:
+        quotas = StackQuotas(top, datasets=1)
+        for stack in quotas.stacks():
+            template = synth.own_template_json(stack)
+            counts = (quotas.resources(stack), quotas.outputs(stack), quotas.parameters(stack))
+            expected = tuple(len(template.get(k, {})) for k in ("Resources", "Outputs", "Parameters"))
+            assert counts == expected, stack.node.path
+            checked += 1
+    assert checked > len(synth.lake.stacks)
+
+
+def test_a_stack_over_cloudformations_output_or_nested_operation_quota_fails_synth(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a lake whose ingestion stack declares one output too many, and whose processing
+    # stack's nested stacks, each within the quota, add up to more than one operation touches
+    import app as cdk_app
+    import stacks
+
+    def crowded_lake(app: cdk.App, stage: Any, datasets: Any) -> None:
+        ingestion = cdk.Stack(app, f"{stage.prefix}-ingestion")
+        for i in range(MAX_OUTPUTS + 1):
+            cdk.CfnOutput(ingestion, f"Output{i}", value="x")
+        processing = cdk.Stack(app, f"{stage.prefix}-processing")
+        for n in range(MAX_NESTED_OPERATION // MAX_STACK_RESOURCES + 1):
+            nested = cdk.NestedStack(processing, f"Dataset{n}")
+            for i in range(MAX_STACK_RESOURCES - 1):
+                cdk.CfnWaitConditionHandle(nested, f"Handle{i}")
+        for stack in (ingestion, processing):
+            stack.node.add_validation(StackQuotas(stack, datasets=30))
+
+    monkeypatch.setattr(stacks, "build_lake", crowded_lake)
+    # WHEN the app synthesizes THEN it stops naming each stack, its count, the quota and the fix
+    assert cdk_app.main() == 1
+    error = capsys.readouterr().err
+    assert "lake-sbx-ingestion holds 201 outputs, more than the 200 CloudFormation deploys" in error
+    assert (
+        "lake-sbx-processing holds 3,000 resources with its nested stacks, more than the 2,500 one "
+        "CloudFormation operation creates" in error
+    )
+    assert "nested" not in error.split("with its nested stacks")[0]  # each nested stack within 500
+    assert error.count("give some of the dataset files to another stage") == 2
 
 
 def test_a_stack_over_cloudformations_resource_quota_fails_synth_saying_what_to_do(
@@ -92,7 +140,7 @@ def test_a_stack_over_cloudformations_resource_quota_fails_synth_saying_what_to_
         stack = cdk.Stack(app, f"{stage.prefix}-catalog")
         for i in range(MAX_STACK_RESOURCES + 1):
             cdk.CfnWaitConditionHandle(stack, f"Handle{i}")
-        stack.node.add_validation(StackResourceQuota(stack, datasets=19))
+        stack.node.add_validation(StackQuotas(stack, datasets=19))
 
     monkeypatch.setattr(stacks, "build_lake", crowded_lake)
     # WHEN the app synthesizes THEN it stops with one line naming the stack, the count and the fix
