@@ -703,17 +703,22 @@ def _logical_stem(logical: str) -> str:
 
 
 def test_every_alarm_has_a_runbook_row(synth: Synth) -> None:
-    # An operator paged by an alarm knows its name alone (<stack>-<logical id>-<suffix>): the
-    # runbook's row for it is the one whose first cell's bold word ends its logical id.
+    # An operator paged by an alarm knows its name alone (<stack>-<construct path>): the
+    # runbook's row for it is the one whose first cell's bold word ends it, its dashes left out.
     words = {
         w.replace(" ", "")
         for cell in _first_cells(RUNBOOK.read_text())
         for w in re.findall(r"\*\*([A-Za-z ]+)\*\*", cell)
     }
     missing = [
-        f"{stack.stack_name}: {logical}"
-        for stack, logical, _ in _resources_of(synth, "AWS::CloudWatch::Alarm")
-        if not any(_logical_stem(logical).endswith((w, f"{w}Alarm")) for w in words)
+        f"{stack.stack_name}: {alarm['Properties']['AlarmName']}"
+        for stack, _, alarm in _resources_of(synth, "AWS::CloudWatch::Alarm")
+        if not any(
+            alarm["Properties"]["AlarmName"]
+            .replace("-", "")
+            .endswith((w, f"{w}Alarm", w.removesuffix("Alarm") or w))
+            for w in words
+        )
     ]
     assert not missing, "docs/runbook.md has no row whose bold word ends these alarms:\n" + "\n".join(missing)
 
