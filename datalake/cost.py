@@ -34,6 +34,7 @@ NO_IDLE_CHARGE = {
     "AWS::Athena::WorkGroup": "per TB scanned",
     "AWS::Budgets::Budget": "an account's first two budgets free, each further one 0.02 USD a day (Budgets' guide)",
     "AWS::CDK::Metadata": "free",
+    "AWS::CloudFormation::Stack": "free (a dataset's nested stack; its resources are counted as they are)",
     "AWS::CloudTrail::Trail": "first copy of management events free; data events per 100k",
     "AWS::EC2::FlowLog": "per GB of logs (an idle VPC logs almost nothing)",
     "AWS::EC2::RouteTable": "free",

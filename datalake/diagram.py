@@ -123,11 +123,14 @@ def with_nested(outdir: Path, template: dict[str, Any], files: dict[str, str]) -
     """``template`` with the resources and outputs of its nested stacks (a dataset's each, whose
     templates CDK writes beside it; ``files`` from :func:`nested_template_files`) merged in, as
     if it held them: their logical ids are distinct. The ``AWS::CloudFormation::Stack`` resources
-    that deploy them are left out: they are how the parent holds them, not a part of the lake."""
-    merged = {**template, "Resources": {}, "Outputs": dict(template.get("Outputs", {}))}
-    for logical, resource in template.get("Resources", {}).items():
+    that deploy them stay, as the parent's outputs refer to them."""
+    merged = {
+        **template,
+        "Resources": dict(template.get("Resources", {})),
+        "Outputs": dict(template.get("Outputs", {})),
+    }
+    for resource in template.get("Resources", {}).values():
         if resource["Type"] != "AWS::CloudFormation::Stack":
-            merged["Resources"][logical] = resource
             continue
         url = resource["Properties"]["TemplateURL"]["Fn::Join"][1][-1]  # ".../<asset hash>.json"
         path = files[url.rsplit("/", 1)[-1].removesuffix(".json")]

@@ -100,15 +100,19 @@ _WAY_OUT = (
 
 
 def template_size_problems(assembly: cx_api.CloudAssembly, datasets: int) -> list[str]:
-    """A line for each stack of ``assembly`` whose template, as written, is larger than
+    """A line for each stack of ``assembly``, nested stacks too, whose template, as written, is larger than
     CloudFormation deploys: known only once it is synthesized, after every validation, so the app
     checks it then (``app.py``); CDK only warns."""
     problems = []
-    for artifact in assembly.stacks:
-        size = (Path(assembly.directory) / artifact.template_file).stat().st_size
+    out = Path(assembly.directory)
+    templates = {artifact.stack_name: out / artifact.template_file for artifact in assembly.stacks}
+    # each nested stack (a dataset's: dataset_stack) by its template file's name
+    templates.update({path.name: path for path in sorted(out.glob("*.nested.template.json"))})
+    for name, path in templates.items():
+        size = path.stat().st_size
         if size > MAX_TEMPLATE_BYTES:
             problems.append(
-                f"{artifact.stack_name}'s template has {size:,} bytes, more than the "
+                f"{name}'s template has {size:,} bytes, more than the "
                 f"{MAX_TEMPLATE_BYTES:,} CloudFormation deploys; most of it grows with the stage's "
                 f"{datasets} datasets: {_WAY_OUT}"
             )

@@ -20,6 +20,7 @@ from moto.events.models import EventPattern
 
 from config import StageConfig, get_stage
 from datalake.dataset import Dataset, load_dataset, load_datasets
+from datalake.diagram import nested_template_files, with_nested
 from stacks import Lake, build_lake, check_inputs
 from stacks.compliance import add_compliance_packs
 
@@ -50,12 +51,11 @@ class Synth:
         """``stack``'s template with the resources and outputs of its nested stacks (a dataset's
         each: ``stacks.common.dataset_stack``) merged in, as if it held them: their logical ids
         are those they would have in it. :meth:`own_template_json` reads its file alone."""
-        template = self.own_template_json(stack)
-        for nested in nested_stacks(stack):
-            inner = self.template_json(nested)
-            template["Resources"].update(inner["Resources"])
-            template.setdefault("Outputs", {}).update(inner.get("Outputs", {}))
-        return template
+        return with_nested(self.outdir, self.own_template_json(stack), self._nested_files)
+
+    @functools.cached_property
+    def _nested_files(self) -> dict[str, str]:
+        return nested_template_files(self.outdir)
 
     def own_template_json(self, stack: cdk.Stack) -> dict[str, Any]:
         """The template file of ``stack`` (or of a nested stack) as synthesized."""
@@ -153,11 +153,6 @@ def build(stage: StageConfig, datasets: tuple[Dataset, ...]) -> Synth:
     add_compliance_packs(app)
     assembly = app.synth()
     return Synth(app=app, lake=lake, assembly=assembly, outdir=outdir)
-
-
-def nested_stacks(stack: cdk.Stack) -> list[cdk.Stack]:
-    """The nested stacks whose parent is ``stack``."""
-    return [c for c in stack.node.find_all() if isinstance(c, cdk.Stack) and c.nested_stack_parent is stack]
 
 
 def joined_json(value: dict[str, Any]) -> Any:

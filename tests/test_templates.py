@@ -178,6 +178,27 @@ def test_a_template_over_cloudformations_size_quota_fails_synth_saying_what_to_d
     assert "catalog" not in error and len(error.splitlines()) == 2
 
 
+def test_a_nested_template_over_cloudformations_size_quota_fails_synth(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a lake whose processing stack is small but one dataset's nested stack is over 1 MB
+    import app as cdk_app
+    import stacks
+
+    def heavy_dataset(app: cdk.App, stage: Any, datasets: Any) -> None:
+        nested = cdk.NestedStack(cdk.Stack(app, f"{stage.prefix}-processing"), "Orders")
+        cdk.CfnWaitConditionHandle(nested, "Handle").add_metadata("padding", "x" * MAX_TEMPLATE_BYTES)
+
+    monkeypatch.setattr(stacks, "build_lake", heavy_dataset)
+    # WHEN the app synthesizes THEN it stops naming the nested stack's template alone
+    assert cdk_app.main() == 1
+    error = capsys.readouterr().err
+    assert re.search(
+        r"\n  - lakesbxprocessingOrders\w+\.nested\.template\.json's template has [\d,]+ bytes", error
+    )
+    assert len(error.splitlines()) == 2
+
+
 def test_event_patterns_fit_eventbridges_quota(synth: Synth) -> None:
     # EventBridge's quotas page: an event pattern holds at most 2,048 characters by default;
     # measured as deployed (names and ARNs filled in, in the longest region name of REGIONS)
