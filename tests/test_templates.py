@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,14 +96,23 @@ def test_each_stack_counts_its_resources_outputs_and_parameters_as_its_template_
     assert checked > len(synth.lake.stacks)
 
 
+def _failed_synth(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], build: Callable[..., None]
+) -> str:
+    """What ``app.py`` prints when ``build`` stands in for ``stacks.build_lake``; it must fail."""
+    import app as cdk_app
+    import stacks
+
+    monkeypatch.setattr(stacks, "build_lake", build)
+    assert cdk_app.main() == 1
+    return capsys.readouterr().err
+
+
 def test_a_stack_over_cloudformations_output_or_nested_operation_quota_fails_synth(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN a lake whose ingestion stack declares one output too many, and whose processing
     # stack's nested stacks, each within the quota, add up to more than one operation touches
-    import app as cdk_app
-    import stacks
-
     def crowded_lake(app: cdk.App, stage: Any, datasets: Any) -> None:
         ingestion = cdk.Stack(app, f"{stage.prefix}-ingestion")
         for i in range(MAX_OUTPUTS + 1):
@@ -116,10 +125,8 @@ def test_a_stack_over_cloudformations_output_or_nested_operation_quota_fails_syn
         for stack in (ingestion, processing):
             stack.node.add_validation(StackQuotas(stack, datasets=30))
 
-    monkeypatch.setattr(stacks, "build_lake", crowded_lake)
     # WHEN the app synthesizes THEN it stops naming each stack, its count, the quota and the fix
-    assert cdk_app.main() == 1
-    error = capsys.readouterr().err
+    error = _failed_synth(monkeypatch, capsys, crowded_lake)
     assert "lake-sbx-ingestion holds 201 outputs, more than the 200 CloudFormation deploys" in error
     assert (
         "lake-sbx-processing holds 3,000 resources with its nested stacks, more than the 2,500 one "
@@ -133,19 +140,14 @@ def test_a_stack_over_cloudformations_resource_quota_fails_synth_saying_what_to_
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN a lake whose catalog stack outgrew the quota (as some 18 datasets would)
-    import app as cdk_app
-    import stacks
-
     def crowded_lake(app: cdk.App, stage: Any, datasets: Any) -> None:
         stack = cdk.Stack(app, f"{stage.prefix}-catalog")
         for i in range(MAX_STACK_RESOURCES + 1):
             cdk.CfnWaitConditionHandle(stack, f"Handle{i}")
         stack.node.add_validation(StackQuotas(stack, datasets=19))
 
-    monkeypatch.setattr(stacks, "build_lake", crowded_lake)
     # WHEN the app synthesizes THEN it stops with one line naming the stack, the count and the fix
-    assert cdk_app.main() == 1
-    error = capsys.readouterr().err
+    error = _failed_synth(monkeypatch, capsys, crowded_lake)
     assert "Traceback" not in error and "at " not in error.splitlines()[-1]
     assert "lake-sbx-catalog holds 501 resources, more than the 500 CloudFormation deploys" in error
     assert "give some of the dataset files to another stage" in error
@@ -156,19 +158,14 @@ def test_a_template_over_cloudformations_size_quota_fails_synth_saying_what_to_d
 ) -> None:
     # GIVEN a lake whose processing stack's template outgrew 1 MB (as some 20 datasets would),
     # beside one whose template is a little within it
-    import app as cdk_app
-    import stacks
-
     def heavy_lake(app: cdk.App, stage: Any, datasets: Any) -> None:
         for name, padding in (("processing", MAX_TEMPLATE_BYTES), ("catalog", MAX_TEMPLATE_BYTES - 5_000)):
             stack = cdk.Stack(app, f"{stage.prefix}-{name}")
             cdk.CfnWaitConditionHandle(stack, "Handle").add_metadata("padding", "x" * padding)
 
-    monkeypatch.setattr(stacks, "build_lake", heavy_lake)
     # WHEN the app synthesizes THEN it stops with one line naming the stack, its size and the fix,
     # and none for the stack within the quota
-    assert cdk_app.main() == 1
-    error = capsys.readouterr().err
+    error = _failed_synth(monkeypatch, capsys, heavy_lake)
     assert error.startswith("error: a template CloudFormation would refuse:\n  - lake-sbx-processing's ")
     size = re.search(r"processing's template has ([\d,]+) bytes, more than the 1,000,000 ", error)
     assert (
@@ -182,17 +179,12 @@ def test_a_nested_template_over_cloudformations_size_quota_fails_synth(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN a lake whose processing stack is small but one dataset's nested stack is over 1 MB
-    import app as cdk_app
-    import stacks
-
     def heavy_dataset(app: cdk.App, stage: Any, datasets: Any) -> None:
         nested = cdk.NestedStack(cdk.Stack(app, f"{stage.prefix}-processing"), "Orders")
         cdk.CfnWaitConditionHandle(nested, "Handle").add_metadata("padding", "x" * MAX_TEMPLATE_BYTES)
 
-    monkeypatch.setattr(stacks, "build_lake", heavy_dataset)
     # WHEN the app synthesizes THEN it stops naming the nested stack's template alone
-    assert cdk_app.main() == 1
-    error = capsys.readouterr().err
+    error = _failed_synth(monkeypatch, capsys, heavy_dataset)
     assert re.search(
         r"\n  - lakesbxprocessingOrders\w+\.nested\.template\.json's template has [\d,]+ bytes", error
     )
