@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from datalake.assembly import nested_template_files, nested_templates  # noqa: E402
+from datalake.dataset import DATASETS_DIR  # noqa: E402
+
 #: The datasets a stage holds, as docs/add-a-dataset.md says.
 CAPACITY = 24
 #: Every switchable component on; QuickSight needs a principal, any well-formed ARN synthesizes.
@@ -56,8 +61,8 @@ def measure(context: str, stage: str = "sandbox") -> tuple[float, float]:
 
 
 def stack_sizes() -> dict[str, tuple[int, int]]:
-    """Each stack of ``cdk.out``, and each nested stack (by its template file's name): (resources,
-    template bytes as written)."""
+    """Each stack of ``cdk.out``, and each stack nested in one (by its template file's name; not
+    the stale ones of earlier synths): (resources, template bytes as written)."""
     out = ROOT / "cdk.out"
     manifest = json.loads((out / "manifest.json").read_text())
     paths = {
@@ -65,9 +70,10 @@ def stack_sizes() -> dict[str, tuple[int, int]]:
         for name, artifact in manifest["artifacts"].items()
         if artifact["type"] == "aws:cloudformation:stack"
     }
-    paths.update(
-        {path.name.removesuffix(".template.json"): path for path in out.glob("*.nested.template.json")}
-    )
+    files = nested_template_files(out)
+    for path in list(paths.values()):
+        for name, _ in nested_templates(out, json.loads(path.read_text()), files):
+            paths[name.removesuffix(".template.json")] = out / name
     return {
         name: (len(json.loads(path.read_text())["Resources"]), path.stat().st_size)
         for name, path in paths.items()
@@ -76,9 +82,6 @@ def stack_sizes() -> dict[str, tuple[int, int]]:
 
 def capacity() -> dict[str, Any]:
     """``make synth`` of `prod`, every component on, with ``CAPACITY`` datasets."""
-    sys.path.insert(0, str(ROOT))
-    from datalake.dataset import DATASETS_DIR
-
     second = ROOT / "tests" / "datasets" / "web_storefront_page_views_by_session_and_pages.json"
     with tempfile.TemporaryDirectory(prefix="capacity-") as folder:
         datasets = Path(folder)

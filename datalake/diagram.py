@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datalake.assembly import nested_template_files, with_nested
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- diagram:start (make diagram) -->", "<!-- diagram:end -->"
 _PSEUDO = {"AWS::AccountId": "<account>", "AWS::Region": "<region>", "AWS::Partition": "aws"}
@@ -106,38 +108,6 @@ class Diagram:
             arrow = f"{style}|{label}|" if label else style
             lines.append(f"  {source} {arrow} {target}")
         return "\n".join(lines)
-
-
-def nested_template_files(outdir: Path) -> dict[str, str]:
-    """The nested stacks' template files of a cloud assembly, by the asset hash that names them
-    in their parent's ``TemplateURL`` (from the assets manifests CDK writes beside them)."""
-    files: dict[str, str] = {}
-    for manifest in outdir.glob("*.assets.json"):
-        for asset_hash, asset in json.loads(manifest.read_text()).get("files", {}).items():
-            if asset["source"].get("path", "").endswith(".nested.template.json"):
-                files[asset_hash] = asset["source"]["path"]
-    return files
-
-
-def with_nested(outdir: Path, template: dict[str, Any], files: dict[str, str]) -> dict[str, Any]:
-    """``template`` with the resources and outputs of its nested stacks (a dataset's each, whose
-    templates CDK writes beside it; ``files`` from :func:`nested_template_files`) merged in, as
-    if it held them: their logical ids are distinct. The ``AWS::CloudFormation::Stack`` resources
-    that deploy them stay, as the parent's outputs refer to them."""
-    merged = {
-        **template,
-        "Resources": dict(template.get("Resources", {})),
-        "Outputs": dict(template.get("Outputs", {})),
-    }
-    for resource in template.get("Resources", {}).values():
-        if resource["Type"] != "AWS::CloudFormation::Stack":
-            continue
-        url = resource["Properties"]["TemplateURL"]["Fn::Join"][1][-1]  # ".../<asset hash>.json"
-        path = files[url.rsplit("/", 1)[-1].removesuffix(".json")]
-        inner = with_nested(outdir, json.loads((outdir / path).read_text()), files)
-        merged["Resources"].update(inner["Resources"])
-        merged["Outputs"].update(inner["Outputs"])
-    return merged
 
 
 class Assembly:

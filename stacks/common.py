@@ -19,6 +19,7 @@ from aws_cdk import aws_logs as logs
 from constructs import IValidation
 
 from config import StageConfig
+from datalake.assembly import nested_template_files, nested_templates
 from datalake.dataset import Dataset
 
 
@@ -105,9 +106,13 @@ def template_size_problems(assembly: cx_api.CloudAssembly, datasets: int) -> lis
     checks it then (``app.py``); CDK only warns."""
     problems = []
     out = Path(assembly.directory)
-    templates = {artifact.stack_name: out / artifact.template_file for artifact in assembly.stacks}
-    # each nested stack (a dataset's: dataset_stack) by its template file's name
-    templates.update({path.name: path for path in sorted(out.glob("*.nested.template.json"))})
+    files = nested_template_files(out)
+    templates = {}
+    for artifact in assembly.stacks:
+        templates[artifact.stack_name] = out / artifact.template_file
+        # each nested stack (a dataset's: dataset_stack) by its template file's name
+        for name, _ in nested_templates(out, artifact.template, files):
+            templates[name] = out / name
     for name, path in templates.items():
         size = path.stat().st_size
         if size > MAX_TEMPLATE_BYTES:

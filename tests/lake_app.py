@@ -19,8 +19,8 @@ from cfn_resolve import ACCOUNT, REGION, Resolver
 from moto.events.models import EventPattern
 
 from config import StageConfig, get_stage
+from datalake.assembly import nested_template_files, with_nested
 from datalake.dataset import Dataset, load_dataset, load_datasets
-from datalake.diagram import nested_template_files, with_nested
 from stacks import Lake, build_lake, check_inputs
 from stacks.compliance import add_compliance_packs
 

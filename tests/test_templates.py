@@ -191,6 +191,30 @@ def test_a_nested_template_over_cloudformations_size_quota_fails_synth(
     assert len(error.splitlines()) == 2
 
 
+def test_a_stale_nested_template_of_an_earlier_synth_does_not_fail_synth(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # GIVEN an output directory holding, from an earlier synth, a nested template over 1 MB
+    # (a removed dataset's, another stage's) that no stack of this synth deploys
+    import app as cdk_app
+    import stacks
+
+    (tmp_path / "lakesbxprocessingRemoved0123ABCD.nested.template.json").write_text(
+        json.dumps({"Resources": {}, "Metadata": {"padding": "x" * MAX_TEMPLATE_BYTES}})
+    )
+
+    def lake(app: cdk.App, stage: Any, datasets: Any) -> None:
+        nested = cdk.NestedStack(cdk.Stack(app, f"{stage.prefix}-processing"), "Orders")
+        cdk.CfnWaitConditionHandle(nested, "Handle")
+
+    app_class = cdk.App
+    monkeypatch.setattr(cdk, "App", lambda: app_class(outdir=str(tmp_path)))
+    monkeypatch.setattr(stacks, "build_lake", lake)
+    # WHEN the app synthesizes into it THEN only this synth's templates are checked
+    assert cdk_app.main() == 0
+    assert len(list(tmp_path.glob("*.nested.template.json"))) == 2
+
+
 def test_event_patterns_fit_eventbridges_quota(synth: Synth) -> None:
     # EventBridge's quotas page: an event pattern holds at most 2,048 characters by default;
     # measured as deployed (names and ARNs filled in, in the longest region name of REGIONS)
