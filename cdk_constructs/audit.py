@@ -435,7 +435,7 @@ class AuditQueries(Construct):
         self.table = external_table(
             self,
             "CloudTrailTable",
-            database=self.database,
+            database=database_name,
             name="cloudtrail",
             description="CloudTrail events of this account in this region; partitioned by day (projection).",
             location=location,
@@ -453,6 +453,7 @@ class AuditQueries(Construct):
             },
             storage=CLOUDTRAIL_STORAGE,
         )
+        self.table.node.add_dependency(self.database)
         self.queries: dict[str, athena.CfnNamedQuery] = {}
         values = {"pii_key_regex": sql.regex_for_prefixes(list(pii_prefixes)), "assets_bucket": assets_bucket}
         for query in sql.load("audit"):

@@ -68,7 +68,7 @@ def external_table(
     scope: Construct,
     construct_id: str,
     *,
-    database: glue.CfnDatabase,
+    database: str,
     name: str,
     description: str,
     location: str,
@@ -77,12 +77,14 @@ def external_table(
     parameters: dict[str, str],
     storage: dict[str, object],
 ) -> glue.CfnTable:
-    """An external Glue table; ``storage`` holds the format's input/output formats and SerDe."""
+    """An external Glue table in the ``database`` of that name; ``storage`` holds the format's
+    input/output formats and SerDe. The caller orders it after the database (a dataset's nested
+    stack names its parent's database instead of taking its ``Ref`` as a parameter)."""
     return glue.CfnTable(
         scope,
         construct_id,
         catalog_id=Aws.ACCOUNT_ID,
-        database_name=database.ref,
+        database_name=database,
         table_input=glue.CfnTable.TableInputProperty(
             name=name,
             description=description,
@@ -127,7 +129,7 @@ class RawTables(Construct):
         construct_id: str,
         *,
         dataset: Dataset,
-        database: glue.CfnDatabase,
+        database: str,
         raw_bucket: s3.IBucket,
         data_prefix: str,
         rejected_prefix: str,
@@ -245,7 +247,7 @@ class CuratedTables(Construct):
         construct_id: str,
         *,
         dataset: Dataset,
-        database: glue.CfnDatabase,
+        database: str,
         curated_bucket: s3.IBucket,
     ) -> None:
         super().__init__(scope, construct_id)

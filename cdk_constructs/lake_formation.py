@@ -1,15 +1,16 @@
 """Lake Formation, deployed in the order it needs: settings, registration, tags, associations, grants.
 
-Two constructs, one per stack boundary:
+Its constructs follow the stack boundaries:
 
 * :class:`LakeFormationSetup` (governance stack, before the catalog): data lake settings that
   *append* admins (the CDK execution role and the stage's admins), each zone bucket registered
   with its own role, and the LF-Tags. Chained with ``DependsOn``.
-* :class:`CatalogPermissions` (catalog stack, after the tables): tag associations on databases,
-  tables and PII columns, then tag-based grants (each ``DependsOn`` every association) and
-  named-resource grants (each ``DependsOn`` the associations of the database and table it names),
-  and a worked data-cells filter. The processing stack, whose jobs and crawlers use these grants,
-  deploys after the catalog stack.
+* :class:`CatalogPermissions` (catalog stack, after the tables): tag associations on databases;
+  a :class:`DatasetPermissions` per dataset (in its nested stack, beside its tables) with the
+  associations on its tables and PII columns, named-resource grants (each ``DependsOn`` the
+  associations of the database and table it names) and a worked data-cells filter; then
+  tag-based grants (each ``DependsOn`` every association, a nested stack's through that stack).
+  The processing stack, whose jobs and crawlers use these grants, deploys after the catalog stack.
 """
 
 from __future__ import annotations
@@ -207,27 +208,84 @@ class TableGrant:
     locations: tuple[str, ...] = ()
 
 
-class CatalogPermissions(Construct):
-    """Tag associations, then the grants that rely on them, then the worked data-cells filter.
+class _Permissions(Construct):
+    """Tag associations, and grants each ordered after the associations it relies on.
 
     A grant by tag expression reaches what carries its tags when it is made: it waits for every
     association, or a reader could see a PII column in the moment before its ``pii`` tag. A grant
     on a named database or table does not read tags: it waits for that database's and table's
     associations alone, so each dataset adds dependencies of its own, not ones on every other
     dataset (which grew the template with the square of the datasets).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        tag_keys: tuple[str, str],
+        on: dict[tuple[str, ...], list[lf.CfnTagAssociation]] | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.tag_keys = tag_keys
+        self.associations: list[lf.CfnTagAssociation] = []
+        self.grants: list[lf.CfnPrincipalPermissions] = []
+        #: The associations on each database (``(name,)``) and table (``(database, name)``),
+        #: those made elsewhere (``on``: the catalog's databases') too.
+        self.on: dict[tuple[str, ...], list[lf.CfnTagAssociation]] = {
+            k: list(v) for k, v in (on or {}).items()
+        }
+
+    def associate(
+        self,
+        cid: str,
+        resource: lf.CfnTagAssociation.ResourceProperty,
+        tags: dict[str, str],
+        after: Construct,
+        *names: str,
+    ) -> None:
+        association = lf.CfnTagAssociation(
+            self,
+            cid,
+            resource=resource,
+            lf_tags=[
+                lf.CfnTagAssociation.LFTagPairProperty(catalog_id=Aws.ACCOUNT_ID, tag_key=k, tag_values=[v])
+                for k, v in tags.items()
+            ],
+        )
+        association.node.add_dependency(after)
+        self.associations.append(association)
+        self.on.setdefault(names, []).append(association)
+
+    def grant(
+        self,
+        cid: str,
+        principal: str,
+        resource: Permissions.ResourceProperty,
+        permissions: Sequence[str],
+        *named: str,
+        after: Sequence[lf.CfnTagAssociation] = (),
+    ) -> lf.CfnPrincipalPermissions:
+        """A grant after the associations of the ``named`` database (and table), and ``after``
+        (a data location names none)."""
+        permission = lf_grant(self, cid, principal, resource, permissions)
+        for association in [
+            *after,
+            *(a for n in range(1, len(named) + 1) for a in self.on.get(named[:n], [])),
+        ]:
+            permission.node.add_dependency(association)
+        self.grants.append(permission)
+        return permission
+
+
+class CatalogPermissions(_Permissions):
+    """The catalog's: tag associations on the databases (the zone, and a default classification
+    every table inherits), each dataset's :class:`DatasetPermissions` (:meth:`add_dataset`), then
+    the grants by tag expression (:meth:`grant_by_tags`), after every association.
 
     :param databases: database name to (database resource, zone).
-    :param tables: every governed table.
     :param tag_keys: the ``zone`` and ``classification`` tag keys; pass the ``CfnTag.ref`` of the
         setup's tags so these resources depend on the tags existing.
-    :param engineers: may do everything with every zone's tables.
-    :param readers: SELECT on curated and analytics tables without PII columns (analysts,
-        QuickSight, the warehouse analysts' external schema).
-    :param pii_readers: SELECT on curated tables including PII columns (the warehouse's own
-        external schema, which only its admin and ``pii_reader`` may use: Redshift cannot mask an
-        external table's columns; Athena's Spark notebooks, which read the curated zone from S3
-        because their engine does not support Lake Formation: the grant lets the catalog show
-        them the tables, and shows in Lake Formation who reads PII).
     """
 
     def __init__(
@@ -236,107 +294,75 @@ class CatalogPermissions(Construct):
         construct_id: str,
         *,
         databases: dict[str, tuple[glue.CfnDatabase, str]],
-        tables: Sequence[GovernedTable],
         tag_keys: tuple[str, str],
-        engineers: Sequence[str],
-        readers: Sequence[str],
-        pii_readers: Sequence[str],
-        service_grants: Sequence[TableGrant],
-        row_filters: Sequence[RowFilter] = (),
     ) -> None:
-        super().__init__(scope, construct_id)
-        account = Aws.ACCOUNT_ID
+        super().__init__(scope, construct_id, tag_keys=tag_keys)
         zone_key, class_key = tag_keys
-        self.associations: list[lf.CfnTagAssociation] = []
-        #: The associations on each database (``(name,)``) and table (``(database, name)``).
-        on: dict[tuple[str, ...], list[lf.CfnTagAssociation]] = {}
-
-        def associate(
-            cid: str,
-            resource: lf.CfnTagAssociation.ResourceProperty,
-            tags: dict[str, str],
-            after: object,
-            *names: str,
-        ) -> None:
-            association = lf.CfnTagAssociation(
-                self,
-                cid,
-                resource=resource,
-                lf_tags=[
-                    lf.CfnTagAssociation.LFTagPairProperty(catalog_id=account, tag_key=k, tag_values=[v])
-                    for k, v in tags.items()
-                ],
-            )
-            association.node.add_dependency(after)  # type: ignore[arg-type]
-            self.associations.append(association)
-            on.setdefault(names, []).append(association)
-
-        # Databases carry the zone and a default classification every table inherits; tables and
-        # columns override the classification where they hold more sensitive data.
+        self.datasets: list[DatasetPermissions] = []
         for db_name, (database, zone) in databases.items():
-            associate(
+            self.associate(
                 f"Db{_cid(db_name)}",
                 lf.CfnTagAssociation.ResourceProperty(
-                    database=lf.CfnTagAssociation.DatabaseResourceProperty(catalog_id=account, name=db_name)
+                    database=lf.CfnTagAssociation.DatabaseResourceProperty(
+                        catalog_id=Aws.ACCOUNT_ID, name=db_name
+                    )
                 ),
                 {zone_key: zone, class_key: "internal"},
                 database,
                 db_name,
             )
-        for table in tables:
-            associate(
-                f"Table{_cid(table.database)}{_cid(table.name)}",
-                lf.CfnTagAssociation.ResourceProperty(
-                    table=lf.CfnTagAssociation.TableResourceProperty(
-                        catalog_id=account, database_name=table.database, name=table.name
-                    )
-                ),
-                {class_key: table.classification},
-                table.resource,
-                table.database,
-                table.name,
-            )
-            if table.pii_columns:
-                associate(
-                    f"Pii{_cid(table.database)}{_cid(table.name)}",
-                    lf.CfnTagAssociation.ResourceProperty(
-                        table_with_columns=lf.CfnTagAssociation.TableWithColumnsResourceProperty(
-                            catalog_id=account,
-                            database_name=table.database,
-                            name=table.name,
-                            column_names=list(table.pii_columns),
-                        )
-                    ),
-                    {class_key: "pii"},
-                    table.resource,
-                    table.database,
-                    table.name,
-                )
+        self._by_tags = False
 
-        self.grants: list[lf.CfnPrincipalPermissions] = []
+    def add_dataset(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        tables: Sequence[GovernedTable],
+        service_grants: Sequence[TableGrant],
+        row_filters: Sequence[RowFilter] = (),
+    ) -> DatasetPermissions:
+        """A dataset's tables' associations and named grants, in ``scope`` (its nested stack);
+        before :meth:`grant_by_tags`, which waits for them."""
+        if self._by_tags:
+            raise ValueError("add every dataset before grant_by_tags: its grants wait for their tags")
+        permissions = DatasetPermissions(
+            scope,
+            construct_id,
+            tag_keys=self.tag_keys,
+            on=self.on,
+            tables=tables,
+            service_grants=service_grants,
+            row_filters=row_filters,
+        )
+        self.datasets.append(permissions)
+        return permissions
+
+    def grant_by_tags(
+        self, *, engineers: Sequence[str], readers: Sequence[str], pii_readers: Sequence[str]
+    ) -> None:
+        """The grants by tag expression, each after every association (this construct's and every
+        dataset's):
+
+        :param engineers: may do everything with every zone's tables.
+        :param readers: SELECT on curated and analytics tables without PII columns (analysts,
+            QuickSight, the warehouse analysts' external schema).
+        :param pii_readers: SELECT on curated tables including PII columns (the warehouse's own
+            external schema, which only its admin and ``pii_reader`` may use: Redshift cannot mask
+            an external table's columns; Athena's Spark notebooks, which read the curated zone
+            from S3 because their engine does not support Lake Formation: the grant lets the
+            catalog show them the tables, and shows in Lake Formation who reads PII).
+        """
+        self._by_tags = True
+        every = [*self.associations, *(a for d in self.datasets for a in d.associations)]
 
         def grant(
-            cid: str,
-            principal: str,
-            resource: Permissions.ResourceProperty,
-            permissions: Sequence[str],
-            *named: str,
-        ) -> lf.CfnPrincipalPermissions:
-            """A grant after every association, or, on a ``named`` database (and table), after
-            theirs alone (a data location names none)."""
-            permission = lf_grant(self, cid, principal, resource, permissions)
-            after = (
-                self.associations
-                if resource.lf_tag_policy is not None
-                else [a for n in range(1, len(named) + 1) for a in on.get(named[:n], [])]
-            )
-            for association in after:
-                permission.node.add_dependency(association)
-            self.grants.append(permission)
-            return permission
+            cid: str, principal: str, resource: Permissions.ResourceProperty, permissions: Sequence[str]
+        ) -> None:
+            self.grant(cid, principal, resource, permissions, after=every)
 
         def tag_policy(resource_type: str, **expression: Sequence[str]) -> Permissions.ResourceProperty:
-            return lf_tag_policy(resource_type, tag_keys, **expression)
+            return lf_tag_policy(resource_type, self.tag_keys, **expression)
 
         every_zone = list(ZONES)
         for i, principal in enumerate(engineers):
@@ -353,16 +379,72 @@ class CatalogPermissions(Construct):
                 ["SELECT", "INSERT", "DELETE", "DESCRIBE", "ALTER", "DROP"],
             )
         for i, principal in enumerate(readers):
-            for suffix, (resource, permissions) in reader_grants(tag_keys).items():
+            for suffix, (resource, permissions) in reader_grants(self.tag_keys).items():
                 grant(f"Reader{suffix}{i}", principal, resource, permissions)
         for i, principal in enumerate(pii_readers):
             grant(f"PiiReaderDatabases{i}", principal, tag_policy("DATABASE", zone=["curated"]), ["DESCRIBE"])
             grant(f"PiiReaderTables{i}", principal, tag_policy("TABLE", zone=["curated"]), READ)
 
+
+class DatasetPermissions(_Permissions):
+    """A dataset's: tag associations on its tables and PII columns, named grants to its service
+    roles, and the worked data-cells filter. Made by :meth:`CatalogPermissions.add_dataset`.
+
+    :param tables: the dataset's governed tables.
+    :param service_grants: its pipeline roles' grants on exactly the tables each step touches.
+    :param row_filters: data-cells filters on its tables and their readers.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        tag_keys: tuple[str, str],
+        on: dict[tuple[str, ...], list[lf.CfnTagAssociation]],
+        tables: Sequence[GovernedTable],
+        service_grants: Sequence[TableGrant],
+        row_filters: Sequence[RowFilter] = (),
+    ) -> None:
+        super().__init__(scope, construct_id, tag_keys=tag_keys, on=on)
+        account = Aws.ACCOUNT_ID
+        _, class_key = tag_keys
+        # Tables and columns override the database's classification where they hold more
+        # sensitive data.
+        for table in tables:
+            self.associate(
+                f"Table{_cid(table.database)}{_cid(table.name)}",
+                lf.CfnTagAssociation.ResourceProperty(
+                    table=lf.CfnTagAssociation.TableResourceProperty(
+                        catalog_id=account, database_name=table.database, name=table.name
+                    )
+                ),
+                {class_key: table.classification},
+                table.resource,
+                table.database,
+                table.name,
+            )
+            if table.pii_columns:
+                self.associate(
+                    f"Pii{_cid(table.database)}{_cid(table.name)}",
+                    lf.CfnTagAssociation.ResourceProperty(
+                        table_with_columns=lf.CfnTagAssociation.TableWithColumnsResourceProperty(
+                            catalog_id=account,
+                            database_name=table.database,
+                            name=table.name,
+                            column_names=list(table.pii_columns),
+                        )
+                    ),
+                    {class_key: "pii"},
+                    table.resource,
+                    table.database,
+                    table.name,
+                )
+
         for i, sg in enumerate(service_grants):
             principal = sg.principal.role_arn
             for db in dict.fromkeys(t.database for t in sg.tables):
-                grant(
+                self.grant(
                     f"Service{i}Db{_cid(db)}",
                     principal,
                     Permissions.ResourceProperty(
@@ -372,7 +454,7 @@ class CatalogPermissions(Construct):
                     db,
                 )
             for table in sg.tables:
-                grant(
+                self.grant(
                     f"Service{i}Table{_cid(table.name)}",
                     principal,
                     Permissions.ResourceProperty(
@@ -385,7 +467,7 @@ class CatalogPermissions(Construct):
                     table.name,
                 )
             for j, location in enumerate(sg.locations):
-                grant(
+                self.grant(
                     f"Service{i}Location{j}",
                     principal,
                     Permissions.ResourceProperty(
@@ -412,7 +494,7 @@ class CatalogPermissions(Construct):
             )
             cells.node.add_dependency(rf.table.resource)
             self.filters.append(cells)
-            grant(
+            self.grant(
                 f"RowFilterDatabase{i}",
                 rf.reader.role_arn,
                 Permissions.ResourceProperty(
@@ -421,7 +503,7 @@ class CatalogPermissions(Construct):
                 ["DESCRIBE"],
                 rf.table.database,
             )
-            grant(
+            self.grant(
                 f"RowFilterSelect{i}",
                 rf.reader.role_arn,
                 Permissions.ResourceProperty(

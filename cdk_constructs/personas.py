@@ -94,8 +94,22 @@ class LakeAccess:
 class PipelineRoles:
     """The service roles of one dataset's batch path (their policies come with the pipeline)."""
 
-    job: iam.Role
-    crawler: iam.Role
+    job: iam.IRole
+    crawler: iam.IRole
+    job_name: str
+    crawler_name: str
+
+    def reference(self, scope: Construct) -> PipelineRoles:
+        """The roles for use in another stack (the dataset's catalog and processing nested
+        stacks), addressed by their deterministic names: no export of the governance stack's
+        (four a dataset, which would cap a stage at some 47 datasets by CloudFormation's 200
+        outputs a template); the stacks that use them deploy after it (``stacks.build_lake``)."""
+        return PipelineRoles(
+            job=iam.Role.from_role_name(scope, "JobRole", self.job_name),
+            crawler=iam.Role.from_role_name(scope, "CrawlerRole", self.crawler_name),
+            job_name=self.job_name,
+            crawler_name=self.crawler_name,
+        )
 
 
 class Personas(Construct):
@@ -160,21 +174,27 @@ class Personas(Construct):
         self.pipelines: dict[str, PipelineRoles] = {}
         for ds in datasets:
             cid = ds.construct_id
+            job_name, crawler_name = (
+                f"{prefix}-{ds.resource_name}-job",
+                f"{prefix}-{ds.resource_name}-crawler",
+            )
             self.pipelines[ds.name] = PipelineRoles(
                 job=iam.Role(
                     self,
                     f"{cid}JobRole",
-                    role_name=f"{prefix}-{ds.resource_name}-job",
+                    role_name=job_name,
                     assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
                     description=f"Glue job and data-quality runs of {ds.name}: raw prefix in, curated out",
                 ),
                 crawler=iam.Role(
                     self,
                     f"{cid}CrawlerRole",
-                    role_name=f"{prefix}-{ds.resource_name}-crawler",
+                    role_name=crawler_name,
                     assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
                     description=f"Crawler of the curated {ds.name} tables: logs drift, adds partitions",
                 ),
+                job_name=job_name,
+                crawler_name=crawler_name,
             )
             for role in (self.pipelines[ds.name].job, self.pipelines[ds.name].crawler):
                 Tags.of(role).add(DATASET_TAG, ds.name)

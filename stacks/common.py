@@ -1,7 +1,8 @@
-"""Small helpers the stacks share: stage-driven removal and log retention, the stack quotas."""
+"""Small helpers the stacks share: stage-driven removal and log retention, the stack and dashboard quotas."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import jsii
@@ -15,6 +16,7 @@ from aws_cdk import (
     Stack,
     cx_api,
 )
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_logs as logs
 from constructs import IValidation
 
@@ -94,10 +96,8 @@ MAX_STACK_RESOURCES = 500
 #: "Template body size in an Amazon S3 object", 1 MB; CDK's own warning counts 1,000,000 bytes).
 MAX_TEMPLATE_BYTES = 1_000_000
 #: What a stack's problem says to do when it outgrows a quota as datasets are added.
-_WAY_OUT = (
-    "give some of the dataset files to another stage (its own prefix, or its own datasets_dir), or "
-    "split this stack"
-)
+_OTHER_STAGE = "give some of the dataset files to another stage (its own prefix, or its own datasets_dir)"
+_WAY_OUT = f"{_OTHER_STAGE}, or split this stack"
 
 
 def template_size_problems(assembly: cx_api.CloudAssembly, datasets: int) -> list[str]:
@@ -130,6 +130,43 @@ MAX_PARAMETERS = 200
 #: The most resources one operation on a stack creates, updates or deletes across its nested
 #: stacks (the quotas page's "Nested stacks").
 MAX_NESTED_OPERATION = 2_500
+
+
+#: The most widgets a CloudWatch dashboard holds (its dashboard body structure: 0 to 500).
+MAX_DASHBOARD_WIDGETS = 500
+
+
+@jsii.implements(IValidation)
+class DashboardQuota:
+    """Fails synthesis, naming the way out, when ``dashboard`` holds more widgets than CloudWatch
+    takes: the lake's one dashboard has a section a dataset (``datasets`` of them here), and
+    CloudFormation would refuse it only at deploy time."""
+
+    def __init__(self, dashboard: cloudwatch.Dashboard, datasets: int) -> None:
+        self._dashboard = dashboard
+        self._cfn: cloudwatch.CfnDashboard = dashboard.node.default_child  # type: ignore[assignment]
+        self._datasets = datasets
+
+    def widgets(self) -> int:
+        """The widgets of the dashboard's body as synthesized (its tokens, names and ARNs, sit
+        inside JSON strings)."""
+        body = Stack.of(self._dashboard).resolve(self._cfn.dashboard_body)
+        text = (
+            body
+            if isinstance(body, str)
+            else "".join(p if isinstance(p, str) else "TOKEN" for p in body["Fn::Join"][1])
+        )
+        return len(json.loads(text)["widgets"])
+
+    def validate(self) -> list[str]:
+        count = self.widgets()
+        if count <= MAX_DASHBOARD_WIDGETS:
+            return []
+        name = self._cfn.dashboard_name
+        return [
+            f"the dashboard {name} holds {count} widgets, more than the {MAX_DASHBOARD_WIDGETS} "
+            f"CloudWatch takes in one; most grow with the stage's {self._datasets} datasets: {_OTHER_STAGE}"
+        ]
 
 
 @jsii.implements(IValidation)

@@ -15,13 +15,16 @@ from cdk_constructs.keys import LakeKeys
 from cdk_constructs.storage import LakeStorage
 from config import StageConfig
 from datalake.dataset import Dataset
-from stacks.common import log_retention, removal_policy
+from stacks.common import dataset_stack, log_retention, removal_policy
 
 #: Rejected records above this share of a 5-minute window raise the alarm (percent).
 REJECTED_RATE_THRESHOLD = 5
 
 
 class IngestionStack(Stack):
+    """The transform's shared layer; each dataset's delivery stream, transform and alarms in a
+    nested stack of its own (:func:`~stacks.common.dataset_stack`)."""
+
     def __init__(
         self,
         scope: Construct,
@@ -41,8 +44,11 @@ class IngestionStack(Stack):
         self.alarms: list[cloudwatch.Alarm] = []
         for ds in datasets:
             cid = ds.construct_id
+            # A nested stack per dataset: this stack holds one resource for each, so the stage's
+            # datasets are not capped by CloudFormation's 500 resources a stack (stacks.common).
+            nested = dataset_stack(self, ds, "Firehose delivery stream, its transform and alarms")
             stream = DatasetDeliveryStream(
-                self,
+                nested,
                 cid,
                 dataset=ds,
                 name=f"{stage.prefix}-{ds.resource_name}",
@@ -55,10 +61,13 @@ class IngestionStack(Stack):
                 producers=[producer_principal(p) for p in stage.producers.get(ds.name, ())],
             )
             self.streams[ds.name] = stream
-            self.alarms += self._alarms(cid, ds, stream)
+            self.alarms += self._alarms(nested, ds, stream)
         alerts.notify_on(*self.alarms)
 
-    def _alarms(self, cid: str, ds: Dataset, stream: DatasetDeliveryStream) -> list[cloudwatch.Alarm]:
+    @staticmethod
+    def _alarms(scope: Construct, ds: Dataset, stream: DatasetDeliveryStream) -> list[cloudwatch.Alarm]:
+        """``ds``'s alarms, in ``scope`` (its nested stack)."""
+        cid = ds.construct_id
         # Data older than two buffer intervals plus the transform's own buffering is not flowing.
         freshness_limit = 2 * ds.ingestion.buffer_interval_seconds + 300
         # Metric math drops a data point that would divide by zero, and treats a missing value as
@@ -77,7 +86,7 @@ class IngestionStack(Stack):
         silent = (
             [
                 alarm_without(
-                    self,
+                    scope,
                     f"{cid}SilentAlarm",
                     stream.metric_incoming_records(),
                     hours=hours,
@@ -91,7 +100,7 @@ class IngestionStack(Stack):
         return [
             *silent,
             alarm_above(
-                self,
+                scope,
                 f"{cid}FreshnessAlarm",
                 stream.metric_freshness(),
                 threshold=freshness_limit,
@@ -99,14 +108,14 @@ class IngestionStack(Stack):
                 description=f"{ds.name}: records older than {freshness_limit}s wait for delivery to S3",
             ),
             alarm_above(
-                self,
+                scope,
                 f"{cid}TransformErrorsAlarm",
                 stream.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
                 threshold=0,
                 description=f"{ds.name}: the Firehose transform failed (Firehose retries, then writes processing-failed)",
             ),
             alarm_above(
-                self,
+                scope,
                 f"{cid}PartitionLimitAlarm",
                 stream.metric_partition_limit_exceeded(),
                 threshold=0,
@@ -114,7 +123,7 @@ class IngestionStack(Stack):
                 "limit; the rest of the records go to the error prefix (activePartitionExceeded)",
             ),
             alarm_below(
-                self,
+                scope,
                 f"{cid}TransformInvocationsAlarm",
                 stream.metric_invocations_succeeded(),
                 threshold=1,
@@ -122,14 +131,14 @@ class IngestionStack(Stack):
                 "not permitted); it retries, and a batch whose retries all fail goes to processing-failed",
             ),
             alarm_above(
-                self,
+                scope,
                 f"{cid}ProcessingFailedAlarm",
                 stream.metric_transform("RecordsProcessingFailed"),
                 threshold=0,
                 description=f"{ds.name}: records went to the processing-failed error prefix",
             ),
             alarm_above(
-                self,
+                scope,
                 f"{cid}RejectedRateAlarm",
                 rejected_rate,
                 threshold=REJECTED_RATE_THRESHOLD,

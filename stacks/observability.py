@@ -18,6 +18,7 @@ from cdk_constructs.alerts import alarm_arn, rule_invocations
 from cdk_constructs.processing import JOB_COUNTS
 from cdk_constructs.warehouse import RedshiftWarehouse
 from config import StageConfig
+from stacks.common import DashboardQuota
 from stacks.governance import REGIONAL, athena_workgroup_name
 from stacks.ingestion import IngestionStack
 from stacks.processing import ProcessingStack
@@ -80,6 +81,7 @@ class ObservabilityStack(Stack):
             dashboard_name=f"{stage.prefix}-pipeline",
             default_interval=Duration.days(1),
         )
+        self.node.add_validation(DashboardQuota(self.dashboard, len(ingestion.streams)))
         for widget in alarm_status_widgets([self._alarm(alarm) for alarm in alarms]):
             self.dashboard.add_widgets(widget)
         for name, stream in ingestion.streams.items():

@@ -71,6 +71,7 @@ class ProcessingStack(Stack):
             nested = dataset_stack(self, ds, "Glue job, crawler, data quality, state machine and schedule")
             # by name: a Glue job's and crawler's reference to their configuration
             nested.node.add_dependency(self.security_configuration)
+            roles = personas.pipelines[ds.name].reference(nested)
             pipeline = DatasetPipeline(
                 nested,
                 ds.construct_id,
@@ -90,8 +91,8 @@ class ProcessingStack(Stack):
                 security_configuration=self.security_configuration.name,
                 alert_topic=topic,
                 notice_topic=notice_topic,
-                job_role=personas.pipelines[ds.name].job,
-                crawler_role=personas.pipelines[ds.name].crawler,
+                job_role=roles.job,
+                crawler_role=roles.crawler,
                 lake_formation=stage.features.lake_formation,
                 schedule_group=schedule_group,
                 log_retention=log_retention(stage),

@@ -61,6 +61,36 @@ class Synth:
         """The template file of ``stack`` (or of a nested stack) as synthesized."""
         return json.loads((self.outdir / stack.template_file).read_text())
 
+    def deploys_after(self, stack: cdk.Stack) -> dict[str, set[str]]:
+        """Each resource of ``stack`` and of its nested stacks (by logical id, as
+        :meth:`template_json` has them): the resources CloudFormation deploys before it. A resource
+        waits for what its ``DependsOn`` names (a nested stack: with all that stack holds), and
+        for what its own nested stack waits for."""
+        depends: dict[str, set[str]] = {}
+        container: dict[str, str] = {}  # a nested resource's nested stack's logical id
+        holds: dict[str, set[str]] = {}  # what a nested stack's resources hold, at any depth
+
+        def walk(of: cdk.Stack, within: str | None) -> set[str]:
+            held = set()
+            for logical, resource in self.own_template_json(of)["Resources"].items():
+                depends[logical] = set(resource.get("DependsOn", []))
+                held.add(logical)
+                if within is not None:
+                    container[logical] = within
+            for child in of.node.find_all():
+                if isinstance(child, cdk.NestedStack) and child.nested_stack_parent is of:
+                    logical = of.resolve(child.nested_stack_resource.logical_id)  # type: ignore[union-attr]
+                    holds[logical] = walk(child, logical)
+                    held |= holds[logical]
+            return held
+
+        def after(logical: str) -> set[str]:
+            waits = {w for d in depends[logical] for w in {d, *holds.get(d, ())}}
+            return waits | after(container[logical]) if logical in container else waits
+
+        walk(stack, None)
+        return {logical: after(logical) for logical in depends}
+
     def all_templates(self) -> dict[str, dict[str, Any]]:
         return {s.stack_name: self.template_json(s) for s in self.lake.stacks}
 
@@ -193,8 +223,14 @@ def lf_grants(catalog: assertions.Template) -> list[dict[str, Any]]:
 
 
 def grant_principal(grant: dict[str, Any]) -> str:
-    """The governance stack's output naming a grant's principal."""
-    return output_of(grant["Principal"]["DataLakePrincipalIdentifier"])
+    """Who a grant is to: the governance stack's output naming the principal or, for a role the
+    catalog addresses by its name (a dataset's pipeline roles), ``role/<name>``."""
+    principal = grant["Principal"]["DataLakePrincipalIdentifier"]
+    if "Fn::Join" not in principal:
+        return output_of(principal)
+    arn = principal["Fn::Join"][1]  # ["arn:", partition, ":iam::", account, ":role/<name>"]
+    assert arn[-1].startswith(":role/"), arn
+    return str(arn[-1][1:])
 
 
 def tag_expression(grant: dict[str, Any]) -> dict[str, list[str]]:

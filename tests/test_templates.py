@@ -14,17 +14,19 @@ import aws_cdk as cdk
 import pytest
 from cfn_resolve import ACCOUNT, REGION, Resolver
 from cfnlint.api import ManualArgs, lint_by_config
-from lake_app import SECOND_DATASET, SWITCHED, TWO_DATASETS, WITHOUT_AUDIT, Synth, synthesize
+from lake_app import SECOND_DATASET, SWITCHED, TWO_DATASETS, WITHOUT_AUDIT, Synth, joined_json, synthesize
 
 from config import get_stage
 from config.stages import MAX_TRUST_POLICY
 from datalake.dataset import load_dataset, longest_dataset_name
 from stacks.common import (
+    MAX_DASHBOARD_WIDGETS,
     MAX_NESTED_OPERATION,
     MAX_OUTPUTS,
     MAX_PARAMETERS,
     MAX_STACK_RESOURCES,
     MAX_TEMPLATE_BYTES,
+    DashboardQuota,
     StackQuotas,
 )
 
@@ -189,6 +191,38 @@ def test_a_nested_template_over_cloudformations_size_quota_fails_synth(
         r"\n  - lakesbxprocessingOrders\w+\.nested\.template\.json's template has [\d,]+ bytes", error
     )
     assert len(error.splitlines()) == 2
+
+
+def test_a_dashboard_over_cloudwatchs_widget_quota_fails_synth(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a lake whose dashboard has one widget more than CloudWatch takes (as some 61
+    # datasets' sections would), one of them naming a resource of another stack
+    def crowded_dashboard(app: cdk.App, stage: Any, datasets: Any) -> None:
+        topic = cdk.aws_sns.Topic(cdk.Stack(app, f"{stage.prefix}-foundation"), "Topic")
+        stack = cdk.Stack(app, f"{stage.prefix}-observability")
+        dashboard = cdk.aws_cloudwatch.Dashboard(
+            stack, "Dashboard", dashboard_name=f"{stage.prefix}-pipeline"
+        )
+        dashboard.add_widgets(cdk.aws_cloudwatch.TextWidget(markdown=f"## `{topic.topic_name}`"))
+        for i in range(MAX_DASHBOARD_WIDGETS):
+            dashboard.add_widgets(cdk.aws_cloudwatch.TextWidget(markdown=f"## Dataset {i}", width=24))
+        stack.node.add_validation(DashboardQuota(dashboard, 61))
+
+    # WHEN the app synthesizes THEN it stops naming the dashboard, its count, the quota and the fix
+    error = _failed_synth(monkeypatch, capsys, crowded_dashboard)
+    assert (
+        "the dashboard lake-sbx-pipeline holds 501 widgets, more than the 500 CloudWatch takes in one; "
+        "most grow with the stage's 61 datasets: give some of the dataset files to another stage"
+    ) in error
+
+
+def test_the_dashboard_quota_counts_the_lakes_widgets(synth: Synth) -> None:
+    # the count the quota checks is the synthesized dashboard's, within the quota
+    widgets = joined_json(synth.dashboard_body())["widgets"]
+    quota = DashboardQuota(synth.lake.observability.dashboard, len(synth.lake.ingestion.streams))
+    assert quota.widgets() == len(widgets) <= MAX_DASHBOARD_WIDGETS
+    assert quota.validate() == []
 
 
 def test_a_stale_nested_template_of_an_earlier_synth_does_not_fail_synth(
@@ -860,13 +894,40 @@ def test_a_second_dataset_file_fans_out_to_every_stack() -> None:
             ds: Counter(r["Type"] for lid, r in resources.items() if cid in lid) for ds, cid in ids.items()
         }
         # THEN every stack holds the same kinds of resource for each dataset; only the source
-        # stream is the second's alone, and the alarm on a silent source its file asks for
+        # stream is the second's alone, and the alarm on a silent source its file asks for; the
+        # row filter (a data-cells filter, and its reader's grants) orders' alone
         extra = (
             Counter({"AWS::Kinesis::Stream": 1, "AWS::CloudWatch::Alarm": 1})
             if name.endswith("-ingestion")
             else Counter()
         )
-        assert kinds[second.name] == kinds["orders"] + extra, name
+        filtered = (
+            Counter({"AWS::LakeFormation::DataCellsFilter": 1, "AWS::LakeFormation::PrincipalPermissions": 2})
+            if name.endswith("-catalog")
+            else Counter()
+        )
+        assert kinds[second.name] + filtered == kinds["orders"] + extra, name
+    assert second.governance.row_filter_column is None
+    # AND a dataset adds no output to a stack but the two the dashboard's metrics read from its
+    # ingestion and processing stacks (its delivery stream and transform, its state machine and
+    # job): every other stack addresses its resources by name
+    per_dataset = {
+        stack.stack_name.rsplit("-", 1)[1]: sum(
+            cid in output
+            for output in synth.own_template_json(stack).get("Outputs", {})
+            for cid in ids.values()
+        )
+        for stack in synth.lake.stacks
+    }
+    assert per_dataset == {
+        "foundation": 0,
+        "governance": 0,
+        "catalog": 0,
+        "ingestion": 4,
+        "processing": 4,
+        "consumption": 0,
+        "observability": 0,
+    }
     processing = synth.all_templates()["lake-prd-processing"]["Resources"]
     jobs = {r["Properties"]["Name"] for r in processing.values() if r["Type"] == "AWS::Glue::Job"}
     assert jobs == {"lake-prd-orders-raw-to-curated", f"lake-prd-{second.resource_name}-raw-to-curated"}
