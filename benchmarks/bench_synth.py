@@ -3,8 +3,9 @@ the peak memory of its largest process (the CDK CLI, the Python app, or jsii's N
 
 And how full the stacks are at the stage's capacity that docs/add-a-dataset.md states: `prod`
 with every component on and ``CAPACITY`` datasets (the shipped orders, the second test dataset and
-copies of it under other names), each stack's resources and template bytes against
-CloudFormation's 500 and 1,000,000.
+copies of it under other names), each template's resources, outputs and bytes against
+CloudFormation's 500, 200 and 1,000,000, each stack with its nested stacks against the 2,500
+resources one operation touches, and the dashboard's widgets against CloudWatch's 500.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from datalake.assembly import nested_template_files, nested_templates  # noqa: E
 from datalake.dataset import DATASETS_DIR  # noqa: E402
 
 #: The datasets a stage holds, as docs/add-a-dataset.md says.
-CAPACITY = 24
+CAPACITY = 60
 #: Every switchable component on; QuickSight needs a principal, any well-formed ARN synthesizes.
 ALL_ON = (
     "-c features=all -c quicksight_principal_arn=arn:aws:quicksight:eu-west-1:123456789012:group/default/bi"
@@ -60,28 +62,53 @@ def measure(context: str, stage: str = "sandbox") -> tuple[float, float]:
     return seconds, peak_kib / 1024
 
 
-def stack_sizes() -> dict[str, tuple[int, int]]:
-    """Each stack of ``cdk.out``, and each stack nested in one (by its template file's name; not
-    the stale ones of earlier synths): (resources, template bytes as written)."""
+@dataclass(frozen=True)
+class Template:
+    """One template of ``cdk.out`` as written: its counts against CloudFormation's quotas."""
+
+    resources: int
+    outputs: int
+    size: int
+
+    @classmethod
+    def read(cls, path: Path) -> Template:
+        template = json.loads(path.read_text())
+        return cls(len(template["Resources"]), len(template.get("Outputs", {})), path.stat().st_size)
+
+
+def stack_templates() -> dict[str, tuple[Template, list[Template]]]:
+    """Each stack of ``cdk.out``: its template and those of the stacks nested in it (found from
+    it, so not the stale ones of earlier synths)."""
     out = ROOT / "cdk.out"
     manifest = json.loads((out / "manifest.json").read_text())
-    paths = {
-        name: out / artifact["properties"]["templateFile"]
-        for name, artifact in manifest["artifacts"].items()
-        if artifact["type"] == "aws:cloudformation:stack"
-    }
     files = nested_template_files(out)
-    for path in list(paths.values()):
-        for name, _ in nested_templates(out, json.loads(path.read_text()), files):
-            paths[name.removesuffix(".template.json")] = out / name
-    return {
-        name: (len(json.loads(path.read_text())["Resources"]), path.stat().st_size)
-        for name, path in paths.items()
-    }
+    stacks = {}
+    for name, artifact in manifest["artifacts"].items():
+        if artifact["type"] == "aws:cloudformation:stack":
+            path = out / artifact["properties"]["templateFile"]
+            nested = [
+                Template.read(out / n) for n, _ in nested_templates(out, json.loads(path.read_text()), files)
+            ]
+            stacks[name] = (Template.read(path), nested)
+    return stacks
+
+
+def dashboard_widgets() -> int:
+    """The widgets of the dashboard of ``cdk.out`` (its one ``AWS::CloudWatch::Dashboard``)."""
+    out = ROOT / "cdk.out"
+    (body,) = [
+        resource["Properties"]["DashboardBody"]
+        for path in out.glob("*-observability.template.json")
+        for resource in json.loads(path.read_text())["Resources"].values()
+        if resource["Type"] == "AWS::CloudWatch::Dashboard"
+    ]
+    text = "".join(p if isinstance(p, str) else "TOKEN" for p in body["Fn::Join"][1])
+    return len(json.loads(text)["widgets"])
 
 
 def capacity() -> dict[str, Any]:
-    """``make synth`` of `prod`, every component on, with ``CAPACITY`` datasets."""
+    """``make synth`` of `prod`, every component on, with ``CAPACITY`` datasets: each stack's
+    counts and, over every template, nested ones too, the highest against each quota."""
     second = ROOT / "tests" / "datasets" / "web_storefront_page_views_by_session_and_pages.json"
     with tempfile.TemporaryDirectory(prefix="capacity-") as folder:
         datasets = Path(folder)
@@ -91,18 +118,38 @@ def capacity() -> dict[str, Any]:
             copy = {**json.loads(second.read_text()), "name": f"capacity_{i:02d}"}
             (datasets / f"capacity_{i:02d}.json").write_text(json.dumps(copy))
         seconds, peak = measure(f"{ALL_ON} -c datasets_dir={datasets}", stage="prod")
-    sizes = stack_sizes()
-    fullest = max(sizes, key=lambda s: sizes[s][0])
-    largest = max(sizes, key=lambda s: sizes[s][1])
+    stacks = stack_templates()
+    every = [t for own, nested in stacks.values() for t in (own, *nested)]
+    operation = {
+        name: own.resources + sum(t.resources for t in nested) for name, (own, nested) in stacks.items()
+    }
     return {
         "capacity_datasets": CAPACITY,
         "capacity_synth_s": round(seconds, 1),
         "capacity_synth_peak_mib": round(peak),
-        "capacity_stacks": {name: {"resources": r, "template_bytes": b} for name, (r, b) in sizes.items()},
-        "capacity_max_stack_resources": sizes[fullest][0],
-        "capacity_fullest_stack": fullest,
-        "capacity_max_template_bytes": sizes[largest][1],
-        "capacity_largest_template": largest,
+        "capacity_stacks": {
+            name: {
+                "resources": own.resources,
+                "outputs": own.outputs,
+                "template_bytes": own.size,
+                "nested_stacks": len(nested),
+                "with_nested_resources": operation[name],
+                **(
+                    {
+                        "largest_nested_resources": max(t.resources for t in nested),
+                        "largest_nested_bytes": max(t.size for t in nested),
+                    }
+                    if nested
+                    else {}
+                ),
+            }
+            for name, (own, nested) in stacks.items()
+        },
+        "capacity_max_stack_resources": max(t.resources for t in every),
+        "capacity_max_outputs": max(t.outputs for t in every),
+        "capacity_max_template_bytes": max(t.size for t in every),
+        "capacity_max_operation_resources": max(operation.values()),
+        "capacity_dashboard_widgets": dashboard_widgets(),
     }
 
 
