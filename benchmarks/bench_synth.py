@@ -76,29 +76,37 @@ class Template:
         return cls(len(template["Resources"]), len(template.get("Outputs", {})), path.stat().st_size)
 
 
+def stack_files() -> dict[str, Path]:
+    """Each stack's template file in ``cdk.out``, by the manifest (the directory also keeps the
+    files of earlier synths)."""
+    out = ROOT / "cdk.out"
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {
+        name: out / artifact["properties"]["templateFile"]
+        for name, artifact in manifest["artifacts"].items()
+        if artifact["type"] == "aws:cloudformation:stack"
+    }
+
+
 def stack_templates() -> dict[str, tuple[Template, list[Template]]]:
     """Each stack of ``cdk.out``: its template and those of the stacks nested in it (found from
     it, so not the stale ones of earlier synths)."""
     out = ROOT / "cdk.out"
-    manifest = json.loads((out / "manifest.json").read_text())
     files = nested_template_files(out)
-    stacks = {}
-    for name, artifact in manifest["artifacts"].items():
-        if artifact["type"] == "aws:cloudformation:stack":
-            path = out / artifact["properties"]["templateFile"]
-            nested = [
-                Template.read(out / n) for n, _ in nested_templates(out, json.loads(path.read_text()), files)
-            ]
-            stacks[name] = (Template.read(path), nested)
-    return stacks
+    return {
+        name: (
+            Template.read(path),
+            [Template.read(out / n) for n, _ in nested_templates(out, json.loads(path.read_text()), files)],
+        )
+        for name, path in stack_files().items()
+    }
 
 
 def dashboard_widgets() -> int:
     """The widgets of the dashboard of ``cdk.out`` (its one ``AWS::CloudWatch::Dashboard``)."""
-    out = ROOT / "cdk.out"
     (body,) = [
         resource["Properties"]["DashboardBody"]
-        for path in out.glob("*-observability.template.json")
+        for path in stack_files().values()
         for resource in json.loads(path.read_text())["Resources"].values()
         if resource["Type"] == "AWS::CloudWatch::Dashboard"
     ]
@@ -158,8 +166,7 @@ def run() -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for name, context in (("default", ""), ("all_components", ALL_ON)):
         seconds, peak = measure(context)
-        manifest = json.loads((ROOT / "cdk.out" / "manifest.json").read_text())
-        stacks = sum(1 for a in manifest["artifacts"].values() if a["type"] == "aws:cloudformation:stack")
+        stacks = len(stack_files())
         figures[f"synth_{name}_s"] = round(seconds, 1)
         figures[f"synth_{name}_peak_mib"] = round(peak)
         figures[f"synth_{name}_stacks"] = stacks
