@@ -31,7 +31,7 @@ from lake_app import (
 )
 
 from cdk_constructs.bootstrap import ASSET_WRITES
-from cdk_constructs.lake_formation import LakeFormationSetup, Zone
+from cdk_constructs.lake_formation import CatalogPermissions, LakeFormationSetup, Zone
 from cdk_constructs.macie import ALLOW_LIST_REGEX, CUSTOM_IDENTIFIERS, RESULTS_PREFIX
 from config import get_stage
 from datalake import sql
@@ -81,6 +81,26 @@ def _stack_dependencies(synth: Synth, stack: cdk.Stack) -> set[str]:
 
 
 # --- Lake Formation: the order ---------------------------------------------------------------
+
+
+def test_a_dataset_added_after_the_grants_by_tag_is_refused() -> None:
+    # GIVEN the catalog's permissions whose grants by tag expression are made: they wait for
+    # the associations known then
+    stack = cdk.Stack(cdk.App(), "Catalog")
+    database = cdk.aws_glue.CfnDatabase(
+        stack,
+        "Db",
+        catalog_id="123456789012",
+        database_input=cdk.aws_glue.CfnDatabase.DatabaseInputProperty(),
+    )
+    permissions = CatalogPermissions(
+        stack, "LakeFormation", databases={"raw": (database, "raw")}, tag_keys=("z", "c")
+    )
+    permissions.grant_by_tags(engineers=["arn:aws:iam::123456789012:role/e"], readers=[], pii_readers=[])
+    # WHEN a dataset's tables would be tagged after them THEN that is refused: a reader could
+    # otherwise see a PII column before its tag
+    with pytest.raises(ValueError, match="add every dataset before grant_by_tags"):
+        permissions.add_dataset(stack, "Orders", tables=(), service_grants=())
 
 
 def test_lake_formation_deploys_in_order_settings_registration_tags_associations_grants_jobs(
