@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bench_tests
+from benchmarks import bench_synth, bench_tests
 from benchmarks import run as bench_run
 
 
@@ -58,3 +58,12 @@ def test_every_test_module_is_in_a_part_of_the_suites_timing() -> None:
     assert [m for m in modules if bench_tests.part_of(f"tests.{m}")]  # (raises for one in none)
     listed = [m for part in bench_tests.PARTS.values() for m in part]
     assert sorted(listed) == modules
+
+
+def test_the_docs_state_the_capacity_the_bench_synthesizes() -> None:
+    # `make bench` synthesizes a stage of CAPACITY datasets against every quota; the README and
+    # the guide to adding a dataset give that number, and change with it
+    root = Path(__file__).resolve().parent.parent
+    for doc in ("README.md", "docs/add-a-dataset.md"):
+        text = " ".join((root / doc).read_text().split())
+        assert f"stage holds {bench_synth.CAPACITY} datasets" in text, doc
