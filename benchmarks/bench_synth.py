@@ -21,7 +21,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from datalake.assembly import nested_template_files, nested_templates  # noqa: E402
+from datalake.assembly import joined_json, nested_template_files, nested_templates  # noqa: E402
 from datalake.dataset import DATASETS_DIR  # noqa: E402
 
 #: The datasets a stage holds, as docs/add-a-dataset.md says.
@@ -110,8 +110,7 @@ def dashboard_widgets() -> int:
         for resource in json.loads(path.read_text())["Resources"].values()
         if resource["Type"] == "AWS::CloudWatch::Dashboard"
     ]
-    text = "".join(p if isinstance(p, str) else "TOKEN" for p in body["Fn::Join"][1])
-    return len(json.loads(text)["widgets"])
+    return len(joined_json(body)["widgets"])
 
 
 def capacity() -> dict[str, Any]:

@@ -229,7 +229,6 @@ class _Permissions(Construct):
         super().__init__(scope, construct_id)
         self.tag_keys = tag_keys
         self.associations: list[lf.CfnTagAssociation] = []
-        self.grants: list[lf.CfnPrincipalPermissions] = []
         #: The associations on each database (``(name,)``) and table (``(database, name)``),
         #: those made elsewhere (``on``: the catalog's databases') too.
         self.on: dict[tuple[str, ...], list[lf.CfnTagAssociation]] = {
@@ -274,7 +273,6 @@ class _Permissions(Construct):
             *(a for n in range(1, len(named) + 1) for a in self.on.get(named[:n], [])),
         ]:
             permission.node.add_dependency(association)
-        self.grants.append(permission)
         return permission
 
 
@@ -478,7 +476,6 @@ class DatasetPermissions(_Permissions):
                     ["DATA_LOCATION_ACCESS"],
                 )
 
-        self.filters: list[lf.CfnDataCellsFilter] = []
         for i, rf in enumerate(row_filters):
             cells = lf.CfnDataCellsFilter(
                 self,
@@ -493,7 +490,6 @@ class DatasetPermissions(_Permissions):
                 ),
             )
             cells.node.add_dependency(rf.table.resource)
-            self.filters.append(cells)
             self.grant(
                 f"RowFilterDatabase{i}",
                 rf.reader.role_arn,

@@ -54,3 +54,12 @@ def with_nested(outdir: Path, template: dict[str, Any], files: dict[str, str]) -
         merged["Resources"].update(inner.get("Resources", {}))
         merged["Outputs"].update(inner.get("Outputs", {}))
     return merged
+
+
+def joined_json(value: str | dict[str, Any]) -> Any:
+    """A JSON document a template gives as a string or builds with ``Fn::Join`` (a state
+    machine's definition, a dashboard's body); its tokens (ARNs, names, the region) always sit
+    inside JSON strings, read here as ``TOKEN``."""
+    if isinstance(value, str):
+        return json.loads(value)
+    return json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in value["Fn::Join"][1]))

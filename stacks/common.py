@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from aws_cdk import aws_logs as logs
 from constructs import IConstruct, IValidation
 
 from config import StageConfig
-from datalake.assembly import nested_template_files, nested_templates
+from datalake.assembly import joined_json, nested_template_files, nested_templates
 from datalake.dataset import Dataset
 
 
@@ -151,13 +150,7 @@ class DashboardQuota:
     def widgets(self) -> int:
         """The widgets of the dashboard's body as synthesized (its tokens, names and ARNs, sit
         inside JSON strings)."""
-        body = Stack.of(self._dashboard).resolve(self._cfn.dashboard_body)
-        text = (
-            body
-            if isinstance(body, str)
-            else "".join(p if isinstance(p, str) else "TOKEN" for p in body["Fn::Join"][1])
-        )
-        return len(json.loads(text)["widgets"])
+        return len(joined_json(Stack.of(self._dashboard).resolve(self._cfn.dashboard_body))["widgets"])
 
     def validate(self) -> list[str]:
         count = self.widgets()

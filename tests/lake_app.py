@@ -19,7 +19,7 @@ from cfn_resolve import ACCOUNT, REGION, Resolver
 from moto.events.models import EventPattern
 
 from config import StageConfig, get_stage
-from datalake.assembly import nested_template_files, with_nested
+from datalake.assembly import joined_json, nested_template_files, with_nested
 from datalake.dataset import Dataset, load_dataset, load_datasets
 from stacks import Lake, build_lake, check_inputs
 from stacks.compliance import add_compliance_packs
@@ -183,13 +183,6 @@ def build(stage: StageConfig, datasets: tuple[Dataset, ...]) -> Synth:
     add_compliance_packs(app)
     assembly = app.synth()
     return Synth(app=app, lake=lake, assembly=assembly, outdir=outdir)
-
-
-def joined_json(value: dict[str, Any]) -> Any:
-    """A JSON document a template builds with ``Fn::Join`` (a state machine's definition, a
-    dashboard's body); its tokens (ARNs, names, the region) always sit inside JSON strings, read
-    here as ``TOKEN``."""
-    return json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in value["Fn::Join"][1]))
 
 
 def actions(statement: dict[str, Any]) -> list[str]:
