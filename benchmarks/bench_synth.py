@@ -21,7 +21,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from datalake.assembly import joined_json, nested_template_files, nested_templates  # noqa: E402
+from datalake.assembly import joined_json, stack_template_files  # noqa: E402
 from datalake.dataset import DATASETS_DIR  # noqa: E402
 
 #: The datasets a stage holds, as docs/add-a-dataset.md says.
@@ -76,29 +76,12 @@ class Template:
         return cls(len(template["Resources"]), len(template.get("Outputs", {})), path.stat().st_size)
 
 
-def stack_files() -> dict[str, Path]:
-    """Each stack's template file in ``cdk.out``, by the manifest (the directory also keeps the
-    files of earlier synths)."""
-    out = ROOT / "cdk.out"
-    manifest = json.loads((out / "manifest.json").read_text())
-    return {
-        name: out / artifact["properties"]["templateFile"]
-        for name, artifact in manifest["artifacts"].items()
-        if artifact["type"] == "aws:cloudformation:stack"
-    }
-
-
 def stack_templates() -> dict[str, tuple[Template, list[Template]]]:
     """Each stack of ``cdk.out``: its template and those of the stacks nested in it (found from
-    it, so not the stale ones of earlier synths)."""
-    out = ROOT / "cdk.out"
-    files = nested_template_files(out)
+    its manifest and templates: the directory also keeps the files of earlier synths)."""
     return {
-        name: (
-            Template.read(path),
-            [Template.read(out / n) for n, _ in nested_templates(out, json.loads(path.read_text()), files)],
-        )
-        for name, path in stack_files().items()
+        name: (Template.read(path), [Template.read(inner) for inner in nested])
+        for name, (path, nested) in stack_template_files(ROOT / "cdk.out").items()
     }
 
 
@@ -106,7 +89,7 @@ def dashboard_widgets() -> int:
     """The widgets of the dashboard of ``cdk.out`` (its one ``AWS::CloudWatch::Dashboard``)."""
     (body,) = [
         resource["Properties"]["DashboardBody"]
-        for path in stack_files().values()
+        for path, _ in stack_template_files(ROOT / "cdk.out").values()
         for resource in json.loads(path.read_text())["Resources"].values()
         if resource["Type"] == "AWS::CloudWatch::Dashboard"
     ]
@@ -165,7 +148,7 @@ def run() -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for name, context in (("default", ""), ("all_components", ALL_ON)):
         seconds, peak = measure(context)
-        stacks = len(stack_files())
+        stacks = len(stack_template_files(ROOT / "cdk.out"))
         figures[f"synth_{name}_s"] = round(seconds, 1)
         figures[f"synth_{name}_peak_mib"] = round(peak)
         figures[f"synth_{name}_stacks"] = stacks

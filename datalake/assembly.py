@@ -40,6 +40,22 @@ def nested_templates(
         yield from nested_templates(outdir, inner, files)
 
 
+def stack_template_files(outdir: Path) -> dict[str, tuple[Path, list[Path]]]:
+    """Each stack of the cloud assembly in ``outdir`` (its manifest's), by its name: its template
+    file and those of the stacks nested in it, at any depth, found from its template."""
+    manifest = json.loads((outdir / "manifest.json").read_text())
+    files = nested_template_files(outdir)
+    stacks = {}
+    for artifact in manifest["artifacts"].values():
+        if artifact["type"] == "aws:cloudformation:stack":
+            props = artifact["properties"]
+            path = outdir / props["templateFile"]
+            name = props.get("stackName") or path.name.split(".")[0]
+            nested = [outdir / n for n, _ in nested_templates(outdir, json.loads(path.read_text()), files)]
+            stacks[name] = (path, nested)
+    return stacks
+
+
 def with_nested(outdir: Path, template: dict[str, Any], files: dict[str, str]) -> dict[str, Any]:
     """``template`` with the resources and outputs of its nested stacks (a dataset's each)
     merged in, as if it held them: their logical ids are distinct. The

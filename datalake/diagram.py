@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datalake.assembly import nested_template_files, with_nested
+from datalake.assembly import nested_template_files, stack_template_files, with_nested
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- diagram:start (make diagram) -->", "<!-- diagram:end -->"
@@ -119,17 +119,13 @@ class Assembly:
 
     @classmethod
     def from_dir(cls, outdir: Path) -> Assembly:
-        manifest = json.loads((outdir / "manifest.json").read_text())
-        templates = {}
         nested = nested_template_files(outdir)
-        for artifact in manifest["artifacts"].values():
-            if artifact["type"] == "aws:cloudformation:stack":
-                props = artifact["properties"]
-                name = props.get("stackName") or Path(props["templateFile"]).name.split(".")[0]
-                templates[name] = with_nested(
-                    outdir, json.loads((outdir / props["templateFile"]).read_text()), nested
-                )
-        return cls(templates)
+        return cls(
+            {
+                name: with_nested(outdir, json.loads(path.read_text()), nested)
+                for name, (path, _) in stack_template_files(outdir).items()
+            }
+        )
 
     def resources(self, type_: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
         """(stack, logical id, properties) of every resource of a type, in a stable order."""

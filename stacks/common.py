@@ -21,7 +21,7 @@ from aws_cdk import aws_logs as logs
 from constructs import IConstruct, IValidation
 
 from config import StageConfig
-from datalake.assembly import joined_json, nested_template_files, nested_templates
+from datalake.assembly import joined_json, stack_template_files
 from datalake.dataset import Dataset
 
 
@@ -105,14 +105,11 @@ def template_size_problems(assembly: cx_api.CloudAssembly, datasets: int) -> lis
     CloudFormation deploys: known only once it is synthesized, after every validation, so the app
     checks it then (``app.py``); CDK only warns."""
     problems = []
-    out = Path(assembly.directory)
-    files = nested_template_files(out)
     templates = {}
-    for artifact in assembly.stacks:
-        templates[artifact.stack_name] = out / artifact.template_file
+    for name, (path, nested) in stack_template_files(Path(assembly.directory)).items():
+        templates[name] = path
         # each nested stack (a dataset's: dataset_stack) by its template file's name
-        for name, _ in nested_templates(out, artifact.template, files):
-            templates[name] = out / name
+        templates.update({inner.name: inner for inner in nested})
     for name, path in templates.items():
         size = path.stat().st_size
         if size > MAX_TEMPLATE_BYTES:
